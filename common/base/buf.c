@@ -1,0 +1,47 @@
+/*
+ * Capped growable buffer. Growth doubles up to the cap so appends stay
+ * amortised O(1) and no buffer ever exceeds what its owner allowed.
+ */
+#include "dems/buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+
+void dems_buf_init(struct dems_buf *b, size_t max)
+{
+    *b = (struct dems_buf){.max = max};
+}
+
+void dems_buf_done(struct dems_buf *b)
+{
+    free(b->data);
+    *b = (struct dems_buf){.max = b->max};
+}
+
+void dems_buf_reset(struct dems_buf *b)
+{
+    b->len = 0;
+}
+
+int dems_buf_append(struct dems_buf *b, const void *p, size_t n)
+{
+    if (n > b->max - b->len)
+        return DEMS_ETOOBIG;
+    size_t need = b->len + n;
+    if (need > b->cap) {
+        size_t cap = b->cap > 0 ? b->cap : 256;
+        while (cap < need)
+            cap = cap > b->max / 2 ? b->max : cap * 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (d == NULL)
+            return DEMS_ENOMEM;
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    b->len = need;
+    return 0;
+}
