@@ -1,0 +1,392 @@
+/*
+ * dems-vector-bench: builds and queries a dems vector index over the standard
+ * .fvecs/.ivecs files, generates face-descriptor-like data with exact ground
+ * truth, and scores results. The build and search subcommands follow the
+ * interface every harness expects:
+ *
+ *   dems-vector-bench build --base B.fvecs --out IDX --threads T [--M m]
+ *                     [--ef-construction n] [--storage f32|sq8] [--no-f32]
+ *   dems-vector-bench search --index IDX --queries Q.fvecs --k K --ef EF
+ *                     --threads T --out RES.ivecs [--mmap]
+ *   dems-vector-bench gen --out DIR --n N [--queries Q] [--seed S] [--gt-k K]
+ *                     [--threads T]
+ *   dems-vector-bench recall --results RES.ivecs --gt GT.ivecs --k K
+ *   dems-vector-bench stats --base B.fvecs     (distance histogram)
+ *
+ * build prints build_seconds=, search prints search_seconds= (the query loop
+ * only) and memory lines to stderr. Any failure exits nonzero.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dems/err.h"
+#include "dems/str.h"
+#include "dems/vector.h"
+
+#define DIM 128
+
+struct opts {
+    const char *base, *out, *index, *queries, *results, *gt, *storage;
+    uint64_t threads, m, efc, k, ef, n, nq, seed, gt_k;
+    bool mmap, no_f32;
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "dems-vector-bench: %s\n", what);
+    return 1;
+}
+
+static int parse_num(const char *s, uint64_t max, uint64_t *out)
+{
+    return dems_parse_u64(s, strlen(s), max, out);
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+    *o = (struct opts){.threads = 1,
+                       .m = 16,
+                       .efc = 200,
+                       .k = 10,
+                       .ef = 64,
+                       .n = 100000,
+                       .nq = 10000,
+                       .seed = 42,
+                       .gt_k = 100,
+                       .storage = "f32"};
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--mmap") == 0) {
+            o->mmap = true;
+            continue;
+        }
+        if (strcmp(a, "--no-f32") == 0) {
+            o->no_f32 = true;
+            continue;
+        }
+        if (i + 1 >= argc)
+            return -1;
+        const char *v = argv[++i];
+        int r = 0;
+        if (strcmp(a, "--base") == 0)
+            o->base = v;
+        else if (strcmp(a, "--out") == 0)
+            o->out = v;
+        else if (strcmp(a, "--index") == 0)
+            o->index = v;
+        else if (strcmp(a, "--queries") == 0)
+            o->queries = v;
+        else if (strcmp(a, "--results") == 0)
+            o->results = v;
+        else if (strcmp(a, "--gt") == 0)
+            o->gt = v;
+        else if (strcmp(a, "--storage") == 0)
+            o->storage = v;
+        else if (strcmp(a, "--threads") == 0)
+            r = parse_num(v, 256, &o->threads);
+        else if (strcmp(a, "--M") == 0)
+            r = parse_num(v, DEMS_VECTOR_MAX_M, &o->m);
+        else if (strcmp(a, "--ef-construction") == 0)
+            r = parse_num(v, DEMS_VECTOR_MAX_EF, &o->efc);
+        else if (strcmp(a, "--k") == 0)
+            r = parse_num(v, 1000, &o->k);
+        else if (strcmp(a, "--ef") == 0)
+            r = parse_num(v, DEMS_VECTOR_MAX_EF, &o->ef);
+        else if (strcmp(a, "--n") == 0)
+            r = parse_num(v, 100000000, &o->n);
+        else if (strcmp(a, "--queries-n") == 0 || strcmp(a, "--nq") == 0)
+            r = parse_num(v, 10000000, &o->nq);
+        else if (strcmp(a, "--seed") == 0)
+            r = parse_num(v, UINT64_MAX, &o->seed);
+        else if (strcmp(a, "--gt-k") == 0)
+            r = parse_num(v, 1000, &o->gt_k);
+        else
+            return -1;
+        if (r < 0)
+            return -1;
+    }
+    if (o->threads == 0)
+        o->threads = 1;
+    return 0;
+}
+
+/* --- fvecs / ivecs ------------------------------------------------------ */
+
+/* Reads an .fvecs file: returns rows * dim floats (owned) or NULL. */
+static float *read_fvecs(const char *path, size_t *ret_rows, uint32_t *ret_dim)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    struct stat st;
+    int32_t d = 0;
+    float *v = NULL;
+    if (fstat(fileno(f), &st) != 0 || fread(&d, 4, 1, f) != 1 || d <= 0 || d > 65536)
+        goto fail;
+    size_t rec = 4 + (size_t)d * 4, rows = (size_t)st.st_size / rec;
+    if ((size_t)st.st_size % rec != 0 || rows == 0)
+        goto fail;
+    v = malloc(rows * (size_t)d * sizeof(float));
+    if (v == NULL)
+        goto fail;
+    rewind(f);
+    for (size_t i = 0; i < rows; i++) {
+        int32_t di;
+        if (fread(&di, 4, 1, f) != 1 || di != d ||
+            fread(v + i * (size_t)d, sizeof(float), (size_t)d, f) != (size_t)d)
+            goto fail;
+    }
+    fclose(f);
+    *ret_rows = rows;
+    *ret_dim = (uint32_t)d;
+    return v;
+fail:
+    free(v);
+    fclose(f);
+    return NULL;
+}
+
+static int32_t *read_ivecs(const char *path, size_t *ret_rows, uint32_t *ret_dim)
+{
+    /* Same layout as fvecs, 4-byte elements. */
+    return (int32_t *)(void *)read_fvecs(path, ret_rows, ret_dim);
+}
+
+static int write_vecs(const char *path, const void *data, size_t rows, uint32_t dim)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return -1;
+    const uint8_t *p = data;
+    int32_t d = (int32_t)dim;
+    for (size_t i = 0; i < rows; i++) {
+        if (fwrite(&d, 4, 1, f) != 1 || fwrite(p + i * dim * 4, 4, dim, f) != dim) {
+            fclose(f);
+            return -1;
+        }
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, res = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+        res = 0;
+    fclose(f);
+    return res * sysconf(_SC_PAGESIZE);
+}
+
+/* --- build and search --------------------------------------------------- */
+
+static int cmd_build(const struct opts *o)
+{
+    if (o->base == NULL || o->out == NULL)
+        return die("build needs --base and --out");
+    size_t n;
+    uint32_t dim;
+    float *base = read_fvecs(o->base, &n, &dim);
+    if (base == NULL)
+        return die("cannot read --base");
+    struct dems_vector_params p;
+    dems_vector_params_init(&p, dim);
+    p.m = (uint32_t)o->m;
+    p.ef_construction = (uint32_t)o->efc;
+    p.storage = strcmp(o->storage, "sq8") == 0 ? DEMS_VECTOR_SQ8 : DEMS_VECTOR_F32;
+    p.keep_f32 = !o->no_f32;
+    struct dems_vector_index *ix;
+    int r = dems_vector_new(&p, &ix);
+    if (r < 0) {
+        free(base);
+        return die(dems_strerror(r));
+    }
+    double t0 = now();
+    r = dems_vector_add_batch(ix, base, NULL, 0, n, (unsigned)o->threads);
+    double t1 = now();
+    if (r == 0)
+        r = dems_vector_save(ix, o->out);
+    if (r == 0) {
+        fprintf(stderr, "build_seconds=%.3f\n", t1 - t0);
+        fprintf(stderr, "index_bytes=%zu bytes_per_vector=%.1f kernel=%s\n", dems_vector_memory(ix),
+                (double)dems_vector_memory(ix) / (double)n, dems_vector_kernel_name());
+    }
+    dems_vector_free(ix);
+    free(base);
+    return r == 0 ? 0 : die(dems_strerror(r));
+}
+
+struct search_job {
+    struct dems_vector_index *ix;
+    const float *q;
+    size_t nq, k, ef;
+    uint32_t dim;
+    int32_t *out; /* nq * k */
+    size_t next;  /* atomic */
+    int err;
+};
+
+static void *search_worker(void *arg)
+{
+    struct search_job *j = arg;
+    struct dems_vector_hit *hits = malloc(j->k * sizeof(*hits));
+    if (hits == NULL) {
+        j->err = DEMS_ENOMEM;
+        return NULL;
+    }
+    for (;;) {
+        size_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= j->nq)
+            break;
+        size_t got = 0;
+        int r = dems_vector_search(j->ix, j->q + i * j->dim, j->k, j->ef, NULL, hits, &got);
+        if (r < 0) {
+            __atomic_store_n(&j->err, r, __ATOMIC_RELAXED);
+            break;
+        }
+        int32_t *row = j->out + i * j->k;
+        for (size_t h = 0; h < j->k; h++)
+            row[h] = h < got ? (int32_t)hits[h].label : -1;
+    }
+    free(hits);
+    return NULL;
+}
+
+static int cmd_search(const struct opts *o)
+{
+    if (o->index == NULL || o->queries == NULL || o->out == NULL)
+        return die("search needs --index, --queries and --out");
+    size_t nq;
+    uint32_t dim;
+    float *q = read_fvecs(o->queries, &nq, &dim);
+    if (q == NULL)
+        return die("cannot read --queries");
+    long rss0 = rss_bytes();
+    struct dems_vector_index *ix;
+    const char *why = NULL;
+    int r = dems_vector_load(o->index, o->mmap ? DEMS_VECTOR_LOAD_MMAP : 0, &ix, &why);
+    if (r < 0) {
+        free(q);
+        fprintf(stderr, "dems-vector-bench: %s: %s\n", o->index, why ? why : dems_strerror(r));
+        return 1;
+    }
+    long rss1 = rss_bytes();
+    struct dems_vector_params p;
+    dems_vector_get_params(ix, &p);
+    int32_t *out = malloc(nq * o->k * sizeof(int32_t));
+    if (p.dim != dim || out == NULL) {
+        free(q);
+        free(out);
+        dems_vector_free(ix);
+        return die(out == NULL ? "out of memory" : "query dimension differs from the index");
+    }
+    struct search_job j = {
+        .ix = ix, .q = q, .nq = nq, .k = o->k, .ef = o->ef, .dim = dim, .out = out};
+    pthread_t tid[256];
+    double t0 = now();
+    if (o->threads <= 1) {
+        search_worker(&j);
+    } else {
+        for (uint64_t t = 0; t < o->threads; t++)
+            pthread_create(&tid[t], NULL, search_worker, &j);
+        for (uint64_t t = 0; t < o->threads; t++)
+            pthread_join(tid[t], NULL);
+    }
+    double t1 = now();
+    size_t live = dems_vector_count(ix);
+    if (j.err == 0) {
+        fprintf(stderr, "search_seconds=%.4f\n", t1 - t0);
+        fprintf(stderr, "memory_bytes=%ld bytes_per_vector=%.1f index_bytes=%zu\n", rss1 - rss0,
+                (double)(rss1 - rss0) / (double)(live ? live : 1), dems_vector_memory(ix));
+    }
+    dems_vector_free(ix);
+    r = j.err == 0 ? write_vecs(o->out, out, nq, (uint32_t)o->k) : -1;
+    free(out);
+    free(q);
+    return r == 0 ? 0 : die(j.err ? dems_strerror(j.err) : "cannot write --out");
+}
+
+/* --- scoring ------------------------------------------------------------ */
+
+static int cmd_recall(const struct opts *o)
+{
+    size_t nr, ng;
+    uint32_t kr, kg;
+    int32_t *res = o->results ? read_ivecs(o->results, &nr, &kr) : NULL;
+    int32_t *gt = o->gt ? read_ivecs(o->gt, &ng, &kg) : NULL;
+    if (res == NULL || gt == NULL || nr != ng || o->k > kr || o->k > kg) {
+        free(res);
+        free(gt);
+        return die("recall needs matching --results and --gt with at least --k columns");
+    }
+    size_t found = 0;
+    for (size_t i = 0; i < nr; i++) {
+        for (size_t a = 0; a < o->k; a++) {
+            for (size_t b = 0; b < o->k; b++) {
+                if (res[i * kr + a] == gt[i * kg + b] && res[i * kr + a] >= 0) {
+                    found++;
+                    break;
+                }
+            }
+        }
+    }
+    printf("recall@%llu=%.4f\n", (unsigned long long)o->k, (double)found / (double)(nr * o->k));
+    free(res);
+    free(gt);
+    return 0;
+}
+
+/* The generator lives in gen.c. */
+int bench_gen(const char *dir, size_t n, size_t nq, uint64_t seed, size_t gt_k, unsigned threads);
+int bench_stats(const float *base, size_t n, uint32_t dim);
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    if (argc < 2 || parse_opts(argc, argv, &o) < 0)
+        return die("usage: dems-vector-bench build|search|gen|recall|stats [options]");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "build") == 0)
+        return cmd_build(&o);
+    if (strcmp(cmd, "search") == 0)
+        return cmd_search(&o);
+    if (strcmp(cmd, "recall") == 0)
+        return cmd_recall(&o);
+    if (strcmp(cmd, "gen") == 0) {
+        if (o.out == NULL)
+            return die("gen needs --out DIR");
+        return bench_gen(o.out, (size_t)o.n, (size_t)o.nq, o.seed, (size_t)o.gt_k,
+                         (unsigned)o.threads) == 0
+                   ? 0
+                   : die("gen failed");
+    }
+    if (strcmp(cmd, "stats") == 0) {
+        size_t n;
+        uint32_t dim;
+        float *b = o.base ? read_fvecs(o.base, &n, &dim) : NULL;
+        if (b == NULL)
+            return die("stats needs --base");
+        bench_stats(b, n, dim);
+        free(b);
+        return 0;
+    }
+    return die("unknown subcommand");
+}
