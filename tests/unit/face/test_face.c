@@ -1,0 +1,663 @@
+/*
+ * Tests of the face engine (common/face) and its command line
+ * (server/cli/face.c): the kernels against plain loops, the image decoders
+ * and their refusals, the model loader's checks, and agreement with
+ * face-api itself on the fixtures made by tests/face/regen.sh (same faces
+ * at IoU >= 0.9, landmarks within 1.5 px, descriptors within 0.02, the same
+ * same/different decisions at 0.6 on every pair).
+ *
+ * Environment: DEMS_FACE_TESTDATA = tests/face of the source tree (set by
+ * meson); models come from the default lookup (.models/ of the checkout,
+ * installed by deploy/install.d/face-models) or DEMS_MODELS.
+ */
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "../../../common/face/face_int.h"
+#include "dems/err.h"
+#include "dems/face.h"
+#include "demsd/cli.h"
+
+#define MAX_FACES 64
+
+static char models_dir[4096];
+static const char *testdata;
+static struct dems_face_models *models;
+static struct dems_face_ctx *ctx;
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[1024];
+    testdata = getenv("DEMS_FACE_TESTDATA");
+    if (testdata == NULL) {
+        fprintf(stderr, "DEMS_FACE_TESTDATA is not set\n");
+        return -1;
+    }
+    if (dems_face_models_find(NULL, "/proc/self/exe", models_dir, sizeof(models_dir)) < 0) {
+        fprintf(stderr, "%s\n", models_dir);
+        return -1;
+    }
+    if (dems_face_models_load(models_dir, &models, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    ctx = dems_face_ctx_new(models);
+    return ctx != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    dems_face_ctx_free(ctx);
+    dems_face_models_free(models);
+    return 0;
+}
+
+static void path_of(char *buf, size_t n, const char *file)
+{
+    if (strncmp(file, "sample", 6) == 0)
+        snprintf(buf, n, "%s/../demo/%s", models_dir, file);
+    else
+        snprintf(buf, n, "%s/images/%s", testdata, file);
+}
+
+static void load(const char *file, struct dems_face_image *img)
+{
+    char path[4200], err[512] = "";
+    path_of(path, sizeof(path), file);
+    int r = dems_face_image_load(path, img, err, sizeof(err));
+    if (r != 0)
+        fail_msg("%s: %s", path, err);
+}
+
+/* ---- kernels ---- */
+
+static uint32_t rng = 12345;
+
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static void test_gemm_matches_loops(void **state)
+{
+    (void)state;
+    enum { M = 13, K = 37, N = 21 };
+    float a[M * K], w[K * N], sc[N], sh[N], c0[M * N], c1[M * N];
+    for (size_t i = 0; i < M * K; i++)
+        a[i] = frand();
+    for (size_t i = 0; i < K * N; i++)
+        w[i] = frand();
+    for (size_t i = 0; i < N; i++) {
+        sc[i] = frand();
+        sh[i] = frand();
+    }
+    struct alloc_list al = {0};
+    struct gemm_w g;
+    assert_int_equal(gemm_w_init(&g, &al, w, K, N, sc, sh), 0);
+    op_gemm(false, M, a, K, &g, c0, N, ACT_RELU6);
+    __builtin_cpu_init();
+    bool simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    op_gemm(simd, M, a, K, &g, c1, N, ACT_RELU6);
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++)
+                acc += (double)a[i * K + k] * w[k * N + j];
+            double v = fmin(fmax(acc * sc[j] + sh[j], 0.0), 6.0);
+            assert_true(fabs(c0[i * N + j] - v) < 1e-4);
+            assert_true(fabs(c1[i * N + j] - v) < 1e-4);
+        }
+    }
+    al_free(&al);
+}
+
+static void test_depthwise_matches_loops(void **state)
+{
+    (void)state;
+    enum { H = 9, W = 8, C = 20 };
+    float in[H * W * C], wt[9 * C], sc[C], sh[C], o0[5 * 4 * C], o1[5 * 4 * C];
+    for (size_t i = 0; i < H * W * C; i++)
+        in[i] = frand();
+    for (size_t i = 0; i < 9 * C; i++)
+        wt[i] = frand();
+    for (size_t i = 0; i < C; i++) {
+        sc[i] = frand();
+        sh[i] = frand();
+    }
+    struct alloc_list al = {0};
+    struct dw_w d;
+    assert_int_equal(dw_w_init(&d, &al, wt, C, sc, sh), 0);
+    int oh, ow;
+    int pt = pad_same_before(H, 3, 2, &oh), pl = pad_same_before(W, 3, 2, &ow);
+    assert_int_equal(oh, 5);
+    assert_int_equal(ow, 4);
+    assert_int_equal(pt, 1); /* odd input, stride 2: padding 1 before */
+    assert_int_equal(pl, 0); /* even input: 0 before, 1 after */
+    struct shape is = {H, W, C};
+    op_dwconv3(false, in, is, 2, pt, pl, &d, o0, oh, ow, ACT_LEAKY);
+    __builtin_cpu_init();
+    op_dwconv3(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), in, is, 2, pt, pl,
+               &d, o1, oh, ow, ACT_LEAKY);
+    for (int y = 0; y < oh; y++) {
+        for (int x = 0; x < ow; x++) {
+            for (int c = 0; c < C; c++) {
+                double acc = 0;
+                for (int ky = 0; ky < 3; ky++) {
+                    for (int kx = 0; kx < 3; kx++) {
+                        int iy = y * 2 - pt + ky, ix = x * 2 - pl + kx;
+                        if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                            acc += (double)in[(iy * W + ix) * C + c] * wt[(ky * 3 + kx) * C + c];
+                    }
+                }
+                double v = acc * sc[c] + sh[c];
+                v = v > 0 ? v : 0.1 * v;
+                assert_true(fabs(o0[(y * ow + x) * C + c] - v) < 1e-4);
+                assert_true(fabs(o1[(y * ow + x) * C + c] - v) < 1e-4);
+            }
+        }
+    }
+    al_free(&al);
+}
+
+/* ---- images ---- */
+
+static uint8_t *slurp(const char *path, size_t *ret_len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *d = malloc((size_t)n + 1);
+    assert_non_null(d);
+    assert_int_equal(fread(d, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *ret_len = (size_t)n;
+    return d;
+}
+
+static void test_png_ppm_jpeg_agree(void **state)
+{
+    (void)state;
+    struct dems_face_image jpg, png, ppm;
+    load("portrait.jpg", &jpg);
+    load("portrait-crop.png", &png);
+    assert_int_equal(jpg.width, 350);
+    assert_int_equal(jpg.height, 450);
+    assert_int_equal(png.width, 120);
+    assert_int_equal(png.height, 150);
+    for (int y = 0; y < 150; y++)
+        assert_memory_equal(png.rgb + (size_t)y * png.stride,
+                            jpg.rgb + (size_t)(y + 100) * jpg.stride + 300, 360);
+    /* A PPM written from the JPEG's pixels reads back identically. */
+    char hdr[64];
+    int hl = snprintf(hdr, sizeof(hdr), "P6\n# comment\n%d %d\n255\n", jpg.width, jpg.height);
+    size_t n = (size_t)hl + jpg.stride * (size_t)jpg.height;
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    memcpy(buf, hdr, (size_t)hl);
+    memcpy(buf + hl, jpg.rgb, n - (size_t)hl);
+    char err[256];
+    assert_int_equal(dems_face_image_decode(buf, n, &ppm, err, sizeof(err)), 0);
+    assert_int_equal(ppm.width, jpg.width);
+    assert_memory_equal(ppm.rgb, jpg.rgb, n - (size_t)hl);
+    /* ...and one byte short is refused. */
+    struct dems_face_image bad = {0};
+    assert_int_equal(dems_face_image_decode(buf, n - 1, &bad, err, sizeof(err)), DEMS_EINVAL);
+    assert_non_null(strstr(err, "truncated"));
+    free(buf);
+    dems_face_image_done(&jpg);
+    dems_face_image_done(&png);
+    dems_face_image_done(&ppm);
+}
+
+/* Decodes data and expects code, with err containing what. */
+static void expect_bad(const uint8_t *data, size_t len, int code, const char *what)
+{
+    struct dems_face_image img = {0};
+    char err[512] = "";
+    int r = dems_face_image_decode(data, len, &img, err, sizeof(err));
+    if (r != code || strstr(err, what) == NULL)
+        fail_msg("expected %d '%s', got %d '%s'", code, what, r, err);
+    assert_null(img.owned);
+}
+
+/* Finds the JPEG SOF0/SOF2 marker and writes height/width there. */
+static void jpeg_set_dims(uint8_t *d, size_t len, unsigned w, unsigned h)
+{
+    for (size_t i = 2; i + 9 < len; i++) {
+        if (d[i] == 0xff && (d[i + 1] == 0xc0 || d[i + 1] == 0xc2)) {
+            d[i + 5] = (uint8_t)(h >> 8);
+            d[i + 6] = (uint8_t)h;
+            d[i + 7] = (uint8_t)(w >> 8);
+            d[i + 8] = (uint8_t)w;
+            return;
+        }
+    }
+    fail_msg("no SOF marker");
+}
+
+static void png_set_dims(uint8_t *d, unsigned w, unsigned h)
+{
+    /* IHDR data starts at byte 16; its CRC covers type + data (13 bytes). */
+    const uint8_t v[8] = {(uint8_t)(w >> 24), (uint8_t)(w >> 16), (uint8_t)(w >> 8), (uint8_t)w,
+                          (uint8_t)(h >> 24), (uint8_t)(h >> 16), (uint8_t)(h >> 8), (uint8_t)h};
+    memcpy(d + 16, v, 8);
+    uLong crc = crc32(0L, d + 12, 17);
+    d[29] = (uint8_t)(crc >> 24);
+    d[30] = (uint8_t)(crc >> 16);
+    d[31] = (uint8_t)(crc >> 8);
+    d[32] = (uint8_t)crc;
+}
+
+static void test_bad_images(void **state)
+{
+    (void)state;
+    char path[4200];
+    size_t jl, pl;
+    snprintf(path, sizeof(path), "%s/images/portrait.jpg", testdata);
+    uint8_t *jpg = slurp(path, &jl);
+    snprintf(path, sizeof(path), "%s/images/portrait-crop.png", testdata);
+    uint8_t *png = slurp(path, &pl);
+
+    expect_bad((const uint8_t *)"hello, world\n", 13, DEMS_EINVAL, "not an image");
+    expect_bad((const uint8_t *)"", 0, DEMS_EINVAL, "not an image");
+    expect_bad(jpg, jl / 2, DEMS_EINVAL, "truncated JPEG");
+    expect_bad(jpg, 300, DEMS_EINVAL, "JPEG");
+    expect_bad(png, pl / 2, DEMS_EINVAL, "PNG");
+    expect_bad(png, 40, DEMS_EINVAL, "PNG");
+    expect_bad((const uint8_t *)"P6 0 0 255\n", 11, DEMS_EINVAL, "no pixels");
+    expect_bad((const uint8_t *)"P6 30000 30000 255\n", 19, DEMS_ETOOBIG, "over the limit");
+    expect_bad((const uint8_t *)"P6 12 x 255\n", 12, DEMS_EINVAL, "malformed PPM");
+    expect_bad((const uint8_t *)"P6 2 2 65535\n", 13, DEMS_EINVAL, "maxval");
+
+    jpeg_set_dims(jpg, jl, 30000, 30000);
+    expect_bad(jpg, jl, DEMS_ETOOBIG, "30000x30000");
+    jpeg_set_dims(jpg, jl, 0, 0);
+    expect_bad(jpg, jl, DEMS_EINVAL, "JPEG");
+    png_set_dims(png, 30000, 30000);
+    expect_bad(png, pl, DEMS_ETOOBIG, "30000x30000");
+    png_set_dims(png, 0, 0);
+    expect_bad(png, pl, DEMS_EINVAL, "PNG");
+    free(jpg);
+    free(png);
+
+    struct dems_face_image img = {0};
+    char err[256];
+    assert_int_equal(dems_face_image_load("/nonexistent/x.jpg", &img, err, sizeof(err)),
+                     DEMS_EIO);
+    assert_int_equal(dems_face_image_load("/", &img, err, sizeof(err)) < 0, 1);
+}
+
+/* ---- models ---- */
+
+static void test_models_missing_or_altered(void **state)
+{
+    (void)state;
+    char buf[4096], err[1024];
+    struct dems_face_models *m = NULL;
+    assert_int_equal(dems_face_models_find("/nonexistent", NULL, buf, sizeof(buf)),
+                     DEMS_ENOTFOUND);
+    assert_non_null(strstr(buf, "deploy/install.d/face-models"));
+    assert_int_equal(dems_face_models_load("/nonexistent", &m, err, sizeof(err)), DEMS_ENOTFOUND);
+    assert_non_null(strstr(err, "deploy/install.d/face-models"));
+    assert_null(m);
+
+    /* A copy of the model directory with one weight byte changed. */
+    char tmpl[] = "/tmp/dems-face-test-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    static const char *const files[] = {
+        "ssd_mobilenetv1_model-weights_manifest.json", "ssd_mobilenetv1_model.bin",
+        "tiny_face_detector_model-weights_manifest.json", "tiny_face_detector_model.bin",
+        "face_landmark_68_model-weights_manifest.json", "face_landmark_68_model.bin",
+        "face_recognition_model-weights_manifest.json", "face_recognition_model.bin"};
+    char src[4400], dst[4400];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(src, sizeof(src), "%s/%s", models_dir, files[i]);
+        snprintf(dst, sizeof(dst), "%s/%s", tmpl, files[i]);
+        if (strcmp(files[i], "face_landmark_68_model.bin") != 0) {
+            assert_int_equal(symlink(src, dst), 0);
+            continue;
+        }
+        size_t n;
+        uint8_t *d = slurp(src, &n);
+        d[n / 2] ^= 1;
+        FILE *f = fopen(dst, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(d, 1, n, f), n);
+        fclose(f);
+        free(d);
+    }
+    assert_int_equal(dems_face_models_load(tmpl, &m, err, sizeof(err)), DEMS_ECRYPTO);
+    assert_non_null(strstr(err, "face_landmark_68_model.bin"));
+    assert_non_null(strstr(err, "deploy/install.d/face-models"));
+    snprintf(dst, sizeof(dst), "%s/face_landmark_68_model.bin", tmpl);
+    unlink(dst);
+    assert_int_equal(dems_face_models_load(tmpl, &m, err, sizeof(err)), DEMS_ENOTFOUND);
+    assert_non_null(strstr(err, "face_landmark_68_model.bin"));
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(dst, sizeof(dst), "%s/%s", tmpl, files[i]);
+        unlink(dst);
+    }
+    rmdir(tmpl);
+}
+
+/* ---- agreement with face-api ---- */
+
+struct found {
+    char file[64];
+    struct dems_face face;
+    const float *ref_desc; /* borrowed from the fixture */
+    float ref[DEMS_FACE_DESCRIPTOR];
+};
+
+static double iou(const struct dems_face_box *a, json_t *b)
+{
+    double bx = json_number_value(json_object_get(b, "x"));
+    double by = json_number_value(json_object_get(b, "y"));
+    double bw = json_number_value(json_object_get(b, "width"));
+    double bh = json_number_value(json_object_get(b, "height"));
+    double w = fmax(0, fmin(a->x + a->width, bx + bw) - fmax(a->x, bx));
+    double h = fmax(0, fmin(a->y + a->height, by + bh) - fmax(a->y, by));
+    return w * h / ((double)a->width * a->height + bw * bh - w * h);
+}
+
+/* Checks one image against its fixture entry; appends the matched faces. */
+static void check_image(json_t *entry, const struct dems_face_opts *o, struct found *all,
+                        size_t *nall, size_t cap, double worst[3])
+{
+    const char *file = json_string_value(json_object_get(entry, "file"));
+    json_t *ref = json_object_get(entry, "faces");
+    struct dems_face_image img;
+    struct dems_face faces[MAX_FACES];
+    size_t n = 0;
+    bool used[MAX_FACES] = {false};
+    load(file, &img);
+    assert_int_equal(img.width, json_integer_value(json_object_get(entry, "width")));
+    assert_int_equal(img.height, json_integer_value(json_object_get(entry, "height")));
+    assert_int_equal(dems_face_detect(ctx, &img, o, faces, MAX_FACES, &n), 0);
+    if (n != json_array_size(ref))
+        fail_msg("%s: %zu faces, face-api found %zu", file, n, json_array_size(ref));
+    size_t i;
+    json_t *rf;
+    json_array_foreach(ref, i, rf)
+    {
+        size_t best = 0;
+        double bi = -1;
+        for (size_t j = 0; j < n; j++) {
+            double v = iou(&faces[j].box, json_object_get(rf, "box"));
+            if (!used[j] && v > bi) {
+                bi = v;
+                best = j;
+            }
+        }
+        if (bi < 0.9)
+            fail_msg("%s: face %zu has IoU %.3f with ours", file, i, bi);
+        used[best] = true;
+        struct dems_face *f = &faces[best];
+        assert_true(fabs(f->score - json_number_value(json_object_get(rf, "score"))) < 0.01);
+        assert_int_equal(dems_face_landmarks(ctx, &img, f), 0);
+        assert_int_equal(dems_face_describe(ctx, &img, f), 0);
+        double lm = 0, d2 = 0;
+        json_t *pts = json_object_get(rf, "landmarks"), *desc = json_object_get(rf, "descriptor");
+        assert_int_equal(json_array_size(pts), DEMS_FACE_LANDMARKS);
+        assert_int_equal(json_array_size(desc), DEMS_FACE_DESCRIPTOR);
+        for (int k = 0; k < DEMS_FACE_LANDMARKS; k++) {
+            json_t *p = json_array_get(pts, (size_t)k);
+            lm = fmax(lm, hypot(f->landmarks[k][0] - json_number_value(json_array_get(p, 0)),
+                                f->landmarks[k][1] - json_number_value(json_array_get(p, 1))));
+        }
+        assert_true(*nall < cap);
+        struct found *fd = &all[(*nall)++];
+        snprintf(fd->file, sizeof(fd->file), "%s", file);
+        fd->face = *f;
+        for (int k = 0; k < DEMS_FACE_DESCRIPTOR; k++) {
+            fd->ref[k] = (float)json_number_value(json_array_get(desc, (size_t)k));
+            d2 += pow(f->descriptor[k] - fd->ref[k], 2);
+        }
+        worst[0] = fmin(worst[0], bi);
+        worst[1] = fmax(worst[1], lm);
+        worst[2] = fmax(worst[2], sqrt(d2));
+        if (lm > 1.5 || sqrt(d2) > 0.02)
+            fail_msg("%s face %zu: landmarks off by %.3f px, descriptor by %.4f", file, i, lm,
+                     sqrt(d2));
+    }
+    dems_face_image_done(&img);
+}
+
+static void check_fixture(const char *name, enum dems_face_detector det)
+{
+    char path[4200];
+    json_error_t jerr;
+    snprintf(path, sizeof(path), "%s/%s", testdata, name);
+    json_t *fx = json_load_file(path, 0, &jerr);
+    if (fx == NULL)
+        fail_msg("%s: %s", path, jerr.text);
+    struct dems_face_opts o;
+    dems_face_opts_init(&o, det);
+    enum { CAP = 128 };
+    struct found *all = calloc(CAP, sizeof(*all));
+    assert_non_null(all);
+    size_t nall = 0, i;
+    double worst[3] = {1, 0, 0};
+    json_t *entry;
+    /* DEMS_FACE_QUICK=1 (set for sanitizer builds) checks every third image. */
+    bool quick = getenv("DEMS_FACE_QUICK") != NULL;
+    json_array_foreach(fx, i, entry)
+    {
+        if (!quick || i % 3 == 0)
+            check_image(entry, &o, all, &nall, CAP, worst);
+    }
+    /* Same decision at face-api's 0.6 on every pair of faces. */
+    size_t pairs = 0, below = 0;
+    for (size_t a = 0; a < nall; a++) {
+        for (size_t b = a + 1; b < nall; b++) {
+            float ours = dems_face_distance(all[a].face.descriptor, all[b].face.descriptor);
+            float theirs = dems_face_distance(all[a].ref, all[b].ref);
+            if ((ours < 0.6f) != (theirs < 0.6f))
+                fail_msg("%s/%s: distance %.4f vs face-api %.4f", all[a].file, all[b].file,
+                         (double)ours, (double)theirs);
+            pairs++;
+            below += theirs < 0.6f;
+        }
+    }
+    print_message("%s: %zu faces, min IoU %.5f, max landmark error %.4f px, max descriptor "
+                  "distance %.6f; %zu pairs agree at 0.6 (%zu below)\n",
+                  name, nall, worst[0], worst[1], worst[2], pairs, below);
+    free(all);
+    json_decref(fx);
+}
+
+static void test_reference_ssd(void **state)
+{
+    (void)state;
+    check_fixture("expected-ssd.json", DEMS_FACE_DETECTOR_SSD);
+}
+
+static void test_reference_tiny(void **state)
+{
+    (void)state;
+    check_fixture("expected-tiny.json", DEMS_FACE_DETECTOR_TINY);
+}
+
+/* The portable kernels give the same descriptor as the SIMD ones. */
+static void test_portable_kernels_agree(void **state)
+{
+    (void)state;
+    struct dems_face_image img;
+    struct dems_face_opts o;
+    struct dems_face f[4];
+    size_t n = 0;
+    load("portrait.jpg", &img);
+    dems_face_opts_init(&o, DEMS_FACE_DETECTOR_TINY);
+    o.tiny_size = 128;
+    assert_int_equal(dems_face_detect(ctx, &img, &o, f, 4, &n), 0);
+    assert_true(n >= 1);
+    assert_int_equal(dems_face_landmarks(ctx, &img, &f[0]), 0);
+    struct dems_face g = f[0];
+    assert_int_equal(dems_face_describe(ctx, &img, &f[0]), 0);
+    bool saved = models->avx2;
+    models->avx2 = false;
+    struct dems_face h = g;
+    assert_int_equal(dems_face_landmarks(ctx, &img, &h), 0);
+    assert_int_equal(dems_face_describe(ctx, &img, &h), 0);
+    models->avx2 = saved;
+    for (int k = 0; k < DEMS_FACE_LANDMARKS; k++)
+        assert_true(fabsf(h.landmarks[k][0] - f[0].landmarks[k][0]) < 1e-2f);
+    assert_true(dems_face_distance(h.descriptor, f[0].descriptor) < 1e-3f);
+    dems_face_image_done(&img);
+}
+
+/* Two threads with their own contexts over one model set. */
+struct thr {
+    const struct dems_face_image *img;
+    struct dems_face face;
+    int r;
+};
+
+static void *thr_main(void *arg)
+{
+    struct thr *t = arg;
+    struct dems_face_ctx *c = dems_face_ctx_new(models);
+    t->r = c == NULL ? DEMS_ENOMEM : dems_face_landmarks(c, t->img, &t->face);
+    if (t->r == 0)
+        t->r = dems_face_describe(c, t->img, &t->face);
+    dems_face_ctx_free(c);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    struct dems_face_image img;
+    load("portrait.jpg", &img);
+    struct dems_face base = {.box = {82, 93, 237, 254}};
+    assert_int_equal(dems_face_landmarks(ctx, &img, &base), 0);
+    assert_int_equal(dems_face_describe(ctx, &img, &base), 0);
+    struct thr t[2] = {{&img, {.box = {82, 93, 237, 254}}, -1},
+                       {&img, {.box = {82, 93, 237, 254}}, -1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, thr_main, &t[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(t[i].r, 0);
+        assert_memory_equal(t[i].face.descriptor, base.descriptor, sizeof(base.descriptor));
+    }
+    /* A box outside the image is refused, not read out of bounds. */
+    struct dems_face out = {.box = {5000, 5000, 100, 100}};
+    assert_int_equal(dems_face_landmarks(ctx, &img, &out), DEMS_EINVAL);
+    dems_face_image_done(&img);
+}
+
+/* ---- command line ---- */
+
+/* Runs dems_cli_face with stdout captured into a string (owned). */
+static int run_cli(char **ret_out, int argc, ...)
+{
+    char *argv[16];
+    va_list ap;
+    va_start(ap, argc);
+    for (int i = 0; i < argc && i < 15; i++)
+        argv[i] = va_arg(ap, char *);
+    va_end(ap);
+    argv[argc] = NULL;
+    char tmpl[] = "/tmp/dems-face-cli-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(fd, 1);
+    int r = dems_cli_face(argc, argv);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(fd);
+    size_t n;
+    *ret_out = (char *)slurp(tmpl, &n);
+    (*ret_out)[n] = '\0';
+    unlink(tmpl);
+    return r;
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    char img[4200], bad[] = "/tmp/dems-face-bad-XXXXXX", *out = NULL;
+    snprintf(img, sizeof(img), "%s/images/portrait.jpg", testdata);
+    int fd = mkstemp(bad);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "not an image", 12), 12);
+    close(fd);
+    int r = run_cli(&out, 6, "face", "embed", "--models", models_dir, img, bad);
+    assert_int_equal(r, 1); /* one bad image: status 1, the good one still done */
+    json_error_t jerr;
+    json_t *j = json_loads(out, 0, &jerr);
+    if (j == NULL)
+        fail_msg("CLI output is not JSON: %s", jerr.text);
+    assert_int_equal(json_array_size(j), 2);
+    json_t *o = json_array_get(j, 0), *f = json_array_get(json_object_get(o, "faces"), 0);
+    assert_int_equal(json_integer_value(json_object_get(o, "width")), 350);
+    assert_int_equal(json_array_size(json_object_get(f, "landmarks")), 68);
+    assert_int_equal(json_array_size(json_object_get(f, "descriptor")), 128);
+    assert_true(json_number_value(json_object_get(json_object_get(f, "box"), "width")) > 100);
+    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(j, 1), "error")),
+                           "not an image"));
+    json_decref(j);
+    free(out);
+    unlink(bad);
+
+    r = run_cli(&out, 7, "face", "detect", "--detector", "tiny", "--min-score", "0.3", img);
+    assert_int_equal(r, 0);
+    j = json_loads(out, 0, &jerr);
+    assert_non_null(j);
+    f = json_array_get(json_object_get(json_array_get(j, 0), "faces"), 0);
+    assert_null(json_object_get(f, "descriptor"));
+    assert_int_equal(json_array_size(json_object_get(f, "landmarks")), 68);
+    json_decref(j);
+    free(out);
+
+    assert_int_equal(run_cli(&out, 3, "face", "detect", "--help"), 0);
+    assert_non_null(strstr(out, "--models"));
+    free(out);
+    assert_int_equal(run_cli(&out, 4, "face", "detect", "--min-score", "2"), 2);
+    free(out);
+    assert_int_equal(run_cli(&out, 2, "face", "frobnicate"), 2);
+    free(out);
+    assert_int_equal(run_cli(&out, 5, "face", "detect", "--models", "/nonexistent", img), 2);
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_matches_loops),
+        cmocka_unit_test(test_depthwise_matches_loops),
+        cmocka_unit_test(test_png_ppm_jpeg_agree),
+        cmocka_unit_test(test_bad_images),
+        cmocka_unit_test(test_models_missing_or_altered),
+        cmocka_unit_test(test_reference_ssd),
+        cmocka_unit_test(test_reference_tiny),
+        cmocka_unit_test(test_portable_kernels_agree),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_cli),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
