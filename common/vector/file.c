@@ -210,7 +210,7 @@ static void fill_header(const struct dems_vector_index *ix, const struct sect *s
         put64(e + 8, sc[i].off);
         put64(e + 16, sc[i].size);
     }
-    put32(h + HEADER_CRC_AT, crc32c(h, HEADER_CRC_AT));
+    put32(h + HEADER_CRC_AT, crc32c(h, HEADER_BYTES)); /* with the field still zero */
 }
 
 static int write_sections(const struct dems_vector_index *ix, int fd, struct sect *sc)
@@ -286,6 +286,21 @@ struct loaded {
         return (code);                                                                             \
     } while (0)
 
+/* Where a section's page padding ends (the next section starts). */
+static uint64_t padded_end(const struct sect *s)
+{
+    return s->off + (s->size + PAGE - 1) / PAGE * PAGE;
+}
+
+/* CRC of the whole header page with its checksum field read as zero. */
+static uint32_t header_crc(const uint8_t *h)
+{
+    uint8_t copy[HEADER_BYTES];
+    memcpy(copy, h, HEADER_BYTES);
+    memset(copy + HEADER_CRC_AT, 0, 4);
+    return crc32c(copy, HEADER_BYTES);
+}
+
 /* Checks the header and fills l; the file is file_size bytes long. */
 static int parse_header(const uint8_t *h, uint64_t file_size, struct loaded *l, const char **why)
 {
@@ -293,7 +308,7 @@ static int parse_header(const uint8_t *h, uint64_t file_size, struct loaded *l, 
         FAIL(DEMS_EINVAL, "not a dems vector index file (bad magic)");
     if (get32(h + 8) != FORMAT_VERSION)
         FAIL(DEMS_EINVAL, "unsupported vector index format version");
-    if (get32(h + 12) != HEADER_BYTES || get32(h + HEADER_CRC_AT) != crc32c(h, HEADER_CRC_AT))
+    if (get32(h + 12) != HEADER_BYTES || get32(h + HEADER_CRC_AT) != header_crc(h))
         FAIL(DEMS_EINVAL, "vector index header checksum mismatch (file corrupted)");
     dems_vector_params_init(&l->p, get32(h + 16));
     l->p.metric = (enum dems_vector_metric)get32(h + 20);
@@ -324,9 +339,14 @@ static int parse_header(const uint8_t *h, uint64_t file_size, struct loaded *l, 
             FAIL(DEMS_EINVAL, "vector index section table is malformed");
         if (l->sc[i].off > file_size || l->sc[i].size > file_size - l->sc[i].off)
             FAIL(DEMS_EINVAL, "vector index file is truncated");
-        if (i > 0 && l->sc[i].off < l->sc[i - 1].off + l->sc[i - 1].size)
-            FAIL(DEMS_EINVAL, "vector index sections overlap");
+        uint64_t prev_end = i == 0 ? HEADER_BYTES : padded_end(&l->sc[i - 1]);
+        if (l->sc[i].off != prev_end)
+            FAIL(DEMS_EINVAL, "vector index section table is malformed");
     }
+    if (padded_end(&l->sc[NSECT - 1]) > file_size)
+        FAIL(DEMS_EINVAL, "vector index file is truncated");
+    if (padded_end(&l->sc[NSECT - 1]) != file_size)
+        FAIL(DEMS_EINVAL, "vector index file has trailing bytes");
     return 0;
 }
 
@@ -358,6 +378,10 @@ static int check_crcs(const uint8_t *base, const struct loaded *l, const char **
     for (unsigned i = 0; i < NSECT; i++) {
         if (crc32c(base + l->sc[i].off, (size_t)l->sc[i].size) != l->sc[i].crc)
             FAIL(DEMS_EINVAL, "vector index section checksum mismatch (file corrupted)");
+        for (uint64_t b = l->sc[i].off + l->sc[i].size; b < padded_end(&l->sc[i]); b++) {
+            if (base[b] != 0)
+                FAIL(DEMS_EINVAL, "vector index section padding is not zero (file corrupted)");
+        }
     }
     return 0;
 }

@@ -440,6 +440,63 @@ int vec_graph_insert(struct dems_vector_index *ix, struct vec_ctx *c, uint32_t s
     return r;
 }
 
+/* --- orphan repair ------------------------------------------------------ */
+
+/* Gives node o an in-link from one of its own neighbours; indeg is updated. */
+static void adopt(struct dems_vector_index *ix, uint32_t o, uint32_t *indeg)
+{
+    const uint32_t *mine = vec_links(ix, o, 0);
+    for (uint32_t j = 0; j < mine[0]; j++) {
+        uint32_t e = mine[1 + j];
+        uint32_t *ln = vec_links(ix, e, 0);
+        if (e == o)
+            continue;
+        if (ln[0] < ix->m0) {
+            ln[1 + ln[0]] = o;
+            ln[0]++;
+            indeg[o]++;
+            return;
+        }
+        /* Full: give up the link whose target is best connected otherwise. */
+        uint32_t best = 0;
+        for (uint32_t x = 1; x < ln[0]; x++)
+            if (indeg[ln[1 + x]] > indeg[ln[1 + best]])
+                best = x;
+        if (indeg[ln[1 + best]] >= 2) {
+            indeg[ln[1 + best]]--;
+            ln[1 + best] = o;
+            indeg[o]++;
+            return;
+        }
+    }
+}
+
+/*
+ * Pruning can leave a node that no other node links to on level 0; a search
+ * can then never reach it however wide its beam. After a batch build, give
+ * each such node a link from one of its neighbours. Runs with grow_lock held
+ * exclusively, so plain loads and stores are safe.
+ */
+int vec_graph_repair(struct dems_vector_index *ix)
+{
+    size_t n = ix->n;
+    uint32_t *indeg = calloc(n ? n : 1, sizeof(uint32_t));
+    if (indeg == NULL)
+        return DEMS_ENOMEM;
+    for (size_t s = 0; s < n; s++) {
+        const uint32_t *ln = vec_links(ix, (uint32_t)s, 0);
+        for (uint32_t j = 0; j < ln[0]; j++)
+            indeg[ln[1 + j]]++;
+    }
+    uint32_t ep = ix->ep == EP_NONE ? UINT32_MAX : (uint32_t)ix->ep;
+    for (size_t s = 0; s < n; s++) {
+        if (indeg[s] == 0 && s != ep && (ix->flags[s] & VF_READY))
+            adopt(ix, (uint32_t)s, indeg);
+    }
+    free(indeg);
+    return 0;
+}
+
 /* --- search ------------------------------------------------------------- */
 
 static size_t popcount_bits(const struct dems_vector_filter *f)

@@ -613,6 +613,14 @@ static void *batch_worker(void *arg)
     return NULL;
 }
 
+static int repair(struct dems_vector_index *ix)
+{
+    pthread_rwlock_wrlock(&ix->grow_lock);
+    int r = vec_graph_repair(ix);
+    pthread_rwlock_unlock(&ix->grow_lock);
+    return r;
+}
+
 int dems_vector_add_batch(struct dems_vector_index *ix, const float *vectors,
                           const uint64_t *labels, uint64_t first_label, size_t n, unsigned threads)
 {
@@ -633,7 +641,7 @@ int dems_vector_add_batch(struct dems_vector_index *ix, const float *vectors,
     struct batch b = {.ix = ix, .v = vectors, .labels = labels, .first = first_label, .n = n};
     if (threads <= 1 || n < 64) {
         batch_worker(&b);
-        return b.err;
+        return b.err ? b.err : repair(ix);
     }
     if (threads > 256)
         threads = 256;
@@ -648,7 +656,7 @@ int dems_vector_add_batch(struct dems_vector_index *ix, const float *vectors,
         batch_worker(&b);
     for (unsigned t = 0; t < started; t++)
         pthread_join(tid[t], NULL);
-    return b.err;
+    return b.err ? b.err : repair(ix);
 }
 
 int dems_vector_remove(struct dems_vector_index *ix, uint64_t label)

@@ -129,6 +129,8 @@ int vec_graph_search(struct dems_vector_index *ix, struct vec_ctx *c, const floa
                      size_t ef, const struct dems_vector_filter *f, struct dems_vector_hit *hits,
                      size_t *ret_n);
 
+int vec_graph_repair(struct dems_vector_index *ix);
+
 /* brute.c */
 int vec_brute_search(struct dems_vector_index *ix, struct vec_ctx *c, size_t k,
                      const struct dems_vector_filter *f, bool bitmap_walk,
