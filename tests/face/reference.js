@@ -141,6 +141,7 @@ async function main() {
   let out;
   if (opt.bench > 0) {
     out = { backend: tf.getBackend(), tfjs: tf.version_core, faceapi: faceapi.version, images: await bench() };
+    if (opt.backend === 'wasm') out.wasm_multithread = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
   } else {
     out = [];
     for (const f of files) out.push(await full(f));
