@@ -430,6 +430,7 @@ static int attach(struct dems_vector_index *ix, uint8_t *base, const struct load
         if (ix->levels[s] > MAX_LEVEL || ix->flags[s] > (VF_READY | VF_DELETED))
             FAIL(DEMS_EINVAL, "vector index has a corrupt level or flag");
         live += ix->flags[s] == VF_READY;
+        ix->dead += (ix->flags[s] & VF_DELETED) != 0;
         size_t bytes = (size_t)upper_size(ix, (uint32_t)s);
         if (bytes > (size_t)(up_end - up))
             FAIL(DEMS_EINVAL, "vector index upper links are truncated");

@@ -543,7 +543,11 @@ int vec_graph_search(struct dems_vector_index *ix, struct vec_ctx *c, const floa
     float cur_d = vec_dist_q(ix, c->q, cur);
     for (unsigned l = (unsigned)(ep >> 32); l > 0; l--)
         greedy(ix, c, c->q, l, &cur, &cur_d);
-    long nt = search_level(ix, c, c->q, cur, cur_d, ef, 0, true, f);
+    /* Without a filter or tombstones every node may be returned, so the beam
+     * skips the per-node flag check; the few nodes still being inserted by
+     * other threads are dropped from the final list instead. */
+    bool check = f != NULL || __atomic_load_n(&ix->dead, __ATOMIC_RELAXED) > 0;
+    long nt = search_level(ix, c, c->q, cur, cur_d, ef, 0, check, f);
     if (nt < 0)
         return (int)nt;
     bool exact = ix->codes != NULL && ix->f32 != NULL;
@@ -553,10 +557,14 @@ int vec_graph_search(struct dems_vector_index *ix, struct vec_ctx *c, const floa
             c->top[i].d = vec_dist_exact(ix, c->tmp, c->top[i].id);
     }
     vec_sort_cands(c->top, (size_t)nt);
-    size_t n = (size_t)nt < k ? (size_t)nt : k;
-    for (size_t i = 0; i < n; i++) {
-        hits[i].label = ix->labels[c->top[i].id];
-        hits[i].distance = vec_to_user(ix, c->top[i].d, exact || ix->codes == NULL);
+    size_t n = 0;
+    for (long i = 0; i < nt && n < k; i++) {
+        uint32_t id = c->top[i].id;
+        if (!check && !returnable(ix, NULL, id))
+            continue;
+        hits[n].label = ix->labels[id];
+        hits[n].distance = vec_to_user(ix, c->top[i].d, exact || ix->codes == NULL);
+        n++;
     }
     *ret_n = n;
     return 0;

@@ -549,6 +549,7 @@ static int add_clean(struct dems_vector_index *ix, uint64_t label, const float *
         __atomic_store_n(&ix->flags[s], (uint8_t)VF_READY, __ATOMIC_RELEASE);
     } else {
         /* The slot stays allocated but never becomes visible. */
+        __atomic_fetch_add(&ix->dead, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&ix->flags[s], (uint8_t)VF_DELETED, __ATOMIC_RELEASE);
         pthread_rwlock_wrlock(&ix->map_lock);
         bool found;
@@ -671,6 +672,7 @@ int dems_vector_remove(struct dems_vector_index *ix, uint64_t label)
         bool found;
         size_t b = map_find(ix, label, &found);
         ix->hslots[b] = H_TOMB;
+        __atomic_fetch_add(&ix->dead, 1, __ATOMIC_RELAXED);
         __atomic_fetch_or(&ix->flags[s], (uint8_t)VF_DELETED, __ATOMIC_RELEASE);
         __atomic_fetch_sub(&ix->live, 1, __ATOMIC_RELAXED);
     }
@@ -760,6 +762,7 @@ static void swap_contents(struct dems_vector_index *a, struct dems_vector_index 
     SWAP(cap);
     SWAP(n);
     SWAP(live);
+    SWAP(dead);
     SWAP(qlo);
     SWAP(ep);
     SWAP(hslots);

@@ -78,6 +78,7 @@ struct dems_vector_index {
     size_t cap;
     size_t n;    /* slots handed out; under alloc_lock */
     size_t live; /* atomic */
+    size_t dead; /* atomic: slots flagged VF_DELETED */
 
     /* SQ8 quantiser: code = (x - qlo[d]) / qstep, rounded and clamped. */
     float *qlo;
