@@ -2,13 +2,15 @@
  * The face engine's front: finding and loading the model set, per-thread
  * contexts with their scratch buffers, option checks and detector dispatch.
  */
+#include "dems/face.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "dems/err.h"
-#include "dems/face.h"
+
 #include "face_int.h"
 
 #define PKG_MODEL "node_modules/@vladmandic/face-api/model"
@@ -66,7 +68,8 @@ int dems_face_models_find(const char *dir, const char *exe_path, char *buf, size
     }
     if (try_dir("/usr/share/dems/face-models", buf, n))
         return 0;
-    snprintf(buf, n, "face models not found (looked in --models, $DEMS_MODELS, .models/ beside "
+    snprintf(buf, n,
+             "face models not found (looked in --models, $DEMS_MODELS, .models/ beside "
              "the executable's checkout, /usr/share/dems/face-models): install them with "
              "deploy/install.d/face-models");
     return DEMS_ENOTFOUND;
@@ -135,10 +138,10 @@ struct dems_face_ctx *dems_face_ctx_new(const struct dems_face_models *models)
     if (ctx == NULL)
         return NULL;
     ctx->m = models;
-    size_t sizes[] = {BUF_FLOATS, BUF_FLOATS, BUF_FLOATS, op_conv_col_floats(1),
-                      SSD_ANCHORS * 4, SSD_ANCHORS * 3, 8192, 6 * SSD_ANCHORS};
-    float **slots[] = {&ctx->buf[0], &ctx->buf[1], &ctx->buf[2], &ctx->col,
-                       &ctx->boxes,  &ctx->classes, &ctx->tmp, &ctx->cand};
+    size_t sizes[] = {BUF_FLOATS,      BUF_FLOATS,      BUF_FLOATS, op_conv_col_floats(1),
+                      SSD_ANCHORS * 4, SSD_ANCHORS * 3, 8192,       6 * SSD_ANCHORS};
+    float **slots[] = {&ctx->buf[0], &ctx->buf[1],  &ctx->buf[2], &ctx->col,
+                       &ctx->boxes,  &ctx->classes, &ctx->tmp,    &ctx->cand};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         *slots[i] = aligned_alloc(64, (sizes[i] * sizeof(float) + 63) & ~(size_t)63);
         if (*slots[i] == NULL)
@@ -174,8 +177,8 @@ static bool opts_ok(const struct dems_face_opts *o)
         return false;
     if (o->detector == DEMS_FACE_DETECTOR_SSD)
         return o->max_results >= 1 && o->max_results <= SSD_ANCHORS;
-    return o->detector == DEMS_FACE_DETECTOR_TINY && o->tiny_size >= 64 &&
-           o->tiny_size <= 608 && o->tiny_size % 32 == 0;
+    return o->detector == DEMS_FACE_DETECTOR_TINY && o->tiny_size >= 64 && o->tiny_size <= 608 &&
+           o->tiny_size % 32 == 0;
 }
 
 int dems_face_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,

@@ -140,8 +140,8 @@ struct tiny_net {
 };
 
 struct lm_net {
-    struct gemm_w conv0;   /* dense0/conv0, plain 3x3 */
-    struct dw_w dw[4][4];  /* [block][conv], dw[0][0] unused */
+    struct gemm_w conv0;  /* dense0/conv0, plain 3x3 */
+    struct dw_w dw[4][4]; /* [block][conv], dw[0][0] unused */
     struct gemm_w pw[4][4];
     struct gemm_w fc;
 };
@@ -162,13 +162,13 @@ struct dems_face_models {
 
 struct dems_face_ctx {
     const struct dems_face_models *m;
-    float *buf[3];   /* activations, BUF_FLOATS each */
-    float *col;      /* im2col chunk */
-    float *boxes;    /* SSD_ANCHORS x 4 */
-    float *classes;  /* SSD_ANCHORS x 3 */
-    float *tmp;      /* small per-face scratch */
-    int *order;      /* detection candidates */
-    float *cand;     /* candidate boxes/scores */
+    float *buf[3];  /* activations, BUF_FLOATS each */
+    float *col;     /* im2col chunk */
+    float *boxes;   /* SSD_ANCHORS x 4 */
+    float *classes; /* SSD_ANCHORS x 3 */
+    float *tmp;     /* small per-face scratch */
+    int *order;     /* detection candidates */
+    float *cand;    /* candidate boxes/scores */
 };
 
 /* Largest activation any network needs: SSD conv1 256x256x64, tiny conv0
@@ -188,8 +188,7 @@ int rec_init(struct rec_net *n, struct alloc_list *al, const struct wt_file *wf,
 int ssd_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
                const struct dems_face_opts *o, struct dems_face *faces, size_t cap, size_t *ret_n);
 int tiny_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
-                const struct dems_face_opts *o, struct dems_face *faces, size_t cap,
-                size_t *ret_n);
+                const struct dems_face_opts *o, struct dems_face *faces, size_t cap, size_t *ret_n);
 /* Runs the landmark net on a 112x112x3 input; writes 136 raw outputs. */
 void lm_forward(struct dems_face_ctx *ctx, const float *input, float out[136]);
 /* Runs the recogniser on a 150x150x3 input; writes the descriptor. */

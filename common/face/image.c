@@ -13,13 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-/* clang-format off: jpeglib.h needs stdio.h and stddef.h first. */
+/* jpeglib.h needs stdio.h and stddef.h first. */
+/* clang-format off */
 #include <jpeglib.h>
 #include <jerror.h>
 /* clang-format on */
 
 #include "dems/err.h"
 #include "dems/str.h"
+
 #include "face_int.h"
 
 static int fail(char *err, size_t errlen, int code, const char *msg)
@@ -36,8 +38,10 @@ static int check_dims(uint64_t w, uint64_t h, char *err, size_t errlen)
         return fail(err, errlen, DEMS_EINVAL, "image has no pixels (0 width or height)");
     if (w > DEMS_FACE_MAX_SIDE || h > DEMS_FACE_MAX_SIDE || w * h > DEMS_FACE_MAX_PIXELS) {
         if (err != NULL)
-            snprintf(err, errlen, "image of %llux%llu pixels is over the limit (%d per side, %u "
-                     "pixels)", (unsigned long long)w, (unsigned long long)h, DEMS_FACE_MAX_SIDE,
+            snprintf(err, errlen,
+                     "image of %llux%llu pixels is over the limit (%d per side, %u "
+                     "pixels)",
+                     (unsigned long long)w, (unsigned long long)h, DEMS_FACE_MAX_SIDE,
                      DEMS_FACE_MAX_PIXELS);
         return DEMS_ETOOBIG;
     }
@@ -70,8 +74,8 @@ void dems_face_image_done(struct dems_face_image *img)
 static int ppm_token(const uint8_t *d, size_t len, size_t *pos, uint64_t max, uint64_t *ret)
 {
     for (;;) {
-        while (*pos < len && (d[*pos] == ' ' || d[*pos] == '\t' || d[*pos] == '\n' ||
-                              d[*pos] == '\r'))
+        while (*pos < len &&
+               (d[*pos] == ' ' || d[*pos] == '\t' || d[*pos] == '\n' || d[*pos] == '\r'))
             (*pos)++;
         if (*pos < len && d[*pos] == '#') {
             while (*pos < len && d[*pos] != '\n')
@@ -91,7 +95,8 @@ static int decode_ppm(const uint8_t *d, size_t len, struct dems_face_image *img,
 {
     uint64_t w, h, maxval;
     size_t pos = 2;
-    if (ppm_token(d, len, &pos, UINT32_MAX, &w) < 0 || ppm_token(d, len, &pos, UINT32_MAX, &h) < 0 ||
+    if (ppm_token(d, len, &pos, UINT32_MAX, &w) < 0 ||
+        ppm_token(d, len, &pos, UINT32_MAX, &h) < 0 ||
         ppm_token(d, len, &pos, 65535, &maxval) < 0 || pos >= len)
         return fail(err, errlen, DEMS_EINVAL, "malformed PPM header");
     if (maxval != 255)
@@ -167,9 +172,9 @@ static int decode_jpeg(const uint8_t *d, size_t len, struct dems_face_image *img
     if (r == 0) {
         ci.out_color_space = JCS_RGB;
         jpeg_start_decompress(&ci);
-        r = ci.output_components == 3 ? alloc_image(img, (int)ci.output_width,
-                                                    (int)ci.output_height)
-                                      : fail(err, errlen, DEMS_EINVAL, "unsupported JPEG colours");
+        r = ci.output_components == 3
+                ? alloc_image(img, (int)ci.output_width, (int)ci.output_height)
+                : fail(err, errlen, DEMS_EINVAL, "unsupported JPEG colours");
     }
     if (r == 0)
         r = jpeg_rows(&ci, img);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
 #define MODEL "face_landmark_68_model"
@@ -17,8 +18,8 @@
 static const int chans[5] = {3, 32, 64, 128, 256};
 
 static int init_dsc(struct dw_w *dw, struct gemm_w *pw, struct alloc_list *al,
-                    const struct wt_file *wf, int blk, int conv, size_t cin, size_t cout,
-                    char *err, size_t errlen)
+                    const struct wt_file *wf, int blk, int conv, size_t cin, size_t cout, char *err,
+                    size_t errlen)
 {
     char nm[96];
     snprintf(nm, sizeof(nm), "dense%d/conv%d/depthwise_filter", blk, conv);

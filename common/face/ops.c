@@ -11,11 +11,12 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
-#define NR        16 /* GEMM panel width (two AVX2 vectors) */
-#define MR        6  /* rows per micro-kernel */
-#define MTILE     48 /* rows sharing one B panel in L1 */
+#define NR         16 /* GEMM panel width (two AVX2 vectors) */
+#define MR         6  /* rows per micro-kernel */
+#define MTILE      48 /* rows sharing one B panel in L1 */
 #define COL_FLOATS ((size_t)256 * 1024)
 
 float *al_floats(struct alloc_list *al, size_t n)
@@ -290,9 +291,9 @@ AVX2 static void dw_avx2(const float *in, struct shape is, int stride, int pad_t
                 float acc = 0.0f;
                 for (int ky = ky0; ky < ky1; ky++) {
                     for (int kx = kx0; kx < kx1; kx++)
-                        acc += in[((size_t)(iy0 + ky) * (size_t)is.w + (size_t)(ix0 + kx)) * C +
-                                  ch] *
-                               w->w[(size_t)(ky * 3 + kx) * C + ch];
+                        acc +=
+                            in[((size_t)(iy0 + ky) * (size_t)is.w + (size_t)(ix0 + kx)) * C + ch] *
+                            w->w[(size_t)(ky * 3 + kx) * C + ch];
                 }
                 o[ch] = act1(acc * w->scale[ch] + w->shift[ch], act);
             }
@@ -354,8 +355,7 @@ static void im2col(const float *in, struct shape is, int kh, int kw, int stride,
                 if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w)
                     memset(d, 0, C * sizeof(float));
                 else
-                    memcpy(d, in + ((size_t)iy * (size_t)is.w + (size_t)ix) * C,
-                           C * sizeof(float));
+                    memcpy(d, in + ((size_t)iy * (size_t)is.w + (size_t)ix) * C, C * sizeof(float));
             }
         }
     }
@@ -411,10 +411,9 @@ void op_avgpool_valid(const float *in, struct shape is, int k, int stride, float
             memset(o, 0, C * sizeof(float));
             for (int ky = 0; ky < k; ky++) {
                 for (int kx = 0; kx < k; kx++) {
-                    const float *x =
-                        in + ((size_t)(oy * stride + ky) * (size_t)is.w +
-                              (size_t)(ox * stride + kx)) *
-                                 C;
+                    const float *x = in + ((size_t)(oy * stride + ky) * (size_t)is.w +
+                                           (size_t)(ox * stride + kx)) *
+                                              C;
                     for (size_t ch = 0; ch < C; ch++)
                         o[ch] += x[ch];
                 }

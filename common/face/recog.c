@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
 #define MODEL "face_recognition_model"
@@ -22,13 +23,20 @@ static const struct {
     enum blk_kind kind;
     int cin, cout;
 } blocks[] = {
-    {"conv32_down", B_CONV, 3, 32},      {"conv32_1", B_RES, 32, 32},
-    {"conv32_2", B_RES, 32, 32},         {"conv32_3", B_RES, 32, 32},
-    {"conv64_down", B_DOWN, 32, 64},     {"conv64_1", B_RES, 64, 64},
-    {"conv64_2", B_RES, 64, 64},         {"conv64_3", B_RES, 64, 64},
-    {"conv128_down", B_DOWN, 64, 128},   {"conv128_1", B_RES, 128, 128},
-    {"conv128_2", B_RES, 128, 128},      {"conv256_down", B_DOWN, 128, 256},
-    {"conv256_1", B_RES, 256, 256},      {"conv256_2", B_RES, 256, 256},
+    {"conv32_down", B_CONV, 3, 32},
+    {"conv32_1", B_RES, 32, 32},
+    {"conv32_2", B_RES, 32, 32},
+    {"conv32_3", B_RES, 32, 32},
+    {"conv64_down", B_DOWN, 32, 64},
+    {"conv64_1", B_RES, 64, 64},
+    {"conv64_2", B_RES, 64, 64},
+    {"conv64_3", B_RES, 64, 64},
+    {"conv128_down", B_DOWN, 64, 128},
+    {"conv128_1", B_RES, 128, 128},
+    {"conv128_2", B_RES, 128, 128},
+    {"conv256_down", B_DOWN, 128, 256},
+    {"conv256_1", B_RES, 256, 256},
+    {"conv256_2", B_RES, 256, 256},
     {"conv256_down_out", B_DOWN, 256, 256},
 };
 #define NBLOCKS (sizeof(blocks) / sizeof(blocks[0]))
@@ -101,8 +109,8 @@ static int residual_down(struct dems_face_ctx *ctx, const struct gemm_w *cv, flo
 {
     float *t1 = ctx->buf[2], *t2 = ctx->buf[2] + SLOT, *b = ctx->buf[2] + 2 * SLOT;
     int sa = (s - 3) / 2 + 1, sb = s / 2;
-    op_conv(ctx->m->avx2, x, (struct shape){s, s, cin}, 3, 3, 2, 0, 0, &cv[0], t1, sa, sa,
-            ACT_RELU, ctx->col);
+    op_conv(ctx->m->avx2, x, (struct shape){s, s, cin}, 3, 3, 2, 0, 0, &cv[0], t1, sa, sa, ACT_RELU,
+            ctx->col);
     op_conv(ctx->m->avx2, t1, (struct shape){sa, sa, cout}, 3, 3, 1, 1, 1, &cv[1], t2, sa, sa,
             ACT_NONE, ctx->col);
     op_avgpool_valid(x, (struct shape){s, s, cin}, 2, 2, b, sb, sb);
@@ -112,8 +120,8 @@ static int residual_down(struct dems_face_ctx *ctx, const struct gemm_w *cv, flo
         for (int xx = 0; xx < sb; xx++) {
             float *o = x + ((size_t)y * (size_t)sb + (size_t)xx) * (size_t)cout;
             const float *pb = b + ((size_t)y * (size_t)sb + (size_t)xx) * (size_t)cin;
-            const float *pa =
-                y < sa && xx < sa ? t2 + ((size_t)y * (size_t)sa + (size_t)xx) * (size_t)cout
+            const float *pa = y < sa && xx < sa
+                                  ? t2 + ((size_t)y * (size_t)sa + (size_t)xx) * (size_t)cout
                                   : NULL;
             for (int c = 0; c < cout; c++) {
                 float v = (c < cin ? pb[c] : 0.0f) + (pa != NULL ? pa[c] : 0.0f);
@@ -128,8 +136,8 @@ void rec_forward(struct dems_face_ctx *ctx, const float *input, float out[128])
 {
     const struct rec_net *n = &ctx->m->rec;
     float *x = ctx->buf[1], *t = ctx->buf[2];
-    op_conv(ctx->m->avx2, input, (struct shape){150, 150, 3}, 7, 7, 2, 0, 0, &n->conv[0], t, 72,
-            72, ACT_RELU, ctx->col);
+    op_conv(ctx->m->avx2, input, (struct shape){150, 150, 3}, 7, 7, 2, 0, 0, &n->conv[0], t, 72, 72,
+            ACT_RELU, ctx->col);
     op_maxpool(t, (struct shape){72, 72, 32}, 3, 2, 0, 0, x, 35, 35);
     int s = 35, at = 1;
     for (size_t i = 1; i < NBLOCKS; i++) {

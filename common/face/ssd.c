@@ -10,9 +10,10 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
-#define MODEL "ssd_mobilenetv1_model"
+#define MODEL  "ssd_mobilenetv1_model"
 #define BN_EPS 0.0010000000474974513f
 
 static const int dw_stride2[14] = {[2] = 1, [4] = 1, [6] = 1, [12] = 1};
@@ -70,8 +71,8 @@ static int init_backbone(struct ssd_net *n, struct alloc_list *al, const struct 
     return r;
 }
 
-static int init_heads(struct ssd_net *n, struct alloc_list *al, const struct wt_file *wf,
-                      char *err, size_t errlen)
+static int init_heads(struct ssd_net *n, struct alloc_list *al, const struct wt_file *wf, char *err,
+                      size_t errlen)
 {
     char nm[160], nb[160];
     const float *w, *b;
@@ -161,8 +162,8 @@ static void forward(struct dems_face_ctx *ctx)
         if (k == 1)
             op_gemm(avx2, s * s, b[cur], cin, &n->extra[j], b[other], extra_out[j], ACT_RELU6);
         else
-            op_conv(avx2, b[cur], is, 3, 3, 2, pad, pad, &n->extra[j], b[other], os, os,
-                    ACT_RELU6, ctx->col);
+            op_conv(avx2, b[cur], is, 3, 3, 2, pad, pad, &n->extra[j], b[other], os, os, ACT_RELU6,
+                    ctx->col);
         s = os;
         cin = extra_out[j];
         int t = cur;

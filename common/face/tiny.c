@@ -8,13 +8,16 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
 #define MODEL "tiny_face_detector_model"
 
 static const int chans[6] = {16, 32, 64, 128, 256, 512};
-static const float anchors[5][2] = {{1.603231f, 2.094468f}, {6.041143f, 7.080126f},
-                                    {2.882459f, 3.518061f}, {4.266906f, 5.178857f},
+static const float anchors[5][2] = {{1.603231f, 2.094468f},
+                                    {6.041143f, 7.080126f},
+                                    {2.882459f, 3.518061f},
+                                    {4.266906f, 5.178857f},
                                     {9.041765f, 10.66308f}};
 
 int tiny_init(struct tiny_net *n, struct alloc_list *al, const struct wt_file *wf, char *err,
@@ -92,8 +95,7 @@ static double iou(const double *a, const double *b)
 }
 
 int tiny_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
-                const struct dems_face_opts *o, struct dems_face *faces, size_t cap,
-                size_t *ret_n)
+                const struct dems_face_opts *o, struct dems_face *faces, size_t cap, size_t *ret_n)
 {
     static const float mean[3] = {117.001f, 114.697f, 97.404f};
     int size = o->tiny_size;

@@ -14,9 +14,10 @@
 #include <string.h>
 
 #include "dems/err.h"
+
 #include "face_int.h"
 
-#define INSTALL_HINT "install them with deploy/install.d/face-models"
+#define INSTALL_HINT   "install them with deploy/install.d/face-models"
 #define MAX_MODEL_FILE ((size_t)16 * 1024 * 1024)
 
 /* Pinned SHA-256 of @vladmandic/face-api 1.7.15's model files; keep in step
@@ -27,17 +28,20 @@ static const struct {
 } pinned[] = {
     {"ssd_mobilenetv1_model-weights_manifest.json",
      "888f744dffbc84f5f060d1f8427d9742341943a2dfaaf9205d10029b7e7a2955"},
-    {"ssd_mobilenetv1_model.bin", "2835640602d53718aa6ae9a42896327eaa21beefed056c218d32ca7d79e1e2f8"},
+    {"ssd_mobilenetv1_model.bin",
+     "2835640602d53718aa6ae9a42896327eaa21beefed056c218d32ca7d79e1e2f8"},
     {"tiny_face_detector_model-weights_manifest.json",
      "5d1af4849ac48d5b985f4a9b16010c512353ddd6fcc63d50fd0bc9e9e64296e5"},
     {"tiny_face_detector_model.bin",
      "b7503ce7df31039b1c43316a9b865cab6a70dd748cc602d3fa28b551503c3871"},
     {"face_landmark_68_model-weights_manifest.json",
      "ca4886639f86e99b39fed0c155f81b63317225773bd9616716e887b0153389c9"},
-    {"face_landmark_68_model.bin", "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b"},
+    {"face_landmark_68_model.bin",
+     "4611ef65c87d836d03d684b30eec4d195d8b219fa1dd58fc58945831c6b9299b"},
     {"face_recognition_model-weights_manifest.json",
      "cbaffa501b0b9275a12b63357a6843e7e30c054e1c9151e1a5f879b26e32986b"},
-    {"face_recognition_model.bin", "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589"},
+    {"face_recognition_model.bin",
+     "b413e420d6840b2775fba32008db6f3cddb07d485967fb42cfcf379c16a8c589"},
 };
 
 bool wt_pinned_sha256(const char *file, const char **ret_hex)
@@ -95,8 +99,10 @@ static int read_checked(const char *dir, const char *file, uint8_t **ret, size_t
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     if (strcmp(hex, want) != 0) {
         free(data);
-        snprintf(err, errlen, "face model file %s has SHA-256 %s, expected %s: altered or wrong "
-                 "version (%s)", path, hex, want, INSTALL_HINT);
+        snprintf(err, errlen,
+                 "face model file %s has SHA-256 %s, expected %s: altered or wrong "
+                 "version (%s)",
+                 path, hex, want, INSTALL_HINT);
         return DEMS_ECRYPTO;
     }
     *ret = data;
@@ -137,19 +143,18 @@ static int decode_entry(json_t *w, const uint8_t *bin, size_t len, size_t *off, 
             return DEMS_EINVAL;
         for (size_t i = 0; i < count; i++) {
             double v = (double)bin[*off + i] * scale + min;
-            out[i] = strcmp(dtype, "int32") == 0 ? (float)(long)(v + (v < 0 ? -0.5 : 0.5))
-                                                 : (float)v;
+            out[i] =
+                strcmp(dtype, "int32") == 0 ? (float)(long)(v + (v < 0 ? -0.5 : 0.5)) : (float)v;
         }
         *off += count;
         return 0;
     }
-    if ((strcmp(dtype, "float32") != 0 && strcmp(dtype, "int32") != 0) ||
-        count > (len - *off) / 4)
+    if ((strcmp(dtype, "float32") != 0 && strcmp(dtype, "int32") != 0) || count > (len - *off) / 4)
         return DEMS_EINVAL;
     for (size_t i = 0; i < count; i++) {
         const uint8_t *p = bin + *off + 4 * i;
-        uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                     (uint32_t)p[3] << 24;
+        uint32_t u =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         if (strcmp(dtype, "int32") == 0) {
             out[i] = (float)(int32_t)u;
         } else {

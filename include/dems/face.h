@@ -30,7 +30,7 @@
 #define DEMS_FACE_MAX_SIDE   16384
 #define DEMS_FACE_MAX_PIXELS (64u * 1024u * 1024u)
 /* Largest encoded image file read by dems_face_image_load. */
-#define DEMS_FACE_MAX_FILE   (256u * 1024u * 1024u)
+#define DEMS_FACE_MAX_FILE (256u * 1024u * 1024u)
 /* Default euclidean distance below which two descriptors are a candidate
  * match (docs/face.md explains the choice; face-api uses 0.6). */
 #define DEMS_FACE_DEFAULT_THRESHOLD 0.5f
@@ -65,10 +65,10 @@ struct dems_face {
 
 struct dems_face_opts {
     enum dems_face_detector detector;
-    float min_score;   /* keep detections scoring above this (default 0.5) */
-    float iou;         /* NMS overlap threshold (SSD 0.5, tiny 0.4 by default) */
-    int max_results;   /* SSD only (default 100) */
-    int tiny_size;     /* tiny detector input, multiple of 32 in 64..608 (416) */
+    float min_score; /* keep detections scoring above this (default 0.5) */
+    float iou;       /* NMS overlap threshold (SSD 0.5, tiny 0.4 by default) */
+    int max_results; /* SSD only (default 100) */
+    int tiny_size;   /* tiny detector input, multiple of 32 in 64..608 (416) */
 };
 
 /* Fills opts with face-api's defaults for detector. */

@@ -5,6 +5,8 @@
  * descriptor). A bad image gets one line on stderr and an "error" member
  * in its object; the others are still processed, and the exit status is 1.
  */
+#include "dems/face.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,7 +14,6 @@
 #include <string.h>
 
 #include "dems/err.h"
-#include "dems/face.h"
 #include "dems/str.h"
 #include "demsd/cli.h"
 

@@ -13,7 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-/* clang-format off: jpeglib.h needs stdio.h first. */
+/* jpeglib.h needs stdio.h first. */
+/* clang-format off */
 #include <jpeglib.h>
 /* clang-format on */
 
@@ -24,9 +25,9 @@
 #define MAX_ALL   (MAX_IMG * MAX_FACES)
 #define NVAR      9
 
-static const char *const var_name[NVAR] = {
-    "original", "mirror", "downscale 0.5", "downscale 0.3", "JPEG q25",
-    "brighter x1.4", "darker x0.6", "crop jitter", "rotate 8 deg"};
+static const char *const var_name[NVAR] = {"original",      "mirror",      "downscale 0.5",
+                                           "downscale 0.3", "JPEG q25",    "brighter x1.4",
+                                           "darker x0.6",   "crop jitter", "rotate 8 deg"};
 
 struct face_rec {
     int img, face, var;
@@ -79,8 +80,7 @@ static int downscale(const struct dems_face_image *s, double f, struct dems_face
     return 0;
 }
 
-static int jpeg_roundtrip(const struct dems_face_image *s, int quality,
-                          struct dems_face_image *d)
+static int jpeg_roundtrip(const struct dems_face_image *s, int quality, struct dems_face_image *d)
 {
     struct jpeg_compress_struct ci;
     struct jpeg_error_mgr jerr;

@@ -24,13 +24,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
-
+/* cmocka.h needs the headers above first. */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
 
-#include "../../../common/face/face_int.h"
 #include "dems/err.h"
 #include "dems/face.h"
 #include "demsd/cli.h"
+
+#include "../../../common/face/face_int.h"
 
 #define MAX_FACES 64
 
@@ -301,8 +304,7 @@ static void test_bad_images(void **state)
 
     struct dems_face_image img = {0};
     char err[256];
-    assert_int_equal(dems_face_image_load("/nonexistent/x.jpg", &img, err, sizeof(err)),
-                     DEMS_EIO);
+    assert_int_equal(dems_face_image_load("/nonexistent/x.jpg", &img, err, sizeof(err)), DEMS_EIO);
     assert_int_equal(dems_face_image_load("/", &img, err, sizeof(err)) < 0, 1);
 }
 
@@ -313,8 +315,7 @@ static void test_models_missing_or_altered(void **state)
     (void)state;
     char buf[4096], err[1024];
     struct dems_face_models *m = NULL;
-    assert_int_equal(dems_face_models_find("/nonexistent", NULL, buf, sizeof(buf)),
-                     DEMS_ENOTFOUND);
+    assert_int_equal(dems_face_models_find("/nonexistent", NULL, buf, sizeof(buf)), DEMS_ENOTFOUND);
     assert_non_null(strstr(buf, "deploy/install.d/face-models"));
     assert_int_equal(dems_face_models_load("/nonexistent", &m, err, sizeof(err)), DEMS_ENOTFOUND);
     assert_non_null(strstr(err, "deploy/install.d/face-models"));
@@ -324,10 +325,10 @@ static void test_models_missing_or_altered(void **state)
     char tmpl[] = "/tmp/dems-face-test-XXXXXX";
     assert_non_null(mkdtemp(tmpl));
     static const char *const files[] = {
-        "ssd_mobilenetv1_model-weights_manifest.json", "ssd_mobilenetv1_model.bin",
+        "ssd_mobilenetv1_model-weights_manifest.json",    "ssd_mobilenetv1_model.bin",
         "tiny_face_detector_model-weights_manifest.json", "tiny_face_detector_model.bin",
-        "face_landmark_68_model-weights_manifest.json", "face_landmark_68_model.bin",
-        "face_recognition_model-weights_manifest.json", "face_recognition_model.bin"};
+        "face_landmark_68_model-weights_manifest.json",   "face_landmark_68_model.bin",
+        "face_recognition_model-weights_manifest.json",   "face_recognition_model.bin"};
     char src[4400], dst[4400];
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         snprintf(src, sizeof(src), "%s/%s", models_dir, files[i]);
@@ -567,6 +568,44 @@ static void test_threads(void **state)
     dems_face_image_done(&img);
 }
 
+/* Degenerate frames run through every stage without faults. */
+static void test_odd_sizes(void **state)
+{
+    (void)state;
+    static const int dims[][2] = {{1, 1}, {1, 700}, {700, 1}, {33, 17}};
+    static uint8_t px[700 * 3];
+    for (size_t i = 0; i < sizeof(px); i++)
+        px[i] = (uint8_t)(i * 37);
+    for (size_t k = 0; k < sizeof(dims) / sizeof(dims[0]); k++) {
+        struct dems_face_image img = {
+            .width = dims[k][0], .height = dims[k][1], .stride = (size_t)dims[k][0] * 3, .rgb = px};
+        if (dims[k][1] == 17)
+            img.stride = 0; /* rows may not overlap: refused */
+        struct dems_face f[4];
+        struct dems_face_opts o;
+        size_t n = 99;
+        dems_face_opts_init(&o, k % 2 ? DEMS_FACE_DETECTOR_TINY : DEMS_FACE_DETECTOR_SSD);
+        int r = dems_face_detect(ctx, &img, &o, f, 4, &n);
+        if (img.stride == 0) {
+            assert_int_equal(r, DEMS_EINVAL);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_int_equal(n, 0);
+        /* A whole-frame box through landmarks and descriptor. */
+        f[0].box = (struct dems_face_box){0, 0, (float)img.width, (float)img.height};
+        assert_int_equal(dems_face_landmarks(ctx, &img, &f[0]), 0);
+        assert_int_equal(dems_face_describe(ctx, &img, &f[0]) <= 0, 1);
+    }
+    struct dems_face_opts o;
+    dems_face_opts_init(&o, DEMS_FACE_DETECTOR_TINY);
+    o.tiny_size = 100; /* not a multiple of 32 */
+    struct dems_face_image img = {.width = 1, .height = 1, .stride = 3, .rgb = px};
+    size_t n;
+    struct dems_face f;
+    assert_int_equal(dems_face_detect(ctx, &img, &o, &f, 1, &n), DEMS_EINVAL);
+}
+
 /* ---- command line ---- */
 
 /* Runs dems_cli_face with stdout captured into a string (owned). */
@@ -618,8 +657,8 @@ static void test_cli(void **state)
     assert_int_equal(json_array_size(json_object_get(f, "landmarks")), 68);
     assert_int_equal(json_array_size(json_object_get(f, "descriptor")), 128);
     assert_true(json_number_value(json_object_get(json_object_get(f, "box"), "width")) > 100);
-    assert_non_null(strstr(json_string_value(json_object_get(json_array_get(j, 1), "error")),
-                           "not an image"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_array_get(j, 1), "error")), "not an image"));
     json_decref(j);
     free(out);
     unlink(bad);
@@ -657,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_reference_tiny),
         cmocka_unit_test(test_portable_kernels_agree),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_odd_sizes),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
