@@ -11,6 +11,15 @@ int dems_cli_serve(int argc, char **argv);
 int dems_cli_migrate(int argc, char **argv);
 int dems_cli_admin(int argc, char **argv);
 
+/*
+ * Shared option handling: maps getopt codes 'd' (--data), 'l' (--listen),
+ * 't' (--threads), 's' (--set KEY=VALUE) to KEY=VALUE flags (at most 16) and
+ * 'c' (--config) to *config_file. Returns 0, or -1 for an unknown option.
+ */
+#include <stddef.h>
+int dems_cli_common_opt(int opt, const char *arg, char **flags, size_t *nflags,
+                        const char **config_file);
+
 /* server/cli/face.c: `demsd face detect|embed IMAGE...` (built when present). */
 int dems_cli_face(int argc, char **argv);
 

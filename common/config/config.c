@@ -1,0 +1,315 @@
+/*
+ * The configuration table and its three sources (file, environment, flags).
+ * Every key is declared once below with its type, range, default and help
+ * text; --help, the docs and the parser all read the same table.
+ */
+#include "dems/config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/limits.h"
+#include "dems/str.h"
+
+enum kind { K_STR, K_U64, K_BOOL, K_HOSTPORT, K_LEVEL };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;
+    uint64_t min, max; /* K_U64 */
+    const char *def;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct dems_config, f)
+
+static const struct key keys[] = {
+    {"data_dir", K_STR, OFF(data_dir), 0, 0, "",
+     "directory for the embedded database, keys, TLS files and blobs (required)"},
+    {"listen", K_HOSTPORT, OFF(listen), 0, 0, "127.0.0.1:8443", "HTTPS listen address HOST:PORT"},
+    {"threads", K_U64, OFF(threads), 0, 256, "0", "event-loop threads (0 = one per CPU core)"},
+    {"tls_cert", K_STR, OFF(tls_cert), 0, 0, "",
+     "PEM certificate chain (empty = self-signed, generated under data_dir)"},
+    {"tls_key", K_STR, OFF(tls_key), 0, 0, "", "PEM private key for tls_cert"},
+    {"hsts_max_age", K_U64, OFF(hsts_max_age), 0, 63072000, "31536000",
+     "Strict-Transport-Security max-age in seconds"},
+    {"database_url", K_STR, OFF(database_url), 0, 0, "",
+     "libpq URL of the application role (empty = private embedded PostgreSQL)"},
+    {"database_owner_url", K_STR, OFF(database_owner_url), 0, 0, "",
+     "libpq URL of the schema owner role, used for migrations (empty = database_url)"},
+    {"pg_bin_dir", K_STR, OFF(pg_bin_dir), 0, 0, "/usr/lib/postgresql/15/bin",
+     "PostgreSQL server binaries for the embedded cluster"},
+    {"db_pool_size", K_U64, OFF(db_pool_size), 1, 64, "4",
+     "database connections per event-loop thread"},
+    {"auto_migrate", K_BOOL, OFF(auto_migrate), 0, 0, "true",
+     "apply pending migrations when serve starts"},
+    {"header_timeout", K_U64, OFF(header_timeout), 1, 3600, "10",
+     "seconds a client has to send a complete request head"},
+    {"idle_timeout", K_U64, OFF(idle_timeout), 1, 86400, "60",
+     "seconds an idle keep-alive connection is kept"},
+    {"body_timeout", K_U64, OFF(body_timeout), 1, 86400, "30",
+     "seconds a request body may go without receiving a byte"},
+    {"shutdown_timeout", K_U64, OFF(shutdown_timeout), 0, 3600, "30",
+     "seconds in-flight requests get to finish on SIGTERM"},
+    {"session_ttl", K_U64, OFF(session_ttl), 60, 2592000, "43200",
+     "lifetime of a login session token in seconds"},
+    {"login_max_failures", K_U64, OFF(login_max_failures), 1, 1000, "5",
+     "failed logins per account within login_window before it is throttled"},
+    {"login_window", K_U64, OFF(login_window), 1, 86400, "300",
+     "seconds over which failed logins are counted"},
+    {"login_max_failures_per_address", K_U64, OFF(login_max_failures_per_address), 1, 100000,
+     "20", "failed logins per client address within login_window"},
+    {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void *field(struct dems_config *c, const struct key *k)
+{
+    return (char *)c + k->off;
+}
+
+static const struct key *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    }
+    return NULL;
+}
+
+static int bad(char *err, size_t errlen, const char *key, const char *why, const char *value)
+{
+    snprintf(err, errlen, "config: %s: %s (got \"%.64s\")", key, why, value);
+    return DEMS_EINVAL;
+}
+
+static int set_string(char **slot, const char *value)
+{
+    char *s = strdup(value);
+    if (s == NULL)
+        return DEMS_ENOMEM;
+    free(*slot);
+    *slot = s;
+    return 0;
+}
+
+static int set_key(struct dems_config *c, const struct key *k, const char *value, char *err,
+                   size_t errlen)
+{
+    char why[96];
+    switch (k->kind) {
+    case K_U64: {
+        uint64_t v;
+        int r = dems_parse_u64(value, strlen(value), k->max, &v);
+        if (r < 0 || v < k->min) {
+            snprintf(why, sizeof(why), "expected a whole number from %llu to %llu",
+                     (unsigned long long)k->min, (unsigned long long)k->max);
+            return bad(err, errlen, k->name, why, value);
+        }
+        *(uint64_t *)field(c, k) = v;
+        return 0;
+    }
+    case K_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0) {
+            *(bool *)field(c, k) = true;
+        } else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                   strcmp(value, "0") == 0) {
+            *(bool *)field(c, k) = false;
+        } else {
+            return bad(err, errlen, k->name, "expected true or false", value);
+        }
+        return 0;
+    case K_HOSTPORT: {
+        char host[256];
+        uint16_t port;
+        if (dems_config_split_hostport(value, host, sizeof(host), &port) < 0)
+            return bad(err, errlen, k->name, "expected HOST:PORT with a port from 0 to 65535",
+                       value);
+        break;
+    }
+    case K_LEVEL:
+        if (strcmp(value, "debug") != 0 && strcmp(value, "info") != 0 &&
+            strcmp(value, "warn") != 0 && strcmp(value, "error") != 0)
+            return bad(err, errlen, k->name, "expected debug, info, warn or error", value);
+        break;
+    case K_STR:
+        break;
+    }
+    if (set_string((char **)field(c, k), value) < 0) {
+        snprintf(err, errlen, "config: out of memory");
+        return DEMS_ENOMEM;
+    }
+    return 0;
+}
+
+int dems_config_init(struct dems_config *c)
+{
+    *c = (struct dems_config){0};
+    char err[256];
+    for (size_t i = 0; i < NKEYS; i++) {
+        int r = set_key(c, &keys[i], keys[i].def, err, sizeof(err));
+        if (r < 0) {
+            dems_config_done(c);
+            return r;
+        }
+    }
+    return 0;
+}
+
+void dems_config_done(struct dems_config *c)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].kind != K_U64 && keys[i].kind != K_BOOL) {
+            char **slot = (char **)field(c, &keys[i]);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+int dems_config_set(struct dems_config *c, const char *key, const char *value, char *err,
+                    size_t errlen)
+{
+    const struct key *k = find_key(key);
+    if (k == NULL) {
+        snprintf(err, errlen, "config: unknown key \"%.64s\"", key);
+        return DEMS_EINVAL;
+    }
+    return set_key(c, k, value, err, errlen);
+}
+
+/* Handles one line of a config file, modified in place. */
+static int load_line(struct dems_config *c, char *line, const char *path, unsigned lineno,
+                     char *err, size_t errlen)
+{
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    if (n == 0 || s[0] == '#')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (eq == NULL) {
+        snprintf(err, errlen, "config: %s:%u: expected key = value", path, lineno);
+        return DEMS_EINVAL;
+    }
+    char *kend = eq;
+    while (kend > s && (kend[-1] == ' ' || kend[-1] == '\t'))
+        kend--;
+    *kend = '\0';
+    char *v = eq + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t vlen = strlen(v);
+    if (vlen >= 2 && v[0] == '"' && v[vlen - 1] == '"') {
+        v[vlen - 1] = '\0';
+        v++;
+    }
+    char inner[256];
+    int r = dems_config_set(c, s, v, inner, sizeof(inner));
+    if (r < 0)
+        snprintf(err, errlen, "%s:%u: %s", path, lineno, inner);
+    return r;
+}
+
+int dems_config_load_file(struct dems_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "config: cannot open %s", path);
+        return DEMS_EIO;
+    }
+    char line[4096];
+    unsigned lineno = 0;
+    size_t total = 0;
+    int r = 0;
+    while (r == 0 && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        size_t n = strlen(line);
+        total += n;
+        if (total > DEMS_MAX_CONFIG_BYTES || (n == sizeof(line) - 1 && line[n - 1] != '\n')) {
+            snprintf(err, errlen, "config: %s:%u: line or file too long", path, lineno);
+            r = DEMS_ETOOBIG;
+            break;
+        }
+        r = load_line(c, line, path, lineno, err, errlen);
+    }
+    fclose(f);
+    return r;
+}
+
+int dems_config_load_env(struct dems_config *c, char *const *envp, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char var[64] = "DEMS_";
+        size_t o = 5;
+        for (const char *p = keys[i].name; *p != '\0' && o + 1 < sizeof(var); p++)
+            var[o++] = (char)toupper((unsigned char)*p);
+        var[o] = '\0';
+        for (char *const *e = envp; e != NULL && *e != NULL; e++) {
+            if (strncmp(*e, var, o) == 0 && (*e)[o] == '=') {
+                int r = set_key(c, &keys[i], *e + o + 1, err, errlen);
+                if (r < 0)
+                    return r;
+            }
+        }
+    }
+    return 0;
+}
+
+int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
+{
+    if (c->data_dir[0] == '\0') {
+        snprintf(err, errlen, "config: data_dir: required (use --data DIR)");
+        return DEMS_EINVAL;
+    }
+    if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
+        snprintf(err, errlen, "config: tls_cert and tls_key must be set together");
+        return DEMS_EINVAL;
+    }
+    return 0;
+}
+
+int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *ret_port)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return DEMS_EINVAL;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return DEMS_EINVAL;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return DEMS_EINVAL;
+    uint64_t port;
+    if (dems_parse_u64(colon + 1, strlen(colon + 1), 65535, &port) < 0)
+        return DEMS_EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *ret_port = (uint16_t)port;
+    return 0;
+}
+
+void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help,
+                                     void *arg),
+                          void *arg)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        fn(keys[i].name, keys[i].def, keys[i].help, arg);
+}

@@ -1,0 +1,73 @@
+/*
+ * demsd's configuration: one table of keys with types, ranges and defaults.
+ * Values come from (lowest first) the defaults, the config file, DEMS_<KEY>
+ * environment variables, then command-line flags. A bad value yields one line
+ * naming the key; callers print it and exit with status 2.
+ *
+ * File format: UTF-8 text, one `key = value` per line; blank lines and lines
+ * starting with '#' are ignored; values run to the end of the line with
+ * surrounding spaces removed and may be wrapped in double quotes.
+ */
+#ifndef DEMS_CONFIG_H
+#define DEMS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dems_config {
+    char *data_dir;
+    char *listen; /* HOST:PORT */
+    uint64_t threads;
+    char *tls_cert;
+    char *tls_key;
+    uint64_t hsts_max_age;
+    char *database_url;
+    char *database_owner_url;
+    char *pg_bin_dir;
+    uint64_t db_pool_size;
+    bool auto_migrate;
+    uint64_t header_timeout;
+    uint64_t idle_timeout;
+    uint64_t body_timeout;
+    uint64_t shutdown_timeout;
+    uint64_t session_ttl;
+    uint64_t login_max_failures;
+    uint64_t login_window;
+    uint64_t login_max_failures_per_address;
+    char *log_level;
+};
+
+/* Fills c with defaults. Strings are owned; free with dems_config_done. */
+int dems_config_init(struct dems_config *c);
+
+void dems_config_done(struct dems_config *c);
+
+/*
+ * Sets key to the textual value. On error returns DEMS_EINVAL (unknown key
+ * or bad value) and writes one line of explanation into err (size errlen).
+ */
+int dems_config_set(struct dems_config *c, const char *key, const char *value, char *err,
+                    size_t errlen);
+
+/* Reads a config file (see format above); errors name the file and line. */
+int dems_config_load_file(struct dems_config *c, const char *path, char *err, size_t errlen);
+
+/* Applies DEMS_<KEY> variables from envp (NULL-terminated). */
+int dems_config_load_env(struct dems_config *c, char *const *envp, char *err, size_t errlen);
+
+/* Checks cross-key rules (e.g. cert and key together); err as above. */
+int dems_config_check(const struct dems_config *c, char *err, size_t errlen);
+
+/*
+ * Splits "HOST:PORT" or "[V6]:PORT" into host (hostlen bytes) and port.
+ * Returns 0 or DEMS_EINVAL.
+ */
+int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *ret_port);
+
+/* For --help: calls fn once per key with its default and description. */
+void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help,
+                                     void *arg),
+                          void *arg);
+
+#endif

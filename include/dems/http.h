@@ -1,0 +1,100 @@
+/*
+ * Streaming HTTP/1.1 request parsing over Debian's http-parser, with dems's
+ * limits. The caller feeds bytes as they arrive; the parser reports the
+ * request head once, then body chunks (never buffered here), then the end of
+ * the message. Any callback may pause the parser (backpressure, or waiting
+ * for authentication); the caller resumes and feeds the rest later.
+ */
+#ifndef DEMS_HTTP_H
+#define DEMS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dems/limits.h"
+#include "dems/str.h"
+
+enum dems_http_method {
+    DEMS_HTTP_OTHER = 0, /* parsed but not implemented by dems (501) */
+    DEMS_HTTP_GET,
+    DEMS_HTTP_HEAD,
+    DEMS_HTTP_POST,
+    DEMS_HTTP_PUT,
+    DEMS_HTTP_PATCH,
+    DEMS_HTTP_DELETE,
+    DEMS_HTTP_OPTIONS,
+};
+
+struct dems_http_header {
+    struct dems_str name;
+    struct dems_str value;
+};
+
+/* A parsed request head. Borrowed: valid until the next message begins. */
+struct dems_http_head {
+    enum dems_http_method method;
+    const char *method_name; /* e.g. "GET"; static */
+    struct dems_str target;  /* the request target as sent */
+    struct dems_str path;    /* target up to '?', not percent-decoded */
+    struct dems_str query;   /* after '?', may be empty */
+    struct dems_http_header headers[DEMS_MAX_HEADERS];
+    size_t nheaders;
+    unsigned http_major;
+    unsigned http_minor;
+    bool keep_alive;
+    bool has_length;         /* Content-Length was sent */
+    uint64_t content_length; /* valid when has_length */
+    bool chunked;
+    bool expect_continue;
+};
+
+/*
+ * Callbacks return 0 to go on, DEMS_EAGAIN to pause the parser after this
+ * event, or another negative DEMS_E* to stop with that error.
+ */
+struct dems_http_parser_cb {
+    int (*on_head)(void *arg, const struct dems_http_head *head);
+    int (*on_body)(void *arg, const uint8_t *data, size_t n);
+    int (*on_end)(void *arg);
+};
+
+struct dems_http_parser;
+
+/* Returns owned; free with dems_http_parser_free. NULL on out of memory. */
+struct dems_http_parser *dems_http_parser_new(const struct dems_http_parser_cb *cb, void *arg);
+
+void dems_http_parser_free(struct dems_http_parser *p);
+
+/*
+ * Parses up to n bytes. Returns how many were consumed; fewer than n means
+ * the parser paused or failed (see dems_http_parser_state). Feeding a failed
+ * parser consumes nothing.
+ */
+size_t dems_http_parser_feed(struct dems_http_parser *p, const uint8_t *data, size_t n);
+
+enum dems_http_parser_state {
+    DEMS_HTTP_PARSING, /* wants more bytes */
+    DEMS_HTTP_PAUSED,  /* a callback paused it; resume before feeding */
+    DEMS_HTTP_FAILED,  /* see dems_http_parser_error */
+};
+
+enum dems_http_parser_state dems_http_parser_state(const struct dems_http_parser *p);
+
+/* Un-pauses a paused parser. */
+void dems_http_parser_resume(struct dems_http_parser *p);
+
+/*
+ * For a failed parser: the HTTP status to answer (400, 413, 431, 501 or the
+ * status of a callback's error), a stable code and a message (static).
+ */
+void dems_http_parser_error(const struct dems_http_parser *p, int *ret_status,
+                            const char **ret_code, const char **ret_message);
+
+/* True while a message is in progress (some bytes of it were consumed). */
+bool dems_http_parser_in_message(const struct dems_http_parser *p);
+
+/* Finds a header by name (ASCII case-insensitive); NULL when absent. */
+const struct dems_str *dems_http_head_get(const struct dems_http_head *h, const char *name);
+
+#endif

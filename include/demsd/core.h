@@ -1,0 +1,90 @@
+/*
+ * The server process: one struct dems_server, N event-loop threads (struct
+ * dems_loop, one event_base each) accepting from one shared listening
+ * socket, a small thread pool for CPU-heavy work (password hashing), and
+ * graceful shutdown. Connection handling lives in server/http/.
+ */
+#ifndef DEMSD_CORE_H
+#define DEMSD_CORE_H
+
+#include <openssl/ssl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dems/config.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct dems_db_pool;
+struct dems_conn;
+struct dems_work;
+
+struct dems_loop {
+    unsigned id;
+    struct dems_server *srv;
+    struct event_base *base;
+    pthread_t thread;
+    struct evconnlistener *listener;
+    struct dems_db_pool *db;
+    struct event *stop_ev;    /* activated from the main thread */
+    struct event *reap_ev;    /* frees closed connections outside callbacks */
+    struct event *work_ev;    /* delivers finished pool work */
+    struct event *drain_timer;
+    struct dems_conn *conns;  /* doubly linked list of live connections */
+    struct dems_conn *dead;   /* singly linked list awaiting free */
+    size_t nconns;
+    bool draining;
+    pthread_mutex_t work_mu;
+    struct dems_work *work_done; /* finished items, guarded by work_mu */
+    char date[40];               /* cached HTTP Date header value */
+    int64_t date_sec;
+};
+
+struct dems_server {
+    struct dems_config *cfg;
+    SSL_CTX *ssl_ctx;
+    int listen_fd;
+    uint16_t port;
+    struct dems_loop *loops;
+    unsigned nloops;
+    char db_conninfo[2048];
+    char *migrations_status; /* NULL when current */
+    /* The CPU work pool (password hashing). */
+    pthread_t *workers;
+    unsigned nworkers;
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    struct dems_work *queue_head, *queue_tail;
+    bool pool_stop;
+};
+
+/*
+ * Runs fn(arg) on a pool thread, then done(arg) on loop's thread. Returns 0,
+ * or DEMS_ENOMEM (then neither function runs).
+ */
+int dems_work_submit(struct dems_loop *loop, void (*fn)(void *arg), void (*done)(void *arg),
+                     void *arg);
+
+/* On loop's thread: runs done for every finished item (its work_ev). */
+void dems_work_deliver(struct dems_loop *loop);
+
+/* Starts and stops the work pool (n threads); stop runs what is queued. */
+int dems_work_start(struct dems_server *srv, unsigned n);
+void dems_work_stop(struct dems_server *srv);
+
+/* Creates the loops (config threads, 0 = cores), runs them until shutdown. */
+int dems_loops_run(struct dems_server *srv);
+
+/* Asks every loop to drain and stop; safe from any thread. */
+void dems_loops_stop(struct dems_server *srv);
+
+/* The TLS context: configured files, or a self-signed pair under data_dir. */
+int dems_tls_init(struct dems_server *srv, char *err, size_t errlen);
+
+/* Called by a loop when it has no connections left while draining. */
+void dems_loop_maybe_exit(struct dems_loop *loop);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * HTTP for handlers: requests, responses, routes and roles.
+ *
+ * A request lives from its head until its response has been written (or its
+ * connection died). Handlers run on the connection's loop thread and must
+ * never block; they answer with dems_resp_* exactly once, now or later from
+ * an async callback. If the connection dies first, dems_req_is_aborted()
+ * turns true and dems_resp_* quietly do nothing; the request object stays
+ * valid while someone holds a reference (dems_req_ref/unref).
+ */
+#ifndef DEMSD_HTTP_H
+#define DEMSD_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dems/http.h"
+#include "dems/str.h"
+
+struct dems_loop;
+struct dems_req;
+
+/* Roles as a bit set. A route lists those that may call it. */
+enum {
+    DEMS_ROLE_ADMIN = 1u << 0,
+    DEMS_ROLE_OFFICER = 1u << 1,
+    DEMS_ROLE_PROSECUTOR = 1u << 2,
+    DEMS_ROLE_STAFF = DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR,
+    /* No credentials needed (health, login). */
+    DEMS_ROLE_PUBLIC = 1u << 30,
+};
+
+/* Parses "admin"/"officer"/"prosecutor"; 0 when unknown. */
+unsigned dems_role_parse(const char *name);
+/* The name of a single role bit; "unknown" otherwise. */
+const char *dems_role_name(unsigned role);
+
+/* Who is calling, once authenticated. */
+struct dems_principal {
+    int64_t user_id;
+    int64_t token_id;
+    unsigned role; /* one DEMS_ROLE_* bit */
+    char username[72];
+    char token_kind[16]; /* "session" or "api" */
+};
+
+struct dems_route {
+    enum dems_http_method method;
+    const char *pattern; /* "/v1/me/tokens/{id}": {name} matches one segment */
+    unsigned roles;      /* who may call it; 0 denies everyone */
+    size_t max_body;     /* largest JSON body accepted; 0 = none */
+    void (*handle)(struct dems_req *req);
+};
+
+/* The route table (server/api/routes.c). */
+extern const struct dems_route dems_routes[];
+extern const size_t dems_nroutes;
+
+/*
+ * Finds the route for method and path. Returns the route and fills params
+ * (DEMS_MAX_PATH_PARAMS values in pattern order, borrowed from path), or NULL
+ * with *ret_status 404 (no path) or 405 (path exists, method does not; then
+ * allow gets the allowed methods, comma-separated).
+ */
+const struct dems_route *dems_router_match(enum dems_http_method method, struct dems_str path,
+                                           struct dems_str *params, size_t *ret_nparams,
+                                           int *ret_status, char *allow, size_t allowlen);
+
+/* Accessors (borrowed; valid for the life of the request). */
+const struct dems_http_head *dems_req_head(const struct dems_req *req);
+const char *dems_req_id(const struct dems_req *req);
+const char *dems_req_peer(const struct dems_req *req);
+struct dems_loop *dems_req_loop(const struct dems_req *req);
+const struct dems_principal *dems_req_principal(const struct dems_req *req);
+struct dems_str dems_req_param(const struct dems_req *req, size_t i);
+bool dems_req_is_aborted(const struct dems_req *req);
+
+/* The JSON body (an object), parsed; NULL when the route takes none. */
+json_t *dems_req_json(const struct dems_req *req);
+
+/* Query-string parameter, percent-decoding not applied; false when absent. */
+bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value);
+
+void dems_req_ref(struct dems_req *req);
+void dems_req_unref(struct dems_req *req);
+
+/* Adds a response header (both copied) before the response is sent. */
+int dems_resp_header(struct dems_req *req, const char *name, const char *value);
+
+/* Sends status with a JSON body (reference stolen; NULL sends no body). */
+void dems_resp_json(struct dems_req *req, int status, json_t *body);
+
+/* Sends {"error":{"code","message"}} with status. */
+void dems_resp_error(struct dems_req *req, int status, const char *code, const char *message);
+
+/* dems_resp_error for a DEMS_E* value, using the error table. */
+void dems_resp_err(struct dems_req *req, int err);
+
+/* Sends status with a body of the given type (copied). */
+void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
+                     const void *data, size_t len);
+
+/* For server/core: connections on a loop. */
+struct sockaddr;
+
+/* Takes ownership of an accepted socket and serves HTTPS on it. */
+void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa, int salen);
+
+/* Closes idle connections and marks busy ones to close after their response. */
+void dems_conn_drain_all(struct dems_loop *loop);
+
+/* Closes every connection now (end of the shutdown grace period). */
+void dems_conn_close_all(struct dems_loop *loop);
+
+/* Frees connections closed earlier (runs outside their callbacks). */
+void dems_conn_reap(struct dems_loop *loop);
+
+#endif

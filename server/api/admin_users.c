@@ -1,0 +1,141 @@
+/*
+ * Administrators' user management: GET /v1/admin/users lists accounts,
+ * POST /v1/admin/users creates one (the Argon2id hash is computed on the
+ * work pool, never on the loop).
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_int.h"
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "dems/crypto.h"
+#include "dems/err.h"
+#include "dems/limits.h"
+
+struct create {
+    struct dems_req *req;
+    char username[DEMS_MAX_USERNAME + 1];
+    char role[16];
+    char *password; /* sodium_malloc'd */
+    char hash[DEMS_PASSWORD_HASH_MAX];
+    int err;
+};
+
+static void create_free(struct create *c)
+{
+    if (c->password != NULL)
+        sodium_free(c->password);
+    dems_req_unref(c->req);
+    free(c);
+}
+
+static void on_created(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        if (dems_db_is_unique_violation(res))
+            dems_resp_error(req, 409, "user_exists", "a user with that name already exists");
+        else
+            api_db_error(req, res, err);
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0);
+    dems_resp_json(req, 201,
+                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
+                             "username", PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2)));
+}
+
+static void hash_work(void *arg)
+{
+    struct create *c = arg;
+    c->err = dems_password_hash(c->password, strlen(c->password), false, c->hash);
+}
+
+static void hash_done(void *arg)
+{
+    struct create *c = arg;
+    if (!dems_req_is_aborted(c->req)) {
+        const char *params[] = {c->username, c->role, c->hash};
+        int r = c->err;
+        if (r == 0)
+            r = dems_db_req(c->req,
+                            "INSERT INTO users (username, role, password_hash)"
+                            " VALUES ($1, $2, $3) RETURNING id, username, role",
+                            3, params, on_created);
+        if (r < 0)
+            dems_resp_err(c->req, r);
+    }
+    create_free(c);
+}
+
+void api_admin_users_create(struct dems_req *req)
+{
+    const char *username, *password, *role;
+    if (!api_get_str(req, "username", DEMS_MAX_USERNAME, true, &username) ||
+        !api_get_str(req, "password", DEMS_MAX_PASSWORD, true, &password) ||
+        !api_get_str(req, "role", 16, true, &role))
+        return;
+    if (!dems_auth_username_ok(username)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"username\" must be 1-64 characters of A-Z a-z 0-9 . _ @ -");
+        return;
+    }
+    if (dems_role_parse(role) == 0) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"role\" must be admin, officer or prosecutor");
+        return;
+    }
+    if (strlen(password) < 8) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"password\" must be at least 8 characters");
+        return;
+    }
+    struct create *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    c->req = req;
+    dems_req_ref(req);
+    snprintf(c->username, sizeof(c->username), "%s", username);
+    snprintf(c->role, sizeof(c->role), "%s", role);
+    c->password = sodium_malloc(strlen(password) + 1);
+    if (c->password != NULL)
+        memcpy(c->password, password, strlen(password) + 1);
+    if (c->password == NULL ||
+        dems_work_submit(dems_req_loop(req), hash_work, hash_done, c) < 0) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        create_free(c);
+    }
+}
+
+static void on_users(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:s,s:b,s:b,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
+                           "username", PQgetvalue(res, i, 1), "role", PQgetvalue(res, i, 2),
+                           "totp_enabled", PQgetvalue(res, i, 3)[0] == 't', "disabled",
+                           PQgetvalue(res, i, 4)[0] == 't', "created_at", PQgetvalue(res, i, 5)));
+    }
+    dems_resp_json(req, 200, json_pack("{s:o}", "users", arr));
+}
+
+void api_admin_users_list(struct dems_req *req)
+{
+    int r = dems_db_req(req,
+                        "SELECT id, username, role, totp_enabled, disabled, " API_TS("created_at")
+                        " FROM users ORDER BY id",
+                        0, NULL, on_users);
+    if (r < 0)
+        dems_resp_err(req, r);
+}

@@ -1,0 +1,51 @@
+/*
+ * Shared by the handlers in server/api/: JSON field readers that answer 400
+ * themselves, the timestamp format, and every handler's prototype (the route
+ * table in routes.c names them).
+ */
+#ifndef DEMS_API_INT_H
+#define DEMS_API_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "demsd/http.h"
+
+/* SQL that renders a timestamptz column as RFC 3339 UTC. */
+#define API_TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/*
+ * Reads a string member of the request body. On a missing (when required),
+ * non-string, empty or longer-than-max value it answers 400 naming the field
+ * and returns false. An absent optional field gives *ret NULL and true.
+ */
+bool api_get_str(struct dems_req *req, const char *key, size_t max, bool required,
+                 const char **ret);
+
+/* Reads an optional integer member in [min, max]; def when absent. */
+bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max, int64_t def,
+                 int64_t *ret);
+
+/* Answers 503/500 for a failed query. */
+void api_db_error(struct dems_req *req, const PGresult *res, int err);
+
+/* Parses a decimal id from a column or path segment; 0 when not one. */
+int64_t api_id(const char *s, size_t len);
+
+/* Routes are attached in routes.c. */
+void api_healthz(struct dems_req *req);
+void api_readyz(struct dems_req *req);
+void api_login(struct dems_req *req);
+void api_logout(struct dems_req *req);
+void api_me(struct dems_req *req);
+void api_totp_enrol(struct dems_req *req);
+void api_totp_confirm(struct dems_req *req);
+void api_tokens_create(struct dems_req *req);
+void api_tokens_list(struct dems_req *req);
+void api_tokens_revoke(struct dems_req *req);
+void api_admin_users_create(struct dems_req *req);
+void api_admin_users_list(struct dems_req *req);
+
+#endif

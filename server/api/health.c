@@ -1,0 +1,42 @@
+/*
+ * GET /healthz: the process is alive and its loop answers.
+ * GET /readyz: the database answers and its schema is at this binary's
+ * migration level, so a load balancer only sends traffic that can succeed.
+ */
+#include <string.h>
+
+#include "api_int.h"
+#include "demsd/db.h"
+#include "dems/err.h"
+
+void api_healthz(struct dems_req *req)
+{
+    dems_resp_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void on_migrations(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        dems_resp_json(req, 503,
+                       json_pack("{s:{s:s,s:s}}", "error", "code", "database_unavailable",
+                                 "message", "the database does not answer"));
+        return;
+    }
+    const char *v = PQgetvalue(res, 0, 0);
+    int64_t applied = api_id(v, strlen(v));
+    if ((size_t)applied != dems_migrate_count()) {
+        dems_resp_json(req, 503,
+                       json_pack("{s:{s:s,s:s}}", "error", "code", "migrations_pending",
+                                 "message", "the database schema is not current"));
+        return;
+    }
+    dems_resp_json(req, 200,
+                   json_pack("{s:s,s:I}", "status", "ready", "migrations", (json_int_t)applied));
+}
+
+void api_readyz(struct dems_req *req)
+{
+    int r = dems_db_req(req, "SELECT count(*) FROM schema_migrations", 0, NULL, on_migrations);
+    if (r < 0)
+        on_migrations(req, NULL, r);
+}

@@ -1,0 +1,338 @@
+/*
+ * POST /v1/auth/login and POST /v1/auth/logout.
+ *
+ * Login runs as a chain of async steps on the request's loop: check the
+ * throttle counters (per account and per address, in PostgreSQL so all
+ * instances share them) -> fetch the user -> verify the Argon2id hash on the
+ * work pool (a dummy hash when the user does not exist, so timing does not
+ * reveal which names exist) -> check TOTP when enrolled (each code works
+ * once) -> create the session token. Every failure is counted before the
+ * 401 goes out.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_int.h"
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "dems/crypto.h"
+#include "dems/err.h"
+#include "dems/limits.h"
+#include "dems/str.h"
+
+struct login {
+    struct dems_req *req;
+    char username[DEMS_MAX_USERNAME + 1];
+    char *password; /* sodium_malloc'd, wiped on free */
+    size_t password_len;
+    char totp[8];
+    bool has_totp;
+    char user_key[DEMS_MAX_USERNAME + 3];
+    char addr_key[72];
+    bool found;
+    bool disabled;
+    bool password_ok;
+    char user_id[24];
+    char hash[DEMS_PASSWORD_HASH_MAX];
+    uint8_t secret[64];
+    size_t secret_len;
+    bool totp_enabled;
+    uint64_t step;
+    char token[DEMS_TOKEN_TEXT_MAX];
+};
+
+/* A valid Argon2id hash of a random password, verified when the user does
+ * not exist so that both paths cost the same. Made once. */
+static char dummy_hash[DEMS_PASSWORD_HASH_MAX];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
+
+static void make_dummy(void)
+{
+    char pw[32];
+    randombytes_buf(pw, sizeof(pw));
+    dems_password_hash(pw, sizeof(pw), false, dummy_hash);
+}
+
+static void login_free(struct login *l)
+{
+    if (l->password != NULL)
+        sodium_free(l->password);
+    dems_req_unref(l->req);
+    sodium_memzero(l, sizeof(*l));
+    free(l);
+}
+
+/* Answers and ends the chain. */
+static void login_end(struct login *l, int status, const char *code, const char *msg)
+{
+    if (status != 0)
+        dems_resp_error(l->req, status, code, msg);
+    login_free(l);
+}
+
+static bool login_query(struct login *l, const char *sql, int n, const char *const *params,
+                        void (*cb)(void *arg, const PGresult *res, int err))
+{
+    if (dems_req_is_aborted(l->req)) {
+        login_free(l);
+        return false;
+    }
+    int r = dems_db_query(dems_req_loop(l->req)->db, sql, n, params, cb, l);
+    if (r < 0) {
+        dems_resp_err(l->req, r == DEMS_EUNAVAIL ? r : DEMS_EDB);
+        login_free(l);
+        return false;
+    }
+    return true;
+}
+
+static const struct dems_config *cfg_of(const struct login *l)
+{
+    return dems_req_loop(l->req)->srv->cfg;
+}
+
+static void on_failure_recorded(void *arg, const PGresult *res, int err)
+{
+    (void)res;
+    (void)err;
+    struct login *l = arg;
+    if (l->found && l->password_ok && l->totp_enabled)
+        login_end(l, 401, "invalid_totp", "the one-time code is wrong or was already used");
+    else
+        login_end(l, 401, "invalid_credentials", "wrong username or password");
+}
+
+/* Counts one failure against the account and the address, then answers. */
+static void record_failure(struct login *l)
+{
+    char window[24];
+    snprintf(window, sizeof(window), "%llu", (unsigned long long)cfg_of(l)->login_window);
+    const char *params[] = {l->user_key, l->addr_key, window};
+    login_query(l,
+                "INSERT INTO login_throttle AS t (key, failures, window_start)"
+                " SELECT k, 1, now() FROM (VALUES ($1), ($2)) AS v (k)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " failures = CASE WHEN t.window_start <= now() - make_interval(secs => $3::int)"
+                "   THEN 1 ELSE t.failures + 1 END,"
+                " window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $3::int)"
+                "   THEN now() ELSE t.window_start END",
+                3, params, on_failure_recorded);
+}
+
+static void on_ignored(void *arg, const PGresult *res, int err)
+{
+    (void)arg;
+    (void)res;
+    (void)err;
+}
+
+static void on_session(void *arg, const PGresult *res, int err)
+{
+    struct login *l = arg;
+    if (err < 0 || PQntuples(res) != 1) {
+        dems_resp_err(l->req, DEMS_EDB);
+        login_free(l);
+        return;
+    }
+    dems_resp_json(l->req, 200,
+                   json_pack("{s:s,s:s}", "token", l->token, "expires_at",
+                             PQgetvalue(res, 0, 0)));
+    /* A successful login clears the account's failure count. */
+    const char *params[] = {l->user_key};
+    if (dems_db_query(dems_req_loop(l->req)->db, "DELETE FROM login_throttle WHERE key = $1", 1,
+                      params, on_ignored, NULL) < 0) {
+        /* Not fatal: the window expires the count anyway. */
+    }
+    login_free(l);
+}
+
+static void create_session(struct login *l)
+{
+    uint8_t hash[32];
+    char hex[65], ttl[24];
+    if (dems_token_new("s", l->token, hash) < 0) {
+        login_end(l, 500, "internal_error", "cannot create a token");
+        return;
+    }
+    dems_hex_encode(hash, sizeof(hash), hex);
+    snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)cfg_of(l)->session_ttl);
+    const char *params[] = {hex, l->user_id, ttl};
+    login_query(l,
+                "INSERT INTO auth_tokens (token_hash, user_id, kind, expires_at)"
+                " VALUES (decode($1, 'hex'), $2, 'session',"
+                " now() + make_interval(secs => $3::int))"
+                " RETURNING " API_TS("expires_at"),
+                3, params, on_session);
+}
+
+static void on_step_stored(void *arg, const PGresult *res, int err)
+{
+    struct login *l = arg;
+    if (err < 0) {
+        dems_resp_err(l->req, DEMS_EDB);
+        login_free(l);
+    } else if (dems_db_affected(res) != 1) {
+        record_failure(l); /* the code's step was used already: a replay */
+    } else {
+        create_session(l);
+    }
+}
+
+static void check_totp(struct login *l)
+{
+    uint64_t step;
+    if (!l->has_totp) {
+        /* Right password, no code: ask for it without counting a failure. */
+        login_end(l, 401, "totp_required", "this account needs a one-time code (field \"totp\")");
+        return;
+    }
+    if (dems_totp_verify(l->secret, l->secret_len, l->totp, (uint64_t)time(NULL), &step) < 0) {
+        record_failure(l);
+        return;
+    }
+    char s[24];
+    snprintf(s, sizeof(s), "%llu", (unsigned long long)step);
+    const char *params[] = {l->user_id, s};
+    /* Conditional update: only a step newer than the last used one passes. */
+    login_query(l,
+                "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
+                2, params, on_step_stored);
+}
+
+static void verify_work(void *arg)
+{
+    struct login *l = arg;
+    pthread_once(&dummy_once, make_dummy);
+    const char *hash = l->found ? l->hash : dummy_hash;
+    l->password_ok = dems_password_verify(hash, l->password, l->password_len) && l->found;
+}
+
+static void verify_done(void *arg)
+{
+    struct login *l = arg;
+    if (dems_req_is_aborted(l->req)) {
+        login_free(l);
+        return;
+    }
+    if (!l->password_ok || l->disabled) {
+        record_failure(l);
+        return;
+    }
+    if (l->totp_enabled)
+        check_totp(l);
+    else
+        create_session(l);
+}
+
+static void on_user(void *arg, const PGresult *res, int err)
+{
+    struct login *l = arg;
+    if (err < 0) {
+        dems_resp_err(l->req, DEMS_EDB);
+        login_free(l);
+        return;
+    }
+    if (PQntuples(res) == 1) {
+        l->found = true;
+        snprintf(l->user_id, sizeof(l->user_id), "%s", PQgetvalue(res, 0, 0));
+        snprintf(l->hash, sizeof(l->hash), "%s", PQgetvalue(res, 0, 1));
+        const char *hex = PQgetvalue(res, 0, 2);
+        size_t hl = strlen(hex);
+        if (hl > 0 && hl / 2 <= sizeof(l->secret) &&
+            dems_hex_decode(hex, hl, l->secret, hl / 2) == 0)
+            l->secret_len = hl / 2;
+        l->totp_enabled = PQgetvalue(res, 0, 3)[0] == 't' && l->secret_len > 0;
+        l->disabled = PQgetvalue(res, 0, 4)[0] == 't';
+    }
+    if (dems_work_submit(dems_req_loop(l->req), verify_work, verify_done, l) < 0)
+        login_end(l, 503, "out_of_memory", "out of memory");
+}
+
+static void on_throttle(void *arg, const PGresult *res, int err)
+{
+    struct login *l = arg;
+    if (err < 0) {
+        dems_resp_err(l->req, DEMS_EDB);
+        login_free(l);
+        return;
+    }
+    const struct dems_config *cfg = cfg_of(l);
+    const char *u = PQgetvalue(res, 0, 0), *a = PQgetvalue(res, 0, 1);
+    if ((uint64_t)api_id(u, strlen(u)) >= cfg->login_max_failures ||
+        (uint64_t)api_id(a, strlen(a)) >= cfg->login_max_failures_per_address) {
+        char retry[24];
+        snprintf(retry, sizeof(retry), "%llu", (unsigned long long)cfg->login_window);
+        dems_resp_header(l->req, "Retry-After", retry);
+        login_end(l, 429, "too_many_attempts", "too many failed logins; try again later");
+        return;
+    }
+    const char *params[] = {l->username};
+    login_query(l,
+                "SELECT id, password_hash, encode(totp_secret, 'hex'), totp_enabled, disabled"
+                " FROM users WHERE username = $1",
+                1, params, on_user);
+}
+
+void api_login(struct dems_req *req)
+{
+    const char *username, *password, *totp;
+    if (!api_get_str(req, "username", DEMS_MAX_USERNAME, true, &username) ||
+        !api_get_str(req, "password", DEMS_MAX_PASSWORD, true, &password) ||
+        !api_get_str(req, "totp", 6, false, &totp))
+        return;
+    struct login *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    l->req = req;
+    dems_req_ref(req);
+    l->password_len = strlen(password);
+    l->password = sodium_malloc(l->password_len + 1);
+    if (l->password == NULL) {
+        login_end(l, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    memcpy(l->password, password, l->password_len + 1);
+    snprintf(l->username, sizeof(l->username), "%s", username);
+    if (totp != NULL) {
+        snprintf(l->totp, sizeof(l->totp), "%s", totp);
+        l->has_totp = true;
+    }
+    snprintf(l->user_key, sizeof(l->user_key), "u:%s", username);
+    snprintf(l->addr_key, sizeof(l->addr_key), "a:%s", dems_req_peer(req));
+    char window[24];
+    snprintf(window, sizeof(window), "%llu",
+             (unsigned long long)dems_req_loop(req)->srv->cfg->login_window);
+    const char *params[] = {l->user_key, l->addr_key, window};
+    login_query(l,
+                "SELECT coalesce(max(failures) FILTER (WHERE key = $1), 0),"
+                " coalesce(max(failures) FILTER (WHERE key = $2), 0)"
+                " FROM login_throttle WHERE key IN ($1, $2)"
+                " AND window_start > now() - make_interval(secs => $3::int)",
+                3, params, on_throttle);
+}
+
+static void on_revoked(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    dems_resp_json(req, 204, NULL);
+}
+
+void api_logout(struct dems_req *req)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%lld", (long long)dems_req_principal(req)->token_id);
+    const char *params[] = {id};
+    int r = dems_db_req(req, "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1", 1,
+                        params, on_revoked);
+    if (r < 0)
+        dems_resp_err(req, r);
+}

@@ -1,0 +1,285 @@
+/*
+ * The caller's own account: GET /v1/me, TOTP enrolment (POST /v1/me/totp
+ * issues a secret; POST /v1/me/totp/confirm turns it on once a code from it
+ * verifies) and API tokens for scripts (create, list, revoke). Minting
+ * tokens and enrolling TOTP need a login session: an API token cannot mint
+ * more tokens.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_int.h"
+#include "demsd/db.h"
+#include "dems/crypto.h"
+#include "dems/err.h"
+#include "dems/str.h"
+
+static void user_id_param(struct dems_req *req, char out[static 24])
+{
+    snprintf(out, 24, "%lld", (long long)dems_req_principal(req)->user_id);
+}
+
+static bool need_session(struct dems_req *req)
+{
+    if (strcmp(dems_req_principal(req)->token_kind, "session") == 0)
+        return true;
+    dems_resp_error(req, 403, "session_required", "this needs a login session, not an API token");
+    return false;
+}
+
+static void on_me(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0);
+    dems_resp_json(req, 200,
+                   json_pack("{s:I,s:s,s:s,s:b,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
+                             "username", PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2),
+                             "totp_enabled", PQgetvalue(res, 0, 3)[0] == 't', "created_at",
+                             PQgetvalue(res, 0, 4), "token_kind",
+                             dems_req_principal(req)->token_kind));
+}
+
+void api_me(struct dems_req *req)
+{
+    char uid[24];
+    user_id_param(req, uid);
+    const char *params[] = {uid};
+    int r = dems_db_req(req,
+                        "SELECT id, username, role, totp_enabled, " API_TS("created_at")
+                        " FROM users WHERE id = $1",
+                        1, params, on_me);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- TOTP ---- */
+
+static void on_enrolled(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (dems_db_affected(res) != 1) {
+        dems_resp_error(req, 409, "totp_already_enabled", "one-time codes are already enabled");
+        return;
+    }
+    /* The new secret comes back in the RETURNING row, so nothing secret has
+     * to be kept on the request while the update runs. */
+    const char *hex = PQgetvalue(res, 0, 0);
+    uint8_t secret[DEMS_TOTP_SECRET_BYTES];
+    if (dems_hex_decode(hex, strlen(hex), secret, sizeof(secret)) < 0) {
+        dems_resp_err(req, DEMS_EINTERNAL);
+        return;
+    }
+    char b32[64], uri[256];
+    dems_base32_encode(secret, sizeof(secret), b32);
+    sodium_memzero(secret, sizeof(secret));
+    snprintf(uri, sizeof(uri),
+             "otpauth://totp/dems:%s?secret=%s&issuer=dems&algorithm=SHA1&digits=6&period=30",
+             dems_req_principal(req)->username, b32);
+    dems_resp_json(req, 200,
+                   json_pack("{s:s,s:s,s:b}", "secret", b32, "otpauth_uri", uri, "totp_enabled", 0));
+}
+
+void api_totp_enrol(struct dems_req *req)
+{
+    if (!need_session(req))
+        return;
+    uint8_t secret[DEMS_TOTP_SECRET_BYTES];
+    char hex[2 * DEMS_TOTP_SECRET_BYTES + 1], uid[24];
+    randombytes_buf(secret, sizeof(secret));
+    dems_hex_encode(secret, sizeof(secret), hex);
+    sodium_memzero(secret, sizeof(secret));
+    user_id_param(req, uid);
+    const char *params[] = {uid, hex};
+    int r = dems_db_req(req,
+                        "UPDATE users SET totp_secret = decode($2, 'hex'), updated_at = now()"
+                        " WHERE id = $1 AND NOT totp_enabled"
+                        " RETURNING encode(totp_secret, 'hex')",
+                        2, params, on_enrolled);
+    sodium_memzero(hex, sizeof(hex));
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_confirmed(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (dems_db_affected(res) != 1) {
+        dems_resp_error(req, 409, "totp_already_enabled", "one-time codes are already enabled");
+        return;
+    }
+    dems_resp_json(req, 200, json_pack("{s:b}", "totp_enabled", 1));
+}
+
+static void on_secret(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    if (PQgetvalue(res, 0, 1)[0] == 't') {
+        dems_resp_error(req, 409, "totp_already_enabled", "one-time codes are already enabled");
+        return;
+    }
+    const char *hex = PQgetvalue(res, 0, 0);
+    uint8_t secret[64];
+    size_t hl = strlen(hex);
+    if (hl == 0 || hl / 2 > sizeof(secret) || dems_hex_decode(hex, hl, secret, hl / 2) < 0) {
+        dems_resp_error(req, 409, "totp_not_enrolled", "start enrolment with POST /v1/me/totp");
+        return;
+    }
+    const char *code = json_string_value(json_object_get(dems_req_json(req), "code"));
+    uint64_t step;
+    int r = dems_totp_verify(secret, hl / 2, code, (uint64_t)time(NULL), &step);
+    sodium_memzero(secret, sizeof(secret));
+    if (r < 0) {
+        dems_resp_error(req, 400, "invalid_totp", "the one-time code does not match");
+        return;
+    }
+    char uid[24], s[24];
+    user_id_param(req, uid);
+    snprintf(s, sizeof(s), "%llu", (unsigned long long)step);
+    const char *params[] = {uid, s};
+    r = dems_db_req(req,
+                    "UPDATE users SET totp_enabled = true, totp_last_step = $2, updated_at = now()"
+                    " WHERE id = $1 AND totp_secret IS NOT NULL AND NOT totp_enabled",
+                    2, params, on_confirmed);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+void api_totp_confirm(struct dems_req *req)
+{
+    const char *code;
+    if (!need_session(req) || !api_get_str(req, "code", 6, true, &code))
+        return;
+    char uid[24];
+    user_id_param(req, uid);
+    const char *params[] = {uid};
+    int r = dems_db_req(req,
+                        "SELECT encode(totp_secret, 'hex'), totp_enabled FROM users WHERE id = $1",
+                        1, params, on_secret);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- API tokens ---- */
+
+static void on_token_created(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0);
+    dems_resp_json(req, 201,
+                   json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
+                             "token", PQgetvalue(res, 0, 3), "name", PQgetvalue(res, 0, 1),
+                             "expires_at", PQgetvalue(res, 0, 2)));
+}
+
+void api_tokens_create(struct dems_req *req)
+{
+    const char *name;
+    int64_t days;
+    if (!need_session(req) || !api_get_str(req, "name", 100, true, &name) ||
+        !api_get_int(req, "ttl_days", 1, 365, 90, &days))
+        return;
+    char token[DEMS_TOKEN_TEXT_MAX], hex[65], uid[24], ttl[24];
+    uint8_t hash[32];
+    if (dems_token_new("api", token, hash) < 0) {
+        dems_resp_err(req, DEMS_EINTERNAL);
+        return;
+    }
+    dems_hex_encode(hash, sizeof(hash), hex);
+    user_id_param(req, uid);
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)days);
+    /* The token text rides along as $5 so the answer can show it once; it
+     * is never stored (only its hash is). */
+    const char *params[] = {hex, uid, name, ttl, token};
+    int r = dems_db_req(req,
+                        "INSERT INTO auth_tokens (token_hash, user_id, kind, name, expires_at)"
+                        " VALUES (decode($1, 'hex'), $2, 'api', $3,"
+                        " now() + make_interval(days => $4::int))"
+                        " RETURNING id, name, " API_TS("expires_at") ", $5::text",
+                        5, params, on_token_created);
+    sodium_memzero(token, sizeof(token));
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_token_list(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s}", "id",
+                                             (json_int_t)api_id(id, strlen(id)), "name",
+                                             PQgetvalue(res, i, 1), "created_at",
+                                             PQgetvalue(res, i, 2), "expires_at",
+                                             PQgetvalue(res, i, 3)));
+    }
+    dems_resp_json(req, 200, json_pack("{s:o}", "tokens", arr));
+}
+
+void api_tokens_list(struct dems_req *req)
+{
+    char uid[24];
+    user_id_param(req, uid);
+    const char *params[] = {uid};
+    int r = dems_db_req(req,
+                        "SELECT id, name, " API_TS("created_at") ", " API_TS("expires_at")
+                        " FROM auth_tokens WHERE user_id = $1 AND kind = 'api'"
+                        " AND revoked_at IS NULL AND expires_at > now() ORDER BY id",
+                        1, params, on_token_list);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_token_revoked(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (dems_db_affected(res) != 1) {
+        dems_resp_error(req, 404, "not_found", "no such API token");
+        return;
+    }
+    dems_resp_json(req, 204, NULL);
+}
+
+void api_tokens_revoke(struct dems_req *req)
+{
+    struct dems_str p = dems_req_param(req, 0);
+    int64_t id = api_id(p.ptr, p.len);
+    if (id <= 0) {
+        dems_resp_error(req, 404, "not_found", "no such API token");
+        return;
+    }
+    char ids[24], uid[24];
+    snprintf(ids, sizeof(ids), "%lld", (long long)id);
+    user_id_param(req, uid);
+    const char *params[] = {ids, uid};
+    int r = dems_db_req(req,
+                        "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1"
+                        " AND user_id = $2 AND kind = 'api' AND revoked_at IS NULL",
+                        2, params, on_token_revoked);
+    if (r < 0)
+        dems_resp_err(req, r);
+}

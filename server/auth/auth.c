@@ -1,0 +1,146 @@
+/*
+ * Request authentication and account bootstrap. A bearer token is looked up
+ * by the SHA-256 of its text, joined with its user; revoked, expired and
+ * disabled-user tokens are refused. The lookup is one async query on the
+ * request's loop.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "dems/crypto.h"
+#include "dems/err.h"
+#include "dems/limits.h"
+#include "dems/str.h"
+
+struct pending {
+    struct dems_principal *out;
+    void (*done)(struct dems_req *req, int err);
+};
+
+static int64_t parse_id(const char *s)
+{
+    uint64_t v = 0;
+    if (dems_parse_u64(s, strlen(s), INT64_MAX, &v) < 0)
+        return 0;
+    return (int64_t)v;
+}
+
+/* One lookup in flight; holds a reference to its request. */
+struct auth_ctx {
+    struct dems_req *req;
+    struct pending p;
+};
+
+static void on_lookup(void *arg, const PGresult *res, int err)
+{
+    struct auth_ctx *ctx = arg;
+    if (!dems_req_is_aborted(ctx->req)) {
+        if (err < 0) {
+            ctx->p.done(ctx->req, DEMS_EDB);
+        } else if (PQntuples(res) != 1) {
+            ctx->p.done(ctx->req, DEMS_EAUTH);
+        } else {
+            struct dems_principal *o = ctx->p.out;
+            o->user_id = parse_id(PQgetvalue(res, 0, 0));
+            snprintf(o->username, sizeof(o->username), "%s", PQgetvalue(res, 0, 1));
+            o->role = dems_role_parse(PQgetvalue(res, 0, 2));
+            o->token_id = parse_id(PQgetvalue(res, 0, 3));
+            snprintf(o->token_kind, sizeof(o->token_kind), "%s", PQgetvalue(res, 0, 4));
+            ctx->p.done(ctx->req, o->role != 0 ? 0 : DEMS_EAUTH);
+        }
+    }
+    dems_req_unref(ctx->req);
+    free(ctx);
+}
+
+int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
+                    void (*done)(struct dems_req *req, int err))
+{
+    const struct dems_str *h = dems_http_head_get(dems_req_head(req), "authorization");
+    if (h == NULL || h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
+        h->len - 7 > DEMS_TOKEN_TEXT_MAX)
+        return DEMS_EAUTH;
+    struct dems_str tok = dems_str_trim((struct dems_str){h->ptr + 7, h->len - 7});
+    if (tok.len == 0)
+        return DEMS_EAUTH;
+    uint8_t hash[32];
+    char hex[65];
+    dems_token_hash(tok.ptr, tok.len, hash);
+    dems_hex_encode(hash, sizeof(hash), hex);
+    struct auth_ctx *ctx = malloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return DEMS_ENOMEM;
+    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
+    const char *params[] = {hex};
+    int r = dems_db_query(dems_req_loop(req)->db,
+                          "SELECT u.id, u.username, u.role, t.id, t.kind"
+                          " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
+                          " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
+                          " AND t.expires_at > now() AND NOT u.disabled",
+                          1, params, on_lookup, ctx);
+    if (r < 0) {
+        free(ctx);
+        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
+    }
+    dems_req_ref(req);
+    return 0;
+}
+
+bool dems_auth_username_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > DEMS_MAX_USERNAME)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '@' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+int dems_auth_create_user_sync(PGconn *db, const char *username, const char *role,
+                               const char *password, char *err, size_t errlen)
+{
+    if (!dems_auth_username_ok(username)) {
+        snprintf(err, errlen, "username must be 1-64 characters of A-Z a-z 0-9 . _ @ -");
+        return DEMS_EINVAL;
+    }
+    if (dems_role_parse(role) == 0) {
+        snprintf(err, errlen, "role must be admin, officer or prosecutor");
+        return DEMS_EINVAL;
+    }
+    size_t plen = strlen(password);
+    if (plen < 8 || plen > DEMS_MAX_PASSWORD) {
+        snprintf(err, errlen, "password must be 8 to %d bytes", DEMS_MAX_PASSWORD);
+        return DEMS_EINVAL;
+    }
+    char hash[DEMS_PASSWORD_HASH_MAX];
+    if (dems_password_hash(password, plen, false, hash) < 0) {
+        snprintf(err, errlen, "out of memory hashing the password");
+        return DEMS_ENOMEM;
+    }
+    const char *params[] = {username, role, hash};
+    PGresult *res = PQexecParams(db,
+                                 "INSERT INTO users (username, role, password_hash)"
+                                 " VALUES ($1, $2, $3)",
+                                 3, NULL, params, NULL, NULL, 0);
+    int r = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        if (dems_db_is_unique_violation(res)) {
+            snprintf(err, errlen, "user %s already exists", username);
+            r = DEMS_ECONFLICT;
+        } else {
+            snprintf(err, errlen, "database: %.300s", PQresultErrorMessage(res));
+            r = DEMS_EDB;
+        }
+    }
+    PQclear(res);
+    return r;
+}

@@ -1,0 +1,210 @@
+/*
+ * `demsd migrate` and `demsd admin create-user`: command-line tools that
+ * reach the database directly. They work whether or not a demsd is serving
+ * the same data directory (they use its embedded cluster if so).
+ */
+#include <getopt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "demsd/auth.h"
+#include "demsd/cli.h"
+#include "demsd/db.h"
+#include "demsd/setup.h"
+#include "dems/crypto.h"
+#include "dems/limits.h"
+
+static const struct option common_opts[] = {
+    {"data", required_argument, NULL, 'd'},     {"config", required_argument, NULL, 'c'},
+    {"set", required_argument, NULL, 's'},      {"help", no_argument, NULL, 'h'},
+    {"role", required_argument, NULL, 'r'},     {"username", required_argument, NULL, 'u'},
+    {"password", required_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
+};
+
+static void migrate_usage(FILE *f)
+{
+    fprintf(f, "Usage: demsd migrate --data DIR [--config FILE] [--set KEY=VALUE]\n"
+               "\n"
+               "Applies pending schema migrations (each in one transaction, as the owner\n"
+               "role). Running it again when the schema is current changes nothing.\n"
+               "\n"
+               "Options:\n"
+               "  --data DIR        data directory (embedded database lives there)\n"
+               "  --config FILE     configuration file\n"
+               "  --set KEY=VALUE   set a configuration key (repeatable)\n"
+               "  --help            show this help\n");
+}
+
+int dems_cli_migrate(int argc, char **argv)
+{
+    char *flags[16];
+    size_t nflags = 0;
+    const char *config_file = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+        if (opt == 'h') {
+            migrate_usage(stdout);
+            return 0;
+        }
+        if (opt == 'r' || opt == 'u' || opt == 'p' ||
+            dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
+            migrate_usage(stderr);
+            return 2;
+        }
+    }
+    struct dems_setup s = {0};
+    int rc = dems_setup_config(&s, config_file, flags, nflags);
+    if (rc != 0)
+        return rc;
+    rc = dems_setup_database(&s, true);
+    char err[1024];
+    PGconn *db = rc == 0 ? dems_db_connect_sync(s.owner_conninfo, err, sizeof(err)) : NULL;
+    if (rc == 0 && db == NULL) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (db != NULL) {
+        char *before = dems_migrate_status(db);
+        if (dems_migrate_run(db, DEMS_DB_APP_ROLE, err, sizeof(err)) < 0) {
+            fprintf(stderr, "demsd: %s\n", err);
+            rc = 1;
+        } else if (before == NULL) {
+            printf("schema is current (%zu migrations); nothing to do\n", dems_migrate_count());
+        } else {
+            printf("schema migrated (was: %s; now %zu migrations)\n", before,
+                   dems_migrate_count());
+        }
+        free(before);
+        PQfinish(db);
+    }
+    dems_setup_done(&s);
+    return rc;
+}
+
+static void admin_usage(FILE *f)
+{
+    fprintf(f, "Usage: demsd admin create-user --data DIR --role ROLE --username NAME "
+               "[--password PW]\n"
+               "\n"
+               "Creates a staff account. ROLE is admin, officer or prosecutor. Without\n"
+               "--password the password is read from standard input (one line).\n"
+               "\n"
+               "Options:\n"
+               "  --data DIR        data directory\n"
+               "  --config FILE     configuration file\n"
+               "  --set KEY=VALUE   set a configuration key (repeatable)\n"
+               "  --role ROLE       admin, officer or prosecutor\n"
+               "  --username NAME   1-64 characters of A-Z a-z 0-9 . _ @ -\n"
+               "  --password PW     at least 8 characters (prefer standard input)\n"
+               "  --help            show this help\n");
+}
+
+/* Reads one line from standard input without echo when it is a terminal. */
+static int read_password(char *buf, size_t len)
+{
+    struct termios old, quiet;
+    bool tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    if (tty) {
+        fprintf(stderr, "password: ");
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *got = fgets(buf, (int)len, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (got == NULL)
+        return -1;
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return 0;
+}
+
+static int create_user(int argc, char **argv)
+{
+    char *flags[16];
+    size_t nflags = 0;
+    const char *config_file = NULL, *role = NULL, *username = NULL, *password = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+        if (opt == 'h') {
+            admin_usage(stdout);
+            return 0;
+        } else if (opt == 'r') {
+            role = optarg;
+        } else if (opt == 'u') {
+            username = optarg;
+        } else if (opt == 'p') {
+            password = optarg;
+        } else if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
+            admin_usage(stderr);
+            return 2;
+        }
+    }
+    if (role == NULL || username == NULL) {
+        fprintf(stderr, "demsd admin create-user: --role and --username are required\n");
+        return 2;
+    }
+    char pwbuf[DEMS_MAX_PASSWORD + 2];
+    if (password == NULL) {
+        if (read_password(pwbuf, sizeof(pwbuf)) < 0) {
+            fprintf(stderr, "demsd admin create-user: no password on standard input\n");
+            return 2;
+        }
+        password = pwbuf;
+    }
+    struct dems_setup s = {0};
+    int rc = dems_setup_config(&s, config_file, flags, nflags);
+    if (rc != 0)
+        return rc;
+    if (dems_crypto_init() < 0)
+        rc = 1;
+    if (rc == 0)
+        rc = dems_setup_database(&s, true);
+    char err[1024];
+    PGconn *db = NULL;
+    if (rc == 0) {
+        /* The schema must exist before the first user can. */
+        db = dems_db_connect_sync(s.owner_conninfo, err, sizeof(err));
+        if (db == NULL || dems_migrate_run(db, DEMS_DB_APP_ROLE, err, sizeof(err)) < 0) {
+            fprintf(stderr, "demsd: %s\n", err);
+            rc = 1;
+        }
+        PQfinish(db);
+        db = NULL;
+    }
+    if (rc == 0) {
+        db = dems_db_connect_sync(s.app_conninfo, err, sizeof(err));
+        if (db == NULL ||
+            dems_auth_create_user_sync(db, username, role, password, err, sizeof(err)) < 0) {
+            fprintf(stderr, "demsd admin create-user: %s\n", err);
+            rc = 1;
+        } else {
+            printf("created %s %s\n", role, username);
+        }
+        PQfinish(db);
+    }
+    sodium_memzero(pwbuf, sizeof(pwbuf));
+    dems_setup_done(&s);
+    return rc;
+}
+
+int dems_cli_admin(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        printf("Usage: demsd admin COMMAND [options]\n\nCommands:\n"
+               "  create-user   create a staff account (see demsd admin create-user --help)\n");
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "create-user") == 0)
+        return create_user(argc - 1, argv + 1);
+    fprintf(stderr, "demsd admin: unknown command %s (try demsd admin --help)\n", argv[1]);
+    return 2;
+}

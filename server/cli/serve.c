@@ -1,0 +1,204 @@
+/*
+ * `demsd serve`: start-up in order — configuration, data directory lock,
+ * database (embedded or configured), migrations, first administrator, TLS,
+ * work pool, event loops — then serve until SIGTERM/SIGINT and undo it all
+ * in reverse.
+ */
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demsd/auth.h"
+#include "demsd/cli.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/log.h"
+#include "demsd/setup.h"
+#include "dems/crypto.h"
+#include "dems/err.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: demsd serve --data DIR [--listen HOST:PORT] [--config FILE] [options]\n"
+            "\n"
+            "Serves the dems HTTPS API. With no database_url it runs a private PostgreSQL\n"
+            "under DIR; with no TLS files it generates a self-signed certificate there.\n"
+            "\n"
+            "Options:\n"
+            "  --data DIR           data directory (config key data_dir)\n"
+            "  --listen HOST:PORT   address to serve on (default 127.0.0.1:8443; port 0 picks\n"
+            "                       a free port, logged at start)\n"
+            "  --config FILE        read configuration from FILE (see deploy/dems.conf.example)\n"
+            "  --threads N          event-loop threads (default: one per CPU core)\n"
+            "  --set KEY=VALUE      set any configuration key (repeatable)\n"
+            "  --help               show this help\n");
+    if (f == stdout)
+        dems_setup_print_keys();
+}
+
+int dems_cli_common_opt(int opt, const char *arg, char **flags, size_t *nflags,
+                        const char **config_file)
+{
+    static char buf[16][1024];
+    if (*nflags >= 16)
+        return -1;
+    const char *key = NULL;
+    switch (opt) {
+    case 'd':
+        key = "data_dir";
+        break;
+    case 'l':
+        key = "listen";
+        break;
+    case 't':
+        key = "threads";
+        break;
+    case 'c':
+        *config_file = arg;
+        return 0;
+    case 's':
+        snprintf(buf[*nflags], sizeof(buf[0]), "%s", arg);
+        flags[*nflags] = buf[*nflags];
+        (*nflags)++;
+        return 0;
+    default:
+        return -1;
+    }
+    snprintf(buf[*nflags], sizeof(buf[0]), "%s=%s", key, arg);
+    flags[*nflags] = buf[*nflags];
+    (*nflags)++;
+    return 0;
+}
+
+static int migrate_and_bootstrap(struct dems_setup *s, struct dems_server *srv)
+{
+    char err[1024];
+    PGconn *owner = dems_db_connect_sync(s->owner_conninfo, err, sizeof(err));
+    if (owner == NULL) {
+        fprintf(stderr, "demsd: %s\n", err);
+        return 1;
+    }
+    int r = 0;
+    if (s->cfg.auto_migrate) {
+        r = dems_migrate_run(owner, DEMS_DB_APP_ROLE, err, sizeof(err));
+    } else {
+        srv->migrations_status = dems_migrate_status(owner);
+        if (srv->migrations_status != NULL)
+            dems_log(DEMS_LOG_WARN, NULL, NULL, "database schema not current: %s",
+                     srv->migrations_status);
+    }
+    PQfinish(owner);
+    if (r < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        return 1;
+    }
+    PGconn *app = dems_db_connect_sync(s->app_conninfo, err, sizeof(err));
+    if (app == NULL) {
+        fprintf(stderr, "demsd: %s\n", err);
+        return 1;
+    }
+    PGresult *res = PQexec(app, "SELECT count(*) FROM users");
+    bool empty = PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+    PQclear(res);
+    if (empty) {
+        /* First start: make an administrator so the system is usable. */
+        uint8_t raw[18];
+        char pw[32];
+        randombytes_buf(raw, sizeof(raw));
+        sodium_bin2base64(pw, sizeof(pw), raw, sizeof(raw),
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+        r = dems_auth_create_user_sync(app, "admin", "admin", pw, err, sizeof(err));
+        if (r == 0) {
+            printf("dems: first administrator created\n  username: admin\n  password: %s\n", pw);
+            fflush(stdout);
+        }
+        sodium_memzero(pw, sizeof(pw));
+    }
+    PQfinish(app);
+    if (r < 0) {
+        fprintf(stderr, "demsd: creating the first administrator: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+int dems_cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},   {"listen", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
+        {"set", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    char *flags[16];
+    size_t nflags = 0;
+    const char *config_file = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "demsd serve: unexpected argument %s\n", argv[optind]);
+        return 2;
+    }
+    /* Block the stop signals before any thread or child exists; the main
+     * thread takes them with sigwait once the loops run. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    /* Loops are woken from other threads (work pool, shutdown). */
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "demsd: libevent has no pthreads support\n");
+        return 1;
+    }
+
+    struct dems_setup s = {0};
+    int rc = dems_setup_config(&s, config_file, flags, nflags);
+    if (rc != 0)
+        return rc;
+    dems_log_set_level(s.cfg.log_level);
+    if (dems_crypto_init() < 0) {
+        fprintf(stderr, "demsd: libsodium failed to initialise\n");
+        dems_config_done(&s.cfg);
+        return 1;
+    }
+    rc = dems_setup_database(&s, false);
+    struct dems_server srv = {.cfg = &s.cfg, .listen_fd = -1};
+    if (rc == 0)
+        rc = migrate_and_bootstrap(&s, &srv);
+    char err[1024];
+    if (rc == 0 && dems_tls_init(&srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0) {
+        snprintf(srv.db_conninfo, sizeof(srv.db_conninfo), "%s", s.app_conninfo);
+        if (dems_work_start(&srv, 2) < 0 || dems_loops_run(&srv) < 0)
+            rc = 1;
+        if (srv.workers != NULL)
+            dems_work_stop(&srv);
+    }
+    if (srv.ssl_ctx != NULL)
+        SSL_CTX_free(srv.ssl_ctx);
+    free(srv.migrations_status);
+    dems_setup_done(&s);
+    if (rc == 0)
+        dems_log(DEMS_LOG_INFO, NULL, json_pack("{s:s}", "event", "stopped"), "demsd stopped");
+    return rc;
+}

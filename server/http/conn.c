@@ -1,0 +1,722 @@
+/*
+ * HTTPS connections and their requests. Bytes come off a bufferevent_openssl
+ * whose read high-watermark bounds what a connection may buffer; they are fed
+ * through the streaming parser (common/http) one request at a time. A request
+ * is routed, authenticated and checked against its route's body limit as soon
+ * as its head is complete — the parser is paused meanwhile — and only then is
+ * its body read. Responses go to the bufferevent; when the last byte has left,
+ * the connection either closes or resumes parsing (keep-alive, pipelining).
+ *
+ * Lifetime: a connection is referenced by its loop (until closed) and by its
+ * current request; requests are referenced by the connection and by pending
+ * async work. Memory is released on a later loop pass (dems_conn_reap), never
+ * inside the callbacks that closed it.
+ */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/http.h"
+#include "demsd/log.h"
+#include "dems/buf.h"
+#include "dems/err.h"
+#include "dems/limits.h"
+
+#define EXTRA_HEADERS_MAX 4096
+
+struct dems_conn {
+    struct dems_loop *loop;
+    struct dems_conn *prev, *next; /* the loop's live list */
+    struct dems_conn *dead_next;
+    int refs;
+    struct bufferevent *bev;
+    struct dems_http_parser *parser;
+    struct event *timer;
+    struct dems_req *req;
+    char peer[64];
+    bool closed;
+    bool closing;     /* close once the current response has been written */
+    bool head_timing; /* the header deadline is armed */
+};
+
+struct dems_req {
+    int refs;
+    struct dems_conn *conn;
+    const struct dems_http_head *head; /* NULL for errors before the head */
+    char id[17];
+    const struct dems_route *route;
+    struct dems_str params[DEMS_MAX_PATH_PARAMS];
+    size_t nparams;
+    struct dems_principal principal;
+    struct dems_buf body;
+    json_t *json;
+    struct dems_buf extra; /* "Name: value\r\n" lines */
+    int status;
+    bool responded;
+    bool aborted;
+    bool body_done; /* the parser has seen the end of this message */
+    struct timespec start;
+};
+
+static void conn_process(struct dems_conn *c);
+static void conn_close(struct dems_conn *c);
+
+/* ---- references ---- */
+
+static void conn_unref(struct dems_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    struct dems_loop *loop = c->loop;
+    c->dead_next = loop->dead;
+    loop->dead = c;
+    event_active(loop->reap_ev, EV_TIMEOUT, 0);
+}
+
+void dems_conn_reap(struct dems_loop *loop)
+{
+    while (loop->dead != NULL) {
+        struct dems_conn *c = loop->dead;
+        loop->dead = c->dead_next;
+        dems_http_parser_free(c->parser);
+        free(c);
+    }
+}
+
+void dems_req_ref(struct dems_req *req)
+{
+    req->refs++;
+}
+
+void dems_req_unref(struct dems_req *req)
+{
+    if (--req->refs > 0)
+        return;
+    struct dems_conn *c = req->conn;
+    dems_buf_done(&req->body);
+    dems_buf_done(&req->extra);
+    json_decref(req->json);
+    free(req);
+    conn_unref(c);
+}
+
+static struct dems_req *req_new(struct dems_conn *c)
+{
+    struct dems_req *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->refs = 1; /* the connection's */
+    req->conn = c;
+    c->refs++;
+    uint8_t rnd[8];
+    randombytes_buf(rnd, sizeof(rnd));
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(req->id + 2 * i, 3, "%02x", rnd[i]);
+    dems_buf_init(&req->body, 0);
+    dems_buf_init(&req->extra, EXTRA_HEADERS_MAX);
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    return req;
+}
+
+/* ---- accessors ---- */
+
+const struct dems_http_head *dems_req_head(const struct dems_req *req)
+{
+    return req->head;
+}
+
+const char *dems_req_id(const struct dems_req *req)
+{
+    return req->id;
+}
+
+const char *dems_req_peer(const struct dems_req *req)
+{
+    return req->conn->peer;
+}
+
+struct dems_loop *dems_req_loop(const struct dems_req *req)
+{
+    return req->conn->loop;
+}
+
+const struct dems_principal *dems_req_principal(const struct dems_req *req)
+{
+    return &req->principal;
+}
+
+struct dems_str dems_req_param(const struct dems_req *req, size_t i)
+{
+    return i < req->nparams ? req->params[i] : (struct dems_str){"", 0};
+}
+
+bool dems_req_is_aborted(const struct dems_req *req)
+{
+    return req->aborted;
+}
+
+json_t *dems_req_json(const struct dems_req *req)
+{
+    return req->json;
+}
+
+bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value)
+{
+    if (req->head == NULL)
+        return false;
+    struct dems_str q = req->head->query;
+    size_t nlen = strlen(name);
+    while (q.len > 0) {
+        const char *amp = memchr(q.ptr, '&', q.len);
+        size_t plen = amp != NULL ? (size_t)(amp - q.ptr) : q.len;
+        if (plen > nlen && memcmp(q.ptr, name, nlen) == 0 && q.ptr[nlen] == '=') {
+            *ret_value = (struct dems_str){q.ptr + nlen + 1, plen - nlen - 1};
+            return true;
+        }
+        if (amp == NULL)
+            break;
+        q.ptr += plen + 1;
+        q.len -= plen + 1;
+    }
+    return false;
+}
+
+/* ---- responses ---- */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static const char *http_date(struct dems_loop *loop)
+{
+    time_t now = time(NULL);
+    if ((int64_t)now != loop->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(loop->date, sizeof(loop->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        loop->date_sec = (int64_t)now;
+    }
+    return loop->date;
+}
+
+int dems_resp_header(struct dems_req *req, const char *name, const char *value)
+{
+    int r = dems_buf_append(&req->extra, name, strlen(name));
+    if (r == 0)
+        r = dems_buf_append(&req->extra, ": ", 2);
+    if (r == 0)
+        r = dems_buf_append(&req->extra, value, strlen(value));
+    if (r == 0)
+        r = dems_buf_append(&req->extra, "\r\n", 2);
+    return r;
+}
+
+static bool has_body(const struct dems_http_head *h)
+{
+    return h->chunked || h->content_length > 0;
+}
+
+/* Keep the connection only when the whole request has been (or will be)
+ * read, so the next bytes on the wire start a new request. */
+static bool keep_alive(const struct dems_req *req)
+{
+    const struct dems_conn *c = req->conn;
+    return req->head != NULL && req->head->keep_alive && !c->closing && !c->loop->draining &&
+           (req->body_done || !has_body(req->head)) &&
+           dems_http_parser_state(c->parser) != DEMS_HTTP_FAILED;
+}
+
+/* After answering from on_head: a bodyless request runs on to its end (so
+ * the connection can be kept); one with a body stops here and is closed. */
+static int answered_early(const struct dems_req *req)
+{
+    return has_body(req->head) ? DEMS_EAGAIN : 0;
+}
+
+static void send_response(struct dems_req *req, int status, const char *ctype, const void *body,
+                          size_t len)
+{
+    if (req->responded || req->aborted)
+        return;
+    struct dems_conn *c = req->conn;
+    req->responded = true;
+    req->status = status;
+    if (!keep_alive(req))
+        c->closing = true;
+    const struct dems_config *cfg = c->loop->srv->cfg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\nX-Request-Id: %s\r\n"
+                        "Strict-Transport-Security: max-age=%llu\r\n"
+                        "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n",
+                        status, reason(status), http_date(c->loop),
+                        c->closing ? "close" : "keep-alive", req->id,
+                        (unsigned long long)cfg->hsts_max_age);
+    if (ctype != NULL)
+        evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
+    if (status != 204)
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    evbuffer_add(out, req->extra.data != NULL ? req->extra.data : (const uint8_t *)"",
+                 req->extra.len);
+    evbuffer_add(out, "\r\n", 2);
+    bool head_only = req->head != NULL && req->head->method == DEMS_HTTP_HEAD;
+    if (len > 0 && !head_only)
+        evbuffer_add(out, body, len);
+    /* Nothing more to read for this request: stop the body clock. */
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    /* The write callback finishes the request once the bytes are out. */
+    bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
+                     const void *data, size_t len)
+{
+    send_response(req, status, content_type, data, len);
+}
+
+void dems_resp_json(struct dems_req *req, int status, json_t *body)
+{
+    if (body == NULL) {
+        send_response(req, status, NULL, NULL, 0);
+        return;
+    }
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (text == NULL) {
+        send_response(req, 500, "application/json",
+                      "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}",
+                      63);
+        return;
+    }
+    send_response(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void dems_resp_error(struct dems_req *req, int status, const char *code, const char *message)
+{
+    dems_resp_json(req, status,
+                   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+}
+
+void dems_resp_err(struct dems_req *req, int err)
+{
+    dems_resp_error(req, dems_err_http_status(err), dems_err_code(err), dems_strerror(err));
+}
+
+/* ---- request lifecycle ---- */
+
+static void log_request(const struct dems_req *req)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
+                (double)(now.tv_nsec - req->start.tv_nsec) / 1e6;
+    json_t *f = json_pack("{s:s,s:i,s:f,s:s}", "peer", req->conn->peer, "status", req->status,
+                          "duration_ms", ms, "event", "request");
+    if (f != NULL && req->head != NULL) {
+        json_object_set_new(f, "method", json_string(req->head->method_name));
+        json_object_set_new(f, "path",
+                            json_stringn(req->head->path.ptr, req->head->path.len));
+    }
+    if (f != NULL && req->principal.user_id != 0)
+        json_object_set_new(f, "user", json_string(req->principal.username));
+    dems_log(DEMS_LOG_INFO, req->id, f, "request");
+}
+
+static void arm_idle_timer(struct dems_conn *c)
+{
+    const struct dems_config *cfg = c->loop->srv->cfg;
+    struct timeval tv = {.tv_sec = (time_t)cfg->idle_timeout};
+    c->head_timing = false;
+    evtimer_add(c->timer, &tv);
+}
+
+/* Called when the response's last byte has been handed to the socket. */
+static void finish_request(struct dems_conn *c)
+{
+    struct dems_req *req = c->req;
+    c->req = NULL;
+    log_request(req);
+    dems_req_unref(req);
+    if (c->closing) {
+        conn_close(c);
+        return;
+    }
+    arm_idle_timer(c);
+    dems_http_parser_resume(c->parser);
+    conn_process(c);
+}
+
+/* An error before any route ran (or from the parser): answer and close. */
+static void early_error(struct dems_conn *c, int status, const char *code, const char *msg)
+{
+    if (c->req == NULL) {
+        c->req = req_new(c);
+        if (c->req == NULL) {
+            conn_close(c);
+            return;
+        }
+    }
+    c->closing = true;
+    dems_resp_error(c->req, status, code, msg);
+}
+
+static void start_body(struct dems_req *req)
+{
+    struct dems_conn *c = req->conn;
+    const struct dems_http_head *h = req->head;
+    if (h->expect_continue && (h->chunked || h->content_length > 0))
+        evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+    const struct dems_config *cfg = c->loop->srv->cfg;
+    struct timeval tv = {.tv_sec = (time_t)cfg->body_timeout};
+    bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+static void on_auth_done(struct dems_req *req, int err)
+{
+    if (req->aborted || req->responded)
+        return;
+    if (err < 0) {
+        dems_resp_err(req, err);
+        return;
+    }
+    if ((req->route->roles & req->principal.role) == 0) {
+        dems_log(DEMS_LOG_WARN, req->id,
+                 json_pack("{s:s,s:s}", "user", req->principal.username, "event",
+                           "access_denied"),
+                 "role %s may not call this route", dems_role_name(req->principal.role));
+        dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");
+        return;
+    }
+    start_body(req);
+    dems_http_parser_resume(req->conn->parser);
+    conn_process(req->conn);
+}
+
+static int check_body_limits(struct dems_req *req)
+{
+    const struct dems_http_head *h = req->head;
+    size_t max = req->route->max_body;
+    if (h->has_length && h->content_length > max) {
+        dems_resp_error(req, 413, "too_large",
+                        max == 0 ? "this endpoint takes no request body"
+                                 : "request body is too large");
+        return -1;
+    }
+    if (h->chunked && max == 0) {
+        dems_resp_error(req, 413, "too_large", "this endpoint takes no request body");
+        return -1;
+    }
+    dems_buf_init(&req->body, max);
+    return 0;
+}
+
+static int on_head(void *arg, const struct dems_http_head *head)
+{
+    struct dems_conn *c = arg;
+    evtimer_del(c->timer);
+    c->head_timing = false;
+    struct dems_req *req = req_new(c);
+    if (req == NULL)
+        return DEMS_ENOMEM;
+    c->req = req;
+    req->head = head;
+    if (head->method == DEMS_HTTP_OTHER) {
+        dems_resp_error(req, 501, "not_implemented", "request method is not implemented");
+        return answered_early(req);
+    }
+    int status = 0;
+    char allow[128];
+    req->route = dems_router_match(head->method, head->path, req->params, &req->nparams,
+                                   &status, allow, sizeof(allow));
+    if (req->route == NULL) {
+        if (status == 405) {
+            dems_resp_header(req, "Allow", allow);
+            dems_resp_error(req, 405, "method_not_allowed", "method not allowed on this path");
+        } else {
+            dems_resp_error(req, 404, "not_found", "no such endpoint");
+        }
+        return answered_early(req);
+    }
+    if (check_body_limits(req) < 0)
+        return DEMS_EAGAIN; /* only fails for requests with a body */
+    if (req->route->roles & DEMS_ROLE_PUBLIC) {
+        start_body(req);
+        return 0;
+    }
+    int r = dems_auth_begin(req, &req->principal, on_auth_done);
+    if (r < 0) {
+        dems_resp_err(req, r);
+        return answered_early(req);
+    }
+    return DEMS_EAGAIN; /* resumed by on_auth_done or finish_request */
+}
+
+static int on_body(void *arg, const uint8_t *data, size_t n)
+{
+    struct dems_conn *c = arg;
+    struct dems_req *req = c->req;
+    if (req->responded)
+        return DEMS_EAGAIN;
+    return dems_buf_append(&req->body, data, n); /* DEMS_ETOOBIG -> 413 */
+}
+
+static bool is_json_type(const struct dems_http_head *h)
+{
+    const struct dems_str *ct = dems_http_head_get(h, "content-type");
+    if (ct == NULL)
+        return false;
+    struct dems_str base = *ct;
+    const char *semi = memchr(base.ptr, ';', base.len);
+    if (semi != NULL)
+        base.len = (size_t)(semi - base.ptr);
+    return dems_str_eq_ci(dems_str_trim(base), "application/json");
+}
+
+static int on_end(void *arg)
+{
+    struct dems_conn *c = arg;
+    struct dems_req *req = c->req;
+    if (req == NULL)
+        return 0; /* the end of a message answered and finished earlier */
+    req->body_done = true;
+    if (req->responded)
+        return DEMS_EAGAIN;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (req->body.len > 0) {
+        if (!is_json_type(req->head)) {
+            dems_resp_error(req, 415, "unsupported_media_type",
+                            "request body must be application/json");
+            return DEMS_EAGAIN;
+        }
+        json_error_t jerr;
+        req->json = json_loadb((const char *)req->body.data, req->body.len,
+                               JSON_REJECT_DUPLICATES, &jerr);
+        if (req->json == NULL || !json_is_object(req->json)) {
+            dems_resp_error(req, 400, "invalid_json", "request body must be a JSON object");
+            return DEMS_EAGAIN;
+        }
+    }
+    req->route->handle(req);
+    return DEMS_EAGAIN;
+}
+
+static const struct dems_http_parser_cb parser_cb = {
+    .on_head = on_head,
+    .on_body = on_body,
+    .on_end = on_end,
+};
+
+/* Feeds buffered input to the parser until it pauses or runs dry. */
+static void conn_process(struct dems_conn *c)
+{
+    while (!c->closed && dems_http_parser_state(c->parser) == DEMS_HTTP_PARSING) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+            break;
+        size_t used = dems_http_parser_feed(c->parser, v.iov_base, v.iov_len);
+        if (c->closed)
+            return;
+        evbuffer_drain(in, used);
+        if (dems_http_parser_state(c->parser) == DEMS_HTTP_FAILED) {
+            int status;
+            const char *code, *msg;
+            dems_http_parser_error(c->parser, &status, &code, &msg);
+            early_error(c, status, code, msg);
+            return;
+        }
+    }
+    if (!c->closed && c->req == NULL && !c->head_timing &&
+        dems_http_parser_in_message(c->parser)) {
+        /* The first bytes of a head: the client now has header_timeout to
+         * finish it, however slowly it trickles (slowloris). */
+        struct timeval tv = {.tv_sec = (time_t)c->loop->srv->cfg->header_timeout};
+        c->head_timing = true;
+        evtimer_add(c->timer, &tv);
+    }
+}
+
+/* ---- bufferevent callbacks ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_process(arg);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct dems_conn *c = arg;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && c->req != NULL &&
+        c->req->responded)
+        finish_request(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    struct dems_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT)
+        dems_log(DEMS_LOG_INFO, c->req != NULL ? c->req->id : NULL,
+                 json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
+                 "closing a connection that stalled");
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        conn_close(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dems_conn *c = arg;
+    if (c->head_timing)
+        dems_log(DEMS_LOG_INFO, NULL, json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
+                 "closing a connection whose request head did not arrive in time");
+    conn_close(c);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void conn_close(struct dems_conn *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    struct dems_loop *loop = c->loop;
+    if (c->req != NULL) {
+        struct dems_req *req = c->req;
+        c->req = NULL;
+        req->aborted = true;
+        if (req->responded)
+            log_request(req);
+        dems_req_unref(req);
+    }
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    event_free(c->timer);
+    c->timer = NULL;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        loop->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    loop->nconns--;
+    conn_unref(c);
+    dems_loop_maybe_exit(loop);
+}
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, host,
+                  sizeof(host));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, host,
+                  sizeof(host));
+    snprintf(out, len, "%s", host);
+}
+
+void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    struct dems_conn *c = calloc(1, sizeof(*c));
+    SSL *ssl = SSL_new(loop->srv->ssl_ctx);
+    if (c == NULL || ssl == NULL)
+        goto fail;
+    c->loop = loop;
+    c->refs = 1;
+    format_peer(sa, c->peer, sizeof(c->peer));
+    c->parser = dems_http_parser_new(&parser_cb, c);
+    c->timer = evtimer_new(loop->base, on_timer, c);
+    if (c->parser == NULL || c->timer == NULL)
+        goto fail;
+    c->bev = bufferevent_openssl_socket_new(loop->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->bev == NULL)
+        goto fail;
+    ssl = NULL; /* owned by the bufferevent now */
+    fd = -1;
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, DEMS_MAX_CONN_INPUT);
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* The TLS handshake and the first request head share one deadline. */
+    struct timeval tv = {.tv_sec = (time_t)loop->srv->cfg->header_timeout};
+    c->head_timing = true;
+    evtimer_add(c->timer, &tv);
+    c->next = loop->conns;
+    if (loop->conns != NULL)
+        loop->conns->prev = c;
+    loop->conns = c;
+    loop->nconns++;
+    return;
+fail:
+    if (ssl != NULL)
+        SSL_free(ssl);
+    if (fd >= 0)
+        close(fd);
+    if (c != NULL) {
+        if (c->timer != NULL)
+            event_free(c->timer);
+        dems_http_parser_free(c->parser);
+        free(c);
+    }
+}
+
+void dems_conn_drain_all(struct dems_loop *loop)
+{
+    struct dems_conn *c = loop->conns;
+    while (c != NULL) {
+        struct dems_conn *next = c->next;
+        if (c->req == NULL && !dems_http_parser_in_message(c->parser))
+            conn_close(c);
+        else
+            c->closing = true;
+        c = next;
+    }
+}
+
+void dems_conn_close_all(struct dems_loop *loop)
+{
+    while (loop->conns != NULL)
+        conn_close(loop->conns);
+}

@@ -1,0 +1,50 @@
+/*
+ * demsd: dispatches the first argument to a subcommand (server/cli/).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "demsd/cli.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"serve", dems_cli_serve, "serve the HTTPS API (embedded database by default)"},
+    {"migrate", dems_cli_migrate, "apply pending database schema migrations"},
+    {"admin", dems_cli_admin, "administration: create-user"},
+#ifdef DEMS_HAVE_FACE_CLI
+    {"face", dems_cli_face, "face detection and descriptors: detect, embed"},
+#endif
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: demsd COMMAND [options]\n\n"
+               "dems digital evidence management server.\n\nCommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nRun `demsd COMMAND --help` for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "demsd: unknown command %s (try demsd --help)\n", argv[1]);
+    return 2;
+}
