@@ -308,7 +308,63 @@ static void test_bad_images(void **state)
     assert_int_equal(dems_face_image_load("/", &img, err, sizeof(err)) < 0, 1);
 }
 
+/* Randomly damaged JPEG and PNG files decode or fail cleanly (ASan/UBSan
+ * watch the decoders' error paths; every success must be a whole image). */
+static void test_damaged_images(void **state)
+{
+    (void)state;
+    static const char *const names[2] = {"portrait.jpg", "portrait-crop.png"};
+    char path[4200];
+    for (int k = 0; k < 2; k++) {
+        size_t len;
+        snprintf(path, sizeof(path), "%s/images/%s", testdata, names[k]);
+        uint8_t *orig = slurp(path, &len), *d = malloc(len);
+        assert_non_null(d);
+        for (int round = 0; round < 60; round++) {
+            memcpy(d, orig, len);
+            size_t n = len;
+            for (int j = 0; j < 1 + round % 8; j++) {
+                rng = rng * 1103515245u + 12345u;
+                d[(rng >> 4) % len] = (uint8_t)(rng >> 20);
+            }
+            if (round % 5 == 4)
+                n = (rng >> 3) % len; /* and cut short */
+            struct dems_face_image img = {0};
+            char err[512] = "";
+            int r = dems_face_image_decode(d, n, &img, err, sizeof(err));
+            if (r == 0) {
+                assert_true(img.width > 0 && img.height > 0 && img.rgb != NULL);
+                dems_face_image_done(&img);
+            } else {
+                assert_true(r == DEMS_EINVAL || r == DEMS_ETOOBIG);
+                assert_true(err[0] != '\0');
+                assert_null(img.owned);
+            }
+        }
+        free(d);
+        free(orig);
+    }
+}
+
 /* ---- models ---- */
+
+static void test_models_lookup(void **state)
+{
+    (void)state;
+    char buf[4096];
+    /* An install prefix is accepted as well as the model directory. */
+    char prefix[4200];
+    if (strstr(models_dir, "/node_modules/@vladmandic/face-api/model") != NULL) {
+        snprintf(prefix, sizeof(prefix), "%s/../../../..", models_dir);
+        assert_int_equal(dems_face_models_find(prefix, NULL, buf, sizeof(buf)), 0);
+        assert_non_null(strstr(buf, "node_modules/@vladmandic/face-api/model"));
+    }
+    assert_int_equal(setenv("DEMS_MODELS", models_dir, 1), 0);
+    assert_int_equal(dems_face_models_find(NULL, NULL, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, models_dir);
+    assert_int_equal(dems_face_models_find(NULL, NULL, buf, 8), DEMS_ENOTFOUND);
+    unsetenv("DEMS_MODELS");
+}
 
 static void test_models_missing_or_altered(void **state)
 {
@@ -691,6 +747,8 @@ int main(void)
         cmocka_unit_test(test_depthwise_matches_loops),
         cmocka_unit_test(test_png_ppm_jpeg_agree),
         cmocka_unit_test(test_bad_images),
+        cmocka_unit_test(test_damaged_images),
+        cmocka_unit_test(test_models_lookup),
         cmocka_unit_test(test_models_missing_or_altered),
         cmocka_unit_test(test_reference_ssd),
         cmocka_unit_test(test_reference_tiny),
