@@ -109,8 +109,13 @@ int dems_face_models_load(const char *dir, struct dems_face_models **ret_models,
     if (m == NULL)
         return DEMS_ENOMEM;
     __builtin_cpu_init();
-    m->avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-              getenv("DEMS_FACE_NO_SIMD") == NULL;
+    /* DEMS_FACE_SIMD=0/1/2 caps the kernel family (tests, benchmarks). */
+    const char *cap = getenv("DEMS_FACE_SIMD");
+    int max = cap != NULL && cap[0] >= '0' && cap[0] <= '2' ? cap[0] - '0' : SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        m->simd = __builtin_cpu_supports("avx512f") ? SIMD_AVX512 : SIMD_AVX2;
+    if (m->simd > max)
+        m->simd = max;
     int r = 0;
     for (int i = 0; i < 4 && r == 0; i++)
         r = load_one(m, dir, names[i], err, errlen);

@@ -71,10 +71,15 @@ int gemm_w_init(struct gemm_w *g, struct alloc_list *al, const float *w, int k, 
 int dw_w_init(struct dw_w *d, struct alloc_list *al, const float *w, int c, const float *scale,
               const float *shift);
 
-struct kern; /* chosen at model load: AVX2+FMA or portable */
+/* Kernel family, chosen once at model load from the CPU's features. */
+enum simd_level {
+    SIMD_NONE = 0,   /* portable C */
+    SIMD_AVX2 = 1,   /* AVX2 + FMA */
+    SIMD_AVX512 = 2, /* AVX-512F GEMM, AVX2 elsewhere */
+};
 
 /* C[m x n] = act(A[m x k] * W * scale + shift); lda/ldc in floats. */
-void op_gemm(bool avx2, int m, const float *a, int lda, const struct gemm_w *w, float *c, int ldc,
+void op_gemm(int simd, int m, const float *a, int lda, const struct gemm_w *w, float *c, int ldc,
              enum act act);
 
 struct shape {
@@ -86,12 +91,12 @@ int pad_same_before(int in, int k, int stride, int *ret_out);
 
 /* Depthwise 3x3 with explicit padding (pad_t/pad_l before; the output size
  * is given), then affine and act. */
-void op_dwconv3(bool avx2, const float *in, struct shape is, int stride, int pad_t, int pad_l,
+void op_dwconv3(int simd, const float *in, struct shape is, int stride, int pad_t, int pad_l,
                 const struct dw_w *w, float *out, int oh, int ow, enum act act);
 
 /* Full conv kh x kw via im2col in chunks + GEMM. col must hold
  * op_conv_col_floats(k) floats. */
-void op_conv(bool avx2, const float *in, struct shape is, int kh, int kw, int stride, int pad_t,
+void op_conv(int simd, const float *in, struct shape is, int kh, int kw, int stride, int pad_t,
              int pad_l, const struct gemm_w *w, float *out, int oh, int ow, enum act act,
              float *col);
 size_t op_conv_col_floats(int k);
@@ -152,7 +157,7 @@ struct rec_net {
 };
 
 struct dems_face_models {
-    bool avx2;
+    int simd;
     struct alloc_list al;
     struct ssd_net ssd;
     struct tiny_net tiny;

@@ -62,8 +62,8 @@ static void dsc(struct dems_face_ctx *ctx, const struct dw_w *dw, const struct g
 {
     int os;
     int pad = pad_same_before(is.h, 3, stride, &os);
-    op_dwconv3(ctx->m->avx2, in, is, stride, pad, pad, dw, tmp, os, os, ACT_NONE);
-    op_gemm(ctx->m->avx2, os * os, tmp, is.c, pw, out, pw->n, ACT_NONE);
+    op_dwconv3(ctx->m->simd, in, is, stride, pad, pad, dw, tmp, os, os, ACT_NONE);
+    op_gemm(ctx->m->simd, os * os, tmp, is.c, pw, out, pw->n, ACT_NONE);
     *ret_s = os;
 }
 
@@ -86,7 +86,7 @@ static int dense(struct dems_face_ctx *ctx, int blk, const float *in, int s, flo
     int cin = chans[blk], c = chans[blk + 1], os;
     if (blk == 0) {
         int pad = pad_same_before(s, 3, 2, &os);
-        op_conv(ctx->m->avx2, in, (struct shape){s, s, cin}, 3, 3, 2, pad, pad, &n->conv0, o1, os,
+        op_conv(ctx->m->simd, in, (struct shape){s, s, cin}, 3, 3, 2, pad, pad, &n->conv0, o1, os,
                 os, ACT_RELU, ctx->col);
     } else {
         dsc(ctx, &n->dw[blk][0], &n->pw[blk][0], in, (struct shape){s, s, cin}, 2, t, o1, &os);
@@ -114,7 +114,7 @@ void lm_forward(struct dems_face_ctx *ctx, const float *input, float out[136])
     s = dense(ctx, 3, a, s, b);
     float pooled[256];
     op_avgpool_valid(b, (struct shape){s, s, 256}, 7, 2, pooled, 1, 1);
-    op_gemm(ctx->m->avx2, 1, pooled, 256, &ctx->m->lm.fc, out, 136, ACT_NONE);
+    op_gemm(ctx->m->simd, 1, pooled, 256, &ctx->m->lm.fc, out, 136, ACT_NONE);
 }
 
 int dems_face_landmarks(struct dems_face_ctx *ctx, const struct dems_face_image *img,

@@ -1,9 +1,10 @@
 /*
  * The compute kernels of the face networks (NHWC float32, batch 1): a packed
  * GEMM for pointwise and im2col convolutions, depthwise 3x3, pooling and
- * element-wise steps. The hot kernels have an AVX2+FMA version chosen at run
- * time (__builtin_cpu_supports, decided once per model set) and a portable
- * one; both accumulate in float32 like tfjs. No kernel allocates.
+ * element-wise steps. The hot kernels have AVX2+FMA (and, for the GEMM,
+ * AVX-512F) versions chosen at run time (__builtin_cpu_supports, decided
+ * once per model set) and a portable one; all accumulate in float32 like
+ * tfjs. No kernel allocates.
  */
 #include <immintrin.h>
 #include <stdint.h>
@@ -301,23 +302,120 @@ AVX2 static void dw_avx2(const float *in, struct shape is, int stride, int pad_t
     }
 }
 
+/* ---- AVX-512 GEMM: 12 rows x 2 panels (32 columns) per step ---- */
+
+#define AVX512 __attribute__((target("avx512f")))
+#define MR5    12
+
+AVX512 static inline __m512 zact(__m512 v, enum act act)
+{
+    switch (act) {
+    case ACT_RELU:
+        return _mm512_max_ps(v, _mm512_setzero_ps());
+    case ACT_RELU6:
+        return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(6.0f));
+    case ACT_LEAKY:
+        return _mm512_max_ps(v, _mm512_mul_ps(v, _mm512_set1_ps(0.1f)));
+    case ACT_NONE:
+        break;
+    }
+    return v;
+}
+
+/* Stores one 16-column accumulator (panel starting at col) of a row. */
+AVX512 static inline void zstore(float *dst, __m512 v, const struct gemm_w *w, int col,
+                                 enum act act)
+{
+    v = zact(_mm512_fmadd_ps(v, _mm512_load_ps(w->scale + col), _mm512_load_ps(w->shift + col)),
+             act);
+    int left = w->n - col;
+    __mmask16 k = (__mmask16)(left >= NR ? 0xffffu : (1u << left) - 1u);
+    _mm512_mask_storeu_ps(dst, k, v);
+}
+
+/* Spelled out so that the 24 accumulators stay in registers. */
+#define Z_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define Z_DECL(r) __m512 a##r = _mm512_setzero_ps(), b##r = a##r;
+#define Z_FMA2(r)                                                                                  \
+    {                                                                                              \
+        __m512 x = _mm512_set1_ps(ar[r][kk]);                                                      \
+        a##r = _mm512_fmadd_ps(x, p0, a##r);                                                       \
+        b##r = _mm512_fmadd_ps(x, p1, b##r);                                                       \
+    }
+#define Z_FMA1(r) a##r = _mm512_fmadd_ps(_mm512_set1_ps(ar[r][kk]), p0, a##r);
+#define Z_SAVE(r)                                                                                  \
+    lo[r] = a##r;                                                                                  \
+    hi[r] = b##r;
+
+/* rows x (16 * np) with np = 1 or 2 panels (bp1 NULL for one); the A row
+ * pointers repeat the last row past `rows`. */
+AVX512 static void micro_12x32(int rows, const float *const ar[MR5], const float *bp0,
+                               const float *bp1, size_t k, const struct gemm_w *w, int col,
+                               float *c, size_t ldc, enum act act)
+{
+    Z_ROWS(Z_DECL)
+    if (bp1 != NULL) {
+        for (size_t kk = 0; kk < k; kk++) {
+            __m512 p0 = _mm512_load_ps(bp0 + kk * NR), p1 = _mm512_load_ps(bp1 + kk * NR);
+            Z_ROWS(Z_FMA2)
+        }
+    } else {
+        for (size_t kk = 0; kk < k; kk++) {
+            __m512 p0 = _mm512_load_ps(bp0 + kk * NR);
+            Z_ROWS(Z_FMA1)
+        }
+    }
+    __m512 lo[MR5], hi[MR5];
+    Z_ROWS(Z_SAVE)
+    for (int r = 0; r < rows; r++) {
+        float *dst = c + (size_t)r * ldc + (size_t)col;
+        zstore(dst, lo[r], w, col, act);
+        if (bp1 != NULL)
+            zstore(dst + NR, hi[r], w, col + NR, act);
+    }
+}
+
+AVX512 static void gemm_avx512(int m, const float *a, int lda, const struct gemm_w *w, float *c,
+                               int ldc, enum act act)
+{
+    int np = panels(w->n);
+    size_t k = (size_t)w->k;
+    for (int i0 = 0; i0 < m; i0 += MTILE) {
+        int i1 = i0 + MTILE < m ? i0 + MTILE : m;
+        for (int p = 0; p < np; p += 2) {
+            const float *bp0 = w->packed + (size_t)p * k * NR;
+            const float *bp1 = p + 1 < np ? bp0 + k * NR : NULL;
+            for (int i = i0; i < i1; i += MR5) {
+                int rows = i1 - i < MR5 ? i1 - i : MR5;
+                const float *ar[MR5];
+                for (int r = 0; r < MR5; r++)
+                    ar[r] = a + (size_t)(i + (r < rows ? r : rows - 1)) * (size_t)lda;
+                micro_12x32(rows, ar, bp0, bp1, k, w, p * NR, c + (size_t)i * (size_t)ldc,
+                            (size_t)ldc, act);
+            }
+        }
+    }
+}
+
 /* ---- dispatch and the remaining ops ---- */
 
-void op_gemm(bool avx2, int m, const float *a, int lda, const struct gemm_w *w, float *c, int ldc,
+void op_gemm(int simd, int m, const float *a, int lda, const struct gemm_w *w, float *c, int ldc,
              enum act act)
 {
     if (m <= 0)
         return;
-    if (avx2)
+    if (simd >= SIMD_AVX512)
+        gemm_avx512(m, a, lda, w, c, ldc, act);
+    else if (simd >= SIMD_AVX2)
         gemm_avx2(m, a, lda, w, c, ldc, act);
     else
         gemm_ref(m, a, lda, w, c, ldc, act);
 }
 
-void op_dwconv3(bool avx2, const float *in, struct shape is, int stride, int pad_t, int pad_l,
+void op_dwconv3(int simd, const float *in, struct shape is, int stride, int pad_t, int pad_l,
                 const struct dw_w *w, float *out, int oh, int ow, enum act act)
 {
-    if (avx2)
+    if (simd >= SIMD_AVX2)
         dw_avx2(in, is, stride, pad_t, pad_l, w, out, oh, ow, act);
     else
         dw_ref(in, is, stride, pad_t, pad_l, w, out, oh, ow, act);
@@ -361,7 +459,7 @@ static void im2col(const float *in, struct shape is, int kh, int kw, int stride,
     }
 }
 
-void op_conv(bool avx2, const float *in, struct shape is, int kh, int kw, int stride, int pad_t,
+void op_conv(int simd, const float *in, struct shape is, int kh, int kw, int stride, int pad_t,
              int pad_l, const struct gemm_w *w, float *out, int oh, int ow, enum act act,
              float *col)
 {
@@ -372,7 +470,7 @@ void op_conv(bool avx2, const float *in, struct shape is, int kh, int kw, int st
     for (int p0 = 0; p0 < m; p0 += chunk) {
         int p1 = p0 + chunk < m ? p0 + chunk : m;
         im2col(in, is, kh, kw, stride, pad_t, pad_l, ow, p0, p1, col);
-        op_gemm(avx2, p1 - p0, col, K, w, out + (size_t)p0 * (size_t)w->n, w->n, act);
+        op_gemm(simd, p1 - p0, col, K, w, out + (size_t)p0 * (size_t)w->n, w->n, act);
     }
 }
 

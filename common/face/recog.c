@@ -94,8 +94,8 @@ static void residual(struct dems_face_ctx *ctx, const struct gemm_w *cv, float *
 {
     float *t1 = ctx->buf[2], *t2 = ctx->buf[2] + SLOT;
     struct shape sh = {s, s, c};
-    op_conv(ctx->m->avx2, x, sh, 3, 3, 1, 1, 1, &cv[0], t1, s, s, ACT_RELU, ctx->col);
-    op_conv(ctx->m->avx2, t1, sh, 3, 3, 1, 1, 1, &cv[1], t2, s, s, ACT_NONE, ctx->col);
+    op_conv(ctx->m->simd, x, sh, 3, 3, 1, 1, 1, &cv[0], t1, s, s, ACT_RELU, ctx->col);
+    op_conv(ctx->m->simd, t1, sh, 3, 3, 1, 1, 1, &cv[1], t2, s, s, ACT_NONE, ctx->col);
     size_t n = (size_t)s * (size_t)s * (size_t)c;
     for (size_t i = 0; i < n; i++) {
         float v = t2[i] + x[i];
@@ -109,9 +109,9 @@ static int residual_down(struct dems_face_ctx *ctx, const struct gemm_w *cv, flo
 {
     float *t1 = ctx->buf[2], *t2 = ctx->buf[2] + SLOT, *b = ctx->buf[2] + 2 * SLOT;
     int sa = (s - 3) / 2 + 1, sb = s / 2;
-    op_conv(ctx->m->avx2, x, (struct shape){s, s, cin}, 3, 3, 2, 0, 0, &cv[0], t1, sa, sa, ACT_RELU,
+    op_conv(ctx->m->simd, x, (struct shape){s, s, cin}, 3, 3, 2, 0, 0, &cv[0], t1, sa, sa, ACT_RELU,
             ctx->col);
-    op_conv(ctx->m->avx2, t1, (struct shape){sa, sa, cout}, 3, 3, 1, 1, 1, &cv[1], t2, sa, sa,
+    op_conv(ctx->m->simd, t1, (struct shape){sa, sa, cout}, 3, 3, 1, 1, 1, &cv[1], t2, sa, sa,
             ACT_NONE, ctx->col);
     op_avgpool_valid(x, (struct shape){s, s, cin}, 2, 2, b, sb, sb);
     /* b's channels are zero-extended to cout; a gets a zero bottom row and
@@ -136,7 +136,7 @@ void rec_forward(struct dems_face_ctx *ctx, const float *input, float out[128])
 {
     const struct rec_net *n = &ctx->m->rec;
     float *x = ctx->buf[1], *t = ctx->buf[2];
-    op_conv(ctx->m->avx2, input, (struct shape){150, 150, 3}, 7, 7, 2, 0, 0, &n->conv[0], t, 72, 72,
+    op_conv(ctx->m->simd, input, (struct shape){150, 150, 3}, 7, 7, 2, 0, 0, &n->conv[0], t, 72, 72,
             ACT_RELU, ctx->col);
     op_maxpool(t, (struct shape){72, 72, 32}, 3, 2, 0, 0, x, 35, 35);
     int s = 35, at = 1;
@@ -154,7 +154,7 @@ void rec_forward(struct dems_face_ctx *ctx, const float *input, float out[128])
     }
     for (int c = 0; c < 256; c++)
         mean[c] /= (float)(s * s);
-    op_gemm(ctx->m->avx2, 1, mean, 256, &n->fc, out, 128, ACT_NONE);
+    op_gemm(ctx->m->simd, 1, mean, 256, &n->fc, out, 128, ACT_NONE);
 }
 
 int dems_face_describe(struct dems_face_ctx *ctx, const struct dems_face_image *img,

@@ -125,9 +125,9 @@ static void head(struct dems_face_ctx *ctx, int h, const float *in, int hw, int 
 {
     const struct ssd_net *n = &ctx->m->ssd;
     int a = head_anchors[h];
-    op_gemm(ctx->m->avx2, hw, in, head_in[h], &n->box[h], ctx->boxes + (size_t)*off * 4, a * 4,
+    op_gemm(ctx->m->simd, hw, in, head_in[h], &n->box[h], ctx->boxes + (size_t)*off * 4, a * 4,
             ACT_NONE);
-    op_gemm(ctx->m->avx2, hw, in, head_in[h], &n->cls[h], ctx->classes + (size_t)*off * 3, a * 3,
+    op_gemm(ctx->m->simd, hw, in, head_in[h], &n->cls[h], ctx->classes + (size_t)*off * 3, a * 3,
             ACT_NONE);
     *off += hw * a;
 }
@@ -135,17 +135,17 @@ static void head(struct dems_face_ctx *ctx, int h, const float *in, int hw, int 
 static void forward(struct dems_face_ctx *ctx)
 {
     const struct ssd_net *n = &ctx->m->ssd;
-    bool avx2 = ctx->m->avx2;
+    int simd = ctx->m->simd;
     float **b = ctx->buf;
     int cur = 1, other = 0, off = 0, s = 256;
-    op_conv(avx2, b[0], (struct shape){512, 512, 3}, 3, 3, 2, 0, 0, &n->conv0, b[1], 256, 256,
+    op_conv(simd, b[0], (struct shape){512, 512, 3}, 3, 3, 2, 0, 0, &n->conv0, b[1], 256, 256,
             ACT_RELU6, ctx->col);
     for (int i = 1; i < 14; i++) {
         int stride = dw_stride2[i] ? 2 : 1, os;
         int pad = pad_same_before(s, 3, stride, &os);
         struct shape is = {s, s, chans[i - 1]};
-        op_dwconv3(avx2, b[cur], is, stride, pad, pad, &n->dw[i], b[2], os, os, ACT_RELU6);
-        op_gemm(avx2, os * os, b[2], chans[i - 1], &n->pw[i], b[other], chans[i], ACT_RELU6);
+        op_dwconv3(simd, b[cur], is, stride, pad, pad, &n->dw[i], b[2], os, os, ACT_RELU6);
+        op_gemm(simd, os * os, b[2], chans[i - 1], &n->pw[i], b[other], chans[i], ACT_RELU6);
         s = os;
         int t = cur;
         cur = other;
@@ -160,9 +160,9 @@ static void forward(struct dems_face_ctx *ctx)
         int pad = pad_same_before(s, k, stride, &os);
         struct shape is = {s, s, cin};
         if (k == 1)
-            op_gemm(avx2, s * s, b[cur], cin, &n->extra[j], b[other], extra_out[j], ACT_RELU6);
+            op_gemm(simd, s * s, b[cur], cin, &n->extra[j], b[other], extra_out[j], ACT_RELU6);
         else
-            op_conv(avx2, b[cur], is, 3, 3, 2, pad, pad, &n->extra[j], b[other], os, os, ACT_RELU6,
+            op_conv(simd, b[cur], is, 3, 3, 2, pad, pad, &n->extra[j], b[other], os, os, ACT_RELU6,
                     ctx->col);
         s = os;
         cin = extra_out[j];

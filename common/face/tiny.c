@@ -55,11 +55,11 @@ int tiny_init(struct tiny_net *n, struct alloc_list *al, const struct wt_file *w
 static int forward(struct dems_face_ctx *ctx, int size)
 {
     const struct tiny_net *n = &ctx->m->tiny;
-    bool avx2 = ctx->m->avx2;
+    int simd = ctx->m->simd;
     float **b = ctx->buf;
     int s = size - 2, os;
     /* conv0: 3x3 valid, then 2x2/2 max-pool "same". */
-    op_conv(avx2, b[0], (struct shape){size, size, 3}, 3, 3, 1, 0, 0, &n->conv0, b[1], s, s,
+    op_conv(simd, b[0], (struct shape){size, size, 3}, 3, 3, 1, 0, 0, &n->conv0, b[1], s, s,
             ACT_LEAKY, ctx->col);
     int pad = pad_same_before(s, 2, 2, &os);
     op_maxpool(b[1], (struct shape){s, s, 16}, 2, 2, pad, pad, b[0], os, os);
@@ -67,14 +67,14 @@ static int forward(struct dems_face_ctx *ctx, int size)
     for (int i = 1; i < 6; i++) {
         /* Explicit 1-pixel zero padding + valid 3x3 = padding 1 on each side. */
         struct shape is = {s, s, chans[i - 1]};
-        op_dwconv3(avx2, b[0], is, 1, 1, 1, &n->dw[i], b[2], s, s, ACT_NONE);
-        op_gemm(avx2, s * s, b[2], chans[i - 1], &n->pw[i], b[1], chans[i], ACT_LEAKY);
+        op_dwconv3(simd, b[0], is, 1, 1, 1, &n->dw[i], b[2], s, s, ACT_NONE);
+        op_gemm(simd, s * s, b[2], chans[i - 1], &n->pw[i], b[1], chans[i], ACT_LEAKY);
         int stride = i < 5 ? 2 : 1;
         pad = pad_same_before(s, 2, stride, &os);
         op_maxpool(b[1], (struct shape){s, s, chans[i]}, 2, stride, pad, pad, b[0], os, os);
         s = os;
     }
-    op_gemm(avx2, s * s, b[0], 512, &n->conv8, b[1], 25, ACT_NONE);
+    op_gemm(simd, s * s, b[0], 512, &n->conv8, b[1], 25, ACT_NONE);
     memcpy(b[0], b[1], (size_t)s * (size_t)s * 25 * sizeof(float));
     return s;
 }

@@ -98,11 +98,20 @@ static float frand(void)
     return (float)((rng >> 8) & 0xffff) / 32768.0f - 1.0f;
 }
 
+/* The best kernel family this CPU supports. */
+static int simd_max(void)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return SIMD_NONE;
+    return __builtin_cpu_supports("avx512f") ? SIMD_AVX512 : SIMD_AVX2;
+}
+
 static void test_gemm_matches_loops(void **state)
 {
     (void)state;
-    enum { M = 13, K = 37, N = 21 };
-    float a[M * K], w[K * N], sc[N], sh[N], c0[M * N], c1[M * N];
+    enum { M = 29, K = 37, N = 53 };
+    float a[M * K], w[K * N], sc[N], sh[N], c0[M * N];
     for (size_t i = 0; i < M * K; i++)
         a[i] = frand();
     for (size_t i = 0; i < K * N; i++)
@@ -114,18 +123,19 @@ static void test_gemm_matches_loops(void **state)
     struct alloc_list al = {0};
     struct gemm_w g;
     assert_int_equal(gemm_w_init(&g, &al, w, K, N, sc, sh), 0);
-    op_gemm(false, M, a, K, &g, c0, N, ACT_RELU6);
-    __builtin_cpu_init();
-    bool simd = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    op_gemm(simd, M, a, K, &g, c1, N, ACT_RELU6);
-    for (int i = 0; i < M; i++) {
-        for (int j = 0; j < N; j++) {
-            double acc = 0;
-            for (int k = 0; k < K; k++)
-                acc += (double)a[i * K + k] * w[k * N + j];
-            double v = fmin(fmax(acc * sc[j] + sh[j], 0.0), 6.0);
-            assert_true(fabs(c0[i * N + j] - v) < 1e-4);
-            assert_true(fabs(c1[i * N + j] - v) < 1e-4);
+    /* Every kernel family this CPU has, against double-precision loops. */
+    for (int level = SIMD_NONE; level <= simd_max(); level++) {
+        op_gemm(level, M, a, K, &g, c0, N, ACT_RELU6);
+        for (int i = 0; i < M; i++) {
+            for (int j = 0; j < N; j++) {
+                double acc = 0;
+                for (int k = 0; k < K; k++)
+                    acc += (double)a[i * K + k] * w[k * N + j];
+                double v = fmin(fmax(acc * sc[j] + sh[j], 0.0), 6.0);
+                if (fabs(c0[i * N + j] - v) > 1e-4)
+                    fail_msg("level %d: c[%d][%d] = %f, want %f", level, i, j,
+                             (double)c0[i * N + j], v);
+            }
         }
     }
     al_free(&al);
@@ -154,10 +164,8 @@ static void test_depthwise_matches_loops(void **state)
     assert_int_equal(pt, 1); /* odd input, stride 2: padding 1 before */
     assert_int_equal(pl, 0); /* even input: 0 before, 1 after */
     struct shape is = {H, W, C};
-    op_dwconv3(false, in, is, 2, pt, pl, &d, o0, oh, ow, ACT_LEAKY);
-    __builtin_cpu_init();
-    op_dwconv3(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"), in, is, 2, pt, pl,
-               &d, o1, oh, ow, ACT_LEAKY);
+    op_dwconv3(SIMD_NONE, in, is, 2, pt, pl, &d, o0, oh, ow, ACT_LEAKY);
+    op_dwconv3(simd_max(), in, is, 2, pt, pl, &d, o1, oh, ow, ACT_LEAKY);
     for (int y = 0; y < oh; y++) {
         for (int x = 0; x < ow; x++) {
             for (int c = 0; c < C; c++) {
@@ -570,12 +578,12 @@ static void test_portable_kernels_agree(void **state)
     assert_int_equal(dems_face_landmarks(ctx, &img, &f[0]), 0);
     struct dems_face g = f[0];
     assert_int_equal(dems_face_describe(ctx, &img, &f[0]), 0);
-    bool saved = models->avx2;
-    models->avx2 = false;
+    int saved = models->simd;
+    models->simd = SIMD_NONE;
     struct dems_face h = g;
     assert_int_equal(dems_face_landmarks(ctx, &img, &h), 0);
     assert_int_equal(dems_face_describe(ctx, &img, &h), 0);
-    models->avx2 = saved;
+    models->simd = saved;
     for (int k = 0; k < DEMS_FACE_LANDMARKS; k++)
         assert_true(fabsf(h.landmarks[k][0] - f[0].landmarks[k][0]) < 1e-2f);
     assert_true(dems_face_distance(h.descriptor, f[0].descriptor) < 1e-3f);
