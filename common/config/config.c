@@ -61,8 +61,8 @@ static const struct key keys[] = {
      "failed logins per account within login_window before it is throttled"},
     {"login_window", K_U64, OFF(login_window), 1, 86400, "300",
      "seconds over which failed logins are counted"},
-    {"login_max_failures_per_address", K_U64, OFF(login_max_failures_per_address), 1, 100000,
-     "20", "failed logins per client address within login_window"},
+    {"login_max_failures_per_address", K_U64, OFF(login_max_failures_per_address), 1, 100000, "20",
+     "failed logins per client address within login_window"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 
@@ -306,8 +306,7 @@ int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16
     return 0;
 }
 
-void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help,
-                                     void *arg),
+void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help, void *arg),
                           void *arg)
 {
     for (size_t i = 0; i < NKEYS; i++)

@@ -3,11 +3,10 @@
  * CSPRNG shown to the client as "dems_<kind>_<base64url>"; only SHA-256 of
  * that text is stored, so a stolen database holds no usable tokens.
  */
-#include "dems/crypto.h"
-
 #include <sodium.h>
 #include <string.h>
 
+#include "dems/crypto.h"
 #include "dems/err.h"
 
 int dems_crypto_init(void)

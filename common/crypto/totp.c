@@ -2,14 +2,13 @@
  * RFC 6238 time-based one-time passwords (HMAC-SHA1, 30-second steps,
  * 6 digits), the parameters every authenticator app uses by default.
  */
-#include "dems/crypto.h"
-
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dems/crypto.h"
 #include "dems/err.h"
 
 uint32_t dems_totp_code(const uint8_t *secret, size_t secret_len, uint64_t step)

@@ -5,14 +5,13 @@
  * headers into one capped buffer, turns them into a struct dems_http_head,
  * and passes body bytes straight through to the caller without copying.
  */
-#include "dems/http.h"
-
 #include <http_parser.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dems/buf.h"
 #include "dems/err.h"
+#include "dems/http.h"
 
 /* Where each header field sits in the head buffer while it is assembled. */
 struct span {
@@ -157,14 +156,15 @@ static int build_head(struct dems_http_parser *p)
         h->path.len = (size_t)(q - base);
         h->query = (struct dems_str){q + 1, p->url_len - h->path.len - 1};
     }
+    if (p->hp.http_major != 1)
+        return fail(p, 505, "http_version_not_supported", "only HTTP/1.x is supported");
     if (h->path.len == 0 || h->path.ptr[0] != '/')
         return fail(p, 400, "bad_request", "request target must be an absolute path");
     h->nheaders = p->nspans;
     for (size_t i = 0; i < p->nspans; i++) {
         const struct span *s = &p->spans[i];
         h->headers[i].name = (struct dems_str){base + s->name_off, s->name_len};
-        h->headers[i].value =
-            dems_str_trim((struct dems_str){base + s->value_off, s->value_len});
+        h->headers[i].value = dems_str_trim((struct dems_str){base + s->value_off, s->value_len});
     }
     h->http_major = p->hp.http_major;
     h->http_minor = p->hp.http_minor;
@@ -261,6 +261,11 @@ static void map_hp_error(struct dems_http_parser *p, enum http_errno e)
     }
 }
 
+static bool is_upper(uint8_t c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+
 size_t dems_http_parser_feed(struct dems_http_parser *p, const uint8_t *data, size_t n)
 {
     if (p->state != DEMS_HTTP_PARSING || n == 0)
@@ -269,6 +274,11 @@ size_t dems_http_parser_feed(struct dems_http_parser *p, const uint8_t *data, si
     enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
     if (e == HPE_PAUSED) {
         p->state = DEMS_HTTP_PAUSED;
+    } else if (e == HPE_INVALID_METHOD && !(used < n && is_upper(data[used]))) {
+        /* Not even a method-shaped word (e.g. a TLS record sent to the
+         * plain-text parser): malformed rather than unimplemented. */
+        fail(p, 400, "bad_request", "malformed request line");
+        p->state = DEMS_HTTP_FAILED;
     } else if (e != HPE_OK) {
         map_hp_error(p, e);
         p->state = DEMS_HTTP_FAILED;

@@ -66,8 +66,7 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen);
 int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *ret_port);
 
 /* For --help: calls fn once per key with its default and description. */
-void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help,
-                                     void *arg),
+void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help, void *arg),
                           void *arg);
 
 #endif

@@ -14,8 +14,8 @@
 /* Initialises libsodium; call once before any other function here. */
 int dems_crypto_init(void);
 
-#define DEMS_TOKEN_BYTES 32                  /* 256 random bits */
-#define DEMS_TOKEN_TEXT_MAX 64               /* prefix + base64url, NUL included */
+#define DEMS_TOKEN_BYTES    32 /* 256 random bits */
+#define DEMS_TOKEN_TEXT_MAX 64 /* prefix + base64url, NUL included */
 
 /*
  * Makes a fresh token: text (the bearer value handed to the client, e.g.

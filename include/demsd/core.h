@@ -29,12 +29,12 @@ struct dems_loop {
     pthread_t thread;
     struct evconnlistener *listener;
     struct dems_db_pool *db;
-    struct event *stop_ev;    /* activated from the main thread */
-    struct event *reap_ev;    /* frees closed connections outside callbacks */
-    struct event *work_ev;    /* delivers finished pool work */
+    struct event *stop_ev; /* activated from the main thread */
+    struct event *reap_ev; /* frees closed connections outside callbacks */
+    struct event *work_ev; /* delivers finished pool work */
     struct event *drain_timer;
-    struct dems_conn *conns;  /* doubly linked list of live connections */
-    struct dems_conn *dead;   /* singly linked list awaiting free */
+    struct dems_conn *conns; /* doubly linked list of live connections */
+    struct dems_conn *dead;  /* singly linked list awaiting free */
     size_t nconns;
     bool draining;
     pthread_mutex_t work_mu;

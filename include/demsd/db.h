@@ -82,8 +82,8 @@ int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **re
 void dems_embedded_stop(struct dems_embedded *e);
 
 /* The conninfo strings of a cluster another demsd runs (no start). */
-int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_conninfo,
-                           char *app_conninfo, size_t conninfo_len, char *err, size_t errlen);
+int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_conninfo, char *app_conninfo,
+                           size_t conninfo_len, char *err, size_t errlen);
 
 /*
  * The data-directory lock: one demsd per data directory. Returns an fd to
@@ -92,7 +92,7 @@ int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_conninfo,
 int dems_datadir_lock(const char *data_dir, char *err, size_t errlen);
 
 /* The application role's name for grants. */
-#define DEMS_DB_APP_ROLE "dems_app"
+#define DEMS_DB_APP_ROLE   "dems_app"
 #define DEMS_DB_OWNER_ROLE "dems_owner"
 
 #endif

@@ -99,8 +99,8 @@ void dems_resp_error(struct dems_req *req, int status, const char *code, const c
 void dems_resp_err(struct dems_req *req, int err);
 
 /* Sends status with a body of the given type (copied). */
-void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
-                     const void *data, size_t len);
+void dems_resp_bytes(struct dems_req *req, int status, const char *content_type, const void *data,
+                     size_t len);
 
 /* For server/core: connections on a loop. */
 struct sockaddr;

@@ -28,8 +28,7 @@ struct dems_setup {
  * Builds the configuration. flags holds "key=value" strings from the command
  * line (applied last). Prints one line and returns 2 on a bad value.
  */
-int dems_setup_config(struct dems_setup *s, const char *config_file, char **flags,
-                      size_t nflags);
+int dems_setup_config(struct dems_setup *s, const char *config_file, char **flags, size_t nflags);
 
 /*
  * Takes the data directory and reaches the database. With the embedded

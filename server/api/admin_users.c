@@ -8,13 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api_int.h"
-#include "demsd/auth.h"
-#include "demsd/core.h"
-#include "demsd/db.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/limits.h"
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+
+#include "api_int.h"
 
 struct create {
     struct dems_req *req;
@@ -44,8 +45,8 @@ static void on_created(struct dems_req *req, const PGresult *res, int err)
     }
     const char *id = PQgetvalue(res, 0, 0);
     dems_resp_json(req, 201,
-                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
-                             "username", PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2)));
+                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "username",
+                             PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2)));
 }
 
 static void hash_work(void *arg)
@@ -105,8 +106,7 @@ void api_admin_users_create(struct dems_req *req)
     c->password = sodium_malloc(strlen(password) + 1);
     if (c->password != NULL)
         memcpy(c->password, password, strlen(password) + 1);
-    if (c->password == NULL ||
-        dems_work_submit(dems_req_loop(req), hash_work, hash_done, c) < 0) {
+    if (c->password == NULL || dems_work_submit(dems_req_loop(req), hash_work, hash_done, c) < 0) {
         dems_resp_err(req, DEMS_ENOMEM);
         create_free(c);
     }
@@ -133,8 +133,8 @@ static void on_users(struct dems_req *req, const PGresult *res, int err)
 void api_admin_users_list(struct dems_req *req)
 {
     int r = dems_db_req(req,
-                        "SELECT id, username, role, totp_enabled, disabled, " API_TS("created_at")
-                        " FROM users ORDER BY id",
+                        "SELECT id, username, role, totp_enabled, disabled, " API_TS(
+                            "created_at") " FROM users ORDER BY id",
                         0, NULL, on_users);
     if (r < 0)
         dems_resp_err(req, r);

@@ -2,9 +2,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "api_int.h"
 #include "dems/err.h"
 #include "dems/str.h"
+
+#include "api_int.h"
 
 static void bad_field(struct dems_req *req, const char *key, const char *why)
 {
@@ -13,8 +14,7 @@ static void bad_field(struct dems_req *req, const char *key, const char *why)
     dems_resp_error(req, 400, "invalid_field", msg);
 }
 
-bool api_get_str(struct dems_req *req, const char *key, size_t max, bool required,
-                 const char **ret)
+bool api_get_str(struct dems_req *req, const char *key, size_t max, bool required, const char **ret)
 {
     json_t *body = dems_req_json(req);
     json_t *v = body != NULL ? json_object_get(body, key) : NULL;

@@ -5,9 +5,10 @@
  */
 #include <string.h>
 
-#include "api_int.h"
-#include "demsd/db.h"
 #include "dems/err.h"
+#include "demsd/db.h"
+
+#include "api_int.h"
 
 void api_healthz(struct dems_req *req)
 {
@@ -26,8 +27,8 @@ static void on_migrations(struct dems_req *req, const PGresult *res, int err)
     int64_t applied = api_id(v, strlen(v));
     if ((size_t)applied != dems_migrate_count()) {
         dems_resp_json(req, 503,
-                       json_pack("{s:{s:s,s:s}}", "error", "code", "migrations_pending",
-                                 "message", "the database schema is not current"));
+                       json_pack("{s:{s:s,s:s}}", "error", "code", "migrations_pending", "message",
+                                 "the database schema is not current"));
         return;
     }
     dems_resp_json(req, 200,

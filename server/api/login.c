@@ -15,14 +15,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "api_int.h"
-#include "demsd/auth.h"
-#include "demsd/core.h"
-#include "demsd/db.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/limits.h"
 #include "dems/str.h"
+#include "demsd/auth.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+
+#include "api_int.h"
 
 struct login {
     struct dems_req *req;
@@ -139,8 +140,7 @@ static void on_session(void *arg, const PGresult *res, int err)
         return;
     }
     dems_resp_json(l->req, 200,
-                   json_pack("{s:s,s:s}", "token", l->token, "expires_at",
-                             PQgetvalue(res, 0, 0)));
+                   json_pack("{s:s,s:s}", "token", l->token, "expires_at", PQgetvalue(res, 0, 0)));
     /* A successful login clears the account's failure count. */
     const char *params[] = {l->user_key};
     if (dems_db_query(dems_req_loop(l->req)->db, "DELETE FROM login_throttle WHERE key = $1", 1,
@@ -198,9 +198,8 @@ static void check_totp(struct login *l)
     snprintf(s, sizeof(s), "%llu", (unsigned long long)step);
     const char *params[] = {l->user_id, s};
     /* Conditional update: only a step newer than the last used one passes. */
-    login_query(l,
-                "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2",
-                2, params, on_step_stored);
+    login_query(l, "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2", 2,
+                params, on_step_stored);
 }
 
 static void verify_work(void *arg)
@@ -331,8 +330,8 @@ void api_logout(struct dems_req *req)
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)dems_req_principal(req)->token_id);
     const char *params[] = {id};
-    int r = dems_db_req(req, "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1", 1,
-                        params, on_revoked);
+    int r = dems_db_req(req, "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1", 1, params,
+                        on_revoked);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -11,11 +11,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "api_int.h"
-#include "demsd/db.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/str.h"
+#include "demsd/db.h"
+
+#include "api_int.h"
 
 static void user_id_param(struct dems_req *req, char out[static 24])
 {
@@ -51,8 +52,8 @@ void api_me(struct dems_req *req)
     user_id_param(req, uid);
     const char *params[] = {uid};
     int r = dems_db_req(req,
-                        "SELECT id, username, role, totp_enabled, " API_TS("created_at")
-                        " FROM users WHERE id = $1",
+                        "SELECT id, username, role, totp_enabled, " API_TS(
+                            "created_at") " FROM users WHERE id = $1",
                         1, params, on_me);
     if (r < 0)
         dems_resp_err(req, r);
@@ -84,8 +85,8 @@ static void on_enrolled(struct dems_req *req, const PGresult *res, int err)
     snprintf(uri, sizeof(uri),
              "otpauth://totp/dems:%s?secret=%s&issuer=dems&algorithm=SHA1&digits=6&period=30",
              dems_req_principal(req)->username, b32);
-    dems_resp_json(req, 200,
-                   json_pack("{s:s,s:s,s:b}", "secret", b32, "otpauth_uri", uri, "totp_enabled", 0));
+    dems_resp_json(
+        req, 200, json_pack("{s:s,s:s,s:b}", "secret", b32, "otpauth_uri", uri, "totp_enabled", 0));
 }
 
 void api_totp_enrol(struct dems_req *req)
@@ -167,9 +168,9 @@ void api_totp_confirm(struct dems_req *req)
     char uid[24];
     user_id_param(req, uid);
     const char *params[] = {uid};
-    int r = dems_db_req(req,
-                        "SELECT encode(totp_secret, 'hex'), totp_enabled FROM users WHERE id = $1",
-                        1, params, on_secret);
+    int r =
+        dems_db_req(req, "SELECT encode(totp_secret, 'hex'), totp_enabled FROM users WHERE id = $1",
+                    1, params, on_secret);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -184,9 +185,9 @@ static void on_token_created(struct dems_req *req, const PGresult *res, int err)
     }
     const char *id = PQgetvalue(res, 0, 0);
     dems_resp_json(req, 201,
-                   json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
-                             "token", PQgetvalue(res, 0, 3), "name", PQgetvalue(res, 0, 1),
-                             "expires_at", PQgetvalue(res, 0, 2)));
+                   json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "token",
+                             PQgetvalue(res, 0, 3), "name", PQgetvalue(res, 0, 1), "expires_at",
+                             PQgetvalue(res, 0, 2)));
 }
 
 void api_tokens_create(struct dems_req *req)
@@ -228,11 +229,10 @@ static void on_token_list(struct dems_req *req, const PGresult *res, int err)
     json_t *arr = json_array();
     for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
         const char *id = PQgetvalue(res, i, 0);
-        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s}", "id",
-                                             (json_int_t)api_id(id, strlen(id)), "name",
-                                             PQgetvalue(res, i, 1), "created_at",
-                                             PQgetvalue(res, i, 2), "expires_at",
-                                             PQgetvalue(res, i, 3)));
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "name",
+                           PQgetvalue(res, i, 1), "created_at", PQgetvalue(res, i, 2), "expires_at",
+                           PQgetvalue(res, i, 3)));
     }
     dems_resp_json(req, 200, json_pack("{s:o}", "tokens", arr));
 }
@@ -242,11 +242,12 @@ void api_tokens_list(struct dems_req *req)
     char uid[24];
     user_id_param(req, uid);
     const char *params[] = {uid};
-    int r = dems_db_req(req,
-                        "SELECT id, name, " API_TS("created_at") ", " API_TS("expires_at")
-                        " FROM auth_tokens WHERE user_id = $1 AND kind = 'api'"
-                        " AND revoked_at IS NULL AND expires_at > now() ORDER BY id",
-                        1, params, on_token_list);
+    int r =
+        dems_db_req(req,
+                    "SELECT id, name, " API_TS("created_at") ", " API_TS(
+                        "expires_at") " FROM auth_tokens WHERE user_id = $1 AND kind = 'api'"
+                                      " AND revoked_at IS NULL AND expires_at > now() ORDER BY id",
+                    1, params, on_token_list);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -4,17 +4,18 @@
  * disabled-user tokens are refused. The lookup is one async query on the
  * request's loop.
  */
+#include "demsd/auth.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "demsd/auth.h"
-#include "demsd/core.h"
-#include "demsd/db.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/limits.h"
 #include "dems/str.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
 
 struct pending {
     struct dems_principal *out;

@@ -11,12 +11,12 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "dems/crypto.h"
+#include "dems/limits.h"
 #include "demsd/auth.h"
 #include "demsd/cli.h"
 #include "demsd/db.h"
 #include "demsd/setup.h"
-#include "dems/crypto.h"
-#include "dems/limits.h"
 
 static const struct option common_opts[] = {
     {"data", required_argument, NULL, 'd'},     {"config", required_argument, NULL, 'c'},
@@ -76,8 +76,7 @@ int dems_cli_migrate(int argc, char **argv)
         } else if (before == NULL) {
             printf("schema is current (%zu migrations); nothing to do\n", dems_migrate_count());
         } else {
-            printf("schema migrated (was: %s; now %zu migrations)\n", before,
-                   dems_migrate_count());
+            printf("schema migrated (was: %s; now %zu migrations)\n", before, dems_migrate_count());
         }
         free(before);
         PQfinish(db);

@@ -12,14 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dems/crypto.h"
+#include "dems/err.h"
 #include "demsd/auth.h"
 #include "demsd/cli.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/log.h"
 #include "demsd/setup.h"
-#include "dems/crypto.h"
-#include "dems/err.h"
 
 static void usage(FILE *f)
 {
@@ -130,9 +130,12 @@ static int migrate_and_bootstrap(struct dems_setup *s, struct dems_server *srv)
 int dems_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},   {"listen", required_argument, NULL, 'l'},
-        {"config", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
-        {"set", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char *flags[16];

@@ -2,6 +2,8 @@
  * Shared start-up for the subcommands: configuration from its four sources,
  * the data-directory lock, and the database (embedded or configured).
  */
+#include "demsd/setup.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,14 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "demsd/db.h"
-#include "demsd/setup.h"
 #include "dems/err.h"
+#include "demsd/db.h"
 
 extern char **environ;
 
-int dems_setup_config(struct dems_setup *s, const char *config_file, char **flags,
-                      size_t nflags)
+int dems_setup_config(struct dems_setup *s, const char *config_file, char **flags, size_t nflags)
 {
     char err[512];
     s->lock_fd = -1;
@@ -64,8 +64,7 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok)
         /* A configured database: the lock only guards local files. */
         snprintf(s->app_conninfo, sizeof(s->app_conninfo), "%s", cfg->database_url);
         snprintf(s->owner_conninfo, sizeof(s->owner_conninfo), "%s",
-                 cfg->database_owner_url[0] != '\0' ? cfg->database_owner_url
-                                                    : cfg->database_url);
+                 cfg->database_owner_url[0] != '\0' ? cfg->database_owner_url : cfg->database_url);
         if (s->lock_fd < 0 && !attach_ok) {
             fprintf(stderr, "demsd: %s\n", err);
             return 1;
@@ -78,8 +77,8 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok)
             return 1;
         }
         /* Another demsd runs the embedded cluster: use it. */
-        if (dems_embedded_conninfo(cfg, s->owner_conninfo, s->app_conninfo,
-                                   sizeof(s->app_conninfo), err, sizeof(err)) < 0) {
+        if (dems_embedded_conninfo(cfg, s->owner_conninfo, s->app_conninfo, sizeof(s->app_conninfo),
+                                   err, sizeof(err)) < 0) {
             fprintf(stderr, "demsd: %s\n", err);
             return 1;
         }

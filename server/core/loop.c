@@ -19,14 +19,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "dems/err.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
-#include "dems/err.h"
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     (void)l;
     dems_conn_accept(arg, fd, sa, salen);
@@ -98,7 +98,8 @@ static int listen_socket(struct dems_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "config: listen: expected HOST:PORT");
         return DEMS_EINVAL;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char portstr[8];
@@ -112,8 +113,7 @@ static int listen_socket(struct dems_server *srv, char *err, size_t errlen)
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        snprintf(err, errlen, "listen: cannot listen on %s: %s", srv->cfg->listen,
-                 strerror(errno));
+        snprintf(err, errlen, "listen: cannot listen on %s: %s", srv->cfg->listen, strerror(errno));
         if (fd >= 0)
             close(fd);
         freeaddrinfo(ai);

@@ -14,15 +14,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dems/err.h"
 #include "demsd/core.h"
 #include "demsd/log.h"
-#include "dems/err.h"
 
 /* Mozilla's "intermediate" TLS 1.2 list: ECDHE key exchange, AEAD only. */
-static const char tls12_ciphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char tls12_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
 static int add_ext(X509 *crt, int nid, const char *value)
 {
@@ -55,8 +54,8 @@ static X509 *make_self_signed(EVP_PKEY *key)
         X509_gmtime_adj(X509_getm_notAfter(crt), 825L * 24 * 3600) == NULL ||
         !X509_set_pubkey(crt, key))
         goto fail;
-    if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"dems", -1,
-                                    -1, 0) ||
+    if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"dems", -1, -1,
+                                    0) ||
         !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
                                     (const unsigned char *)"dems self-signed", -1, -1, 0) ||
         !X509_set_issuer_name(crt, name))

@@ -7,8 +7,8 @@
 #include <event2/event.h>
 #include <stdlib.h>
 
-#include "demsd/core.h"
 #include "dems/err.h"
+#include "demsd/core.h"
 
 struct dems_work {
     struct dems_work *next;

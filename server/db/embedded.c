@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "demsd/db.h"
 #include "dems/config.h"
 #include "dems/err.h"
 #include "dems/str.h"
+#include "demsd/db.h"
 
 struct dems_embedded {
     char pgdir[PATH_MAX];
@@ -98,8 +98,10 @@ static void child_exec(uid_t uid, gid_t gid, int logfd, const char *const *argv,
     if (deathsig)
         prctl(PR_SET_PDEATHSIG, SIGINT); /* fast shutdown if demsd dies */
     if (access(argv[2], X_OK) != 0 && errno == EACCES) {
-        dprintf(STDERR_FILENO, "demsd: the postgres account cannot reach %s: make its parent "
-                               "directories searchable (chmod o+x)\n", argv[2]);
+        dprintf(STDERR_FILENO,
+                "demsd: the postgres account cannot reach %s: make its parent "
+                "directories searchable (chmod o+x)\n",
+                argv[2]);
         _exit(127);
     }
     char *copy[16];
@@ -148,8 +150,8 @@ static int do_initdb(const struct dems_config *cfg, const char *pgdir, uid_t uid
     }
     char initdb[PATH_MAX];
     snprintf(initdb, sizeof(initdb), "%s/initdb", cfg->pg_bin_dir);
-    const char *argv[] = {initdb, "-D", pgdir, "-U", SUPERUSER, "-A", "trust",
-                          "-E", "UTF8", "--locale=C", "--no-instructions", NULL};
+    const char *argv[] = {initdb,  "-D", pgdir,  "-U",         SUPERUSER,           "-A",
+                          "trust", "-E", "UTF8", "--locale=C", "--no-instructions", NULL};
     if (access(initdb, X_OK) != 0) {
         snprintf(err, errlen,
                  "embedded database: %s not found (apt-get install postgresql, or set "
@@ -189,7 +191,12 @@ static pid_t check_pidfile(const char *pgdir)
                 return (pid_t)pid;
         }
     }
-    unlink(path); /* stale: its process is gone (or is something else now) */
+    /* Stale: its process is gone, a zombie, or something else now. Remove
+     * the pid file and the socket lock too, which postgres would otherwise
+     * refuse to replace while the old pid still names a process. */
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/.s.PGSQL.5432.lock", pgdir);
+    unlink(path);
     return 0;
 }
 
@@ -282,8 +289,8 @@ static int resolve_pgdir(const struct dems_config *cfg, char *pgdir, size_t len,
     return 0;
 }
 
-int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_ci, char *app_ci,
-                           size_t len, char *err, size_t errlen)
+int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_ci, char *app_ci, size_t len,
+                           char *err, size_t errlen)
 {
     char pgdir[PATH_MAX + 8];
     int r = resolve_pgdir(cfg, pgdir, sizeof(pgdir), err, errlen);
@@ -299,8 +306,16 @@ static int start_postgres(const struct dems_config *cfg, struct dems_embedded *e
 {
     char postgres[PATH_MAX];
     snprintf(postgres, sizeof(postgres), "%s/postgres", cfg->pg_bin_dir);
-    const char *argv[] = {postgres, "-D", e->pgdir, "-k", e->pgdir, "-c", "listen_addresses=",
-                          "-c", "unix_socket_permissions=0700", NULL};
+    const char *argv[] = {postgres,
+                          "-D",
+                          e->pgdir,
+                          "-k",
+                          e->pgdir,
+                          "-c",
+                          "listen_addresses=",
+                          "-c",
+                          "unix_socket_permissions=0700",
+                          NULL};
     pid_t pid = fork();
     if (pid < 0)
         return DEMS_EIO;
@@ -311,8 +326,8 @@ static int start_postgres(const struct dems_config *cfg, struct dems_embedded *e
     return 0;
 }
 
-int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **ret,
-                        char *owner_ci, char *app_ci, size_t len, char *err, size_t errlen)
+int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **ret, char *owner_ci,
+                        char *app_ci, size_t len, char *err, size_t errlen)
 {
     struct dems_embedded *e = calloc(1, sizeof(*e));
     if (e == NULL)

@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "demsd/db.h"
 #include "dems/err.h"
 #include "dems/str.h"
+#include "demsd/db.h"
+
 #include "migrations_embedded.h"
 
 /* Any constant works; it only has to be the same for every demsd. */
@@ -48,8 +49,7 @@ static int check_applied(PGconn *db, size_t *ret_applied, char *err, size_t errl
     for (int i = 0; i < rows && r == 0; i++) {
         const char *text = PQgetvalue(res, i, 0);
         uint64_t v = 0;
-        if (dems_parse_u64(text, strlen(text), 1000000, &v) < 0 || v < 1 ||
-            v > dems_nmigrations) {
+        if (dems_parse_u64(text, strlen(text), 1000000, &v) < 0 || v < 1 || v > dems_nmigrations) {
             snprintf(err, errlen,
                      "migrate: the database has migration %s, newer than this demsd knows "
                      "(%lu); upgrade demsd",
@@ -68,16 +68,15 @@ static int check_applied(PGconn *db, size_t *ret_applied, char *err, size_t errl
     return r;
 }
 
-static int apply_one(PGconn *db, const struct dems_migration *m, const char *app_role,
-                     char *err, size_t errlen)
+static int apply_one(PGconn *db, const struct dems_migration *m, const char *app_role, char *err,
+                     size_t errlen)
 {
     int r = exec_ok(db, "BEGIN", err, errlen);
     if (r < 0)
         return r;
     const char *p1[] = {app_role};
-    PGresult *res =
-        PQexecParams(db, "SELECT set_config('dems.app_role', $1, true)", 1, NULL, p1, NULL,
-                     NULL, 0);
+    PGresult *res = PQexecParams(db, "SELECT set_config('dems.app_role', $1, true)", 1, NULL, p1,
+                                 NULL, NULL, 0);
     r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : DEMS_EDB;
     PQclear(res);
     if (r == 0) {

@@ -14,13 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dems/err.h"
+#include "dems/limits.h"
+#include "dems/str.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
-#include "dems/err.h"
-#include "dems/limits.h"
-#include "dems/str.h"
 
 enum pgc_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -193,8 +193,7 @@ static void complete(struct pgc *c)
     ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     int err = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? 0 : DEMS_EDB;
     if (err < 0 && res != NULL)
-        dems_log(DEMS_LOG_DEBUG, NULL, NULL, "statement failed: %.200s",
-                 PQresultErrorMessage(res));
+        dems_log(DEMS_LOG_DEBUG, NULL, NULL, "statement failed: %.200s", PQresultErrorMessage(res));
     q->cb(q->arg, res, err);
     free(q);
     PQclear(res);

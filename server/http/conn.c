@@ -27,13 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dems/buf.h"
+#include "dems/err.h"
+#include "dems/limits.h"
 #include "demsd/auth.h"
 #include "demsd/core.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
-#include "dems/buf.h"
-#include "dems/err.h"
-#include "dems/limits.h"
 
 #define EXTRA_HEADERS_MAX 4096
 
@@ -50,6 +50,7 @@ struct dems_conn {
     bool closed;
     bool closing;     /* close once the current response has been written */
     bool head_timing; /* the header deadline is armed */
+    bool lingering;   /* answered and closing: discarding what the client still sends */
 };
 
 struct dems_req {
@@ -199,27 +200,48 @@ bool dems_req_query(const struct dems_req *req, const char *name, struct dems_st
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -304,8 +326,8 @@ static void send_response(struct dems_req *req, int status, const char *ctype, c
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
-void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
-                     const void *data, size_t len)
+void dems_resp_bytes(struct dems_req *req, int status, const char *content_type, const void *data,
+                     size_t len)
 {
     send_response(req, status, content_type, data, len);
 }
@@ -351,8 +373,7 @@ static void log_request(const struct dems_req *req)
                           "duration_ms", ms, "event", "request");
     if (f != NULL && req->head != NULL) {
         json_object_set_new(f, "method", json_string(req->head->method_name));
-        json_object_set_new(f, "path",
-                            json_stringn(req->head->path.ptr, req->head->path.len));
+        json_object_set_new(f, "path", json_stringn(req->head->path.ptr, req->head->path.len));
     }
     if (f != NULL && req->principal.user_id != 0)
         json_object_set_new(f, "user", json_string(req->principal.username));
@@ -367,15 +388,39 @@ static void arm_idle_timer(struct dems_conn *c)
     evtimer_add(c->timer, &tv);
 }
 
+/*
+ * Closing right after an error answer while the client is still sending
+ * (an oversized body, say) would make the kernel reset the connection and
+ * the client could lose the answer. Like nginx's lingering close, keep
+ * reading and discarding for a short while first.
+ */
+#define LINGER_SECONDS 2
+
+static void start_linger(struct dems_conn *c)
+{
+    c->lingering = true;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    struct timeval tv = {.tv_sec = LINGER_SECONDS};
+    c->head_timing = false;
+    evtimer_add(c->timer, &tv);
+}
+
 /* Called when the response's last byte has been handed to the socket. */
 static void finish_request(struct dems_conn *c)
 {
     struct dems_req *req = c->req;
+    bool unread = !req->body_done && req->head != NULL && has_body(req->head);
+    unread = unread || dems_http_parser_state(c->parser) == DEMS_HTTP_FAILED;
     c->req = NULL;
     log_request(req);
     dems_req_unref(req);
     if (c->closing) {
-        conn_close(c);
+        if (unread)
+            start_linger(c);
+        else
+            conn_close(c);
         return;
     }
     arm_idle_timer(c);
@@ -418,8 +463,7 @@ static void on_auth_done(struct dems_req *req, int err)
     }
     if ((req->route->roles & req->principal.role) == 0) {
         dems_log(DEMS_LOG_WARN, req->id,
-                 json_pack("{s:s,s:s}", "user", req->principal.username, "event",
-                           "access_denied"),
+                 json_pack("{s:s,s:s}", "user", req->principal.username, "event", "access_denied"),
                  "role %s may not call this route", dems_role_name(req->principal.role));
         dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");
         return;
@@ -463,8 +507,8 @@ static int on_head(void *arg, const struct dems_http_head *head)
     }
     int status = 0;
     char allow[128];
-    req->route = dems_router_match(head->method, head->path, req->params, &req->nparams,
-                                   &status, allow, sizeof(allow));
+    req->route = dems_router_match(head->method, head->path, req->params, &req->nparams, &status,
+                                   allow, sizeof(allow));
     if (req->route == NULL) {
         if (status == 405) {
             dems_resp_header(req, "Allow", allow);
@@ -526,8 +570,8 @@ static int on_end(void *arg)
             return DEMS_EAGAIN;
         }
         json_error_t jerr;
-        req->json = json_loadb((const char *)req->body.data, req->body.len,
-                               JSON_REJECT_DUPLICATES, &jerr);
+        req->json =
+            json_loadb((const char *)req->body.data, req->body.len, JSON_REJECT_DUPLICATES, &jerr);
         if (req->json == NULL || !json_is_object(req->json)) {
             dems_resp_error(req, 400, "invalid_json", "request body must be a JSON object");
             return DEMS_EAGAIN;
@@ -563,8 +607,7 @@ static void conn_process(struct dems_conn *c)
             return;
         }
     }
-    if (!c->closed && c->req == NULL && !c->head_timing &&
-        dems_http_parser_in_message(c->parser)) {
+    if (!c->closed && c->req == NULL && !c->head_timing && dems_http_parser_in_message(c->parser)) {
         /* The first bytes of a head: the client now has header_timeout to
          * finish it, however slowly it trickles (slowloris). */
         struct timeval tv = {.tv_sec = (time_t)c->loop->srv->cfg->header_timeout};
@@ -577,8 +620,13 @@ static void conn_process(struct dems_conn *c)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    conn_process(arg);
+    struct dems_conn *c = arg;
+    if (c->lingering) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    conn_process(c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "demsd/http.h"
 #include "dems/limits.h"
+#include "demsd/http.h"
 
 static const char *const role_names[] = {"admin", "officer", "prosecutor"};
 
@@ -32,8 +32,7 @@ const char *dems_role_name(unsigned role)
 }
 
 /* Matches path against pattern, filling params. */
-static bool match(const char *pattern, struct dems_str path, struct dems_str *params,
-                  size_t *ret_n)
+static bool match(const char *pattern, struct dems_str path, struct dems_str *params, size_t *ret_n)
 {
     size_t n = 0;
     const char *p = pattern;
@@ -63,8 +62,8 @@ static bool match(const char *pattern, struct dems_str path, struct dems_str *pa
 
 static const char *method_name(enum dems_http_method m)
 {
-    static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
-                                        "OPTIONS"};
+    static const char *const names[] = {"",    "GET",   "HEAD",   "POST",
+                                        "PUT", "PATCH", "DELETE", "OPTIONS"};
     return names[m];
 }
 

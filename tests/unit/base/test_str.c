@@ -1,11 +1,15 @@
 /* Unit tests for common/base: bounded parsing, hex, base32, capped buffers. */
+/* cmocka.h needs these first, in this order. */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#include <cmocka.h>
 
 #include "dems/buf.h"
 #include "dems/err.h"

@@ -1,0 +1,241 @@
+"""HTTP and TLS behaviour of a real demsd: TLS versions, keep-alive and
+pipelining, the error statuses (400, 404, 405, 411/413, 415, 431, 501), the
+JSON error shape, request ids and security headers, and slow clients."""
+import json
+import socket
+import ssl
+import threading
+import time
+
+from harness import Server, raw_tls, read_response, run_tests
+
+
+def setup():
+    return Server({"header_timeout": 2, "body_timeout": 2, "idle_timeout": 5}).start()
+
+
+def teardown(srv):
+    code = srv.stop()
+    assert code == 0, f"demsd exit status {code}"
+
+
+def error_code(doc):
+    assert set(doc.keys()) == {"error"}, doc
+    assert set(doc["error"].keys()) == {"code", "message"}, doc
+    assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
+    return doc["error"]["code"]
+
+
+def test_healthz_and_headers(srv):
+    st, doc, r = srv.request("GET", "/healthz")
+    assert st == 200 and doc == {"status": "ok"}
+    assert len(r.getheader("X-Request-Id")) == 16
+    assert r.getheader("Strict-Transport-Security").startswith("max-age=")
+    assert r.getheader("Content-Type") == "application/json"
+
+
+def test_readyz(srv):
+    st, doc, _ = srv.request("GET", "/readyz")
+    assert st == 200 and doc["status"] == "ready" and doc["migrations"] >= 1, doc
+
+
+def test_tls12_and_tls13_accepted(srv):
+    for v in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+        ctx = srv.context(minimum_version=v, maximum_version=v)
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:
+            with ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
+                assert t.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+                                       ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[v]
+    # With no limits the client and server settle on 1.3.
+    with raw_tls(srv) as t:
+        assert t.version() == "TLSv1.3"
+
+
+def test_tls11_refused(srv):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # let the client offer TLS 1.1
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        try:
+            ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        except ssl.SSLError as e:
+            # The server's alert, not a local refusal to try.
+            assert "PROTOCOL_VERSION" in str(e).upper() or "VERSION" in e.reason.upper(), e
+        else:
+            raise AssertionError("a TLS 1.1 handshake succeeded")
+
+
+def test_keepalive_reuses_connection(srv):
+    c = srv.conn()
+    ids = set()
+    for _ in range(5):
+        st, _, r = srv.request("GET", "/healthz", conn=c)
+        assert st == 200 and r.getheader("Connection") == "keep-alive"
+        ids.add(r.getheader("X-Request-Id"))
+    sock = c.sock
+    srv.request("GET", "/healthz", conn=c)
+    assert c.sock is sock, "connection was not kept alive"
+    assert len(ids) == 5
+    c.close()
+
+
+def test_pipelined_requests(srv):
+    with raw_tls(srv) as t:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        rest = b""
+        for _ in range(3):
+            buf = rest
+            while buf.count(b"\r\n\r\n") < 1 or b'{"status":"ok"}' not in buf:
+                buf += t.recv(65536)
+            idx = buf.index(b'{"status":"ok"}') + len(b'{"status":"ok"}')
+            assert buf.startswith(b"HTTP/1.1 200"), buf[:40]
+            rest = buf[idx:]
+
+
+def test_404_and_405_and_501(srv):
+    st, doc, r = srv.request("GET", "/nope")
+    assert st == 404 and error_code(doc) == "not_found"
+    st, doc, r = srv.request("PUT", "/healthz")
+    assert st == 405 and error_code(doc) == "method_not_allowed"
+    assert "GET" in r.getheader("Allow")
+    with raw_tls(srv) as t:
+        t.sendall(b"PROPFIND /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, head, body, _ = read_response(t)
+        assert status == 501 and error_code(json.loads(body)) == "not_implemented"
+    with raw_tls(srv) as t:
+        t.sendall(b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, head, body, _ = read_response(t)
+        assert status in (400, 501), status
+
+
+def test_malformed_request_400(srv):
+    for bad in (b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n",
+                b"GET healthz HTTP/1.1\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"\x16\x03\x01garbage\r\n\r\n"):
+        with raw_tls(srv) as t:
+            t.sendall(bad)
+            status, head, body, _ = read_response(t)
+            assert status == 400, (bad, status, head)
+            assert error_code(json.loads(body)) in ("bad_request", "invalid_request")
+            assert "Connection: close" in head
+
+
+def test_header_too_large_431(srv):
+    with raw_tls(srv) as t:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n")
+        status, head, body, _ = read_response(t)
+        assert status == 431 and error_code(json.loads(body)) == "header_too_large"
+    with raw_tls(srv) as t:
+        many = b"".join(b"X-H%d: v\r\n" % i for i in range(150))
+        t.sendall(b"GET /healthz HTTP/1.1\r\n" + many + b"\r\n")
+        status, _, _, _ = read_response(t)
+        assert status == 431
+
+
+def test_body_too_large_413(srv):
+    # Declared too large: refused before the body is read.
+    with raw_tls(srv) as t:
+        t.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100000000\r\n\r\n")
+        status, head, body, _ = read_response(t)
+        assert status == 413 and error_code(json.loads(body)) == "too_large"
+    # Chunked and too large: refused once the limit is passed.
+    with raw_tls(srv) as t:
+        t.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        for _ in range(10):
+            try:
+                t.sendall(b"1000\r\n" + b"a" * 4096 + b"\r\n")
+            except OSError:
+                break
+        status, head, body, _ = read_response(t)
+        assert status == 413, (status, head)
+    # A body where none is taken.
+    with raw_tls(srv) as t:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+        status, _, _, _ = read_response(t)
+        assert status == 413
+
+
+def test_json_body_checks(srv):
+    st, doc, _ = srv.request("POST", "/v1/auth/login", body=b"{not json",
+                             headers={"Content-Type": "application/json"})
+    assert st == 400 and error_code(doc) == "invalid_json"
+    st, doc, _ = srv.request("POST", "/v1/auth/login", body=b"[1,2]",
+                             headers={"Content-Type": "application/json"})
+    assert st == 400 and error_code(doc) == "invalid_json"
+    st, doc, _ = srv.request("POST", "/v1/auth/login", body=b'{"username":"a"}',
+                             headers={"Content-Type": "text/plain"})
+    assert st == 415 and error_code(doc) == "unsupported_media_type"
+    st, doc, _ = srv.request("POST", "/v1/auth/login", body={"username": 5, "password": "x"})
+    assert st == 400 and error_code(doc) == "invalid_field" and "username" in doc["error"]["message"]
+
+
+def test_slow_client_cut_off_while_others_served(srv):
+    """A slowloris client trickling a head is closed after header_timeout (2 s);
+    meanwhile other clients get answers at once."""
+    t = raw_tls(srv, timeout=15)
+    t.sendall(b"GET /healthz HTTP/1.1\r\n")
+    closed = threading.Event()
+
+    def trickle():
+        try:
+            for i in range(20):
+                t.sendall(b"X-Slow-%d: y\r\n" % i)
+                time.sleep(0.5)
+        except OSError:
+            closed.set()
+            return
+        try:
+            if t.recv(1) == b"":
+                closed.set()
+        except OSError:
+            closed.set()
+
+    th = threading.Thread(target=trickle)
+    start = time.time()
+    th.start()
+    for _ in range(10):
+        st, _, _ = srv.request("GET", "/healthz")
+        assert st == 200
+    th.join(15)
+    elapsed = time.time() - start
+    assert closed.is_set(), "slow client was not cut off"
+    assert elapsed < 8, f"cut off only after {elapsed:.1f}s"
+    t.close()
+
+
+def test_idle_connection_closed(srv):
+    with raw_tls(srv, timeout=15) as t:
+        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _, _ = read_response(t)
+        assert status == 200
+        start = time.time()
+        assert t.recv(1) == b"", "idle connection got data"
+        assert 3 < time.time() - start < 12
+
+
+def test_stalled_body_cut_off(srv):
+    with raw_tls(srv, timeout=15) as t:
+        t.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 50\r\n\r\n{\"user")
+        start = time.time()
+        try:
+            data = t.recv(100)
+        except OSError:
+            data = b""
+        assert data == b"" and time.time() - start < 8
+
+
+def test_server_still_healthy(srv):
+    st, _, _ = srv.request("GET", "/healthz")
+    assert st == 200
+    assert srv.proc.poll() is None
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)

@@ -1,0 +1,190 @@
+"""Process lifecycle and operations: the embedded PostgreSQL (start, stop,
+nothing left behind, a second demsd refused, recovery after kill -9 with a
+stale postmaster.pid), migrations (re-run is a no-op; the application role's
+least privilege), graceful shutdown finishing an in-flight request, the
+command line (--help, bad configuration exits 2, create-user)."""
+import os
+import signal
+import subprocess
+import time
+
+from harness import DEMSD, Server, make_data_root, postgres_processes, raw_tls, \
+    read_response, run_tests
+
+
+def test_embedded_start_stop_leaves_nothing():
+    srv = Server().start()
+    assert postgres_processes(srv.data), "embedded PostgreSQL is not running"
+    assert srv.request("GET", "/readyz")[0] == 200
+    assert srv.stop() == 0
+    time.sleep(0.2)
+    assert postgres_processes(srv.data) == [], "postgres processes left behind"
+    # Starting again reuses the cluster, keeps the users, prints no new admin.
+    srv2 = Server(data=srv.root).start()
+    assert srv2.admin_password is None
+    assert srv2.login("admin", srv.admin_password)[0] == 200
+    assert srv2.stop() == 0
+
+
+def test_second_demsd_refused():
+    srv = Server().start()
+    r = subprocess.run([DEMSD, "serve", "--data", srv.data, "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "already using data directory" in lines[0], r.stderr
+    assert srv.request("GET", "/healthz")[0] == 200
+    assert srv.stop() == 0
+
+
+def test_recovers_after_kill_9_with_stale_pid_file():
+    srv = Server().start()
+    pw = srv.admin_password
+    pids = postgres_processes(srv.data)
+    srv.proc.kill()
+    srv.proc.wait()
+    for p in pids:  # the worst case: the postmaster dies too, leaving its pid file
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 20
+    while postgres_processes(srv.data) and time.time() < deadline:
+        time.sleep(0.1)
+    assert os.path.exists(os.path.join(srv.data, "pg", "postmaster.pid"))
+    srv2 = Server(data=srv.root).start()
+    assert srv2.login("admin", pw)[0] == 200
+    assert srv2.stop() == 0
+    assert postgres_processes(srv.data) == []
+
+
+def test_migrations_rerun_is_noop_and_app_role_is_least_privilege():
+    srv = Server().start()
+    r = srv.demsd("migrate", "--data", srv.data)
+    assert r.returncode == 0 and "nothing to do" in r.stdout, (r.stdout, r.stderr)
+    rc, out, _ = srv.psql("SELECT count(*), min(version) FROM schema_migrations")
+    assert out.startswith("1|1") or out.split("|")[0] >= "1"
+    before = srv.psql("SELECT version, sha256, applied_at FROM schema_migrations")[1]
+    r = srv.demsd("migrate", "--data", srv.data)
+    assert r.returncode == 0
+    assert srv.psql("SELECT version, sha256, applied_at FROM schema_migrations")[1] == before
+    # The application role may not delete accounts, change roles or alter tables.
+    for sql in ("DELETE FROM users", "UPDATE users SET role = 'admin'",
+                "UPDATE auth_tokens SET expires_at = now()", "DROP TABLE users",
+                "CREATE TABLE evil (x int)", "DELETE FROM schema_migrations"):
+        rc, _, err = srv.psql(sql, user="dems_app")
+        assert rc != 0 and ("permission denied" in err or "must be owner" in err), (sql, err)
+    rc, out, _ = srv.psql("SELECT count(*) FROM users", user="dems_app")
+    assert rc == 0 and int(out) >= 1
+    assert srv.stop() == 0
+
+
+def test_changed_migration_refuses_start():
+    srv = Server().start()
+    # Pretend migration 1 was applied with different text.
+    rc, _, err = srv.psql("UPDATE schema_migrations SET sha256 = 'x' WHERE version = 1")
+    assert rc == 0, err
+    assert srv.stop() == 0
+    r = subprocess.run([DEMSD, "serve", "--data", srv.data, "--listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "changed after it was applied" in r.stderr, r.stderr
+    assert postgres_processes(srv.data) == []
+
+
+def test_graceful_shutdown_finishes_in_flight_request():
+    srv = Server().start()
+    body = b'{"username":"admin","password":"%s"}' % srv.admin_password.encode()
+    t = raw_tls(srv, timeout=30)
+    t.sendall(b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.3)
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # New connections are refused while the in-flight one drains.
+    try:
+        raw_tls(srv, timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    assert refused, "still accepting after SIGTERM"
+    t.sendall(body[10:])
+    status, head, payload, _ = read_response(t)
+    assert status == 200 and b"dems_s_" in payload, (status, head)
+    assert "Connection: close" in head
+    assert srv.proc.wait(30) == 0
+    assert postgres_processes(srv.data) == []
+
+
+def test_help_texts():
+    for args in (["--help"], ["serve", "--help"], ["migrate", "--help"],
+                 ["admin", "create-user", "--help"]):
+        r = subprocess.run([DEMSD, *args], capture_output=True, text=True)
+        assert r.returncode == 0 and "Usage: demsd" in r.stdout, args
+    r = subprocess.run([DEMSD, "serve", "--help"], capture_output=True, text=True)
+    for key in ("--data", "--listen", "--config", "database_url", "tls_cert", "threads"):
+        assert key in r.stdout, key
+    r = subprocess.run([DEMSD, "frobnicate"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown command" in r.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_key():
+    root = make_data_root()
+    cases = [
+        (["--set", "threads=lots"], "threads"),
+        (["--set", "idle_timeout=0"], "idle_timeout"),
+        (["--listen", "nowhere"], "listen"),
+        (["--set", "no_such_key=1"], "no_such_key"),
+    ]
+    for extra, key in cases:
+        r = subprocess.run([DEMSD, "serve", "--data", root + "/d", *extra],
+                           capture_output=True, text=True, timeout=30)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and key in lines[0], (extra, r.stderr)
+    conf = os.path.join(root, "dems.conf")
+    with open(conf, "w") as f:
+        f.write("# comment\nlisten = 127.0.0.1:1\nauto_migrate = maybe\n")
+    r = subprocess.run([DEMSD, "serve", "--data", root + "/d", "--config", conf],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "dems.conf:3" in r.stderr and "auto_migrate" in r.stderr
+    env = dict(os.environ, DEMS_HSTS_MAX_AGE="-5")
+    r = subprocess.run([DEMSD, "serve", "--data", root + "/d"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert r.returncode == 2 and "hsts_max_age" in r.stderr
+    r = subprocess.run([DEMSD, "serve"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "data_dir" in r.stderr
+
+
+def test_config_file_and_env_are_used():
+    root = make_data_root()
+    conf = os.path.join(root, "dems.conf")
+    with open(conf, "w") as f:
+        f.write('hsts_max_age = "1234"\n')
+    srv = Server(data=root).start(["--config", conf])
+    r = srv.request("GET", "/healthz")[2]
+    assert r.getheader("Strict-Transport-Security") == "max-age=1234"
+    assert srv.stop() == 0
+
+
+def test_create_user_cli():
+    srv = Server().start()
+    r = srv.demsd("admin", "create-user", "--data", srv.data, "--role", "prosecutor",
+                  "--username", "carol", input="a long password\n")
+    assert r.returncode == 0, r.stderr
+    assert srv.login("carol", "a long password")[0] == 200
+    r = srv.demsd("admin", "create-user", "--data", srv.data, "--role", "prosecutor",
+                  "--username", "carol", "--password", "another password")
+    assert r.returncode == 1 and "already exists" in r.stderr
+    r = srv.demsd("admin", "create-user", "--data", srv.data, "--role", "emperor",
+                  "--username", "x", "--password", "12345678")
+    assert r.returncode == 1 and "role" in r.stderr
+    assert srv.stop() == 0
+    # With no server running the command starts the cluster itself.
+    r = subprocess.run([DEMSD, "admin", "create-user", "--data", srv.data, "--role", "officer",
+                        "--username", "dave", "--password", "password-dave"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert postgres_processes(srv.data) == []
+
+
+if __name__ == "__main__":
+    run_tests(globals())

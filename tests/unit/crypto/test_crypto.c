@@ -1,0 +1,87 @@
+/* Unit tests for common/crypto: RFC 6238 vectors, tokens, Argon2id. */
+/* cmocka.h needs these first, in this order. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dems/crypto.h"
+#include "dems/err.h"
+
+static const uint8_t rfc_secret[] = "12345678901234567890";
+
+/* RFC 6238 appendix B (SHA-1), last six digits of each 8-digit value. */
+static void test_totp_rfc6238_vectors(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t t;
+        uint32_t code;
+    } v[] = {{59, 287082},       {1111111109, 81804},  {1111111111, 50471},
+             {1234567890, 5924}, {2000000000, 279037}, {20000000000ULL, 353130}};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        assert_int_equal(dems_totp_code(rfc_secret, 20, v[i].t / 30), v[i].code);
+}
+
+static void test_totp_verify_window(void **state)
+{
+    (void)state;
+    uint64_t now = 1234567890, step = 0;
+    char code[7];
+    snprintf(code, sizeof(code), "%06u", dems_totp_code(rfc_secret, 20, now / 30 - 1));
+    assert_int_equal(dems_totp_verify(rfc_secret, 20, code, now, &step), 0);
+    assert_true(step == now / 30 - 1);
+    snprintf(code, sizeof(code), "%06u", dems_totp_code(rfc_secret, 20, now / 30 + 2));
+    assert_int_equal(dems_totp_verify(rfc_secret, 20, code, now, &step), DEMS_ETOTP);
+    assert_int_equal(dems_totp_verify(rfc_secret, 20, "12345", now, &step), DEMS_ETOTP);
+    assert_int_equal(dems_totp_verify(rfc_secret, 20, "12345a", now, &step), DEMS_ETOTP);
+    assert_int_equal(dems_totp_verify(rfc_secret, 20, NULL, now, &step), DEMS_ETOTP);
+}
+
+static void test_tokens(void **state)
+{
+    (void)state;
+    char a[DEMS_TOKEN_TEXT_MAX], b[DEMS_TOKEN_TEXT_MAX];
+    uint8_t ha[32], hb[32], again[32];
+    assert_int_equal(dems_token_new("s", a, ha), 0);
+    assert_int_equal(dems_token_new("s", b, hb), 0);
+    assert_int_equal(strncmp(a, "dems_s_", 7), 0);
+    assert_int_equal(strlen(a), 7 + 43); /* 256 bits in unpadded base64url */
+    assert_string_not_equal(a, b);
+    assert_memory_not_equal(ha, hb, 32);
+    dems_token_hash(a, strlen(a), again);
+    assert_memory_equal(ha, again, 32);
+    assert_int_equal(dems_token_new("", a, ha), DEMS_EINVAL);
+    assert_int_equal(dems_token_new("toolongprefix", a, ha), DEMS_EINVAL);
+}
+
+static void test_password(void **state)
+{
+    (void)state;
+    char h[DEMS_PASSWORD_HASH_MAX];
+    assert_int_equal(dems_password_hash("hunter22", 8, true, h), 0);
+    assert_int_equal(strncmp(h, "$argon2id$", 10), 0);
+    assert_true(dems_password_verify(h, "hunter22", 8));
+    assert_false(dems_password_verify(h, "hunter23", 8));
+    assert_false(dems_password_verify("garbage", "hunter22", 8));
+}
+
+int main(void)
+{
+    if (dems_crypto_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_totp_rfc6238_vectors),
+        cmocka_unit_test(test_totp_verify_window),
+        cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_password),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
