@@ -186,5 +186,54 @@ def test_create_user_cli():
     assert postgres_processes(srv.data) == []
 
 
+def wait_for(fn, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_database_loss_and_reconnect():
+    """Connections killed under demsd, then the whole database stopped and
+    restarted: demsd keeps serving, answers 503 while the database is gone
+    (never hangs), and reconnects by itself with backoff."""
+    srv = Server().start()
+    tok = srv.admin_token()
+    rc, out, err = srv.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE usename = 'dems_app'")
+    assert rc == 0 and int(out) >= 1, (out, err)
+    assert wait_for(lambda: srv.request("GET", "/v1/me", token=tok)[0] == 200)
+
+    pids = postgres_processes(srv.data)
+    postmaster = min(pids)
+    os.kill(postmaster, signal.SIGINT)
+    assert wait_for(lambda: postgres_processes(srv.data) == [])
+    t0 = time.time()
+    st, doc, _ = srv.request("GET", "/readyz")
+    assert st == 503 and doc["error"]["code"] == "database_unavailable", (st, doc)
+    st, doc, _ = srv.request("GET", "/v1/me", token=tok)
+    assert st == 503, (st, doc)
+    assert time.time() - t0 < 5, "requests hung while the database was down"
+    assert srv.request("GET", "/healthz")[0] == 200
+
+    pg = os.path.join(srv.data, "pg")
+    cmd = [os.path.join("/usr/lib/postgresql/15/bin", "pg_ctl"), "-D", pg, "-w", "-l",
+           os.path.join(pg, "restart.log"), "-o", f"-k {pg} -c listen_addresses=",
+           "start"]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    try:
+        assert wait_for(lambda: srv.request("GET", "/readyz")[0] == 200, 30)
+        assert srv.request("GET", "/v1/me", token=tok)[0] == 200
+        assert srv.stop() == 0
+    finally:
+        stop = cmd[:-1] + ["stop"]
+        stop = [a for a in stop if a not in ("-o", f"-k {pg} -c listen_addresses=")]
+        subprocess.run(stop + ["-m", "fast"], capture_output=True, timeout=60)
+
+
 if __name__ == "__main__":
     run_tests(globals())
