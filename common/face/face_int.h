@@ -101,7 +101,7 @@ void op_conv(int simd, const float *in, struct shape is, int kh, int kw, int str
              float *col);
 size_t op_conv_col_floats(int k);
 
-void op_maxpool(const float *in, struct shape is, int k, int stride, int pad_t, int pad_l,
+void op_maxpool(int simd, const float *in, struct shape is, int k, int stride, int pad_t, int pad_l,
                 float *out, int oh, int ow);
 void op_avgpool_valid(const float *in, struct shape is, int k, int stride, float *out, int oh,
                       int ow);
@@ -114,7 +114,9 @@ struct crop {
     int x, y, w, h; /* region of the source image (already clipped) */
 };
 
-/* Writes the s x s x 3 network input: the crop zero-padded to a square
+#define MAX_INPUT_SIDE 608
+
+/* Writes the s x s x 3 network input (s <= MAX_INPUT_SIDE): the crop zero-padded to a square
  * (centred, or at bottom/right), resized as TF's legacy resizeBilinear, then
  * (v - mean[c]) * mul. */
 void img_to_input(const struct dems_face_image *img, struct crop cr, int s, bool center,

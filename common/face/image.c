@@ -290,9 +290,10 @@ static const uint8_t *src_row(const struct dems_face_image *img, struct crop cr,
     return img->rgb + (size_t)(cr.y + iy) * img->stride + (size_t)cr.x * 3;
 }
 
-static float px(const uint8_t *row, struct crop cr, int ix, int c)
+/* A crop pixel's channel, or 0 in the padding (ix < 0 or no row). */
+static inline float px(const uint8_t *row, int ix, int c)
 {
-    if (row == NULL || ix < 0 || ix >= cr.w)
+    if (row == NULL || ix < 0)
         return 0.0f;
     return (float)row[(size_t)ix * 3 + (size_t)c];
 }
@@ -311,6 +312,18 @@ void img_to_input(const struct dems_face_image *img, struct crop cr, int s, bool
             offy = d - after;
     }
     double scale = (double)side / (double)s;
+    /* Column taps once per call: source columns (crop coordinates, -1 for
+     * padding) and weights, in double as tfjs's resize computes them. */
+    int c0[MAX_INPUT_SIDE], c1[MAX_INPUT_SIDE];
+    double cdx[MAX_INPUT_SIDE];
+    for (int q = 0; q < s && q < MAX_INPUT_SIDE; q++) {
+        double fx = side == s ? q : (double)q * scale;
+        int x0 = (int)floor(fx), x1 = (int)ceil(fx);
+        cdx[q] = fx - x0;
+        c0[q] = x0 - offx < cr.w ? x0 - offx : -1;
+        c1[q] = (x1 > side - 1 ? side - 1 : x1) - offx;
+        c1[q] = c1[q] < cr.w ? c1[q] : -1;
+    }
     for (int r = 0; r < s; r++) {
         double fy = side == s ? r : (double)r * scale;
         int y0 = (int)floor(fy), y1 = (int)ceil(fy);
@@ -318,17 +331,12 @@ void img_to_input(const struct dems_face_image *img, struct crop cr, int s, bool
             y1 = side - 1;
         double dy = fy - y0;
         const uint8_t *r0 = src_row(img, cr, y0 - offy), *r1 = src_row(img, cr, y1 - offy);
-        for (int q = 0; q < s; q++) {
-            double fx = side == s ? q : (double)q * scale;
-            int x0 = (int)floor(fx), x1 = (int)ceil(fx);
-            if (x1 > side - 1)
-                x1 = side - 1;
-            double dx = fx - x0;
-            float *o = out + ((size_t)r * (size_t)s + (size_t)q) * 3;
+        float *o = out + (size_t)r * (size_t)s * 3;
+        for (int q = 0; q < s && q < MAX_INPUT_SIDE; q++, o += 3) {
             for (int c = 0; c < 3; c++) {
-                double tl = px(r0, cr, x0 - offx, c), tr = px(r0, cr, x1 - offx, c);
-                double bl = px(r1, cr, x0 - offx, c), br = px(r1, cr, x1 - offx, c);
-                double top = tl + (tr - tl) * dx, bot = bl + (br - bl) * dx;
+                double tl = px(r0, c0[q], c), tr = px(r0, c1[q], c);
+                double bl = px(r1, c0[q], c), br = px(r1, c1[q], c);
+                double top = tl + (tr - tl) * cdx[q], bot = bl + (br - bl) * cdx[q];
                 float v = (float)(top + (bot - top) * dy);
                 o[c] = (v - mean[c]) * mul;
             }

@@ -441,19 +441,29 @@ size_t op_conv_col_floats(int k)
 static void im2col(const float *in, struct shape is, int kh, int kw, int stride, int pad_t,
                    int pad_l, int ow, int p0, int p1, float *col)
 {
-    size_t C = (size_t)is.c, K = (size_t)kh * (size_t)kw * C;
+    size_t C = (size_t)is.c, K = (size_t)kh * (size_t)kw * C, rowlen = (size_t)kw * C;
     for (int p = p0; p < p1; p++) {
-        int oy = p / ow, ox = p % ow;
+        int oy = p / ow, ox = p % ow, ix0 = ox * stride - pad_l;
         float *dst = col + (size_t)(p - p0) * K;
+        bool inside_x = ix0 >= 0 && ix0 + kw <= is.w;
         for (int ky = 0; ky < kh; ky++) {
             int iy = oy * stride - pad_t + ky;
+            float *d = dst + (size_t)ky * rowlen;
+            if (iy < 0 || iy >= is.h) {
+                memset(d, 0, rowlen * sizeof(float));
+                continue;
+            }
+            const float *src = in + (size_t)iy * (size_t)is.w * C;
+            if (inside_x) { /* the kw pixels are adjacent in memory */
+                memcpy(d, src + (size_t)ix0 * C, rowlen * sizeof(float));
+                continue;
+            }
             for (int kx = 0; kx < kw; kx++) {
-                int ix = ox * stride - pad_l + kx;
-                float *d = dst + (size_t)(ky * kw + kx) * C;
-                if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w)
-                    memset(d, 0, C * sizeof(float));
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= is.w)
+                    memset(d + (size_t)kx * C, 0, C * sizeof(float));
                 else
-                    memcpy(d, in + ((size_t)iy * (size_t)is.w + (size_t)ix) * C, C * sizeof(float));
+                    memcpy(d + (size_t)kx * C, src + (size_t)ix * C, C * sizeof(float));
             }
         }
     }
@@ -474,24 +484,44 @@ void op_conv(int simd, const float *in, struct shape is, int kh, int kw, int str
     }
 }
 
-void op_maxpool(const float *in, struct shape is, int k, int stride, int pad_t, int pad_l,
+/* o = max(o, x) over c floats. */
+AVX2 static void vmax_avx2(float *o, const float *x, size_t c)
+{
+    size_t i = 0;
+    for (; i + 8 <= c; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_max_ps(_mm256_loadu_ps(o + i), _mm256_loadu_ps(x + i)));
+    for (; i < c; i++)
+        o[i] = x[i] > o[i] ? x[i] : o[i];
+}
+
+static void vmax_ref(float *o, const float *x, size_t c)
+{
+    for (size_t i = 0; i < c; i++)
+        o[i] = x[i] > o[i] ? x[i] : o[i];
+}
+
+void op_maxpool(int simd, const float *in, struct shape is, int k, int stride, int pad_t, int pad_l,
                 float *out, int oh, int ow)
 {
     size_t C = (size_t)is.c;
     for (int oy = 0; oy < oh; oy++) {
+        /* Padding never wins a max: only the window's cells inside count. */
+        int y0 = oy * stride - pad_t, y1 = y0 + k;
+        y0 = y0 < 0 ? 0 : y0;
+        y1 = y1 > is.h ? is.h : y1;
         for (int ox = 0; ox < ow; ox++) {
+            int x0 = ox * stride - pad_l, x1 = x0 + k;
+            x0 = x0 < 0 ? 0 : x0;
+            x1 = x1 > is.w ? is.w : x1;
             float *o = out + ((size_t)oy * (size_t)ow + (size_t)ox) * C;
-            bool first = true;
-            for (int ky = 0; ky < k; ky++) {
-                int iy = oy * stride - pad_t + ky;
-                for (int kx = 0; kx < k; kx++) {
-                    int ix = ox * stride - pad_l + kx;
-                    if (iy < 0 || iy >= is.h || ix < 0 || ix >= is.w)
-                        continue; /* padding never wins a max */
+            memcpy(o, in + ((size_t)y0 * (size_t)is.w + (size_t)x0) * C, C * sizeof(float));
+            for (int iy = y0; iy < y1; iy++) {
+                for (int ix = x0; ix < x1; ix++) {
                     const float *x = in + ((size_t)iy * (size_t)is.w + (size_t)ix) * C;
-                    for (size_t ch = 0; ch < C; ch++)
-                        o[ch] = first || x[ch] > o[ch] ? x[ch] : o[ch];
-                    first = false;
+                    if (simd >= SIMD_AVX2)
+                        vmax_avx2(o, x, C);
+                    else
+                        vmax_ref(o, x, C);
                 }
             }
         }

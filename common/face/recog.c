@@ -138,7 +138,7 @@ void rec_forward(struct dems_face_ctx *ctx, const float *input, float out[128])
     float *x = ctx->buf[1], *t = ctx->buf[2];
     op_conv(ctx->m->simd, input, (struct shape){150, 150, 3}, 7, 7, 2, 0, 0, &n->conv[0], t, 72, 72,
             ACT_RELU, ctx->col);
-    op_maxpool(t, (struct shape){72, 72, 32}, 3, 2, 0, 0, x, 35, 35);
+    op_maxpool(ctx->m->simd, t, (struct shape){72, 72, 32}, 3, 2, 0, 0, x, 35, 35);
     int s = 35, at = 1;
     for (size_t i = 1; i < NBLOCKS; i++) {
         if (blocks[i].kind == B_RES)

@@ -62,7 +62,7 @@ static int forward(struct dems_face_ctx *ctx, int size)
     op_conv(simd, b[0], (struct shape){size, size, 3}, 3, 3, 1, 0, 0, &n->conv0, b[1], s, s,
             ACT_LEAKY, ctx->col);
     int pad = pad_same_before(s, 2, 2, &os);
-    op_maxpool(b[1], (struct shape){s, s, 16}, 2, 2, pad, pad, b[0], os, os);
+    op_maxpool(simd, b[1], (struct shape){s, s, 16}, 2, 2, pad, pad, b[0], os, os);
     s = os;
     for (int i = 1; i < 6; i++) {
         /* Explicit 1-pixel zero padding + valid 3x3 = padding 1 on each side. */
@@ -71,7 +71,7 @@ static int forward(struct dems_face_ctx *ctx, int size)
         op_gemm(simd, s * s, b[2], chans[i - 1], &n->pw[i], b[1], chans[i], ACT_LEAKY);
         int stride = i < 5 ? 2 : 1;
         pad = pad_same_before(s, 2, stride, &os);
-        op_maxpool(b[1], (struct shape){s, s, chans[i]}, 2, stride, pad, pad, b[0], os, os);
+        op_maxpool(simd, b[1], (struct shape){s, s, chans[i]}, 2, stride, pad, pad, b[0], os, os);
         s = os;
     }
     op_gemm(simd, s * s, b[0], 512, &n->conv8, b[1], 25, ACT_NONE);
