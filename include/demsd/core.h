@@ -39,6 +39,7 @@ struct dems_loop {
     bool draining;
     pthread_mutex_t work_mu;
     struct dems_work *work_done; /* finished items, guarded by work_mu */
+    uint64_t req_counter;        /* request-id sequence (see conn.c) */
     char date[40];               /* cached HTTP Date header value */
     int64_t date_sec;
 };

@@ -114,6 +114,27 @@ void dems_req_unref(struct dems_req *req)
     conn_unref(c);
 }
 
+/*
+ * Request ids need to be unique, not secret: a per-loop counter from a random
+ * start, scrambled by splitmix64 so ids do not look sequential. No syscall
+ * per request (randombytes_buf would make one).
+ */
+static void make_request_id(struct dems_loop *loop, char out[static 17])
+{
+    if (loop->req_counter == 0)
+        randombytes_buf(&loop->req_counter, sizeof(loop->req_counter));
+    uint64_t z = (loop->req_counter += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = digits[z & 15];
+        z >>= 4;
+    }
+    out[16] = '\0';
+}
+
 static struct dems_req *req_new(struct dems_conn *c)
 {
     struct dems_req *req = calloc(1, sizeof(*req));
@@ -122,10 +143,7 @@ static struct dems_req *req_new(struct dems_conn *c)
     req->refs = 1; /* the connection's */
     req->conn = c;
     c->refs++;
-    uint8_t rnd[8];
-    randombytes_buf(rnd, sizeof(rnd));
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        snprintf(req->id + 2 * i, 3, "%02x", rnd[i]);
+    make_request_id(c->loop, req->id);
     dems_buf_init(&req->body, 0);
     dems_buf_init(&req->extra, EXTRA_HEADERS_MAX);
     clock_gettime(CLOCK_MONOTONIC, &req->start);
