@@ -50,9 +50,27 @@ struct dems_route {
     enum dems_http_method method;
     const char *pattern; /* "/v1/me/tokens/{id}": {name} matches one segment */
     unsigned roles;      /* who may call it; 0 denies everyone */
-    size_t max_body;     /* largest JSON body accepted; 0 = none */
+    size_t max_body;     /* largest body accepted; 0 = none */
     void (*handle)(struct dems_req *req);
+    /*
+     * Streaming routes (body != NULL) get their body in chunks instead of a
+     * parsed JSON object. begin (optional) runs after authorisation and
+     * before any body byte is read: return 0 to read the body now,
+     * DEMS_EAGAIN to read it after a later dems_req_continue(req), or answer
+     * and return a negative DEMS_E*. body returns 0 or a negative DEMS_E*
+     * (answered with that error unless the handler already answered).
+     * handle then runs at the end of the message.
+     */
+    int (*begin)(struct dems_req *req);
+    int (*body)(struct dems_req *req, const uint8_t *data, size_t n);
 };
+
+/* Lets a streaming request whose begin returned DEMS_EAGAIN read its body. */
+void dems_req_continue(struct dems_req *req);
+
+/* Per-route state a streaming handler keeps on its request (borrowed). */
+void dems_req_set_data(struct dems_req *req, void *data, void (*free_fn)(void *data));
+void *dems_req_data(const struct dems_req *req);
 
 /* The route table (server/api/routes.c). */
 extern const struct dems_route dems_routes[];

@@ -65,10 +65,13 @@ struct dems_req {
     struct dems_buf body;
     json_t *json;
     struct dems_buf extra; /* "Name: value\r\n" lines */
+    void *data;            /* a streaming handler's state */
+    void (*data_free)(void *data);
     int status;
     bool responded;
     bool aborted;
-    bool body_done; /* the parser has seen the end of this message */
+    bool body_done;   /* the parser has seen the end of this message */
+    size_t body_seen; /* streaming routes: body bytes so far */
     struct timespec start;
 };
 
@@ -110,6 +113,8 @@ void dems_req_unref(struct dems_req *req)
     dems_buf_done(&req->body);
     dems_buf_done(&req->extra);
     json_decref(req->json);
+    if (req->data_free != NULL)
+        req->data_free(req->data);
     free(req);
     conn_unref(c);
 }
@@ -471,6 +476,45 @@ static void start_body(struct dems_req *req)
     bufferevent_set_timeouts(c->bev, &tv, &tv);
 }
 
+void dems_req_set_data(struct dems_req *req, void *data, void (*free_fn)(void *data))
+{
+    req->data = data;
+    req->data_free = free_fn;
+}
+
+void *dems_req_data(const struct dems_req *req)
+{
+    return req->data;
+}
+
+/* Authorised: run the route's begin hook, then read the body. Returns 0 to
+ * read on at once, DEMS_EAGAIN when reading waits (answered, or begin
+ * will call dems_req_continue). */
+static int proceed(struct dems_req *req)
+{
+    if (req->route->begin != NULL) {
+        int r = req->route->begin(req);
+        if (r == DEMS_EAGAIN)
+            return DEMS_EAGAIN;
+        if (r < 0) {
+            if (!req->responded)
+                dems_resp_err(req, r);
+            return answered_early(req);
+        }
+    }
+    start_body(req);
+    return 0;
+}
+
+void dems_req_continue(struct dems_req *req)
+{
+    if (req->aborted || req->responded)
+        return;
+    start_body(req);
+    dems_http_parser_resume(req->conn->parser);
+    conn_process(req->conn);
+}
+
 static void on_auth_done(struct dems_req *req, int err)
 {
     if (req->aborted || req->responded)
@@ -486,9 +530,10 @@ static void on_auth_done(struct dems_req *req, int err)
         dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");
         return;
     }
-    start_body(req);
-    dems_http_parser_resume(req->conn->parser);
-    conn_process(req->conn);
+    if (proceed(req) == 0) {
+        dems_http_parser_resume(req->conn->parser);
+        conn_process(req->conn);
+    }
 }
 
 static int check_body_limits(struct dems_req *req)
@@ -505,7 +550,7 @@ static int check_body_limits(struct dems_req *req)
         dems_resp_error(req, 413, "too_large", "this endpoint takes no request body");
         return -1;
     }
-    dems_buf_init(&req->body, max);
+    dems_buf_init(&req->body, req->route->body != NULL ? 0 : max);
     return 0;
 }
 
@@ -538,10 +583,8 @@ static int on_head(void *arg, const struct dems_http_head *head)
     }
     if (check_body_limits(req) < 0)
         return DEMS_EAGAIN; /* only fails for requests with a body */
-    if (req->route->roles & DEMS_ROLE_PUBLIC) {
-        start_body(req);
-        return 0;
-    }
+    if (req->route->roles & DEMS_ROLE_PUBLIC)
+        return proceed(req);
     int r = dems_auth_begin(req, &req->principal, on_auth_done);
     if (r < 0) {
         dems_resp_err(req, r);
@@ -556,6 +599,13 @@ static int on_body(void *arg, const uint8_t *data, size_t n)
     struct dems_req *req = c->req;
     if (req->responded)
         return DEMS_EAGAIN;
+    if (req->route->body != NULL) {
+        if (n > req->route->max_body - req->body_seen)
+            return DEMS_ETOOBIG;
+        req->body_seen += n;
+        int r = req->route->body(req, data, n);
+        return r < 0 && req->responded ? DEMS_EAGAIN : r;
+    }
     return dems_buf_append(&req->body, data, n); /* DEMS_ETOOBIG -> 413 */
 }
 
@@ -581,7 +631,7 @@ static int on_end(void *arg)
     if (req->responded)
         return DEMS_EAGAIN;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
-    if (req->body.len > 0) {
+    if (req->route->body == NULL && req->body.len > 0) {
         if (!is_json_type(req->head)) {
             dems_resp_error(req, 415, "unsupported_media_type",
                             "request body must be application/json");

@@ -18,12 +18,17 @@ static void h(struct dems_req *req)
     (void)req;
 }
 
+#define R(m, p, r)                                                                                 \
+    {                                                                                              \
+        .method = (m), .pattern = (p), .roles = (r), .handle = h                                   \
+    }
+
 const struct dems_route dems_routes[] = {
-    {DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, h},
-    {DEMS_HTTP_GET, "/v1/things/{id}", DEMS_ROLE_STAFF, 0, h},
-    {DEMS_HTTP_DELETE, "/v1/things/{id}", DEMS_ROLE_ADMIN, 0, h},
-    {DEMS_HTTP_GET, "/v1/things/{id}/parts/{part}", DEMS_ROLE_OFFICER, 0, h},
-    {DEMS_HTTP_POST, "/v1/locked", 0, 0, h},
+    R(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC),
+    R(DEMS_HTTP_GET, "/v1/things/{id}", DEMS_ROLE_STAFF),
+    R(DEMS_HTTP_DELETE, "/v1/things/{id}", DEMS_ROLE_ADMIN),
+    R(DEMS_HTTP_GET, "/v1/things/{id}/parts/{part}", DEMS_ROLE_OFFICER),
+    R(DEMS_HTTP_POST, "/v1/locked", 0),
 };
 const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);
 
