@@ -1,0 +1,300 @@
+/*
+ * Unit tests for canonical JSON and custody entries (common/ledger/jcs.c,
+ * entry.c): RFC 8785 member order by UTF-16 code units, string escapes,
+ * integers only, duplicate names, depth, exact entry bytes, strict decoding
+ * and RFC 3339 times.
+ */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+/* clang-format on */
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/ledger.h"
+#include "dems/str.h"
+
+/* Parses text strictly and returns its canonical form (static buffer). */
+static const char *canon(const char *text)
+{
+    static char out[4096];
+    json_t *j = NULL;
+    struct dems_buf b;
+    if (dems_jcs_parse(text, strlen(text), &j) < 0)
+        return NULL;
+    dems_buf_init(&b, sizeof(out) - 1);
+    int r = dems_jcs_encode(j, &b);
+    json_decref(j);
+    if (r < 0) {
+        dems_buf_done(&b);
+        return NULL;
+    }
+    memcpy(out, b.data, b.len);
+    out[b.len] = '\0';
+    dems_buf_done(&b);
+    return out;
+}
+
+/* RFC 8785 section 3.2.3's sorting example (names only; values are ours). */
+static void test_jcs_member_order(void **state)
+{
+    (void)state;
+    const char *in = "{\"\\u20ac\":1,\"\\r\":2,\"\\ufb33\":3,\"1\":4,\"\\ud83d\\ude00\":5,"
+                     "\"\\u0080\":6,\"\\u00f6\":7}";
+    /* \r, "1", U+0080, U+00F6, U+20AC, U+1F600 (surrogates D83D..), U+FB33. */
+    const char *want = "{\"\\r\":2,\"1\":4,\"\xc2\x80\":6,\"\xc3\xb6\":7,\"\xe2\x82\xac\":1,"
+                       "\"\xf0\x9f\x98\x80\":5,\"\xef\xac\xb3\":3}";
+    assert_string_equal(canon(in), want);
+    assert_string_equal(canon("{\"b\":[1,{\"d\":1,\"c\":2}],\"a\":{},\"aa\":[],\"\":null}"),
+                        "{\"\":null,\"a\":{},\"aa\":[],\"b\":[1,{\"c\":2,\"d\":1}]}");
+    assert_string_equal(canon(" { \"b\" : [ 1 , 2 ] ,\n\"a\" : true } "),
+                        "{\"a\":true,\"b\":[1,2]}");
+}
+
+static void test_jcs_escapes(void **state)
+{
+    (void)state;
+    /* Only '"', '\\' and C0 controls are escaped; '/', DEL and U+2028 are not. */
+    assert_string_equal(canon("\"\\u0001\\b\\t\\n\\f\\r\\\"\\\\\\/\\u007f\\u2028\\u00e9\\u001F\""),
+                        "\"\\u0001\\b\\t\\n\\f\\r\\\"\\\\/\x7f\xe2\x80\xa8\xc3\xa9\\u001f\"");
+    assert_string_equal(canon("\"\\ud83d\\ude00\""), "\"\xf0\x9f\x98\x80\"");
+    /* A NUL inside a string is escaped when a caller builds such a value. */
+    json_t *s = json_stringn("a\0b", 3);
+    struct dems_buf b;
+    dems_buf_init(&b, 100);
+    assert_int_equal(dems_jcs_encode(s, &b), 0);
+    assert_int_equal(b.len, 10);
+    assert_memory_equal(b.data, "\"a\\u0000b\"", 10);
+    dems_buf_done(&b);
+    json_decref(s);
+}
+
+static void test_jcs_numbers_and_rejects(void **state)
+{
+    (void)state;
+    assert_string_equal(canon("[0,-0,1,-1,9007199254740991,-9007199254740991]"),
+                        "[0,0,1,-1,9007199254740991,-9007199254740991]");
+    assert_null(canon("9007199254740992"));
+    assert_null(canon("1.0"));
+    assert_null(canon("1e3"));
+    assert_null(canon("[1, 2.5]"));
+    assert_null(canon("{\"a\":1,\"a\":2}"));
+    assert_null(canon("{\"a\":1} x"));
+    assert_null(canon("\"\\u0000\""));
+    assert_null(canon("{\"a\":1,}"));
+    assert_null(canon("\"\\ud800\""));
+
+    /* A real built in C is rejected too, and out keeps its length. */
+    struct dems_buf b;
+    dems_buf_init(&b, 100);
+    assert_int_equal(dems_buf_append(&b, "xy", 2), 0);
+    json_t *j = json_pack("{s:i,s:[i,f]}", "a", 1, "b", 2, 0.5);
+    assert_int_equal(dems_jcs_encode(j, &b), DEMS_EINVAL);
+    assert_int_equal(b.len, 2);
+    json_decref(j);
+    /* The cap is honoured. */
+    j = json_pack("{s:s}", "k",
+                  "0123456789012345678901234567890123456789012345678901234567890"
+                  "1234567890123456789012345678901234567890");
+    assert_int_equal(dems_jcs_encode(j, &b), DEMS_ETOOBIG);
+    assert_int_equal(b.len, 2);
+    json_decref(j);
+    dems_buf_done(&b);
+
+    /* Depth: 16 levels are fine, 17 are not. */
+    char deep[64];
+    memset(deep, '[', 17);
+    memset(deep + 17, ']', 17);
+    deep[34] = '\0';
+    assert_null(canon(deep));
+    deep[33] = '\0';
+    assert_string_equal(canon(deep + 1), deep + 1);
+}
+
+static void test_time(void **state)
+{
+    (void)state;
+    char t[25];
+    int64_t ms = 0;
+    assert_int_equal(dems_ledger_time_format(0, t), 0);
+    assert_string_equal(t, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(dems_ledger_time_format(1764023456789, t), 0);
+    assert_string_equal(t, "2025-11-24T22:30:56.789Z");
+    assert_int_equal(dems_ledger_time_parse(t, 24, &ms), 0);
+    assert_true(ms == 1764023456789);
+    assert_int_equal(dems_ledger_time_parse("2024-02-29T23:59:59.999Z", 24, &ms), 0);
+    assert_int_equal(dems_ledger_time_format(ms, t), 0);
+    assert_string_equal(t, "2024-02-29T23:59:59.999Z");
+    assert_int_equal(dems_ledger_time_parse("2023-02-29T00:00:00.000Z", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("2023-04-31T00:00:00.000Z", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("2023-01-01T24:00:00.000Z", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("2023-01-01 00:00:00.000Z", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("2023-01-01T00:00:00.000+", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("2023-01-01T00:00:00Z", 20, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_parse("1969-12-31T23:59:59.999Z", 24, &ms), DEMS_EINVAL);
+    assert_int_equal(dems_ledger_time_format(-1, t), DEMS_EINVAL);
+}
+
+/* The documented example entry (docs/ledger.md) and its exact bytes. */
+static const char example_bytes[] =
+    "{\"actor\":{\"id\":\"device:dock-17\",\"kind\":\"device\"},"
+    "\"artefact\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+    "\"case\":\"2025-000123\",\"payload\":{\"filename\":\"cam1 \\\"front\\\".mp4\","
+    "\"officer\":\"u-42\"},\"seq\":7,"
+    "\"sha256\":\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\","
+    "\"size\":1048576,\"time\":\"2025-11-24T22:30:56.789Z\",\"type\":\"INGESTED\",\"v\":1}";
+
+static void example_entry(struct dems_ledger_entry *e, json_t **payload)
+{
+    *payload = json_pack("{s:s,s:s}", "officer", "u-42", "filename", "cam1 \"front\".mp4");
+    *e = (struct dems_ledger_entry){
+        .seq = 7,
+        .time_ms = 1764023456789,
+        .type = DEMS_LEDGER_INGESTED,
+        .actor_kind = DEMS_LEDGER_ACTOR_DEVICE,
+        .actor_id = "device:dock-17",
+        .has_artefact = true,
+        .case_id = "2025-000123",
+        .has_sha256 = true,
+        .has_size = true,
+        .size = 1048576,
+        .payload = *payload,
+    };
+    dems_hex_decode("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 64,
+                    e->artefact, 32);
+    memcpy(e->sha256, e->artefact, 32);
+}
+
+static void test_entry_encode_exact(void **state)
+{
+    (void)state;
+    struct dems_ledger_entry e;
+    json_t *payload;
+    struct dems_buf b;
+    example_entry(&e, &payload);
+    dems_buf_init(&b, DEMS_LEDGER_MAX_ENTRY);
+    assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
+    assert_int_equal(b.len, strlen(example_bytes));
+    assert_memory_equal(b.data, example_bytes, b.len);
+
+    /* Round trip. */
+    json_t *root = NULL;
+    struct dems_ledger_entry d;
+    assert_int_equal(dems_ledger_entry_decode(b.data, b.len, &root, &d), 0);
+    assert_true(d.seq == 7 && d.time_ms == 1764023456789 && d.type == DEMS_LEDGER_INGESTED);
+    assert_int_equal(d.actor_kind, DEMS_LEDGER_ACTOR_DEVICE);
+    assert_string_equal(d.actor_id, "device:dock-17");
+    assert_string_equal(d.case_id, "2025-000123");
+    assert_true(d.has_artefact && d.has_sha256 && d.has_size && d.size == 1048576);
+    assert_memory_equal(d.artefact, e.artefact, 32);
+    assert_true(json_equal(d.payload, payload));
+    json_decref(root);
+
+    /* Minimal entry: no optional fields, empty payload. */
+    struct dems_ledger_entry m = {.seq = 0,
+                                  .time_ms = 0,
+                                  .type = DEMS_LEDGER_KEY_ROTATED,
+                                  .actor_kind = DEMS_LEDGER_ACTOR_SYSTEM,
+                                  .actor_id = "demsd"};
+    dems_buf_reset(&b);
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), 0);
+    const char *want = "{\"actor\":{\"id\":\"demsd\",\"kind\":\"system\"},\"payload\":{},\"seq\":0,"
+                       "\"time\":\"1970-01-01T00:00:00.000Z\",\"type\":\"KEY_ROTATED\",\"v\":1}";
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+
+    /* Bad fields are refused and leave the buffer as it was. */
+    size_t len = b.len;
+    m.actor_id = "";
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    m.actor_id = "a\nb";
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    m.actor_id = "x";
+    m.type = DEMS_LEDGER_TYPE_COUNT;
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    m.type = DEMS_LEDGER_VIEWED;
+    m.seq = (uint64_t)DEMS_JCS_MAX_INT + 1;
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    m.seq = 1;
+    json_t *arr = json_array();
+    m.payload = arr;
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    json_t *fl = json_pack("{s:f}", "x", 1.5);
+    m.payload = fl;
+    assert_int_equal(dems_ledger_entry_encode(&m, &b), DEMS_EINVAL);
+    assert_int_equal(b.len, len);
+    json_decref(arr);
+    json_decref(fl);
+    json_decref(payload);
+    dems_buf_done(&b);
+}
+
+static int decode_text(const char *s)
+{
+    json_t *root = NULL;
+    struct dems_ledger_entry e;
+    int r = dems_ledger_entry_decode((const uint8_t *)s, strlen(s), &root, &e);
+    if (r == 0)
+        json_decref(root);
+    return r;
+}
+
+/* Replaces the first occurrence of from with to in example_bytes. */
+static const char *mutate(const char *from, const char *to)
+{
+    static char out[1024];
+    const char *p = strstr(example_bytes, from);
+    assert_non_null(p);
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(p - example_bytes), example_bytes, to,
+             p + strlen(from));
+    return out;
+}
+
+static void test_entry_decode_strict(void **state)
+{
+    (void)state;
+    assert_int_equal(decode_text(example_bytes), 0);
+    /* Anything but the canonical bytes is refused. */
+    assert_int_equal(decode_text(mutate("\"seq\":7", "\"seq\": 7")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"seq\":7", "\"seq\":7.0")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"seq\":7", "\"seq\":-7")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("9f86d0", "9F86D0")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"v\":1", "\"v\":2")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"v\":1", "\"v\":1,\"zz\":0")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"type\":\"INGESTED\"", "\"type\":\"EATEN\"")),
+                     DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"kind\":\"device\"", "\"kind\":\"robot\"")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate(".789Z", ".789+00:00")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"officer\":\"u-42\"", "\"officer\":\"u-42\",\"a\":1")),
+                     DEMS_EINVAL); /* payload members out of order */
+    assert_int_equal(decode_text(mutate("\"case\":\"2025-000123\",", "")), 0);
+    assert_int_equal(decode_text(mutate("\"case\":\"2025-000123\",", "\"case\":5,")), DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"payload\":{", "\"payload\":{\"a\":[1.5],")),
+                     DEMS_EINVAL);
+    assert_int_equal(decode_text(mutate("\"seq\":7,", "")), DEMS_EINVAL);
+    assert_int_equal(decode_text("[]"), DEMS_EINVAL);
+    assert_int_equal(decode_text(""), DEMS_EINVAL);
+
+    enum dems_ledger_type t;
+    assert_int_equal(dems_ledger_type_parse("DEVICE_REVOKED", 14, &t), 0);
+    assert_int_equal(t, DEMS_LEDGER_DEVICE_REVOKED);
+    assert_int_equal(dems_ledger_type_parse("DEVICE_REVOKE", 13, &t), DEMS_EINVAL);
+    for (unsigned i = 0; i < DEMS_LEDGER_TYPE_COUNT; i++)
+        assert_non_null(dems_ledger_type_name((enum dems_ledger_type)i));
+    assert_null(dems_ledger_type_name(DEMS_LEDGER_TYPE_COUNT));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_jcs_member_order),        cmocka_unit_test(test_jcs_escapes),
+        cmocka_unit_test(test_jcs_numbers_and_rejects), cmocka_unit_test(test_time),
+        cmocka_unit_test(test_entry_encode_exact),      cmocka_unit_test(test_entry_decode_strict),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
