@@ -428,7 +428,7 @@ struct dems_ledger_report {
     uint64_t line;                     /* 1-based line of the export where it was found */
     uint64_t entries;                  /* entries checked */
     struct dems_checkpoint checkpoint; /* when fault is NONE */
-    char detail[256];                  /* one line saying what and where */
+    char detail[1024];                 /* one line saying what and where */
 };
 
 /* A streaming verifier: feed lines, then finish. */

@@ -1,0 +1,491 @@
+/*
+ * The ledger export (docs/ledger.md, "Export"): JSON lines, a header naming
+ * the origin and the log's verifier key, one line per entry in sequence
+ * order, and the signed checkpoint covering exactly those entries. The
+ * verifier streams it in O(log N) memory: each entry's bytes must be
+ * canonical and carry the line's sequence number, hash to the line's leaf
+ * hash and bear a valid signature; the recomputed root must equal the
+ * checkpoint's, whose note signature must verify. It reports the first
+ * fault, by sequence number; after a sequence anomaly it reads on only to
+ * tell a missing entry from a misplaced one.
+ *
+ * Entry lines have one fixed layout (the canonical JSON of the line), which
+ * the verifier parses by hand: whole-log verification is bound by
+ * hashing, and a general JSON parser would dominate it.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/ledger.h"
+#include "dems/str.h"
+
+#include "ledger_int.h"
+
+#define EXPORT_VERSION 1
+
+static int append_canonical(json_t *j, struct dems_buf *out)
+{
+    size_t mark = out->len;
+    int r = j != NULL ? dems_jcs_encode(j, out) : DEMS_ENOMEM;
+    if (r == 0 && (r = dems_buf_append(out, "\n", 1)) < 0)
+        out->len = mark;
+    json_decref(j);
+    return r;
+}
+
+int dems_ledger_export_header(const char *origin, const char *vkey, struct dems_buf *out)
+{
+    struct dems_note_verifier v;
+
+    if (origin == NULL || vkey == NULL || origin[0] == '\0' ||
+        strlen(origin) > DEMS_NOTE_MAX_NAME || dems_note_verifier_parse(vkey, strlen(vkey), &v) < 0)
+        return DEMS_EINVAL;
+    return append_canonical(json_pack("{s:i,s:s,s:s}", "dems_ledger_export", EXPORT_VERSION,
+                                      "origin", origin, "vkey", vkey),
+                            out);
+}
+
+int dems_ledger_export_entry(uint64_t seq, const uint8_t *bytes, size_t len,
+                             const uint8_t leaf_hash[static 32], const uint8_t sig[static 64],
+                             struct dems_buf *out)
+{
+    char *text, hex[65], sigb[89], tail[256];
+    size_t mark = out->len;
+    int r;
+
+    if (len == 0 || len > DEMS_LEDGER_MAX_ENTRY || seq > (uint64_t)DEMS_JCS_MAX_INT)
+        return DEMS_EINVAL;
+    /* A heap copy keeps the function reentrant (the server streams from several threads). */
+    text = malloc(ledger_b64_len(len) + 1);
+    if (text == NULL)
+        return DEMS_ENOMEM;
+    ledger_b64_encode(bytes, len, text);
+    dems_hex_encode(leaf_hash, 32, hex);
+    ledger_b64_encode(sig, 64, sigb);
+    int n = snprintf(tail, sizeof(tail), "\",\"leaf\":\"%s\",\"seq\":%llu,\"sig\":\"%s\"}\n", hex,
+                     (unsigned long long)seq, sigb);
+    if (n < 0 || (size_t)n >= sizeof(tail)) {
+        free(text);
+        return DEMS_EINTERNAL;
+    }
+    if ((r = dems_buf_append(out, "{\"entry\":\"", 10)) < 0 ||
+        (r = dems_buf_append(out, text, strlen(text))) < 0 ||
+        (r = dems_buf_append(out, tail, (size_t)n)) < 0)
+        out->len = mark;
+    free(text);
+    return r;
+}
+
+int dems_ledger_export_checkpoint(const char *note, size_t len, struct dems_buf *out)
+{
+    if (len == 0 || len > DEMS_NOTE_MAX_BYTES)
+        return DEMS_EINVAL;
+    return append_canonical(json_pack("{s:s%}", "checkpoint", note, len), out);
+}
+
+const char *dems_ledger_fault_name(enum dems_ledger_fault fault)
+{
+    static const char *const names[] = {
+        [DEMS_LEDGER_FAULT_NONE] = "ok",
+        [DEMS_LEDGER_FAULT_FORMAT] = "format",
+        [DEMS_LEDGER_FAULT_HEADER] = "header",
+        [DEMS_LEDGER_FAULT_ENTRY] = "bad_entry",
+        [DEMS_LEDGER_FAULT_HASH] = "hash_mismatch",
+        [DEMS_LEDGER_FAULT_SIGNATURE] = "bad_signature",
+        [DEMS_LEDGER_FAULT_GAP] = "sequence_gap",
+        [DEMS_LEDGER_FAULT_DUPLICATE] = "sequence_duplicate",
+        [DEMS_LEDGER_FAULT_REORDER] = "sequence_reorder",
+        [DEMS_LEDGER_FAULT_CHECKPOINT] = "bad_checkpoint",
+        [DEMS_LEDGER_FAULT_SIZE] = "size_mismatch",
+        [DEMS_LEDGER_FAULT_ROOT] = "root_mismatch",
+    };
+    if ((unsigned)fault >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[fault];
+}
+
+enum stage { STAGE_HEADER, STAGE_ENTRIES, STAGE_DONE };
+
+struct dems_ledger_verifier {
+    bool pinned;
+    bool skip_sigs;
+    struct dems_note_verifier pin;
+    struct dems_note_verifier key;
+    char origin[DEMS_NOTE_MAX_NAME + 1];
+    enum stage stage;
+    uint64_t line;
+    uint64_t next_seq; /* entries accepted so far */
+    struct dems_merkle_frontier tree;
+    char *note; /* the checkpoint note, owned */
+    size_t note_len;
+    /* After a sequence anomaly: which seq is missing, and where it went wrong. */
+    bool pending;
+    uint64_t missing, found, found_line;
+    bool faulted;
+    struct dems_ledger_report rep;
+    uint8_t bytes[DEMS_LEDGER_MAX_ENTRY];
+};
+
+struct dems_ledger_verifier *dems_ledger_verifier_new(const struct dems_ledger_verify_opts *opts)
+{
+    struct dems_ledger_verifier *v = calloc(1, sizeof(*v));
+
+    if (v == NULL)
+        return NULL;
+    dems_merkle_frontier_init(&v->tree);
+    if (opts != NULL) {
+        v->skip_sigs = opts->skip_entry_sigs;
+        if (opts->vkey != NULL) {
+            v->pinned = true;
+            if (dems_note_verifier_parse(opts->vkey, strlen(opts->vkey), &v->pin) < 0) {
+                v->faulted = true;
+                v->rep.fault = DEMS_LEDGER_FAULT_HEADER;
+                snprintf(v->rep.detail, sizeof(v->rep.detail),
+                         "the pinned verifier key is malformed");
+            }
+        }
+    }
+    return v;
+}
+
+void dems_ledger_verifier_free(struct dems_ledger_verifier *v)
+{
+    if (v == NULL)
+        return;
+    free(v->note);
+    free(v);
+}
+
+/* Records the first fault; later ones are ignored. */
+__attribute__((format(printf, 4, 5))) static void fault(struct dems_ledger_verifier *v,
+                                                        enum dems_ledger_fault f,
+                                                        const uint64_t *seq, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (v->faulted)
+        return;
+    v->faulted = true;
+    v->rep.fault = f;
+    v->rep.has_seq = seq != NULL;
+    v->rep.seq = seq != NULL ? *seq : 0;
+    v->rep.line = v->line;
+    va_start(ap, fmt);
+    vsnprintf(v->rep.detail, sizeof(v->rep.detail), fmt, ap);
+    va_end(ap);
+}
+
+static void on_header(struct dems_ledger_verifier *v, const char *line, size_t len)
+{
+    json_t *j = NULL;
+    json_int_t ver;
+    const char *origin = NULL, *vkey = NULL;
+
+    if (dems_jcs_parse(line, len, &j) < 0 ||
+        json_unpack(j, "{s:I,s:s,s:s!}", "dems_ledger_export", &ver, "origin", &origin, "vkey",
+                    &vkey) < 0 ||
+        ver != EXPORT_VERSION) {
+        fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "line 1 is not a version %d export header",
+              EXPORT_VERSION);
+    } else if (strlen(origin) == 0 || strlen(origin) > DEMS_NOTE_MAX_NAME) {
+        fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the header's origin is empty or too long");
+    } else if (dems_note_verifier_parse(vkey, strlen(vkey), &v->key) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the header's verifier key is malformed");
+    } else if (v->pinned && memcmp(&v->key, &v->pin, sizeof(v->key)) != 0) {
+        fault(
+            v, DEMS_LEDGER_FAULT_HEADER, NULL,
+            "the export is signed by key %s+%02x%02x%02x%02x, not the expected %s+%02x%02x%02x%02x",
+            v->key.name, v->key.keyhash[0], v->key.keyhash[1], v->key.keyhash[2], v->key.keyhash[3],
+            v->pin.name, v->pin.keyhash[0], v->pin.keyhash[1], v->pin.keyhash[2],
+            v->pin.keyhash[3]);
+    } else {
+        memcpy(v->origin, origin, strlen(origin) + 1);
+    }
+    json_decref(j);
+    v->stage = STAGE_ENTRIES;
+}
+
+struct entry_line {
+    const char *b64;
+    size_t b64_len;
+    const char *leaf_hex;
+    const char *sig_b64;
+    uint64_t seq;
+};
+
+static bool eat(const char **p, const char *end, const char *lit, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+#define EAT(p, end, lit) eat(p, end, lit, sizeof(lit) - 1)
+
+/* {"entry":"<b64>","leaf":"<64 hex>","seq":<n>,"sig":"<88 b64>"} and nothing else. */
+static bool parse_entry_line(const char *line, size_t len, struct entry_line *e)
+{
+    const char *p = line, *end = line + len;
+
+    if (!EAT(&p, end, "{\"entry\":\""))
+        return false;
+    e->b64 = p;
+    const char *q = memchr(p, '"', (size_t)(end - p));
+    if (q == NULL)
+        return false;
+    e->b64_len = (size_t)(q - p);
+    p = q;
+    if (!EAT(&p, end, "\",\"leaf\":\"") || end - p < 64)
+        return false;
+    e->leaf_hex = p;
+    p += 64;
+    if (!EAT(&p, end, "\",\"seq\":"))
+        return false;
+    size_t nd = 0;
+    while (p + nd < end && p[nd] >= '0' && p[nd] <= '9')
+        nd++;
+    if (nd == 0 || (nd > 1 && p[0] == '0') ||
+        dems_parse_u64(p, nd, (uint64_t)DEMS_JCS_MAX_INT, &e->seq) < 0)
+        return false;
+    p += nd;
+    if (!EAT(&p, end, ",\"sig\":\"") || end - p < 88)
+        return false;
+    e->sig_b64 = p;
+    p += 88;
+    return EAT(&p, end, "\"}") && p == end;
+}
+
+static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t len)
+{
+    struct entry_line e;
+    uint8_t leaf[32], want[32], sig[64];
+    size_t n = 0, slen = 0;
+
+    if (!parse_entry_line(line, len, &e)) {
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is not an export entry line",
+              (unsigned long long)v->line);
+        return;
+    }
+    if (v->pending) {
+        if (e.seq == v->missing) {
+            uint64_t s = v->missing, at = v->line;
+            v->pending = false;
+            v->line = v->found_line;
+            fault(v, DEMS_LEDGER_FAULT_REORDER, &s,
+                  "entry %llu is out of order: line %llu holds entry %llu where entry %llu "
+                  "belongs, and entry %llu comes later, at line %llu",
+                  (unsigned long long)s, (unsigned long long)v->found_line,
+                  (unsigned long long)v->found, (unsigned long long)s, (unsigned long long)s,
+                  (unsigned long long)at);
+        }
+        return;
+    }
+    if (v->faulted)
+        return;
+    uint64_t seq = v->next_seq;
+    if (e.seq < seq) {
+        fault(v, DEMS_LEDGER_FAULT_DUPLICATE, &e.seq,
+              "entry %llu appears again at line %llu (expected entry %llu there)",
+              (unsigned long long)e.seq, (unsigned long long)v->line, (unsigned long long)seq);
+        return;
+    }
+    if (e.seq > seq) {
+        v->pending = true;
+        v->missing = seq;
+        v->found = e.seq;
+        v->found_line = v->line;
+        return;
+    }
+    json_t *root = NULL;
+    struct dems_ledger_entry ent;
+    if (ledger_b64_decode(e.b64, e.b64_len, v->bytes, sizeof(v->bytes), &n) < 0 || n == 0 ||
+        dems_hex_decode(e.leaf_hex, 64, want, 32) < 0 ||
+        ledger_b64_decode(e.sig_b64, 88, sig, sizeof(sig), &slen) < 0 || slen != 64) {
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, &seq, "entry %llu (line %llu) has a malformed field",
+              (unsigned long long)seq, (unsigned long long)v->line);
+        return;
+    }
+    if (dems_ledger_entry_decode(v->bytes, n, &root, &ent) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
+              "entry %llu (line %llu): its bytes are not a canonical custody entry",
+              (unsigned long long)seq, (unsigned long long)v->line);
+        return;
+    }
+    json_decref(root);
+    if (ent.seq != seq) {
+        fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
+              "entry %llu (line %llu): its bytes say it is entry %llu", (unsigned long long)seq,
+              (unsigned long long)v->line, (unsigned long long)ent.seq);
+        return;
+    }
+    dems_merkle_leaf_hash(v->bytes, n, leaf);
+    if (memcmp(leaf, want, 32) != 0) {
+        fault(v, DEMS_LEDGER_FAULT_HASH, &seq,
+              "entry %llu (line %llu): leaf hash does not match the entry bytes",
+              (unsigned long long)seq, (unsigned long long)v->line);
+        return;
+    }
+    if (!v->skip_sigs && dems_ledger_entry_verify(v->key.pk, leaf, sig) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_SIGNATURE, &seq,
+              "entry %llu (line %llu): signature does not verify with key %s",
+              (unsigned long long)seq, (unsigned long long)v->line, v->key.name);
+        return;
+    }
+    if (dems_merkle_frontier_append(&v->tree, leaf, NULL) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, &seq, "too many entries");
+        return;
+    }
+    v->next_seq++;
+}
+
+static void on_checkpoint(struct dems_ledger_verifier *v, const char *line, size_t len)
+{
+    json_t *j = NULL;
+    const char *note = NULL;
+    size_t nlen = 0;
+
+    v->stage = STAGE_DONE;
+    if (dems_jcs_parse(line, len, &j) < 0 ||
+        json_unpack(j, "{s:s%!}", "checkpoint", &note, &nlen) < 0 ||
+        (v->note = malloc(nlen + 1)) == NULL) {
+        fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL, "line %llu is not a checkpoint line",
+              (unsigned long long)v->line);
+    } else {
+        memcpy(v->note, note, nlen);
+        v->note[nlen] = '\0';
+        v->note_len = nlen;
+    }
+    json_decref(j);
+}
+
+int dems_ledger_verifier_line(struct dems_ledger_verifier *v, const char *line, size_t len)
+{
+    v->line++;
+    if (v->faulted && !v->pending)
+        return 0;
+    switch (v->stage) {
+    case STAGE_HEADER:
+        on_header(v, line, len);
+        break;
+    case STAGE_ENTRIES:
+        if (len >= 14 && memcmp(line, "{\"checkpoint\":", 14) == 0) {
+            if (!v->faulted)
+                on_checkpoint(v, line, len);
+            v->stage = STAGE_DONE;
+        } else {
+            on_entry(v, line, len);
+        }
+        break;
+    case STAGE_DONE:
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu follows the checkpoint",
+              (unsigned long long)v->line);
+        break;
+    }
+    return 0;
+}
+
+static void finish_checks(struct dems_ledger_verifier *v)
+{
+    struct dems_checkpoint c;
+    uint8_t root[32];
+
+    if (v->pending) {
+        uint64_t s = v->missing;
+        v->pending = false;
+        v->line = v->found_line;
+        fault(v, DEMS_LEDGER_FAULT_GAP, &s,
+              "entry %llu is missing: line %llu holds entry %llu where entry %llu belongs",
+              (unsigned long long)s, (unsigned long long)v->found_line,
+              (unsigned long long)v->found, (unsigned long long)s);
+        return;
+    }
+    if (v->faulted)
+        return;
+    if (v->stage == STAGE_HEADER) {
+        fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the export is empty");
+        return;
+    }
+    if (v->note == NULL) {
+        fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL, "the export ends without a checkpoint");
+        return;
+    }
+    int r = dems_checkpoint_open(v->note, v->note_len, &v->key, v->origin, &c);
+    if (r < 0) {
+        fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL,
+              r == DEMS_ECRYPTO ? "the checkpoint's signature by %s does not verify"
+                                : "the checkpoint is malformed or names another origin (key %s)",
+              v->key.name);
+        return;
+    }
+    if (c.size != v->next_seq) {
+        uint64_t s = c.size > v->next_seq ? v->next_seq : c.size;
+        fault(v, DEMS_LEDGER_FAULT_SIZE, &s,
+              "the checkpoint covers %llu entries but the export holds %llu",
+              (unsigned long long)c.size, (unsigned long long)v->next_seq);
+        return;
+    }
+    dems_merkle_frontier_root(&v->tree, root);
+    if (memcmp(root, c.root, 32) != 0) {
+        fault(v, DEMS_LEDGER_FAULT_ROOT, NULL,
+              "the root of the %llu entries differs from the signed checkpoint's root",
+              (unsigned long long)v->next_seq);
+        return;
+    }
+    v->rep.checkpoint = c;
+}
+
+int dems_ledger_verifier_finish(struct dems_ledger_verifier *v,
+                                struct dems_ledger_report *ret_report)
+{
+    finish_checks(v);
+    v->rep.entries = v->next_seq;
+    if (!v->faulted) {
+        v->rep.fault = DEMS_LEDGER_FAULT_NONE;
+        v->rep.line = v->line;
+        snprintf(v->rep.detail, sizeof(v->rep.detail),
+                 "%llu entries verified; root matches the checkpoint signed by %s",
+                 (unsigned long long)v->next_seq, v->key.name);
+    }
+    *ret_report = v->rep;
+    return v->faulted ? DEMS_ECRYPTO : 0;
+}
+
+int dems_ledger_verify_file(FILE *in, const struct dems_ledger_verify_opts *opts,
+                            struct dems_ledger_report *ret_report)
+{
+    struct dems_ledger_verifier *v = dems_ledger_verifier_new(opts);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int r = 0;
+
+    if (v == NULL)
+        return DEMS_ENOMEM;
+    while ((n = getline(&line, &cap, in)) >= 0) {
+        size_t len = (size_t)n;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        if (len > DEMS_LEDGER_MAX_LINE) {
+            v->line++;
+            fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is too long",
+                  (unsigned long long)v->line);
+            r = DEMS_ETOOBIG;
+            break;
+        }
+        if ((r = dems_ledger_verifier_line(v, line, len)) < 0)
+            break;
+    }
+    free(line);
+    if (r == 0 && ferror(in))
+        r = DEMS_EIO;
+    if (r == 0 || r == DEMS_ETOOBIG) {
+        int f = dems_ledger_verifier_finish(v, ret_report);
+        r = r == 0 ? f : r;
+    }
+    dems_ledger_verifier_free(v);
+    return r;
+}
