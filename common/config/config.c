@@ -63,6 +63,10 @@ static const struct key keys[] = {
      "seconds over which failed logins are counted"},
     {"login_max_failures_per_address", K_U64, OFF(login_max_failures_per_address), 1, 100000, "20",
      "failed logins per client address within login_window"},
+    {"upload_max_size", K_U64, OFF(upload_max_size), 0, 1ULL << 44, "274877906944",
+     "largest resumable upload accepted, in bytes (Tus-Max-Size)"},
+    {"upload_expiry", K_U64, OFF(upload_expiry), 60, 2592000, "86400",
+     "seconds an unfinished upload is kept before it expires"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

@@ -35,6 +35,8 @@ struct dems_config {
     uint64_t login_max_failures;
     uint64_t login_window;
     uint64_t login_max_failures_per_address;
+    uint64_t upload_max_size;
+    uint64_t upload_expiry;
     char *log_level;
 };
 

@@ -33,6 +33,7 @@ struct dems_loop {
     struct event *reap_ev; /* frees closed connections outside callbacks */
     struct event *work_ev; /* delivers finished pool work */
     struct event *drain_timer;
+    struct event *periodic;  /* housekeeping timer (loop 0 only) */
     struct dems_conn *conns; /* doubly linked list of live connections */
     struct dems_conn *dead;  /* singly linked list awaiting free */
     size_t nconns;

@@ -120,6 +120,9 @@ void dems_resp_err(struct dems_req *req, int err);
 void dems_resp_bytes(struct dems_req *req, int status, const char *content_type, const void *data,
                      size_t len);
 
+/* Periodic housekeeping (server/api): run on one loop about once a minute. */
+void dems_api_periodic(struct dems_loop *loop);
+
 /* For server/core: connections on a loop. */
 struct sockaddr;
 

@@ -47,5 +47,16 @@ void api_tokens_list(struct dems_req *req);
 void api_tokens_revoke(struct dems_req *req);
 void api_admin_users_create(struct dems_req *req);
 void api_admin_users_list(struct dems_req *req);
+void api_uploads_options(struct dems_req *req);
+int api_uploads_create_begin(struct dems_req *req);
+int api_uploads_patch_begin(struct dems_req *req);
+int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n);
+void api_uploads_patch_end(struct dems_req *req);
+void api_uploads_get(struct dems_req *req);
+void api_uploads_delete(struct dems_req *req);
+
+/* Marks abandoned uploads expired and deletes their staged bytes. */
+struct dems_db_pool;
+void api_uploads_expire(struct dems_db_pool *db);
 
 #endif

@@ -3,6 +3,10 @@
  * largest body it accepts. Anything not listed here is 404; a route whose
  * roles are 0 is denied to all. Keep docs/api.md in step with this table.
  */
+#include <stdint.h>
+
+#include "demsd/core.h"
+
 #include "api_int.h"
 
 #define J 4096 /* small JSON bodies */
@@ -11,6 +15,16 @@
     {                                                                                              \
         .method = (m), .pattern = (p), .roles = (r), .max_body = (max), .handle = (h)              \
     }
+
+/* A streaming route: body chunks go to body, begin runs before reading. */
+#define STREAM(m, p, r, max, b, h)                                                                 \
+    {                                                                                              \
+        .method = (m), .pattern = (p), .roles = (r), .max_body = (max), .begin = (b),              \
+        .body = api_uploads_body, .handle = (h)                                                    \
+    }
+
+#define UPLOADERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
+#define NO_LIMIT  SIZE_MAX /* bounded by each upload's Upload-Length instead */
 
 const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, api_healthz),
@@ -25,6 +39,18 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/me/tokens/{id}", DEMS_ROLE_STAFF, 0, api_tokens_revoke),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/users", DEMS_ROLE_ADMIN, 0, api_admin_users_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/users", DEMS_ROLE_ADMIN, J, api_admin_users_create),
+    ROUTE(DEMS_HTTP_OPTIONS, "/v1/uploads", DEMS_ROLE_PUBLIC, 0, api_uploads_options),
+    STREAM(DEMS_HTTP_POST, "/v1/uploads", UPLOADERS, NO_LIMIT, api_uploads_create_begin,
+           api_uploads_patch_end),
+    STREAM(DEMS_HTTP_PATCH, "/v1/uploads/{id}", UPLOADERS, NO_LIMIT, api_uploads_patch_begin,
+           api_uploads_patch_end),
+    ROUTE(DEMS_HTTP_GET, "/v1/uploads/{id}", UPLOADERS, 0, api_uploads_get),
+    ROUTE(DEMS_HTTP_DELETE, "/v1/uploads/{id}", UPLOADERS, 0, api_uploads_delete),
 };
 
 const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);
+
+void dems_api_periodic(struct dems_loop *loop)
+{
+    api_uploads_expire(loop->db);
+}

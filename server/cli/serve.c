@@ -21,6 +21,7 @@
 #include "demsd/db.h"
 #include "demsd/log.h"
 #include "demsd/setup.h"
+#include "demsd/store.h"
 
 static void usage(FILE *f)
 {
@@ -191,6 +192,10 @@ int dems_cli_serve(int argc, char **argv)
     if (rc == 0)
         rc = migrate_and_bootstrap(&s, &srv);
     char err[1024];
+    if (rc == 0 && dems_staging_init(s.cfg.data_dir) < 0) {
+        fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
+        rc = 1;
+    }
     if (rc == 0 && dems_tls_init(&srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         rc = 1;
@@ -202,6 +207,7 @@ int dems_cli_serve(int argc, char **argv)
         if (srv.workers != NULL)
             dems_work_stop(&srv);
     }
+    dems_staging_done();
     if (srv.ssl_ctx != NULL)
         SSL_CTX_free(srv.ssl_ctx);
     free(srv.migrations_status);

@@ -66,6 +66,8 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     if (loop->draining)
         return;
     loop->draining = true;
+    if (loop->periodic != NULL)
+        event_del(loop->periodic);
     if (loop->listener != NULL) {
         evconnlistener_free(loop->listener);
         loop->listener = NULL;
@@ -88,6 +90,15 @@ static void on_work(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     dems_work_deliver(arg);
+}
+
+static void on_periodic(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dems_loop *loop = arg;
+    if (!loop->draining)
+        dems_api_periodic(loop);
 }
 
 static int listen_socket(struct dems_server *srv, char *err, size_t errlen)
@@ -141,6 +152,13 @@ static int loop_init(struct dems_server *srv, struct dems_loop *loop, unsigned i
     loop->reap_ev = event_new(loop->base, -1, 0, on_reap, loop);
     loop->work_ev = event_new(loop->base, -1, 0, on_work, loop);
     loop->drain_timer = evtimer_new(loop->base, on_drain_timeout, loop);
+    if (id == 0) {
+        /* Housekeeping (expiring abandoned uploads) runs on the first loop. */
+        loop->periodic = event_new(loop->base, -1, EV_PERSIST, on_periodic, loop);
+        struct timeval tv = {.tv_sec = 60};
+        if (loop->periodic == NULL || event_add(loop->periodic, &tv) != 0)
+            return DEMS_ENOMEM;
+    }
     loop->db = dems_db_pool_new(loop->base, srv->db_conninfo, (size_t)srv->cfg->db_pool_size);
     loop->listener = evconnlistener_new(loop->base, on_accept, loop, 0, -1, srv->listen_fd);
     if (loop->stop_ev == NULL || loop->reap_ev == NULL || loop->work_ev == NULL ||
@@ -169,6 +187,8 @@ static void loop_done(struct dems_loop *loop)
         event_free(loop->work_ev);
     if (loop->drain_timer != NULL)
         event_free(loop->drain_timer);
+    if (loop->periodic != NULL)
+        event_free(loop->periodic);
     event_base_free(loop->base);
     pthread_mutex_destroy(&loop->work_mu);
 }

@@ -57,6 +57,7 @@ struct dems_req {
     int refs;
     struct dems_conn *conn;
     const struct dems_http_head *head; /* NULL for errors before the head */
+    enum dems_http_method method;      /* after X-HTTP-Method-Override */
     char id[17];
     const struct dems_route *route;
     struct dems_str params[DEMS_MAX_PATH_PARAMS];
@@ -340,7 +341,7 @@ static void send_response(struct dems_req *req, int status, const char *ctype, c
     evbuffer_add(out, req->extra.data != NULL ? req->extra.data : (const uint8_t *)"",
                  req->extra.len);
     evbuffer_add(out, "\r\n", 2);
-    bool head_only = req->head != NULL && req->head->method == DEMS_HTTP_HEAD;
+    bool head_only = req->head != NULL && req->method == DEMS_HTTP_HEAD;
     if (len > 0 && !head_only)
         evbuffer_add(out, body, len);
     /* Nothing more to read for this request: stop the body clock. */
@@ -554,6 +555,27 @@ static int check_body_limits(struct dems_req *req)
     return 0;
 }
 
+/* Proxies that block PATCH/DELETE send POST with X-HTTP-Method-Override
+ * (tus core); honour it for POST only. */
+static enum dems_http_method effective_method(const struct dems_http_head *head)
+{
+    const struct dems_str *o = dems_http_head_get(head, "x-http-method-override");
+    if (head->method != DEMS_HTTP_POST || o == NULL)
+        return head->method;
+    static const struct {
+        const char *name;
+        enum dems_http_method m;
+    } map[] = {{"PATCH", DEMS_HTTP_PATCH},    {"DELETE", DEMS_HTTP_DELETE},
+               {"PUT", DEMS_HTTP_PUT},        {"POST", DEMS_HTTP_POST},
+               {"GET", DEMS_HTTP_GET},        {"HEAD", DEMS_HTTP_HEAD},
+               {"OPTIONS", DEMS_HTTP_OPTIONS}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+        if (dems_str_eq_ci(*o, map[i].name))
+            return map[i].m;
+    }
+    return DEMS_HTTP_OTHER;
+}
+
 static int on_head(void *arg, const struct dems_http_head *head)
 {
     struct dems_conn *c = arg;
@@ -564,13 +586,14 @@ static int on_head(void *arg, const struct dems_http_head *head)
         return DEMS_ENOMEM;
     c->req = req;
     req->head = head;
-    if (head->method == DEMS_HTTP_OTHER) {
+    req->method = effective_method(head);
+    if (req->method == DEMS_HTTP_OTHER) {
         dems_resp_error(req, 501, "not_implemented", "request method is not implemented");
         return answered_early(req);
     }
     int status = 0;
     char allow[128];
-    req->route = dems_router_match(head->method, head->path, req->params, &req->nparams, &status,
+    req->route = dems_router_match(req->method, head->path, req->params, &req->nparams, &status,
                                    allow, sizeof(allow));
     if (req->route == NULL) {
         if (status == 405) {

@@ -1,0 +1,683 @@
+/*
+ * Resumable uploads: tus 1.0.0 core plus the creation, creation-with-upload,
+ * termination, checksum (sha256) and expiration extensions, at /v1/uploads.
+ *
+ * Bytes stream from the parser straight into the upload's staging file and
+ * its running SHA-256 (server/store/staging.c); memory per upload is the
+ * hash state and a few fixed buffers, whatever the size. A PATCH first checks
+ * the upload in PostgreSQL (owner, state, expiry) and the offset, and only
+ * then reads its body. A chunk with Upload-Checksum is verified at its end
+ * and cut off again if it does not match (460); an interrupted PATCH keeps
+ * what arrived unless it carried a checksum. When the last byte arrives the
+ * file is fsynced (work pool), its SHA-256 compared with the one the client
+ * declared (if any), and the upload becomes complete or rejected.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dems/err.h"
+#include "dems/limits.h"
+#include "dems/str.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/store.h"
+
+#include "api_int.h"
+#include "upload_meta.h"
+
+#define TUS_VERSION    "1.0.0"
+#define TUS_EXTENSIONS "creation,creation-with-upload,termination,checksum,expiration"
+
+static void tus_headers(struct dems_req *req)
+{
+    dems_resp_header(req, "Tus-Resumable", TUS_VERSION);
+}
+
+static void expires_header(struct dems_req *req, const char *http_date)
+{
+    if (http_date != NULL && http_date[0] != '\0')
+        dems_resp_header(req, "Upload-Expires", http_date);
+}
+
+static void offset_header(struct dems_req *req, uint64_t offset)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)offset);
+    dems_resp_header(req, "Upload-Offset", v);
+}
+
+/* Tus-Resumable must name the version we speak (tus core, 412 otherwise). */
+static bool check_tus(struct dems_req *req)
+{
+    const struct dems_str *v = dems_http_head_get(dems_req_head(req), "tus-resumable");
+    if (v != NULL && dems_str_eq(*v, DEMS_STR(TUS_VERSION)))
+        return true;
+    tus_headers(req);
+    dems_resp_header(req, "Tus-Version", TUS_VERSION);
+    dems_resp_error(req, 412, "tus_version_unsupported", "Tus-Resumable must be " TUS_VERSION);
+    return false;
+}
+
+static bool header_u64(struct dems_req *req, const char *name, uint64_t max, bool required,
+                       uint64_t *ret, bool *ret_present)
+{
+    const struct dems_str *v = dems_http_head_get(dems_req_head(req), name);
+    *ret_present = v != NULL;
+    if (v == NULL) {
+        if (!required)
+            return true;
+    } else if (dems_parse_u64(v->ptr, v->len, max, ret) == 0) {
+        return true;
+    }
+    char msg[96];
+    snprintf(msg, sizeof(msg), "header %s must be a whole number up to %llu", name,
+             (unsigned long long)max);
+    tus_headers(req);
+    dems_resp_error(req,
+                    v != NULL && v->len > 0 && v->ptr[0] != '-' && max < UINT64_MAX ? 413 : 400,
+                    v == NULL ? "missing_header" : "invalid_header", msg);
+    return false;
+}
+
+static const struct dems_config *cfg(const struct dems_req *req)
+{
+    return dems_req_loop(req)->srv->cfg;
+}
+
+/* ---- OPTIONS ---- */
+
+void api_uploads_options(struct dems_req *req)
+{
+    char max[24];
+    snprintf(max, sizeof(max), "%llu", (unsigned long long)cfg(req)->upload_max_size);
+    tus_headers(req);
+    dems_resp_header(req, "Tus-Version", TUS_VERSION);
+    dems_resp_header(req, "Tus-Extension", TUS_EXTENSIONS);
+    dems_resp_header(req, "Tus-Max-Size", max);
+    dems_resp_header(req, "Tus-Checksum-Algorithm", "sha256");
+    dems_resp_json(req, 204, NULL);
+}
+
+/* ---- a PATCH (or the body of a creation-with-upload POST) ---- */
+
+struct patch {
+    char id[33];
+    uint64_t client_offset;
+    uint64_t length;
+    struct dems_staged *staged;
+    uint64_t start_offset;
+    crypto_hash_sha256_state start_sha;
+    bool has_checksum;
+    uint8_t want_chunk[32];
+    crypto_hash_sha256_state chunk_sha;
+    bool finished; /* the chunk was accepted or rejected deliberately */
+    bool is_create;
+    char expires[64];
+};
+
+static void patch_free(void *data)
+{
+    struct patch *p = data;
+    if (p->staged != NULL) {
+        /* An interrupted chunk that carried a checksum cannot be verified:
+         * drop it. One without a checksum is kept (tus: store what came). */
+        if (!p->finished && p->has_checksum)
+            dems_staging_truncate(p->staged, p->start_offset, &p->start_sha);
+        dems_staging_release(p->staged);
+    }
+    free(p);
+}
+
+static int parse_checksum(struct dems_req *req, struct patch *p)
+{
+    const struct dems_str *v = dems_http_head_get(dems_req_head(req), "upload-checksum");
+    if (v == NULL)
+        return 0;
+    const char *sp = memchr(v->ptr, ' ', v->len);
+    if (sp == NULL || !dems_str_eq_ci((struct dems_str){v->ptr, (size_t)(sp - v->ptr)}, "sha256")) {
+        tus_headers(req);
+        dems_resp_error(req, 400, "checksum_algorithm_unsupported",
+                        "Upload-Checksum must use sha256");
+        return DEMS_EINVAL;
+    }
+    size_t blen = v->len - (size_t)(sp - v->ptr) - 1;
+    size_t out = 0;
+    if (sodium_base642bin(p->want_chunk, sizeof(p->want_chunk), sp + 1, blen, NULL, &out, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        out != 32) {
+        tus_headers(req);
+        dems_resp_error(req, 400, "invalid_header", "Upload-Checksum is not base64 of 32 bytes");
+        return DEMS_EINVAL;
+    }
+    p->has_checksum = true;
+    crypto_hash_sha256_init(&p->chunk_sha);
+    return 0;
+}
+
+static void start_reading(struct dems_req *req, struct patch *p)
+{
+    struct dems_staged *s = p->staged;
+    if (p->client_offset != s->offset) {
+        offset_header(req, s->offset);
+        tus_headers(req);
+        dems_resp_error(req, 409, "offset_mismatch", "Upload-Offset does not match the upload");
+        return;
+    }
+    const struct dems_http_head *h = dems_req_head(req);
+    if (h->has_length && h->content_length > s->length - s->offset) {
+        tus_headers(req);
+        dems_resp_error(req, 413, "too_large", "the body would pass Upload-Length");
+        return;
+    }
+    p->start_offset = s->offset;
+    p->start_sha = s->sha;
+    dems_req_continue(req);
+}
+
+static void on_loaded(void *arg);
+
+struct load_job {
+    struct dems_req *req;
+    char id[33];
+    uint64_t length;
+    int err;
+};
+
+static void load_work(void *arg)
+{
+    struct load_job *j = arg;
+    j->err = dems_staging_load(j->id, j->length);
+}
+
+/* Takes the upload's staging state; loads it on the work pool if needed. */
+static void acquire(struct dems_req *req, struct patch *p, bool loaded)
+{
+    int r = dems_staging_acquire(p->id, &p->staged);
+    if (r == DEMS_ENOTFOUND && !loaded) {
+        struct load_job *j = calloc(1, sizeof(*j));
+        if (j == NULL) {
+            dems_resp_err(req, DEMS_ENOMEM);
+            return;
+        }
+        j->req = req;
+        snprintf(j->id, sizeof(j->id), "%s", p->id);
+        j->length = p->length;
+        dems_req_ref(req);
+        if (dems_work_submit(dems_req_loop(req), load_work, on_loaded, j) < 0) {
+            dems_req_unref(req);
+            free(j);
+            dems_resp_err(req, DEMS_ENOMEM);
+        }
+        return;
+    }
+    if (r == DEMS_ECONFLICT) {
+        tus_headers(req);
+        dems_resp_error(req, 409, "upload_busy", "another request is writing this upload");
+        return;
+    }
+    if (r < 0) {
+        dems_resp_error(req, 500, "staging_missing", "the upload's staged bytes are missing");
+        return;
+    }
+    start_reading(req, p);
+}
+
+static void on_loaded(void *arg)
+{
+    struct load_job *j = arg;
+    struct dems_req *req = j->req;
+    if (!dems_req_is_aborted(req)) {
+        if (j->err < 0)
+            dems_resp_error(req, 500, "staging_missing", "the upload's staged bytes are missing");
+        else
+            acquire(req, dems_req_data(req), true);
+    }
+    dems_req_unref(req);
+    free(j);
+}
+
+static bool may_see(const struct dems_req *req, const char *owner)
+{
+    const struct dems_principal *pr = dems_req_principal(req);
+    return pr->role == DEMS_ROLE_ADMIN || api_id(owner, strlen(owner)) == pr->user_id;
+}
+
+static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
+{
+    struct patch *p = dems_req_data(req);
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 2)) ||
+        strcmp(PQgetvalue(res, 0, 1), "terminated") == 0) {
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return;
+    }
+    const char *state = PQgetvalue(res, 0, 1);
+    if (strcmp(state, "expired") == 0 || PQgetvalue(res, 0, 3)[0] != 't') {
+        tus_headers(req);
+        dems_resp_error(req, 410, "upload_expired", "the upload expired");
+        return;
+    }
+    if (strcmp(state, "receiving") != 0) {
+        tus_headers(req);
+        dems_resp_error(req, 409, "upload_finished", "the upload is already finished");
+        return;
+    }
+    const char *len = PQgetvalue(res, 0, 0);
+    p->length = (uint64_t)api_id(len, strlen(len));
+    snprintf(p->expires, sizeof(p->expires), "%s", PQgetvalue(res, 0, 4));
+    acquire(req, p, false);
+}
+
+#define HTTP_DATE(col) "to_char(" col " AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')"
+
+int api_uploads_patch_begin(struct dems_req *req)
+{
+    if (!check_tus(req))
+        return DEMS_EINVAL;
+    const struct dems_str *ct = dems_http_head_get(dems_req_head(req), "content-type");
+    if (ct == NULL || !dems_str_eq_ci(*ct, "application/offset+octet-stream")) {
+        tus_headers(req);
+        dems_resp_error(req, 415, "unsupported_media_type",
+                        "PATCH bodies must be application/offset+octet-stream");
+        return DEMS_EINVAL;
+    }
+    struct patch *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return DEMS_ENOMEM;
+    dems_req_set_data(req, p, patch_free);
+    bool present;
+    if (!header_u64(req, "upload-offset", INT64_MAX, true, &p->client_offset, &present) ||
+        parse_checksum(req, p) < 0)
+        return DEMS_EINVAL;
+    struct dems_str id = dems_req_param(req, 0);
+    if (!upload_id_ok(id)) {
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return DEMS_ENOTFOUND;
+    }
+    memcpy(p->id, id.ptr, 32);
+    const char *params[] = {p->id};
+    int r = dems_db_req(req,
+                        "SELECT length, state, owner_user_id, expires_at > now(), " HTTP_DATE(
+                            "expires_at") " FROM uploads WHERE id = $1",
+                        1, params, on_patch_row);
+    return r < 0 ? r : DEMS_EAGAIN;
+}
+
+int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
+{
+    struct patch *p = dems_req_data(req);
+    if (p == NULL || p->staged == NULL)
+        return DEMS_EINVAL; /* a body on a creation without the right type */
+    if (n > p->staged->length - p->staged->offset)
+        return DEMS_ETOOBIG;
+    if (p->has_checksum)
+        crypto_hash_sha256_update(&p->chunk_sha, data, n);
+    return dems_staging_write(p->staged, data, n);
+}
+
+struct finish_job {
+    struct dems_req *req;
+    struct dems_staged *staged;
+    uint8_t digest[32];
+    int err;
+};
+
+static void finish_work(void *arg)
+{
+    struct finish_job *j = arg;
+    j->err = dems_staging_finish(j->staged, j->digest);
+}
+
+static void reply_progress(struct dems_req *req, struct patch *p, int status)
+{
+    tus_headers(req);
+    offset_header(req, p->staged->offset);
+    expires_header(req, p->expires);
+    if (p->is_create) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
+        dems_resp_header(req, "Location", loc);
+    }
+    dems_resp_json(req, status, NULL);
+}
+
+static void on_state_stored(struct dems_req *req, const PGresult *res, int err)
+{
+    struct patch *p = dems_req_data(req);
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    const char *state = PQgetvalue(res, 0, 0);
+    dems_staging_close(p->id);
+    p->staged = NULL; /* closed: nothing to release */
+    if (strcmp(state, "rejected") == 0) {
+        tus_headers(req);
+        dems_resp_error(req, 422, "sha256_mismatch",
+                        "the file's SHA-256 differs from the declared one; nothing was kept");
+        return;
+    }
+    tus_headers(req);
+    char off[24];
+    snprintf(off, sizeof(off), "%s", PQgetvalue(res, 0, 1));
+    dems_resp_header(req, "Upload-Offset", off);
+    dems_resp_header(req, "Upload-Sha256", PQgetvalue(res, 0, 2));
+    if (p->is_create) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
+        dems_resp_header(req, "Location", loc);
+    }
+    dems_resp_json(req, p->is_create ? 201 : 204, NULL);
+}
+
+static void on_finished(void *arg)
+{
+    struct finish_job *j = arg;
+    struct dems_req *req = j->req;
+    struct patch *p = dems_req_data(req);
+    if (!dems_req_is_aborted(req)) {
+        if (j->err < 0) {
+            dems_resp_err(req, j->err);
+        } else {
+            char hex[65];
+            dems_hex_encode(j->digest, 32, hex);
+            const char *params[] = {p->id, hex};
+            /* One statement decides: complete when the declared hash (if
+             * any) matches, rejected otherwise. */
+            int r =
+                dems_db_req(req,
+                            "UPDATE uploads SET sha256 = $2, updated_at = now(),"
+                            " state = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
+                            " THEN 'complete' ELSE 'rejected' END,"
+                            " reason = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
+                            " THEN NULL ELSE 'sha256 differs from the declared value' END"
+                            " WHERE id = $1 AND state = 'receiving'"
+                            " RETURNING state, length, sha256",
+                            2, params, on_state_stored);
+            if (r < 0)
+                dems_resp_err(req, r);
+        }
+    }
+    dems_req_unref(req);
+    free(j);
+}
+
+void api_uploads_patch_end(struct dems_req *req)
+{
+    struct patch *p = dems_req_data(req);
+    struct dems_staged *s = p->staged;
+    if (s == NULL) { /* a creation without a body */
+        reply_progress(req, p, 201);
+        return;
+    }
+    if (p->has_checksum) {
+        uint8_t got[32];
+        crypto_hash_sha256_final(&p->chunk_sha, got);
+        if (sodium_memcmp(got, p->want_chunk, 32) != 0) {
+            dems_staging_truncate(s, p->start_offset, &p->start_sha);
+            p->finished = true;
+            tus_headers(req);
+            offset_header(req, s->offset);
+            dems_resp_error(req, 460, "checksum_mismatch",
+                            "the chunk's SHA-256 differs from Upload-Checksum; it was discarded");
+            return;
+        }
+    }
+    p->finished = true;
+    if (s->offset < s->length) {
+        reply_progress(req, p, p->is_create ? 201 : 204);
+        return;
+    }
+    struct finish_job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    j->req = req;
+    j->staged = s;
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), finish_work, on_finished, j) < 0) {
+        dems_req_unref(req);
+        free(j);
+        dems_resp_err(req, DEMS_ENOMEM);
+    }
+}
+
+/* ---- POST: creation (and creation-with-upload) ---- */
+
+static void on_created(struct dems_req *req, const PGresult *res, int err)
+{
+    struct patch *p = dems_req_data(req);
+    if (err < 0 || PQntuples(res) != 1) {
+        dems_staging_remove(p->id);
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    snprintf(p->expires, sizeof(p->expires), "%s", PQgetvalue(res, 0, 0));
+    /* The staging file is new and empty: loading it here reads nothing. */
+    if (dems_staging_load(p->id, p->length) < 0) {
+        dems_resp_error(req, 500, "staging_failed", "cannot create the staging file");
+        return;
+    }
+    acquire(req, p, true);
+}
+
+int api_uploads_create_begin(struct dems_req *req)
+{
+    if (!check_tus(req))
+        return DEMS_EINVAL;
+    const struct dems_http_head *h = dems_req_head(req);
+    if (dems_http_head_get(h, "upload-defer-length") != NULL) {
+        tus_headers(req);
+        dems_resp_error(req, 400, "defer_length_unsupported", "Upload-Length is required");
+        return DEMS_EINVAL;
+    }
+    struct patch *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return DEMS_ENOMEM;
+    p->is_create = true;
+    dems_req_set_data(req, p, patch_free);
+    bool present;
+    if (!header_u64(req, "upload-length", cfg(req)->upload_max_size, true, &p->length, &present))
+        return DEMS_EINVAL;
+    if ((h->chunked || h->content_length > 0)) {
+        const struct dems_str *ct = dems_http_head_get(h, "content-type");
+        if (ct == NULL || !dems_str_eq_ci(*ct, "application/offset+octet-stream")) {
+            tus_headers(req);
+            dems_resp_error(req, 415, "unsupported_media_type",
+                            "upload bodies must be application/offset+octet-stream");
+            return DEMS_EINVAL;
+        }
+        if (parse_checksum(req, p) < 0)
+            return DEMS_EINVAL;
+    }
+    const struct dems_str *mh = dems_http_head_get(h, "upload-metadata");
+    char declared[65], err[192];
+    json_t *meta = upload_meta_parse(mh != NULL ? *mh : DEMS_STR(""), (int64_t)time(NULL), declared,
+                                     err, sizeof(err));
+    if (meta == NULL) {
+        tus_headers(req);
+        dems_resp_error(req, 400, "invalid_metadata", err);
+        return DEMS_EINVAL;
+    }
+    uint8_t rnd[16];
+    randombytes_buf(rnd, sizeof(rnd));
+    dems_hex_encode(rnd, sizeof(rnd), p->id);
+    if (dems_staging_create(p->id) < 0) {
+        json_decref(meta);
+        dems_resp_error(req, 500, "staging_failed", "cannot create the staging file");
+        return DEMS_EIO;
+    }
+    char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(meta);
+    char owner[24], length[24], expiry[24];
+    snprintf(owner, sizeof(owner), "%lld", (long long)dems_req_principal(req)->user_id);
+    snprintf(length, sizeof(length), "%llu", (unsigned long long)p->length);
+    snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)cfg(req)->upload_expiry);
+    const char *params[] = {p->id, owner, length, meta_text, declared[0] ? declared : NULL, expiry};
+    int r = meta_text == NULL ? DEMS_ENOMEM
+                              : dems_db_req(req,
+                                            "INSERT INTO uploads (id, owner_user_id, length,"
+                                            " metadata, declared_sha256, expires_at)"
+                                            " VALUES ($1, $2, $3, $4::jsonb, $5,"
+                                            " now() + make_interval(secs => $6::int))"
+                                            " RETURNING " HTTP_DATE("expires_at"),
+                                            6, params, on_created);
+    free(meta_text);
+    if (r < 0) {
+        dems_staging_remove(p->id);
+        return r;
+    }
+    return DEMS_EAGAIN;
+}
+
+/* ---- GET/HEAD: state ---- */
+
+static void on_state(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 1))) {
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0), *state = PQgetvalue(res, 0, 3);
+    const char *len = PQgetvalue(res, 0, 2);
+    uint64_t length = (uint64_t)api_id(len, strlen(len));
+    uint64_t offset = 0;
+    if (strcmp(state, "receiving") == 0) {
+        int64_t size = dems_staging_size(id);
+        offset = size > 0 ? (uint64_t)size : 0;
+        expires_header(req, PQgetvalue(res, 0, 8));
+    } else if (strcmp(state, "complete") == 0) {
+        offset = length;
+    }
+    json_error_t jerr;
+    json_t *meta = json_loads(PQgetvalue(res, 0, 6), 0, &jerr);
+    json_t *body =
+        json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "id", id, "state", state, "offset",
+                  (json_int_t)offset, "length", (json_int_t)length, "metadata",
+                  meta != NULL ? meta : json_object(), "expires_at", PQgetvalue(res, 0, 7));
+    if (body != NULL && !PQgetisnull(res, 0, 5))
+        json_object_set_new(body, "sha256", json_string(PQgetvalue(res, 0, 5)));
+    if (body != NULL && !PQgetisnull(res, 0, 4))
+        json_object_set_new(body, "reason", json_string(PQgetvalue(res, 0, 4)));
+    tus_headers(req);
+    offset_header(req, offset);
+    dems_resp_header(req, "Upload-Length", len);
+    if (strcmp(state, "terminated") == 0 || strcmp(state, "expired") == 0) {
+        json_decref(body);
+        dems_resp_error(req, strcmp(state, "expired") == 0 ? 410 : 404,
+                        strcmp(state, "expired") == 0 ? "upload_expired" : "not_found",
+                        "the upload is gone");
+        return;
+    }
+    dems_resp_json(req, 200, body);
+}
+
+void api_uploads_get(struct dems_req *req)
+{
+    struct dems_str id = dems_req_param(req, 0);
+    if (!upload_id_ok(id)) {
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return;
+    }
+    char idz[33];
+    memcpy(idz, id.ptr, 32);
+    idz[32] = '\0';
+    const char *params[] = {idz};
+    int r = dems_db_req(
+        req,
+        "SELECT id, owner_user_id, length, state, reason, sha256, metadata::text, " API_TS(
+            "expires_at") ", " HTTP_DATE("expires_at") " FROM uploads WHERE id = $1",
+        1, params, on_state);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- DELETE: termination ---- */
+
+static void on_terminated(struct dems_req *req, const PGresult *res, int err)
+{
+    struct patch *p = dems_req_data(req);
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    tus_headers(req);
+    if (PQntuples(res) != 1) {
+        dems_resp_error(req, 404, "not_found", "no such upload in progress");
+        return;
+    }
+    if (p->staged != NULL)
+        p->staged = NULL; /* freed by dems_staging_remove below */
+    dems_staging_remove(p->id);
+    dems_resp_json(req, 204, NULL);
+}
+
+void api_uploads_delete(struct dems_req *req)
+{
+    if (!check_tus(req))
+        return;
+    struct dems_str id = dems_req_param(req, 0);
+    struct patch *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_req_set_data(req, p, patch_free);
+    if (!upload_id_ok(id)) {
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return;
+    }
+    memcpy(p->id, id.ptr, 32);
+    /* Hold the upload so no PATCH writes while it goes. */
+    if (dems_staging_acquire(p->id, &p->staged) == DEMS_ECONFLICT) {
+        tus_headers(req);
+        dems_resp_error(req, 409, "upload_busy", "another request is writing this upload");
+        return;
+    }
+    p->finished = true;
+    char uid[24];
+    const struct dems_principal *pr = dems_req_principal(req);
+    snprintf(uid, sizeof(uid), "%lld", (long long)pr->user_id);
+    const char *params[] = {p->id, uid, pr->role == DEMS_ROLE_ADMIN ? "t" : "f"};
+    int r = dems_db_req(req,
+                        "UPDATE uploads SET state = 'terminated', updated_at = now()"
+                        " WHERE id = $1 AND state = 'receiving'"
+                        " AND (owner_user_id = $2 OR $3::boolean) RETURNING id",
+                        3, params, on_terminated);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- expiry of abandoned uploads ---- */
+
+static void on_expired(void *arg, const PGresult *res, int err)
+{
+    (void)arg;
+    if (err < 0)
+        return;
+    for (int i = 0; i < PQntuples(res); i++)
+        dems_staging_remove(PQgetvalue(res, i, 0));
+}
+
+void api_uploads_expire(struct dems_db_pool *db)
+{
+    dems_db_query(db,
+                  "UPDATE uploads SET state = 'expired', updated_at = now()"
+                  " WHERE state = 'receiving' AND expires_at < now() RETURNING id",
+                  0, NULL, on_expired, NULL);
+}
