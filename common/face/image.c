@@ -166,6 +166,9 @@ static int decode_jpeg(const uint8_t *d, size_t len, struct dems_face_image *img
         return fail(err, errlen, DEMS_EINVAL, msg);
     }
     jpeg_create_decompress(&ci);
+    /* Progressive JPEGs buffer all coefficients; cap that (a 64 Mpx image
+     * needs ~400 MB) so a hostile file fails instead of exhausting memory. */
+    ci.mem->max_memory_to_use = 512L * 1024 * 1024;
     jpeg_mem_src(&ci, d, (unsigned long)len);
     jpeg_read_header(&ci, TRUE);
     r = check_dims(ci.image_width, ci.image_height, err, errlen);
