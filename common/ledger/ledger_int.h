@@ -30,7 +30,17 @@ void ledger_b64_encode(const uint8_t *in, size_t n, char *out);
  */
 int ledger_b64_decode(const char *s, size_t len, uint8_t *out, size_t cap, size_t *ret_n);
 
+/* Decodes exactly 2n lower-case hex digits into out[n]. Returns 0 or DEMS_EINVAL. */
+int ledger_hex_decode_lower(const char *s, uint8_t *out, size_t n);
+
 /* True when s[0..len) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 bool ledger_utf8_valid(const char *s, size_t len);
+
+/*
+ * True only when bytes are certainly a canonical custody entry (then *ret_seq
+ * is its seq); false for bad bytes and for rare forms it leaves to
+ * dems_ledger_entry_decode (entrycheck.c).
+ */
+bool ledger_entry_fast_check(const uint8_t *bytes, size_t len, uint64_t *ret_seq);
 
 #endif

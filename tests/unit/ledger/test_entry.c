@@ -19,6 +19,8 @@
 #include "dems/ledger.h"
 #include "dems/str.h"
 
+#include "ledger_int.h" /* white-box: the verifier's fast entry check */
+
 /* Parses text strictly and returns its canonical form (static buffer). */
 static const char *canon(const char *text)
 {
@@ -289,12 +291,86 @@ static void test_entry_decode_strict(void **state)
     assert_null(dems_ledger_type_name(DEMS_LEDGER_TYPE_COUNT));
 }
 
+/*
+ * The fast check used by whole-log verification must never accept what the
+ * full decoder refuses, nor read another seq. Checked over entries with
+ * awkward payloads and every single-byte mutation of them.
+ */
+static void test_fast_check_agrees(void **state)
+{
+    (void)state;
+    static const char *const payloads[] = {
+        "{}",
+        "{\"a\":[1,-2,true,false,null,\"x\"],\"b\":{\"c\":{\"d\":[]}}}",
+        "{\"esc\":\"q\\\"b\\\\n\\n\\t\\u0001/\",\"\\u00e9t\\u00e9\":1}",
+        "{\"emoji\":\"\\ud83d\\ude00\",\"\\ufb33\":2,\"\\ud83d\\ude00\":3}",
+        "{\"big\":9007199254740991,\"neg\":-9007199254740991,\"zero\":0}",
+    };
+    int fast_hits = 0;
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+        json_t *payload = NULL;
+        assert_int_equal(dems_jcs_parse(payloads[i], strlen(payloads[i]), &payload), 0);
+        struct dems_ledger_entry e = {.seq = 1000 + i,
+                                      .time_ms = 1764023456789,
+                                      .type = DEMS_LEDGER_SHARED,
+                                      .actor_kind = DEMS_LEDGER_ACTOR_USER,
+                                      .actor_id = i == 3 ? "u\"q" : "u-1",
+                                      .case_id = i % 3 ? NULL : "C",
+                                      .has_size = i % 2,
+                                      .size = 77,
+                                      .has_sha256 = i % 2 == 0,
+                                      .payload = payload};
+        struct dems_buf b;
+        dems_buf_init(&b, DEMS_LEDGER_MAX_ENTRY);
+        assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
+        uint8_t m[DEMS_LEDGER_MAX_ENTRY + 1];
+        static const char subst[] = "\"\\{}[],:0123-9aetuvz \x7f\xc3";
+        for (size_t pos = 0; pos <= b.len; pos++) {
+            for (size_t k = 0; k <= sizeof(subst); k++) {
+                size_t len = b.len;
+                memcpy(m, b.data, b.len);
+                if (pos == b.len && k > 0)
+                    break;
+                if (pos == b.len) {
+                    /* unchanged */
+                } else if (k < sizeof(subst) - 1) {
+                    m[pos] = (uint8_t)subst[k];
+                } else if (k == sizeof(subst) - 1) {
+                    memmove(m + pos, m + pos + 1, b.len - pos - 1); /* delete */
+                    len--;
+                } else {
+                    memmove(m + pos + 1, m + pos, b.len - pos); /* duplicate */
+                    len++;
+                }
+                uint64_t seq = 0;
+                if (!ledger_entry_fast_check(m, len, &seq))
+                    continue;
+                fast_hits++;
+                json_t *root = NULL;
+                struct dems_ledger_entry d;
+                if (dems_ledger_entry_decode(m, len, &root, &d) != 0)
+                    fail_msg("fast check accepted what decode refuses: %.*s", (int)len, m);
+                assert_true(d.seq == seq);
+                json_decref(root);
+            }
+        }
+        /* Plain entries take the fast path. */
+        uint64_t seq = 0;
+        if (i == 0 || i == 1 || i == 4)
+            assert_true(ledger_entry_fast_check(b.data, b.len, &seq) && seq == 1000 + i);
+        dems_buf_done(&b);
+        json_decref(payload);
+    }
+    assert_true(fast_hits > 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_jcs_member_order),        cmocka_unit_test(test_jcs_escapes),
         cmocka_unit_test(test_jcs_numbers_and_rejects), cmocka_unit_test(test_time),
         cmocka_unit_test(test_entry_encode_exact),      cmocka_unit_test(test_entry_decode_strict),
+        cmocka_unit_test(test_fast_check_agrees),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
