@@ -67,6 +67,8 @@ static const struct key keys[] = {
      "largest resumable upload accepted, in bytes (Tus-Max-Size)"},
     {"upload_expiry", K_U64, OFF(upload_expiry), 60, 2592000, "86400",
      "seconds an unfinished upload is kept before it expires"},
+    {"housekeeping_interval", K_U64, OFF(housekeeping_interval), 1, 3600, "60",
+     "seconds between housekeeping runs (expiring abandoned uploads)"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

@@ -37,6 +37,7 @@ struct dems_config {
     uint64_t login_max_failures_per_address;
     uint64_t upload_max_size;
     uint64_t upload_expiry;
+    uint64_t housekeeping_interval;
     char *log_level;
 };
 

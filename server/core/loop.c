@@ -155,7 +155,7 @@ static int loop_init(struct dems_server *srv, struct dems_loop *loop, unsigned i
     if (id == 0) {
         /* Housekeeping (expiring abandoned uploads) runs on the first loop. */
         loop->periodic = event_new(loop->base, -1, EV_PERSIST, on_periodic, loop);
-        struct timeval tv = {.tv_sec = 60};
+        struct timeval tv = {.tv_sec = (time_t)srv->cfg->housekeeping_interval};
         if (loop->periodic == NULL || event_add(loop->periodic, &tv) != 0)
             return DEMS_ENOMEM;
     }

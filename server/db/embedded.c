@@ -200,6 +200,39 @@ static pid_t check_pidfile(const char *pgdir)
     return 0;
 }
 
+static bool alive(pid_t pid)
+{
+    char path[64], st[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(st, 1, sizeof(st) - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    const char *close_paren = strrchr(st, ')');
+    return close_paren != NULL && close_paren[1] == ' ' && close_paren[2] != 'Z';
+}
+
+/*
+ * A postmaster left by an earlier demsd is either still serving (adopt it)
+ * or shutting down because its parent died (wait until it is gone, then
+ * start our own). Decides within 30 s.
+ */
+static bool adoptable(struct dems_embedded *e)
+{
+    char ci[2 * PATH_MAX + 100];
+    conninfo(ci, sizeof(ci), e->pgdir, "postgres", SUPERUSER);
+    for (int i = 0; i < 300; i++) {
+        if (!alive(e->pid))
+            return false;
+        if (PQping(ci) == PQPING_OK)
+            return true;
+        sleep_ms(100);
+    }
+    return true; /* still there: wait_ready reports on it */
+}
+
 static int wait_ready(struct dems_embedded *e, const char *logpath, char *err, size_t errlen)
 {
     char ci[2 * PATH_MAX + 100];
@@ -355,6 +388,8 @@ int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **re
         r = do_initdb(cfg, e->pgdir, uid, gid, logfd, logpath, err, errlen);
     if (r == 0) {
         e->pid = check_pidfile(e->pgdir);
+        if (e->pid > 0 && !adoptable(e))
+            e->pid = check_pidfile(e->pgdir); /* it exited: clean up after it */
         if (e->pid == 0)
             r = start_postgres(cfg, e, uid, gid, logfd);
     }
