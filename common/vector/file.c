@@ -482,7 +482,7 @@ static int open_file(const char *path, unsigned flags, uint8_t **ret_base, size_
         base = m == MAP_FAILED ? NULL : m;
     } else {
         len = (size_t)st.st_size;
-        base = malloc(len);
+        base = vec_big_alloc(len);
         size_t got = 0;
         while (base != NULL && got < len) {
             ssize_t g = pread(fd, base + got, len - got, (off_t)got);

@@ -499,6 +499,12 @@ int vec_graph_repair(struct dems_vector_index *ix)
 
 /* --- search ------------------------------------------------------------- */
 
+/* SQ8 re-ranking: the head of the beam re-scored with floats (see below). */
+#ifndef RERANK_FACTOR
+#define RERANK_FACTOR 4
+#endif
+#define RERANK_MIN 32
+
 static size_t popcount_bits(const struct dems_vector_filter *f)
 {
     size_t n = 0, words = (size_t)(f->nbits / 64);
@@ -551,12 +557,26 @@ int vec_graph_search(struct dems_vector_index *ix, struct vec_ctx *c, const floa
     if (nt < 0)
         return (int)nt;
     bool exact = ix->codes != NULL && ix->f32 != NULL;
-    if (exact) {
-        /* Re-rank the beam with the float vectors (c->tmp is the clean query). */
-        for (long i = 0; i < nt; i++)
-            c->top[i].d = vec_dist_exact(ix, c->tmp, c->top[i].id);
-    }
     vec_sort_cands(c->top, (size_t)nt);
+    if (exact) {
+        /*
+         * Re-rank with the float vectors (c->tmp is the clean query). Code
+         * distances are off by far less than the gap between the k-th and the
+         * RERANK_FACTOR*k-th neighbour, so only the head of the beam is worth
+         * the memory traffic of fetching float rows.
+         */
+        size_t head = k * RERANK_FACTOR < RERANK_MIN ? RERANK_MIN : k * RERANK_FACTOR;
+        if (head > (size_t)nt)
+            head = (size_t)nt;
+        for (size_t i = 0; i < head; i++) {
+            __builtin_prefetch(ix->f32 + (size_t)c->top[i].id * ix->p.dim, 0, 3);
+            __builtin_prefetch(ix->f32 + (size_t)c->top[i].id * ix->p.dim + 16, 0, 3);
+        }
+        for (size_t i = 0; i < head; i++)
+            c->top[i].d = vec_dist_exact(ix, c->tmp, c->top[i].id);
+        vec_sort_cands(c->top, head);
+        nt = (long)head;
+    }
     size_t n = 0;
     for (long i = 0; i < nt && n < k; i++) {
         uint32_t id = c->top[i].id;

@@ -109,6 +109,7 @@ struct dems_vector_index {
 
 /* index.c */
 bool vec_params_ok(const struct dems_vector_params *p);
+void *vec_big_alloc(size_t bytes);
 struct vec_ctx *vec_ctx_take(struct dems_vector_index *ix);
 void vec_ctx_give(struct dems_vector_index *ix, struct vec_ctx *c);
 int vec_ctx_fit(struct vec_ctx *c, size_t top_need, size_t cand_need);

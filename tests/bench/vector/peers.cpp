@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <time.h>
 #include <vector>
 
 #include <faiss/IndexFlat.h>
@@ -94,6 +95,13 @@ double now()
         .count();
 }
 
+double cpu_now()
+{
+    timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 template <class F> void parallel(size_t n, int threads, F fn)
 {
     std::atomic<size_t> next{0};
@@ -118,7 +126,7 @@ int build(const Opts &o)
     int dim;
     std::vector<float> base = read_fvecs(o.base, n, dim);
     omp_set_num_threads(o.threads);
-    double t0 = now(), t1;
+    double t0 = now(), c0 = cpu_now(), t1, c1;
     if (o.lib == "hnswlib") {
         hnswlib::L2Space space(dim);
         hnswlib::HierarchicalNSW<float> h(&space, n, o.M, o.efc, 100);
@@ -126,12 +134,14 @@ int build(const Opts &o)
         h.addPoint(&base[0], 0);
         parallel(n - 1, o.threads, [&](size_t i) { h.addPoint(&base[(i + 1) * dim], i + 1); });
         t1 = now();
+        c1 = cpu_now();
         h.saveIndex(o.out);
     } else if (o.lib == "faiss-hnsw") {
         faiss::IndexHNSWFlat ix(dim, o.M);
         ix.hnsw.efConstruction = o.efc;
         ix.add((faiss::Index::idx_t)n, base.data());
         t1 = now();
+        c1 = cpu_now();
         faiss::write_index(&ix, o.out.c_str());
     } else if (o.lib == "faiss-ivf") {
         int nlist = o.nlist ? o.nlist : (int)(4 * std::sqrt((double)n));
@@ -141,12 +151,14 @@ int build(const Opts &o)
         ix.train((faiss::Index::idx_t)ntrain, base.data());
         ix.add((faiss::Index::idx_t)n, base.data());
         t1 = now();
+        c1 = cpu_now();
         faiss::write_index(&ix, o.out.c_str());
     } else {
         fprintf(stderr, "peers: unknown --lib %s\n", o.lib.c_str());
         return 1;
     }
     fprintf(stderr, "build_seconds=%.3f\n", t1 - t0);
+    fprintf(stderr, "build_cpu_seconds=%.3f\n", c1 - c0);
     return 0;
 }
 
@@ -156,7 +168,7 @@ int search(const Opts &o)
     int dim;
     std::vector<float> q = read_fvecs(o.queries, nq, dim);
     std::vector<int> ids(nq * (size_t)o.k, -1);
-    double t0, t1;
+    double t0, t1, c0, c1;
     long rss0 = rss_bytes(), rss1;
     size_t count;
     if (o.lib == "hnswlib") {
@@ -166,6 +178,7 @@ int search(const Opts &o)
         count = h.cur_element_count;
         h.setEf((size_t)o.ef);
         t0 = now();
+        c0 = cpu_now();
         parallel(nq, o.threads, [&](size_t i) {
             auto res = h.searchKnn(&q[i * (size_t)dim], (size_t)o.k);
             for (size_t r = res.size(); r > 0; r--) {
@@ -174,6 +187,7 @@ int search(const Opts &o)
             }
         });
         t1 = now();
+        c1 = cpu_now();
     } else {
         std::unique_ptr<faiss::Index> ix(faiss::read_index(o.index.c_str()));
         rss1 = rss_bytes();
@@ -186,12 +200,15 @@ int search(const Opts &o)
         std::vector<float> dist(nq * (size_t)o.k);
         std::vector<faiss::Index::idx_t> lab(nq * (size_t)o.k);
         t0 = now();
+        c0 = cpu_now();
         ix->search((faiss::Index::idx_t)nq, q.data(), o.k, dist.data(), lab.data());
         t1 = now();
+        c1 = cpu_now();
         for (size_t i = 0; i < lab.size(); i++)
             ids[i] = (int)lab[i];
     }
     fprintf(stderr, "search_seconds=%.4f\n", t1 - t0);
+    fprintf(stderr, "search_cpu_seconds=%.4f\n", c1 - c0);
     fprintf(stderr, "memory_bytes=%ld bytes_per_vector=%.1f\n", rss1 - rss0,
             (double)(rss1 - rss0) / (double)count);
     write_ivecs(o.out, ids, nq, o.k);
