@@ -190,9 +190,7 @@ int dems_face_detect(struct dems_face_ctx *ctx, const struct dems_face_image *im
                      const struct dems_face_opts *opts, struct dems_face *faces, size_t cap,
                      size_t *ret_n)
 {
-    if (!opts_ok(opts) || img->rgb == NULL || img->width < 1 || img->height < 1 ||
-        img->width > DEMS_FACE_MAX_SIDE || img->height > DEMS_FACE_MAX_SIDE ||
-        img->stride < (size_t)img->width * 3)
+    if (!opts_ok(opts) || !img_valid(img))
         return DEMS_EINVAL;
     if (opts->detector == DEMS_FACE_DETECTOR_TINY)
         return tiny_detect(ctx, img, opts, faces, cap, ret_n);

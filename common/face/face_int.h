@@ -122,7 +122,11 @@ struct crop {
 void img_to_input(const struct dems_face_image *img, struct crop cr, int s, bool center,
                   const float mean[3], float mul, float *out);
 
-/* face-api's clipAtImageBorders + floor for a box in pixels. */
+/* Whether img has pixels, sane dimensions and a stride that fits a row. */
+bool img_valid(const struct dems_face_image *img);
+
+/* face-api's clipAtImageBorders + floor for a box in pixels; false when the
+ * image is invalid or nothing of the box is inside it. */
 bool img_clip_box(const struct dems_face_image *img, double x, double y, double w, double h,
                   struct crop *ret);
 

@@ -159,7 +159,7 @@ static int decode_jpeg(const uint8_t *d, size_t len, struct dems_face_image *img
     je.pub.error_exit = on_jpeg_error;
     je.pub.emit_message = on_jpeg_message;
     if (setjmp(je.jmp) != 0) {
-        char msg[JMSG_LENGTH_MAX] = "corrupt JPEG: ";
+        char msg[JMSG_LENGTH_MAX + 32] = "cannot decode JPEG: ";
         (*je.pub.format_message)((j_common_ptr)&ci, msg + strlen(msg));
         jpeg_destroy_decompress(&ci);
         dems_face_image_done(img);
@@ -269,9 +269,18 @@ int dems_face_image_load(const char *path, struct dems_face_image *ret_img, char
 
 /* ---- network inputs ---- */
 
+bool img_valid(const struct dems_face_image *img)
+{
+    return img->rgb != NULL && img->width >= 1 && img->height >= 1 &&
+           img->width <= DEMS_FACE_MAX_SIDE && img->height <= DEMS_FACE_MAX_SIDE &&
+           img->stride >= (size_t)img->width * 3;
+}
+
 bool img_clip_box(const struct dems_face_image *img, double x, double y, double w, double h,
                   struct crop *ret)
 {
+    if (!img_valid(img))
+        return false;
     double cx = fmax(x, 0.0), cy = fmax(y, 0.0);
     double cw = fmin(x + w - cx, (double)img->width - cx);
     double ch = fmin(y + h - cy, (double)img->height - cy);

@@ -668,6 +668,11 @@ static void test_odd_sizes(void **state)
     size_t n;
     struct dems_face f;
     assert_int_equal(dems_face_detect(ctx, &img, &o, &f, 1, &n), DEMS_EINVAL);
+    /* Landmarks and descriptor refuse an image without pixels. */
+    struct dems_face_image none = {.width = 10, .height = 10, .stride = 30};
+    f.box = (struct dems_face_box){0, 0, 5, 5};
+    assert_int_equal(dems_face_landmarks(ctx, &none, &f), DEMS_EINVAL);
+    assert_int_equal(dems_face_describe(ctx, &none, &f), DEMS_EINVAL);
 }
 
 /* ---- command line ---- */
