@@ -36,7 +36,7 @@
 
 struct opts {
     const char *base, *out, *index, *queries, *results, *gt, *storage;
-    uint64_t threads, m, efc, k, ef, n, nq, seed, gt_k;
+    uint64_t threads, m, efc, k, ef, n, nq, seed, gt_k, filter_permille;
     bool mmap, no_f32;
 };
 
@@ -124,6 +124,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             r = parse_num(v, UINT64_MAX, &o->seed);
         else if (strcmp(a, "--gt-k") == 0)
             r = parse_num(v, 1000, &o->gt_k);
+        else if (strcmp(a, "--filter-permille") == 0)
+            r = parse_num(v, 1000, &o->filter_permille);
         else
             return -1;
         if (r < 0)
@@ -251,6 +253,7 @@ struct search_job {
     int32_t *out; /* nq * k */
     size_t next;  /* atomic */
     int err;
+    const struct dems_vector_filter *filter;
 };
 
 static void *search_worker(void *arg)
@@ -266,7 +269,7 @@ static void *search_worker(void *arg)
         if (i >= j->nq)
             break;
         size_t got = 0;
-        int r = dems_vector_search(j->ix, j->q + i * j->dim, j->k, j->ef, NULL, hits, &got);
+        int r = dems_vector_search(j->ix, j->q + i * j->dim, j->k, j->ef, j->filter, hits, &got);
         if (r < 0) {
             __atomic_store_n(&j->err, r, __ATOMIC_RELAXED);
             break;
@@ -277,6 +280,39 @@ static void *search_worker(void *arg)
     }
     free(hits);
     return NULL;
+}
+
+static bool filter_accepts(uint64_t label, uint64_t permille)
+{
+    uint64_t x = (label + 1) * 0x9e3779b97f4a7c15ULL;
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 32;
+    return x % 1000 < permille;
+}
+
+/* Filtered runs: every hit must pass the filter; recall against exact search. */
+static void check_filtered(struct dems_vector_index *ix, const struct search_job *j,
+                           uint64_t permille)
+{
+    size_t bad = 0, found = 0, total = 0, nq = j->nq < 200 ? j->nq : 200;
+    struct dems_vector_hit *e = malloc(j->k * sizeof(*e));
+    for (size_t i = 0; e != NULL && i < j->nq; i++) {
+        const int32_t *row = j->out + i * j->k;
+        for (size_t h = 0; h < j->k; h++)
+            bad += row[h] >= 0 && !filter_accepts((uint64_t)row[h], permille);
+        size_t ne = 0;
+        if (i >= nq || dems_vector_search_exact(ix, j->q + i * j->dim, j->k, j->filter, e, &ne) < 0)
+            continue;
+        for (size_t x = 0; x < ne; x++) {
+            for (size_t h = 0; h < j->k; h++)
+                found += row[h] == (int32_t)e[x].label;
+        }
+        total += ne;
+    }
+    free(e);
+    fprintf(stderr, "filter_permille=%llu filter_violations=%zu filtered_recall=%.4f\n",
+            (unsigned long long)permille, bad, total ? (double)found / (double)total : 1.0);
 }
 
 static int cmd_search(const struct opts *o)
@@ -300,6 +336,7 @@ static int cmd_search(const struct opts *o)
     long rss1 = rss_bytes();
     struct dems_vector_params p;
     dems_vector_get_params(ix, &p);
+    size_t live = dems_vector_count(ix);
     int32_t *out = malloc(nq * o->k * sizeof(int32_t));
     if (p.dim != dim || out == NULL) {
         free(q);
@@ -309,6 +346,17 @@ static int cmd_search(const struct opts *o)
     }
     struct search_job j = {
         .ix = ix, .q = q, .nq = nq, .k = o->k, .ef = o->ef, .dim = dim, .out = out};
+    /* --filter-permille P: a bitmap accepting a pseudo-random P/1000 of the rows. */
+    struct dems_vector_filter filter = {0};
+    uint64_t nbits = o->filter_permille ? (uint64_t)live + 1000 : 0;
+    uint64_t *bits = nbits ? calloc(nbits / 64 + 1, 8) : NULL;
+    if (bits != NULL) {
+        for (uint64_t l = 0; l < nbits; l++)
+            if (filter_accepts(l, o->filter_permille))
+                bits[l / 64] |= 1ULL << (l % 64);
+        filter = (struct dems_vector_filter){.bits = bits, .nbits = nbits};
+        j.filter = &filter;
+    }
     pthread_t tid[256];
     double c0 = cpu_now(), t0 = now();
     if (o->threads <= 1) {
@@ -320,13 +368,15 @@ static int cmd_search(const struct opts *o)
             pthread_join(tid[t], NULL);
     }
     double t1 = now(), c1 = cpu_now();
-    size_t live = dems_vector_count(ix);
     if (j.err == 0) {
         fprintf(stderr, "search_seconds=%.4f\n", t1 - t0);
         fprintf(stderr, "search_cpu_seconds=%.4f\n", c1 - c0);
         fprintf(stderr, "memory_bytes=%ld bytes_per_vector=%.1f index_bytes=%zu\n", rss1 - rss0,
                 (double)(rss1 - rss0) / (double)(live ? live : 1), dems_vector_memory(ix));
     }
+    if (j.err == 0 && j.filter != NULL)
+        check_filtered(ix, &j, o->filter_permille);
+    free(bits);
     dems_vector_free(ix);
     r = j.err == 0 ? write_vecs(o->out, out, nq, (uint32_t)o->k) : -1;
     free(out);
