@@ -1,0 +1,465 @@
+/*
+ * dems-verify: the offline verifier. It needs no database and no network
+ * and links only common/ libraries. Each subcommand checks one thing and
+ * prints one line: "OK: ..." and exit 0 when it holds, "INVALID: ..." (what
+ * and where) and exit 1 when it does not; usage errors print to stderr and
+ * exit 2.
+ *
+ *   dems-verify ledger EXPORT [--key VKEY] [--skip-entry-signatures]
+ *   dems-verify inclusion (--leaf-hash HEX | --entry FILE) --index N --size N
+ *                         --root HEX [--proof HEX,HEX,...]
+ *   dems-verify consistency --old N --new N --old-root HEX --new-root HEX
+ *                           [--proof HEX,HEX,...]
+ *   dems-verify checkpoint NOTE --key VKEY [--origin ORIGIN]
+ *   dems-verify file FILE --sha256 HEX
+ */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/ledger.h"
+#include "dems/str.h"
+
+#define EXIT_VALID   0
+#define EXIT_INVALID 1
+#define EXIT_USAGE   2
+
+struct cmd {
+    const char *name;
+    const char *usage;
+    const char *help;
+    int (*run)(int argc, char **argv);
+};
+
+static const struct cmd *current;
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "dems-verify: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: dems-verify %s\n", current != NULL ? current->usage : "COMMAND ...");
+    return EXIT_USAGE;
+}
+
+static int invalid(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int invalid(const char *fmt, ...)
+{
+    va_list ap;
+    printf("INVALID: ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    return EXIT_INVALID;
+}
+
+/* Options: "--name VALUE" or "--name=VALUE"; flags take no value. */
+struct opt {
+    const char *name;
+    bool is_flag;
+    const char *value; /* set when seen (flags: "1") */
+};
+
+/*
+ * Fills opts from argv; positional arguments go to pos (at most npos).
+ * Returns the number of positionals, -1 after printing a usage error, or -2
+ * when --help was asked for.
+ */
+static int parse_opts(int argc, char **argv, struct opt *opts, const char **pos, int npos)
+{
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return -2;
+        if (strncmp(a, "--", 2) != 0) {
+            if (n >= npos) {
+                usage_error("unexpected argument '%s'", a);
+                return -1;
+            }
+            pos[n++] = a;
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        size_t len = eq != NULL ? (size_t)(eq - a - 2) : strlen(a + 2);
+        struct opt *o = NULL;
+        for (struct opt *p = opts; p->name != NULL; p++)
+            if (strlen(p->name) == len && strncmp(p->name, a + 2, len) == 0)
+                o = p;
+        if (o == NULL) {
+            usage_error("unknown option '%s'", a);
+            return -1;
+        }
+        if (o->is_flag) {
+            if (eq != NULL) {
+                usage_error("--%s takes no value", o->name);
+                return -1;
+            }
+            o->value = "1";
+        } else if (eq != NULL) {
+            o->value = eq + 1;
+        } else if (i + 1 < argc) {
+            o->value = argv[++i];
+        } else {
+            usage_error("--%s needs a value", o->name);
+            return -1;
+        }
+    }
+    return n;
+}
+
+static bool get_u64(const char *what, const char *s, uint64_t *ret)
+{
+    if (s == NULL) {
+        usage_error("--%s is required", what);
+        return false;
+    }
+    if (dems_parse_u64(s, strlen(s), UINT64_MAX, ret) < 0) {
+        usage_error("--%s: '%s' is not a decimal number", what, s);
+        return false;
+    }
+    return true;
+}
+
+static bool get_hash(const char *what, const char *s, uint8_t out[static 32])
+{
+    if (s == NULL) {
+        usage_error("--%s is required", what);
+        return false;
+    }
+    if (strlen(s) != 64 || dems_hex_decode(s, 64, out, 32) < 0) {
+        usage_error("--%s: expected 64 hex digits (a SHA-256), got '%s'", what, s);
+        return false;
+    }
+    return true;
+}
+
+/* "HEX,HEX,..." (empty or absent: the empty proof). */
+static bool get_proof(const char *s, struct dems_merkle_proof *p)
+{
+    p->len = 0;
+    if (s == NULL || *s == '\0')
+        return true;
+    for (;;) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+        if (p->len >= DEMS_MERKLE_MAX_PROOF) {
+            usage_error("--proof: more than %d hashes", DEMS_MERKLE_MAX_PROOF);
+            return false;
+        }
+        if (len != 64 || dems_hex_decode(s, 64, p->hash[p->len], 32) < 0) {
+            usage_error("--proof: element %zu is not 64 hex digits", p->len + 1);
+            return false;
+        }
+        p->len++;
+        if (comma == NULL)
+            return true;
+        s = comma + 1;
+    }
+}
+
+/* Reads a whole small file (at most max bytes). Returns owned or NULL (message printed). */
+static char *slurp(const char *path, size_t max, size_t *ret_len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        usage_error("cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf != NULL ? fread(buf, 1, max + 1, f) : 0;
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (buf == NULL || err || n > max) {
+        free(buf);
+        usage_error("cannot read %s (unreadable, or larger than %zu bytes)", path, max);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *ret_len = n;
+    return buf;
+}
+
+static void hex32(const uint8_t h[static 32], char out[static 65])
+{
+    dems_hex_encode(h, 32, out);
+}
+
+static int cmd_ledger(int argc, char **argv)
+{
+    struct opt opts[] = {{"key", false, NULL}, {"skip-entry-signatures", true, NULL}, {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 1);
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 1)
+        return usage_error("the export file is required");
+    struct dems_ledger_verify_opts vo = {.vkey = opts[0].value,
+                                         .skip_entry_sigs = opts[1].value != NULL};
+    struct dems_note_verifier pin;
+    if (vo.vkey != NULL && dems_note_verifier_parse(vo.vkey, strlen(vo.vkey), &pin) < 0)
+        return usage_error("--key: not a note verifier key (name+hash+base64)");
+    FILE *f = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
+    if (f == NULL)
+        return usage_error("cannot open %s: %s", pos[0], strerror(errno));
+    struct dems_ledger_report rep;
+    int r = dems_ledger_verify_file(f, &vo, &rep);
+    if (f != stdin)
+        fclose(f);
+    if (r == DEMS_EIO)
+        return usage_error("reading %s failed", pos[0]);
+    if (r == DEMS_ENOMEM) {
+        fprintf(stderr, "dems-verify: out of memory\n");
+        return EXIT_USAGE;
+    }
+    if (r != 0) /* the detail says which entry or line */
+        return invalid("%s: %s", dems_ledger_fault_name(rep.fault), rep.detail);
+    char root[65];
+    hex32(rep.checkpoint.root, root);
+    printf("OK: %s; origin %s, tree size %llu, root %s%s%s\n", rep.detail, rep.checkpoint.origin,
+           (unsigned long long)rep.checkpoint.size, root,
+           vo.vkey == NULL ? " (key taken from the export; pin it with --key)" : "",
+           vo.skip_entry_sigs ? " (entry signatures not checked)" : "");
+    return EXIT_VALID;
+}
+
+static int cmd_inclusion(int argc, char **argv)
+{
+    struct opt opts[] = {{"leaf-hash", false, NULL},
+                         {"entry", false, NULL},
+                         {"index", false, NULL},
+                         {"size", false, NULL},
+                         {"root", false, NULL},
+                         {"proof", false, NULL},
+                         {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 0);
+    uint8_t leaf[32], root[32];
+    uint64_t index, size;
+    struct dems_merkle_proof proof;
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if ((opts[0].value == NULL) == (opts[1].value == NULL))
+        return usage_error("give exactly one of --leaf-hash and --entry");
+    if (opts[0].value != NULL && !get_hash("leaf-hash", opts[0].value, leaf))
+        return EXIT_USAGE;
+    if (opts[1].value != NULL) {
+        size_t len = 0;
+        char *bytes = slurp(opts[1].value, DEMS_LEDGER_MAX_ENTRY, &len);
+        if (bytes == NULL)
+            return EXIT_USAGE;
+        dems_merkle_leaf_hash((const uint8_t *)bytes, len, leaf);
+        free(bytes);
+    }
+    if (!get_u64("index", opts[2].value, &index) || !get_u64("size", opts[3].value, &size) ||
+        !get_hash("root", opts[4].value, root) || !get_proof(opts[5].value, &proof))
+        return EXIT_USAGE;
+    char lh[65];
+    hex32(leaf, lh);
+    int r = dems_merkle_verify_inclusion(leaf, index, size, &proof, root);
+    if (r == DEMS_EINVAL)
+        return invalid("index %llu is not below tree size %llu", (unsigned long long)index,
+                       (unsigned long long)size);
+    if (r != 0)
+        return invalid("the proof does not show leaf %s at index %llu in the tree of size %llu "
+                       "with that root",
+                       lh, (unsigned long long)index, (unsigned long long)size);
+    printf("OK: leaf %s is entry %llu of the tree of size %llu\n", lh, (unsigned long long)index,
+           (unsigned long long)size);
+    return EXIT_VALID;
+}
+
+static int cmd_consistency(int argc, char **argv)
+{
+    struct opt opts[] = {{"old", false, NULL},      {"new", false, NULL},
+                         {"old-root", false, NULL}, {"new-root", false, NULL},
+                         {"proof", false, NULL},    {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 0);
+    uint64_t m, k;
+    uint8_t r1[32], r2[32];
+    struct dems_merkle_proof proof;
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (!get_u64("old", opts[0].value, &m) || !get_u64("new", opts[1].value, &k) ||
+        !get_hash("old-root", opts[2].value, r1) || !get_hash("new-root", opts[3].value, r2) ||
+        !get_proof(opts[4].value, &proof))
+        return EXIT_USAGE;
+    int r = dems_merkle_verify_consistency(m, k, r1, r2, &proof);
+    if (r == DEMS_EINVAL)
+        return invalid("no consistency can be proven from size %llu to size %llu (the old size "
+                       "must be at least 1 and at most the new one)",
+                       (unsigned long long)m, (unsigned long long)k);
+    if (r != 0)
+        return invalid("the proof does not show the tree of size %llu with the old root to be a "
+                       "prefix of the tree of size %llu with the new root",
+                       (unsigned long long)m, (unsigned long long)k);
+    printf("OK: the tree of size %llu is a prefix of the tree of size %llu\n",
+           (unsigned long long)m, (unsigned long long)k);
+    return EXIT_VALID;
+}
+
+static int cmd_checkpoint(int argc, char **argv)
+{
+    struct opt opts[] = {{"key", false, NULL}, {"origin", false, NULL}, {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 1);
+    struct dems_note_verifier v;
+    struct dems_checkpoint c;
+    size_t len = 0;
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 1)
+        return usage_error("the checkpoint file is required");
+    if (opts[0].value == NULL ||
+        dems_note_verifier_parse(opts[0].value, strlen(opts[0].value), &v) < 0)
+        return usage_error("--key VKEY (a note verifier key) is required");
+    char *note = slurp(pos[0], DEMS_NOTE_MAX_BYTES, &len);
+    if (note == NULL)
+        return EXIT_USAGE;
+    int r = dems_checkpoint_open(note, len, &v, opts[1].value, &c);
+    free(note);
+    if (r == DEMS_ECRYPTO)
+        return invalid("%s: no valid signature by %s", pos[0], v.name);
+    if (r != 0)
+        return invalid("%s: not a well-formed checkpoint%s", pos[0],
+                       opts[1].value != NULL ? " for that origin" : "");
+    char root[65];
+    hex32(c.root, root);
+    printf("OK: checkpoint signed by %s: origin %s, tree size %llu, root %s\n", v.name, c.origin,
+           (unsigned long long)c.size, root);
+    return EXIT_VALID;
+}
+
+static int cmd_file(int argc, char **argv)
+{
+    struct opt opts[] = {{"sha256", false, NULL}, {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 1);
+    uint8_t want[32], got[32];
+    static uint8_t chunk[1 << 16];
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 1)
+        return usage_error("the file is required");
+    if (!get_hash("sha256", opts[0].value, want))
+        return EXIT_USAGE;
+    FILE *f = fopen(pos[0], "rb");
+    if (f == NULL)
+        return usage_error("cannot open %s: %s", pos[0], strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        fclose(f);
+        EVP_MD_CTX_free(ctx);
+        fprintf(stderr, "dems-verify: cannot start SHA-256\n");
+        return EXIT_USAGE;
+    }
+    uint64_t total = 0;
+    size_t got_n;
+    while ((got_n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        EVP_DigestUpdate(ctx, chunk, got_n);
+        total += got_n;
+    }
+    bool err = ferror(f) != 0;
+    fclose(f);
+    EVP_DigestFinal_ex(ctx, got, NULL);
+    EVP_MD_CTX_free(ctx);
+    if (err)
+        return usage_error("reading %s failed", pos[0]);
+    char hw[65], hg[65];
+    hex32(want, hw);
+    hex32(got, hg);
+    if (memcmp(want, got, 32) != 0)
+        return invalid("%s: SHA-256 is %s, expected %s (%llu bytes read)", pos[0], hg, hw,
+                       (unsigned long long)total);
+    printf("OK: %s: SHA-256 %s (%llu bytes)\n", pos[0], hg, (unsigned long long)total);
+    return EXIT_VALID;
+}
+
+static const struct cmd cmds[] = {
+    {"ledger", "ledger EXPORT [--key VKEY] [--skip-entry-signatures]",
+     "Verifies a ledger export (GET /v1/ledger/export; '-' reads stdin): every entry's\n"
+     "canonical bytes, leaf hash and Ed25519 signature, the sequence (no gap, duplicate or\n"
+     "reordering), and the recomputed Merkle root against the signed checkpoint at the end.\n"
+     "Reports the first bad entry by sequence number. --key pins the log's note verifier\n"
+     "key (name+hash+base64, GET /v1/ledger/key); without it the key in the export's header\n"
+     "is used, which proves only that the export is self-consistent.\n"
+     "--skip-entry-signatures checks everything but the per-entry signatures (the signed\n"
+     "checkpoint still authenticates every entry through the root).",
+     cmd_ledger},
+    {"inclusion",
+     "inclusion (--leaf-hash HEX | --entry FILE) --index N --size N --root HEX "
+     "[--proof HEX,HEX,...]",
+     "Verifies an RFC 9162 inclusion proof (GET /v1/ledger/proof/inclusion): that the entry\n"
+     "with that leaf hash (or whose canonical bytes are in FILE) is entry N of the tree of\n"
+     "the given size and root. --proof lists the proof's hashes in order, comma-separated\n"
+     "(omit it, or give \"\", for the empty proof of a one-entry tree).",
+     cmd_inclusion},
+    {"consistency",
+     "consistency --old N --new N --old-root HEX --new-root HEX [--proof HEX,HEX,...]",
+     "Verifies an RFC 9162 consistency proof (GET /v1/ledger/proof/consistency): that the\n"
+     "tree of size --old with --old-root is a prefix of the tree of size --new with\n"
+     "--new-root, i.e. the log only grew. --proof is empty when the sizes are equal.",
+     cmd_consistency},
+    {"checkpoint", "checkpoint NOTE --key VKEY [--origin ORIGIN]",
+     "Verifies a signed checkpoint note (GET /v1/ledger/checkpoint) against the log's note\n"
+     "verifier key and prints its origin, tree size and root.",
+     cmd_checkpoint},
+    {"file", "file FILE --sha256 HEX",
+     "Checks that FILE's SHA-256 is HEX (an evidence id, or a hash from a manifest).", cmd_file},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: dems-verify COMMAND ... (offline; no database, no network)\n\n");
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        fprintf(f, "  dems-verify %s\n", cmds[i].usage);
+    fprintf(f, "\n'dems-verify COMMAND --help' explains one. Exit status: 0 valid, 1 invalid "
+               "(one line says what\nand where), 2 usage or I/O error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_VALID;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "dems-verify: libsodium failed to initialise\n");
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (strcmp(argv[1], cmds[i].name) != 0)
+            continue;
+        current = &cmds[i];
+        int r = cmds[i].run(argc - 2, argv + 2);
+        if (r == -2) {
+            printf("usage: dems-verify %s\n\n%s\n", cmds[i].usage, cmds[i].help);
+            return EXIT_VALID;
+        }
+        return r;
+    }
+    fprintf(stderr, "dems-verify: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
