@@ -34,11 +34,14 @@ other=$(cat other.vkey)
 # Ledger exports.
 expect 0 '^OK: 20 entries verified' ledger good.export --key "$key"
 expect 0 '^OK: 20 entries verified.*pin it' ledger good.export
-expect 0 '^OK: 20 entries.*not checked' ledger good.export --skip-entry-signatures
+expect 0 '^OK: 20 entries.*fast: entries authenticated' ledger good.export --fast
 expect 0 '^OK: 20 entries' ledger - --key="$key" < good.export
 expect 1 '^INVALID: hash_mismatch: entry 7 \(line 9\)' ledger payload.export --key "$key"
 expect 1 '^INVALID: bad_signature: entry 7 ' ledger resigned.export --key "$key"
-expect 1 '^INVALID: root_mismatch' ledger resigned.export --skip-entry-signatures
+expect 1 '^INVALID: bad_signature: entry 7 ' ledger resigned.export --fast
+expect 1 '^INVALID: root_mismatch' ledger - --fast < resigned.export
+expect 1 '^INVALID: hash_mismatch: entry 7 ' ledger payload.export --fast
+expect 1 '^INVALID: sequence_reorder: entry 4 ' ledger swapped.export --fast
 expect 1 '^INVALID: sequence_gap: entry 9 .*missing' ledger deleted.export
 expect 1 '^INVALID: sequence_reorder: entry 4 .*out of order' ledger swapped.export
 expect 1 '^INVALID: sequence_duplicate: entry 15 ' ledger duplicate.export
