@@ -69,6 +69,10 @@ static const struct key keys[] = {
      "seconds an unfinished upload is kept before it expires"},
     {"housekeeping_interval", K_U64, OFF(housekeeping_interval), 1, 3600, "60",
      "seconds between housekeeping runs (expiring abandoned uploads)"},
+    {"ledger_origin", K_STR, OFF(ledger_origin), 0, 0, "dems.localhost/ledger",
+     "origin line of the ledger's signed checkpoints (a unique name for this log)"},
+    {"master_key_file", K_STR, OFF(master_key_file), 0, 0, "",
+     "file holding the 32-byte master key (empty = data_dir/keys/master.key)"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

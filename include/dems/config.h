@@ -38,6 +38,8 @@ struct dems_config {
     uint64_t upload_max_size;
     uint64_t upload_expiry;
     uint64_t housekeeping_interval;
+    char *ledger_origin;
+    char *master_key_file;
     char *log_level;
 };
 

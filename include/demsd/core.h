@@ -53,7 +53,9 @@ struct dems_server {
     struct dems_loop *loops;
     unsigned nloops;
     char db_conninfo[2048];
-    char *migrations_status; /* NULL when current */
+    char *migrations_status;    /* NULL when current */
+    struct dems_ledger *ledger; /* server/ledger/append.c */
+    uint8_t *master_key;        /* 32 bytes, sodium_malloc'd (server/store/keys.c) */
     /* The CPU work pool (password hashing). */
     pthread_t *workers;
     unsigned nworkers;
@@ -69,6 +71,12 @@ struct dems_server {
  */
 int dems_work_submit(struct dems_loop *loop, void (*fn)(void *arg), void (*done)(void *arg),
                      void *arg);
+
+/*
+ * Runs fn(arg) on loop's thread soon; callable from any thread. Returns 0,
+ * or DEMS_ENOMEM (then fn never runs).
+ */
+int dems_loop_post(struct dems_loop *loop, void (*fn)(void *arg), void *arg);
 
 /* On loop's thread: runs done for every finished item (its work_ev). */
 void dems_work_deliver(struct dems_loop *loop);

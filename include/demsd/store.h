@@ -64,6 +64,9 @@ void dems_staging_close(const char *id);
 /* Drops an upload: unregisters it and deletes its staging file. */
 void dems_staging_remove(const char *id);
 
+/* The staging file's path for upload id. */
+void dems_staging_path(const char *id, char *out, size_t len);
+
 /* The staging file's length, or -1 when it does not exist. */
 int64_t dems_staging_size(const char *id);
 

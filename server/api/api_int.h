@@ -55,6 +55,12 @@ void api_uploads_patch_end(struct dems_req *req);
 void api_uploads_get(struct dems_req *req);
 void api_uploads_delete(struct dems_req *req);
 
+void api_ledger_key(struct dems_req *req);
+void api_ledger_checkpoint(struct dems_req *req);
+void api_ledger_entries(struct dems_req *req);
+void api_ledger_inclusion(struct dems_req *req);
+void api_ledger_consistency(struct dems_req *req);
+
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;
 void api_uploads_expire(struct dems_db_pool *db);

@@ -21,8 +21,10 @@
 #include "dems/err.h"
 #include "dems/limits.h"
 #include "dems/str.h"
+#include "demsd/blobs.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
+#include "demsd/ledger.h"
 #include "demsd/store.h"
 
 #include "api_int.h"
@@ -349,6 +351,107 @@ static void reply_progress(struct dems_req *req, struct patch *p, int status)
     dems_resp_json(req, status, NULL);
 }
 
+/* ---- promotion: complete upload -> encrypted blob + artefact + INGESTED ---- */
+
+struct promote {
+    struct dems_req *req;
+    char sha[65];
+    char size[24];
+    char staging[4200];
+    int err;
+};
+
+static void reply_complete(struct dems_req *req, struct promote *pr)
+{
+    struct patch *p = dems_req_data(req);
+    tus_headers(req);
+    dems_resp_header(req, "Upload-Offset", pr->size);
+    dems_resp_header(req, "Upload-Sha256", pr->sha);
+    dems_resp_header(req, "Evidence-Id", pr->sha);
+    if (p->is_create) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
+        dems_resp_header(req, "Location", loc);
+    }
+    dems_resp_json(req, p->is_create ? 201 : 204, NULL);
+}
+
+static void on_ingested(struct dems_ledger_item *item, void *arg)
+{
+    struct promote *pr = arg;
+    struct dems_req *req = pr->req;
+    if (!dems_req_is_aborted(req)) {
+        if (item->err < 0) {
+            dems_resp_error(req, 503, "ledger_unavailable",
+                            "the upload is complete but could not be recorded as evidence yet");
+        } else {
+            struct patch *p = dems_req_data(req);
+            dems_staging_remove(p->id); /* the encrypted blob holds it now */
+            reply_complete(req, pr);
+        }
+    }
+    dems_req_unref(req);
+    free(pr);
+}
+
+static void promote_work(void *arg)
+{
+    struct promote *pr = arg;
+    struct dems_server *srv = dems_req_loop(pr->req)->srv;
+    pr->err = dems_blob_put(srv->cfg->data_dir, srv->master_key, pr->sha, pr->staging);
+}
+
+static char *dup(const char *s)
+{
+    return strdup(s);
+}
+
+static void promote_done(void *arg)
+{
+    struct promote *pr = arg;
+    struct dems_req *req = pr->req;
+    struct dems_loop *loop = dems_req_loop(req);
+    struct patch *p = dems_req_data(req);
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it = NULL;
+    if (!dems_req_is_aborted(req) && pr->err == 0)
+        it = dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_USER, who->username);
+    if (it == NULL) {
+        if (!dems_req_is_aborted(req))
+            dems_resp_error(req, 500, "evidence_store_failed",
+                            "the upload is complete but could not be stored as evidence");
+        dems_req_unref(req);
+        free(pr);
+        return;
+    }
+    it->has_artefact = it->has_sha256 = it->has_size = true;
+    dems_hex_decode(pr->sha, 64, it->artefact, 32);
+    memcpy(it->sha256, it->artefact, 32);
+    uint64_t size = 0;
+    dems_parse_u64(pr->size, strlen(pr->size), UINT64_MAX, &size);
+    it->size = size;
+    it->payload = json_pack("{s:s}", "upload", p->id);
+    it->pre_sql = dup("WITH a AS (INSERT INTO artefacts (id, size, content_type, filename,"
+                      " metadata, uploaded_by, upload_id)"
+                      " SELECT $1, length, metadata->>'content_type', metadata->>'filename',"
+                      " metadata, owner_user_id, id FROM uploads WHERE id = $2"
+                      " ON CONFLICT (id) DO NOTHING RETURNING id)"
+                      " UPDATE uploads SET evidence_id = $1 WHERE id = $2");
+    it->pre_nparams = 2;
+    it->pre_params[0] = dup(pr->sha);
+    it->pre_params[1] = dup(p->id);
+    it->done = on_ingested;
+    it->arg = pr;
+    if (it->pre_sql == NULL || it->pre_params[0] == NULL || it->pre_params[1] == NULL ||
+        dems_ledger_append(loop->srv, loop, it) < 0) {
+        if (it->pre_sql == NULL || it->pre_params[0] == NULL || it->pre_params[1] == NULL)
+            dems_ledger_item_free(it);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+        dems_req_unref(req);
+        free(pr);
+    }
+}
+
 static void on_state_stored(struct dems_req *req, const PGresult *res, int err)
 {
     struct patch *p = dems_req_data(req);
@@ -360,22 +463,27 @@ static void on_state_stored(struct dems_req *req, const PGresult *res, int err)
     dems_staging_close(p->id);
     p->staged = NULL; /* closed: nothing to release */
     if (strcmp(state, "rejected") == 0) {
+        dems_staging_remove(p->id);
         tus_headers(req);
         dems_resp_error(req, 422, "sha256_mismatch",
                         "the file's SHA-256 differs from the declared one; nothing was kept");
         return;
     }
-    tus_headers(req);
-    char off[24];
-    snprintf(off, sizeof(off), "%s", PQgetvalue(res, 0, 1));
-    dems_resp_header(req, "Upload-Offset", off);
-    dems_resp_header(req, "Upload-Sha256", PQgetvalue(res, 0, 2));
-    if (p->is_create) {
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
-        dems_resp_header(req, "Location", loc);
+    struct promote *pr = calloc(1, sizeof(*pr));
+    if (pr == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
     }
-    dems_resp_json(req, p->is_create ? 201 : 204, NULL);
+    pr->req = req;
+    snprintf(pr->size, sizeof(pr->size), "%s", PQgetvalue(res, 0, 1));
+    snprintf(pr->sha, sizeof(pr->sha), "%s", PQgetvalue(res, 0, 2));
+    dems_staging_path(p->id, pr->staging, sizeof(pr->staging));
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), promote_work, promote_done, pr) < 0) {
+        dems_req_unref(req);
+        free(pr);
+        dems_resp_err(req, DEMS_ENOMEM);
+    }
 }
 
 static void on_finished(void *arg)
@@ -573,6 +681,11 @@ static void on_state(struct dems_req *req, const PGresult *res, int err)
         json_object_set_new(body, "sha256", json_string(PQgetvalue(res, 0, 5)));
     if (body != NULL && !PQgetisnull(res, 0, 4))
         json_object_set_new(body, "reason", json_string(PQgetvalue(res, 0, 4)));
+    if (!PQgetisnull(res, 0, 9)) {
+        dems_resp_header(req, "Evidence-Id", PQgetvalue(res, 0, 9));
+        if (body != NULL)
+            json_object_set_new(body, "evidence_id", json_string(PQgetvalue(res, 0, 9)));
+    }
     tus_headers(req);
     offset_header(req, offset);
     dems_resp_header(req, "Upload-Length", len);

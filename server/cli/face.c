@@ -161,23 +161,38 @@ static void print_face(const struct dems_face *f, bool embed)
     putchar('}');
 }
 
+/* Landmarks (and descriptors) for the n detected faces. A face whose box
+ * holds no pixel of the image (possible at very low --min-score) is dropped,
+ * as face-api drops empty crops. Returns the faces kept. */
+static size_t analyse(struct dems_face_ctx *ctx, const struct dems_face_image *img, bool embed,
+                      struct dems_face *faces, size_t n)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (dems_face_landmarks(ctx, img, &faces[i]) < 0 ||
+            (embed && dems_face_describe(ctx, img, &faces[i]) < 0))
+            continue;
+        if (kept != i)
+            faces[kept] = faces[i];
+        kept++;
+    }
+    return kept;
+}
+
 /* Processes one file; prints its JSON object. Returns 0 or a DEMS_E*. */
 static int one_image(struct dems_face_ctx *ctx, const struct face_args *a, const char *file,
                      struct dems_face *faces)
 {
     char err[512] = "";
-    struct dems_face_image img;
+    struct dems_face_image img = {0};
     size_t n = 0;
     int r = dems_face_image_load(file, &img, err, sizeof(err));
     if (r == 0) {
         r = dems_face_detect(ctx, &img, &a->opts, faces, MAX_FACES, &n);
-        for (size_t i = 0; i < n && r == 0; i++) {
-            r = dems_face_landmarks(ctx, &img, &faces[i]);
-            if (r == 0 && a->embed)
-                r = dems_face_describe(ctx, &img, &faces[i]);
-        }
         if (r < 0)
-            snprintf(err, sizeof(err), "face analysis failed: %s", dems_strerror(r));
+            snprintf(err, sizeof(err), "face detection failed: %s", dems_strerror(r));
+        else
+            n = analyse(ctx, &img, a->embed, faces, n);
     }
     fputs("{\"file\": ", stdout);
     print_string(file);
@@ -186,6 +201,7 @@ static int one_image(struct dems_face_ctx *ctx, const struct face_args *a, const
         fputs(", \"error\": ", stdout);
         print_string(err);
         putchar('}');
+        dems_face_image_done(&img);
         return r;
     }
     printf(", \"width\": %d, \"height\": %d, \"faces\": [", img.width, img.height);

@@ -19,6 +19,7 @@
 #include "demsd/cli.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
+#include "demsd/ledger.h"
 #include "demsd/log.h"
 #include "demsd/setup.h"
 #include "demsd/store.h"
@@ -129,6 +130,31 @@ static int migrate_and_bootstrap(struct dems_setup *s, struct dems_server *srv)
     return 0;
 }
 
+/* The master key (outside the database) and the ledger's appender. */
+static int start_ledger(struct dems_setup *s, struct dems_server *srv)
+{
+    char path[4200], err[1024];
+    if (s->cfg.master_key_file[0] != '\0')
+        snprintf(path, sizeof(path), "%s", s->cfg.master_key_file);
+    else
+        snprintf(path, sizeof(path), "%s/keys/master.key", s->cfg.data_dir);
+    uint8_t *master = sodium_malloc(32);
+    int r = master != NULL ? dems_master_key_load(path, master, err, sizeof(err)) : DEMS_ENOMEM;
+    if (r == 0)
+        r = dems_ledger_start(srv, s->app_conninfo, master, err, sizeof(err));
+    if (r == 0) {
+        sodium_mprotect_readonly(master);
+        srv->master_key = master; /* freed when serve ends */
+    } else if (master != NULL) {
+        sodium_free(master);
+    }
+    if (r < 0) {
+        fprintf(stderr, "demsd: %s\n", r == DEMS_ENOMEM ? "out of memory" : err);
+        return 1;
+    }
+    return 0;
+}
+
 int dems_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -192,6 +218,8 @@ int dems_cli_serve(int argc, char **argv)
     if (rc == 0)
         rc = migrate_and_bootstrap(&s, &srv);
     char err[1024];
+    if (rc == 0)
+        rc = start_ledger(&s, &srv);
     if (rc == 0 && dems_staging_init(s.cfg.data_dir) < 0) {
         fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
         rc = 1;
@@ -207,6 +235,9 @@ int dems_cli_serve(int argc, char **argv)
         if (srv.workers != NULL)
             dems_work_stop(&srv);
     }
+    dems_ledger_stop(&srv);
+    if (srv.master_key != NULL)
+        sodium_free(srv.master_key);
     dems_staging_done();
     if (srv.ssl_ctx != NULL)
         SSL_CTX_free(srv.ssl_ctx);

@@ -107,3 +107,17 @@ void dems_work_stop(struct dems_server *srv)
     srv->workers = NULL;
     srv->nworkers = 0;
 }
+
+int dems_loop_post(struct dems_loop *loop, void (*fn)(void *arg), void *arg)
+{
+    struct dems_work *w = malloc(sizeof(*w));
+    if (w == NULL)
+        return DEMS_ENOMEM;
+    *w = (struct dems_work){.loop = loop, .done = fn, .arg = arg};
+    pthread_mutex_lock(&loop->work_mu);
+    w->next = loop->work_done;
+    loop->work_done = w;
+    pthread_mutex_unlock(&loop->work_mu);
+    event_active(loop->work_ev, EV_READ, 0);
+    return 0;
+}

@@ -182,6 +182,11 @@ void dems_staging_remove(const char *id)
     unlink(p);
 }
 
+void dems_staging_path(const char *id, char *out, size_t len)
+{
+    path_of(id, out, len);
+}
+
 int64_t dems_staging_size(const char *id)
 {
     char p[PATH_MAX + 40];

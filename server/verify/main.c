@@ -5,7 +5,7 @@
  * and where) and exit 1 when it does not; usage errors print to stderr and
  * exit 2.
  *
- *   dems-verify ledger EXPORT [--key VKEY] [--fast]
+ *   dems-verify ledger EXPORT [--key VKEY] [--fast] [--threads N]
  *   dems-verify inclusion (--leaf-hash HEX | --entry FILE) --index N --size N
  *                         --root HEX [--proof HEX,HEX,...]
  *   dems-verify consistency --old N --new N --old-root HEX --new-root HEX
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dems/err.h"
 #include "dems/ledger.h"
@@ -218,7 +219,7 @@ static int ledger_pass(const char *path, const struct dems_ledger_verify_opts *v
 
 static int cmd_ledger(int argc, char **argv)
 {
-    struct opt opts[] = {{"key", false, NULL}, {"fast", true, NULL}, {0}};
+    struct opt opts[] = {{"key", false, NULL}, {"fast", true, NULL}, {"threads", false, NULL}, {0}};
     const char *pos[1];
     int n = parse_opts(argc, argv, opts, pos, 1);
     if (n < 0)
@@ -227,6 +228,17 @@ static int cmd_ledger(int argc, char **argv)
         return usage_error("the export file is required");
     struct dems_ledger_verify_opts vo = {.vkey = opts[0].value,
                                          .skip_entry_sigs = opts[1].value != NULL};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t threads = cpus > 0 ? (uint64_t)cpus : 1;
+    if (opts[2].value != NULL) {
+        if (!get_u64("threads", opts[2].value, &threads))
+            return EXIT_USAGE;
+        if (threads == 0 || threads > 64)
+            return usage_error("--threads: give 1 to 64");
+    }
+    if (threads > 64)
+        threads = 64;
+    vo.threads = (unsigned)threads;
     struct dems_note_verifier pin;
     if (vo.vkey != NULL && dems_note_verifier_parse(vo.vkey, strlen(vo.vkey), &pin) < 0)
         return usage_error("--key: not a note verifier key (name+hash+base64)");
@@ -417,7 +429,7 @@ static int cmd_file(int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-    {"ledger", "ledger EXPORT [--key VKEY] [--fast]",
+    {"ledger", "ledger EXPORT [--key VKEY] [--fast] [--threads N]",
      "Verifies a ledger export (GET /v1/ledger/export; '-' reads stdin): every entry's\n"
      "canonical bytes, leaf hash and Ed25519 signature, the sequence (no gap, duplicate or\n"
      "reordering), and the recomputed Merkle root against the signed checkpoint at the end.\n"
@@ -427,7 +439,8 @@ static const struct cmd cmds[] = {
      "--fast skips the per-entry Ed25519 checks (the slow part): every entry is still\n"
      "authenticated, through its leaf hash and the root the signed checkpoint commits to.\n"
      "When the root does not match, a second pass checks the entry signatures to name the\n"
-     "first rewritten entry.",
+     "first rewritten entry. --threads sets how many threads check entry signatures\n"
+     "(default: one per online CPU).",
      cmd_ledger},
     {"inclusion",
      "inclusion (--leaf-hash HEX | --entry FILE) --index N --size N --root HEX "

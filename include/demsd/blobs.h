@@ -1,0 +1,49 @@
+/*
+ * The local blob store: content-addressed files under data_dir/blobs/XX/ID
+ * (ID = SHA-256 of the plaintext, XX its first two hex digits), encrypted
+ * with libsodium's secretstream (XChaCha20-Poly1305) under a fresh key per
+ * blob. The blob key is wrapped (XSalsa20-Poly1305 secretbox) by the master
+ * key and kept in the file's header, so the database holds no key material
+ * and a stolen disk without the master key reveals nothing.
+ *
+ * File layout: "DEMSBLOB1\n" (10 bytes) | nonce (24) | wrapped key (32 + 16)
+ * | secretstream header (24) | chunks of up to 64 KiB plaintext, each
+ * + 17 bytes, the last tagged FINAL.
+ *
+ * All functions block (file I/O, fsync, crypto): work pool only.
+ */
+#ifndef DEMSD_BLOBS_H
+#define DEMSD_BLOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DEMS_BLOB_CHUNK (64 * 1024)
+
+/*
+ * Encrypts the plaintext file src into the store as id (hex SHA-256),
+ * checking while it reads that the plaintext really hashes to id. Already
+ * stored: nothing is written (dedupe). Writes via a temporary file, fsync and
+ * rename. Returns 0, DEMS_ECRYPTO (src does not hash to id), DEMS_EIO.
+ */
+int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const char *id,
+                  const char *src);
+
+/* Opened blob for sequential decryption. */
+struct dems_blob;
+
+/* Opens blob id; returns 0, DEMS_ENOTFOUND, DEMS_ECRYPTO (bad header/key) or DEMS_EIO. */
+int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
+                   struct dems_blob **ret);
+
+/*
+ * Decrypts the next chunk into out (DEMS_BLOB_CHUNK bytes). Returns the
+ * number of bytes (0 at the end), or DEMS_ECRYPTO when the file was altered
+ * or truncated, DEMS_EIO.
+ */
+long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK]);
+
+void dems_blob_close(struct dems_blob *b);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * The custody ledger service inside demsd. One appender thread per process
+ * owns a blocking PostgreSQL connection and the in-memory Merkle frontier;
+ * loops hand it entries and get their sequence numbers back on their own
+ * thread. Appends are batched into one transaction (group commit) under the
+ * ledger_head row lock, so sequence numbers are gapless even with several
+ * demsd processes on one database. A signed checkpoint is written at most
+ * once a second while the log grows. Key material: the Ed25519 seed is kept
+ * in ledger_keys sealed (XSalsa20-Poly1305) with the master key, which lives
+ * in a file outside the database (server/store/keys.c).
+ */
+#ifndef DEMSD_LEDGER_H
+#define DEMSD_LEDGER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dems/ledger.h"
+
+struct dems_loop;
+struct dems_server;
+struct dems_ledger;
+
+/* One entry to append. Filled by the caller; owned by the ledger once queued. */
+struct dems_ledger_item {
+    enum dems_ledger_type type;
+    enum dems_ledger_actor actor_kind;
+    char actor_id[DEMS_LEDGER_MAX_ID + 1];
+    bool has_artefact;
+    uint8_t artefact[32];
+    bool has_sha256;
+    uint8_t sha256[32];
+    bool has_size;
+    uint64_t size;
+    json_t *payload; /* owned; NULL for {} */
+    /*
+     * Optional statement run in the same transaction just before the entry
+     * (e.g. inserting the artefact the entry records). If it fails the entry
+     * is not appended and err says why; other entries in the batch are not
+     * affected. Owned strings.
+     */
+    char *pre_sql;
+    int pre_nparams;
+    char *pre_params[8];
+    /* Results, valid in done: err (0, DEMS_ECONFLICT for a unique violation
+     * in pre_sql, DEMS_EDB), seq. */
+    int err;
+    uint64_t seq;
+    void (*done)(struct dems_ledger_item *item, void *arg); /* on loop's thread */
+    void *arg;
+    struct dems_loop *loop;
+    struct dems_ledger_item *next;
+};
+
+/* A new item (zeroed); free with dems_ledger_item_free. */
+struct dems_ledger_item *dems_ledger_item_new(enum dems_ledger_type type,
+                                              enum dems_ledger_actor actor_kind,
+                                              const char *actor_id);
+void dems_ledger_item_free(struct dems_ledger_item *item);
+
+/*
+ * Loads (or on first start creates) the signing key, the frontier and the
+ * first checkpoint, then starts the appender thread. Blocking: start-up only.
+ */
+int dems_ledger_start(struct dems_server *srv, const char *conninfo,
+                      const uint8_t master_key[static 32], char *err, size_t errlen);
+
+/* Stops the thread after the queued entries are written. */
+void dems_ledger_stop(struct dems_server *srv);
+
+/*
+ * Queues item (ownership moves to the ledger); item->done runs on loop's
+ * thread once it is durable or has failed. Returns 0, or DEMS_EUNAVAIL when
+ * the ledger is stopping (then item is freed and done never runs).
+ */
+int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
+                       struct dems_ledger_item *item);
+
+/* The note verifier key ("name+keyhash+base64"). Borrowed. */
+const char *dems_ledger_vkey(const struct dems_server *srv);
+
+/* The origin line of checkpoints. Borrowed. */
+const char *dems_ledger_origin(const struct dems_server *srv);
+
+/*
+ * The master key (server/store/keys.c): reads path, or creates it with 32
+ * random bytes (mode 0600, directory 0700) when missing. Blocking.
+ */
+int dems_master_key_load(const char *path, uint8_t ret_key[static 32], char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * The ledger's read API: the latest signed checkpoint and the verifier key
+ * (public: anyone may check the log), entries, and inclusion and consistency
+ * proofs (staff). Proofs never block the loop: a dry run of the prover over
+ * a recording reader lists the complete-subtree hashes it needs (O(log N)),
+ * one query fetches them, and the real run reads from that set.
+ */
+#include "demsd/ledger.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/ledger.h"
+#include "dems/str.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+
+#include "api_int.h"
+
+#define MAX_ENTRIES_PER_PAGE 1000
+#define MAX_NEEDED           256
+
+void api_ledger_key(struct dems_req *req)
+{
+    const char *vkey = dems_ledger_vkey(dems_req_loop(req)->srv);
+    char text[DEMS_NOTE_VKEY_MAX + 2];
+    int n = snprintf(text, sizeof(text), "%s\n", vkey);
+    dems_resp_bytes(req, 200, "text/plain; charset=utf-8", text, (size_t)n);
+}
+
+static void on_checkpoint(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    const char *note = PQgetvalue(res, 0, 0);
+    dems_resp_bytes(req, 200, "text/plain; charset=utf-8", note, strlen(note));
+}
+
+void api_ledger_checkpoint(struct dems_req *req)
+{
+    int r = dems_db_req(req, "SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1", 0,
+                        NULL, on_checkpoint);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* Reads a decimal query parameter; answers 400 naming it when bad. */
+static bool query_u64(struct dems_req *req, const char *name, uint64_t max, uint64_t *ret)
+{
+    struct dems_str v;
+    if (dems_req_query(req, name, &v) && dems_parse_u64(v.ptr, v.len, max, ret) == 0)
+        return true;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "query parameter \"%s\" must be a whole number", name);
+    dems_resp_error(req, 400, "invalid_parameter", msg);
+    return false;
+}
+
+/* ---- entries ---- */
+
+static void on_entries(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+        const char *hex = PQgetvalue(res, i, 1);
+        size_t n = strlen(hex) / 2;
+        uint8_t *bytes = malloc(n + 1);
+        char *b64 = malloc(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL));
+        if (bytes == NULL || b64 == NULL || dems_hex_decode(hex, 2 * n, bytes, n) < 0) {
+            free(bytes);
+            free(b64);
+            json_decref(arr);
+            dems_resp_err(req, DEMS_ENOMEM);
+            return;
+        }
+        sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), bytes,
+                          n, sodium_base64_VARIANT_ORIGINAL);
+        const char *seq = PQgetvalue(res, i, 0);
+        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s}", "seq",
+                                             (json_int_t)api_id(seq, strlen(seq)), "bytes", b64,
+                                             "leaf_hash", PQgetvalue(res, i, 2), "signature",
+                                             PQgetvalue(res, i, 3)));
+        free(bytes);
+        free(b64);
+    }
+    dems_resp_json(req, 200, json_pack("{s:o}", "entries", arr));
+}
+
+void api_ledger_entries(struct dems_req *req)
+{
+    uint64_t start, end;
+    if (!query_u64(req, "start", DEMS_MERKLE_MAX_SIZE, &start) ||
+        !query_u64(req, "end", DEMS_MERKLE_MAX_SIZE, &end))
+        return;
+    if (end <= start || end - start > MAX_ENTRIES_PER_PAGE) {
+        dems_resp_error(req, 400, "invalid_parameter",
+                        "need start < end with at most 1000 entries per page");
+        return;
+    }
+    char s[24], e[24];
+    snprintf(s, sizeof(s), "%llu", (unsigned long long)start);
+    snprintf(e, sizeof(e), "%llu", (unsigned long long)end);
+    const char *params[] = {s, e};
+    int r = dems_db_req(req,
+                        "SELECT seq, encode(bytes, 'hex'), encode(leaf_hash, 'hex'),"
+                        " encode(signature, 'hex') FROM ledger_entries"
+                        " WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                        2, params, on_entries);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- proofs ---- */
+
+struct need {
+    size_t n;
+    uint64_t start[MAX_NEEDED];
+    unsigned level[MAX_NEEDED];
+    uint8_t hash[MAX_NEEDED][32];
+    bool have[MAX_NEEDED];
+    bool overflow;
+};
+
+struct proof_req {
+    bool consistency;
+    uint64_t a, b; /* index/size, or old/new */
+    struct need need;
+};
+
+static int recording(void *ctx, uint64_t start, unsigned level, uint8_t ret[static 32])
+{
+    struct need *nd = ctx;
+    memset(ret, 0, 32);
+    for (size_t i = 0; i < nd->n; i++) {
+        if (nd->start[i] == start && nd->level[i] == level)
+            return 0;
+    }
+    if (nd->n == MAX_NEEDED) {
+        nd->overflow = true;
+        return DEMS_ETOOBIG;
+    }
+    nd->start[nd->n] = start;
+    nd->level[nd->n] = level;
+    nd->n++;
+    return 0;
+}
+
+static int replaying(void *ctx, uint64_t start, unsigned level, uint8_t ret[static 32])
+{
+    struct need *nd = ctx;
+    for (size_t i = 0; i < nd->n; i++) {
+        if (nd->start[i] == start && nd->level[i] == level && nd->have[i]) {
+            memcpy(ret, nd->hash[i], 32);
+            return 0;
+        }
+    }
+    return DEMS_ENOTFOUND;
+}
+
+/* Runs the prover (and the roots) over reader; fills proof and roots. */
+static int run(struct proof_req *p, int (*get)(void *, uint64_t, unsigned, uint8_t[static 32]),
+               struct dems_merkle_proof *proof, uint8_t root_a[static 32],
+               uint8_t root_b[static 32])
+{
+    struct dems_merkle_reader rd = {.get_subtree = get, .ctx = &p->need};
+    if (p->consistency) {
+        int r = dems_merkle_prove_consistency(&rd, p->a, p->b, proof);
+        if (r == 0)
+            r = dems_merkle_root(&rd, p->a, root_a);
+        if (r == 0)
+            r = dems_merkle_root(&rd, p->b, root_b);
+        return r;
+    }
+    uint8_t leaf[32];
+    int r = dems_merkle_prove_inclusion(&rd, p->a, p->b, proof);
+    if (r == 0)
+        r = dems_merkle_root(&rd, p->b, root_b);
+    if (r == 0)
+        r = get(&p->need, p->a, 0, leaf); /* the leaf hash itself */
+    if (r == 0)
+        memcpy(root_a, leaf, 32);
+    return r;
+}
+
+static json_t *hex_array(const struct dems_merkle_proof *proof)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < proof->len; i++) {
+        char hex[65];
+        dems_hex_encode(proof->hash[i], 32, hex);
+        json_array_append_new(arr, json_string(hex));
+    }
+    return arr;
+}
+
+static void on_subtrees(struct dems_req *req, const PGresult *res, int err)
+{
+    struct proof_req *p = dems_req_data(req);
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *lv = PQgetvalue(res, i, 0), *st = PQgetvalue(res, i, 1);
+        uint64_t level = 0, start = 0;
+        dems_parse_u64(lv, strlen(lv), 62, &level);
+        dems_parse_u64(st, strlen(st), UINT64_MAX, &start);
+        for (size_t k = 0; k < p->need.n; k++) {
+            if (p->need.start[k] == start && p->need.level[k] == level &&
+                dems_hex_decode(PQgetvalue(res, i, 2), 64, p->need.hash[k], 32) == 0)
+                p->need.have[k] = true;
+        }
+    }
+    struct dems_merkle_proof proof;
+    uint8_t ra[32], rb[32];
+    if (run(p, replaying, &proof, ra, rb) < 0) {
+        dems_resp_error(req, 400, "beyond_log", "the requested tree size is larger than the log");
+        return;
+    }
+    char ha[65], hb[65];
+    dems_hex_encode(ra, 32, ha);
+    dems_hex_encode(rb, 32, hb);
+    json_t *body =
+        p->consistency
+            ? json_pack("{s:I,s:I,s:s,s:s,s:o}", "old", (json_int_t)p->a, "new", (json_int_t)p->b,
+                        "old_root", ha, "new_root", hb, "proof", hex_array(&proof))
+            : json_pack("{s:I,s:I,s:s,s:s,s:o}", "index", (json_int_t)p->a, "size",
+                        (json_int_t)p->b, "leaf_hash", ha, "root", hb, "proof", hex_array(&proof));
+    dems_resp_json(req, 200, body);
+}
+
+static void start_proof(struct dems_req *req, struct proof_req *p)
+{
+    dems_req_set_data(req, p, free);
+    struct dems_merkle_proof proof;
+    uint8_t ra[32], rb[32];
+    int r = run(p, recording, &proof, ra, rb);
+    if (r < 0 || p->need.overflow) {
+        dems_resp_error(req, 400, "invalid_parameter",
+                        p->consistency ? "need 0 < old <= new" : "need index < size");
+        return;
+    }
+    /* Array literals of plain numbers need no quoting. */
+    char *lv = malloc(p->need.n * 4 + 3), *st = malloc(p->need.n * 21 + 3);
+    if (lv == NULL || st == NULL) {
+        free(lv);
+        free(st);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    size_t ol = 0, os = 0;
+    lv[ol++] = '{';
+    st[os++] = '{';
+    for (size_t i = 0; i < p->need.n; i++) {
+        ol += (size_t)snprintf(lv + ol, 5, "%s%u", i ? "," : "", p->need.level[i]);
+        os += (size_t)snprintf(st + os, 22, "%s%llu", i ? "," : "",
+                               (unsigned long long)p->need.start[i]);
+    }
+    snprintf(lv + ol, 2, "}");
+    snprintf(st + os, 2, "}");
+    const char *params[] = {lv, st};
+    r = dems_db_req(req,
+                    "SELECT level, start, encode(hash, 'hex') FROM ledger_subtrees"
+                    " WHERE (level, start) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
+                    2, params, on_subtrees);
+    free(lv);
+    free(st);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+void api_ledger_inclusion(struct dems_req *req)
+{
+    struct proof_req *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    if (!query_u64(req, "index", DEMS_MERKLE_MAX_SIZE, &p->a) ||
+        !query_u64(req, "size", DEMS_MERKLE_MAX_SIZE, &p->b)) {
+        free(p);
+        return;
+    }
+    start_proof(req, p);
+}
+
+void api_ledger_consistency(struct dems_req *req)
+{
+    struct proof_req *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    p->consistency = true;
+    if (!query_u64(req, "old", DEMS_MERKLE_MAX_SIZE, &p->a) ||
+        !query_u64(req, "new", DEMS_MERKLE_MAX_SIZE, &p->b)) {
+        free(p);
+        return;
+    }
+    start_proof(req, p);
+}

@@ -1,0 +1,588 @@
+/*
+ * The ledger appender (see demsd/ledger.h). Its thread takes everything
+ * queued (up to BATCH_MAX entries), and in one transaction: locks
+ * ledger_head, checks the in-memory frontier against the head (reloading it
+ * from ledger_subtrees when another process appended), runs each entry's
+ * pre-statement under a savepoint, assigns sequence numbers, encodes the
+ * canonical bytes, hashes and signs them, and inserts entries and completed
+ * subtree hashes with one multi-row statement each. One fsync (COMMIT)
+ * covers the whole batch: group commit.
+ */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dems/buf.h"
+#include "dems/err.h"
+#include "dems/str.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/ledger.h"
+#include "demsd/log.h"
+
+#define BATCH_MAX 512
+#define KEY_ID    "1"
+
+struct dems_ledger {
+    struct dems_server *srv;
+    PGconn *db;
+    char *conninfo;
+    struct dems_ledger_key *key;
+    char vkey[DEMS_NOTE_VKEY_MAX];
+    char origin[DEMS_NOTE_MAX_NAME + 1];
+    struct dems_merkle_frontier frontier;
+    bool frontier_ok;
+    uint64_t checkpoint_size;
+    int64_t checkpoint_ms;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct dems_ledger_item *head, *tail;
+    bool stop;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct dems_ledger_item *dems_ledger_item_new(enum dems_ledger_type type,
+                                              enum dems_ledger_actor actor_kind,
+                                              const char *actor_id)
+{
+    struct dems_ledger_item *it = calloc(1, sizeof(*it));
+    if (it == NULL)
+        return NULL;
+    it->type = type;
+    it->actor_kind = actor_kind;
+    snprintf(it->actor_id, sizeof(it->actor_id), "%s", actor_id);
+    return it;
+}
+
+void dems_ledger_item_free(struct dems_ledger_item *it)
+{
+    if (it == NULL)
+        return;
+    json_decref(it->payload);
+    free(it->pre_sql);
+    for (int i = 0; i < it->pre_nparams && i < 8; i++)
+        free(it->pre_params[i]);
+    free(it);
+}
+
+/* ---- blocking SQL helpers (this thread only) ---- */
+
+static PGresult *q(struct dems_ledger *l, const char *sql, int n, const char *const *p)
+{
+    return PQexecParams(l->db, sql, n, NULL, p, NULL, NULL, 0);
+}
+
+static bool ok(const PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static int exec1(struct dems_ledger *l, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = q(l, sql, n, p);
+    int r = ok(res) ? 0 : DEMS_EDB;
+    if (r < 0)
+        dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: %.300s", PQresultErrorMessage(res));
+    PQclear(res);
+    return r;
+}
+
+/* Reads stored complete-subtree hashes (the Merkle reader over the DB). */
+static int db_subtree(void *ctx, uint64_t start, unsigned level, uint8_t ret[static 32])
+{
+    struct dems_ledger *l = ctx;
+    char s[24], lv[8];
+    snprintf(s, sizeof(s), "%llu", (unsigned long long)start);
+    snprintf(lv, sizeof(lv), "%u", level);
+    const char *p[] = {lv, s};
+    PGresult *res = q(l,
+                      "SELECT encode(hash, 'hex') FROM ledger_subtrees"
+                      " WHERE level = $1 AND start = $2",
+                      2, p);
+    int r = ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
+    if (r == 0 && dems_hex_decode(PQgetvalue(res, 0, 0), 64, ret, 32) < 0)
+        r = DEMS_EDB;
+    PQclear(res);
+    return r;
+}
+
+static int load_frontier(struct dems_ledger *l, uint64_t size)
+{
+    struct dems_merkle_reader rd = {.get_subtree = db_subtree, .ctx = l};
+    int r = dems_merkle_frontier_load(&rd, size, &l->frontier);
+    l->frontier_ok = r == 0;
+    return r;
+}
+
+/* ---- checkpoints ---- */
+
+static int write_checkpoint(struct dems_ledger *l)
+{
+    struct dems_checkpoint c = {.size = l->frontier.size};
+    snprintf(c.origin, sizeof(c.origin), "%s", l->origin);
+    dems_merkle_frontier_root(&l->frontier, c.root);
+    struct dems_buf note;
+    dems_buf_init(&note, DEMS_NOTE_MAX_BYTES);
+    int r = dems_checkpoint_sign(l->key, &c, &note);
+    if (r == 0)
+        r = dems_buf_append(&note, "", 1);
+    if (r == 0) {
+        char size[24], root[65];
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)c.size);
+        dems_hex_encode(c.root, 32, root);
+        const char *p[] = {size, root, (const char *)note.data};
+        r = exec1(l,
+                  "INSERT INTO ledger_checkpoints (size, root, key_id, note)"
+                  " VALUES ($1, decode($2, 'hex'), " KEY_ID ", $3) ON CONFLICT (size) DO NOTHING",
+                  3, p);
+    }
+    dems_buf_done(&note);
+    if (r == 0) {
+        l->checkpoint_size = c.size;
+        l->checkpoint_ms = now_ms();
+    }
+    return r;
+}
+
+/* ---- one batch ---- */
+
+struct arrays {
+    struct dems_buf seq, type, artefact, bytes, leaf, sig;
+    struct dems_buf lvl, start, hash;
+};
+
+static void arrays_init(struct arrays *a)
+{
+    struct dems_buf *all[] = {&a->seq, &a->type, &a->artefact, &a->bytes, &a->leaf,
+                              &a->sig, &a->lvl,  &a->start,    &a->hash};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        dems_buf_init(all[i], 64 << 20);
+        dems_buf_append(all[i], "{", 1);
+    }
+}
+
+static void arrays_done(struct arrays *a)
+{
+    struct dems_buf *all[] = {&a->seq, &a->type, &a->artefact, &a->bytes, &a->leaf,
+                              &a->sig, &a->lvl,  &a->start,    &a->hash};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        dems_buf_done(all[i]);
+}
+
+/* Appends one element (text without quotes or commas, or NULL) to an array literal. */
+static int add(struct dems_buf *b, const char *v)
+{
+    int r = b->len > 1 ? dems_buf_append(b, ",", 1) : 0;
+    if (r == 0)
+        r = dems_buf_append(b, v != NULL ? v : "NULL", strlen(v != NULL ? v : "NULL"));
+    return r;
+}
+
+static int add_hex(struct dems_buf *b, const uint8_t *p, size_t n)
+{
+    char *hex = malloc(2 * n + 1);
+    if (hex == NULL)
+        return DEMS_ENOMEM;
+    dems_hex_encode(p, n, hex);
+    int r = add(b, hex);
+    free(hex);
+    return r;
+}
+
+static int close_arrays(struct arrays *a)
+{
+    struct dems_buf *all[] = {&a->seq, &a->type, &a->artefact, &a->bytes, &a->leaf,
+                              &a->sig, &a->lvl,  &a->start,    &a->hash};
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof(all) / sizeof(all[0]); i++)
+        r = dems_buf_append(all[i], "}", 2); /* with the NUL */
+    return r;
+}
+
+static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
+{
+    if (it->pre_sql == NULL)
+        return 0;
+    if (exec1(l, "SAVEPOINT pre", 0, NULL) < 0)
+        return DEMS_EDB;
+    PGresult *res = q(l, it->pre_sql, it->pre_nparams, (const char *const *)it->pre_params);
+    int r = 0;
+    if (!ok(res)) {
+        r = dems_db_is_unique_violation(res) ? DEMS_ECONFLICT : DEMS_EDB;
+        if (r == DEMS_EDB)
+            dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: pre-statement failed: %.300s",
+                     PQresultErrorMessage(res));
+    }
+    PQclear(res);
+    if (exec1(l, r == 0 ? "RELEASE SAVEPOINT pre" : "ROLLBACK TO SAVEPOINT pre", 0, NULL) < 0)
+        return DEMS_EDB;
+    return r;
+}
+
+/* Encodes, hashes, signs one entry and adds it (and its subtrees) to a. */
+static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct arrays *a,
+                     struct dems_buf *bytes)
+{
+    struct dems_ledger_entry e = {
+        .seq = l->frontier.size,
+        .time_ms = now_ms(),
+        .type = it->type,
+        .actor_kind = it->actor_kind,
+        .actor_id = it->actor_id,
+        .has_artefact = it->has_artefact,
+        .has_sha256 = it->has_sha256,
+        .has_size = it->has_size,
+        .size = it->size,
+        .payload = it->payload,
+    };
+    memcpy(e.artefact, it->artefact, 32);
+    memcpy(e.sha256, it->sha256, 32);
+    dems_buf_reset(bytes);
+    int r = dems_ledger_entry_encode(&e, bytes);
+    if (r < 0)
+        return r;
+    uint8_t leaf[32], sig[64], completed[DEMS_MERKLE_MAX_LEVELS][32];
+    dems_merkle_leaf_hash(bytes->data, bytes->len, leaf);
+    dems_ledger_entry_sign(l->key, leaf, sig);
+    int n = dems_merkle_frontier_append(&l->frontier, leaf, completed);
+    if (n < 0)
+        return n;
+    char seq[24], art[65];
+    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)e.seq);
+    if (it->has_artefact)
+        dems_hex_encode(it->artefact, 32, art);
+    r = add(&a->seq, seq);
+    if (r == 0)
+        r = add(&a->type, dems_ledger_type_name(it->type));
+    if (r == 0)
+        r = add(&a->artefact, it->has_artefact ? art : NULL);
+    if (r == 0)
+        r = add_hex(&a->bytes, bytes->data, bytes->len);
+    if (r == 0)
+        r = add_hex(&a->leaf, leaf, 32);
+    if (r == 0)
+        r = add_hex(&a->sig, sig, 64);
+    uint64_t size = l->frontier.size;
+    for (int lv = 0; r == 0 && lv < n; lv++) {
+        char lvs[16], st[24];
+        snprintf(lvs, sizeof(lvs), "%d", lv);
+        snprintf(st, sizeof(st), "%llu", (unsigned long long)(size - (UINT64_C(1) << lv)));
+        r = add(&a->lvl, lvs);
+        if (r == 0)
+            r = add(&a->start, st);
+        if (r == 0)
+            r = add_hex(&a->hash, completed[lv], 32);
+    }
+    it->seq = e.seq;
+    return r;
+}
+
+static int insert_arrays(struct dems_ledger *l, struct arrays *a)
+{
+    const char *pe[] = {(const char *)a->seq.data,      (const char *)a->type.data,
+                        (const char *)a->artefact.data, (const char *)a->bytes.data,
+                        (const char *)a->leaf.data,     (const char *)a->sig.data};
+    int r = exec1(l,
+                  "INSERT INTO ledger_entries (seq, type, artefact, key_id, bytes, leaf_hash,"
+                  " signature) SELECT s, t, a, " KEY_ID ", decode(b, 'hex'), decode(h, 'hex'),"
+                  " decode(g, 'hex') FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                  " $4::text[], $5::text[], $6::text[]) AS u (s, t, a, b, h, g)",
+                  6, pe);
+    if (r < 0 || a->lvl.len <= 2)
+        return r;
+    const char *ps[] = {(const char *)a->lvl.data, (const char *)a->start.data,
+                        (const char *)a->hash.data};
+    return exec1(l,
+                 "INSERT INTO ledger_subtrees (level, start, hash) SELECT v, s, decode(h, 'hex')"
+                 " FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (v, s, h)",
+                 3, ps);
+}
+
+/* Locks the head and makes sure the frontier matches it. */
+static int lock_head(struct dems_ledger *l)
+{
+    PGresult *res = q(l, "SELECT size FROM ledger_head FOR UPDATE", 0, NULL);
+    int r = ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
+    uint64_t size = 0;
+    if (r == 0) {
+        const char *v = PQgetvalue(res, 0, 0);
+        r = dems_parse_u64(v, strlen(v), DEMS_MERKLE_MAX_SIZE, &size) < 0 ? DEMS_EDB : 0;
+    }
+    PQclear(res);
+    if (r == 0 && (!l->frontier_ok || l->frontier.size != size))
+        r = load_frontier(l, size);
+    return r;
+}
+
+static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
+{
+    if (PQstatus(l->db) != CONNECTION_OK)
+        PQreset(l->db);
+    if (exec1(l, "BEGIN", 0, NULL) < 0)
+        return DEMS_EDB;
+    int r = lock_head(l);
+    struct dems_merkle_frontier saved = l->frontier;
+    struct arrays a;
+    arrays_init(&a);
+    struct dems_buf bytes;
+    dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
+    for (struct dems_ledger_item *it = batch; r == 0 && it != NULL; it = it->next) {
+        it->err = run_pre(l, it);
+        if (it->err == DEMS_EDB)
+            r = DEMS_EDB; /* the transaction is unusable */
+        else if (it->err == 0)
+            r = add_entry(l, it, &a, &bytes);
+    }
+    if (r == 0)
+        r = close_arrays(&a);
+    if (r == 0 && a.seq.len > 3)
+        r = insert_arrays(l, &a);
+    if (r == 0) {
+        char size[24];
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)l->frontier.size);
+        const char *p[] = {size};
+        r = exec1(l, "UPDATE ledger_head SET size = $1", 1, p);
+    }
+    if (r == 0)
+        r = exec1(l, "COMMIT", 0, NULL);
+    if (r < 0) {
+        exec1(l, "ROLLBACK", 0, NULL);
+        l->frontier = saved;
+        l->frontier_ok = false; /* reload from the database next time */
+    }
+    dems_buf_done(&bytes);
+    arrays_done(&a);
+    return r;
+}
+
+static void deliver(void *arg)
+{
+    struct dems_ledger_item *it = arg;
+    if (it->done != NULL)
+        it->done(it, it->arg);
+    dems_ledger_item_free(it);
+}
+
+static void *appender_main(void *arg)
+{
+    struct dems_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        if (l->head == NULL && !l->stop) {
+            /* Wake at least once a second to checkpoint recent growth. */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&l->cv, &l->mu, &ts);
+        }
+        struct dems_ledger_item *batch = l->head;
+        size_t n = 0;
+        struct dems_ledger_item *last = NULL;
+        for (struct dems_ledger_item *it = batch; it != NULL && n < BATCH_MAX; it = it->next) {
+            last = it;
+            n++;
+        }
+        if (last != NULL) {
+            l->head = last->next;
+            if (l->head == NULL)
+                l->tail = NULL;
+            last->next = NULL;
+        }
+        bool stopping = l->stop && l->head == NULL;
+        pthread_mutex_unlock(&l->mu);
+
+        if (batch != NULL) {
+            int r = append_batch(l, batch);
+            while (batch != NULL) {
+                struct dems_ledger_item *next = batch->next;
+                if (r < 0 && batch->err == 0)
+                    batch->err = r;
+                if (batch->loop == NULL || dems_loop_post(batch->loop, deliver, batch) < 0)
+                    deliver(batch);
+                batch = next;
+            }
+        }
+        if (l->frontier_ok && l->frontier.size > l->checkpoint_size &&
+            (now_ms() - l->checkpoint_ms >= 1000 || stopping))
+            write_checkpoint(l);
+        pthread_mutex_lock(&l->mu);
+        if (stopping)
+            break;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* ---- start, stop, queue ---- */
+
+/* Loads the signing key, or creates it (sealed with the master key). */
+static int load_key(struct dems_ledger *l, const uint8_t master[static 32], char *err,
+                    size_t errlen)
+{
+    PGresult *res =
+        q(l, "SELECT encode(sealed_seed, 'hex'), name FROM ledger_keys WHERE id = 1", 0, NULL);
+    if (!ok(res)) {
+        snprintf(err, errlen, "ledger: %.300s", PQresultErrorMessage(res));
+        PQclear(res);
+        return DEMS_EDB;
+    }
+    uint8_t seed[32];
+    int r = 0;
+    if (PQntuples(res) == 1) {
+        const char *hex = PQgetvalue(res, 0, 0);
+        uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
+        if (dems_hex_decode(hex, strlen(hex), sealed, sizeof(sealed)) < 0 ||
+            crypto_secretbox_open_easy(seed, sealed + crypto_secretbox_NONCEBYTES,
+                                       sizeof(sealed) - crypto_secretbox_NONCEBYTES, sealed,
+                                       master) != 0) {
+            snprintf(err, errlen,
+                     "ledger: the signing key does not open with this master key "
+                     "(wrong or replaced master key file?)");
+            r = DEMS_ECRYPTO;
+        }
+        if (r == 0 && strcmp(PQgetvalue(res, 0, 1), l->origin) != 0) {
+            snprintf(err, errlen,
+                     "ledger: this log's origin is \"%s\"; ledger_origin cannot "
+                     "change",
+                     PQgetvalue(res, 0, 1));
+            r = DEMS_EINVAL;
+        }
+        PQclear(res);
+        if (r == 0)
+            r = dems_ledger_key_new(l->origin, seed, &l->key);
+    } else {
+        PQclear(res);
+        r = dems_ledger_key_new(l->origin, NULL, &l->key);
+        if (r < 0) {
+            snprintf(err, errlen, "ledger: ledger_origin \"%s\" is not a valid key name",
+                     l->origin);
+            return r;
+        }
+        dems_ledger_key_seed(l->key, seed);
+        uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
+        randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
+        crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES, seed, 32, sealed, master);
+        uint8_t pk[32];
+        dems_ledger_key_public(l->key, pk);
+        char shex[2 * sizeof(sealed) + 1], pkhex[65];
+        dems_hex_encode(sealed, sizeof(sealed), shex);
+        dems_hex_encode(pk, 32, pkhex);
+        const char *p[] = {l->origin, pkhex, shex};
+        r = exec1(l,
+                  "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
+                  " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex'))"
+                  " ON CONFLICT (id) DO NOTHING",
+                  3, p);
+        if (r < 0)
+            snprintf(err, errlen, "ledger: cannot store the signing key");
+    }
+    sodium_memzero(seed, sizeof(seed));
+    if (r == 0 && l->key != NULL)
+        dems_ledger_key_vkey(l->key, l->vkey);
+    return r;
+}
+
+int dems_ledger_start(struct dems_server *srv, const char *conninfo,
+                      const uint8_t master_key[static 32], char *err, size_t errlen)
+{
+    struct dems_ledger *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return DEMS_ENOMEM;
+    l->srv = srv;
+    snprintf(l->origin, sizeof(l->origin), "%s", srv->cfg->ledger_origin);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL);
+    l->db = dems_db_connect_sync(conninfo, err, errlen);
+    int r = l->db != NULL ? 0 : DEMS_EDB;
+    if (r == 0)
+        r = load_key(l, master_key, err, errlen);
+    if (r == 0 && exec1(l, "BEGIN", 0, NULL) == 0) {
+        r = lock_head(l);
+        exec1(l, "COMMIT", 0, NULL);
+        if (r < 0)
+            snprintf(err, errlen, "ledger: stored subtree hashes are missing or damaged");
+    }
+    if (r == 0) {
+        PGresult *res = q(l, "SELECT coalesce(max(size), -1) FROM ledger_checkpoints", 0, NULL);
+        const char *v = ok(res) ? PQgetvalue(res, 0, 0) : "-1";
+        uint64_t cp = 0;
+        bool have = v[0] != '-' && dems_parse_u64(v, strlen(v), UINT64_MAX, &cp) == 0;
+        PQclear(res);
+        l->checkpoint_size = have ? cp : 0;
+        if (!have || cp < l->frontier.size)
+            r = write_checkpoint(l);
+        if (r < 0)
+            snprintf(err, errlen, "ledger: cannot write a checkpoint");
+    }
+    if (r == 0 && pthread_create(&l->thread, NULL, appender_main, l) != 0)
+        r = DEMS_EINTERNAL;
+    if (r < 0) {
+        PQfinish(l->db);
+        dems_ledger_key_free(l->key);
+        free(l);
+        return r;
+    }
+    srv->ledger = l;
+    return 0;
+}
+
+void dems_ledger_stop(struct dems_server *srv)
+{
+    struct dems_ledger *l = srv->ledger;
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    PQfinish(l->db);
+    dems_ledger_key_free(l->key);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv);
+    free(l);
+    srv->ledger = NULL;
+}
+
+int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
+                       struct dems_ledger_item *item)
+{
+    struct dems_ledger *l = srv->ledger;
+    item->loop = loop;
+    item->next = NULL;
+    pthread_mutex_lock(&l->mu);
+    if (l->stop) {
+        pthread_mutex_unlock(&l->mu);
+        dems_ledger_item_free(item);
+        return DEMS_EUNAVAIL;
+    }
+    if (l->tail != NULL)
+        l->tail->next = item;
+    else
+        l->head = item;
+    l->tail = item;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+const char *dems_ledger_vkey(const struct dems_server *srv)
+{
+    return srv->ledger->vkey;
+}
+
+const char *dems_ledger_origin(const struct dems_server *srv)
+{
+    return srv->ledger->origin;
+}

@@ -1,0 +1,234 @@
+/* The encrypted, content-addressed blob store (see demsd/blobs.h). */
+#include "demsd/blobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dems/err.h"
+
+#define MAGIC        "DEMSBLOB1\n"
+#define MAGIC_LEN    10
+#define WRAPPED_LEN  (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32)
+#define HEADER_LEN   (MAGIC_LEN + WRAPPED_LEN + crypto_secretstream_xchacha20poly1305_HEADERBYTES)
+#define CIPHER_CHUNK (DEMS_BLOB_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
+
+struct dems_blob {
+    int fd;
+    crypto_secretstream_xchacha20poly1305_state st;
+    bool done;
+    uint8_t buf[CIPHER_CHUNK];
+};
+
+static void blob_path(const char *data_dir, const char *id, char *out, size_t len, bool dir_only)
+{
+    if (dir_only)
+        snprintf(out, len, "%s/blobs/%.2s", data_dir, id);
+    else
+        snprintf(out, len, "%s/blobs/%.2s/%s", data_dir, id, id);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return DEMS_EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads up to n bytes, fewer only at end of file. */
+static ssize_t read_full(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return DEMS_EIO;
+    int r = fsync(fd) == 0 ? 0 : DEMS_EIO;
+    close(fd);
+    return r;
+}
+
+/* Streams src through secretstream into fd, hashing the plaintext. */
+static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_t digest[32])
+{
+    uint8_t key[crypto_secretstream_xchacha20poly1305_KEYBYTES];
+    uint8_t head[HEADER_LEN];
+    crypto_secretstream_xchacha20poly1305_keygen(key);
+    memcpy(head, MAGIC, MAGIC_LEN);
+    uint8_t *wrap = head + MAGIC_LEN;
+    randombytes_buf(wrap, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(wrap + crypto_secretbox_NONCEBYTES, key, sizeof(key), wrap, master);
+    crypto_secretstream_xchacha20poly1305_state st;
+    crypto_secretstream_xchacha20poly1305_init_push(&st, head + MAGIC_LEN + WRAPPED_LEN, key);
+    sodium_memzero(key, sizeof(key));
+    int r = write_all(out, head, sizeof(head));
+    crypto_hash_sha256_state sha;
+    crypto_hash_sha256_init(&sha);
+    uint8_t *plain = malloc(DEMS_BLOB_CHUNK), *cipher = malloc(CIPHER_CHUNK);
+    if (plain == NULL || cipher == NULL)
+        r = DEMS_ENOMEM;
+    /* Read one chunk ahead so the last one can carry the FINAL tag. */
+    ssize_t n = r == 0 ? read_full(in, plain, DEMS_BLOB_CHUNK) : 0;
+    while (r == 0) {
+        if (n < 0) {
+            r = DEMS_EIO;
+            break;
+        }
+        uint8_t *next = malloc(DEMS_BLOB_CHUNK);
+        ssize_t m = next != NULL ? read_full(in, next, DEMS_BLOB_CHUNK) : -1;
+        bool last = n < DEMS_BLOB_CHUNK || m == 0;
+        crypto_hash_sha256_update(&sha, plain, (unsigned long long)n);
+        unsigned long long clen = 0;
+        crypto_secretstream_xchacha20poly1305_push(
+            &st, cipher, &clen, plain, (unsigned long long)n, NULL, 0,
+            last ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
+        r = write_all(out, cipher, (size_t)clen);
+        free(plain);
+        plain = next;
+        n = m;
+        if (last || plain == NULL)
+            break;
+    }
+    if (plain == NULL && r == 0 && n < 0)
+        r = DEMS_ENOMEM;
+    free(plain);
+    free(cipher);
+    crypto_hash_sha256_final(&sha, digest);
+    return r;
+}
+
+int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const char *id,
+                  const char *src)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 100];
+    snprintf(dir, sizeof(dir), "%s/blobs", data_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return DEMS_EIO;
+    blob_path(data_dir, id, dir, sizeof(dir), true);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return DEMS_EIO;
+    blob_path(data_dir, id, path, sizeof(path), false);
+    if (access(path, F_OK) == 0)
+        return 0; /* identical content is stored once */
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = in >= 0 && out >= 0 ? 0 : DEMS_EIO;
+    uint8_t digest[32];
+    if (r == 0)
+        r = encrypt_into(out, in, master, digest);
+    if (r == 0) {
+        char hex[65];
+        sodium_bin2hex(hex, sizeof(hex), digest, 32);
+        if (strcmp(hex, id) != 0)
+            r = DEMS_ECRYPTO; /* the staged bytes changed under us */
+    }
+    if (r == 0 && fsync(out) != 0)
+        r = DEMS_EIO;
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    if (r == 0 && rename(tmp, path) != 0)
+        r = DEMS_EIO;
+    if (r == 0)
+        r = fsync_dir(dir);
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
+int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
+                   struct dems_blob **ret)
+{
+    char path[PATH_MAX + 80];
+    blob_path(data_dir, id, path, sizeof(path), false);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
+    uint8_t head[HEADER_LEN], key[32];
+    int r = read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
+    if (r == 0 && memcmp(head, MAGIC, MAGIC_LEN) != 0)
+        r = DEMS_ECRYPTO;
+    const uint8_t *wrap = head + MAGIC_LEN;
+    if (r == 0 && crypto_secretbox_open_easy(key, wrap + crypto_secretbox_NONCEBYTES,
+                                             crypto_secretbox_MACBYTES + 32, wrap, master) != 0)
+        r = DEMS_ECRYPTO;
+    struct dems_blob *b = r == 0 ? malloc(sizeof(*b)) : NULL;
+    if (r == 0 && b == NULL)
+        r = DEMS_ENOMEM;
+    if (r == 0 && crypto_secretstream_xchacha20poly1305_init_pull(
+                      &b->st, head + MAGIC_LEN + WRAPPED_LEN, key) != 0)
+        r = DEMS_ECRYPTO;
+    sodium_memzero(key, sizeof(key));
+    if (r < 0) {
+        free(b);
+        close(fd);
+        return r;
+    }
+    b->fd = fd;
+    b->done = false;
+    *ret = b;
+    return 0;
+}
+
+long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
+{
+    if (b->done)
+        return 0;
+    ssize_t n = read_full(b->fd, b->buf, CIPHER_CHUNK);
+    if (n < 0)
+        return DEMS_EIO;
+    if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)
+        return DEMS_ECRYPTO; /* truncated: the FINAL chunk never came */
+    unsigned long long plen = 0;
+    unsigned char tag = 0;
+    if (crypto_secretstream_xchacha20poly1305_pull(&b->st, out, &plen, &tag, b->buf,
+                                                   (unsigned long long)n, NULL, 0) != 0)
+        return DEMS_ECRYPTO;
+    if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
+        uint8_t extra;
+        if (read(b->fd, &extra, 1) != 0)
+            return DEMS_ECRYPTO; /* bytes after the end */
+        b->done = true;
+    } else if (n < (ssize_t)CIPHER_CHUNK) {
+        return DEMS_ECRYPTO;
+    }
+    return (long)plen;
+}
+
+void dems_blob_close(struct dems_blob *b)
+{
+    if (b == NULL)
+        return;
+    close(b->fd);
+    sodium_memzero(&b->st, sizeof(b->st));
+    free(b);
+}
