@@ -13,6 +13,7 @@
  * the verifier parses by hand: whole-log verification is bound by
  * hashing, and a general JSON parser would dominate it.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +110,22 @@ const char *dems_ledger_fault_name(enum dems_ledger_fault fault)
 
 enum stage { STAGE_HEADER, STAGE_ENTRIES, STAGE_DONE };
 
+/*
+ * Entry signatures are the slow part (an Ed25519 verification costs about
+ * 100 us, hashing an entry about 1 us), so they are checked in batches that
+ * threads share. A fault found later in the stream is recorded only after
+ * the batch before it is checked, so the first bad entry still wins.
+ */
+#define SIG_BATCH   4096
+#define MAX_THREADS 64
+
+struct sig_job {
+    uint8_t leaf[32];
+    uint8_t sig[64];
+    uint64_t seq, line;
+    bool bad;
+};
+
 struct dems_ledger_verifier {
     bool pinned;
     bool skip_sigs;
@@ -126,6 +143,9 @@ struct dems_ledger_verifier {
     uint64_t missing, found, found_line;
     bool faulted;
     struct dems_ledger_report rep;
+    unsigned threads;
+    struct sig_job *jobs; /* SIG_BATCH of them unless skip_sigs */
+    size_t njobs;
     uint8_t bytes[DEMS_LEDGER_MAX_ENTRY];
 };
 
@@ -136,8 +156,11 @@ struct dems_ledger_verifier *dems_ledger_verifier_new(const struct dems_ledger_v
     if (v == NULL)
         return NULL;
     dems_merkle_frontier_init(&v->tree);
+    v->threads = 1;
     if (opts != NULL) {
         v->skip_sigs = opts->skip_entry_sigs;
+        if (opts->threads > 1)
+            v->threads = opts->threads < MAX_THREADS ? opts->threads : MAX_THREADS;
         if (opts->vkey != NULL) {
             v->pinned = true;
             if (dems_note_verifier_parse(opts->vkey, strlen(opts->vkey), &v->pin) < 0) {
@@ -148,6 +171,10 @@ struct dems_ledger_verifier *dems_ledger_verifier_new(const struct dems_ledger_v
             }
         }
     }
+    if (!v->skip_sigs && (v->jobs = calloc(SIG_BATCH, sizeof(*v->jobs))) == NULL) {
+        free(v);
+        return NULL;
+    }
     return v;
 }
 
@@ -156,7 +183,62 @@ void dems_ledger_verifier_free(struct dems_ledger_verifier *v)
     if (v == NULL)
         return;
     free(v->note);
+    free(v->jobs);
     free(v);
+}
+
+struct sig_work {
+    struct sig_job *jobs;
+    size_t from, to;
+    const uint8_t *pk;
+};
+
+static void *sig_worker(void *arg)
+{
+    struct sig_work *w = arg;
+    for (size_t i = w->from; i < w->to; i++)
+        w->jobs[i].bad = dems_ledger_entry_verify(w->pk, w->jobs[i].leaf, w->jobs[i].sig) != 0;
+    return NULL;
+}
+
+static void fault_at_sig(struct dems_ledger_verifier *v, const struct sig_job *j);
+
+/* Checks the pending signatures (threads share them) and records the first bad one. */
+static void flush_sigs(struct dems_ledger_verifier *v)
+{
+    size_t n = v->njobs;
+    pthread_t tid[MAX_THREADS];
+    struct sig_work w[MAX_THREADS];
+    bool started[MAX_THREADS] = {false};
+
+    if (n == 0)
+        return;
+    v->njobs = 0;
+    size_t t = v->threads;
+    if (t > n / 64 + 1)
+        t = n / 64 + 1; /* small batches are not worth a thread */
+    size_t per = (n + t - 1) / t;
+    for (size_t k = 0; k < t; k++) {
+        w[k] = (struct sig_work){.jobs = v->jobs,
+                                 .from = k * per < n ? k * per : n,
+                                 .to = (k + 1) * per < n ? (k + 1) * per : n,
+                                 .pk = v->key.pk};
+        if (k > 0)
+            started[k] = pthread_create(&tid[k], NULL, sig_worker, &w[k]) == 0;
+    }
+    sig_worker(&w[0]);
+    for (size_t k = 1; k < t; k++) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            sig_worker(&w[k]); /* no thread: do its share here */
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (v->jobs[i].bad) {
+            fault_at_sig(v, &v->jobs[i]);
+            break;
+        }
+    }
 }
 
 /* Records the first fault; later ones are ignored. */
@@ -168,6 +250,10 @@ __attribute__((format(printf, 4, 5))) static void fault(struct dems_ledger_verif
 
     if (v->faulted)
         return;
+    /* Entries before this one may still have unchecked signatures: they come first. */
+    flush_sigs(v);
+    if (v->faulted)
+        return;
     v->faulted = true;
     v->rep.fault = f;
     v->rep.has_seq = seq != NULL;
@@ -176,6 +262,16 @@ __attribute__((format(printf, 4, 5))) static void fault(struct dems_ledger_verif
     va_start(ap, fmt);
     vsnprintf(v->rep.detail, sizeof(v->rep.detail), fmt, ap);
     va_end(ap);
+}
+
+static void fault_at_sig(struct dems_ledger_verifier *v, const struct sig_job *j)
+{
+    uint64_t line = v->line;
+    v->line = j->line;
+    fault(v, DEMS_LEDGER_FAULT_SIGNATURE, &j->seq,
+          "entry %llu (line %llu): signature does not verify with key %s",
+          (unsigned long long)j->seq, (unsigned long long)j->line, v->key.name);
+    v->line = line;
 }
 
 static void on_header(struct dems_ledger_verifier *v, const char *line, size_t len)
@@ -334,11 +430,14 @@ static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t le
               (unsigned long long)seq, (unsigned long long)v->line);
         return;
     }
-    if (!v->skip_sigs && dems_ledger_entry_verify(v->key.pk, leaf, sig) < 0) {
-        fault(v, DEMS_LEDGER_FAULT_SIGNATURE, &seq,
-              "entry %llu (line %llu): signature does not verify with key %s",
-              (unsigned long long)seq, (unsigned long long)v->line, v->key.name);
-        return;
+    if (!v->skip_sigs) {
+        struct sig_job *j = &v->jobs[v->njobs++];
+        memcpy(j->leaf, leaf, 32);
+        memcpy(j->sig, sig, 64);
+        j->seq = seq;
+        j->line = v->line;
+        if (v->njobs == SIG_BATCH)
+            flush_sigs(v);
     }
     if (dems_merkle_frontier_append(&v->tree, leaf, NULL) < 0) {
         fault(v, DEMS_LEDGER_FAULT_FORMAT, &seq, "too many entries");
@@ -398,6 +497,7 @@ static void finish_checks(struct dems_ledger_verifier *v)
     struct dems_checkpoint c;
     uint8_t root[32];
 
+    flush_sigs(v);
     if (v->pending) {
         uint64_t s = v->missing;
         v->pending = false;

@@ -419,6 +419,7 @@ const char *dems_ledger_fault_name(enum dems_ledger_fault fault);
 struct dems_ledger_verify_opts {
     const char *vkey;     /* pinned verifier key; NULL trusts the header's */
     bool skip_entry_sigs; /* check hashes, sequence, root and checkpoint only */
+    unsigned threads;     /* threads checking entry signatures (0, 1: the caller's only) */
 };
 
 struct dems_ledger_report {

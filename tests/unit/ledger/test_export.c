@@ -24,9 +24,10 @@
 
 #define ORIGIN "dems.test/ledger"
 #define N      40
+#define BIG    300 /* enough for several signature-checking threads */
 
 struct log {
-    char *line[N + 4];
+    char *line[BIG + 4];
     size_t count;
 };
 
@@ -141,16 +142,22 @@ static int verify(const struct log *lg, const struct dems_ledger_verify_opts *op
     return r;
 }
 
-/* Asserts the verdict: fault f naming entry seq (or no entry when seq < 0). */
+/*
+ * Asserts the verdict: fault f naming entry seq (or no entry when seq < 0),
+ * with signatures checked on the calling thread and by three threads.
+ */
 static void expect(const struct log *lg, enum dems_ledger_fault f, int64_t seq)
 {
-    struct dems_ledger_report rep;
-    int r = verify(lg, NULL, &rep);
-    if (rep.fault != f || (seq >= 0) != rep.has_seq || (seq >= 0 && rep.seq != (uint64_t)seq))
-        fail_msg("want %s at %lld, got %s (has_seq %d, seq %llu): %s", dems_ledger_fault_name(f),
-                 (long long)seq, dems_ledger_fault_name(rep.fault), rep.has_seq,
-                 (unsigned long long)rep.seq, rep.detail);
-    assert_int_equal(r, f == DEMS_LEDGER_FAULT_NONE ? 0 : DEMS_ECRYPTO);
+    for (unsigned threads = 1; threads <= 3; threads += 2) {
+        struct dems_ledger_verify_opts opts = {.threads = threads};
+        struct dems_ledger_report rep;
+        int r = verify(lg, &opts, &rep);
+        if (rep.fault != f || (seq >= 0) != rep.has_seq || (seq >= 0 && rep.seq != (uint64_t)seq))
+            fail_msg("want %s at %lld, got %s (has_seq %d, seq %llu, %u threads): %s",
+                     dems_ledger_fault_name(f), (long long)seq, dems_ledger_fault_name(rep.fault),
+                     rep.has_seq, (unsigned long long)rep.seq, threads, rep.detail);
+        assert_int_equal(r, f == DEMS_LEDGER_FAULT_NONE ? 0 : DEMS_ECRYPTO);
+    }
 }
 
 static void test_valid_logs(void **state)
@@ -285,7 +292,16 @@ static void test_signature_and_checkpoint_faults(void **state)
     char saved = sig[5];
     sig[5] = sig[5] == 'A' ? 'B' : 'A';
     expect(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 12);
+    /* A later fault of another kind does not hide it (signatures are checked in batches). */
+    char *e30 = lg.line[1 + 30];
+    lg.line[1 + 30] = strdup(e30);
+    char *hex = strstr(lg.line[1 + 30], "\"leaf\":\"") + 8;
+    hex[0] = hex[0] == '0' ? '1' : '0';
+    expect(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 12);
     sig[5] = saved;
+    expect(&lg, DEMS_LEDGER_FAULT_HASH, 30);
+    free(lg.line[1 + 30]);
+    lg.line[1 + 30] = e30;
 
     /* A checkpoint for a wrong root, properly signed. */
     char *cp = lg.line[lg.count - 1];
@@ -345,6 +361,22 @@ static void test_signature_and_checkpoint_faults(void **state)
     release(&lg);
 }
 
+/* Threads share the signature checks of a long log; the first bad one still wins. */
+static void test_threads(void **state)
+{
+    (void)state;
+    struct log lg;
+    build(&lg, BIG, NULL);
+    expect(&lg, DEMS_LEDGER_FAULT_NONE, -1);
+    char *a = strstr(lg.line[1 + 250], "\"sig\":\"") + 7,
+         *b = strstr(lg.line[1 + 170], "\"sig\":\"") + 7;
+    a[3] = a[3] == 'A' ? 'B' : 'A';
+    expect(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 250);
+    b[0] = b[0] == 'A' ? 'B' : 'A';
+    expect(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 170);
+    release(&lg);
+}
+
 /* Entry bytes that are not canonical, or that carry another seq, are refused. */
 static void test_entry_faults(void **state)
 {
@@ -389,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_sequence_faults),
         cmocka_unit_test(test_signature_and_checkpoint_faults),
         cmocka_unit_test(test_entry_faults),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

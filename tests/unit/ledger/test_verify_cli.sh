@@ -52,6 +52,8 @@ expect 2 'cannot open' ledger missing.export
 expect 2 'unknown option' ledger good.export --bogus
 expect 2 'not a note verifier key' ledger good.export --key nonsense
 expect 2 'export file is required' ledger
+expect 1 '^INVALID: bad_signature: entry 12 ' ledger badsig.export --threads 3
+expect 2 'give 1 to 64' ledger good.export --threads 0
 
 # Inclusion proofs.
 set -- $(cat inclusion.args)
