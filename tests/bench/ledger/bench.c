@@ -119,9 +119,9 @@ static int verify_pass(const char *path, bool skip, unsigned threads, uint64_t n
         return 1;
     }
     char what[64];
-    snprintf(what, sizeof(what), "%s, %u thread%s", skip ? "fast: hashes+root+checkpoint" : "full",
-             threads, threads == 1 ? "" : "s");
-    printf("verify (%-36s) %8llu entries  wall %7.3f s  %9.0f entries/s  (cpu %7.3f s: %9.0f "
+    snprintf(what, sizeof(what), "(%s, %u thread%s)",
+             skip ? "fast: hashes+root+checkpoint" : "full", threads, threads == 1 ? "" : "s");
+    printf("verify %-40s %8llu entries  wall %7.3f s  %9.0f entries/s  (cpu %7.3f s: %9.0f "
            "entries/cpu-s)\n",
            what, (unsigned long long)n, t, (double)n / t, c, (double)n / c);
     return 0;

@@ -183,6 +183,12 @@ static void test_entry_encode_exact(void **state)
     assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
     assert_int_equal(b.len, strlen(example_bytes));
     assert_memory_equal(b.data, example_bytes, b.len);
+    /* Its leaf hash, as docs/ledger.md shows it (computed independently with Python's hashlib). */
+    uint8_t leaf[32];
+    char hex[65];
+    dems_merkle_leaf_hash(b.data, b.len, leaf);
+    dems_hex_encode(leaf, 32, hex);
+    assert_string_equal(hex, "0290e068704d5a4cd23634b846781b55fd4bf371180e627c4a3bd47126769500");
 
     /* Round trip. */
     json_t *root = NULL;

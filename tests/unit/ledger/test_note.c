@@ -213,6 +213,12 @@ static void test_checkpoints(void **state)
         "\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
         "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n\n",
         "o\n1\n",
+        /* Base64 must be canonical: padding present, unused bits zero, no white space. */
+        "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n",
+        "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+        "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYX GBkaGxwdHh8=\n",
+        "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd-h8=\n",
+        "o\n1\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=AAAA\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(dems_checkpoint_parse(bad[i], strlen(bad[i]), &got), DEMS_EINVAL);
