@@ -742,6 +742,17 @@ static void test_cli(void **state)
     json_decref(j);
     free(out);
 
+    /* Everything the SSD scores, even boxes with no pixel in the image. */
+    char noface[4200];
+    snprintf(noface, sizeof(noface), "%s/images/noface.jpg", testdata);
+    r = run_cli(&out, 7, "face", "detect", "--min-score", "0", "--max-results", "40", noface);
+    assert_int_equal(r, 0);
+    j = json_loads(out, 0, &jerr);
+    assert_non_null(j);
+    assert_true(json_array_size(json_object_get(json_array_get(j, 0), "faces")) > 0);
+    json_decref(j);
+    free(out);
+
     assert_int_equal(run_cli(&out, 3, "face", "detect", "--help"), 0);
     assert_non_null(strstr(out, "--models"));
     free(out);
