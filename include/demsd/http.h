@@ -123,6 +123,21 @@ void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
 /* Periodic housekeeping (server/api): run on one loop about once a minute. */
 void dems_api_periodic(struct dems_loop *loop);
 
+/*
+ * A response whose body is produced in pieces (downloads, exports): headers
+ * now, then dems_resp_write as data is ready, then dems_resp_end. length is
+ * the body's size, or UINT64_MAX for chunked transfer coding. on_drain runs
+ * (on the loop) whenever the connection can take more — produce one piece
+ * per call, or start async work and write when it is done. The connection's
+ * queued output stays bounded as long as the producer checks
+ * dems_resp_wants_more. Returns 0, or DEMS_EIO when already answered/aborted.
+ */
+int dems_resp_start(struct dems_req *req, int status, const char *content_type, uint64_t length,
+                    void (*on_drain)(struct dems_req *req));
+int dems_resp_write(struct dems_req *req, const void *data, size_t n);
+void dems_resp_end(struct dems_req *req);
+bool dems_resp_wants_more(const struct dems_req *req);
+
 /* For server/core: connections on a loop. */
 struct sockaddr;
 

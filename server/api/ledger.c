@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dems/buf.h"
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
@@ -307,4 +308,132 @@ void api_ledger_consistency(struct dems_req *req)
         return;
     }
     start_proof(req, p);
+}
+
+/* ---- export: header, every entry up to the latest checkpoint, the note ---- */
+
+#define EXPORT_PAGE 1000
+
+struct export
+{
+    uint64_t size; /* entries covered by the checkpoint */
+    uint64_t next; /* next sequence to fetch */
+    char *note;
+    bool fetching;
+};
+
+static void export_free(void *data)
+{
+    struct export *x = data;
+    free(x->note);
+    free(x);
+}
+
+static void export_more(struct dems_req *req);
+
+static void on_export_page(struct dems_req *req, const PGresult *res, int err)
+{
+    struct export *x = dems_req_data(req);
+    x->fetching = false;
+    if (err < 0) {
+        dems_resp_end(req); /* truncated: the missing checkpoint line tells the verifier */
+        return;
+    }
+    struct dems_buf line;
+    dems_buf_init(&line, DEMS_LEDGER_MAX_LINE);
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *seq = PQgetvalue(res, i, 0), *hex = PQgetvalue(res, i, 1);
+        size_t n = strlen(hex) / 2;
+        uint8_t *bytes = malloc(n + 1), leaf[32], sig[64];
+        if (bytes == NULL || dems_hex_decode(hex, 2 * n, bytes, n) < 0 ||
+            dems_hex_decode(PQgetvalue(res, i, 2), 64, leaf, 32) < 0 ||
+            dems_hex_decode(PQgetvalue(res, i, 3), 128, sig, 64) < 0) {
+            free(bytes);
+            continue;
+        }
+        dems_buf_reset(&line);
+        if (dems_ledger_export_entry((uint64_t)api_id(seq, strlen(seq)), bytes, n, leaf, sig,
+                                     &line) == 0)
+            dems_resp_write(req, line.data, line.len);
+        free(bytes);
+    }
+    dems_buf_done(&line);
+    x->next += EXPORT_PAGE;
+    if (x->next >= x->size) {
+        dems_buf_init(&line, DEMS_LEDGER_MAX_LINE);
+        if (dems_ledger_export_checkpoint(x->note, strlen(x->note), &line) == 0)
+            dems_resp_write(req, line.data, line.len);
+        dems_buf_done(&line);
+        dems_resp_end(req);
+        return;
+    }
+    if (dems_resp_wants_more(req))
+        export_more(req);
+}
+
+static void export_more(struct dems_req *req)
+{
+    struct export *x = dems_req_data(req);
+    if (x->fetching || x->next >= x->size)
+        return;
+    char s[24], e[24];
+    snprintf(s, sizeof(s), "%llu", (unsigned long long)x->next);
+    uint64_t end = x->size - x->next < EXPORT_PAGE ? x->size : x->next + EXPORT_PAGE;
+    snprintf(e, sizeof(e), "%llu", (unsigned long long)end);
+    const char *params[] = {s, e};
+    x->fetching = true;
+    if (dems_db_req(req,
+                    "SELECT seq, encode(bytes, 'hex'), encode(leaf_hash, 'hex'),"
+                    " encode(signature, 'hex') FROM ledger_entries"
+                    " WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                    2, params, on_export_page) < 0) {
+        x->fetching = false;
+        dems_resp_end(req);
+    }
+}
+
+static void on_export_checkpoint(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    struct export *x = calloc(1, sizeof(*x));
+    const char *size = PQgetvalue(res, 0, 0);
+    if (x != NULL)
+        x->note = strdup(PQgetvalue(res, 0, 1));
+    if (x == NULL || x->note == NULL) {
+        free(x);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    x->size = (uint64_t)api_id(size, strlen(size));
+    dems_req_set_data(req, x, export_free);
+    const struct dems_server *srv = dems_req_loop(req)->srv;
+    struct dems_buf line;
+    dems_buf_init(&line, DEMS_LEDGER_MAX_LINE);
+    int r = dems_ledger_export_header(dems_ledger_origin(srv), dems_ledger_vkey(srv), &line);
+    if (r == 0)
+        r = dems_resp_start(req, 200, "application/x-ndjson", UINT64_MAX, export_more);
+    if (r == 0)
+        dems_resp_write(req, line.data, line.len);
+    dems_buf_done(&line);
+    if (r < 0) {
+        dems_resp_err(req, r);
+        return;
+    }
+    if (x->size == 0) {
+        on_export_page(req, NULL, 0);
+        return;
+    }
+}
+
+void api_ledger_export(struct dems_req *req)
+{
+    /* The export ends with the newest checkpoint and holds exactly the
+     * entries it covers, so a verifier can recompute its root. */
+    int r = dems_db_req(req, "SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+                        0, NULL, on_export_checkpoint);
+    if (r < 0)
+        dems_resp_err(req, r);
 }

@@ -71,8 +71,12 @@ struct dems_req {
     int status;
     bool responded;
     bool aborted;
-    bool body_done;   /* the parser has seen the end of this message */
-    size_t body_seen; /* streaming routes: body bytes so far */
+    bool body_done;    /* the parser has seen the end of this message */
+    size_t body_seen;  /* streaming routes: body bytes so far */
+    bool streaming;    /* a response whose body follows in pieces */
+    bool stream_ended; /* dems_resp_end was called */
+    bool chunked;      /* ... with chunked transfer coding */
+    void (*on_drain)(struct dems_req *req);
     struct timespec start;
 };
 
@@ -315,11 +319,9 @@ static int answered_early(const struct dems_req *req)
     return has_body(req->head) ? DEMS_EAGAIN : 0;
 }
 
-static void send_response(struct dems_req *req, int status, const char *ctype, const void *body,
-                          size_t len)
+/* Writes the status line and headers. length UINT64_MAX means chunked. */
+static void send_head(struct dems_req *req, int status, const char *ctype, uint64_t len)
 {
-    if (req->responded || req->aborted)
-        return;
     struct dems_conn *c = req->conn;
     req->responded = true;
     req->status = status;
@@ -336,18 +338,86 @@ static void send_response(struct dems_req *req, int status, const char *ctype, c
                         (unsigned long long)cfg->hsts_max_age);
     if (ctype != NULL)
         evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
-    if (status != 204)
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n", len);
+    if (len == UINT64_MAX)
+        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+    else if (status != 204 && status != 304)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)len);
     evbuffer_add(out, req->extra.data != NULL ? req->extra.data : (const uint8_t *)"",
                  req->extra.len);
     evbuffer_add(out, "\r\n", 2);
-    bool head_only = req->head != NULL && req->method == DEMS_HTTP_HEAD;
-    if (len > 0 && !head_only)
+}
+
+static bool is_head_only(const struct dems_req *req)
+{
+    return req->head != NULL && req->method == DEMS_HTTP_HEAD;
+}
+
+static void send_response(struct dems_req *req, int status, const char *ctype, const void *body,
+                          size_t len)
+{
+    if (req->responded || req->aborted)
+        return;
+    struct dems_conn *c = req->conn;
+    send_head(req, status, ctype, len);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (len > 0 && !is_head_only(req))
         evbuffer_add(out, body, len);
     /* Nothing more to read for this request: stop the body clock. */
     bufferevent_set_timeouts(c->bev, NULL, NULL);
     /* The write callback finishes the request once the bytes are out. */
     bufferevent_enable(c->bev, EV_WRITE);
+}
+
+int dems_resp_start(struct dems_req *req, int status, const char *content_type, uint64_t length,
+                    void (*on_drain)(struct dems_req *req))
+{
+    if (req->responded || req->aborted)
+        return DEMS_EIO;
+    struct dems_conn *c = req->conn;
+    send_head(req, status, content_type, length);
+    req->streaming = true;
+    req->chunked = length == UINT64_MAX;
+    req->on_drain = on_drain;
+    req->stream_ended = is_head_only(req);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    /* Ask for more whenever the queued output falls to half the bound. */
+    bufferevent_setwatermark(c->bev, EV_WRITE, DEMS_MAX_CONN_OUTPUT / 2, 0);
+    bufferevent_enable(c->bev, EV_WRITE);
+    bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    return 0;
+}
+
+bool dems_resp_wants_more(const struct dems_req *req)
+{
+    return !req->aborted && req->streaming && !req->stream_ended &&
+           evbuffer_get_length(bufferevent_get_output(req->conn->bev)) < DEMS_MAX_CONN_OUTPUT;
+}
+
+int dems_resp_write(struct dems_req *req, const void *data, size_t n)
+{
+    if (req->aborted || !req->streaming || req->stream_ended)
+        return DEMS_EIO;
+    if (n == 0)
+        return 0;
+    struct evbuffer *out = bufferevent_get_output(req->conn->bev);
+    if (req->chunked)
+        evbuffer_add_printf(out, "%zx\r\n", n);
+    evbuffer_add(out, data, n);
+    if (req->chunked)
+        evbuffer_add(out, "\r\n", 2);
+    return 0;
+}
+
+void dems_resp_end(struct dems_req *req)
+{
+    if (req->aborted || !req->streaming || req->stream_ended)
+        return;
+    req->stream_ended = true;
+    struct dems_conn *c = req->conn;
+    if (req->chunked && !is_head_only(req))
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 void dems_resp_bytes(struct dems_req *req, int status, const char *content_type, const void *data,
@@ -723,8 +793,18 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct dems_conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0 && c->req != NULL &&
-        c->req->responded)
+    struct dems_req *req = c->req;
+    if (req == NULL || !req->responded)
+        return;
+    if (req->streaming && !req->stream_ended) {
+        if (req->on_drain != NULL) {
+            dems_req_ref(req);
+            req->on_drain(req);
+            dems_req_unref(req);
+        }
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
         finish_request(c);
 }
 
