@@ -138,6 +138,9 @@ int dems_resp_write(struct dems_req *req, const void *data, size_t n);
 void dems_resp_end(struct dems_req *req);
 bool dems_resp_wants_more(const struct dems_req *req);
 
+/* Cuts the connection: for a streamed body that cannot be completed. */
+void dems_resp_abort(struct dems_req *req);
+
 /* For server/core: connections on a loop. */
 struct sockaddr;
 

@@ -61,6 +61,8 @@ void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);
 void api_ledger_consistency(struct dems_req *req);
 void api_ledger_export(struct dems_req *req);
+void api_evidence_get(struct dems_req *req);
+void api_evidence_content(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;

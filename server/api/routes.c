@@ -46,6 +46,8 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/proof/consistency", DEMS_ROLE_STAFF, 0,
           api_ledger_consistency),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/export", DEMS_ROLE_STAFF, 0, api_ledger_export),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", UPLOADERS, 0, api_evidence_get),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", UPLOADERS, 0, api_evidence_content),
     ROUTE(DEMS_HTTP_OPTIONS, "/v1/uploads", DEMS_ROLE_PUBLIC, 0, api_uploads_options),
     STREAM(DEMS_HTTP_POST, "/v1/uploads", UPLOADERS, NO_LIMIT, api_uploads_create_begin,
            api_uploads_patch_end),

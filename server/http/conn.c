@@ -236,6 +236,10 @@ static const char *reason(int status)
         return "Created";
     case 204:
         return "No Content";
+    case 206:
+        return "Partial Content";
+    case 304:
+        return "Not Modified";
     case 400:
         return "Bad Request";
     case 401:
@@ -250,16 +254,26 @@ static const char *reason(int status)
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 410:
+        return "Gone";
+    case 412:
+        return "Precondition Failed";
     case 411:
         return "Length Required";
     case 413:
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 416:
+        return "Range Not Satisfiable";
+    case 422:
+        return "Unprocessable Content";
     case 429:
         return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
+    case 460:
+        return "Checksum Mismatch";
     case 500:
         return "Internal Server Error";
     case 501:
@@ -385,6 +399,12 @@ int dems_resp_start(struct dems_req *req, int status, const char *content_type, 
     bufferevent_enable(c->bev, EV_WRITE);
     bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     return 0;
+}
+
+void dems_resp_abort(struct dems_req *req)
+{
+    if (!req->aborted)
+        conn_close(req->conn);
 }
 
 bool dems_resp_wants_more(const struct dems_req *req)

@@ -1,0 +1,332 @@
+/*
+ * Evidence: GET /v1/evidence/{id} (metadata, hash, ledger sequence) and
+ * GET /v1/evidence/{id}/content (the decrypted original, streamed; single
+ * HTTP ranges; ETag = the SHA-256). Every content read is ledgered
+ * (DOWNLOADED) before its first byte is sent: no record, no download.
+ * Decryption runs on the work pool a few chunks at a time, paced by the
+ * connection's drain callback, so memory per download stays bounded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "dems/str.h"
+#include "demsd/blobs.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/ledger.h"
+#include "demsd/log.h"
+
+#include "api_int.h"
+
+#define PIECE (4 * DEMS_BLOB_CHUNK) /* plaintext bytes decrypted per work item */
+
+static bool evidence_id(struct dems_req *req, char out[static 65])
+{
+    struct dems_str id = dems_req_param(req, 0);
+    uint8_t tmp[32];
+    if (id.len != 64 || dems_hex_decode(id.ptr, 64, tmp, 32) < 0) {
+        dems_resp_error(req, 404, "not_found", "no such evidence");
+        return false;
+    }
+    for (size_t i = 0; i < 64; i++)
+        out[i] = (char)(id.ptr[i] >= 'A' && id.ptr[i] <= 'F' ? id.ptr[i] - 'A' + 'a' : id.ptr[i]);
+    out[64] = '\0';
+    return true;
+}
+
+static void on_evidence(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        dems_resp_error(req, 404, "not_found", "no such evidence");
+        return;
+    }
+    const char *size = PQgetvalue(res, 0, 1), *seq = PQgetvalue(res, 0, 7);
+    json_error_t jerr;
+    json_t *meta = json_loads(PQgetvalue(res, 0, 4), 0, &jerr);
+    json_t *body = json_pack(
+        "{s:s,s:s,s:I,s:o,s:s,s:s,s:{s:I}}", "id", PQgetvalue(res, 0, 0), "sha256",
+        PQgetvalue(res, 0, 0), "size", (json_int_t)api_id(size, strlen(size)), "metadata",
+        meta != NULL ? meta : json_object(), "uploaded_by", PQgetvalue(res, 0, 5), "created_at",
+        PQgetvalue(res, 0, 6), "ledger", "ingested_seq", (json_int_t)api_id(seq, strlen(seq)));
+    if (body != NULL && !PQgetisnull(res, 0, 2))
+        json_object_set_new(body, "content_type", json_string(PQgetvalue(res, 0, 2)));
+    if (body != NULL && !PQgetisnull(res, 0, 3))
+        json_object_set_new(body, "filename", json_string(PQgetvalue(res, 0, 3)));
+    dems_resp_json(req, 200, body);
+}
+
+#define EVIDENCE_SQL                                                                               \
+    "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text, u.username, " API_TS(      \
+        "a.created_at") ", (SELECT min(seq) FROM ledger_entries e"                                 \
+                        " WHERE e.artefact = a.id AND e.type = 'INGESTED')"                        \
+                        " FROM artefacts a JOIN users u ON u.id = a.uploaded_by"                   \
+                        " WHERE a.id = $1"
+
+void api_evidence_get(struct dems_req *req)
+{
+    char id[65];
+    if (!evidence_id(req, id))
+        return;
+    const char *params[] = {id};
+    int r = dems_db_req(req, EVIDENCE_SQL, 1, params, on_evidence);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- content ---- */
+
+struct download {
+    char id[65];
+    char content_type[128];
+    char filename[256];
+    uint64_t size;
+    uint64_t first, last; /* the byte range sent (inclusive) */
+    bool partial;
+    /* producer state */
+    struct dems_blob *blob;
+    uint64_t pos; /* plaintext offset of the next byte the blob yields */
+    bool busy;
+    bool finished;
+    int err;
+    uint8_t *out;
+    size_t out_len;
+    uint8_t chunk[DEMS_BLOB_CHUNK];
+};
+
+static void download_free(void *data)
+{
+    struct download *d = data;
+    dems_blob_close(d->blob);
+    free(d->out);
+    free(d);
+}
+
+/* Work pool: decrypts up to PIECE bytes of the range into d->out. */
+static void decrypt_work(void *arg)
+{
+    struct dems_req *req = arg;
+    struct download *d = dems_req_data(req);
+    const struct dems_server *srv = dems_req_loop(req)->srv;
+    d->out_len = 0;
+    if (d->blob == NULL) {
+        d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->id, &d->blob);
+        if (d->err < 0)
+            return;
+    }
+    while (d->out_len < PIECE && !d->finished) {
+        long n = dems_blob_read(d->blob, d->chunk);
+        if (n < 0) {
+            d->err = (int)n;
+            return;
+        }
+        if (n == 0) {
+            d->err = d->pos <= d->last ? DEMS_ECRYPTO : 0; /* shorter than recorded */
+            d->finished = true;
+            return;
+        }
+        uint64_t cs = d->pos, ce = d->pos + (uint64_t)n; /* [cs, ce) */
+        d->pos = ce;
+        if (ce <= d->first)
+            continue;
+        uint64_t from = cs > d->first ? cs : d->first;
+        uint64_t to = ce - 1 < d->last ? ce - 1 : d->last;
+        memcpy(d->out + d->out_len, d->chunk + (from - cs), (size_t)(to - from + 1));
+        d->out_len += (size_t)(to - from + 1);
+        if (to == d->last)
+            d->finished = true;
+    }
+}
+
+static void produce(struct dems_req *req);
+
+static void decrypt_done(void *arg)
+{
+    struct dems_req *req = arg;
+    struct download *d = dems_req_data(req);
+    d->busy = false;
+    if (!dems_req_is_aborted(req)) {
+        if (d->err < 0) {
+            dems_log(DEMS_LOG_ERROR, dems_req_id(req),
+                     json_pack("{s:s,s:s}", "evidence", d->id, "event", "blob_damaged"),
+                     "stored blob failed to decrypt or verify: %s", dems_strerror(d->err));
+            dems_resp_abort(req);
+        } else {
+            dems_resp_write(req, d->out, d->out_len);
+            if (d->finished)
+                dems_resp_end(req);
+            else if (dems_resp_wants_more(req))
+                produce(req);
+        }
+    }
+    dems_req_unref(req);
+}
+
+static void produce(struct dems_req *req)
+{
+    struct download *d = dems_req_data(req);
+    if (d->busy || d->finished)
+        return;
+    d->busy = true;
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), decrypt_work, decrypt_done, req) < 0) {
+        d->busy = false;
+        dems_req_unref(req);
+        dems_resp_abort(req);
+    }
+}
+
+static void on_downloaded(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    struct download *d = dems_req_data(req);
+    if (!dems_req_is_aborted(req)) {
+        if (item->err < 0) {
+            dems_resp_error(req, 503, "ledger_unavailable",
+                            "the download could not be recorded, so it is refused");
+        } else {
+            char etag[70], disp[300], range[80];
+            snprintf(etag, sizeof(etag), "\"%s\"", d->id);
+            dems_resp_header(req, "ETag", etag);
+            dems_resp_header(req, "Accept-Ranges", "bytes");
+            snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
+                     d->filename[0] != '\0' ? d->filename : d->id);
+            dems_resp_header(req, "Content-Disposition", disp);
+            if (d->partial) {
+                snprintf(range, sizeof(range), "bytes %llu-%llu/%llu", (unsigned long long)d->first,
+                         (unsigned long long)d->last, (unsigned long long)d->size);
+                dems_resp_header(req, "Content-Range", range);
+            }
+            uint64_t len = d->size == 0 ? 0 : d->last - d->first + 1;
+            if (d->size == 0)
+                d->finished = true;
+            if (dems_resp_start(req, d->partial ? 206 : 200,
+                                d->content_type[0] ? d->content_type : "application/octet-stream",
+                                len, produce) == 0 &&
+                d->size == 0)
+                dems_resp_end(req);
+        }
+    }
+    dems_req_unref(req);
+}
+
+/* Parses a single "bytes=" range; false when absent or not one we honour. */
+static int parse_range(const struct dems_str *h, uint64_t size, uint64_t *first, uint64_t *last)
+{
+    if (h == NULL || h->len < 7 || memcmp(h->ptr, "bytes=", 6) != 0 ||
+        memchr(h->ptr, ',', h->len) != NULL)
+        return 0; /* absent or multi-range: serve the whole file */
+    const char *p = h->ptr + 6;
+    size_t n = h->len - 6;
+    const char *dash = memchr(p, '-', n);
+    if (dash == NULL)
+        return 0;
+    size_t a_len = (size_t)(dash - p), b_len = n - a_len - 1;
+    uint64_t a = 0, b = 0;
+    if (a_len == 0) { /* suffix: the last b bytes */
+        if (dems_parse_u64(dash + 1, b_len, UINT64_MAX, &b) < 0)
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return 1;
+    }
+    if (dems_parse_u64(p, a_len, UINT64_MAX, &a) < 0)
+        return 0;
+    if (b_len > 0 && (dems_parse_u64(dash + 1, b_len, UINT64_MAX, &b) < 0 || b < a))
+        return 0;
+    if (a >= size)
+        return -1;
+    *first = a;
+    *last = b_len == 0 || b >= size ? size - 1 : b;
+    return 1;
+}
+
+static void on_artefact(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        dems_resp_error(req, 404, "not_found", "no such evidence");
+        return;
+    }
+    struct download *d = dems_req_data(req);
+    const char *size = PQgetvalue(res, 0, 1);
+    d->size = (uint64_t)api_id(size, strlen(size));
+    snprintf(d->content_type, sizeof(d->content_type), "%s", PQgetvalue(res, 0, 2));
+    for (const char *f = PQgetvalue(res, 0, 3); *f != '\0' && strlen(d->filename) < 200; f++) {
+        /* Keep the header value plain: drop quotes and backslashes. */
+        if (*f != '"' && *f != '\\')
+            strncat(d->filename, f, 1);
+    }
+    const struct dems_http_head *h = dems_req_head(req);
+    const struct dems_str *inm = dems_http_head_get(h, "if-none-match");
+    char etag[70];
+    snprintf(etag, sizeof(etag), "\"%s\"", d->id);
+    if (inm != NULL && (dems_str_eq(*inm, dems_str_from(etag)) || dems_str_eq_ci(*inm, "*"))) {
+        dems_resp_header(req, "ETag", etag);
+        dems_resp_json(req, 304, NULL);
+        return;
+    }
+    d->first = 0;
+    d->last = d->size > 0 ? d->size - 1 : 0;
+    int pr = parse_range(dems_http_head_get(h, "range"), d->size, &d->first, &d->last);
+    if (pr < 0) {
+        char cr[40];
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)d->size);
+        dems_resp_header(req, "Content-Range", cr);
+        dems_resp_error(req, 416, "range_not_satisfiable", "the range is outside the file");
+        return;
+    }
+    d->partial = pr > 0;
+    d->out = malloc(PIECE);
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it =
+        d->out != NULL
+            ? dems_ledger_item_new(DEMS_LEDGER_DOWNLOADED, DEMS_LEDGER_ACTOR_USER, who->username)
+            : NULL;
+    if (it == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    it->has_artefact = true;
+    dems_hex_decode(d->id, 64, it->artefact, 32);
+    it->payload = d->partial ? json_pack("{s:I,s:I}", "first", (json_int_t)d->first, "last",
+                                         (json_int_t)d->last)
+                             : NULL;
+    it->done = on_downloaded;
+    it->arg = req;
+    dems_req_ref(req);
+    struct dems_loop *loop = dems_req_loop(req);
+    if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
+}
+
+void api_evidence_content(struct dems_req *req)
+{
+    struct download *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_req_set_data(req, d, download_free);
+    if (!evidence_id(req, d->id))
+        return;
+    const char *params[] = {d->id};
+    int r = dems_db_req(req,
+                        "SELECT id, size, coalesce(content_type, ''), coalesce(filename, '')"
+                        " FROM artefacts WHERE id = $1",
+                        1, params, on_artefact);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
