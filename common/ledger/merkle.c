@@ -432,3 +432,74 @@ struct dems_merkle_reader dems_merkle_mem_reader(struct dems_merkle_mem *m)
 {
     return (struct dems_merkle_reader){.get_subtree = mem_get_subtree, .ctx = m};
 }
+
+/* Planning: a reader that records what it is asked for and answers zeros. */
+static int plan_get(void *ctx, uint64_t start, unsigned level, uint8_t ret_hash[static 32])
+{
+    struct dems_merkle_prefetch *p = ctx;
+
+    memset(ret_hash, 0, 32);
+    for (size_t i = 0; i < p->n; i++)
+        if (p->pos[i].start == start && p->pos[i].level == level)
+            return 0;
+    if (p->n >= DEMS_MERKLE_MAX_READS)
+        return DEMS_EINTERNAL; /* cannot happen: proofs need at most 2 * 62 reads */
+    p->pos[p->n++] = (struct dems_merkle_pos){.start = start, .level = level};
+    return 0;
+}
+
+enum plan_kind { PLAN_ROOT, PLAN_INCLUSION, PLAN_CONSISTENCY };
+
+static int plan(enum plan_kind kind, uint64_t a, uint64_t b, struct dems_merkle_prefetch *ret_p)
+{
+    /* Large (6 KiB): planned in place, so ret_p is written even on failure; n says what is valid.
+     */
+    struct dems_merkle_reader rd = {.get_subtree = plan_get, .ctx = ret_p};
+    struct dems_merkle_proof proof;
+    uint8_t root[32];
+    int r;
+
+    ret_p->n = 0;
+    if (kind == PLAN_ROOT)
+        r = dems_merkle_root(&rd, a, root);
+    else if (kind == PLAN_INCLUSION)
+        r = dems_merkle_prove_inclusion(&rd, a, b, &proof);
+    else
+        r = dems_merkle_prove_consistency(&rd, a, b, &proof);
+    if (r < 0)
+        ret_p->n = 0;
+    return r;
+}
+
+int dems_merkle_plan_root(uint64_t size, struct dems_merkle_prefetch *p)
+{
+    return plan(PLAN_ROOT, size, 0, p);
+}
+
+int dems_merkle_plan_inclusion(uint64_t index, uint64_t size, struct dems_merkle_prefetch *p)
+{
+    return plan(PLAN_INCLUSION, index, size, p);
+}
+
+int dems_merkle_plan_consistency(uint64_t size1, uint64_t size2, struct dems_merkle_prefetch *p)
+{
+    return plan(PLAN_CONSISTENCY, size1, size2, p);
+}
+
+static int prefetch_get(void *ctx, uint64_t start, unsigned level, uint8_t ret_hash[static 32])
+{
+    const struct dems_merkle_prefetch *p = ctx;
+
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->pos[i].start == start && p->pos[i].level == level) {
+            memcpy(ret_hash, p->hash[i], 32);
+            return 0;
+        }
+    }
+    return DEMS_ENOTFOUND;
+}
+
+struct dems_merkle_reader dems_merkle_prefetch_reader(struct dems_merkle_prefetch *p)
+{
+    return (struct dems_merkle_reader){.get_subtree = prefetch_get, .ctx = p};
+}

@@ -270,6 +270,40 @@ uint64_t dems_merkle_mem_size(const struct dems_merkle_mem *m);
 /* A reader over m (borrowed; valid while m lives and is not appended to). */
 struct dems_merkle_reader dems_merkle_mem_reader(struct dems_merkle_mem *m);
 
+/*
+ * Prefetching, so a server fetches all the subtree hashes a root or proof
+ * needs in one query instead of one round trip per read: plan (which
+ * subtrees, deduplicated), fetch hash[i] for each pos[i] (complete subtree
+ * [start, start + 2^level)), then run dems_merkle_root / _prove_* with
+ * dems_merkle_prefetch_reader. The positions depend only on the sizes and
+ * the index.
+ */
+#define DEMS_MERKLE_MAX_READS 128
+
+struct dems_merkle_pos {
+    uint64_t start;
+    unsigned level;
+};
+
+struct dems_merkle_prefetch {
+    size_t n;
+    struct dems_merkle_pos pos[DEMS_MERKLE_MAX_READS];
+    uint8_t hash[DEMS_MERKLE_MAX_READS][32];
+};
+
+/*
+ * Plans the reads of dems_merkle_root(size), _prove_inclusion(index, size)
+ * or _prove_consistency(size1, size2) into p; hash[] is left for the
+ * caller to fill. Errors as the corresponding function (DEMS_EINVAL for bad
+ * sizes); p->n is 0 then.
+ */
+int dems_merkle_plan_root(uint64_t size, struct dems_merkle_prefetch *p);
+int dems_merkle_plan_inclusion(uint64_t index, uint64_t size, struct dems_merkle_prefetch *p);
+int dems_merkle_plan_consistency(uint64_t size1, uint64_t size2, struct dems_merkle_prefetch *p);
+
+/* A reader over p's filled hashes (borrowed); DEMS_ENOTFOUND for an unplanned read. */
+struct dems_merkle_reader dems_merkle_prefetch_reader(struct dems_merkle_prefetch *p);
+
 /* ---------------------------------------------------------------------- */
 /* Keys, entry signatures, C2SP signed notes and checkpoints               */
 /* ---------------------------------------------------------------------- */

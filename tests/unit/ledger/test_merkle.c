@@ -376,6 +376,65 @@ static void test_log_reads_huge_tree(void **state)
     assert_int_equal(dems_merkle_root(&rd, DEMS_MERKLE_MAX_SIZE + 1, root), DEMS_EINVAL);
 }
 
+/* Planned reads, fetched, give the same roots and proofs with every read planned. */
+static void test_prefetch(void **state)
+{
+    (void)state;
+    struct dems_merkle_mem *m = dems_merkle_mem_new();
+    struct dems_merkle_reader mem = dems_merkle_mem_reader(m);
+    static struct dems_merkle_prefetch p;
+    struct dems_merkle_reader pre = dems_merkle_prefetch_reader(&p);
+
+    for (unsigned i = 0; i < 100; i++) {
+        uint8_t leaf[32];
+        memset(leaf, (int)(i * 3 + 1), 32);
+        assert_int_equal(dems_merkle_mem_append(m, leaf), 0);
+    }
+    for (uint64_t n = 1; n <= 100; n += 3) {
+        uint8_t a[32], b[32];
+        assert_int_equal(dems_merkle_plan_root(n, &p), 0);
+        assert_true(p.n == (size_t)__builtin_popcountll(n));
+        for (size_t i = 0; i < p.n; i++)
+            assert_int_equal(mem.get_subtree(mem.ctx, p.pos[i].start, p.pos[i].level, p.hash[i]),
+                             0);
+        assert_int_equal(dems_merkle_root(&pre, n, a), 0);
+        assert_int_equal(dems_merkle_root(&mem, n, b), 0);
+        assert_memory_equal(a, b, 32);
+        for (uint64_t i = 0; i < n; i += 5) {
+            struct dems_merkle_proof x, y;
+            assert_int_equal(dems_merkle_plan_inclusion(i, n, &p), 0);
+            for (size_t k = 0; k < p.n; k++)
+                assert_int_equal(
+                    mem.get_subtree(mem.ctx, p.pos[k].start, p.pos[k].level, p.hash[k]), 0);
+            assert_int_equal(dems_merkle_prove_inclusion(&pre, i, n, &x), 0);
+            assert_int_equal(dems_merkle_prove_inclusion(&mem, i, n, &y), 0);
+            assert_int_equal(x.len, y.len);
+            assert_memory_equal(x.hash, y.hash, 32 * x.len);
+            uint64_t s1 = i + 1;
+            assert_int_equal(dems_merkle_plan_consistency(s1, n, &p), 0);
+            for (size_t k = 0; k < p.n; k++)
+                assert_int_equal(
+                    mem.get_subtree(mem.ctx, p.pos[k].start, p.pos[k].level, p.hash[k]), 0);
+            assert_int_equal(dems_merkle_prove_consistency(&pre, s1, n, &x), 0);
+            assert_int_equal(dems_merkle_prove_consistency(&mem, s1, n, &y), 0);
+            assert_int_equal(x.len, y.len);
+            assert_memory_equal(x.hash, y.hash, 32 * x.len);
+        }
+    }
+    /* An unplanned read is refused; bad sizes plan nothing. */
+    uint8_t h[32];
+    assert_int_equal(pre.get_subtree(pre.ctx, 4096, 3, h), DEMS_ENOTFOUND);
+    assert_int_equal(dems_merkle_plan_inclusion(5, 5, &p), DEMS_EINVAL);
+    assert_int_equal(p.n, 0);
+    /* The largest trees stay within the plan's capacity. */
+    uint64_t big = DEMS_MERKLE_MAX_SIZE - 1;
+    assert_int_equal(dems_merkle_plan_inclusion(big / 3, big, &p), 0);
+    assert_true(p.n <= DEMS_MERKLE_MAX_READS);
+    assert_int_equal(dems_merkle_plan_consistency(big / 3 + 1, big, &p), 0);
+    assert_true(p.n <= DEMS_MERKLE_MAX_READS);
+    dems_merkle_mem_free(m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -383,7 +442,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc6962_reference),   cmocka_unit_test(test_transparency_dev_vectors),
         cmocka_unit_test(test_exhaustive_small),    cmocka_unit_test(test_frontier),
-        cmocka_unit_test(test_log_reads_huge_tree),
+        cmocka_unit_test(test_log_reads_huge_tree), cmocka_unit_test(test_prefetch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
