@@ -150,13 +150,64 @@ static void prefetch_node(const struct dems_vector_index *ix, uint32_t slot)
 
 /* --- search on one level ------------------------------------------------ */
 
-static uint16_t next_epoch(struct vec_ctx *c)
+/*
+ * The visited set. A beam visits a few thousand nodes, so a small hash table
+ * of slot ids stays in L1/L2, where an array of per-slot marks (hnswlib's
+ * way) is megabytes of random accesses that miss the cache as often as the
+ * vectors do.
+ */
+#define VIS_START_BITS 14
+#define VIS_KEEP_BITS  16
+
+static int vis_reset(struct vec_ctx *c)
 {
-    if (++c->epoch == 0) {
-        memset(c->tags, 0, c->tags_cap * sizeof(uint16_t));
-        c->epoch = 1;
+    if (c->vis == NULL || c->vis_bits > VIS_KEEP_BITS) {
+        free(c->vis);
+        c->vis_bits = VIS_START_BITS;
+        c->vis = malloc(sizeof(uint32_t) << c->vis_bits);
+        if (c->vis == NULL)
+            return DEMS_ENOMEM;
     }
-    return c->epoch;
+    memset(c->vis, 0xff, sizeof(uint32_t) << c->vis_bits);
+    c->vis_n = 0;
+    return 0;
+}
+
+static size_t vis_slot(const uint32_t *t, unsigned bits, uint32_t id)
+{
+    size_t mask = ((size_t)1 << bits) - 1, h = (uint32_t)(id * 2654435761u) >> (32 - bits);
+    while (t[h] != id && t[h] != UINT32_MAX)
+        h = (h + 1) & mask;
+    return h;
+}
+
+static int vis_grow(struct vec_ctx *c)
+{
+    unsigned bits = c->vis_bits + 1;
+    uint32_t *t = malloc(sizeof(uint32_t) << bits);
+    if (t == NULL)
+        return DEMS_ENOMEM;
+    memset(t, 0xff, sizeof(uint32_t) << bits);
+    for (size_t i = 0; i < ((size_t)1 << c->vis_bits); i++) {
+        if (c->vis[i] != UINT32_MAX)
+            t[vis_slot(t, bits, c->vis[i])] = c->vis[i];
+    }
+    free(c->vis);
+    c->vis = t;
+    c->vis_bits = bits;
+    return 0;
+}
+
+/* Marks id visited: 1 if it was new, 0 if already seen, or DEMS_ENOMEM. */
+static inline int vis_add(struct vec_ctx *c, uint32_t id)
+{
+    size_t h = vis_slot(c->vis, c->vis_bits, id);
+    if (c->vis[h] == id)
+        return 0;
+    c->vis[h] = id;
+    if (++c->vis_n * 2 > ((size_t)1 << c->vis_bits) && vis_grow(c) < 0)
+        return DEMS_ENOMEM;
+    return 1;
 }
 
 /* May node s appear in results: ready, not removed, accepted by f. */
@@ -203,12 +254,10 @@ static long search_level(const struct dems_vector_index *ix, struct vec_ctx *c, 
                          uint32_t ep, float ep_d, size_t ef, unsigned lvl, bool check,
                          const struct dems_vector_filter *f)
 {
-    uint16_t tag = next_epoch(c);
     size_t nc = 0, nt = 0;
     uint32_t maxm = lvl == 0 ? ix->m0 : ix->p.m;
-    if (vec_ctx_fit(c, ef + 1, 64) < 0)
+    if (vec_ctx_fit(c, ef + 1, 64) < 0 || vis_reset(c) < 0 || vis_add(c, ep) < 0)
         return DEMS_ENOMEM;
-    c->tags[ep] = tag;
     vec_heap_push_min(c->cand, &nc, (struct vec_cand){ep_d, ep});
     if (!check || returnable(ix, f, ep))
         vec_heap_push_max(c->top, &nt, (struct vec_cand){ep_d, ep});
@@ -225,9 +274,11 @@ static long search_level(const struct dems_vector_index *ix, struct vec_ctx *c, 
             cnt = maxm;
         for (uint32_t j = 0; j < cnt; j++) {
             uint32_t id = vec_ld(ln + 1 + j);
-            if (c->tags[id] == tag)
+            int seen = vis_add(c, id);
+            if (seen < 0)
+                return DEMS_ENOMEM;
+            if (seen == 0)
                 continue;
-            c->tags[id] = tag;
             c->nbr[m++] = id;
             prefetch_node(ix, id);
         }

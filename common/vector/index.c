@@ -131,7 +131,7 @@ void dems_vector_free(struct dems_vector_index *ix)
     while (ix->pool != NULL) {
         struct vec_ctx *c = ix->pool;
         ix->pool = c->next;
-        free(c->tags);
+        free(c->vis);
         free(c->cand);
         free(c->top);
         free(c->q);
@@ -373,19 +373,8 @@ struct vec_ctx *vec_ctx_take(struct dems_vector_index *ix)
         if (c->q == NULL || c->tmp == NULL || c->nbr == NULL || vec_ctx_fit(c, 256, 256) < 0)
             goto fail;
     }
-    if (c->tags_cap < ix->cap) {
-        free(c->tags);
-        c->tags = vec_big_alloc(ix->cap * sizeof(uint16_t));
-        if (c->tags != NULL)
-            memset(c->tags, 0, ix->cap * sizeof(uint16_t));
-        if (c->tags == NULL)
-            goto fail;
-        c->tags_cap = ix->cap;
-        c->epoch = 0;
-    }
     return c;
 fail:
-    c->tags_cap = 0;
     vec_ctx_give(ix, c);
     return NULL;
 }

@@ -47,9 +47,9 @@ struct vec_cand {
 /* Per-search scratch, pooled by the index (index.c). */
 struct vec_ctx {
     struct vec_ctx *next;
-    uint16_t *tags; /* visited marks: tags[slot] == epoch means seen */
-    size_t tags_cap;
-    uint16_t epoch;
+    uint32_t *vis;     /* visited slots: open addressing, UINT32_MAX is free */
+    unsigned vis_bits; /* log2 of the table size */
+    size_t vis_n;
     struct vec_cand *cand; /* candidate min-heap */
     size_t cand_cap;
     struct vec_cand *top; /* result max-heap */
