@@ -241,6 +241,8 @@ static void flush_sigs(struct dems_ledger_verifier *v)
     }
 }
 
+static void gap_fault(struct dems_ledger_verifier *v);
+
 /* Records the first fault; later ones are ignored. */
 __attribute__((format(printf, 4, 5))) static void fault(struct dems_ledger_verifier *v,
                                                         enum dems_ledger_fault f,
@@ -254,6 +256,11 @@ __attribute__((format(printf, 4, 5))) static void fault(struct dems_ledger_verif
     flush_sigs(v);
     if (v->faulted)
         return;
+    /* So does a pending sequence anomaly: the missing entry never turned up. */
+    if (v->pending && f != DEMS_LEDGER_FAULT_REORDER && f != DEMS_LEDGER_FAULT_GAP) {
+        gap_fault(v);
+        return;
+    }
     v->faulted = true;
     v->rep.fault = f;
     v->rep.has_seq = seq != NULL;
@@ -355,19 +362,18 @@ static bool parse_entry_line(const char *line, size_t len, struct entry_line *e)
     return EAT(&p, end, "\"}") && p == end;
 }
 
-static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t len)
+/*
+ * Sequence rules. Returns true when e is the next entry. An entry ahead of
+ * the expected one opens a "pending" anomaly: later lines are then read
+ * only to see whether the missing entry turns up (a reorder) or not (a gap,
+ * decided at the end).
+ */
+static bool sequence_ok(struct dems_ledger_verifier *v, const struct entry_line *e)
 {
-    struct entry_line e;
-    uint8_t leaf[32], want[32], sig[64];
-    size_t n = 0, slen = 0;
+    uint64_t seq = v->next_seq;
 
-    if (!parse_entry_line(line, len, &e)) {
-        fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is not an export entry line",
-              (unsigned long long)v->line);
-        return;
-    }
     if (v->pending) {
-        if (e.seq == v->missing) {
+        if (e->seq == v->missing) {
             uint64_t s = v->missing, at = v->line;
             v->pending = false;
             v->line = v->found_line;
@@ -378,41 +384,53 @@ static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t le
                   (unsigned long long)v->found, (unsigned long long)s, (unsigned long long)s,
                   (unsigned long long)at);
         }
-        return;
+        return false;
     }
     if (v->faulted)
-        return;
-    uint64_t seq = v->next_seq;
-    if (e.seq < seq) {
-        fault(v, DEMS_LEDGER_FAULT_DUPLICATE, &e.seq,
+        return false;
+    if (e->seq < seq) {
+        fault(v, DEMS_LEDGER_FAULT_DUPLICATE, &e->seq,
               "entry %llu appears again at line %llu (expected entry %llu there)",
-              (unsigned long long)e.seq, (unsigned long long)v->line, (unsigned long long)seq);
-        return;
+              (unsigned long long)e->seq, (unsigned long long)v->line, (unsigned long long)seq);
+        return false;
     }
-    if (e.seq > seq) {
+    if (e->seq > seq) {
         v->pending = true;
         v->missing = seq;
-        v->found = e.seq;
+        v->found = e->seq;
         v->found_line = v->line;
-        return;
+        return false;
     }
-    json_t *root = NULL;
-    struct dems_ledger_entry ent;
-    if (ledger_b64_decode(e.b64, e.b64_len, v->bytes, sizeof(v->bytes), &n) < 0 || n == 0 ||
-        ledger_hex_decode_lower(e.leaf_hex, want, 32) < 0 ||
-        ledger_b64_decode(e.sig_b64, 88, sig, sizeof(sig), &slen) < 0 || slen != 64) {
+    return true;
+}
+
+/*
+ * Decodes entry seq's fields and checks its bytes (canonical, carrying seq)
+ * and its leaf hash. Returns true with the leaf hash and signature.
+ */
+static bool entry_ok(struct dems_ledger_verifier *v, uint64_t seq, const struct entry_line *e,
+                     uint8_t leaf[static 32], uint8_t sig[static 64])
+{
+    uint8_t want[32];
+    size_t n = 0, slen = 0;
+    uint64_t inner = 0;
+
+    if (ledger_b64_decode(e->b64, e->b64_len, v->bytes, sizeof(v->bytes), &n) < 0 || n == 0 ||
+        ledger_hex_decode_lower(e->leaf_hex, want, 32) < 0 ||
+        ledger_b64_decode(e->sig_b64, 88, sig, 64, &slen) < 0 || slen != 64) {
         fault(v, DEMS_LEDGER_FAULT_FORMAT, &seq, "entry %llu (line %llu) has a malformed field",
               (unsigned long long)seq, (unsigned long long)v->line);
-        return;
+        return false;
     }
     /* The fast check decides nearly every entry; the full decoder settles the rest. */
-    uint64_t inner = 0;
     if (!ledger_entry_fast_check(v->bytes, n, &inner)) {
+        json_t *root = NULL;
+        struct dems_ledger_entry ent;
         if (dems_ledger_entry_decode(v->bytes, n, &root, &ent) < 0) {
             fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
                   "entry %llu (line %llu): its bytes are not a canonical custody entry",
                   (unsigned long long)seq, (unsigned long long)v->line);
-            return;
+            return false;
         }
         inner = ent.seq;
         json_decref(root);
@@ -421,15 +439,33 @@ static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t le
         fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
               "entry %llu (line %llu): its bytes say it is entry %llu", (unsigned long long)seq,
               (unsigned long long)v->line, (unsigned long long)inner);
-        return;
+        return false;
     }
     dems_merkle_leaf_hash(v->bytes, n, leaf);
     if (memcmp(leaf, want, 32) != 0) {
         fault(v, DEMS_LEDGER_FAULT_HASH, &seq,
               "entry %llu (line %llu): leaf hash does not match the entry bytes",
               (unsigned long long)seq, (unsigned long long)v->line);
+        return false;
+    }
+    return true;
+}
+
+static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t len)
+{
+    struct entry_line e;
+    uint8_t leaf[32], sig[64];
+    uint64_t seq = v->next_seq;
+
+    if (!parse_entry_line(line, len, &e)) {
+        /* While an anomaly is pending, only sequence numbers matter. */
+        if (!v->pending)
+            fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is not an export entry line",
+                  (unsigned long long)v->line);
         return;
     }
+    if (!sequence_ok(v, &e) || !entry_ok(v, seq, &e, leaf, sig))
+        return;
     if (!v->skip_sigs) {
         struct sig_job *j = &v->jobs[v->njobs++];
         memcpy(j->leaf, leaf, 32);
@@ -492,6 +528,19 @@ int dems_ledger_verifier_line(struct dems_ledger_verifier *v, const char *line, 
     return 0;
 }
 
+/* Ends a pending anomaly as a gap: the missing entry never turned up. */
+static void gap_fault(struct dems_ledger_verifier *v)
+{
+    uint64_t s = v->missing, line = v->line;
+    v->pending = false;
+    v->line = v->found_line;
+    fault(v, DEMS_LEDGER_FAULT_GAP, &s,
+          "entry %llu is missing: line %llu holds entry %llu where entry %llu belongs",
+          (unsigned long long)s, (unsigned long long)v->found_line, (unsigned long long)v->found,
+          (unsigned long long)s);
+    v->line = line;
+}
+
 static void finish_checks(struct dems_ledger_verifier *v)
 {
     struct dems_checkpoint c;
@@ -499,13 +548,7 @@ static void finish_checks(struct dems_ledger_verifier *v)
 
     flush_sigs(v);
     if (v->pending) {
-        uint64_t s = v->missing;
-        v->pending = false;
-        v->line = v->found_line;
-        fault(v, DEMS_LEDGER_FAULT_GAP, &s,
-              "entry %llu is missing: line %llu holds entry %llu where entry %llu belongs",
-              (unsigned long long)s, (unsigned long long)v->found_line,
-              (unsigned long long)v->found, (unsigned long long)s);
+        gap_fault(v);
         return;
     }
     if (v->faulted)

@@ -242,6 +242,15 @@ static void test_sequence_faults(void **state)
     memmove(&lg.line[1 + 9], &lg.line[1 + 10], (lg.count - 11) * sizeof(char *));
     lg.count--;
     expect(&lg, DEMS_LEDGER_FAULT_GAP, 9);
+    /* Still a gap when a malformed line or a bad checkpoint follows it. */
+    char *e20 = lg.line[1 + 19], *cpl = lg.line[lg.count - 1];
+    char broken[] = "{\"entry\":\"broken", badcp[] = "{\"checkpoint\":5}";
+    lg.line[1 + 19] = broken;
+    expect(&lg, DEMS_LEDGER_FAULT_GAP, 9);
+    lg.line[1 + 19] = e20;
+    lg.line[lg.count - 1] = badcp;
+    expect(&lg, DEMS_LEDGER_FAULT_GAP, 9);
+    lg.line[lg.count - 1] = cpl;
     /* Delete the last entry: the checkpoint covers one more than the export holds. */
     lg.count++;
     memmove(&lg.line[1 + 10], &lg.line[1 + 9], (lg.count - 11) * sizeof(char *));
