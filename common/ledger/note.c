@@ -379,3 +379,24 @@ int dems_checkpoint_open(const char *note, size_t len, const struct dems_note_ve
     *ret_c = c;
     return 0;
 }
+
+int dems_ledger_entry_seal(const struct dems_ledger_key *k, struct dems_merkle_frontier *f,
+                           const struct dems_ledger_entry *e, struct dems_buf *bytes,
+                           struct dems_ledger_sealed *ret_sealed)
+{
+    size_t mark = bytes->len;
+    uint8_t leaf[32];
+    int r;
+
+    if (e->seq != f->size)
+        return DEMS_ECONFLICT;
+    if (f->size >= DEMS_MERKLE_MAX_SIZE)
+        return DEMS_ETOOBIG;
+    if ((r = dems_ledger_entry_encode(e, bytes)) < 0)
+        return r;
+    dems_merkle_leaf_hash(bytes->data + mark, bytes->len - mark, leaf);
+    memcpy(ret_sealed->leaf, leaf, 32);
+    dems_ledger_entry_sign(k, leaf, ret_sealed->sig);
+    ret_sealed->ncompleted = dems_merkle_frontier_append(f, leaf, ret_sealed->completed);
+    return 0;
+}

@@ -8,7 +8,8 @@
  * formats are in docs/ledger.md.
  *
  * Call sodium_init() (or dems_crypto_init()) once before using keys or
- * signatures.
+ * signatures. Everything here is reentrant and never blocks; a struct
+ * dems_ledger_key may be shared by threads once made.
  */
 #ifndef DEMS_LEDGER_H
 #define DEMS_LEDGER_H
@@ -343,6 +344,28 @@ void dems_ledger_entry_sign(const struct dems_ledger_key *k, const uint8_t leaf_
                             uint8_t ret_sig[static 64]);
 int dems_ledger_entry_verify(const uint8_t pk[static 32], const uint8_t leaf_hash[static 32],
                              const uint8_t sig[static 64]);
+
+/* What one append produces (dems_ledger_entry_seal). */
+struct dems_ledger_sealed {
+    uint8_t leaf[32];
+    uint8_t sig[64];
+    int ncompleted; /* complete subtrees this append finished, levels 0..n-1 */
+    uint8_t completed[DEMS_MERKLE_MAX_LEVELS + 1][32];
+};
+
+/*
+ * The pure part of an append, for the server's serialised append path:
+ * checks that e->seq == f->size, appends e's canonical bytes to bytes,
+ * computes the leaf hash, signs it, and advances f. The caller then stores
+ * the bytes, leaf, signature and the completed subtree hashes (subtree l is
+ * [f->size - 2^l, f->size) after the call) in one transaction; if that
+ * fails it restores its copy of f. Returns 0, DEMS_ECONFLICT (seq is not
+ * the next one), or dems_ledger_entry_encode's and
+ * dems_merkle_frontier_append's errors; on failure bytes and f are unchanged.
+ */
+int dems_ledger_entry_seal(const struct dems_ledger_key *k, struct dems_merkle_frontier *f,
+                           const struct dems_ledger_entry *e, struct dems_buf *bytes,
+                           struct dems_ledger_sealed *ret_sealed);
 
 /* A parsed note verifier key (Ed25519 only). */
 struct dems_note_verifier {

@@ -370,6 +370,68 @@ static void test_signature_and_checkpoint_faults(void **state)
     release(&lg);
 }
 
+/* dems_ledger_entry_seal: what the server's append does, checked by the verifier. */
+static void test_seal(void **state)
+{
+    (void)state;
+    struct dems_merkle_frontier f, copy;
+    struct dems_merkle_mem *m = dems_merkle_mem_new();
+    struct dems_merkle_reader rd = dems_merkle_mem_reader(m);
+    struct dems_buf bytes, out;
+    struct dems_ledger_sealed sealed;
+    uint8_t pk[32], root[32];
+    char vkey[DEMS_NOTE_VKEY_MAX];
+
+    dems_merkle_frontier_init(&f);
+    dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
+    dems_buf_init(&out, 1 << 20);
+    dems_ledger_key_public(key, pk);
+    dems_ledger_key_vkey(key, vkey);
+    assert_int_equal(dems_ledger_export_header(ORIGIN, vkey, &out), 0);
+    for (uint64_t i = 0; i < 70; i++) {
+        struct dems_ledger_entry e = {.seq = i,
+                                      .time_ms = 1000 * (int64_t)i,
+                                      .type = DEMS_LEDGER_HOLD_PLACED,
+                                      .actor_kind = DEMS_LEDGER_ACTOR_SYSTEM,
+                                      .actor_id = "retention"};
+        dems_buf_reset(&bytes);
+        copy = f;
+        e.seq = i + 1;
+        assert_int_equal(dems_ledger_entry_seal(key, &f, &e, &bytes, &sealed), DEMS_ECONFLICT);
+        assert_int_equal(bytes.len, 0);
+        assert_memory_equal(&copy, &f, sizeof(f));
+        e.seq = i;
+        assert_int_equal(dems_ledger_entry_seal(key, &f, &e, &bytes, &sealed), 0);
+        assert_int_equal(dems_ledger_entry_verify(pk, sealed.leaf, sealed.sig), 0);
+        assert_int_equal(dems_merkle_mem_append(m, sealed.leaf), 0);
+        for (int l = 0; l < sealed.ncompleted; l++) {
+            uint8_t want[32];
+            uint64_t start = f.size - (UINT64_C(1) << l);
+            assert_int_equal(rd.get_subtree(rd.ctx, start, (unsigned)l, want), 0);
+            assert_memory_equal(sealed.completed[l], want, 32);
+        }
+        assert_int_equal(
+            dems_ledger_export_entry(i, bytes.data, bytes.len, sealed.leaf, sealed.sig, &out), 0);
+    }
+    dems_merkle_frontier_root(&f, root);
+    struct dems_checkpoint c = {.origin = ORIGIN, .size = f.size};
+    struct dems_buf note;
+    memcpy(c.root, root, 32);
+    dems_buf_init(&note, 4096);
+    assert_int_equal(dems_checkpoint_sign(key, &c, &note), 0);
+    assert_int_equal(dems_ledger_export_checkpoint((const char *)note.data, note.len, &out), 0);
+    FILE *in = fmemopen(out.data, out.len, "r");
+    struct dems_ledger_report rep;
+    struct dems_ledger_verify_opts pin = {.vkey = vkey};
+    assert_int_equal(dems_ledger_verify_file(in, &pin, &rep), 0);
+    assert_true(rep.entries == 70);
+    fclose(in);
+    dems_buf_done(&note);
+    dems_buf_done(&bytes);
+    dems_buf_done(&out);
+    dems_merkle_mem_free(m);
+}
+
 /* Threads share the signature checks of a long log; the first bad one still wins. */
 static void test_threads(void **state)
 {
@@ -431,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_signature_and_checkpoint_faults),
         cmocka_unit_test(test_entry_faults),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_seal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
