@@ -713,7 +713,7 @@ void api_uploads_get(struct dems_req *req)
     int r = dems_db_req(
         req,
         "SELECT id, owner_user_id, length, state, reason, sha256, metadata::text, " API_TS(
-            "expires_at") ", " HTTP_DATE("expires_at") " FROM uploads WHERE id = $1",
+            "expires_at") ", " HTTP_DATE("expires_at") ", evidence_id FROM uploads WHERE id = $1",
         1, params, on_state);
     if (r < 0)
         dems_resp_err(req, r);

@@ -1,0 +1,278 @@
+"""The custody ledger and the evidence store against a real demsd: uploads
+become encrypted, content-addressed evidence with an INGESTED entry; reads
+are ledgered; checkpoints, proofs and the export verify with dems-verify
+(offline); PostgreSQL itself refuses to change history; and a database
+superuser who rewrites history anyway (triggers bypassed) is caught and the
+bad entry named."""
+import base64
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+from harness import Server, run_tests
+
+TUS = {"Tus-Resumable": "1.0.0"}
+VERIFY = os.environ.get("DEMS_VERIFY",
+                        os.path.join(os.path.dirname(os.environ.get("DEMSD", "")), "verify",
+                                     "dems-verify"))
+
+
+class Ctx:
+    pass
+
+
+def setup():
+    c = Ctx()
+    c.srv = Server().start()
+    c.tok = c.srv.admin_token()
+    return c
+
+
+def teardown(c):
+    assert c.srv.stop() == 0
+
+
+def upload(c, data, filename="clip.mp4"):
+    meta = "filename " + base64.b64encode(filename.encode()).decode()
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=c.tok,
+                               headers=dict(TUS, **{"Upload-Length": str(len(data)),
+                                                    "Upload-Metadata": meta,
+                                                    "Content-Type":
+                                                        "application/offset+octet-stream"}))
+    assert st == 201, (st, doc)
+    return r.getheader("Evidence-Id"), r.getheader("Location")
+
+
+def entries(c, start=0, end=1000):
+    st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={start}&end={end}", token=c.tok)
+    assert st == 200, doc
+    return [dict(e, body=json.loads(base64.b64decode(e["bytes"]))) for e in doc["entries"]]
+
+
+def wait_checkpoint(c, size):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st, note, r = c.srv.request("GET", "/v1/ledger/checkpoint")
+        lines = note.decode().split("\n")
+        if int(lines[1]) >= size:
+            return note.decode()
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint covering %d entries" % size)
+
+
+def export(c):
+    st, body, r = c.srv.request("GET", "/v1/ledger/export", token=c.tok)
+    assert st == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    path = os.path.join(c.srv.root, "export.jsonl")
+    with open(path, "wb") as f:
+        f.write(body if isinstance(body, bytes) else json.dumps(body).encode())
+    return path
+
+
+def verify(*args):
+    return subprocess.run([VERIFY, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_upload_becomes_evidence_with_ingested_entry(c):
+    data = b"EVIDENCE-MARKER " + os.urandom(200_000)
+    sha = hashlib.sha256(data).hexdigest()
+    eid, loc = upload(c, data)
+    assert eid == sha
+    st, doc, r = c.srv.request("HEAD", loc, token=c.tok, headers=TUS)
+    assert r.getheader("Evidence-Id") == sha
+    st, ev, _ = c.srv.request("GET", f"/v1/evidence/{sha}", token=c.tok)
+    assert st == 200 and ev["sha256"] == sha and ev["size"] == len(data)
+    assert ev["filename"] == "clip.mp4"
+    ents = entries(c)
+    ing = [e for e in ents if e["body"]["type"] == "INGESTED" and e["body"]["artefact"] == sha]
+    assert len(ing) == 1 and ing[0]["seq"] == ev["ledger"]["ingested_seq"]
+    assert ing[0]["body"]["size"] == len(data) and ing[0]["body"]["actor"]["id"] == "admin"
+    # Encrypted at rest: the blob holds no plaintext; staging is emptied.
+    blobs = glob.glob(os.path.join(c.srv.data, "blobs", sha[:2], sha))
+    assert len(blobs) == 1
+    raw = open(blobs[0], "rb").read()
+    assert b"EVIDENCE-MARKER" not in raw and raw.startswith(b"DEMSBLOB1\n")
+    assert os.listdir(os.path.join(c.srv.data, "staging")) == []
+    c.sha, c.data = sha, data
+
+
+def test_identical_content_stored_once(c):
+    eid, _ = upload(c, c.data, filename="copy.mp4")
+    assert eid == c.sha
+    assert len(glob.glob(os.path.join(c.srv.data, "blobs", "*", "*"))) == 1
+    ing = [e for e in entries(c) if e["body"]["type"] == "INGESTED"
+           and e["body"]["artefact"] == c.sha]
+    assert len(ing) == 2  # each ingest is its own custody event
+
+
+def test_download_is_ledgered_and_ranged(c):
+    before = len(entries(c))
+    st, body, r = c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=c.tok)
+    assert st == 200 and body == c.data and r.getheader("ETag") == f'"{c.sha}"'
+    st, body, r = c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=c.tok,
+                                headers={"Range": "bytes=70000-140000"})
+    assert st == 206 and body == c.data[70000:140001]
+    assert r.getheader("Content-Range") == f"bytes 70000-140000/{len(c.data)}"
+    st, _, r = c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=c.tok,
+                             headers={"Range": f"bytes={len(c.data)}-"})
+    assert st == 416 and r.getheader("Content-Range") == f"bytes */{len(c.data)}"
+    st, _, _ = c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=c.tok,
+                             headers={"If-None-Match": f'"{c.sha}"'})
+    assert st == 304
+    new = entries(c)[before:]
+    assert [e["body"]["type"] for e in new] == ["DOWNLOADED", "DOWNLOADED"]
+    assert new[1]["body"]["payload"] == {"first": 70000, "last": 140000}
+    assert c.srv.request("GET", "/v1/evidence/" + "0" * 64, token=c.tok)[0] == 404
+    assert c.srv.request("GET", "/v1/evidence/xyz/content", token=c.tok)[0] == 404
+
+
+def test_checkpoint_key_and_export_verify_offline(c):
+    size = len(entries(c))
+    note = wait_checkpoint(c, size)
+    lines = note.split("\n")
+    assert lines[0] == "dems.localhost/ledger" and int(lines[1]) == size
+    assert len(base64.b64decode(lines[2])) == 32 and lines[3] == ""
+    assert lines[4].startswith("\u2014 dems.localhost/ledger ")
+    st, vkey, _ = c.srv.request("GET", "/v1/ledger/key")
+    vkey = vkey.decode().strip()
+    assert vkey.startswith("dems.localhost/ledger+")
+    npath = os.path.join(c.srv.root, "checkpoint.txt")
+    open(npath, "w").write(note)
+    r = verify("checkpoint", npath, "--key", vkey)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = export(c)
+    r = verify("ledger", path, "--key", vkey)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+    c.vkey = vkey
+
+
+def test_proofs_verify_offline(c):
+    ents = entries(c)
+    size = len(ents)
+    st, p, _ = c.srv.request("GET", f"/v1/ledger/proof/inclusion?index=1&size={size}",
+                             token=c.tok)
+    assert st == 200 and p["leaf_hash"] == ents[1]["leaf_hash"]
+    r = verify("inclusion", "--leaf-hash", p["leaf_hash"], "--index", "1", "--size", str(size),
+               "--root", p["root"], "--proof", ",".join(p["proof"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    bad = list(p["proof"])
+    bad[0] = ("0" if bad[0][0] != "0" else "1") + bad[0][1:]
+    r = verify("inclusion", "--leaf-hash", p["leaf_hash"], "--index", "1", "--size", str(size),
+               "--root", p["root"], "--proof", ",".join(bad))
+    assert r.returncode == 1
+    st, q, _ = c.srv.request("GET", f"/v1/ledger/proof/consistency?old=2&new={size}",
+                             token=c.tok)
+    assert st == 200
+    r = verify("consistency", "--old", "2", "--new", str(size), "--old-root", q["old_root"],
+               "--new-root", q["new_root"], "--proof", ",".join(q["proof"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert c.srv.request("GET", f"/v1/ledger/proof/inclusion?index={size}&size={size}",
+                         token=c.tok)[0] == 400
+    assert c.srv.request("GET", f"/v1/ledger/proof/inclusion?index=0&size={size + 5}",
+                         token=c.tok)[0] == 400
+    assert c.srv.request("GET", "/v1/ledger/proof/consistency?old=x&new=2",
+                         token=c.tok)[0] == 400
+
+
+def test_database_refuses_to_change_history(c):
+    for sql in ("UPDATE ledger_entries SET type = 'VIEWED' WHERE seq = 0",
+                "DELETE FROM ledger_entries WHERE seq = 0",
+                "UPDATE ledger_head SET size = 0", "DELETE FROM ledger_subtrees"):
+        rc, _, err = c.srv.psql(sql, user="dems_app")
+        assert rc != 0 and ("permission denied" in err or "append-only" in err
+                            or "shrink" in err), (sql, err)
+    # Even the superuser is stopped by the triggers.
+    for sql in ("UPDATE ledger_entries SET type = 'VIEWED' WHERE seq = 0",
+                "DELETE FROM ledger_entries WHERE seq = 0", "TRUNCATE ledger_entries CASCADE",
+                "DELETE FROM ledger_checkpoints"):
+        rc, _, err = c.srv.psql(sql)
+        assert rc != 0 and "append-only" in err, (sql, err)
+    r = verify("ledger", export(c), "--key", c.vkey)
+    assert r.returncode == 0
+
+
+def tamper(c, sql):
+    """Rewrites history as a superuser with triggers disabled, then exports."""
+    rc, _, err = c.srv.psql("BEGIN; SET LOCAL session_replication_role = replica; "
+                            + sql + "; COMMIT;")
+    assert rc == 0, err
+    return verify("ledger", export(c), "--key", c.vkey)
+
+
+def test_rewritten_history_is_caught_and_named(c):
+    # Back up the rows so each tamper starts from the true log.
+    c.srv.psql("CREATE TABLE saved AS SELECT * FROM ledger_entries")
+    restore = ("DELETE FROM ledger_entries; INSERT INTO ledger_entries SELECT * FROM saved")
+    # 1. One entry's payload changed (re-encoded bytes, leaf hash left alone).
+    r = tamper(c, "UPDATE ledger_entries SET bytes = convert_to(replace(convert_from(bytes, "
+                  "'UTF8'), '\"DOWNLOADED\"', '\"VIEWED\"'), 'UTF8') WHERE seq = 3")
+    assert r.returncode == 1 and "3" in r.stdout + r.stderr, r.stdout + r.stderr
+    c.srv.psql("BEGIN; SET LOCAL session_replication_role = replica; " + restore + "; COMMIT;")
+    # 2. One entry deleted.
+    r = tamper(c, "DELETE FROM ledger_entries WHERE seq = 2")
+    assert r.returncode == 1 and "2" in r.stdout + r.stderr, r.stdout + r.stderr
+    c.srv.psql("BEGIN; SET LOCAL session_replication_role = replica; " + restore + "; COMMIT;")
+    # 3. Two entries swapped.
+    r = tamper(c, "UPDATE ledger_entries SET seq = seq + 1000000 WHERE seq IN (1, 2); "
+                  "UPDATE ledger_entries SET seq = CASE seq WHEN 1000001 THEN 2 ELSE 1 END "
+                  "WHERE seq IN (1000001, 1000002)")
+    assert r.returncode == 1 and ("1" in r.stdout + r.stderr), r.stdout + r.stderr
+    c.srv.psql("BEGIN; SET LOCAL session_replication_role = replica; " + restore + "; COMMIT;")
+    r = verify("ledger", export(c), "--key", c.vkey)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_damaged_blob_is_not_served(c):
+    data = os.urandom(150_000)
+    sha, _ = upload(c, data, filename="victim.bin")
+    path = os.path.join(c.srv.data, "blobs", sha[:2], sha)
+    raw = bytearray(open(path, "rb").read())
+    raw[len(raw) // 2] ^= 0x01
+    open(path, "wb").write(bytes(raw))
+    try:
+        st, body, _ = c.srv.request("GET", f"/v1/evidence/{sha}/content", token=c.tok)
+        got = body
+    except Exception:
+        got = None  # the connection was cut mid-body
+    assert got != data, "a damaged blob was served as if intact"
+    assert c.srv.request("GET", "/healthz")[0] == 200
+
+
+def test_log_survives_restart(c):
+    size = len(entries(c))
+    old = wait_checkpoint(c, size)
+    old_root = base64.b64decode(old.split("\n")[2]).hex()
+    pw = c.srv.admin_password
+    assert c.srv.stop() == 0
+    c.srv = Server(data=c.srv.root).start()
+    c.srv.admin_password = pw
+    c.tok = c.srv.admin_token()
+    upload(c, os.urandom(1000))
+    new = len(entries(c))
+    assert new == size + 1 and entries(c, size, size + 1)[0]["seq"] == size
+    wait_checkpoint(c, new)
+    st, q, _ = c.srv.request("GET", f"/v1/ledger/proof/consistency?old={size}&new={new}",
+                             token=c.tok)
+    assert q["old_root"] == old_root
+    r = verify("consistency", "--old", str(size), "--new", str(new), "--old-root", old_root,
+               "--new-root", q["new_root"], "--proof", ",".join(q["proof"]))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_wrong_master_key_refuses_start(c):
+    assert c.srv.stop() == 0
+    key = os.path.join(c.srv.data, "keys", "master.key")
+    good = open(key, "rb").read()
+    open(key, "wb").write(os.urandom(32))
+    r = subprocess.run([os.environ.get("DEMSD"), "serve", "--data", c.srv.data, "--listen",
+                        "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    open(key, "wb").write(good)
+    assert r.returncode == 1 and "master key" in r.stderr, r.stderr
+    c.srv = Server(data=c.srv.root).start()
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
