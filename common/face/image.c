@@ -138,12 +138,31 @@ static void on_jpeg_message(j_common_ptr cinfo, int level)
         je->truncated = true;
 }
 
+/* CMYK (or YCCK) rows to RGB. Adobe's files store inverted inks, which is
+ * what libjpeg hands back when it saw the Adobe marker. */
+static void cmyk_to_rgb(const uint8_t *in, uint8_t *out, size_t w, bool inverted)
+{
+    for (size_t x = 0; x < w; x++, in += 4, out += 3) {
+        unsigned k = inverted ? in[3] : 255u - in[3];
+        for (int c = 0; c < 3; c++) {
+            unsigned v = inverted ? in[c] : 255u - in[c];
+            out[c] = (uint8_t)((v * k + 127u) / 255u);
+        }
+    }
+}
+
 static int jpeg_rows(struct jpeg_decompress_struct *ci, struct dems_face_image *img)
 {
+    JSAMPARRAY tmp = NULL;
+    if (ci->output_components == 4) /* freed with the decompressor */
+        tmp = (*ci->mem->alloc_sarray)((j_common_ptr)ci, JPOOL_IMAGE, ci->output_width * 4, 1);
     while (ci->output_scanline < ci->output_height) {
-        JSAMPROW row = img->owned + (size_t)ci->output_scanline * img->stride;
+        uint8_t *dst = img->owned + (size_t)ci->output_scanline * img->stride;
+        JSAMPROW row = tmp != NULL ? tmp[0] : dst;
         if (jpeg_read_scanlines(ci, &row, 1) != 1)
             return DEMS_EINVAL;
+        if (tmp != NULL)
+            cmyk_to_rgb(row, dst, ci->output_width, ci->saw_Adobe_marker);
     }
     return 0;
 }
@@ -173,9 +192,10 @@ static int decode_jpeg(const uint8_t *d, size_t len, struct dems_face_image *img
     jpeg_read_header(&ci, TRUE);
     r = check_dims(ci.image_width, ci.image_height, err, errlen);
     if (r == 0) {
-        ci.out_color_space = JCS_RGB;
+        bool cmyk = ci.jpeg_color_space == JCS_CMYK || ci.jpeg_color_space == JCS_YCCK;
+        ci.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
         jpeg_start_decompress(&ci);
-        r = ci.output_components == 3
+        r = ci.output_components == (cmyk ? 4 : 3)
                 ? alloc_image(img, (int)ci.output_width, (int)ci.output_height)
                 : fail(err, errlen, DEMS_EINVAL, "unsupported JPEG colours");
     }

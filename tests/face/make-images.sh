@@ -19,3 +19,6 @@ $C "$D/sample4.jpg" -crop 900x500+200+0 +repage -flop -quality 90 "$O/flipped.jp
 # must agree on it pixel for pixel (the PPM reader is tested from a file the
 # unit test writes).
 djpeg -pnm "$O/portrait.jpg" | $C ppm:- -crop 120x150+100+100 +repage "$O/portrait-crop.png"
+# The same region as a CMYK JPEG (Adobe marker, inverted inks).
+djpeg -pnm "$O/portrait.jpg" | $C ppm:- -crop 120x150+100+100 +repage -colorspace CMYK \
+    -quality 95 "$O/portrait-crop-cmyk.jpg"

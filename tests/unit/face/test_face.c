@@ -217,6 +217,21 @@ static void test_png_ppm_jpeg_agree(void **state)
     for (int y = 0; y < 150; y++)
         assert_memory_equal(png.rgb + (size_t)y * png.stride,
                             jpg.rgb + (size_t)(y + 100) * jpg.stride + 300, 360);
+    /* A CMYK JPEG of the same region comes out as about the same RGB. */
+    struct dems_face_image cmyk;
+    load("portrait-crop-cmyk.jpg", &cmyk);
+    assert_int_equal(cmyk.width, 120);
+    assert_int_equal(cmyk.height, 150);
+    double diff = 0;
+    for (int y = 0; y < 150; y++) {
+        for (int x = 0; x < 360; x++)
+            diff += abs(cmyk.rgb[(size_t)y * cmyk.stride + (size_t)x] -
+                        png.rgb[(size_t)y * png.stride + (size_t)x]);
+    }
+    diff /= 150.0 * 360.0;
+    if (diff > 6.0)
+        fail_msg("CMYK JPEG differs from RGB by %.2f levels on average", diff);
+    dems_face_image_done(&cmyk);
     /* A PPM written from the JPEG's pixels reads back identically. */
     char hdr[64];
     int hl = snprintf(hdr, sizeof(hdr), "P6\n# comment\n%d %d\n255\n", jpg.width, jpg.height);
