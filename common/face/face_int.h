@@ -177,15 +177,14 @@ struct dems_face_ctx {
     float *col;     /* im2col chunk */
     float *boxes;   /* SSD_ANCHORS x 4 */
     float *classes; /* SSD_ANCHORS x 3 */
-    float *tmp;     /* small per-face scratch */
-    int *order;     /* detection candidates */
-    float *cand;    /* candidate boxes/scores */
+    float *tmp;     /* 8192 floats: tiny detector candidate scores */
+    int *order;     /* SSD_ANCHORS: candidate order / liveness flags */
+    float *cand;    /* 6 x SSD_ANCHORS: scores + kept boxes (SSD), boxes (tiny) */
 };
 
 /* Largest activation any network needs: SSD conv1 256x256x64, tiny conv0
  * at the largest input 606x606x16, input 608x608x3. */
 #define BUF_FLOATS ((size_t)606 * 606 * 16)
-#define CAND_MAX   (SSD_ANCHORS > 19 * 19 * 5 ? SSD_ANCHORS : 19 * 19 * 5)
 
 int ssd_init(struct ssd_net *n, struct alloc_list *al, const struct wt_file *wf, char *err,
              size_t errlen);
