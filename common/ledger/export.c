@@ -602,34 +602,87 @@ int dems_ledger_verifier_finish(struct dems_ledger_verifier *v,
     return v->faulted ? DEMS_ECRYPTO : 0;
 }
 
+/*
+ * Lines from in, each at most DEMS_LEDGER_MAX_LINE bytes: memory stays
+ * bounded whatever the file holds (getline would swallow a 10 GB "line").
+ * NUL bytes stay in the line, for the parsers to reject.
+ */
+struct line_reader {
+    FILE *in;
+    char block[1 << 16];
+    size_t pos, end;
+    bool eof;
+    char *line; /* DEMS_LEDGER_MAX_LINE bytes */
+};
+
+/* 1 and a line (without its newline), 0 at the end, DEMS_ETOOBIG or DEMS_EIO. */
+static int next_line(struct line_reader *lr, size_t *ret_len)
+{
+    size_t len = 0;
+
+    for (;;) {
+        if (lr->pos == lr->end) {
+            if (lr->eof)
+                break;
+            lr->end = fread(lr->block, 1, sizeof(lr->block), lr->in);
+            lr->pos = 0;
+            if (lr->end < sizeof(lr->block)) {
+                if (ferror(lr->in))
+                    return DEMS_EIO;
+                lr->eof = true;
+            }
+            if (lr->end == 0)
+                break;
+        }
+        const char *p = lr->block + lr->pos;
+        size_t avail = lr->end - lr->pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t take = nl != NULL ? (size_t)(nl - p) : avail;
+        if (take > DEMS_LEDGER_MAX_LINE - len)
+            return DEMS_ETOOBIG;
+        memcpy(lr->line + len, p, take);
+        len += take;
+        lr->pos += take + (nl != NULL ? 1 : 0);
+        if (nl != NULL) {
+            *ret_len = len;
+            return 1;
+        }
+    }
+    if (len == 0)
+        return 0;
+    *ret_len = len; /* a last line without a newline */
+    return 1;
+}
+
 int dems_ledger_verify_file(FILE *in, const struct dems_ledger_verify_opts *opts,
                             struct dems_ledger_report *ret_report)
 {
     struct dems_ledger_verifier *v = dems_ledger_verifier_new(opts);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int r = 0;
+    struct line_reader *lr = calloc(1, sizeof(*lr));
+    size_t len = 0;
+    int r = 0, got;
 
-    if (v == NULL)
+    if (v == NULL || lr == NULL || (lr->line = malloc(DEMS_LEDGER_MAX_LINE)) == NULL) {
+        if (lr != NULL)
+            free(lr->line);
+        free(lr);
+        dems_ledger_verifier_free(v);
         return DEMS_ENOMEM;
-    while ((n = getline(&line, &cap, in)) >= 0) {
-        size_t len = (size_t)n;
-        if (len > 0 && line[len - 1] == '\n')
-            len--;
-        if (len > DEMS_LEDGER_MAX_LINE) {
-            v->line++;
-            fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is too long",
-                  (unsigned long long)v->line);
-            r = DEMS_ETOOBIG;
-            break;
-        }
-        if ((r = dems_ledger_verifier_line(v, line, len)) < 0)
-            break;
     }
-    free(line);
-    if (r == 0 && ferror(in))
-        r = DEMS_EIO;
+    lr->in = in;
+    while ((got = next_line(lr, &len)) == 1)
+        if ((r = dems_ledger_verifier_line(v, lr->line, len)) < 0)
+            break;
+    if (got == DEMS_ETOOBIG) {
+        v->line++;
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "line %llu is longer than %d bytes",
+              (unsigned long long)v->line, DEMS_LEDGER_MAX_LINE);
+        r = DEMS_ETOOBIG;
+    } else if (got < 0) {
+        r = got;
+    }
+    free(lr->line);
+    free(lr);
     if (r == 0 || r == DEMS_ETOOBIG) {
         int f = dems_ledger_verifier_finish(v, ret_report);
         r = r == 0 ? f : r;

@@ -189,6 +189,21 @@ static void test_valid_logs(void **state)
     assert_int_equal(dems_ledger_verify_file(in, &pin, &rep), 0);
     assert_true(rep.entries == N);
     fclose(in);
+    /* The same without the final newline; and a line too long to hold. */
+    in = fmemopen(text, tlen - 1, "r");
+    assert_int_equal(dems_ledger_verify_file(in, &pin, &rep), 0);
+    fclose(in);
+    size_t big = (size_t)DEMS_LEDGER_MAX_LINE + 10;
+    char *huge = malloc(tlen + big);
+    assert_non_null(huge);
+    memcpy(huge, text, tlen);
+    memset(huge + tlen, 'x', big);
+    in = fmemopen(huge, tlen + big, "r");
+    assert_int_equal(dems_ledger_verify_file(in, &pin, &rep), DEMS_ETOOBIG);
+    assert_int_equal(rep.fault, DEMS_LEDGER_FAULT_FORMAT);
+    assert_non_null(strstr(rep.detail, "longer than"));
+    fclose(in);
+    free(huge);
     free(text);
     release(&lg);
 }
