@@ -281,13 +281,24 @@ static void fault_at_sig(struct dems_ledger_verifier *v, const struct sig_job *j
     v->line = line;
 }
 
+/* True when line is exactly the canonical encoding of j (header and checkpoint lines are). */
+static bool is_canonical(const json_t *j, const char *line, size_t len)
+{
+    struct dems_buf b;
+    dems_buf_init(&b, len + 1);
+    bool same = dems_jcs_encode(j, &b) == 0 && b.len == len && memcmp(b.data, line, len) == 0;
+    dems_buf_done(&b);
+    return same;
+}
+
 static void on_header(struct dems_ledger_verifier *v, const char *line, size_t len)
 {
     json_t *j = NULL;
     json_int_t ver;
     const char *origin = NULL, *vkey = NULL;
+    char canon_vkey[DEMS_NOTE_VKEY_MAX];
 
-    if (dems_jcs_parse(line, len, &j) < 0 ||
+    if (dems_jcs_parse(line, len, &j) < 0 || !is_canonical(j, line, len) ||
         json_unpack(j, "{s:I,s:s,s:s!}", "dems_ledger_export", &ver, "origin", &origin, "vkey",
                     &vkey) < 0 ||
         ver != EXPORT_VERSION) {
@@ -295,7 +306,8 @@ static void on_header(struct dems_ledger_verifier *v, const char *line, size_t l
               EXPORT_VERSION);
     } else if (strlen(origin) == 0 || strlen(origin) > DEMS_NOTE_MAX_NAME) {
         fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the header's origin is empty or too long");
-    } else if (dems_note_verifier_parse(vkey, strlen(vkey), &v->key) < 0) {
+    } else if (dems_note_verifier_parse(vkey, strlen(vkey), &v->key) < 0 ||
+               (dems_note_verifier_format(&v->key, canon_vkey), strcmp(canon_vkey, vkey) != 0)) {
         fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the header's verifier key is malformed");
     } else if (v->pinned && memcmp(&v->key, &v->pin, sizeof(v->key)) != 0) {
         fault(
@@ -489,7 +501,7 @@ static void on_checkpoint(struct dems_ledger_verifier *v, const char *line, size
     size_t nlen = 0;
 
     v->stage = STAGE_DONE;
-    if (dems_jcs_parse(line, len, &j) < 0 ||
+    if (dems_jcs_parse(line, len, &j) < 0 || !is_canonical(j, line, len) ||
         json_unpack(j, "{s:s%!}", "checkpoint", &note, &nlen) < 0 ||
         (v->note = malloc(nlen + 1)) == NULL) {
         fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL, "line %llu is not a checkpoint line",

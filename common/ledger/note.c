@@ -126,6 +126,12 @@ void dems_ledger_key_vkey(const struct dems_ledger_key *k, char out[static DEMS_
     vkey_format(k->name, k->keyhash, k->pk, out);
 }
 
+void dems_note_verifier_format(const struct dems_note_verifier *v,
+                               char out[static DEMS_NOTE_VKEY_MAX])
+{
+    vkey_format(v->name, v->keyhash, v->pk, out);
+}
+
 void dems_note_verifier_of(const struct dems_ledger_key *k, struct dems_note_verifier *ret_v)
 {
     memcpy(ret_v->name, k->name, sizeof(ret_v->name));

@@ -380,6 +380,10 @@ struct dems_note_verifier {
  */
 int dems_note_verifier_parse(const char *vkey, size_t len, struct dems_note_verifier *ret_v);
 
+/* The canonical string of v (lower-case hex key hash). */
+void dems_note_verifier_format(const struct dems_note_verifier *v,
+                               char out[static DEMS_NOTE_VKEY_MAX]);
+
 /* The verifier of k. */
 void dems_note_verifier_of(const struct dems_ledger_key *k, struct dems_note_verifier *ret_v);
 

@@ -463,6 +463,44 @@ static void test_threads(void **state)
     release(&lg);
 }
 
+/* Any single changed byte anywhere in an export is refused. */
+static void test_every_byte_matters(void **state)
+{
+    (void)state;
+    struct log lg;
+    char *text = NULL;
+    size_t tlen = 0;
+    build(&lg, 3, NULL);
+    FILE *w = open_memstream(&text, &tlen);
+    for (size_t i = 0; i < lg.count; i++)
+        fprintf(w, "%s\n", lg.line[i]);
+    fclose(w);
+    static const uint8_t set[] = {'0', 'A', 'a', ' ', '\\', '"'};
+    unsigned tried = 0;
+    for (size_t pos = 0; pos < tlen; pos++) {
+        uint8_t orig = (uint8_t)text[pos];
+        uint8_t vals[2 + sizeof(set)] = {(uint8_t)(orig ^ 0x01), (uint8_t)(orig ^ 0x20)};
+        memcpy(vals + 2, set, sizeof(set));
+        for (size_t k = 0; k < sizeof(vals); k++) {
+            if (vals[k] == orig)
+                continue;
+            text[pos] = (char)vals[k];
+            FILE *in = fmemopen(text, tlen, "r");
+            struct dems_ledger_report rep;
+            int r = dems_ledger_verify_file(in, NULL, &rep);
+            fclose(in);
+            if (r == 0)
+                fail_msg("byte %zu changed from 0x%02x to 0x%02x and the export still verifies",
+                         pos, orig, vals[k]);
+            tried++;
+        }
+        text[pos] = (char)orig;
+    }
+    assert_true(tried > 5 * tlen);
+    free(text);
+    release(&lg);
+}
+
 /* Entry bytes that are not canonical, or that carry another seq, are refused. */
 static void test_entry_faults(void **state)
 {
@@ -509,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_entry_faults),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_seal),
+        cmocka_unit_test(test_every_byte_matters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
