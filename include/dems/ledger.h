@@ -233,7 +233,8 @@ struct dems_merkle_frontier {
 void dems_merkle_frontier_init(struct dems_merkle_frontier *f);
 
 /*
- * Appends one leaf hash. When ret_completed is not NULL it receives the
+ * Appends one leaf hash. When ret_completed is not NULL (room for
+ * DEMS_MERKLE_MAX_LEVELS hashes) it receives the
  * subtrees this append completed: ret_completed[l] is the hash of leaves
  * [size - 2^l, size) for l in 0..n-1, where size is the new size and n is
  * the return value (1 + the number of trailing zero bits of size). A server
