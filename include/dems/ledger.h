@@ -234,12 +234,11 @@ void dems_merkle_frontier_init(struct dems_merkle_frontier *f);
 
 /*
  * Appends one leaf hash. When ret_completed is not NULL (room for
- * DEMS_MERKLE_MAX_LEVELS hashes) it receives the
- * subtrees this append completed: ret_completed[l] is the hash of leaves
- * [size - 2^l, size) for l in 0..n-1, where size is the new size and n is
- * the return value (1 + the number of trailing zero bits of size). A server
- * stores these so proofs need O(log N) reads. Returns n, or DEMS_ETOOBIG at
- * DEMS_MERKLE_MAX_SIZE.
+ * DEMS_MERKLE_MAX_LEVELS hashes) it receives the subtrees this append
+ * completed: ret_completed[l] is the hash of leaves [size - 2^l, size) for l
+ * in 0..n-1, where size is the new size and n is the return value (1 + the
+ * number of trailing zero bits of size). A server stores these so proofs
+ * need O(log N) reads. Returns n, or DEMS_ETOOBIG at DEMS_MERKLE_MAX_SIZE.
  */
 int dems_merkle_frontier_append(struct dems_merkle_frontier *f, const uint8_t leaf_hash[static 32],
                                 uint8_t (*ret_completed)[32]);
