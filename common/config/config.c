@@ -73,6 +73,8 @@ static const struct key keys[] = {
      "origin line of the ledger's signed checkpoints (a unique name for this log)"},
     {"master_key_file", K_STR, OFF(master_key_file), 0, 0, "",
      "file holding the 32-byte master key (empty = data_dir/keys/master.key)"},
+    {"blob_verify_interval", K_U64, OFF(blob_verify_interval), 0, 2592000, "86400",
+     "seconds between integrity sweeps over every stored blob (0 = never)"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

@@ -40,6 +40,7 @@ struct dems_config {
     uint64_t housekeeping_interval;
     char *ledger_origin;
     char *master_key_file;
+    uint64_t blob_verify_interval;
     char *log_level;
 };
 

@@ -46,4 +46,11 @@ long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK]);
 
 void dems_blob_close(struct dems_blob *b);
 
+/*
+ * Re-reads blob id end to end: authenticated decryption of every chunk and
+ * the SHA-256 of the plaintext against id. Returns 0, DEMS_ENOTFOUND (the
+ * file is gone), DEMS_ECRYPTO (altered, truncated or re-keyed), DEMS_EIO.
+ */
+int dems_blob_verify(const char *data_dir, const uint8_t master[static 32], const char *id);
+
 #endif

@@ -68,4 +68,8 @@ void api_evidence_content(struct dems_req *req);
 struct dems_db_pool;
 void api_uploads_expire(struct dems_db_pool *db);
 
+/* Starts the blob integrity sweep when blob_verify_interval has passed. */
+struct dems_loop;
+void api_evidence_sweep(struct dems_loop *loop);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dems/err.h"
 #include "dems/str.h"
@@ -329,4 +330,94 @@ void api_evidence_content(struct dems_req *req)
                         1, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
+}
+
+/* ---- the periodic integrity sweep (housekeeping, loop 0) ---- */
+
+struct sweep {
+    struct dems_loop *loop;
+    char (*ids)[65];
+    size_t n, i;
+    size_t bad;
+    int err;
+};
+
+static bool sweep_running;
+static int64_t sweep_last;
+
+static void sweep_next(struct sweep *sw);
+
+static void sweep_work(void *arg)
+{
+    struct sweep *sw = arg;
+    const struct dems_server *srv = sw->loop->srv;
+    sw->err = dems_blob_verify(srv->cfg->data_dir, srv->master_key, sw->ids[sw->i]);
+}
+
+static void sweep_done(void *arg)
+{
+    struct sweep *sw = arg;
+    if (sw->err < 0) {
+        sw->bad++;
+        dems_log(DEMS_LOG_ERROR, NULL,
+                 json_pack("{s:s,s:s,s:s}", "event", "blob_integrity_failure", "evidence",
+                           sw->ids[sw->i], "problem", dems_strerror(sw->err)),
+                 "integrity sweep: evidence %s failed its check (%s)", sw->ids[sw->i],
+                 sw->err == DEMS_ENOTFOUND ? "missing" : "altered or unreadable");
+    }
+    sw->i++;
+    sweep_next(sw);
+}
+
+static void sweep_next(struct sweep *sw)
+{
+    if (sw->i < sw->n && !sw->loop->draining &&
+        dems_work_submit(sw->loop, sweep_work, sweep_done, sw) == 0)
+        return;
+    dems_log(DEMS_LOG_INFO, NULL,
+             json_pack("{s:s,s:I,s:I}", "event", "blob_integrity_sweep", "checked",
+                       (json_int_t)sw->i, "bad", (json_int_t)sw->bad),
+             "integrity sweep: %zu blobs checked, %zu bad", sw->i, sw->bad);
+    free(sw->ids);
+    free(sw);
+    sweep_running = false;
+}
+
+static void on_sweep_ids(void *arg, const PGresult *res, int err)
+{
+    struct dems_loop *loop = arg;
+    if (err < 0)
+        dems_log(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "blob_integrity_sweep"),
+                 "integrity sweep: cannot list the evidence: %s", dems_strerror(err));
+    struct sweep *sw = err == 0 ? calloc(1, sizeof(*sw)) : NULL;
+    size_t n = sw != NULL ? (size_t)PQntuples(res) : 0;
+    if (sw != NULL)
+        sw->ids = calloc(n + 1, sizeof(*sw->ids));
+    if (sw == NULL || sw->ids == NULL) {
+        free(sw);
+        sweep_running = false;
+        return;
+    }
+    sw->loop = loop;
+    sw->n = n;
+    for (size_t i = 0; i < n; i++)
+        snprintf(sw->ids[i], 65, "%s", PQgetvalue(res, (int)i, 0));
+    sweep_next(sw);
+}
+
+void api_evidence_sweep(struct dems_loop *loop)
+{
+    uint64_t every = loop->srv->cfg->blob_verify_interval;
+    int64_t now = (int64_t)time(NULL);
+    if (every == 0 || sweep_running || now - sweep_last < (int64_t)every)
+        return;
+    sweep_last = now;
+    sweep_running = true;
+    int r = dems_db_query(loop->db, "SELECT id FROM artefacts ORDER BY id", 0, NULL, on_sweep_ids,
+                          loop);
+    if (r < 0) {
+        dems_log(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "blob_integrity_sweep"),
+                 "integrity sweep: cannot list the evidence: %s", dems_strerror(r));
+        sweep_running = false;
+    }
 }

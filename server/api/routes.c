@@ -62,4 +62,5 @@ const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);
 void dems_api_periodic(struct dems_loop *loop)
 {
     api_uploads_expire(loop->db);
+    api_evidence_sweep(loop);
 }

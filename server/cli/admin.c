@@ -12,10 +12,13 @@
 #include <unistd.h>
 
 #include "dems/crypto.h"
+#include "dems/err.h"
 #include "dems/limits.h"
 #include "demsd/auth.h"
+#include "demsd/blobs.h"
 #include "demsd/cli.h"
 #include "demsd/db.h"
+#include "demsd/ledger.h"
 #include "demsd/setup.h"
 
 static const struct option common_opts[] = {
@@ -195,15 +198,101 @@ static int create_user(int argc, char **argv)
     return rc;
 }
 
+static const char *blob_problem(int r)
+{
+    switch (r) {
+    case DEMS_ENOTFOUND:
+        return "missing from the blob store";
+    case DEMS_ECRYPTO:
+        return "altered: decryption or SHA-256 check failed";
+    default:
+        return "unreadable";
+    }
+}
+
+/* Checks every artefact's blob; one line per bad one, a summary, exit 1 if any. */
+static int verify_blobs(int argc, char **argv)
+{
+    char *flags[16];
+    size_t nflags = 0;
+    const char *config_file = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("Usage: demsd admin verify-blobs --data DIR [--config FILE]\n\n"
+                   "Re-reads every stored evidence blob: authenticated decryption and the\n"
+                   "SHA-256 of the plaintext against its id. Prints one line per blob that is\n"
+                   "missing or altered and exits 1 if there is any.\n");
+            return 0;
+        }
+        if (opt == 'r' || opt == 'u' || opt == 'p' ||
+            dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
+            return 2;
+    }
+    struct dems_setup s = {0};
+    int rc = dems_setup_config(&s, config_file, flags, nflags);
+    if (rc != 0)
+        return rc;
+    if (dems_crypto_init() < 0)
+        rc = 1;
+    if (rc == 0)
+        rc = dems_setup_database(&s, true);
+    char err[1024], path[4200];
+    uint8_t *master = sodium_malloc(32);
+    if (s.cfg.master_key_file[0] != '\0')
+        snprintf(path, sizeof(path), "%s", s.cfg.master_key_file);
+    else
+        snprintf(path, sizeof(path), "%s/keys/master.key", s.cfg.data_dir);
+    if (rc == 0 && (master == NULL || dems_master_key_load(path, master, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "demsd admin verify-blobs: %s\n", master == NULL ? "out of memory" : err);
+        rc = 1;
+    }
+    PGconn *db = rc == 0 ? dems_db_connect_sync(s.app_conninfo, err, sizeof(err)) : NULL;
+    if (rc == 0 && db == NULL) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (db != NULL) {
+        PGresult *res = PQexec(db, "SELECT id FROM artefacts ORDER BY id");
+        int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
+        int bad = 0;
+        for (int i = 0; i < n; i++) {
+            const char *id = PQgetvalue(res, i, 0);
+            int r = dems_blob_verify(s.cfg.data_dir, master, id);
+            if (r < 0) {
+                printf("BAD %s: %s\n", id, blob_problem(r));
+                bad++;
+            }
+        }
+        PQclear(res);
+        PQfinish(db);
+        if (n < 0) {
+            fprintf(stderr, "demsd admin verify-blobs: cannot list artefacts\n");
+            rc = 1;
+        } else {
+            printf("%d blobs checked, %d bad\n", n, bad);
+            rc = bad > 0 ? 1 : 0;
+        }
+    }
+    if (master != NULL)
+        sodium_free(master);
+    dems_setup_done(&s);
+    return rc;
+}
+
 int dems_cli_admin(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
         printf("Usage: demsd admin COMMAND [options]\n\nCommands:\n"
-               "  create-user   create a staff account (see demsd admin create-user --help)\n");
+               "  create-user   create a staff account (see demsd admin create-user --help)\n"
+               "  verify-blobs  re-check every stored evidence blob against its SHA-256\n");
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "create-user") == 0)
         return create_user(argc - 1, argv + 1);
+    if (strcmp(argv[1], "verify-blobs") == 0)
+        return verify_blobs(argc - 1, argv + 1);
     fprintf(stderr, "demsd admin: unknown command %s (try demsd admin --help)\n", argv[1]);
     return 2;
 }

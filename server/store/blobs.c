@@ -232,3 +232,30 @@ void dems_blob_close(struct dems_blob *b)
     sodium_memzero(&b->st, sizeof(b->st));
     free(b);
 }
+
+int dems_blob_verify(const char *data_dir, const uint8_t master[static 32], const char *id)
+{
+    struct dems_blob *b;
+    int r = dems_blob_open(data_dir, master, id, &b);
+    if (r < 0)
+        return r;
+    uint8_t *chunk = malloc(DEMS_BLOB_CHUNK);
+    if (chunk == NULL) {
+        dems_blob_close(b);
+        return DEMS_ENOMEM;
+    }
+    crypto_hash_sha256_state sha;
+    crypto_hash_sha256_init(&sha);
+    long n;
+    while ((n = dems_blob_read(b, chunk)) > 0)
+        crypto_hash_sha256_update(&sha, chunk, (unsigned long long)n);
+    free(chunk);
+    dems_blob_close(b);
+    if (n < 0)
+        return (int)n;
+    uint8_t digest[32];
+    char hex[65];
+    crypto_hash_sha256_final(&sha, digest);
+    sodium_bin2hex(hex, sizeof(hex), digest, 32);
+    return strcmp(hex, id) == 0 ? 0 : DEMS_ECRYPTO;
+}

@@ -20,13 +20,18 @@ VERIFY = os.environ.get("DEMS_VERIFY",
                                      "dems-verify"))
 
 
+# Housekeeping every second and an integrity sweep every 2 s, so the
+# periodic blob check can be observed.
+SETTINGS = {"housekeeping_interval": 1, "blob_verify_interval": 2}
+
+
 class Ctx:
     pass
 
 
 def setup():
     c = Ctx()
-    c.srv = Server().start()
+    c.srv = Server(SETTINGS).start()
     c.tok = c.srv.admin_token()
     return c
 
@@ -229,7 +234,8 @@ def test_damaged_blob_is_not_served(c):
     data = os.urandom(150_000)
     sha, _ = upload(c, data, filename="victim.bin")
     path = os.path.join(c.srv.data, "blobs", sha[:2], sha)
-    raw = bytearray(open(path, "rb").read())
+    good = open(path, "rb").read()
+    raw = bytearray(good)
     raw[len(raw) // 2] ^= 0x01
     open(path, "wb").write(bytes(raw))
     try:
@@ -239,6 +245,18 @@ def test_damaged_blob_is_not_served(c):
         got = None  # the connection was cut mid-body
     assert got != data, "a damaged blob was served as if intact"
     assert c.srv.request("GET", "/healthz")[0] == 200
+    # The command-line sweep names it (beside the running server) ...
+    r = c.srv.demsd("admin", "verify-blobs", "--data", c.srv.data)
+    assert r.returncode == 1 and f"BAD {sha}: altered" in r.stdout, r.stdout + r.stderr
+    # ... and so does the periodic one, in the server's log.
+    deadline = time.time() + 15
+    want = f'"event":"blob_integrity_failure","evidence":"{sha}"'
+    while time.time() < deadline and want not in c.srv.tail(200000):
+        time.sleep(0.3)
+    assert want in c.srv.tail(200000)
+    open(path, "wb").write(good)
+    r = c.srv.demsd("admin", "verify-blobs", "--data", c.srv.data)
+    assert r.returncode == 0 and ", 0 bad" in r.stdout, r.stdout + r.stderr
 
 
 def test_log_survives_restart(c):
@@ -247,7 +265,7 @@ def test_log_survives_restart(c):
     old_root = base64.b64decode(old.split("\n")[2]).hex()
     pw = c.srv.admin_password
     assert c.srv.stop() == 0
-    c.srv = Server(data=c.srv.root).start()
+    c.srv = Server(SETTINGS, data=c.srv.root).start()
     c.srv.admin_password = pw
     c.tok = c.srv.admin_token()
     upload(c, os.urandom(1000))
