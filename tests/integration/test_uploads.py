@@ -287,20 +287,28 @@ def test_large_upload_streams_with_bounded_memory(c):
                f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
                f"Upload-Offset: 0\r\nContent-Length: {size}\r\n\r\n").encode())
     h = hashlib.sha256()
+
+    def rss():
+        return int([ln for ln in open(f"/proc/{c.srv.proc.pid}/status")
+                    if ln.startswith("VmRSS")][0].split()[1])
+
+    base = rss()
     peak = 0
     for i in range(64):
         t.sendall(chunk)
         h.update(chunk)
         if i % 8 == 0:
-            rss = int([l for l in open(f"/proc/{c.srv.proc.pid}/status")
-                       if l.startswith("VmRSS")][0].split()[1])
-            peak = max(peak, rss)
+            peak = max(peak, rss())
     status, head, body, _ = read_response(t)
     t.close()
     assert status == 204, (status, head)
     assert h.hexdigest() in head
-    # 64 MiB went through; the server's resident memory stayed far below it.
-    assert peak < 60 * 1024, f"RSS peaked at {peak} KiB"
+    # 64 MiB went through; the server's resident memory grew far less. (Under
+    # AddressSanitizer freed buffers sit in its quarantine, capped at 16 MiB by
+    # tests/run, so allow for that there.)
+    asan = "libasan" in open(f"/proc/{c.srv.proc.pid}/maps").read()
+    limit = (48 if asan else 24) * 1024
+    assert peak - base < limit, f"RSS grew by {peak - base} KiB"
 
 
 def test_kill_9_mid_upload_then_resume(c):
