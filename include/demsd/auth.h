@@ -13,10 +13,11 @@
 #include "demsd/http.h"
 
 /*
- * Starts authenticating req from its "Authorization: Bearer" header into
- * *out. Returns DEMS_EAUTH at once (done never runs) when the header is
- * missing or malformed; otherwise returns 0 and calls done(req, err) once,
- * with err 0, DEMS_EAUTH (unknown, revoked or expired token) or DEMS_EDB.
+ * Starts authenticating req from its "Authorization: Bearer" header, or —
+ * without one — from its TLS client certificate (an enrolled device) into
+ * *out. A revoked device gets DEMS_EFORBIDDEN (and an ACCESS_DENIED entry). Returns DEMS_EAUTH at
+ * once (done never runs) when the header is missing or malformed; otherwise returns 0 and calls
+ * done(req, err) once, with err 0, DEMS_EAUTH (unknown, revoked or expired token) or DEMS_EDB.
  */
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
                     void (*done)(struct dems_req *req, int err));
@@ -28,6 +29,12 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
  */
 int dems_auth_create_user_sync(PGconn *db, const char *username, const char *role,
                                const char *password, char *err, size_t errlen);
+
+/*
+ * Appends an ACCESS_DENIED ledger entry for req (who, what path, why); does
+ * not wait for it. Devices are named by serial, users by username.
+ */
+void dems_auth_denied(struct dems_req *req, const char *reason);
 
 /* Validates a username: 1..64 of [A-Za-z0-9._@-]. */
 bool dems_auth_username_ok(const char *name);

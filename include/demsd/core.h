@@ -48,6 +48,8 @@ struct dems_loop {
 struct dems_server {
     struct dems_config *cfg;
     SSL_CTX *ssl_ctx;
+    X509 *device_ca; /* signs docks' certificates */
+    EVP_PKEY *device_ca_key;
     int listen_fd;
     uint16_t port;
     struct dems_loop *loops;
@@ -93,6 +95,21 @@ void dems_loops_stop(struct dems_server *srv);
 
 /* The TLS context: configured files, or a self-signed pair under data_dir. */
 int dems_tls_init(struct dems_server *srv, char *err, size_t errlen);
+
+/* Frees the TLS context and the device CA. */
+void dems_tls_done(struct dems_server *srv);
+
+/*
+ * Issues a client certificate for a dock from its PEM CSR (signature checked),
+ * signed by the device CA: CN = serial, clientAuth, valid 825 days. Returns
+ * 0 with the PEM in out (owned, free()) and its SHA-256 fingerprint (hex), or
+ * DEMS_EINVAL for a bad CSR.
+ */
+int dems_tls_issue_device_cert(struct dems_server *srv, const char *csr_pem, const char *serial,
+                               char **ret_pem, char ret_sha256[static 65]);
+
+/* SHA-256 fingerprint (hex) of a PEM certificate; DEMS_EINVAL when not one. */
+int dems_tls_cert_sha256(const char *pem, char ret_sha256[static 65]);
 
 /* Called by a loop when it has no connections left while draining. */
 void dems_loop_maybe_exit(struct dems_loop *loop);

@@ -28,6 +28,7 @@ enum {
     DEMS_ROLE_OFFICER = 1u << 1,
     DEMS_ROLE_PROSECUTOR = 1u << 2,
     DEMS_ROLE_STAFF = DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR,
+    DEMS_ROLE_DEVICE = 1u << 3, /* an enrolled dock, by its TLS client certificate */
     /* No credentials needed (health, login). */
     DEMS_ROLE_PUBLIC = 1u << 30,
 };
@@ -41,9 +42,11 @@ const char *dems_role_name(unsigned role);
 struct dems_principal {
     int64_t user_id;
     int64_t token_id;
-    unsigned role; /* one DEMS_ROLE_* bit */
-    char username[72];
-    char token_kind[16]; /* "session" or "api" */
+    unsigned role;       /* one DEMS_ROLE_* bit */
+    char username[80];   /* for devices: "device:<serial>" */
+    char token_kind[16]; /* "session", "api" or "device" */
+    int64_t device_id;   /* devices only */
+    char serial[65];     /* devices only */
 };
 
 struct dems_route {
@@ -94,6 +97,9 @@ struct dems_loop *dems_req_loop(const struct dems_req *req);
 const struct dems_principal *dems_req_principal(const struct dems_req *req);
 struct dems_str dems_req_param(const struct dems_req *req, size_t i);
 bool dems_req_is_aborted(const struct dems_req *req);
+
+/* SHA-256 (hex) of the TLS client certificate the connection presented, or NULL. */
+const char *dems_req_peer_cert(struct dems_req *req);
 
 /* The JSON body (an object), parsed; NULL when the route takes none. */
 json_t *dems_req_json(const struct dems_req *req);

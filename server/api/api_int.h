@@ -62,6 +62,9 @@ void api_ledger_inclusion(struct dems_req *req);
 void api_ledger_consistency(struct dems_req *req);
 void api_ledger_export(struct dems_req *req);
 void api_evidence_get(struct dems_req *req);
+void api_devices_list(struct dems_req *req);
+void api_devices_enrol(struct dems_req *req);
+void api_devices_revoke(struct dems_req *req);
 void api_evidence_content(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */

@@ -63,10 +63,12 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
 }
 
 #define EVIDENCE_SQL                                                                               \
-    "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text, u.username, " API_TS(      \
+    "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text,"                           \
+    " coalesce(u.username, 'device:' || d.serial), " API_TS(                                       \
         "a.created_at") ", (SELECT min(seq) FROM ledger_entries e"                                 \
                         " WHERE e.artefact = a.id AND e.type = 'INGESTED')"                        \
-                        " FROM artefacts a JOIN users u ON u.id = a.uploaded_by"                   \
+                        " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"              \
+                        " LEFT JOIN devices d ON d.id = a.uploaded_by_device"                      \
                         " WHERE a.id = $1"
 
 void api_evidence_get(struct dems_req *req)

@@ -23,8 +23,9 @@
         .body = api_uploads_body, .handle = (h)                                                    \
     }
 
-#define UPLOADERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
-#define NO_LIMIT  SIZE_MAX /* bounded by each upload's Upload-Length instead */
+#define UPLOADERS        (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_DEVICE)
+#define EVIDENCE_READERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
+#define NO_LIMIT         SIZE_MAX /* bounded by each upload's Upload-Length instead */
 
 const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, api_healthz),
@@ -46,8 +47,11 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/proof/consistency", DEMS_ROLE_STAFF, 0,
           api_ledger_consistency),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/export", DEMS_ROLE_STAFF, 0, api_ledger_export),
-    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", UPLOADERS, 0, api_evidence_get),
-    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", UPLOADERS, 0, api_evidence_content),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", EVIDENCE_READERS, 0, api_evidence_get),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", EVIDENCE_READERS, 0, api_evidence_content),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/devices", DEMS_ROLE_ADMIN, 0, api_devices_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/devices", DEMS_ROLE_ADMIN, 64 * 1024, api_devices_enrol),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/devices/{id}/revoke", DEMS_ROLE_ADMIN, 0, api_devices_revoke),
     ROUTE(DEMS_HTTP_OPTIONS, "/v1/uploads", DEMS_ROLE_PUBLIC, 0, api_uploads_options),
     STREAM(DEMS_HTTP_POST, "/v1/uploads", UPLOADERS, NO_LIMIT, api_uploads_create_begin,
            api_uploads_patch_end),

@@ -241,10 +241,23 @@ static void on_loaded(void *arg)
     free(j);
 }
 
-static bool may_see(const struct dems_req *req, const char *owner)
+/* Owners are users or devices; SQL renders them as "u<id>" or "d<id>". */
+#define OWNER_SQL "coalesce('u' || owner_user_id, 'd' || owner_device_id)"
+
+static void owner_key(const struct dems_req *req, char out[static 24])
 {
     const struct dems_principal *pr = dems_req_principal(req);
-    return pr->role == DEMS_ROLE_ADMIN || api_id(owner, strlen(owner)) == pr->user_id;
+    if (pr->role == DEMS_ROLE_DEVICE)
+        snprintf(out, 24, "d%lld", (long long)pr->device_id);
+    else
+        snprintf(out, 24, "u%lld", (long long)pr->user_id);
+}
+
+static bool may_see(const struct dems_req *req, const char *owner)
+{
+    char mine[24];
+    owner_key(req, mine);
+    return dems_req_principal(req)->role == DEMS_ROLE_ADMIN || strcmp(owner, mine) == 0;
 }
 
 static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
@@ -306,10 +319,11 @@ int api_uploads_patch_begin(struct dems_req *req)
     }
     memcpy(p->id, id.ptr, 32);
     const char *params[] = {p->id};
-    int r = dems_db_req(req,
-                        "SELECT length, state, owner_user_id, expires_at > now(), " HTTP_DATE(
-                            "expires_at") " FROM uploads WHERE id = $1",
-                        1, params, on_patch_row);
+    int r =
+        dems_db_req(req,
+                    "SELECT length, state, " OWNER_SQL
+                    ", expires_at > now(), " HTTP_DATE("expires_at") " FROM uploads WHERE id = $1",
+                    1, params, on_patch_row);
     return r < 0 ? r : DEMS_EAGAIN;
 }
 
@@ -415,7 +429,10 @@ static void promote_done(void *arg)
     const struct dems_principal *who = dems_req_principal(req);
     struct dems_ledger_item *it = NULL;
     if (!dems_req_is_aborted(req) && pr->err == 0)
-        it = dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_USER, who->username);
+        it =
+            who->role == DEMS_ROLE_DEVICE
+                ? dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_DEVICE, who->serial)
+                : dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_USER, who->username);
     if (it == NULL) {
         if (!dems_req_is_aborted(req))
             dems_resp_error(req, 500, "evidence_store_failed",
@@ -432,9 +449,9 @@ static void promote_done(void *arg)
     it->size = size;
     it->payload = json_pack("{s:s}", "upload", p->id);
     it->pre_sql = dup("WITH a AS (INSERT INTO artefacts (id, size, content_type, filename,"
-                      " metadata, uploaded_by, upload_id)"
+                      " metadata, uploaded_by, upload_id, uploaded_by_device)"
                       " SELECT $1, length, metadata->>'content_type', metadata->>'filename',"
-                      " metadata, owner_user_id, id FROM uploads WHERE id = $2"
+                      " metadata, owner_user_id, id, owner_device_id FROM uploads WHERE id = $2"
                       " ON CONFLICT (id) DO NOTHING RETURNING id)"
                       " UPDATE uploads SET evidence_id = $1 WHERE id = $2");
     it->pre_nparams = 2;
@@ -627,18 +644,23 @@ int api_uploads_create_begin(struct dems_req *req)
     char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
     char owner[24], length[24], expiry[24];
-    snprintf(owner, sizeof(owner), "%lld", (long long)dems_req_principal(req)->user_id);
+    const struct dems_principal *who = dems_req_principal(req);
+    bool device = who->role == DEMS_ROLE_DEVICE;
+    snprintf(owner, sizeof(owner), "%lld", (long long)(device ? who->device_id : who->user_id));
     snprintf(length, sizeof(length), "%llu", (unsigned long long)p->length);
     snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)cfg(req)->upload_expiry);
-    const char *params[] = {p->id, owner, length, meta_text, declared[0] ? declared : NULL, expiry};
+    const char *params[] = {
+        p->id,  device ? NULL : owner, length, meta_text, declared[0] ? declared : NULL,
+        expiry, device ? owner : NULL};
     int r = meta_text == NULL ? DEMS_ENOMEM
                               : dems_db_req(req,
                                             "INSERT INTO uploads (id, owner_user_id, length,"
-                                            " metadata, declared_sha256, expires_at)"
+                                            " metadata, declared_sha256, expires_at,"
+                                            " owner_device_id)"
                                             " VALUES ($1, $2, $3, $4::jsonb, $5,"
-                                            " now() + make_interval(secs => $6::int))"
+                                            " now() + make_interval(secs => $6::int), $7)"
                                             " RETURNING " HTTP_DATE("expires_at"),
-                                            6, params, on_created);
+                                            7, params, on_created);
     free(meta_text);
     if (r < 0) {
         dems_staging_remove(p->id);
@@ -712,7 +734,7 @@ void api_uploads_get(struct dems_req *req)
     const char *params[] = {idz};
     int r = dems_db_req(
         req,
-        "SELECT id, owner_user_id, length, state, reason, sha256, metadata::text, " API_TS(
+        "SELECT id, " OWNER_SQL ", length, state, reason, sha256, metadata::text, " API_TS(
             "expires_at") ", " HTTP_DATE("expires_at") ", evidence_id FROM uploads WHERE id = $1",
         1, params, on_state);
     if (r < 0)
@@ -764,13 +786,13 @@ void api_uploads_delete(struct dems_req *req)
     }
     p->finished = true;
     char uid[24];
-    const struct dems_principal *pr = dems_req_principal(req);
-    snprintf(uid, sizeof(uid), "%lld", (long long)pr->user_id);
-    const char *params[] = {p->id, uid, pr->role == DEMS_ROLE_ADMIN ? "t" : "f"};
+    owner_key(req, uid);
+    const char *params[] = {p->id, uid,
+                            dems_req_principal(req)->role == DEMS_ROLE_ADMIN ? "t" : "f"};
     int r = dems_db_req(req,
                         "UPDATE uploads SET state = 'terminated', updated_at = now()"
                         " WHERE id = $1 AND state = 'receiving'"
-                        " AND (owner_user_id = $2 OR $3::boolean) RETURNING id",
+                        " AND (" OWNER_SQL " = $2 OR $3::boolean) RETURNING id",
                         3, params, on_terminated);
     if (r < 0)
         dems_resp_err(req, r);

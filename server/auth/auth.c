@@ -16,6 +16,7 @@
 #include "dems/str.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
+#include "demsd/ledger.h"
 
 struct pending {
     struct dems_principal *out;
@@ -58,11 +59,16 @@ static void on_lookup(void *arg, const PGresult *res, int err)
     free(ctx);
 }
 
+static int device_begin(struct dems_req *req, struct dems_principal *out,
+                        void (*done)(struct dems_req *req, int err));
+
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
                     void (*done)(struct dems_req *req, int err))
 {
     const struct dems_str *h = dems_http_head_get(dems_req_head(req), "authorization");
-    if (h == NULL || h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
+    if (h == NULL)
+        return device_begin(req, out, done);
+    if (h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
         h->len - 7 > DEMS_TOKEN_TEXT_MAX)
         return DEMS_EAUTH;
     struct dems_str tok = dems_str_trim((struct dems_str){h->ptr + 7, h->len - 7});
@@ -144,4 +150,79 @@ int dems_auth_create_user_sync(PGconn *db, const char *username, const char *rol
     }
     PQclear(res);
     return r;
+}
+
+/* ---- devices (TLS client certificates) ---- */
+
+static void on_denied_logged(struct dems_ledger_item *item, void *arg)
+{
+    (void)item;
+    (void)arg;
+}
+
+void dems_auth_denied(struct dems_req *req, const char *reason)
+{
+    const struct dems_principal *p = dems_req_principal(req);
+    bool device = p->role == DEMS_ROLE_DEVICE;
+    struct dems_ledger_item *it = dems_ledger_item_new(
+        DEMS_LEDGER_ACCESS_DENIED, device ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER,
+        device ? p->serial : (p->username[0] != '\0' ? p->username : "unknown"));
+    if (it == NULL)
+        return;
+    const struct dems_http_head *h = dems_req_head(req);
+    it->payload = json_pack("{s:s,s:s%,s:s}", "method", h->method_name, "path", h->path.ptr,
+                            h->path.len, "reason", reason);
+    it->done = on_denied_logged;
+    struct dems_loop *loop = dems_req_loop(req);
+    dems_ledger_append(loop->srv, loop, it);
+}
+
+static void on_device(void *arg, const PGresult *res, int err)
+{
+    struct auth_ctx *ctx = arg;
+    if (!dems_req_is_aborted(ctx->req)) {
+        if (err < 0) {
+            ctx->p.done(ctx->req, DEMS_EDB);
+        } else if (PQntuples(res) != 1) {
+            ctx->p.done(ctx->req, DEMS_EAUTH);
+        } else {
+            struct dems_principal *o = ctx->p.out;
+            o->role = DEMS_ROLE_DEVICE;
+            o->device_id = parse_id(PQgetvalue(res, 0, 0));
+            snprintf(o->serial, sizeof(o->serial), "%s", PQgetvalue(res, 0, 1));
+            snprintf(o->username, sizeof(o->username), "device:%s", o->serial);
+            snprintf(o->token_kind, sizeof(o->token_kind), "device");
+            if (PQgetvalue(res, 0, 2)[0] == 't') {
+                dems_auth_denied(ctx->req, "device revoked");
+                ctx->p.done(ctx->req, DEMS_EFORBIDDEN);
+            } else {
+                ctx->p.done(ctx->req, 0);
+            }
+        }
+    }
+    dems_req_unref(ctx->req);
+    free(ctx);
+}
+
+static int device_begin(struct dems_req *req, struct dems_principal *out,
+                        void (*done)(struct dems_req *req, int err))
+{
+    const char *fp = dems_req_peer_cert(req);
+    if (fp == NULL)
+        return DEMS_EAUTH;
+    struct auth_ctx *ctx = malloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return DEMS_ENOMEM;
+    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
+    const char *params[] = {fp};
+    int r = dems_db_query(dems_req_loop(req)->db,
+                          "SELECT id, serial, revoked_at IS NOT NULL FROM devices"
+                          " WHERE cert_sha256 = $1",
+                          1, params, on_device, ctx);
+    if (r < 0) {
+        free(ctx);
+        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
+    }
+    dems_req_ref(req);
+    return 0;
 }

@@ -239,8 +239,7 @@ int dems_cli_serve(int argc, char **argv)
     if (srv.master_key != NULL)
         sodium_free(srv.master_key);
     dems_staging_done();
-    if (srv.ssl_ctx != NULL)
-        SSL_CTX_free(srv.ssl_ctx);
+    dems_tls_done(&srv);
     free(srv.migrations_status);
     dems_setup_done(&s);
     if (rc == 0)

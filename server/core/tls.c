@@ -10,7 +10,10 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,7 +39,7 @@ static int add_ext(X509 *crt, int nid, const char *value)
     return ok ? 0 : -1;
 }
 
-static X509 *make_self_signed(EVP_PKEY *key)
+static X509 *make_self_signed_as(EVP_PKEY *key, const char *cn, bool ca, long days)
 {
     X509 *crt = X509_new();
     if (crt == NULL)
@@ -51,18 +54,20 @@ static X509 *make_self_signed(EVP_PKEY *key)
     if (bn == NULL || BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(crt)) == NULL)
         goto fail;
     if (!X509_set_version(crt, 2) || X509_gmtime_adj(X509_getm_notBefore(crt), -3600) == NULL ||
-        X509_gmtime_adj(X509_getm_notAfter(crt), 825L * 24 * 3600) == NULL ||
+        X509_gmtime_adj(X509_getm_notAfter(crt), days * 24 * 3600) == NULL ||
         !X509_set_pubkey(crt, key))
         goto fail;
     if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"dems", -1, -1,
                                     0) ||
-        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                    (const unsigned char *)"dems self-signed", -1, -1, 0) ||
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1,
+                                    0) ||
         !X509_set_issuer_name(crt, name))
         goto fail;
-    if (add_ext(crt, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1") < 0 ||
-        add_ext(crt, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(crt, NID_ext_key_usage, "serverAuth") < 0)
+    if (ca ? (add_ext(crt, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
+              add_ext(crt, NID_key_usage, "critical,keyCertSign,cRLSign") < 0)
+           : (add_ext(crt, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1") < 0 ||
+              add_ext(crt, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+              add_ext(crt, NID_ext_key_usage, "serverAuth") < 0))
         goto fail;
     if (X509_sign(crt, key, EVP_sha256()) == 0)
         goto fail;
@@ -103,7 +108,7 @@ static int generate_pair(const char *dir, const char *cert, const char *keyp, ch
         return DEMS_EIO;
     }
     EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *crt = key != NULL ? make_self_signed(key) : NULL;
+    X509 *crt = key != NULL ? make_self_signed_as(key, "dems self-signed", false, 825) : NULL;
     int r = 0;
     if (crt == NULL) {
         snprintf(err, errlen, "tls: generating a self-signed certificate failed");
@@ -120,8 +125,78 @@ static int generate_pair(const char *dir, const char *cert, const char *keyp, ch
     return r;
 }
 
+/*
+ * The device CA: signs docks' CSRs at enrolment (POST /v1/admin/devices).
+ * Generated on first start under data_dir/tls (key mode 0600).
+ */
+static int load_device_ca(struct dems_server *srv, char *err, size_t errlen)
+{
+    char dir[4096], cert[4200], key[4200];
+    snprintf(dir, sizeof(dir), "%s/tls", srv->cfg->data_dir);
+    snprintf(cert, sizeof(cert), "%s/device-ca.pem", dir);
+    snprintf(key, sizeof(key), "%s/device-ca.key", dir);
+    if (access(cert, R_OK) != 0 || access(key, R_OK) != 0) {
+        if (mkdir(dir, 0700) != 0 && access(dir, W_OK) != 0) {
+            snprintf(err, errlen, "tls: cannot create %s", dir);
+            return DEMS_EIO;
+        }
+        EVP_PKEY *k = EVP_EC_gen("P-256");
+        X509 *c = k != NULL ? make_self_signed_as(k, "dems device CA", true, 3650) : NULL;
+        int r =
+            c != NULL && write_pem(key, 0600, k, NULL) == 0 && write_pem(cert, 0644, NULL, c) == 0
+                ? 0
+                : DEMS_EIO;
+        X509_free(c);
+        EVP_PKEY_free(k);
+        if (r < 0) {
+            snprintf(err, errlen, "tls: cannot create the device CA in %s", dir);
+            return r;
+        }
+    }
+    FILE *f = fopen(cert, "r");
+    srv->device_ca = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    f = fopen(key, "r");
+    srv->device_ca_key = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    if (srv->device_ca == NULL || srv->device_ca_key == NULL) {
+        snprintf(err, errlen, "tls: cannot read the device CA in %s", dir);
+        return DEMS_EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * Client certificates are requested but never required, and any one is let
+ * through the handshake: the handshake still proves the client holds the
+ * certificate's key, and authorisation (by the certificate's fingerprint,
+ * enrolled and not revoked) happens per request, so a revoked dock gets a
+ * clear 403 instead of a failed handshake.
+ */
+static int accept_any_client_cert(int ok, X509_STORE_CTX *ctx)
+{
+    (void)ok;
+    (void)ctx;
+    return 1;
+}
+
+void dems_tls_done(struct dems_server *srv)
+{
+    SSL_CTX_free(srv->ssl_ctx);
+    X509_free(srv->device_ca);
+    EVP_PKEY_free(srv->device_ca_key);
+    srv->ssl_ctx = NULL;
+    srv->device_ca = NULL;
+    srv->device_ca_key = NULL;
+}
+
 int dems_tls_init(struct dems_server *srv, char *err, size_t errlen)
 {
+    int rc = load_device_ca(srv, err, errlen);
+    if (rc < 0)
+        return rc;
     const struct dems_config *cfg = srv->cfg;
     char dir[4096], cert[4200], key[4200];
     const char *certp = cfg->tls_cert, *keyp = cfg->tls_key;
@@ -155,6 +230,114 @@ int dems_tls_init(struct dems_server *srv, char *err, size_t errlen)
         SSL_CTX_free(ctx);
         return DEMS_EINVAL;
     }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
+    STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
+    if (names != NULL) {
+        X509_NAME *n = X509_NAME_dup(X509_get_subject_name(srv->device_ca));
+        if (n != NULL)
+            sk_X509_NAME_push(names, n);
+        SSL_CTX_set_client_CA_list(ctx, names); /* hint for docks' TLS stacks */
+    }
+    static const unsigned char sid[] = "demsd";
+    SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
     srv->ssl_ctx = ctx;
     return 0;
+}
+
+static int fingerprint(X509 *crt, char ret[static 65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (X509_digest(crt, EVP_sha256(), md, &n) != 1 || n != 32)
+        return DEMS_EINVAL;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(ret + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+static char *to_pem(X509 *crt)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    if (b != NULL && PEM_write_bio_X509(b, crt) == 1) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = n > 0 ? strndup(p, (size_t)n) : NULL;
+    }
+    BIO_free(b);
+    return out;
+}
+
+int dems_tls_cert_sha256(const char *pem, char ret_sha256[static 65])
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *crt = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    int r = crt != NULL ? fingerprint(crt, ret_sha256) : DEMS_EINVAL;
+    X509_free(crt);
+    return r;
+}
+
+int dems_tls_issue_device_cert(struct dems_server *srv, const char *csr_pem, const char *serial,
+                               char **ret_pem, char ret_sha256[static 65])
+{
+    BIO *b = BIO_new_mem_buf(csr_pem, -1);
+    X509_REQ *req = b != NULL ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    EVP_PKEY *pub = req != NULL ? X509_REQ_get_pubkey(req) : NULL;
+    X509 *crt = NULL;
+    int r = DEMS_EINVAL;
+    /* The CSR must be signed by the key it carries (proof of possession). */
+    if (pub == NULL || X509_REQ_verify(req, pub) != 1)
+        goto out;
+    crt = X509_new();
+    unsigned char serialno[16];
+    BIGNUM *bn = NULL;
+    if (crt == NULL || RAND_bytes(serialno, sizeof(serialno)) != 1)
+        goto out;
+    serialno[0] &= 0x7f;
+    bn = BN_bin2bn(serialno, sizeof(serialno), NULL);
+    X509_NAME *name = X509_get_subject_name(crt);
+    bool ok = bn != NULL && BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(crt)) != NULL &&
+              X509_set_version(crt, 2) &&
+              X509_gmtime_adj(X509_getm_notBefore(crt), -3600) != NULL &&
+              X509_gmtime_adj(X509_getm_notAfter(crt), 825L * 24 * 3600) != NULL &&
+              X509_set_pubkey(crt, pub) &&
+              X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                                         (const unsigned char *)"dems devices", -1, -1, 0) &&
+              X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)serial,
+                                         -1, -1, 0) &&
+              X509_set_issuer_name(crt, X509_get_subject_name(srv->device_ca));
+    BN_free(bn);
+    if (!ok)
+        goto out;
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, srv->device_ca, crt, NULL, NULL, 0);
+    const char *exts[][2] = {{"basicConstraints", "critical,CA:FALSE"},
+                             {"keyUsage", "critical,digitalSignature"},
+                             {"extendedKeyUsage", "clientAuth"}};
+    for (size_t i = 0; i < 3; i++) {
+        X509_EXTENSION *e = X509V3_EXT_conf(NULL, &ctx, exts[i][0], exts[i][1]);
+        if (e == NULL || !X509_add_ext(crt, e, -1)) {
+            X509_EXTENSION_free(e);
+            goto out;
+        }
+        X509_EXTENSION_free(e);
+    }
+    if (X509_sign(crt, srv->device_ca_key, EVP_sha256()) == 0)
+        goto out;
+    char *pem = to_pem(crt);
+    if (pem == NULL || fingerprint(crt, ret_sha256) < 0) {
+        free(pem);
+        r = DEMS_ENOMEM;
+        goto out;
+    }
+    *ret_pem = pem;
+    r = 0;
+out:
+    X509_free(crt);
+    EVP_PKEY_free(pub);
+    X509_REQ_free(req);
+    return r;
 }

@@ -18,7 +18,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +53,8 @@ struct dems_conn {
     bool closing;     /* close once the current response has been written */
     bool head_timing; /* the header deadline is armed */
     bool lingering;   /* answered and closing: discarding what the client still sends */
+    bool peer_checked;
+    char peer_cert[65]; /* SHA-256 of the client certificate, "" when none */
 };
 
 struct dems_req {
@@ -190,6 +194,23 @@ const struct dems_principal *dems_req_principal(const struct dems_req *req)
 struct dems_str dems_req_param(const struct dems_req *req, size_t i)
 {
     return i < req->nparams ? req->params[i] : (struct dems_str){"", 0};
+}
+
+const char *dems_req_peer_cert(struct dems_req *req)
+{
+    struct dems_conn *c = req->conn;
+    if (!c->peer_checked && c->bev != NULL) {
+        c->peer_checked = true;
+        X509 *x = SSL_get1_peer_certificate(bufferevent_openssl_get_ssl(c->bev));
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        if (x != NULL && X509_digest(x, EVP_sha256(), md, &n) == 1 && n == 32) {
+            for (unsigned i = 0; i < 32; i++)
+                snprintf(c->peer_cert + 2 * i, 3, "%02x", md[i]);
+        }
+        X509_free(x);
+    }
+    return c->peer_cert[0] != '\0' ? c->peer_cert : NULL;
 }
 
 bool dems_req_is_aborted(const struct dems_req *req)
@@ -618,6 +639,7 @@ static void on_auth_done(struct dems_req *req, int err)
         dems_log(DEMS_LOG_WARN, req->id,
                  json_pack("{s:s,s:s}", "user", req->principal.username, "event", "access_denied"),
                  "role %s may not call this route", dems_role_name(req->principal.role));
+        dems_auth_denied(req, "role may not use this endpoint");
         dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");
         return;
     }

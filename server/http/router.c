@@ -24,6 +24,8 @@ unsigned dems_role_parse(const char *name)
 
 const char *dems_role_name(unsigned role)
 {
+    if (role == DEMS_ROLE_DEVICE)
+        return "device";
     for (unsigned i = 0; i < 3; i++) {
         if (role == 1u << i)
             return role_names[i];

@@ -1,0 +1,233 @@
+/*
+ * Docks and other devices (admin): enrol with a CSR, which the internal
+ * device CA signs, or with a certificate to pin; list; revoke. Enrolment and
+ * revocation are ledgered (DEVICE_ENROLLED, DEVICE_REVOKED) in the same
+ * transaction as the change itself. A device then authenticates by its TLS
+ * client certificate (server/auth/auth.c).
+ */
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/ledger.h"
+
+#include "api_int.h"
+
+#define PEM_MAX (32 * 1024)
+
+static bool serial_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static char *ca_pem(const struct dems_server *srv)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    if (b != NULL && PEM_write_bio_X509(b, srv->device_ca) == 1) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = n > 0 ? strndup(p, (size_t)n) : NULL;
+    }
+    BIO_free(b);
+    return out;
+}
+
+struct enrol {
+    struct dems_req *req;
+    json_t *answer;
+};
+
+static void on_enrolled(struct dems_ledger_item *item, void *arg)
+{
+    struct enrol *e = arg;
+    if (!dems_req_is_aborted(e->req)) {
+        if (item->err == DEMS_ECONFLICT) {
+            dems_resp_error(e->req, 409, "device_exists",
+                            "a device with that serial or certificate is already enrolled");
+        } else if (item->err < 0) {
+            dems_resp_err(e->req, item->err);
+        } else {
+            dems_resp_json(e->req, 201, json_incref(e->answer));
+        }
+    }
+    json_decref(e->answer);
+    dems_req_unref(e->req);
+    free(e);
+}
+
+void api_devices_enrol(struct dems_req *req)
+{
+    const char *name, *serial, *csr, *cert;
+    if (!api_get_str(req, "name", 100, true, &name) ||
+        !api_get_str(req, "serial", 64, true, &serial) ||
+        !api_get_str(req, "csr", PEM_MAX, false, &csr) ||
+        !api_get_str(req, "certificate", PEM_MAX, false, &cert))
+        return;
+    if (!serial_ok(serial)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"serial\" must be 1-64 of A-Z a-z 0-9 . _ -");
+        return;
+    }
+    if ((csr == NULL) == (cert == NULL)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "give exactly one of \"csr\" (to be signed) or \"certificate\" (to pin)");
+        return;
+    }
+    struct dems_loop *loop = dems_req_loop(req);
+    char sha[65], *pem = NULL;
+    int r = csr != NULL ? dems_tls_issue_device_cert(loop->srv, csr, serial, &pem, sha)
+                        : dems_tls_cert_sha256(cert, sha);
+    if (r < 0) {
+        dems_resp_error(req, 400, "invalid_field",
+                        csr != NULL ? "field \"csr\" is not a valid, self-signed PEM CSR"
+                                    : "field \"certificate\" is not a PEM certificate");
+        return;
+    }
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_DEVICE_ENROLLED, DEMS_LEDGER_ACTOR_USER, who->username);
+    struct enrol *e = calloc(1, sizeof(*e));
+    char *ca = ca_pem(loop->srv);
+    char uid[24];
+    snprintf(uid, sizeof(uid), "%lld", (long long)who->user_id);
+    const char *certificate = pem != NULL ? pem : cert;
+    if (it == NULL || e == NULL || ca == NULL) {
+        free(pem);
+        free(ca);
+        free(e);
+        dems_ledger_item_free(it);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    e->req = req;
+    e->answer =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "name", name, "serial", serial, "cert_sha256", sha,
+                  "certificate", certificate, "ca_certificate", ca, "issued", csr != NULL);
+    it->payload = json_pack("{s:s,s:s,s:s}", "serial", serial, "cert_sha256", sha, "mode",
+                            csr != NULL ? "issued" : "pinned");
+    it->pre_sql = strdup("INSERT INTO devices (name, serial, cert_sha256, certificate, issued,"
+                         " enrolled_by) VALUES ($1, $2, $3, $4, $5::boolean, $6)");
+    const char *vals[] = {name, serial, sha, certificate, csr != NULL ? "t" : "f", uid};
+    it->pre_nparams = 6;
+    for (int i = 0; i < 6; i++)
+        it->pre_params[i] = strdup(vals[i]);
+    it->done = on_enrolled;
+    it->arg = e;
+    free(pem);
+    free(ca);
+    dems_req_ref(req);
+    if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        json_decref(e->answer);
+        free(e);
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
+}
+
+static void on_devices(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        json_t *d = json_pack("{s:I,s:s,s:s,s:s,s:b,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
+                              "name", PQgetvalue(res, i, 1), "serial", PQgetvalue(res, i, 2),
+                              "cert_sha256", PQgetvalue(res, i, 3), "issued",
+                              PQgetvalue(res, i, 4)[0] == 't', "created_at", PQgetvalue(res, i, 5));
+        if (d != NULL && !PQgetisnull(res, i, 6))
+            json_object_set_new(d, "revoked_at", json_string(PQgetvalue(res, i, 6)));
+        json_array_append_new(arr, d);
+    }
+    dems_resp_json(req, 200, json_pack("{s:o}", "devices", arr));
+}
+
+void api_devices_list(struct dems_req *req)
+{
+    int r = dems_db_req(req,
+                        "SELECT id, name, serial, cert_sha256, issued, " API_TS(
+                            "created_at") ", " API_TS("revoked_at") " FROM devices ORDER BY id",
+                        0, NULL, on_devices);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_revoked(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    if (!dems_req_is_aborted(req)) {
+        if (item->err < 0)
+            dems_resp_err(req, item->err);
+        else
+            dems_resp_json(req, 204, NULL);
+    }
+    dems_req_unref(req);
+}
+
+static void on_device_row(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        dems_resp_error(req, 404, "not_found", "no such device");
+        return;
+    }
+    if (PQgetvalue(res, 0, 2)[0] == 't') {
+        dems_resp_error(req, 409, "device_revoked", "the device is already revoked");
+        return;
+    }
+    struct dems_loop *loop = dems_req_loop(req);
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_DEVICE_REVOKED, DEMS_LEDGER_ACTOR_USER, who->username);
+    if (it == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    it->payload = json_pack("{s:s}", "serial", PQgetvalue(res, 0, 1));
+    it->pre_sql = strdup("UPDATE devices SET revoked_at = now() WHERE id = $1");
+    it->pre_nparams = 1;
+    it->pre_params[0] = strdup(PQgetvalue(res, 0, 0));
+    it->done = on_revoked;
+    it->arg = req;
+    dems_req_ref(req);
+    if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
+}
+
+void api_devices_revoke(struct dems_req *req)
+{
+    struct dems_str p = dems_req_param(req, 0);
+    int64_t id = api_id(p.ptr, p.len);
+    if (id <= 0) {
+        dems_resp_error(req, 404, "not_found", "no such device");
+        return;
+    }
+    char ids[24];
+    snprintf(ids, sizeof(ids), "%lld", (long long)id);
+    const char *params[] = {ids};
+    int r = dems_db_req(req, "SELECT id, serial, revoked_at IS NOT NULL FROM devices WHERE id = $1",
+                        1, params, on_device_row);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
