@@ -235,17 +235,17 @@ int main(int argc, char **argv)
         else if (a == "--queries")
             o.queries = v;
         else if (a == "--threads")
-            o.threads = std::atoi(v.c_str());
+            o.threads = std::stoi(v.c_str());
         else if (a == "--M")
-            o.M = std::atoi(v.c_str());
+            o.M = std::stoi(v.c_str());
         else if (a == "--ef-construction")
-            o.efc = std::atoi(v.c_str());
+            o.efc = std::stoi(v.c_str());
         else if (a == "--k")
-            o.k = std::atoi(v.c_str());
+            o.k = std::stoi(v.c_str());
         else if (a == "--ef")
-            o.ef = std::atoi(v.c_str());
+            o.ef = std::stoi(v.c_str());
         else if (a == "--nlist")
-            o.nlist = std::atoi(v.c_str());
+            o.nlist = std::stoi(v.c_str());
         else {
             fprintf(stderr, "peers: unknown option %s\n", a.c_str());
             return 2;
