@@ -262,7 +262,12 @@ static char *to_pem(X509 *crt)
     if (b != NULL && PEM_write_bio_X509(b, crt) == 1) {
         char *p;
         long n = BIO_get_mem_data(b, &p);
-        out = n > 0 ? strndup(p, (size_t)n) : NULL;
+        /* The BIO's memory is not NUL-terminated: copy exactly n bytes. */
+        out = n > 0 ? malloc((size_t)n + 1) : NULL;
+        if (out != NULL) {
+            memcpy(out, p, (size_t)n);
+            out[n] = '\0';
+        }
     }
     BIO_free(b);
     return out;
