@@ -18,6 +18,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -925,6 +926,10 @@ void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa,
         goto fail;
     c->loop = loop;
     c->refs = 1;
+    /* Responses leave as several TLS records; with Nagle's algorithm the
+     * last would wait for the client's delayed ACK (~40 ms per response). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     format_peer(sa, c->peer, sizeof(c->peer));
     c->parser = dems_http_parser_new(&parser_cb, c);
     c->timer = evtimer_new(loop->base, on_timer, c);
