@@ -10,18 +10,19 @@
 #ifndef DEMSD_STORE_H
 #define DEMSD_STORE_H
 
-#include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dems/crypto.h"
+
 struct dems_staged {
     char id[33];
     int fd;
-    uint64_t offset; /* bytes stored (the staging file's length) */
-    uint64_t length; /* declared Upload-Length */
-    crypto_hash_sha256_state sha;
-    bool busy; /* a PATCH is writing */
+    uint64_t offset;        /* bytes stored (the staging file's length) */
+    uint64_t length;        /* declared Upload-Length */
+    struct dems_sha256 sha; /* of everything stored so far */
+    bool busy;              /* a PATCH is writing */
     struct dems_staged *next;
 };
 
@@ -49,8 +50,7 @@ int dems_staging_load(const char *id, uint64_t length);
 int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n);
 
 /* Cuts the file back to offset (a rejected chunk); hash rebuilt by caller. */
-int dems_staging_truncate(struct dems_staged *s, uint64_t offset,
-                          const crypto_hash_sha256_state *sha);
+int dems_staging_truncate(struct dems_staged *s, uint64_t offset, const struct dems_sha256 *sha);
 
 /* Clears busy. */
 void dems_staging_release(struct dems_staged *s);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/limits.h"
 #include "dems/str.h"
@@ -111,10 +112,10 @@ struct patch {
     uint64_t length;
     struct dems_staged *staged;
     uint64_t start_offset;
-    crypto_hash_sha256_state start_sha;
+    struct dems_sha256 start_sha; /* state before this chunk (to cut it off) */
     bool has_checksum;
     uint8_t want_chunk[32];
-    crypto_hash_sha256_state chunk_sha;
+    struct dems_sha256 chunk_sha;
     bool finished; /* the chunk was accepted or rejected deliberately */
     bool is_create;
     char expires[64];
@@ -130,6 +131,8 @@ static void patch_free(void *data)
             dems_staging_truncate(p->staged, p->start_offset, &p->start_sha);
         dems_staging_release(p->staged);
     }
+    dems_sha256_done(&p->start_sha);
+    dems_sha256_done(&p->chunk_sha);
     free(p);
 }
 
@@ -154,8 +157,9 @@ static int parse_checksum(struct dems_req *req, struct patch *p)
         dems_resp_error(req, 400, "invalid_header", "Upload-Checksum is not base64 of 32 bytes");
         return DEMS_EINVAL;
     }
+    if (dems_sha256_init(&p->chunk_sha) < 0)
+        return DEMS_ENOMEM;
     p->has_checksum = true;
-    crypto_hash_sha256_init(&p->chunk_sha);
     return 0;
 }
 
@@ -175,7 +179,11 @@ static void start_reading(struct dems_req *req, struct patch *p)
         return;
     }
     p->start_offset = s->offset;
-    p->start_sha = s->sha;
+    if ((p->start_sha.ctx == NULL && dems_sha256_init(&p->start_sha) < 0) ||
+        dems_sha256_copy(&p->start_sha, &s->sha) < 0) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
     dems_req_continue(req);
 }
 
@@ -335,7 +343,7 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
     if (n > p->staged->length - p->staged->offset)
         return DEMS_ETOOBIG;
     if (p->has_checksum)
-        crypto_hash_sha256_update(&p->chunk_sha, data, n);
+        dems_sha256_update(&p->chunk_sha, data, n);
     return dems_staging_write(p->staged, data, n);
 }
 
@@ -545,7 +553,7 @@ void api_uploads_patch_end(struct dems_req *req)
     }
     if (p->has_checksum) {
         uint8_t got[32];
-        crypto_hash_sha256_final(&p->chunk_sha, got);
+        dems_sha256_final(&p->chunk_sha, got);
         if (sodium_memcmp(got, p->want_chunk, 32) != 0) {
             dems_staging_truncate(s, p->start_offset, &p->start_sha);
             p->finished = true;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dems/crypto.h"
 #include "dems/err.h"
 
 #define MAGIC        "DEMSBLOB1\n"
@@ -89,10 +90,9 @@ static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_
     crypto_secretstream_xchacha20poly1305_init_push(&st, head + MAGIC_LEN + WRAPPED_LEN, key);
     sodium_memzero(key, sizeof(key));
     int r = write_all(out, head, sizeof(head));
-    crypto_hash_sha256_state sha;
-    crypto_hash_sha256_init(&sha);
+    struct dems_sha256 sha;
     uint8_t *plain = malloc(DEMS_BLOB_CHUNK), *cipher = malloc(CIPHER_CHUNK);
-    if (plain == NULL || cipher == NULL)
+    if (dems_sha256_init(&sha) < 0 || plain == NULL || cipher == NULL)
         r = DEMS_ENOMEM;
     /* Read one chunk ahead so the last one can carry the FINAL tag. */
     ssize_t n = r == 0 ? read_full(in, plain, DEMS_BLOB_CHUNK) : 0;
@@ -104,7 +104,7 @@ static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_
         uint8_t *next = malloc(DEMS_BLOB_CHUNK);
         ssize_t m = next != NULL ? read_full(in, next, DEMS_BLOB_CHUNK) : -1;
         bool last = n < DEMS_BLOB_CHUNK || m == 0;
-        crypto_hash_sha256_update(&sha, plain, (unsigned long long)n);
+        dems_sha256_update(&sha, plain, (size_t)n);
         unsigned long long clen = 0;
         crypto_secretstream_xchacha20poly1305_push(
             &st, cipher, &clen, plain, (unsigned long long)n, NULL, 0,
@@ -120,7 +120,9 @@ static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_
         r = DEMS_ENOMEM;
     free(plain);
     free(cipher);
-    crypto_hash_sha256_final(&sha, digest);
+    if (r == 0)
+        r = dems_sha256_final(&sha, digest);
+    dems_sha256_done(&sha);
     return r;
 }
 
@@ -244,18 +246,23 @@ int dems_blob_verify(const char *data_dir, const uint8_t master[static 32], cons
         dems_blob_close(b);
         return DEMS_ENOMEM;
     }
-    crypto_hash_sha256_state sha;
-    crypto_hash_sha256_init(&sha);
+    struct dems_sha256 sha;
+    if (dems_sha256_init(&sha) < 0) {
+        free(chunk);
+        dems_blob_close(b);
+        return DEMS_ENOMEM;
+    }
     long n;
     while ((n = dems_blob_read(b, chunk)) > 0)
-        crypto_hash_sha256_update(&sha, chunk, (unsigned long long)n);
+        dems_sha256_update(&sha, chunk, (size_t)n);
     free(chunk);
     dems_blob_close(b);
-    if (n < 0)
-        return (int)n;
     uint8_t digest[32];
     char hex[65];
-    crypto_hash_sha256_final(&sha, digest);
+    int fr = n < 0 ? (int)n : dems_sha256_final(&sha, digest);
+    dems_sha256_done(&sha);
+    if (fr < 0)
+        return fr;
     sodium_bin2hex(hex, sizeof(hex), digest, 32);
     return strcmp(hex, id) == 0 ? 0 : DEMS_ECRYPTO;
 }

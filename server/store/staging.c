@@ -82,26 +82,32 @@ int dems_staging_load(const char *id, uint64_t length)
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->fd = fd;
     s->length = length;
-    crypto_hash_sha256_init(&s->sha);
+    if (dems_sha256_init(&s->sha) < 0) {
+        close(fd);
+        free(s);
+        return DEMS_ENOMEM;
+    }
     static __thread uint8_t buf[1 << 16];
     for (;;) {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            dems_sha256_done(&s->sha);
             close(fd);
             free(s);
             return DEMS_EIO;
         }
         if (n == 0)
             break;
-        crypto_hash_sha256_update(&s->sha, buf, (unsigned long long)n);
+        dems_sha256_update(&s->sha, buf, (size_t)n);
         s->offset += (uint64_t)n;
     }
     pthread_mutex_lock(&mu);
     if (find(id) != NULL) {
         /* Loaded meanwhile by another request: keep that one. */
         pthread_mutex_unlock(&mu);
+        dems_sha256_done(&s->sha);
         close(fd);
         free(s);
         return 0;
@@ -128,19 +134,17 @@ int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
         }
         done += (size_t)w;
     }
-    crypto_hash_sha256_update(&s->sha, data, n);
+    dems_sha256_update(&s->sha, data, n);
     s->offset += n;
     return 0;
 }
 
-int dems_staging_truncate(struct dems_staged *s, uint64_t offset,
-                          const crypto_hash_sha256_state *sha)
+int dems_staging_truncate(struct dems_staged *s, uint64_t offset, const struct dems_sha256 *sha)
 {
     if (ftruncate(s->fd, (off_t)offset) != 0 || lseek(s->fd, (off_t)offset, SEEK_SET) < 0)
         return DEMS_EIO;
     s->offset = offset;
-    s->sha = *sha;
-    return 0;
+    return dems_sha256_copy(&s->sha, sha);
 }
 
 void dems_staging_release(struct dems_staged *s)
@@ -154,9 +158,7 @@ int dems_staging_finish(struct dems_staged *s, uint8_t digest[static 32])
 {
     if (fsync(s->fd) != 0)
         return DEMS_EIO;
-    crypto_hash_sha256_state copy = s->sha;
-    crypto_hash_sha256_final(&copy, digest);
-    return 0;
+    return dems_sha256_final(&s->sha, digest);
 }
 
 void dems_staging_close(const char *id)
@@ -167,6 +169,7 @@ void dems_staging_close(const char *id)
             struct dems_staged *s = *pp;
             *pp = s->next;
             close(s->fd);
+            dems_sha256_done(&s->sha);
             free(s);
             break;
         }
@@ -204,6 +207,7 @@ void dems_staging_done(void)
         struct dems_staged *s = active;
         active = s->next;
         close(s->fd);
+        dems_sha256_done(&s->sha);
         free(s);
     }
     pthread_mutex_unlock(&mu);
