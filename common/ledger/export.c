@@ -123,14 +123,22 @@ struct sig_job {
     uint8_t leaf[32];
     uint8_t sig[64];
     uint64_t seq, line;
+    uint32_t key; /* index into the verifier's key chain */
     bool bad;
 };
+
+/* Most keys one export may rotate through (each rotation is an entry). */
+#define MAX_KEYS 4096
 
 struct dems_ledger_verifier {
     bool pinned;
     bool skip_sigs;
+    bool pin_seen; /* the pinned key is one of the chain's */
     struct dems_note_verifier pin;
-    struct dems_note_verifier key;
+    struct dems_note_verifier key; /* the key in force: the chain's last */
+    /* The key chain: the header's key, then one per KEY_ROTATED entry. */
+    struct dems_note_verifier *keys;
+    uint32_t nkeys;
     char origin[DEMS_NOTE_MAX_NAME + 1];
     enum stage stage;
     uint64_t line;
@@ -184,20 +192,23 @@ void dems_ledger_verifier_free(struct dems_ledger_verifier *v)
         return;
     free(v->note);
     free(v->jobs);
+    free(v->keys);
     free(v);
 }
 
 struct sig_work {
     struct sig_job *jobs;
     size_t from, to;
-    const uint8_t *pk;
+    const struct dems_note_verifier *keys;
 };
 
 static void *sig_worker(void *arg)
 {
     struct sig_work *w = arg;
-    for (size_t i = w->from; i < w->to; i++)
-        w->jobs[i].bad = dems_ledger_entry_verify(w->pk, w->jobs[i].leaf, w->jobs[i].sig) != 0;
+    for (size_t i = w->from; i < w->to; i++) {
+        struct sig_job *j = &w->jobs[i];
+        j->bad = dems_ledger_entry_verify(w->keys[j->key].pk, j->leaf, j->sig) != 0;
+    }
     return NULL;
 }
 
@@ -222,7 +233,7 @@ static void flush_sigs(struct dems_ledger_verifier *v)
         w[k] = (struct sig_work){.jobs = v->jobs,
                                  .from = k * per < n ? k * per : n,
                                  .to = (k + 1) * per < n ? (k + 1) * per : n,
-                                 .pk = v->key.pk};
+                                 .keys = v->keys};
         if (k > 0)
             started[k] = pthread_create(&tid[k], NULL, sig_worker, &w[k]) == 0;
     }
@@ -276,8 +287,10 @@ static void fault_at_sig(struct dems_ledger_verifier *v, const struct sig_job *j
     uint64_t line = v->line;
     v->line = j->line;
     fault(v, DEMS_LEDGER_FAULT_SIGNATURE, &j->seq,
-          "entry %llu (line %llu): signature does not verify with key %s",
-          (unsigned long long)j->seq, (unsigned long long)j->line, v->key.name);
+          "entry %llu (line %llu): signature does not verify with key %s+%02x%02x%02x%02x",
+          (unsigned long long)j->seq, (unsigned long long)j->line, v->keys[j->key].name,
+          v->keys[j->key].keyhash[0], v->keys[j->key].keyhash[1], v->keys[j->key].keyhash[2],
+          v->keys[j->key].keyhash[3]);
     v->line = line;
 }
 
@@ -289,6 +302,25 @@ static bool is_canonical(const json_t *j, const char *line, size_t len)
     bool same = dems_jcs_encode(j, &b) == 0 && b.len == len && memcmp(b.data, line, len) == 0;
     dems_buf_done(&b);
     return same;
+}
+
+/* Adds k to the key chain; it signs what follows. */
+static int push_key(struct dems_ledger_verifier *v, const struct dems_note_verifier *k)
+{
+    if (v->nkeys == MAX_KEYS)
+        return DEMS_ETOOBIG;
+    if ((v->nkeys & (v->nkeys - 1)) == 0) { /* 0, 1, 2, 4, ...: grow */
+        size_t cap = v->nkeys == 0 ? 1 : 2 * (size_t)v->nkeys;
+        struct dems_note_verifier *n = realloc(v->keys, cap * sizeof(*n));
+        if (n == NULL)
+            return DEMS_ENOMEM;
+        v->keys = n;
+    }
+    v->keys[v->nkeys++] = *k;
+    v->key = *k;
+    if (v->pinned && memcmp(k, &v->pin, sizeof(*k)) == 0)
+        v->pin_seen = true;
+    return 0;
 }
 
 static void on_header(struct dems_ledger_verifier *v, const char *line, size_t len)
@@ -309,13 +341,8 @@ static void on_header(struct dems_ledger_verifier *v, const char *line, size_t l
     } else if (dems_note_verifier_parse(vkey, strlen(vkey), &v->key) < 0 ||
                (dems_note_verifier_format(&v->key, canon_vkey), strcmp(canon_vkey, vkey) != 0)) {
         fault(v, DEMS_LEDGER_FAULT_HEADER, NULL, "the header's verifier key is malformed");
-    } else if (v->pinned && memcmp(&v->key, &v->pin, sizeof(v->key)) != 0) {
-        fault(
-            v, DEMS_LEDGER_FAULT_HEADER, NULL,
-            "the export is signed by key %s+%02x%02x%02x%02x, not the expected %s+%02x%02x%02x%02x",
-            v->key.name, v->key.keyhash[0], v->key.keyhash[1], v->key.keyhash[2], v->key.keyhash[3],
-            v->pin.name, v->pin.keyhash[0], v->pin.keyhash[1], v->pin.keyhash[2],
-            v->pin.keyhash[3]);
+    } else if (push_key(v, &v->key) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_FORMAT, NULL, "out of memory");
     } else {
         memcpy(v->origin, origin, strlen(origin) + 1);
     }
@@ -421,11 +448,13 @@ static bool sequence_ok(struct dems_ledger_verifier *v, const struct entry_line 
  * and its leaf hash. Returns true with the leaf hash and signature.
  */
 static bool entry_ok(struct dems_ledger_verifier *v, uint64_t seq, const struct entry_line *e,
-                     uint8_t leaf[static 32], uint8_t sig[static 64])
+                     uint8_t leaf[static 32], uint8_t sig[static 64],
+                     struct dems_note_verifier **ret_rotated)
 {
     uint8_t want[32];
     size_t n = 0, slen = 0;
     uint64_t inner = 0;
+    static const char rot[] = "\"type\":\"KEY_ROTATED\"";
 
     if (ledger_b64_decode(e->b64, e->b64_len, v->bytes, sizeof(v->bytes), &n) < 0 || n == 0 ||
         ledger_hex_decode_lower(e->leaf_hex, want, 32) < 0 ||
@@ -434,8 +463,13 @@ static bool entry_ok(struct dems_ledger_verifier *v, uint64_t seq, const struct 
               (unsigned long long)seq, (unsigned long long)v->line);
         return false;
     }
-    /* The fast check decides nearly every entry; the full decoder settles the rest. */
-    if (!ledger_entry_fast_check(v->bytes, n, &inner)) {
+    /*
+     * The fast check decides nearly every entry; the full decoder settles
+     * the rest, and reads key rotations (whose bytes must hold the type
+     * string, so others skip the decoder).
+     */
+    bool maybe_rot = memmem(v->bytes, n, rot, sizeof(rot) - 1) != NULL;
+    if (maybe_rot || !ledger_entry_fast_check(v->bytes, n, &inner)) {
         json_t *root = NULL;
         struct dems_ledger_entry ent;
         if (dems_ledger_entry_decode(v->bytes, n, &root, &ent) < 0) {
@@ -445,9 +479,30 @@ static bool entry_ok(struct dems_ledger_verifier *v, uint64_t seq, const struct 
             return false;
         }
         inner = ent.seq;
+        bool bad_rot = false;
+        if (ent.type == DEMS_LEDGER_KEY_ROTATED) {
+            const char *nk = json_string_value(json_object_get(ent.payload, "vkey"));
+            char canon[DEMS_NOTE_VKEY_MAX];
+            *ret_rotated = malloc(sizeof(**ret_rotated));
+            bad_rot = *ret_rotated == NULL || nk == NULL ||
+                      dems_note_verifier_parse(nk, strlen(nk), *ret_rotated) < 0 ||
+                      (dems_note_verifier_format(*ret_rotated, canon), strcmp(canon, nk) != 0) ||
+                      strcmp((*ret_rotated)->name, v->key.name) != 0;
+        }
         json_decref(root);
+        if (bad_rot) {
+            free(*ret_rotated);
+            *ret_rotated = NULL;
+            fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
+                  "entry %llu (line %llu): KEY_ROTATED without a valid payload \"vkey\" "
+                  "named %s",
+                  (unsigned long long)seq, (unsigned long long)v->line, v->key.name);
+            return false;
+        }
     }
     if (inner != seq) {
+        free(*ret_rotated);
+        *ret_rotated = NULL;
         fault(v, DEMS_LEDGER_FAULT_ENTRY, &seq,
               "entry %llu (line %llu): its bytes say it is entry %llu", (unsigned long long)seq,
               (unsigned long long)v->line, (unsigned long long)inner);
@@ -455,6 +510,8 @@ static bool entry_ok(struct dems_ledger_verifier *v, uint64_t seq, const struct 
     }
     dems_merkle_leaf_hash(v->bytes, n, leaf);
     if (memcmp(leaf, want, 32) != 0) {
+        free(*ret_rotated);
+        *ret_rotated = NULL;
         fault(v, DEMS_LEDGER_FAULT_HASH, &seq,
               "entry %llu (line %llu): leaf hash does not match the entry bytes",
               (unsigned long long)seq, (unsigned long long)v->line);
@@ -476,14 +533,34 @@ static void on_entry(struct dems_ledger_verifier *v, const char *line, size_t le
                   (unsigned long long)v->line);
         return;
     }
-    if (!sequence_ok(v, &e) || !entry_ok(v, seq, &e, leaf, sig))
+    struct dems_note_verifier *rotated = NULL;
+    if (!sequence_ok(v, &e) || !entry_ok(v, seq, &e, leaf, sig, &rotated))
         return;
-    if (!v->skip_sigs) {
+    if (rotated != NULL) {
+        /*
+         * A key rotation is signed by the key it retires, and the new key
+         * is trusted only through that signature: it is checked now, even
+         * when entry signatures are skipped (--fast).
+         */
+        int r = dems_ledger_entry_verify(v->key.pk, leaf, sig);
+        if (r < 0) {
+            struct sig_job j = {.seq = seq, .line = v->line, .key = v->nkeys - 1};
+            fault_at_sig(v, &j);
+        } else if ((r = push_key(v, rotated)) < 0) {
+            fault(v, DEMS_LEDGER_FAULT_FORMAT, &seq, "entry %llu: more than %d key rotations",
+                  (unsigned long long)seq, MAX_KEYS - 1);
+        }
+        free(rotated);
+        if (r < 0)
+            return;
+        v->rep.rotations++;
+    } else if (!v->skip_sigs) {
         struct sig_job *j = &v->jobs[v->njobs++];
         memcpy(j->leaf, leaf, 32);
         memcpy(j->sig, sig, 64);
         j->seq = seq;
         j->line = v->line;
+        j->key = v->nkeys - 1;
         if (v->njobs == SIG_BATCH)
             flush_sigs(v);
     }
@@ -573,12 +650,24 @@ static void finish_checks(struct dems_ledger_verifier *v)
         fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL, "the export ends without a checkpoint");
         return;
     }
+    if (v->pinned && !v->pin_seen) {
+        fault(v, DEMS_LEDGER_FAULT_HEADER, NULL,
+              "the export is signed by key %s+%02x%02x%02x%02x%s, not the expected "
+              "%s+%02x%02x%02x%02x",
+              v->keys[0].name, v->keys[0].keyhash[0], v->keys[0].keyhash[1], v->keys[0].keyhash[2],
+              v->keys[0].keyhash[3], v->nkeys > 1 ? " and the keys it rotated to" : "", v->pin.name,
+              v->pin.keyhash[0], v->pin.keyhash[1], v->pin.keyhash[2], v->pin.keyhash[3]);
+        return;
+    }
     int r = dems_checkpoint_open(v->note, v->note_len, &v->key, v->origin, &c);
     if (r < 0) {
         fault(v, DEMS_LEDGER_FAULT_CHECKPOINT, NULL,
-              r == DEMS_ECRYPTO ? "the checkpoint's signature by %s does not verify"
-                                : "the checkpoint is malformed or names another origin (key %s)",
-              v->key.name);
+              r == DEMS_ECRYPTO
+                  ? "the checkpoint's signature by %s+%02x%02x%02x%02x (the key in force) does "
+                    "not verify"
+                  : "the checkpoint is malformed or names another origin (key %s+%02x%02x%02x%02x)",
+              v->key.name, v->key.keyhash[0], v->key.keyhash[1], v->key.keyhash[2],
+              v->key.keyhash[3]);
         return;
     }
     if (c.size != v->next_seq) {
@@ -606,9 +695,12 @@ int dems_ledger_verifier_finish(struct dems_ledger_verifier *v,
     if (!v->faulted) {
         v->rep.fault = DEMS_LEDGER_FAULT_NONE;
         v->rep.line = v->line;
-        snprintf(v->rep.detail, sizeof(v->rep.detail),
-                 "%llu entries verified; root matches the checkpoint signed by %s",
-                 (unsigned long long)v->next_seq, v->key.name);
+        snprintf(
+            v->rep.detail, sizeof(v->rep.detail),
+            "%llu entries verified; root matches the checkpoint signed by %s+%02x%02x%02x%02x%s",
+            (unsigned long long)v->next_seq, v->key.name, v->key.keyhash[0], v->key.keyhash[1],
+            v->key.keyhash[2], v->key.keyhash[3],
+            v->rep.rotations > 0 ? " (after key rotation)" : "");
     }
     *ret_report = v->rep;
     return v->faulted ? DEMS_ECRYPTO : 0;

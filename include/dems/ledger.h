@@ -478,7 +478,11 @@ enum dems_ledger_fault {
 const char *dems_ledger_fault_name(enum dems_ledger_fault fault);
 
 struct dems_ledger_verify_opts {
-    const char *vkey;     /* pinned verifier key; NULL trusts the header's */
+    /*
+     * Pinned verifier key: the header's key or one the log rotated to;
+     * NULL trusts the header's.
+     */
+    const char *vkey;
     bool skip_entry_sigs; /* check hashes, sequence, root and checkpoint only */
     unsigned threads;     /* threads checking entry signatures (0, 1: the caller's only) */
 };
@@ -489,6 +493,7 @@ struct dems_ledger_report {
     uint64_t seq;                      /* that entry's sequence number */
     uint64_t line;                     /* 1-based line of the export where it was found */
     uint64_t entries;                  /* entries checked */
+    uint64_t rotations;                /* KEY_ROTATED entries followed */
     struct dems_checkpoint checkpoint; /* when fault is NONE */
     char detail[1024];                 /* one line saying what and where */
 };

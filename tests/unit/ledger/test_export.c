@@ -4,7 +4,9 @@
  * kind of tampering is detected and named by sequence number: a changed
  * payload (with and without a recomputed leaf hash), a deleted entry, two
  * entries swapped, a duplicated entry, a flipped signature bit, a wrong or
- * unsigned checkpoint root, a short checkpoint, a foreign key, trailing data.
+ * unsigned checkpoint root, a short checkpoint, a foreign key, trailing data;
+ * and key rotation: the chain is followed, and a rotation, later entries or
+ * the checkpoint signed by the wrong key are named.
  */
 /* clang-format off */
 #include <setjmp.h>
@@ -385,6 +387,158 @@ static void test_signature_and_checkpoint_faults(void **state)
     release(&lg);
 }
 
+/* Signers for a log with one key rotation (build_rotated). */
+struct rotation {
+    uint64_t at;                          /* the KEY_ROTATED entry's seq */
+    const struct dems_ledger_key *to;     /* the key named in its payload */
+    const char *payload_vkey;             /* overrides to's verifier key when set */
+    const struct dems_ledger_key *rot_by; /* signs the rotation entry */
+    const struct dems_ledger_key *after;  /* signs the entries after it */
+    const struct dems_ledger_key *cp_by;  /* signs the checkpoint */
+};
+
+/* Like build, with entry rot->at a KEY_ROTATED entry. */
+static void build_rotated(struct log *lg, size_t n, const struct rotation *rot)
+{
+    struct dems_buf b, bytes;
+    struct dems_merkle_frontier f;
+    char vkey[DEMS_NOTE_VKEY_MAX], newkey[DEMS_NOTE_VKEY_MAX];
+    uint8_t root[32];
+
+    dems_buf_init(&b, 8192);
+    dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
+    dems_ledger_key_vkey(key, vkey);
+    dems_ledger_key_vkey(rot->to, newkey);
+    assert_int_equal(dems_ledger_export_header(ORIGIN, vkey, &b), 0);
+    lg->count = 0;
+    lg->line[lg->count++] = take_line(&b);
+    dems_merkle_frontier_init(&f);
+    for (uint64_t i = 0; i < n; i++) {
+        uint8_t leaf[32];
+        const struct dems_ledger_key *signer = i < rot->at ? key : rot->after;
+        dems_buf_reset(&bytes);
+        if (i == rot->at) {
+            json_t *payload =
+                json_pack("{s:s}", "vkey", rot->payload_vkey != NULL ? rot->payload_vkey : newkey);
+            struct dems_ledger_entry e = {
+                .seq = i,
+                .time_ms = 1764023456789 + (int64_t)i * 1000,
+                .type = DEMS_LEDGER_KEY_ROTATED,
+                .actor_kind = DEMS_LEDGER_ACTOR_USER,
+                .actor_id = "u-1",
+                .payload = payload,
+            };
+            assert_int_equal(dems_ledger_entry_encode(&e, &bytes), 0);
+            json_decref(payload);
+            signer = rot->rot_by;
+        } else {
+            entry_bytes(i, "viewed in court room 2", &bytes);
+        }
+        dems_merkle_leaf_hash(bytes.data, bytes.len, leaf);
+        dems_merkle_frontier_append(&f, leaf, NULL);
+        lg->line[lg->count++] = entry_line(i, &bytes, signer);
+    }
+    dems_merkle_frontier_root(&f, root);
+    lg->line[lg->count++] = checkpoint_line(n, root, rot->cp_by);
+    dems_buf_done(&b);
+    dems_buf_done(&bytes);
+}
+
+/* Both with and without entry signatures, and pinned to pin when given. */
+static void expect_rotated(const struct log *lg, enum dems_ledger_fault f, int64_t seq,
+                           const char *pin)
+{
+    for (int fast = 0; fast <= 1; fast++) {
+        struct dems_ledger_verify_opts opts = {.vkey = pin, .skip_entry_sigs = fast, .threads = 2};
+        struct dems_ledger_report rep;
+        int r = verify(lg, &opts, &rep);
+        if (rep.fault != f || (seq >= 0) != rep.has_seq || (seq >= 0 && rep.seq != (uint64_t)seq))
+            fail_msg("want %s at %lld, got %s (seq %llu, fast %d): %s", dems_ledger_fault_name(f),
+                     (long long)seq, dems_ledger_fault_name(rep.fault), (unsigned long long)rep.seq,
+                     fast, rep.detail);
+        assert_int_equal(r, f == DEMS_LEDGER_FAULT_NONE ? 0 : DEMS_ECRYPTO);
+        if (f == DEMS_LEDGER_FAULT_NONE)
+            assert_int_equal(rep.rotations, 1);
+    }
+}
+
+static void test_key_rotation(void **state)
+{
+    (void)state;
+    struct dems_ledger_key *next = NULL, *evil = NULL;
+    char vkey_old[DEMS_NOTE_VKEY_MAX], vkey_new[DEMS_NOTE_VKEY_MAX], vkey_evil[DEMS_NOTE_VKEY_MAX];
+    struct log lg;
+    assert_int_equal(dems_ledger_key_new(ORIGIN, NULL, &next), 0);
+    assert_int_equal(dems_ledger_key_new(ORIGIN, NULL, &evil), 0);
+    dems_ledger_key_vkey(key, vkey_old);
+    dems_ledger_key_vkey(next, vkey_new);
+    dems_ledger_key_vkey(evil, vkey_evil);
+
+    /* The good chain verifies pinned to either key, not to a third. */
+    struct rotation rot = {.at = 17, .to = next, .rot_by = key, .after = next, .cp_by = next};
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_NONE, -1, NULL);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_NONE, -1, vkey_old);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_NONE, -1, vkey_new);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_HEADER, -1, vkey_evil);
+    release(&lg);
+    /* The last entry may be the rotation: the checkpoint is the new key's. */
+    rot.at = N - 1;
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_NONE, -1, vkey_old);
+    release(&lg);
+    rot.at = 17;
+
+    /* A rotation signed by the key it names (not the retiring one): even --fast sees it. */
+    rot.rot_by = next;
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 17, vkey_old);
+    release(&lg);
+    rot.rot_by = key;
+
+    /* An entry after the rotation still signed by the old key. */
+    rot.after = key;
+    build_rotated(&lg, N, &rot);
+    expect(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 18);
+    release(&lg);
+    rot.after = next;
+
+    /* The checkpoint signed by the retired key. */
+    rot.cp_by = key;
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_CHECKPOINT, -1, vkey_old);
+    release(&lg);
+    rot.cp_by = next;
+
+    /* Rotating to a key under another name, or to no key at all. */
+    struct dems_ledger_key *other = NULL;
+    char vkey_other[DEMS_NOTE_VKEY_MAX];
+    assert_int_equal(dems_ledger_key_new("other.example/log", NULL, &other), 0);
+    dems_ledger_key_vkey(other, vkey_other);
+    rot.payload_vkey = vkey_other;
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_ENTRY, 17, NULL);
+    release(&lg);
+    rot.payload_vkey = "not a key";
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_ENTRY, 17, NULL);
+    release(&lg);
+
+    /* An attacker who swaps in a rotation to their own key is refused when pinned. */
+    rot.payload_vkey = NULL;
+    rot.to = evil;
+    rot.rot_by = evil;
+    rot.after = evil;
+    rot.cp_by = evil;
+    build_rotated(&lg, N, &rot);
+    expect_rotated(&lg, DEMS_LEDGER_FAULT_SIGNATURE, 17, vkey_old);
+    release(&lg);
+
+    dems_ledger_key_free(other);
+    dems_ledger_key_free(next);
+    dems_ledger_key_free(evil);
+}
+
 /* dems_ledger_entry_seal: what the server's append does, checked by the verifier. */
 static void test_seal(void **state)
 {
@@ -545,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_sequence_faults),
         cmocka_unit_test(test_signature_and_checkpoint_faults),
         cmocka_unit_test(test_entry_faults),
+        cmocka_unit_test(test_key_rotation),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_seal),
         cmocka_unit_test(test_every_byte_matters),
