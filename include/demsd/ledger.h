@@ -7,7 +7,10 @@
  * demsd processes on one database. A signed checkpoint is written at most
  * once a second while the log grows. Key material: the Ed25519 seed is kept
  * in ledger_keys sealed (XSalsa20-Poly1305) with the master key, which lives
- * in a file outside the database (server/store/keys.c).
+ * in a file outside the database (server/store/keys.c). Rotation: queue a
+ * DEMS_LEDGER_KEY_ROTATED item; the appender makes the next key, records it
+ * in the item's payload ("vkey"), signs that entry with the retiring key,
+ * and signs everything after it (entries and checkpoints) with the new one.
  */
 #ifndef DEMSD_LEDGER_H
 #define DEMSD_LEDGER_H
@@ -78,8 +81,12 @@ void dems_ledger_stop(struct dems_server *srv);
 int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
                        struct dems_ledger_item *item);
 
-/* The note verifier key ("name+keyhash+base64"). Borrowed. */
-const char *dems_ledger_vkey(const struct dems_server *srv);
+/*
+ * The verifier key ("name+keyhash+base64") of the log's first signing key,
+ * which export headers name; later keys follow from KEY_ROTATED entries
+ * (the key in force is ledger_keys' highest id). Borrowed.
+ */
+const char *dems_ledger_first_vkey(const struct dems_server *srv);
 
 /* The origin line of checkpoints. Borrowed. */
 const char *dems_ledger_origin(const struct dems_server *srv);

@@ -56,6 +56,8 @@ void api_uploads_get(struct dems_req *req);
 void api_uploads_delete(struct dems_req *req);
 
 void api_ledger_key(struct dems_req *req);
+void api_ledger_keys(struct dems_req *req);
+void api_ledger_rotate_key(struct dems_req *req);
 void api_ledger_checkpoint(struct dems_req *req);
 void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);

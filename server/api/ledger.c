@@ -24,12 +24,131 @@
 #define MAX_ENTRIES_PER_PAGE 1000
 #define MAX_NEEDED           256
 
+/* The verifier key string for a ledger_keys row (name, hex public key). */
+static bool row_vkey(const PGresult *res, int row, char out[static DEMS_NOTE_VKEY_MAX])
+{
+    struct dems_note_verifier v;
+    const char *name = PQgetvalue(res, row, 0);
+    if (strlen(name) >= sizeof(v.name) ||
+        dems_hex_decode(PQgetvalue(res, row, 1), 64, v.pk, 32) < 0)
+        return false;
+    memcpy(v.name, name, strlen(name) + 1);
+    dems_note_keyhash(v.name, strlen(v.name), v.pk, v.keyhash);
+    dems_note_verifier_format(&v, out);
+    return true;
+}
+
+static void on_key(struct dems_req *req, const PGresult *res, int err)
+{
+    char text[DEMS_NOTE_VKEY_MAX + 1];
+    if (err < 0 || PQntuples(res) != 1 || !row_vkey(res, 0, text)) {
+        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        return;
+    }
+    size_t n = strlen(text);
+    text[n++] = '\n';
+    dems_resp_bytes(req, 200, "text/plain; charset=utf-8", text, n);
+}
+
+/* The key in force (it signs new entries and checkpoints). */
 void api_ledger_key(struct dems_req *req)
 {
-    const char *vkey = dems_ledger_vkey(dems_req_loop(req)->srv);
-    char text[DEMS_NOTE_VKEY_MAX + 2];
-    int n = snprintf(text, sizeof(text), "%s\n", vkey);
-    dems_resp_bytes(req, 200, "text/plain; charset=utf-8", text, (size_t)n);
+    int r = dems_db_req(req,
+                        "SELECT name, encode(public_key, 'hex') FROM ledger_keys"
+                        " ORDER BY id DESC LIMIT 1",
+                        0, NULL, on_key);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_keys(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+        char vkey[DEMS_NOTE_VKEY_MAX];
+        if (!row_vkey(res, i, vkey)) {
+            json_decref(arr);
+            api_db_error(req, res, DEMS_EDB);
+            return;
+        }
+        const char *since = PQgetvalue(res, i, 3);
+        json_array_append_new(
+            arr, json_pack("{s:I,s:s,s:o,s:s}", "id",
+                           (json_int_t)api_id(PQgetvalue(res, i, 2), strlen(PQgetvalue(res, i, 2))),
+                           "vkey", vkey, "rotated_at_seq",
+                           PQgetisnull(res, i, 3) ? json_null()
+                                                  : json_integer(api_id(since, strlen(since))),
+                           "created_at", PQgetvalue(res, i, 4)));
+    }
+    if (arr == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_resp_json(req, 200, json_pack("{s:o}", "keys", arr));
+}
+
+/*
+ * Every signing key, oldest first, with the KEY_ROTATED entry that brought
+ * it in (the k-th rotation introduced key k + 1).
+ */
+void api_ledger_keys(struct dems_req *req)
+{
+    int r = dems_db_req(req,
+                        "WITH rot AS (SELECT seq, row_number() OVER (ORDER BY seq) + 1 AS id"
+                        " FROM ledger_entries WHERE type = 'KEY_ROTATED')"
+                        " SELECT k.name, encode(k.public_key, 'hex'), k.id, rot.seq, " API_TS(
+                            "k.created_at") " FROM ledger_keys k LEFT JOIN rot ON rot.id = k.id"
+                                            " ORDER BY k.id",
+                        0, NULL, on_keys);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_rotated(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    if (!dems_req_is_aborted(req)) {
+        const char *vkey = json_string_value(json_object_get(item->payload, "vkey"));
+        if (item->err < 0 || vkey == NULL)
+            dems_resp_error(req, 503, "ledger_unavailable",
+                            "the key was not rotated: the ledger could not record it");
+        else
+            dems_resp_json(req, 201,
+                           json_pack("{s:I,s:s}", "seq", (json_int_t)item->seq, "vkey", vkey));
+    }
+    dems_req_unref(req);
+}
+
+/*
+ * POST /v1/admin/ledger/rotate-key {"reason": optional}: the appender makes
+ * a new signing key; the KEY_ROTATED entry naming it is signed by the old.
+ */
+void api_ledger_rotate_key(struct dems_req *req)
+{
+    const char *reason = NULL;
+    if (!api_get_str(req, "reason", 500, false, &reason))
+        return;
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_KEY_ROTATED, DEMS_LEDGER_ACTOR_USER, who->username);
+    if (it == NULL || (it->payload = reason != NULL ? json_pack("{s:s}", "reason", reason)
+                                                    : json_object()) == NULL) {
+        dems_ledger_item_free(it);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    it->done = on_rotated;
+    it->arg = req;
+    dems_req_ref(req);
+    struct dems_loop *loop = dems_req_loop(req);
+    if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
 }
 
 static void on_checkpoint(struct dems_req *req, const PGresult *res, int err)
@@ -412,7 +531,7 @@ static void on_export_checkpoint(struct dems_req *req, const PGresult *res, int 
     const struct dems_server *srv = dems_req_loop(req)->srv;
     struct dems_buf line;
     dems_buf_init(&line, DEMS_LEDGER_MAX_LINE);
-    int r = dems_ledger_export_header(dems_ledger_origin(srv), dems_ledger_vkey(srv), &line);
+    int r = dems_ledger_export_header(dems_ledger_origin(srv), dems_ledger_first_vkey(srv), &line);
     if (r == 0)
         r = dems_resp_start(req, 200, "application/x-ndjson", UINT64_MAX, export_more);
     if (r == 0)

@@ -24,14 +24,15 @@
 #include "demsd/log.h"
 
 #define BATCH_MAX 512
-#define KEY_ID    "1"
 
 struct dems_ledger {
     struct dems_server *srv;
     PGconn *db;
     char *conninfo;
-    struct dems_ledger_key *key;
-    char vkey[DEMS_NOTE_VKEY_MAX];
+    uint8_t master[32];          /* opens sealed signing keys (rotations by other processes) */
+    struct dems_ledger_key *key; /* the key in force: ledger_keys' highest id */
+    int key_id;
+    char first_vkey[DEMS_NOTE_VKEY_MAX]; /* key 1: export headers name it */
     char origin[DEMS_NOTE_MAX_NAME + 1];
     struct dems_merkle_frontier frontier;
     bool frontier_ok;
@@ -141,11 +142,13 @@ static int write_checkpoint(struct dems_ledger *l)
         char size[24], root[65];
         snprintf(size, sizeof(size), "%llu", (unsigned long long)c.size);
         dems_hex_encode(c.root, 32, root);
-        const char *p[] = {size, root, (const char *)note.data};
+        char kid[16];
+        snprintf(kid, sizeof(kid), "%d", l->key_id);
+        const char *p[] = {size, root, (const char *)note.data, kid};
         r = exec1(l,
                   "INSERT INTO ledger_checkpoints (size, root, key_id, note)"
-                  " VALUES ($1, decode($2, 'hex'), " KEY_ID ", $3) ON CONFLICT (size) DO NOTHING",
-                  3, p);
+                  " VALUES ($1, decode($2, 'hex'), $4, $3) ON CONFLICT (size) DO NOTHING",
+                  4, p);
     }
     dems_buf_done(&note);
     if (r == 0) {
@@ -290,15 +293,21 @@ static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct 
 
 static int insert_arrays(struct dems_ledger *l, struct arrays *a)
 {
-    const char *pe[] = {(const char *)a->seq.data,      (const char *)a->type.data,
-                        (const char *)a->artefact.data, (const char *)a->bytes.data,
-                        (const char *)a->leaf.data,     (const char *)a->sig.data};
+    char kid[16];
+    snprintf(kid, sizeof(kid), "%d", l->key_id);
+    const char *pe[] = {(const char *)a->seq.data,
+                        (const char *)a->type.data,
+                        (const char *)a->artefact.data,
+                        (const char *)a->bytes.data,
+                        (const char *)a->leaf.data,
+                        (const char *)a->sig.data,
+                        kid};
     int r = exec1(l,
                   "INSERT INTO ledger_entries (seq, type, artefact, key_id, bytes, leaf_hash,"
-                  " signature) SELECT s, t, a, " KEY_ID ", decode(b, 'hex'), decode(h, 'hex'),"
+                  " signature) SELECT s, t, a, $7, decode(b, 'hex'), decode(h, 'hex'),"
                   " decode(g, 'hex') FROM unnest($1::bigint[], $2::text[], $3::text[],"
                   " $4::text[], $5::text[], $6::text[]) AS u (s, t, a, b, h, g)",
-                  6, pe);
+                  7, pe);
     if (r < 0 || a->lvl.len <= 2)
         return r;
     const char *ps[] = {(const char *)a->lvl.data, (const char *)a->start.data,
@@ -309,19 +318,77 @@ static int insert_arrays(struct dems_ledger *l, struct arrays *a)
                  3, ps);
 }
 
-/* Locks the head and makes sure the frontier matches it. */
+static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen);
+
+/*
+ * Locks the head and makes sure the frontier and the signing key match it
+ * (another process may have appended, or rotated the key).
+ */
 static int lock_head(struct dems_ledger *l)
 {
-    PGresult *res = q(l, "SELECT size FROM ledger_head FOR UPDATE", 0, NULL);
+    PGresult *res = q(l,
+                      "SELECT size, (SELECT max(id) FROM ledger_keys) FROM ledger_head"
+                      " FOR UPDATE OF ledger_head",
+                      0, NULL);
     int r = ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
-    uint64_t size = 0;
+    uint64_t size = 0, kid = 0;
     if (r == 0) {
-        const char *v = PQgetvalue(res, 0, 0);
-        r = dems_parse_u64(v, strlen(v), DEMS_MERKLE_MAX_SIZE, &size) < 0 ? DEMS_EDB : 0;
+        const char *v = PQgetvalue(res, 0, 0), *k = PQgetvalue(res, 0, 1);
+        r = dems_parse_u64(v, strlen(v), DEMS_MERKLE_MAX_SIZE, &size) < 0 ||
+                    dems_parse_u64(k, strlen(k), INT32_MAX, &kid) < 0
+                ? DEMS_EDB
+                : 0;
     }
     PQclear(res);
     if (r == 0 && (!l->frontier_ok || l->frontier.size != size))
         r = load_frontier(l, size);
+    if (r == 0 && (int)kid != l->key_id) {
+        char err[256];
+        r = load_key(l, (int)kid, err, sizeof(err));
+        if (r < 0)
+            dems_log(DEMS_LOG_ERROR, NULL, NULL, "%s", err);
+    }
+    return r;
+}
+
+/*
+ * A KEY_ROTATED item: makes the next key, names it in the entry's payload
+ * and stores it sealed, in the batch's transaction. The entry itself is
+ * signed by the key it retires; the caller switches keys after COMMIT.
+ */
+static int begin_rotation(struct dems_ledger *l, struct dems_ledger_item *it,
+                          struct dems_ledger_key **ret_next)
+{
+    char vkey[DEMS_NOTE_VKEY_MAX], kid[16];
+    int r = dems_ledger_key_new(l->origin, NULL, ret_next);
+    if (r < 0)
+        return r;
+    dems_ledger_key_vkey(*ret_next, vkey);
+    if (it->payload == NULL)
+        it->payload = json_object();
+    if (it->payload == NULL || json_object_set_new(it->payload, "vkey", json_string(vkey)) < 0)
+        r = DEMS_ENOMEM;
+    uint8_t seed[32], pk[32];
+    uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
+    char shex[2 * sizeof(sealed) + 1], pkhex[65];
+    dems_ledger_key_seed(*ret_next, seed);
+    randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES, seed, 32, sealed, l->master);
+    sodium_memzero(seed, sizeof(seed));
+    dems_ledger_key_public(*ret_next, pk);
+    dems_hex_encode(sealed, sizeof(sealed), shex);
+    dems_hex_encode(pk, 32, pkhex);
+    snprintf(kid, sizeof(kid), "%d", l->key_id + 1);
+    const char *p[] = {kid, l->origin, pkhex, shex};
+    if (r == 0)
+        r = exec1(l,
+                  "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
+                  " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))",
+                  4, p);
+    if (r < 0) {
+        dems_ledger_key_free(*ret_next);
+        *ret_next = NULL;
+    }
     return r;
 }
 
@@ -337,8 +404,11 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
     arrays_init(&a);
     struct dems_buf bytes;
     dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
+    struct dems_ledger_key *next = NULL; /* a rotation is always its batch's last item */
     for (struct dems_ledger_item *it = batch; r == 0 && it != NULL; it = it->next) {
         it->err = run_pre(l, it);
+        if (it->err == 0 && it->type == DEMS_LEDGER_KEY_ROTATED)
+            it->err = begin_rotation(l, it, &next);
         if (it->err == DEMS_EDB)
             r = DEMS_EDB; /* the transaction is unusable */
         else if (it->err == 0)
@@ -360,6 +430,13 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
         exec1(l, "ROLLBACK", 0, NULL);
         l->frontier = saved;
         l->frontier_ok = false; /* reload from the database next time */
+        dems_ledger_key_free(next);
+    } else if (next != NULL) {
+        dems_ledger_key_free(l->key);
+        l->key = next;
+        l->key_id++;
+        dems_log(DEMS_LOG_INFO, NULL, NULL, "ledger: signing key rotated (key %d from entry %llu)",
+                 l->key_id, (unsigned long long)l->frontier.size);
     }
     dems_buf_done(&bytes);
     arrays_done(&a);
@@ -392,6 +469,8 @@ static void *appender_main(void *arg)
         for (struct dems_ledger_item *it = batch; it != NULL && n < BATCH_MAX; it = it->next) {
             last = it;
             n++;
+            if (it->type == DEMS_LEDGER_KEY_ROTATED)
+                break; /* entries after a rotation go in the next batch, under the new key */
         }
         if (last != NULL) {
             l->head = last->next;
@@ -426,71 +505,109 @@ static void *appender_main(void *arg)
 
 /* ---- start, stop, queue ---- */
 
-/* Loads the signing key, or creates it (sealed with the master key). */
-static int load_key(struct dems_ledger *l, const uint8_t master[static 32], char *err,
-                    size_t errlen)
+/* Loads signing key id (sealed with the master key) and makes it the key in force. */
+static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen)
 {
+    char kid[16];
+    snprintf(kid, sizeof(kid), "%d", id);
+    const char *p[] = {kid};
     PGresult *res =
-        q(l, "SELECT encode(sealed_seed, 'hex'), name FROM ledger_keys WHERE id = 1", 0, NULL);
-    if (!ok(res)) {
-        snprintf(err, errlen, "ledger: %.300s", PQresultErrorMessage(res));
+        q(l, "SELECT encode(sealed_seed, 'hex'), name FROM ledger_keys WHERE id = $1", 1, p);
+    if (!ok(res) || PQntuples(res) != 1) {
+        snprintf(err, errlen, "ledger: cannot read signing key %d: %.300s", id,
+                 PQresultErrorMessage(res));
         PQclear(res);
         return DEMS_EDB;
     }
     uint8_t seed[32];
+    uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
+    const char *hex = PQgetvalue(res, 0, 0);
     int r = 0;
-    if (PQntuples(res) == 1) {
-        const char *hex = PQgetvalue(res, 0, 0);
-        uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
-        if (dems_hex_decode(hex, strlen(hex), sealed, sizeof(sealed)) < 0 ||
-            crypto_secretbox_open_easy(seed, sealed + crypto_secretbox_NONCEBYTES,
-                                       sizeof(sealed) - crypto_secretbox_NONCEBYTES, sealed,
-                                       master) != 0) {
-            snprintf(err, errlen,
-                     "ledger: the signing key does not open with this master key "
-                     "(wrong or replaced master key file?)");
-            r = DEMS_ECRYPTO;
-        }
-        if (r == 0 && strcmp(PQgetvalue(res, 0, 1), l->origin) != 0) {
-            snprintf(err, errlen,
-                     "ledger: this log's origin is \"%s\"; ledger_origin cannot "
-                     "change",
-                     PQgetvalue(res, 0, 1));
-            r = DEMS_EINVAL;
-        }
-        PQclear(res);
-        if (r == 0)
-            r = dems_ledger_key_new(l->origin, seed, &l->key);
-    } else {
-        PQclear(res);
-        r = dems_ledger_key_new(l->origin, NULL, &l->key);
-        if (r < 0) {
-            snprintf(err, errlen, "ledger: ledger_origin \"%s\" is not a valid key name",
-                     l->origin);
-            return r;
-        }
-        dems_ledger_key_seed(l->key, seed);
-        uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
-        randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
-        crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES, seed, 32, sealed, master);
-        uint8_t pk[32];
-        dems_ledger_key_public(l->key, pk);
-        char shex[2 * sizeof(sealed) + 1], pkhex[65];
-        dems_hex_encode(sealed, sizeof(sealed), shex);
-        dems_hex_encode(pk, 32, pkhex);
-        const char *p[] = {l->origin, pkhex, shex};
-        r = exec1(l,
-                  "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
-                  " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex'))"
-                  " ON CONFLICT (id) DO NOTHING",
-                  3, p);
-        if (r < 0)
-            snprintf(err, errlen, "ledger: cannot store the signing key");
+    if (dems_hex_decode(hex, strlen(hex), sealed, sizeof(sealed)) < 0 ||
+        crypto_secretbox_open_easy(seed, sealed + crypto_secretbox_NONCEBYTES,
+                                   sizeof(sealed) - crypto_secretbox_NONCEBYTES, sealed,
+                                   l->master) != 0) {
+        snprintf(err, errlen,
+                 "ledger: the signing key does not open with this master key "
+                 "(wrong or replaced master key file?)");
+        r = DEMS_ECRYPTO;
     }
+    if (r == 0 && strcmp(PQgetvalue(res, 0, 1), l->origin) != 0) {
+        snprintf(err, errlen, "ledger: this log's origin is \"%s\"; ledger_origin cannot change",
+                 PQgetvalue(res, 0, 1));
+        r = DEMS_EINVAL;
+    }
+    PQclear(res);
+    struct dems_ledger_key *k = NULL;
+    if (r == 0)
+        r = dems_ledger_key_new(l->origin, seed, &k);
     sodium_memzero(seed, sizeof(seed));
-    if (r == 0 && l->key != NULL)
-        dems_ledger_key_vkey(l->key, l->vkey);
+    if (r == 0) {
+        dems_ledger_key_free(l->key);
+        l->key = k;
+        l->key_id = id;
+    }
     return r;
+}
+
+/*
+ * At start: loads the key in force, or on first start creates key 1
+ * (sealed with the master key), and formats key 1's verifier key.
+ */
+static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
+{
+    PGresult *res = q(l,
+                      "SELECT coalesce(max(id), 0), (SELECT encode(public_key, 'hex') FROM"
+                      " ledger_keys WHERE id = 1) FROM ledger_keys",
+                      0, NULL);
+    if (!ok(res) || PQntuples(res) != 1) {
+        snprintf(err, errlen, "ledger: %.300s", PQresultErrorMessage(res));
+        PQclear(res);
+        return DEMS_EDB;
+    }
+    int id = atoi(PQgetvalue(res, 0, 0));
+    struct dems_note_verifier first;
+    bool have_first =
+        !PQgetisnull(res, 0, 1) && dems_hex_decode(PQgetvalue(res, 0, 1), 64, first.pk, 32) == 0;
+    PQclear(res);
+    if (id > 0) {
+        if (!have_first) {
+            snprintf(err, errlen, "ledger: signing key 1 is missing");
+            return DEMS_EDB;
+        }
+        snprintf(first.name, sizeof(first.name), "%s", l->origin);
+        dems_note_keyhash(first.name, strlen(first.name), first.pk, first.keyhash);
+        dems_note_verifier_format(&first, l->first_vkey);
+        return load_key(l, id, err, errlen);
+    }
+    struct dems_ledger_key *k = NULL;
+    int r = dems_ledger_key_new(l->origin, NULL, &k);
+    if (r < 0) {
+        snprintf(err, errlen, "ledger: ledger_origin \"%s\" is not a valid key name", l->origin);
+        return r;
+    }
+    uint8_t seed[32], pk[32];
+    uint8_t sealed[crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32];
+    dems_ledger_key_seed(k, seed);
+    randombytes_buf(sealed, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(sealed + crypto_secretbox_NONCEBYTES, seed, 32, sealed, l->master);
+    sodium_memzero(seed, sizeof(seed));
+    dems_ledger_key_public(k, pk);
+    char shex[2 * sizeof(sealed) + 1], pkhex[65];
+    dems_hex_encode(sealed, sizeof(sealed), shex);
+    dems_hex_encode(pk, 32, pkhex);
+    const char *p[] = {l->origin, pkhex, shex};
+    r = exec1(l,
+              "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
+              " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex')) ON CONFLICT (id) DO NOTHING",
+              3, p);
+    dems_ledger_key_free(k);
+    if (r < 0) {
+        snprintf(err, errlen, "ledger: cannot store the signing key");
+        return r;
+    }
+    /* Read it back: another process starting at the same time may have won. */
+    return start_keys(l, err, errlen);
 }
 
 int dems_ledger_start(struct dems_server *srv, const char *conninfo,
@@ -503,10 +620,11 @@ int dems_ledger_start(struct dems_server *srv, const char *conninfo,
     snprintf(l->origin, sizeof(l->origin), "%s", srv->cfg->ledger_origin);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
+    memcpy(l->master, master_key, 32);
     l->db = dems_db_connect_sync(conninfo, err, errlen);
     int r = l->db != NULL ? 0 : DEMS_EDB;
     if (r == 0)
-        r = load_key(l, master_key, err, errlen);
+        r = start_keys(l, err, errlen);
     if (r == 0 && exec1(l, "BEGIN", 0, NULL) == 0) {
         r = lock_head(l);
         exec1(l, "COMMIT", 0, NULL);
@@ -530,6 +648,7 @@ int dems_ledger_start(struct dems_server *srv, const char *conninfo,
     if (r < 0) {
         PQfinish(l->db);
         dems_ledger_key_free(l->key);
+        sodium_memzero(l->master, sizeof(l->master));
         free(l);
         return r;
     }
@@ -549,6 +668,7 @@ void dems_ledger_stop(struct dems_server *srv)
     pthread_join(l->thread, NULL);
     PQfinish(l->db);
     dems_ledger_key_free(l->key);
+    sodium_memzero(l->master, sizeof(l->master));
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
@@ -577,9 +697,9 @@ int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
     return 0;
 }
 
-const char *dems_ledger_vkey(const struct dems_server *srv)
+const char *dems_ledger_first_vkey(const struct dems_server *srv)
 {
-    return srv->ledger->vkey;
+    return srv->ledger->first_vkey;
 }
 
 const char *dems_ledger_origin(const struct dems_server *srv)

@@ -280,6 +280,74 @@ def test_log_survives_restart(c):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_key_rotation_is_a_ledger_entry(c):
+    old_key = c.srv.request("GET", "/v1/ledger/key")[1].decode().strip()
+    # Only administrators rotate; bad bodies are refused.
+    st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                               {"username": "rory", "password": "12345678", "role": "officer"},
+                               token=c.tok)
+    assert st == 201, doc
+    officer = c.srv.login("rory", "12345678")[1]["token"]
+    st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key", {}, token=officer)
+    assert st == 403, doc
+    st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key", {"reason": 7}, token=c.tok)
+    assert st == 400 and "reason" in doc["error"]["message"], doc
+    st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key",
+                               {"reason": "annual rotation"}, token=c.tok)
+    assert st == 201 and doc["vkey"] != old_key, doc
+    rot_seq, new_key = doc["seq"], doc["vkey"]
+    e = entries(c, rot_seq, rot_seq + 1)[0]["body"]
+    assert e["type"] == "KEY_ROTATED" and e["payload"] == {"reason": "annual rotation",
+                                                           "vkey": new_key}, e
+    assert e["actor"] == {"id": "admin", "kind": "user"}, e
+    assert c.srv.request("GET", "/v1/ledger/key")[1].decode().strip() == new_key
+    st, doc, _ = c.srv.request("GET", "/v1/ledger/keys")
+    assert [k["vkey"] for k in doc["keys"]] == [old_key, new_key], doc
+    assert [k["rotated_at_seq"] for k in doc["keys"]] == [None, rot_seq], doc
+    # Entries after the rotation, the checkpoint and a restart all use the new key.
+    upload(c, os.urandom(3000))
+    size = len(entries(c))
+    note = wait_checkpoint(c, size)
+    npath = os.path.join(c.srv.root, "checkpoint2.txt")
+    open(npath, "w").write(note)
+    assert verify("checkpoint", npath, "--key", new_key).returncode == 0
+    r = verify("checkpoint", npath, "--key", old_key)
+    assert r.returncode == 1, r.stdout + r.stderr
+    pw = c.srv.admin_password
+    assert c.srv.stop() == 0
+    c.srv = Server(SETTINGS, data=c.srv.root).start()
+    c.srv.admin_password = pw
+    c.tok = c.srv.admin_token()
+    upload(c, os.urandom(2000))
+    size = len(entries(c))
+    wait_checkpoint(c, size)
+    path = export(c)
+    head = json.loads(open(path).readline())
+    assert head["vkey"] == old_key, head
+    # The whole chain verifies pinned to the first key or to the new one, not to another.
+    for key in (old_key, new_key):
+        for mode in ([], ["--fast"]):
+            r = verify("ledger", path, "--key", key, *mode)
+            assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+    r = verify("ledger", path, "--key", "dems.localhost/ledger+00000000+"
+               "AajhWMclMI6RSpVPztrhimtcWLTsaVupygs+cc3awVVv")
+    assert r.returncode != 0, r.stdout + r.stderr
+    # The database refuses a second key 2 (no one rewrites the chain).
+    rc, _, err = c.srv.psql("UPDATE ledger_keys SET public_key = public_key WHERE id = 2",
+                            user="dems_app")
+    assert rc != 0, err
+    # A rotation entry re-signed by the new key (forged) is named, even with --fast.
+    lines = open(path).read().split("\n")
+    ent = json.loads(lines[1 + rot_seq])
+    ent["sig"] = base64.b64encode(bytes(64)).decode()
+    lines[1 + rot_seq] = json.dumps(ent, separators=(",", ":"))
+    bad = os.path.join(c.srv.root, "forged.jsonl")
+    open(bad, "w").write("\n".join(lines))
+    r = verify("ledger", bad, "--key", old_key, "--fast")
+    assert r.returncode == 1 and f"entry {rot_seq}" in r.stdout, r.stdout + r.stderr
+    c.vkey = old_key
+
+
 def test_wrong_master_key_refuses_start(c):
     assert c.srv.stop() == 0
     key = os.path.join(c.srv.data, "keys", "master.key")
