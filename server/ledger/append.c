@@ -565,7 +565,13 @@ static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
         PQclear(res);
         return DEMS_EDB;
     }
-    int id = atoi(PQgetvalue(res, 0, 0));
+    uint64_t id = 0;
+    const char *idv = PQgetvalue(res, 0, 0);
+    if (dems_parse_u64(idv, strlen(idv), INT32_MAX, &id) < 0) {
+        PQclear(res);
+        snprintf(err, errlen, "ledger: bad signing key id");
+        return DEMS_EDB;
+    }
     struct dems_note_verifier first;
     bool have_first =
         !PQgetisnull(res, 0, 1) && dems_hex_decode(PQgetvalue(res, 0, 1), 64, first.pk, 32) == 0;
@@ -578,7 +584,7 @@ static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
         snprintf(first.name, sizeof(first.name), "%s", l->origin);
         dems_note_keyhash(first.name, strlen(first.name), first.pk, first.keyhash);
         dems_note_verifier_format(&first, l->first_vkey);
-        return load_key(l, id, err, errlen);
+        return load_key(l, (int)id, err, errlen);
     }
     struct dems_ledger_key *k = NULL;
     int r = dems_ledger_key_new(l->origin, NULL, &k);
