@@ -15,11 +15,44 @@
 #ifndef DEMSD_BLOBS_H
 #define DEMSD_BLOBS_H
 
+#include <sodium.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define DEMS_BLOB_CHUNK (64 * 1024)
+/* A blob file: magic, wrapped key, secretstream header, then cipher chunks. */
+#define DEMS_BLOB_HEADER_LEN                                                                       \
+    (10 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32 +                           \
+     crypto_secretstream_xchacha20poly1305_HEADERBYTES)
+#define DEMS_BLOB_CIPHER_CHUNK (DEMS_BLOB_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
+
+/*
+ * Starts a blob written as a stream (upload staging encrypts as bytes
+ * arrive): a fresh key wrapped by master goes in head, which is written
+ * first, and st is ready to push DEMS_BLOB_CHUNK-byte chunks, the last one
+ * (possibly shorter, possibly empty) tagged FINAL.
+ */
+void dems_blob_stream_new(const uint8_t master[static 32],
+                          uint8_t head[static DEMS_BLOB_HEADER_LEN],
+                          crypto_secretstream_xchacha20poly1305_state *st);
+
+/*
+ * Opens a blob head for reading: st is ready to pull the first chunk.
+ * (libsodium's pull state after a chunk equals the push state after it, so
+ * staging resumes writing after re-reading the chunks.) Returns 0 or
+ * DEMS_ECRYPTO (not a blob head, or another master key).
+ */
+int dems_blob_stream_open(const uint8_t master[static 32],
+                          const uint8_t head[static DEMS_BLOB_HEADER_LEN],
+                          crypto_secretstream_xchacha20poly1305_state *st);
+
+/*
+ * Moves src, a complete blob file already fsynced whose plaintext SHA-256
+ * is id, into the store (or deletes it when id is already stored), then
+ * fsyncs the directory. Returns 0 or DEMS_EIO.
+ */
+int dems_blob_adopt(const char *data_dir, const char *id, const char *src);
 
 /*
  * Encrypts the plaintext file src into the store as id (hex SHA-256),

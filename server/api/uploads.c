@@ -111,8 +111,8 @@ struct patch {
     uint64_t client_offset;
     uint64_t length;
     struct dems_staged *staged;
-    uint64_t start_offset;
-    struct dems_sha256 start_sha; /* state before this chunk (to cut it off) */
+    struct dems_staging_mark start; /* before this chunk (to cut it off), with a checksum */
+    bool has_start;
     bool has_checksum;
     uint8_t want_chunk[32];
     struct dems_sha256 chunk_sha;
@@ -127,11 +127,12 @@ static void patch_free(void *data)
     if (p->staged != NULL) {
         /* An interrupted chunk that carried a checksum cannot be verified:
          * drop it. One without a checksum is kept (tus: store what came). */
-        if (!p->finished && p->has_checksum)
-            dems_staging_truncate(p->staged, p->start_offset, &p->start_sha);
+        if (!p->finished && p->has_start)
+            dems_staging_rollback(p->staged, &p->start);
         dems_staging_release(p->staged);
     }
-    dems_sha256_done(&p->start_sha);
+    if (p->has_start)
+        dems_staging_mark_done(&p->start);
     dems_sha256_done(&p->chunk_sha);
     free(p);
 }
@@ -178,11 +179,12 @@ static void start_reading(struct dems_req *req, struct patch *p)
         dems_resp_error(req, 413, "too_large", "the body would pass Upload-Length");
         return;
     }
-    p->start_offset = s->offset;
-    if ((p->start_sha.ctx == NULL && dems_sha256_init(&p->start_sha) < 0) ||
-        dems_sha256_copy(&p->start_sha, &s->sha) < 0) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
+    if (p->has_checksum && !p->has_start) {
+        p->has_start = true;
+        if (dems_staging_mark(s, &p->start) < 0) {
+            dems_resp_err(req, DEMS_ENOMEM);
+            return;
+        }
     }
     dems_req_continue(req);
 }
@@ -420,7 +422,8 @@ static void promote_work(void *arg)
 {
     struct promote *pr = arg;
     struct dems_server *srv = dems_req_loop(pr->req)->srv;
-    pr->err = dems_blob_put(srv->cfg->data_dir, srv->master_key, pr->sha, pr->staging);
+    /* The staging file was encrypted as it arrived and is sealed: it becomes the blob. */
+    pr->err = dems_blob_adopt(srv->cfg->data_dir, pr->sha, pr->staging);
 }
 
 static char *dup(const char *s)
@@ -555,7 +558,7 @@ void api_uploads_patch_end(struct dems_req *req)
         uint8_t got[32];
         dems_sha256_final(&p->chunk_sha, got);
         if (sodium_memcmp(got, p->want_chunk, 32) != 0) {
-            dems_staging_truncate(s, p->start_offset, &p->start_sha);
+            dems_staging_rollback(s, &p->start);
             p->finished = true;
             tus_headers(req);
             offset_header(req, s->offset);

@@ -17,8 +17,12 @@
 #define MAGIC        "DEMSBLOB1\n"
 #define MAGIC_LEN    10
 #define WRAPPED_LEN  (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32)
-#define HEADER_LEN   (MAGIC_LEN + WRAPPED_LEN + crypto_secretstream_xchacha20poly1305_HEADERBYTES)
-#define CIPHER_CHUNK (DEMS_BLOB_CHUNK + crypto_secretstream_xchacha20poly1305_ABYTES)
+#define HEADER_LEN   DEMS_BLOB_HEADER_LEN
+#define CIPHER_CHUNK DEMS_BLOB_CIPHER_CHUNK
+
+_Static_assert(HEADER_LEN ==
+                   MAGIC_LEN + WRAPPED_LEN + crypto_secretstream_xchacha20poly1305_HEADERBYTES,
+               "blob header layout");
 
 struct dems_blob {
     int fd;
@@ -76,19 +80,53 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
-/* Streams src through secretstream into fd, hashing the plaintext. */
-static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_t digest[32])
+/* Creates data_dir/blobs/xx for id; its path in dir. */
+static int make_dirs(const char *data_dir, const char *id, char *dir, size_t len)
+{
+    snprintf(dir, len, "%s/blobs", data_dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return DEMS_EIO;
+    blob_path(data_dir, id, dir, len, true);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return DEMS_EIO;
+    return 0;
+}
+
+void dems_blob_stream_new(const uint8_t master[static 32], uint8_t head[static HEADER_LEN],
+                          crypto_secretstream_xchacha20poly1305_state *st)
 {
     uint8_t key[crypto_secretstream_xchacha20poly1305_KEYBYTES];
-    uint8_t head[HEADER_LEN];
     crypto_secretstream_xchacha20poly1305_keygen(key);
     memcpy(head, MAGIC, MAGIC_LEN);
     uint8_t *wrap = head + MAGIC_LEN;
     randombytes_buf(wrap, crypto_secretbox_NONCEBYTES);
     crypto_secretbox_easy(wrap + crypto_secretbox_NONCEBYTES, key, sizeof(key), wrap, master);
-    crypto_secretstream_xchacha20poly1305_state st;
-    crypto_secretstream_xchacha20poly1305_init_push(&st, head + MAGIC_LEN + WRAPPED_LEN, key);
+    crypto_secretstream_xchacha20poly1305_init_push(st, head + MAGIC_LEN + WRAPPED_LEN, key);
     sodium_memzero(key, sizeof(key));
+}
+
+int dems_blob_stream_open(const uint8_t master[static 32], const uint8_t head[static HEADER_LEN],
+                          crypto_secretstream_xchacha20poly1305_state *st)
+{
+    uint8_t key[32];
+    const uint8_t *wrap = head + MAGIC_LEN;
+    int r = memcmp(head, MAGIC, MAGIC_LEN) == 0 ? 0 : DEMS_ECRYPTO;
+    if (r == 0 && crypto_secretbox_open_easy(key, wrap + crypto_secretbox_NONCEBYTES,
+                                             crypto_secretbox_MACBYTES + 32, wrap, master) != 0)
+        r = DEMS_ECRYPTO;
+    if (r == 0 && crypto_secretstream_xchacha20poly1305_init_pull(
+                      st, head + MAGIC_LEN + WRAPPED_LEN, key) != 0)
+        r = DEMS_ECRYPTO;
+    sodium_memzero(key, sizeof(key));
+    return r;
+}
+
+/* Streams src through secretstream into fd, hashing the plaintext. */
+static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_t digest[32])
+{
+    uint8_t head[HEADER_LEN];
+    crypto_secretstream_xchacha20poly1305_state st;
+    dems_blob_stream_new(master, head, &st);
     int r = write_all(out, head, sizeof(head));
     struct dems_sha256 sha;
     uint8_t *plain = malloc(DEMS_BLOB_CHUNK), *cipher = malloc(CIPHER_CHUNK);
@@ -130,11 +168,7 @@ int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const c
                   const char *src)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 100];
-    snprintf(dir, sizeof(dir), "%s/blobs", data_dir);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return DEMS_EIO;
-    blob_path(data_dir, id, dir, sizeof(dir), true);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    if (make_dirs(data_dir, id, dir, sizeof(dir)) < 0)
         return DEMS_EIO;
     blob_path(data_dir, id, path, sizeof(path), false);
     if (access(path, F_OK) == 0)
@@ -167,6 +201,21 @@ int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const c
     return r;
 }
 
+int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 80];
+    if (make_dirs(data_dir, id, dir, sizeof(dir)) < 0)
+        return DEMS_EIO;
+    blob_path(data_dir, id, path, sizeof(path), false);
+    if (access(path, F_OK) == 0) {
+        unlink(src); /* identical content is stored once */
+        return 0;
+    }
+    if (rename(src, path) != 0)
+        return DEMS_EIO;
+    return fsync_dir(dir);
+}
+
 int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
                    struct dems_blob **ret)
 {
@@ -175,21 +224,13 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
-    uint8_t head[HEADER_LEN], key[32];
+    uint8_t head[HEADER_LEN];
     int r = read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
-    if (r == 0 && memcmp(head, MAGIC, MAGIC_LEN) != 0)
-        r = DEMS_ECRYPTO;
-    const uint8_t *wrap = head + MAGIC_LEN;
-    if (r == 0 && crypto_secretbox_open_easy(key, wrap + crypto_secretbox_NONCEBYTES,
-                                             crypto_secretbox_MACBYTES + 32, wrap, master) != 0)
-        r = DEMS_ECRYPTO;
     struct dems_blob *b = r == 0 ? malloc(sizeof(*b)) : NULL;
     if (r == 0 && b == NULL)
         r = DEMS_ENOMEM;
-    if (r == 0 && crypto_secretstream_xchacha20poly1305_init_pull(
-                      &b->st, head + MAGIC_LEN + WRAPPED_LEN, key) != 0)
-        r = DEMS_ECRYPTO;
-    sodium_memzero(key, sizeof(key));
+    if (r == 0)
+        r = dems_blob_stream_open(master, head, &b->st);
     if (r < 0) {
         free(b);
         close(fd);

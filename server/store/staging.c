@@ -1,13 +1,19 @@
 /*
  * Upload staging files and the registry of active uploads (see
- * demsd/store.h). Writes go to the page cache from the loop thread (like
- * any socket buffer copy); fsync, which can block for long, only happens in
- * dems_staging_finish on the work pool.
+ * demsd/store.h). A staging file is a blob file being written: bytes are
+ * hashed and encrypted as they arrive, in DEMS_BLOB_CHUNK-byte secretstream
+ * chunks under a key of its own (wrapped by the master key in its head), so
+ * completing an upload is an fsync and a rename, never a second pass over
+ * the data. Plaintext is never written to disk: the partial chunk at the end
+ * stays in memory until it fills or the upload completes. Writes go to the
+ * page cache from the loop thread (like any socket buffer copy); fsync, which
+ * can block for long, only happens in dems_staging_finish on the work pool.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +21,20 @@
 #include <unistd.h>
 
 #include "dems/err.h"
+#include "demsd/blobs.h"
 #include "demsd/store.h"
+
+typedef crypto_secretstream_xchacha20poly1305_state stream_state;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct dems_staged *active;
 static char dir[PATH_MAX];
+static const uint8_t *master; /* borrowed for the process's life */
 
-int dems_staging_init(const char *data_dir)
+int dems_staging_init(const char *data_dir, const uint8_t master_key[static 32])
 {
     snprintf(dir, sizeof(dir), "%s/staging", data_dir);
+    master = master_key;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return DEMS_EIO;
     return 0;
@@ -34,6 +45,47 @@ static void path_of(const char *id, char *out, size_t len)
     snprintf(out, len, "%s/%s", dir, id);
 }
 
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return DEMS_EIO;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads up to n bytes, fewer only at end of file. */
+static ssize_t read_full(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Writes a fresh blob head to fd (at its start); returns the push state. */
+static int write_head(int fd, stream_state *st)
+{
+    uint8_t head[DEMS_BLOB_HEADER_LEN];
+    dems_blob_stream_new(master, head, st);
+    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) < 0)
+        return DEMS_EIO;
+    return write_all(fd, head, sizeof(head));
+}
+
 int dems_staging_create(const char *id)
 {
     char p[PATH_MAX + 40];
@@ -41,8 +93,13 @@ int dems_staging_create(const char *id)
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return DEMS_EIO;
+    stream_state st;
+    int r = write_head(fd, &st);
+    sodium_memzero(&st, sizeof(st));
     close(fd);
-    return 0;
+    if (r < 0)
+        unlink(p);
+    return r;
 }
 
 static struct dems_staged *find(const char *id)
@@ -67,6 +124,73 @@ int dems_staging_acquire(const char *id, struct dems_staged **ret)
     return r;
 }
 
+static void free_staged(struct dems_staged *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    dems_sha256_done(&s->sha);
+    if (s->tail != NULL) {
+        sodium_memzero(s->tail, DEMS_BLOB_CHUNK);
+        free(s->tail);
+    }
+    sodium_memzero(&s->st, sizeof(s->st));
+    free(s);
+}
+
+/*
+ * Re-reads a staging file after a restart: every whole chunk that decrypts
+ * is kept and hashed, and the stream state after it is where writing
+ * resumes. A torn last chunk (the process died mid-write) is cut off; a
+ * FINAL chunk (it died between completing and storing the blob) is opened
+ * again as the in-memory tail, so completion re-seals it.
+ */
+static int reload(struct dems_staged *s, uint8_t *cipher)
+{
+    uint8_t head[DEMS_BLOB_HEADER_LEN];
+    ssize_t n = read_full(s->fd, head, sizeof(head));
+    if (n < 0)
+        return DEMS_EIO;
+    if (n < (ssize_t)sizeof(head)) { /* died before the head was written */
+        s->file_len = sizeof(head);
+        return write_head(s->fd, &s->st);
+    }
+    int r = dems_blob_stream_open(master, head, &s->st);
+    if (r < 0)
+        return r;
+    s->file_len = sizeof(head);
+    for (;;) {
+        n = read_full(s->fd, cipher, DEMS_BLOB_CIPHER_CHUNK);
+        if (n < 0)
+            return DEMS_EIO;
+        if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)
+            break;
+        stream_state before = s->st;
+        unsigned long long plen = 0;
+        unsigned char tag = 0;
+        if (crypto_secretstream_xchacha20poly1305_pull(&s->st, s->tail, &plen, &tag, cipher,
+                                                       (unsigned long long)n, NULL, 0) != 0) {
+            s->st = before;
+            break; /* torn */
+        }
+        dems_sha256_update(&s->sha, s->tail, (size_t)plen);
+        s->offset += plen;
+        if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
+            s->st = before;
+            s->tail_len = (size_t)plen;
+            break;
+        }
+        if (plen != DEMS_BLOB_CHUNK) { /* only the FINAL chunk may be short */
+            s->offset -= plen;
+            s->st = before;
+            return DEMS_ECRYPTO;
+        }
+        s->file_len += (uint64_t)n;
+    }
+    if (ftruncate(s->fd, (off_t)s->file_len) != 0 || lseek(s->fd, (off_t)s->file_len, SEEK_SET) < 0)
+        return DEMS_EIO;
+    return 0;
+}
+
 int dems_staging_load(const char *id, uint64_t length)
 {
     char p[PATH_MAX + 40];
@@ -82,34 +206,23 @@ int dems_staging_load(const char *id, uint64_t length)
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->fd = fd;
     s->length = length;
-    if (dems_sha256_init(&s->sha) < 0) {
-        close(fd);
-        free(s);
-        return DEMS_ENOMEM;
-    }
-    static __thread uint8_t buf[1 << 16];
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            dems_sha256_done(&s->sha);
-            close(fd);
-            free(s);
-            return DEMS_EIO;
-        }
-        if (n == 0)
-            break;
-        dems_sha256_update(&s->sha, buf, (size_t)n);
-        s->offset += (uint64_t)n;
+    uint8_t *cipher = malloc(DEMS_BLOB_CIPHER_CHUNK);
+    s->tail = malloc(DEMS_BLOB_CHUNK);
+    int r = cipher == NULL || s->tail == NULL || dems_sha256_init(&s->sha) < 0 ? DEMS_ENOMEM : 0;
+    if (r == 0)
+        r = reload(s, cipher);
+    free(cipher);
+    if (r == 0 && s->offset > length)
+        r = DEMS_ECRYPTO; /* not this upload's file */
+    if (r < 0) {
+        free_staged(s);
+        return r;
     }
     pthread_mutex_lock(&mu);
     if (find(id) != NULL) {
         /* Loaded meanwhile by another request: keep that one. */
         pthread_mutex_unlock(&mu);
-        dems_sha256_done(&s->sha);
-        close(fd);
-        free(s);
+        free_staged(s);
         return 0;
     }
     s->next = active;
@@ -118,44 +231,120 @@ int dems_staging_load(const char *id, uint64_t length)
     return 0;
 }
 
-int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
+/* Encrypts the tail as the next chunk and appends it. */
+static int push_tail(struct dems_staged *s, bool final)
 {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(s->fd, data + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            /* Keep file and state consistent: drop the partial write. */
-            if (ftruncate(s->fd, (off_t)s->offset) != 0 ||
-                lseek(s->fd, (off_t)s->offset, SEEK_SET) < 0)
-                return DEMS_EIO;
-            return DEMS_EIO;
-        }
-        done += (size_t)w;
+    static __thread uint8_t cipher[DEMS_BLOB_CIPHER_CHUNK];
+    unsigned long long clen = 0;
+    stream_state before = s->st;
+    crypto_secretstream_xchacha20poly1305_push(
+        &s->st, cipher, &clen, s->tail, s->tail_len, NULL, 0,
+        final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
+    if (write_all(s->fd, cipher, (size_t)clen) < 0) {
+        s->st = before;
+        if (ftruncate(s->fd, (off_t)s->file_len) != 0 ||
+            lseek(s->fd, (off_t)s->file_len, SEEK_SET) < 0)
+            s->broken = true;
+        return DEMS_EIO;
     }
-    dems_sha256_update(&s->sha, data, n);
-    s->offset += n;
+    s->file_len += clen;
+    s->tail_len = 0;
+    s->sealed = final;
     return 0;
 }
 
-int dems_staging_truncate(struct dems_staged *s, uint64_t offset, const struct dems_sha256 *sha)
+int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
 {
-    if (ftruncate(s->fd, (off_t)offset) != 0 || lseek(s->fd, (off_t)offset, SEEK_SET) < 0)
+    if (s->broken || s->sealed || n > s->length - s->offset)
         return DEMS_EIO;
-    s->offset = offset;
-    return dems_sha256_copy(&s->sha, sha);
+    dems_sha256_update(&s->sha, data, n);
+    while (n > 0) {
+        size_t take = DEMS_BLOB_CHUNK - s->tail_len;
+        if (take > n)
+            take = n;
+        memcpy(s->tail + s->tail_len, data, take);
+        s->tail_len += take;
+        s->offset += take;
+        data += take;
+        n -= take;
+        /* A full chunk goes to disk; the one that ends the upload is FINAL. */
+        if (s->tail_len == DEMS_BLOB_CHUNK && push_tail(s, s->offset == s->length) < 0) {
+            s->broken = true; /* hash and offset are ahead of the file: reload */
+            return DEMS_EIO;
+        }
+    }
+    return 0;
+}
+
+int dems_staging_mark(const struct dems_staged *s, struct dems_staging_mark *m)
+{
+    m->offset = s->offset;
+    m->file_len = s->file_len;
+    m->sealed = s->sealed;
+    m->st = s->st;
+    m->tail_len = s->tail_len;
+    m->tail = malloc(DEMS_BLOB_CHUNK);
+    if (m->tail == NULL || dems_sha256_init(&m->sha) < 0 || dems_sha256_copy(&m->sha, &s->sha) < 0)
+        return DEMS_ENOMEM;
+    memcpy(m->tail, s->tail, s->tail_len);
+    return 0;
+}
+
+int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark *m)
+{
+    if (ftruncate(s->fd, (off_t)m->file_len) != 0 ||
+        lseek(s->fd, (off_t)m->file_len, SEEK_SET) < 0) {
+        s->broken = true;
+        return DEMS_EIO;
+    }
+    s->offset = m->offset;
+    s->file_len = m->file_len;
+    s->sealed = m->sealed;
+    s->st = m->st;
+    s->tail_len = m->tail_len;
+    memcpy(s->tail, m->tail, m->tail_len);
+    if (dems_sha256_copy(&s->sha, &m->sha) < 0) {
+        s->broken = true;
+        return DEMS_ENOMEM;
+    }
+    s->broken = false;
+    return 0;
+}
+
+void dems_staging_mark_done(struct dems_staging_mark *m)
+{
+    if (m->tail != NULL) {
+        sodium_memzero(m->tail, DEMS_BLOB_CHUNK);
+        free(m->tail);
+        m->tail = NULL;
+    }
+    sodium_memzero(&m->st, sizeof(m->st));
+    dems_sha256_done(&m->sha);
 }
 
 void dems_staging_release(struct dems_staged *s)
 {
     pthread_mutex_lock(&mu);
     s->busy = false;
+    if (s->broken) {
+        /* The file is the truth: forget this state; the next request reloads it. */
+        for (struct dems_staged **pp = &active; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == s) {
+                *pp = s->next;
+                free_staged(s);
+                break;
+            }
+        }
+    }
     pthread_mutex_unlock(&mu);
 }
 
 int dems_staging_finish(struct dems_staged *s, uint8_t digest[static 32])
 {
+    if (s->broken || s->offset != s->length)
+        return DEMS_EIO;
+    if (!s->sealed && push_tail(s, true) < 0)
+        return DEMS_EIO;
     if (fsync(s->fd) != 0)
         return DEMS_EIO;
     return dems_sha256_final(&s->sha, digest);
@@ -168,9 +357,7 @@ void dems_staging_close(const char *id)
         if (strcmp((*pp)->id, id) == 0) {
             struct dems_staged *s = *pp;
             *pp = s->next;
-            close(s->fd);
-            dems_sha256_done(&s->sha);
-            free(s);
+            free_staged(s);
             break;
         }
     }
@@ -192,12 +379,22 @@ void dems_staging_path(const char *id, char *out, size_t len)
 
 int64_t dems_staging_size(const char *id)
 {
+    pthread_mutex_lock(&mu);
+    const struct dems_staged *s = find(id);
+    int64_t r = s != NULL ? (int64_t)s->offset : -1;
+    pthread_mutex_unlock(&mu);
+    if (r >= 0)
+        return r;
+    /* Not loaded: the whole chunks on disk (what a reload would keep, bar a FINAL one). */
     char p[PATH_MAX + 40];
     path_of(id, p, sizeof(p));
     struct stat st;
     if (stat(p, &st) != 0)
         return -1;
-    return (int64_t)st.st_size;
+    if (st.st_size <= (off_t)DEMS_BLOB_HEADER_LEN)
+        return 0;
+    return (int64_t)(((uint64_t)st.st_size - DEMS_BLOB_HEADER_LEN) / DEMS_BLOB_CIPHER_CHUNK) *
+           DEMS_BLOB_CHUNK;
 }
 
 void dems_staging_done(void)
@@ -206,9 +403,7 @@ void dems_staging_done(void)
     while (active != NULL) {
         struct dems_staged *s = active;
         active = s->next;
-        close(s->fd);
-        dems_sha256_done(&s->sha);
-        free(s);
+        free_staged(s);
     }
     pthread_mutex_unlock(&mu);
 }
