@@ -220,7 +220,7 @@ int dems_cli_serve(int argc, char **argv)
     char err[1024];
     if (rc == 0)
         rc = start_ledger(&s, &srv);
-    if (rc == 0 && dems_staging_init(s.cfg.data_dir) < 0) {
+    if (rc == 0 && dems_staging_init(s.cfg.data_dir, srv.master_key) < 0) {
         fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
         rc = 1;
     }
