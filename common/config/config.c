@@ -75,6 +75,20 @@ static const struct key keys[] = {
      "file holding the 32-byte master key (empty = data_dir/keys/master.key)"},
     {"blob_verify_interval", K_U64, OFF(blob_verify_interval), 0, 2592000, "86400",
      "seconds between integrity sweeps over every stored blob (0 = never)"},
+    {"workers", K_U64, OFF(workers), 0, 64, "1",
+     "job worker processes demsd serve starts and supervises (0 = none)"},
+    {"worker_slots", K_U64, OFF(worker_slots), 1, 64, "1",
+     "jobs each worker process runs at once (one database connection each)"},
+    {"job_max_attempts", K_U64, OFF(job_max_attempts), 1, 1000, "5",
+     "attempts a job gets before it is dead (unless the job sets its own)"},
+    {"job_lease", K_U64, OFF(job_lease), 3, 86400, "300",
+     "seconds a claimed job is leased; renewed every third of it while it runs"},
+    {"job_backoff_base", K_U64, OFF(job_backoff_base), 1, 86400, "10",
+     "seconds before the first retry of a failed job; doubled for each attempt"},
+    {"job_backoff_max", K_U64, OFF(job_backoff_max), 1, 604800, "3600",
+     "longest wait between retries, in seconds"},
+    {"job_poll_interval", K_U64, OFF(job_poll_interval), 1, 3600, "5",
+     "seconds an idle worker waits before looking for jobs without a notification"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 
@@ -284,6 +298,10 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
     }
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
         snprintf(err, errlen, "config: tls_cert and tls_key must be set together");
+        return DEMS_EINVAL;
+    }
+    if (c->job_backoff_max < c->job_backoff_base) {
+        snprintf(err, errlen, "config: job_backoff_max must be at least job_backoff_base");
         return DEMS_EINVAL;
     }
     return 0;

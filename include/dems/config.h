@@ -41,6 +41,13 @@ struct dems_config {
     char *ledger_origin;
     char *master_key_file;
     uint64_t blob_verify_interval;
+    uint64_t workers;      /* job worker processes serve supervises */
+    uint64_t worker_slots; /* jobs per worker process at once */
+    uint64_t job_max_attempts;
+    uint64_t job_lease; /* seconds */
+    uint64_t job_backoff_base;
+    uint64_t job_backoff_max;
+    uint64_t job_poll_interval;
     char *log_level;
 };
 

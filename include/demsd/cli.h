@@ -8,6 +8,7 @@
 #define DEMSD_CLI_H
 
 int dems_cli_serve(int argc, char **argv);
+int dems_cli_worker(int argc, char **argv);
 int dems_cli_migrate(int argc, char **argv);
 int dems_cli_admin(int argc, char **argv);
 

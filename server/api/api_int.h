@@ -68,6 +68,10 @@ void api_devices_list(struct dems_req *req);
 void api_devices_enrol(struct dems_req *req);
 void api_devices_revoke(struct dems_req *req);
 void api_evidence_content(struct dems_req *req);
+void api_jobs_list(struct dems_req *req);
+void api_jobs_get(struct dems_req *req);
+void api_jobs_create(struct dems_req *req);
+void api_jobs_retry(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;

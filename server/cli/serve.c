@@ -19,6 +19,7 @@
 #include "demsd/cli.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
+#include "demsd/jobs.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
 #include "demsd/setup.h"
@@ -155,6 +156,39 @@ static int start_ledger(struct dems_setup *s, struct dems_server *srv)
     return 0;
 }
 
+/*
+ * The job workers (config key workers): `demsd worker` with serve's own
+ * configuration sources, and the embedded cluster's address when serve runs
+ * one. NULL when there are none (or no memory: serve carries on without).
+ */
+static struct dems_supervisor *start_workers(struct dems_setup *s, char **flags, size_t nflags)
+{
+    if (s->cfg.workers == 0)
+        return NULL;
+    const char *args[2 * 16 + 3], *env[2] = {NULL, NULL};
+    char dburl[2100];
+    size_t n = 0;
+    if (s->config_file != NULL) {
+        args[n++] = "--config";
+        args[n++] = s->config_file;
+    }
+    for (size_t i = 0; i < nflags; i++) {
+        args[n++] = "--set";
+        args[n++] = flags[i];
+    }
+    args[n] = NULL;
+    if (s->cfg.database_url[0] == '\0') {
+        /* In the environment: flags (at most 16) may all be taken. */
+        snprintf(dburl, sizeof(dburl), "DEMS_DATABASE_URL=%s", s->app_conninfo);
+        env[0] = dburl;
+    }
+    struct dems_supervisor *sup = dems_supervisor_start((unsigned)s->cfg.workers, args, env);
+    if (sup == NULL)
+        dems_log(DEMS_LOG_ERROR, NULL, json_pack("{s:s}", "event", "workers_not_started"),
+                 "cannot start the job workers: out of memory");
+    return sup;
+}
+
 int dems_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -230,8 +264,10 @@ int dems_cli_serve(int argc, char **argv)
     }
     if (rc == 0) {
         snprintf(srv.db_conninfo, sizeof(srv.db_conninfo), "%s", s.app_conninfo);
+        struct dems_supervisor *workers = start_workers(&s, flags, nflags);
         if (dems_work_start(&srv, 2) < 0 || dems_loops_run(&srv) < 0)
             rc = 1;
+        dems_supervisor_stop(workers, (unsigned)s.cfg.shutdown_timeout);
         if (srv.workers != NULL)
             dems_work_stop(&srv);
     }

@@ -56,6 +56,34 @@ static void test_set_and_ranges(void **state)
     dems_config_done(&c);
 }
 
+static void test_job_keys(void **state)
+{
+    (void)state;
+    struct dems_config c;
+    char err[256];
+    dems_config_init(&c);
+    assert_true(c.workers == 1 && c.worker_slots == 1);
+    assert_true(c.job_max_attempts == 5 && c.job_lease == 300 && c.job_poll_interval == 5);
+    assert_true(c.job_backoff_base == 10 && c.job_backoff_max == 3600);
+    assert_int_equal(dems_config_set(&c, "workers", "0", err, sizeof(err)), 0);
+    assert_true(c.workers == 0);
+    assert_int_equal(dems_config_set(&c, "workers", "65", err, sizeof(err)), DEMS_EINVAL);
+    assert_non_null(strstr(err, "workers"));
+    assert_int_equal(dems_config_set(&c, "worker_slots", "0", err, sizeof(err)), DEMS_EINVAL);
+    assert_int_equal(dems_config_set(&c, "job_max_attempts", "0", err, sizeof(err)), DEMS_EINVAL);
+    assert_int_equal(dems_config_set(&c, "job_lease", "2", err, sizeof(err)), DEMS_EINVAL);
+    assert_int_equal(dems_config_set(&c, "job_poll_interval", "0", err, sizeof(err)), DEMS_EINVAL);
+    /* The longest backoff cannot be shorter than the first. */
+    assert_int_equal(dems_config_set(&c, "data_dir", "/x", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_set(&c, "job_backoff_base", "60", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_set(&c, "job_backoff_max", "30", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_check(&c, err, sizeof(err)), DEMS_EINVAL);
+    assert_non_null(strstr(err, "job_backoff_max"));
+    assert_int_equal(dems_config_set(&c, "job_backoff_max", "60", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_check(&c, err, sizeof(err)), 0);
+    dems_config_done(&c);
+}
+
 static void test_hostport(void **state)
 {
     (void)state;
@@ -111,9 +139,8 @@ static void test_file_and_env(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_set_and_ranges),
-        cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_set_and_ranges),
+        cmocka_unit_test(test_job_keys),     cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_file_and_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,208 @@
+/*
+ * The job queue (server/jobs/): background work kept in PostgreSQL's jobs
+ * table (migrations/0006_jobs.sql) and run by `demsd worker` processes.
+ *
+ * Enqueue from anywhere with SQL (DEMS_JOBS_ENQUEUE_SQL, also inside another
+ * transaction) or dems_jobs_enqueue. Workers claim with FOR UPDATE SKIP
+ * LOCKED, hold a lease they renew while the handler runs, and are woken by
+ * NOTIFY dems_jobs. A failed attempt waits (state 'failed') for an
+ * exponential backoff; out of attempts, or failed for good, the job is
+ * 'dead' with its last error. A lease that expires (its worker died) counts
+ * as a failed attempt.
+ *
+ * Adding a kind: write a handler (idempotent: it may run again after a crash
+ * or a lost lease) and add one line to the table in server/jobs/kinds.c.
+ *
+ * Everything here blocks (blocking libpq, file I/O): worker processes and
+ * command-line tools only, never an event loop.
+ */
+#ifndef DEMSD_JOBS_H
+#define DEMSD_JOBS_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dems_config;
+
+/* Longest kind name (the schema's CHECK allows 63 characters). */
+#define DEMS_JOB_KIND_MAX 63
+/* last_error is cut to this many bytes. */
+#define DEMS_JOB_ERROR_MAX 2000
+
+/*
+ * Enqueues one job; usable on any connection and inside any transaction (the
+ * job becomes visible, and workers are notified, when that transaction
+ * commits). Parameters as text: $1 kind, $2 payload (a JSON object), $3 dedupe
+ * key or NULL, $4 priority (-100..100, higher runs first; "0" normally), $5
+ * max attempts or NULL (= the workers' job_max_attempts). Returns one row with
+ * the job's id; when (kind, dedupe key) already exists nothing is inserted and
+ * the existing job's id is returned. SQL does not know the kinds: check with
+ * dems_job_check first (a job of a kind no worker runs stays queued).
+ */
+#define DEMS_JOBS_ENQUEUE_SQL "SELECT dems_enqueue_job($1, $2::jsonb, $3, $4::integer, $5::integer)"
+
+/* ---- kinds and handlers (server/jobs/kinds.c) ---- */
+
+enum dems_job_result {
+    DEMS_JOB_OK,      /* done */
+    DEMS_JOB_RETRY,   /* failed; retried after a backoff while attempts remain */
+    DEMS_JOB_FAIL,    /* failed for good (bad payload, missing object): dead now */
+    DEMS_JOB_RELEASE, /* not finished because the worker is stopping: queued again,
+                         the attempt not counted */
+};
+
+/* A claimed job. */
+struct dems_job {
+    int64_t id;
+    char kind[DEMS_JOB_KIND_MAX + 1];
+    json_t *payload;  /* owned (an object); freed by dems_job_done */
+    int attempt;      /* 1 on the first run */
+    int max_attempts; /* the job's own or the workers' default */
+};
+
+/* Frees the job's payload. */
+void dems_job_done(struct dems_job *job);
+
+/* What a handler may use; all borrowed for the call. */
+struct dems_job_ctx {
+    const struct dems_config *cfg;
+    const uint8_t *master_key; /* 32 bytes: opens blobs */
+    PGconn *db;                /* this slot's connection (blocking, autocommit) */
+    const atomic_bool *stop;   /* set when the worker is asked to stop */
+};
+
+/* True once the worker is stopping: a long handler should return RELEASE. */
+bool dems_job_stopping(const struct dems_job_ctx *ctx);
+
+/*
+ * A handler runs one job. It must be idempotent. On failure it writes one
+ * line into err (errlen bytes), kept as the job's last_error.
+ */
+typedef enum dems_job_result (*dems_job_fn)(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                            char *err, size_t errlen);
+
+struct dems_job_kind {
+    const char *name; /* [a-z][a-z0-9_-]* */
+    dems_job_fn run;
+    /* Checks a payload before it is queued: 0, or DEMS_EINVAL with err
+     * naming the field. NULL accepts any JSON object. */
+    int (*check)(const json_t *payload, char *err, size_t errlen);
+};
+
+/* The registry: every kind this binary runs. */
+extern const struct dems_job_kind dems_job_kinds[];
+extern const size_t dems_job_nkinds;
+
+/* The kind called name, or NULL. */
+const struct dems_job_kind *dems_job_kind_find(const char *name);
+
+/*
+ * Checks a job before it is queued: a known kind and a payload object its
+ * check accepts. Returns 0, or DEMS_ENOTFOUND (unknown kind) or DEMS_EINVAL
+ * with one line in err.
+ */
+int dems_job_check(const char *kind, const json_t *payload, char *err, size_t errlen);
+
+/* verify-blob: re-reads one evidence blob ({"evidence": "<sha256 hex>"}). */
+enum dems_job_result dems_job_verify_blob(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                          char *err, size_t errlen);
+int dems_job_verify_blob_check(const json_t *payload, char *err, size_t errlen);
+
+/* ---- the queue (server/jobs/queue.c) ---- */
+
+/* A worker's settings, from the configuration. */
+struct dems_jobs_opts {
+    uint64_t lease;        /* seconds */
+    uint64_t backoff_base; /* seconds */
+    uint64_t backoff_max;  /* seconds */
+    uint64_t max_attempts; /* for jobs without their own */
+    char kinds[1024];      /* the kinds this worker runs, as a text[] literal */
+};
+
+/* Fills o from cfg and the registry. */
+void dems_jobs_opts_init(struct dems_jobs_opts *o, const struct dems_config *cfg);
+
+/* Seconds to wait before retrying after failed attempt number attempt (1, 2, ...):
+ * base * 2^(attempt-1), at most cap. Pure. */
+uint64_t dems_jobs_backoff(uint64_t base, uint64_t cap, int attempt);
+
+/*
+ * Enqueues (DEMS_JOBS_ENQUEUE_SQL) after dems_job_check. payload is borrowed;
+ * dedupe_key may be NULL. Returns 0 with the id, DEMS_ENOTFOUND / DEMS_EINVAL
+ * (refused, err says why) or DEMS_EDB.
+ */
+int dems_jobs_enqueue(PGconn *db, const char *kind, const json_t *payload, const char *dedupe_key,
+                      int priority, int64_t *ret_id, char *err, size_t errlen);
+
+/*
+ * Claims the most urgent runnable job of the worker's kinds for owner
+ * ("host:pid:slot"): state running, one more attempt, lease until now +
+ * o->lease. Returns 0 with *ret_job filled (free with dems_job_done),
+ * DEMS_ENOTFOUND when nothing is runnable, DEMS_EDB.
+ */
+int dems_jobs_claim(PGconn *db, const struct dems_jobs_opts *o, const char *owner,
+                    struct dems_job *ret_job);
+
+/* Extends a running job's lease. Returns 0, DEMS_ENOTFOUND (the lease was
+ * lost: expired and reclaimed) or DEMS_EDB. */
+int dems_jobs_renew(PGconn *db, const struct dems_jobs_opts *o, const char *owner,
+                    const struct dems_job *job);
+
+/*
+ * Records a handler's result: done; failed with a retry at now + backoff;
+ * dead (a permanent failure, or the last attempt failed); or queued again
+ * (RELEASE). error (may be NULL for OK) becomes last_error. *ret_state
+ * (static string) is the new state. Returns 0, DEMS_ENOTFOUND (the lease was
+ * lost, nothing recorded) or DEMS_EDB.
+ */
+int dems_jobs_finish(PGconn *db, const struct dems_jobs_opts *o, const char *owner,
+                     const struct dems_job *job, enum dems_job_result result, const char *error,
+                     const char **ret_state);
+
+/*
+ * Returns running jobs whose lease expired to the queue (failed, retried
+ * after the backoff) or, out of attempts, makes them dead; last_error
+ * "lease expired (worker died?)". Returns the number of jobs reaped, or
+ * DEMS_EDB.
+ */
+int dems_jobs_reap(PGconn *db, const struct dems_jobs_opts *o);
+
+/* Seconds until the next waiting job of the worker's kinds is due (<= 0:
+ * now). Returns 0, DEMS_ENOTFOUND (none waiting) or DEMS_EDB. */
+int dems_jobs_next_due(PGconn *db, const struct dems_jobs_opts *o, double *ret_seconds);
+
+/* ---- the worker process (server/jobs/worker.c) ---- */
+
+/*
+ * Runs cfg->worker_slots job slots against conninfo until SIGTERM or SIGINT,
+ * then lets running jobs finish (or release themselves) and returns 0. The
+ * caller has blocked SIGTERM and SIGINT in every thread. master_key (32
+ * bytes) is borrowed. Returns 1 when it cannot start.
+ */
+int dems_worker_run(const struct dems_config *cfg, const char *conninfo,
+                    const uint8_t master_key[static 32]);
+
+/* ---- supervision by demsd serve (server/jobs/supervisor.c) ---- */
+
+struct dems_supervisor;
+
+/*
+ * Starts n worker processes: /proc/self/exe worker ARGS... (args: NULL-
+ * terminated, copied) with this process's environment plus env ("KEY=VALUE"
+ * strings, NULL-terminated, copied; they replace variables of the same
+ * name), each in its own process group with PR_SET_PDEATHSIG, and restarts
+ * one that exits, with a backoff from 1 s to 60 s. Returns owned (stop with
+ * dems_supervisor_stop), or NULL when out of memory.
+ */
+struct dems_supervisor *dems_supervisor_start(unsigned n, const char *const *args,
+                                              const char *const *env);
+
+/* Sends SIGTERM to every worker, waits up to timeout seconds for them to
+ * exit, SIGKILLs the rest, reaps them and frees s. Accepts NULL. */
+void dems_supervisor_stop(struct dems_supervisor *s, unsigned timeout);
+
+#endif
