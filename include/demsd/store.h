@@ -33,7 +33,11 @@ struct dems_staged {
     bool broken;            /* a write failed: forgotten on release, reloaded from disk */
     bool sealed;            /* the FINAL chunk is written */
     crypto_secretstream_xchacha20poly1305_state st; /* push state after the file's chunks */
-    uint64_t file_len;                              /* bytes in the file */
+    uint64_t file_len;  /* bytes of the file: written (disk_len) and buffered (pend) */
+    uint64_t disk_len;  /* bytes written to the file */
+    uint64_t synced_to; /* writeback started up to here */
+    uint8_t *pend;      /* cipher bytes not yet written (page-aligned writes) */
+    size_t pend_len;
     uint8_t *tail;   /* DEMS_BLOB_CHUNK bytes: received, not yet encrypted */
     size_t tail_len; /* < DEMS_BLOB_CHUNK */
     struct dems_staged *next;
@@ -80,8 +84,11 @@ int dems_staging_load(const char *id, uint64_t length);
  */
 int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n);
 
-/* Saves s's position in m (free with dems_staging_mark_done). 0 or DEMS_ENOMEM. */
-int dems_staging_mark(const struct dems_staged *s, struct dems_staging_mark *m);
+/*
+ * Saves s's position in m (free with dems_staging_mark_done), writing
+ * buffered chunks first. 0, DEMS_EIO or DEMS_ENOMEM.
+ */
+int dems_staging_mark(struct dems_staged *s, struct dems_staging_mark *m);
 
 /* Goes back to m: cuts the file and restores hash, stream and tail. */
 int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark *m);
@@ -106,7 +113,10 @@ void dems_staging_remove(const char *id);
 /* The staging file's path for upload id. */
 void dems_staging_path(const char *id, char *out, size_t len);
 
-/* Bytes received for upload id (from the file when not loaded), or -1 when none. */
+/* True when upload id's state is registered (loaded). */
+bool dems_staging_loaded(const char *id);
+
+/* Bytes received for a loaded upload, or -1 when it is not loaded. */
 int64_t dems_staging_size(const char *id);
 
 /* Closes and forgets every registered upload (shutdown). */

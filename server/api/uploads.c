@@ -682,17 +682,9 @@ int api_uploads_create_begin(struct dems_req *req)
 
 /* ---- GET/HEAD: state ---- */
 
-static void on_state(struct dems_req *req, const PGresult *res, int err)
+/* Answers GET/HEAD from the upload's row (and its loaded staging state). */
+static void reply_state(struct dems_req *req, const PGresult *res)
 {
-    if (err < 0) {
-        api_db_error(req, res, err);
-        return;
-    }
-    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 1))) {
-        tus_headers(req);
-        dems_resp_error(req, 404, "not_found", "no such upload");
-        return;
-    }
     const char *id = PQgetvalue(res, 0, 0), *state = PQgetvalue(res, 0, 3);
     const char *len = PQgetvalue(res, 0, 2);
     uint64_t length = (uint64_t)api_id(len, strlen(len));
@@ -730,6 +722,73 @@ static void on_state(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     dems_resp_json(req, 200, body);
+}
+
+struct state_load {
+    struct dems_req *req;
+    PGresult *row; /* owned copy */
+    char id[33];
+    uint64_t length;
+    int err;
+};
+
+static void state_load_work(void *arg)
+{
+    struct state_load *j = arg;
+    j->err = dems_staging_load(j->id, j->length);
+}
+
+static void state_loaded(void *arg)
+{
+    struct state_load *j = arg;
+    if (!dems_req_is_aborted(j->req)) {
+        if (j->err < 0 && j->err != DEMS_ENOTFOUND)
+            dems_resp_err(j->req, j->err);
+        else
+            reply_state(j->req, j->row);
+    }
+    dems_req_unref(j->req);
+    PQclear(j->row);
+    free(j);
+}
+
+static void on_state(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 1))) {
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "no such upload");
+        return;
+    }
+    const char *id = PQgetvalue(res, 0, 0);
+    if (strcmp(PQgetvalue(res, 0, 3), "receiving") != 0 || dems_staging_loaded(id)) {
+        reply_state(req, res);
+        return;
+    }
+    /*
+     * The offset a client resumes from must be exact: after a restart it
+     * is what re-reading the staging file keeps (whole chunks that
+     * decrypt), so load it (work pool) before answering.
+     */
+    struct state_load *j = calloc(1, sizeof(*j));
+    if (j == NULL || (j->row = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES)) == NULL) {
+        free(j);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    j->req = req;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    j->length = (uint64_t)api_id(PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)));
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), state_load_work, state_loaded, j) < 0) {
+        dems_req_unref(req);
+        PQclear(j->row);
+        free(j);
+        dems_resp_err(req, DEMS_ENOMEM);
+    }
 }
 
 void api_uploads_get(struct dems_req *req)
