@@ -63,9 +63,13 @@ static int64_t now_ms(void)
 /* Between fork and exec: async-signal-safe calls only. */
 static void exec_child(struct dems_supervisor *s, pid_t parent)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Stop signals stay blocked through exec: one that arrives while the
+     * worker starts waits for its signalfd instead of killing it. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_SETMASK, &stop, NULL);
     signal(SIGPIPE, SIG_DFL);
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
         _exit(1); /* serve is already gone */

@@ -344,6 +344,10 @@ static void main_loop(struct worker *w, int sfd)
             reap(w, db);
             next_reap = t + poll_every;
         }
+        /* A statement on this connection may have read notifications into
+         * libpq's buffer, where poll() cannot see them. */
+        if (db != NULL && take_notifications(db))
+            wake_all(w);
         double until = next_renew;
         if (!atomic_load(&w->stop) && next_reap < until)
             until = next_reap;

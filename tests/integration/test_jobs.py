@@ -163,6 +163,17 @@ def test_enqueue_with_sql_inside_a_transaction_and_dedupe(c):
     assert a["id"] == b["id"]
     rc, out, _ = c.srv.psql("SELECT count(*) FROM jobs WHERE dedupe_key = 'once'")
     assert out == "1"
+    # The shape the ingest's single pre_sql statement can take: the enqueue in
+    # a CTE that the main statement reads (an unread SELECT CTE never runs).
+    rc, out, err = c.srv.psql(
+        "WITH j AS (SELECT dems_enqueue_job('verify-blob', jsonb_build_object('evidence', "
+        f"'{c.good}'::text), 'cte-' || '{c.good}') AS job)"
+        f" UPDATE uploads SET evidence_id = '{c.good}' FROM j WHERE evidence_id = '{c.good}'",
+        user="dems_app")
+    assert rc == 0, err
+    rc, out, _ = c.srv.psql(f"SELECT id FROM jobs WHERE dedupe_key = 'cte-{c.good}'")
+    assert out.isdigit(), out
+    assert wait_state(c.srv, c.tok, int(out), ("done", "dead"))["state"] == "done"
     # A rolled-back enqueue leaves nothing.
     rc, out, _ = c.srv.psql("BEGIN; SELECT dems_enqueue_job('verify-blob', '{}', 'gone'); "
                             "ROLLBACK; SELECT count(*) FROM jobs WHERE dedupe_key = 'gone'",
