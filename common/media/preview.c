@@ -530,6 +530,25 @@ static int on_audio_frame(struct job *j, AVFrame *f)
 
 /* --- the decode loop --------------------------------------------------- */
 
+/* A corrupt packet or frame is counted and skipped, as players do, unless
+ * the decoder refused a new frame size over max_pixels (its get_buffer
+ * fails with the new size in the context, or ff_set_dimensions zeroes it):
+ * a stream that grows mid-way is refused like one that declares the size up
+ * front. */
+static int decode_error(struct job *j, const AVCodecContext *dec, int r, bool video)
+{
+    if (r == AVERROR(ENOMEM))
+        return media_fail_av(j->err, r, "decoder");
+    if (video && media_check_size(dec->width, dec->height, j->lim, j->err) < 0)
+        return dems_media_code_err(DEMS_MEDIA_TOO_LARGE);
+    if (video && r == AVERROR(EINVAL) && (dec->width == 0 || dec->height == 0))
+        return media_fail(j->err, DEMS_MEDIA_TOO_LARGE,
+                          "pixel budget exceeded: the decoder refused a frame over %llu px",
+                          (unsigned long long)j->lim->max_pixels);
+    (video ? &j->v.errors : &j->a.errors)[0]++;
+    return 0;
+}
+
 static int drain(struct job *j, AVCodecContext *dec, bool video)
 {
     int r;
@@ -542,19 +561,16 @@ static int drain(struct job *j, AVCodecContext *dec, bool video)
     }
     if (r == AVERROR(EAGAIN) || r == AVERROR_EOF)
         return 0;
-    /* A corrupt frame: count it and go on, as players do. */
-    (video ? &j->v.errors : &j->a.errors)[0]++;
-    return 0;
+    return decode_error(j, dec, r, video);
 }
 
 static int decode(struct job *j, AVCodecContext *dec, const AVPacket *pkt, bool video)
 {
     int r = avcodec_send_packet(dec, pkt);
 
-    if (r == AVERROR(ENOMEM))
-        return media_fail_av(j->err, r, "decoder");
-    if (r < 0 && r != AVERROR_EOF)
-        (video ? &j->v.errors : &j->a.errors)[0]++;
+    if (r < 0 && r != AVERROR_EOF && r != AVERROR(EAGAIN) &&
+        (r = decode_error(j, dec, r, video)) < 0)
+        return r;
     return drain(j, dec, video);
 }
 

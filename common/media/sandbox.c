@@ -443,8 +443,8 @@ static int interpret(const struct outcome *o, const struct dems_media_limits *li
         if (sig == SIGXCPU || (sig == SIGKILL && cpu >= lim->cpu_seconds))
             return media_fail(err, DEMS_MEDIA_LIMIT, "CPU limit (%u s) exceeded", lim->cpu_seconds);
         if (sig == SIGXFSZ)
-            return media_fail(err, DEMS_MEDIA_LIMIT, "file size limit (%llu MiB) exceeded",
-                              (unsigned long long)(lim->output_bytes >> 20));
+            return media_fail(err, DEMS_MEDIA_LIMIT, "file size limit (%llu bytes) exceeded",
+                              (unsigned long long)lim->output_bytes);
         if (sig == SIGSYS)
             return media_fail(err, DEMS_MEDIA_SECCOMP, "seccomp violation");
         return media_fail(err, DEMS_MEDIA_CRASHED, "crashed (signal %d, %s)", sig, strsignal(sig));
