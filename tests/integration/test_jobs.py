@@ -373,6 +373,75 @@ def test_standalone_worker_and_expired_leases(c):
         assert srv.stop() == 0
 
 
+def test_lease_renewed_while_running_and_reclaimed_after_kill_9(c):
+    """A job stuck in its handler (its blob is a FIFO nobody writes) keeps its
+    lease while its worker lives, even past job_lease and with another worker
+    reaping every second; after kill -9 of that worker the lease expires and
+    the other worker runs the job again."""
+    srv = Server({"workers": 0}).start()
+    procs = []
+    try:
+        tok = srv.admin_token()
+        data = os.urandom(70_000)
+        sha = upload(srv, tok, data)
+        path = os.path.join(srv.data, "blobs", sha[:2], sha)
+        good = open(path, "rb").read()
+        os.unlink(path)
+        os.mkfifo(path)
+        log = open(os.path.join(srv.root, "workers.log"), "wb")
+
+        def worker():
+            p = subprocess.Popen([DEMSD, "worker", "--data", srv.data, "--set", "job_lease=3",
+                                  "--set", "job_poll_interval=1", "--set", "job_backoff_base=1"],
+                                 stdout=subprocess.DEVNULL, stderr=log)
+            procs.append(p)
+            return p
+
+        a = worker()
+        d = enqueue(srv, tok, sha)
+        d = wait_state(srv, tok, d["id"], ("running",))
+        assert d["lease_owner"].endswith(f":{a.pid}:0"), d
+        b = worker()
+        time.sleep(5)  # longer than job_lease: only renewals keep it
+        d2 = job(srv, tok, d["id"])
+        assert d2["state"] == "running" and d2["lease_owner"] == d["lease_owner"], d2
+        assert d2["lease_expires"] > d["lease_expires"], (d, d2)
+        a.kill()
+        a.wait()
+        os.unlink(path)
+        open(path, "wb").write(good)
+        d = wait_state(srv, tok, d["id"], ("done", "dead"), timeout=30)
+        assert d["state"] == "done" and d["attempts"] == 2, d
+        assert d["last_error"] == "lease expired (worker died?)", d
+        b.send_signal(signal.SIGTERM)
+        assert b.wait(30) == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert srv.stop() == 0
+
+
+def test_serve_kills_a_worker_that_does_not_stop_in_time(c):
+    """SIGTERM to serve: a worker whose job cannot finish gets SIGKILL after
+    shutdown_timeout, and serve still exits 0."""
+    srv = Server({"shutdown_timeout": 2}).start()
+    tok = srv.admin_token()
+    sha = upload(srv, tok, os.urandom(10_000))
+    path = os.path.join(srv.data, "blobs", sha[:2], sha)
+    os.unlink(path)
+    os.mkfifo(path)
+    d = enqueue(srv, tok, sha)
+    wait_state(srv, tok, d["id"], ("running",))
+    pids = children(srv.proc.pid)
+    t0 = time.time()
+    assert srv.stop() == 0
+    assert time.time() - t0 < 20
+    assert '"event":"worker_killed"' in srv.tail(100000), srv.tail()
+    assert not any(alive(p) for p in pids)
+
+
 def test_worker_command_line(c):
     r = subprocess.run([DEMSD, "worker", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Usage: demsd worker" in r.stdout and "verify-blob" in r.stdout
