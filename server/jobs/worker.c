@@ -214,7 +214,11 @@ static void *slot_main(void *arg)
             dems_log(DEMS_LOG_WARN, NULL,
                      json_pack("{s:s,s:s}", "event", "job_claim_failed", "owner", s->owner),
                      "cannot claim jobs: %s", PQerrorMessage(s->db));
-            wait = 1;
+            /* A lost connection is made again at once (with its own backoff);
+             * a failing statement (schema not migrated yet?) is retried at
+             * the poll interval, not in a tight loop. */
+            if (PQstatus(s->db) != CONNECTION_OK)
+                wait = 0;
         }
         slot_sleep(w, seen, wait);
     }
