@@ -32,9 +32,10 @@ struct vpipe {
     AVCodecContext *dec, *enc;
     AVStream *ost;
     struct SwsContext *sws;
-    int rot;    /* clockwise degrees applied */
-    int sw, sh; /* scaled, before rotation */
-    int ow, oh; /* upright output */
+    int in_w, in_h, in_fmt; /* what sws was made for */
+    int rot;                /* clockwise degrees applied */
+    int sw, sh;             /* scaled, before rotation */
+    int ow, oh;             /* upright output */
     AVFrame *scaled, *upright;
     int64_t start;    /* input start, in ist->time_base */
     int64_t last_pts; /* last encoded pts */
@@ -381,19 +382,48 @@ static int alloc_frame(AVFrame **f, int w, int h)
     return av_frame_get_buffer(*f, 0);
 }
 
+/* A bicubic scaler to yuv420p that slices each frame over the CPUs, as
+ * ffmpeg's scale filter does. */
+static struct SwsContext *scaler(const AVFrame *in, int w, int h)
+{
+    struct SwsContext *c = sws_alloc_context();
+
+    if (c == NULL)
+        return NULL;
+    av_opt_set_int(c, "srcw", in->width, 0);
+    av_opt_set_int(c, "srch", in->height, 0);
+    av_opt_set_int(c, "src_format", in->format, 0);
+    av_opt_set_int(c, "dstw", w, 0);
+    av_opt_set_int(c, "dsth", h, 0);
+    av_opt_set_int(c, "dst_format", AV_PIX_FMT_YUV420P, 0);
+    av_opt_set_int(c, "sws_flags", SWS_BICUBIC, 0);
+    av_opt_set_int(c, "threads", av_cpu_count(), 0);
+    if (sws_init_context(c, NULL, NULL) < 0) {
+        sws_freeContext(c);
+        return NULL;
+    }
+    return c;
+}
+
 /* Scales (and turns) a decoded frame into v->upright or v->scaled; returns
  * the frame to encode. */
 static AVFrame *convert(struct vpipe *v, const AVFrame *in)
 {
     AVFrame *out = v->rot != 0 ? v->upright : v->scaled;
 
-    v->sws = sws_getCachedContext(v->sws, in->width, in->height, (enum AVPixelFormat)in->format,
-                                  v->sw, v->sh, AV_PIX_FMT_YUV420P, SWS_BICUBIC, NULL, NULL, NULL);
+    if (v->sws == NULL || in->width != v->in_w || in->height != v->in_h ||
+        in->format != v->in_fmt) {
+        sws_freeContext(v->sws);
+        v->sws = scaler(in, v->sw, v->sh);
+        v->in_w = in->width;
+        v->in_h = in->height;
+        v->in_fmt = in->format;
+    }
     /* The encoder may still reference the previous frame's buffers. */
     if (v->sws == NULL || av_frame_make_writable(v->scaled) < 0 || av_frame_make_writable(out) < 0)
         return NULL;
-    sws_scale(v->sws, (const uint8_t *const *)in->data, in->linesize, 0, in->height,
-              v->scaled->data, v->scaled->linesize);
+    if (sws_scale_frame(v->sws, v->scaled, in) < 0)
+        return NULL;
     if (v->rot != 0)
         for (int p = 0; p < 3; p++)
             rotate_plane(out->data[p], out->linesize[p], v->scaled->data[p], v->scaled->linesize[p],

@@ -478,7 +478,8 @@ int dems_media_sandbox_run(const int *keep, int nkeep, const struct dems_media_l
     err = err != NULL ? err : &local;
     if (nkeep < 0 || nkeep > MAX_KEEP)
         return media_fail(err, DEMS_MEDIA_INTERNAL, "sandbox: too many fds");
-    memcpy(kept, keep, sizeof(int) * (size_t)nkeep);
+    if (nkeep > 0)
+        memcpy(kept, keep, sizeof(int) * (size_t)nkeep);
     if (pipe2(fds, O_CLOEXEC) < 0)
         return media_fail(err, DEMS_MEDIA_INTERNAL, "sandbox: pipe: %s", strerror(errno));
     int64_t deadline = now_ms() + (int64_t)lim->timeout * 1000;
