@@ -7,7 +7,9 @@
  * work pool (a dummy hash when the user does not exist, so timing does not
  * reveal which names exist) -> check TOTP when enrolled (each code works
  * once) -> create the session token. Every failure is counted before the
- * 401 goes out.
+ * 401 goes out. With "cookie": true the token is also set as the
+ * dems_session cookie (for browsers' media elements; see server/auth/auth.c
+ * for where it counts); logout clears it.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ struct login {
     size_t password_len;
     char totp[8];
     bool has_totp;
+    bool cookie; /* also set the session cookie */
     char user_key[DEMS_MAX_USERNAME + 3];
     char addr_key[72];
     bool found;
@@ -139,6 +142,10 @@ static void on_session(void *arg, const PGresult *res, int err)
         login_free(l);
         return;
     }
+    char cookie[160];
+    if (l->cookie &&
+        dems_auth_cookie_format(l->token, cfg_of(l)->session_ttl, cookie, sizeof(cookie)) == 0)
+        dems_resp_header(l->req, "Set-Cookie", cookie);
     dems_resp_json(l->req, 200,
                    json_pack("{s:s,s:s}", "token", l->token, "expires_at", PQgetvalue(res, 0, 0)));
     /* A successful login clears the account's failure count. */
@@ -283,6 +290,11 @@ void api_login(struct dems_req *req)
         !api_get_str(req, "password", DEMS_MAX_PASSWORD, true, &password) ||
         !api_get_str(req, "totp", 6, false, &totp))
         return;
+    json_t *cookie = json_object_get(dems_req_json(req), "cookie");
+    if (cookie != NULL && !json_is_boolean(cookie)) {
+        dems_resp_error(req, 400, "invalid_field", "field \"cookie\" must be true or false");
+        return;
+    }
     struct login *l = calloc(1, sizeof(*l));
     if (l == NULL) {
         dems_resp_err(req, DEMS_ENOMEM);
@@ -290,6 +302,7 @@ void api_login(struct dems_req *req)
     }
     l->req = req;
     dems_req_ref(req);
+    l->cookie = json_is_true(cookie);
     l->password_len = strlen(password);
     l->password = sodium_malloc(l->password_len + 1);
     if (l->password == NULL) {
@@ -322,6 +335,10 @@ static void on_revoked(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
+    /* The token is dead either way; clear the cookie that may carry it. */
+    char cookie[160];
+    if (dems_auth_cookie_format("", 0, cookie, sizeof(cookie)) == 0)
+        dems_resp_header(req, "Set-Cookie", cookie);
     dems_resp_json(req, 204, NULL);
 }
 

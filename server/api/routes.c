@@ -30,6 +30,10 @@
 const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, api_healthz),
     ROUTE(DEMS_HTTP_GET, "/readyz", DEMS_ROLE_PUBLIC, 0, api_readyz),
+    ROUTE(DEMS_HTTP_GET, "/", DEMS_ROLE_PUBLIC, 0, api_staff_redirect),
+    ROUTE(DEMS_HTTP_GET, "/staff", DEMS_ROLE_PUBLIC, 0, api_staff_redirect),
+    ROUTE(DEMS_HTTP_GET, "/staff/", DEMS_ROLE_PUBLIC, 0, api_staff_index),
+    ROUTE(DEMS_HTTP_GET, "/staff/{file}", DEMS_ROLE_PUBLIC, 0, api_staff_file),
     ROUTE(DEMS_HTTP_POST, "/v1/auth/login", DEMS_ROLE_PUBLIC, J, api_login),
     ROUTE(DEMS_HTTP_POST, "/v1/auth/logout", DEMS_ROLE_STAFF, 0, api_logout),
     ROUTE(DEMS_HTTP_GET, "/v1/me", DEMS_ROLE_STAFF, 0, api_me),
@@ -49,6 +53,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/proof/consistency", DEMS_ROLE_STAFF, 0,
           api_ledger_consistency),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/export", DEMS_ROLE_STAFF, 0, api_ledger_export),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence", EVIDENCE_READERS, 0, api_evidence_list),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", EVIDENCE_READERS, 0, api_evidence_get),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", EVIDENCE_READERS, 0, api_evidence_content),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/devices", DEMS_ROLE_ADMIN, 0, api_devices_list),

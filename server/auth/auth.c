@@ -2,7 +2,11 @@
  * Request authentication and account bootstrap. A bearer token is looked up
  * by the SHA-256 of its text, joined with its user; revoked, expired and
  * disabled-user tokens are refused. The lookup is one async query on the
- * request's loop.
+ * request's loop. A login session's token may also come in the dems_session
+ * cookie, but only on GET and HEAD: browsers attach cookies to requests other
+ * sites make them send, so no state-changing request is ever authorised by
+ * one (cross-site request forgery has nothing to act with), and the bearer
+ * header wins when both are present.
  */
 #include "demsd/auth.h"
 
@@ -35,6 +39,7 @@ static int64_t parse_id(const char *s)
 struct auth_ctx {
     struct dems_req *req;
     struct pending p;
+    bool from_cookie; /* only login sessions may come as a cookie */
 };
 
 static void on_lookup(void *arg, const PGresult *res, int err)
@@ -52,7 +57,8 @@ static void on_lookup(void *arg, const PGresult *res, int err)
             o->role = dems_role_parse(PQgetvalue(res, 0, 2));
             o->token_id = parse_id(PQgetvalue(res, 0, 3));
             snprintf(o->token_kind, sizeof(o->token_kind), "%s", PQgetvalue(res, 0, 4));
-            ctx->p.done(ctx->req, o->role != 0 ? 0 : DEMS_EAUTH);
+            bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
+            ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
         }
     }
     dems_req_unref(ctx->req);
@@ -62,18 +68,10 @@ static void on_lookup(void *arg, const PGresult *res, int err)
 static int device_begin(struct dems_req *req, struct dems_principal *out,
                         void (*done)(struct dems_req *req, int err));
 
-int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
-                    void (*done)(struct dems_req *req, int err))
+/* Looks up a token's text (from the header or the cookie). */
+static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
+                       struct dems_principal *out, void (*done)(struct dems_req *req, int err))
 {
-    const struct dems_str *h = dems_http_head_get(dems_req_head(req), "authorization");
-    if (h == NULL)
-        return device_begin(req, out, done);
-    if (h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
-        h->len - 7 > DEMS_TOKEN_TEXT_MAX)
-        return DEMS_EAUTH;
-    struct dems_str tok = dems_str_trim((struct dems_str){h->ptr + 7, h->len - 7});
-    if (tok.len == 0)
-        return DEMS_EAUTH;
     uint8_t hash[32];
     char hex[65];
     dems_token_hash(tok.ptr, tok.len, hash);
@@ -81,7 +79,8 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     struct auth_ctx *ctx = malloc(sizeof(*ctx));
     if (ctx == NULL)
         return DEMS_ENOMEM;
-    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
+    *ctx =
+        (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = from_cookie};
     const char *params[] = {hex};
     int r = dems_db_query(dems_req_loop(req)->db,
                           "SELECT u.id, u.username, u.role, t.id, t.kind"
@@ -95,6 +94,35 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     }
     dems_req_ref(req);
     return 0;
+}
+
+/* Safe methods only: the cookie never authorises a request that changes
+ * state. The method as sent, so X-HTTP-Method-Override (POST only) cannot
+ * smuggle one in. */
+static bool cookie_allowed(const struct dems_http_head *h)
+{
+    return h->method == DEMS_HTTP_GET || h->method == DEMS_HTTP_HEAD;
+}
+
+int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
+                    void (*done)(struct dems_req *req, int err))
+{
+    const struct dems_http_head *head = dems_req_head(req);
+    const struct dems_str *h = dems_http_head_get(head, "authorization");
+    if (h == NULL) {
+        struct dems_str tok;
+        int r = cookie_allowed(head) ? dems_auth_cookie_token(head, &tok) : DEMS_ENOTFOUND;
+        if (r == DEMS_ENOTFOUND)
+            return device_begin(req, out, done);
+        return r < 0 ? r : token_begin(req, tok, true, out, done);
+    }
+    if (h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
+        h->len - 7 > DEMS_TOKEN_TEXT_MAX)
+        return DEMS_EAUTH;
+    struct dems_str tok = dems_str_trim((struct dems_str){h->ptr + 7, h->len - 7});
+    if (tok.len == 0)
+        return DEMS_EAUTH;
+    return token_begin(req, tok, false, out, done);
 }
 
 bool dems_auth_username_ok(const char *name)

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +82,7 @@ struct dems_req {
     bool streaming;    /* a response whose body follows in pieces */
     bool stream_ended; /* dems_resp_end was called */
     bool chunked;      /* ... with chunked transfer coding */
+    bool own_cache;    /* the handler set Cache-Control: no default no-store */
     void (*on_drain)(struct dems_req *req);
     struct timespec start;
 };
@@ -260,6 +262,8 @@ static const char *reason(int status)
         return "No Content";
     case 206:
         return "Partial Content";
+    case 302:
+        return "Found";
     case 304:
         return "Not Modified";
     case 400:
@@ -323,6 +327,8 @@ static const char *http_date(struct dems_loop *loop)
 
 int dems_resp_header(struct dems_req *req, const char *name, const char *value)
 {
+    if (strcasecmp(name, "Cache-Control") == 0)
+        req->own_cache = true;
     int r = dems_buf_append(&req->extra, name, strlen(name));
     if (r == 0)
         r = dems_buf_append(&req->extra, ": ", 2);
@@ -368,10 +374,13 @@ static void send_head(struct dems_req *req, int status, const char *ctype, uint6
     evbuffer_add_printf(out,
                         "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: %s\r\nX-Request-Id: %s\r\n"
                         "Strict-Transport-Security: max-age=%llu\r\n"
-                        "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n",
+                        "X-Content-Type-Options: nosniff\r\n",
                         status, reason(status), http_date(c->loop),
                         c->closing ? "close" : "keep-alive", req->id,
                         (unsigned long long)cfg->hsts_max_age);
+    /* no-store unless the handler chose its own policy (static pages, previews). */
+    if (!req->own_cache)
+        evbuffer_add_printf(out, "Cache-Control: no-store\r\n");
     if (ctype != NULL)
         evbuffer_add_printf(out, "Content-Type: %s\r\n", ctype);
     if (len == UINT64_MAX)
