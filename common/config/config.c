@@ -89,6 +89,16 @@ static const struct key keys[] = {
      "longest wait between retries, in seconds"},
     {"job_poll_interval", K_U64, OFF(job_poll_interval), 1, 3600, "5",
      "seconds an idle worker waits before looking for jobs without a notification"},
+    {"media_max_pixels", K_U64, OFF(media_max_pixels), 1, 1ULL << 30, "35389440",
+     "largest video frame (width x height) a preview job decodes; larger streams are refused"},
+    {"media_max_total_pixels", K_U64, OFF(media_max_total_pixels), 1, 1ULL << 50, "1099511627776",
+     "pixels (frames x width x height) one preview job may decode"},
+    {"media_max_duration", K_U64, OFF(media_max_duration), 1, 31 * 86400ULL, "86400",
+     "longest media, in seconds, a preview job accepts"},
+    {"media_timeout", K_U64, OFF(media_timeout), 1, 86400, "3600",
+     "wall-clock seconds before a preview's sandboxed decoder is killed"},
+    {"media_memory", K_U64, OFF(media_memory), 64ULL << 20, 1ULL << 40, "4294967296",
+     "address-space limit, in bytes, of the sandboxed decoder"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

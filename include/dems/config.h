@@ -48,6 +48,11 @@ struct dems_config {
     uint64_t job_backoff_base;
     uint64_t job_backoff_max;
     uint64_t job_poll_interval;
+    uint64_t media_max_pixels;       /* preview: largest frame, width x height */
+    uint64_t media_max_total_pixels; /* preview: frames x pixels per job */
+    uint64_t media_max_duration;     /* seconds */
+    uint64_t media_timeout;          /* sandbox wall clock, seconds */
+    uint64_t media_memory;           /* sandbox RLIMIT_AS, bytes */
     char *log_level;
 };
 

@@ -72,6 +72,7 @@ struct dems_job_ctx {
     const struct dems_config *cfg;
     const uint8_t *master_key; /* 32 bytes: opens blobs */
     PGconn *db;                /* this slot's connection (blocking, autocommit) */
+    const char *conninfo;      /* the database, for handlers that need more connections */
     const atomic_bool *stop;   /* set when the worker is asked to stop */
 };
 
@@ -111,6 +112,14 @@ int dems_job_check(const char *kind, const json_t *payload, char *err, size_t er
 enum dems_job_result dems_job_verify_blob(const struct dems_job *job, struct dems_job_ctx *ctx,
                                           char *err, size_t errlen);
 int dems_job_verify_blob_check(const json_t *payload, char *err, size_t errlen);
+
+/*
+ * preview: makes an artefact's proxy, poster and thumbnails in the media
+ * sandbox and records them with a PREVIEW_MADE entry
+ * ({"evidence": "<sha256 hex>"}; server/jobs/preview.c).
+ */
+enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                      char *err, size_t errlen);
 
 /* ---- the queue (server/jobs/queue.c) ---- */
 

@@ -59,17 +59,39 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
         json_object_set_new(body, "content_type", json_string(PQgetvalue(res, 0, 2)));
     if (body != NULL && !PQgetisnull(res, 0, 3))
         json_object_set_new(body, "filename", json_string(PQgetvalue(res, 0, 3)));
+    /* What probing found, the previews made and the preview job's state. */
+    json_t *media = PQgetisnull(res, 0, 8) ? NULL : json_loads(PQgetvalue(res, 0, 8), 0, &jerr);
+    json_t *prev =
+        PQgetisnull(res, 0, 9) ? json_array() : json_loads(PQgetvalue(res, 0, 9), 0, &jerr);
+    if (body != NULL)
+        json_object_set_new(body, "media", media != NULL ? media : json_null());
+    if (body != NULL)
+        json_object_set_new(body, "previews", prev != NULL ? prev : json_array());
+    if (body != NULL && !PQgetisnull(res, 0, 10)) {
+        const char *ps = PQgetvalue(res, 0, 10);
+        json_object_set_new(json_object_get(body, "ledger"), "preview_made_seq",
+                            json_integer(api_id(ps, strlen(ps))));
+    }
+    if (body != NULL && !PQgetisnull(res, 0, 11))
+        json_object_set_new(body, "preview_job", json_string(PQgetvalue(res, 0, 11)));
     dems_resp_json(req, 200, body);
 }
 
+/* clang-format off */
 #define EVIDENCE_SQL                                                                               \
     "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text,"                           \
-    " coalesce(u.username, 'device:' || d.serial), " API_TS(                                       \
-        "a.created_at") ", (SELECT min(seq) FROM ledger_entries e"                                 \
-                        " WHERE e.artefact = a.id AND e.type = 'INGESTED')"                        \
-                        " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"              \
-                        " LEFT JOIN devices d ON d.id = a.uploaded_by_device"                      \
-                        " WHERE a.id = $1"
+    " coalesce(u.username, 'device:' || d.serial), " API_TS("a.created_at") ","                     \
+    " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id AND e.type = 'INGESTED'),"     \
+    " a.media::text,"                                                                              \
+    " (SELECT json_agg(json_build_object('kind', x.kind, 'sha256', x.blob, 'size', x.size,"        \
+    "  'content_type', x.content_type) ORDER BY x.kind)"                                           \
+    "  FROM derivatives x WHERE x.artefact = a.id)::text,"                                         \
+    " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \
+    "  AND e.type = 'PREVIEW_MADE'),"                                                              \
+    " (SELECT j.state FROM jobs j WHERE j.kind = 'preview' AND j.dedupe_key = 'preview-' || a.id)"  \
+    " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
+    " LEFT JOIN devices d ON d.id = a.uploaded_by_device WHERE a.id = $1"
+/* clang-format on */
 
 void api_evidence_get(struct dems_req *req)
 {
@@ -85,7 +107,9 @@ void api_evidence_get(struct dems_req *req)
 /* ---- content ---- */
 
 struct download {
-    char id[65];
+    char id[65];      /* the artefact */
+    char blob_id[65]; /* the blob served: the artefact itself or a derivative of it */
+    bool inline_;     /* Content-Disposition inline (previews) rather than attachment */
     char content_type[128];
     char filename[256];
     uint64_t size;
@@ -118,7 +142,7 @@ static void decrypt_work(void *arg)
     const struct dems_server *srv = dems_req_loop(req)->srv;
     d->out_len = 0;
     if (d->blob == NULL) {
-        d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->id, &d->blob);
+        d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->blob_id, &d->blob);
         if (d->err < 0)
             return;
     }
@@ -184,36 +208,46 @@ static void produce(struct dems_req *req)
     }
 }
 
+/* Sends the head and starts streaming d's range of its blob. */
+static void start_body(struct dems_req *req, struct download *d)
+{
+    char etag[70], disp[300], range[80];
+    snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
+    dems_resp_header(req, "ETag", etag);
+    dems_resp_header(req, "Accept-Ranges", "bytes");
+    if (d->inline_) {
+        dems_resp_header(req, "Content-Disposition", "inline");
+        dems_resp_header(req, "Cache-Control", "private, max-age=3600");
+    } else {
+        snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
+                 d->filename[0] != '\0' ? d->filename : d->id);
+        dems_resp_header(req, "Content-Disposition", disp);
+    }
+    if (d->partial) {
+        snprintf(range, sizeof(range), "bytes %llu-%llu/%llu", (unsigned long long)d->first,
+                 (unsigned long long)d->last, (unsigned long long)d->size);
+        dems_resp_header(req, "Content-Range", range);
+    }
+    uint64_t len = d->size == 0 ? 0 : d->last - d->first + 1;
+    if (d->size == 0)
+        d->finished = true;
+    if (dems_resp_start(req, d->partial ? 206 : 200,
+                        d->content_type[0] ? d->content_type : "application/octet-stream", len,
+                        produce) == 0 &&
+        d->size == 0)
+        dems_resp_end(req);
+}
+
 static void on_downloaded(struct dems_ledger_item *item, void *arg)
 {
     struct dems_req *req = arg;
     struct download *d = dems_req_data(req);
     if (!dems_req_is_aborted(req)) {
-        if (item->err < 0) {
+        if (item->err < 0)
             dems_resp_error(req, 503, "ledger_unavailable",
                             "the download could not be recorded, so it is refused");
-        } else {
-            char etag[70], disp[300], range[80];
-            snprintf(etag, sizeof(etag), "\"%s\"", d->id);
-            dems_resp_header(req, "ETag", etag);
-            dems_resp_header(req, "Accept-Ranges", "bytes");
-            snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
-                     d->filename[0] != '\0' ? d->filename : d->id);
-            dems_resp_header(req, "Content-Disposition", disp);
-            if (d->partial) {
-                snprintf(range, sizeof(range), "bytes %llu-%llu/%llu", (unsigned long long)d->first,
-                         (unsigned long long)d->last, (unsigned long long)d->size);
-                dems_resp_header(req, "Content-Range", range);
-            }
-            uint64_t len = d->size == 0 ? 0 : d->last - d->first + 1;
-            if (d->size == 0)
-                d->finished = true;
-            if (dems_resp_start(req, d->partial ? 206 : 200,
-                                d->content_type[0] ? d->content_type : "application/octet-stream",
-                                len, produce) == 0 &&
-                d->size == 0)
-                dems_resp_end(req);
-        }
+        else
+            start_body(req, d);
     }
     dems_req_unref(req);
 }
@@ -251,6 +285,41 @@ static int parse_range(const struct dems_str *h, uint64_t size, uint64_t *first,
     return 1;
 }
 
+/*
+ * Conditional and range checks shared by content and previews: answers
+ * 304 (If-None-Match on the blob's SHA-256 ETag) or 416 itself and returns
+ * false; otherwise sets d's range and output buffer.
+ */
+static bool prepare(struct dems_req *req, struct download *d)
+{
+    const struct dems_http_head *h = dems_req_head(req);
+    const struct dems_str *inm = dems_http_head_get(h, "if-none-match");
+    char etag[70];
+    snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
+    if (inm != NULL && (dems_str_eq(*inm, dems_str_from(etag)) || dems_str_eq_ci(*inm, "*"))) {
+        dems_resp_header(req, "ETag", etag);
+        dems_resp_json(req, 304, NULL);
+        return false;
+    }
+    d->first = 0;
+    d->last = d->size > 0 ? d->size - 1 : 0;
+    int pr = parse_range(dems_http_head_get(h, "range"), d->size, &d->first, &d->last);
+    if (pr < 0) {
+        char cr[40];
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)d->size);
+        dems_resp_header(req, "Content-Range", cr);
+        dems_resp_error(req, 416, "range_not_satisfiable", "the range is outside the file");
+        return false;
+    }
+    d->partial = pr > 0;
+    d->out = malloc(PIECE);
+    if (d->out == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return false;
+    }
+    return true;
+}
+
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
@@ -270,32 +339,12 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
         if (*f != '"' && *f != '\\')
             strncat(d->filename, f, 1);
     }
-    const struct dems_http_head *h = dems_req_head(req);
-    const struct dems_str *inm = dems_http_head_get(h, "if-none-match");
-    char etag[70];
-    snprintf(etag, sizeof(etag), "\"%s\"", d->id);
-    if (inm != NULL && (dems_str_eq(*inm, dems_str_from(etag)) || dems_str_eq_ci(*inm, "*"))) {
-        dems_resp_header(req, "ETag", etag);
-        dems_resp_json(req, 304, NULL);
+    memcpy(d->blob_id, d->id, sizeof(d->blob_id));
+    if (!prepare(req, d))
         return;
-    }
-    d->first = 0;
-    d->last = d->size > 0 ? d->size - 1 : 0;
-    int pr = parse_range(dems_http_head_get(h, "range"), d->size, &d->first, &d->last);
-    if (pr < 0) {
-        char cr[40];
-        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)d->size);
-        dems_resp_header(req, "Content-Range", cr);
-        dems_resp_error(req, 416, "range_not_satisfiable", "the range is outside the file");
-        return;
-    }
-    d->partial = pr > 0;
-    d->out = malloc(PIECE);
     const struct dems_principal *who = dems_req_principal(req);
     struct dems_ledger_item *it =
-        d->out != NULL
-            ? dems_ledger_item_new(DEMS_LEDGER_DOWNLOADED, DEMS_LEDGER_ACTOR_USER, who->username)
-            : NULL;
+        dems_ledger_item_new(DEMS_LEDGER_DOWNLOADED, DEMS_LEDGER_ACTOR_USER, who->username);
     if (it == NULL) {
         dems_resp_err(req, DEMS_ENOMEM);
         return;
@@ -332,6 +381,134 @@ void api_evidence_content(struct dems_req *req)
                         1, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
+}
+
+/* ---- previews: the proxy video, poster and thumbnail strip ---- */
+
+/*
+ * GET /v1/evidence/{id}/preview, /poster, /thumbnails (WebVTT), /sprite.jpg:
+ * derivatives made by the preview job, served like content (ranges, ETag =
+ * the derivative's SHA-256, 304/416) but inline. The first view of each kind
+ * by each user is ledgered (VIEWED, with the derivative's hash) before its
+ * first byte; later requests by the same user (a player's many range
+ * requests) are not.
+ */
+static void on_viewed(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    struct download *d = dems_req_data(req);
+    if (!dems_req_is_aborted(req)) {
+        /* DEMS_ECONFLICT: a concurrent request recorded this first view. */
+        if (item->err < 0 && item->err != DEMS_ECONFLICT)
+            dems_resp_error(req, 503, "ledger_unavailable",
+                            "the view could not be recorded, so it is refused");
+        else
+            start_body(req, d);
+    }
+    dems_req_unref(req);
+}
+
+static void on_derivative(struct dems_req *req, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return;
+    }
+    struct download *d = dems_req_data(req);
+    if (PQntuples(res) != 1) {
+        dems_resp_error(req, 404, "preview_not_ready",
+                        "no such evidence, or its preview has not been made (yet)");
+        return;
+    }
+    const char *size = PQgetvalue(res, 0, 1);
+    snprintf(d->blob_id, sizeof(d->blob_id), "%s", PQgetvalue(res, 0, 0));
+    d->size = (uint64_t)api_id(size, strlen(size));
+    snprintf(d->content_type, sizeof(d->content_type), "%s", PQgetvalue(res, 0, 2));
+    d->inline_ = true;
+    if (!prepare(req, d))
+        return;
+    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+        start_body(req, d); /* viewed before: ledgered then */
+        return;
+    }
+    const struct dems_principal *who = dems_req_principal(req);
+    const char *kind = PQgetvalue(res, 0, 4);
+    char uid[24];
+    snprintf(uid, sizeof(uid), "%lld", (long long)who->user_id);
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_VIEWED, DEMS_LEDGER_ACTOR_USER, who->username);
+    if (it == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    it->has_artefact = it->has_sha256 = it->has_size = true;
+    dems_hex_decode(d->id, 64, it->artefact, 32);
+    dems_hex_decode(d->blob_id, 64, it->sha256, 32);
+    it->size = d->size;
+    it->payload = json_pack("{s:s}", "preview", kind);
+    it->pre_sql =
+        strdup("INSERT INTO evidence_views (artefact, user_id, kind) VALUES ($1, $2, $3)");
+    it->pre_nparams = 3;
+    it->pre_params[0] = strdup(d->id);
+    it->pre_params[1] = strdup(uid);
+    it->pre_params[2] = strdup(kind);
+    if (it->payload == NULL || it->pre_sql == NULL || it->pre_params[0] == NULL ||
+        it->pre_params[1] == NULL || it->pre_params[2] == NULL) {
+        dems_ledger_item_free(it);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    it->done = on_viewed;
+    it->arg = req;
+    dems_req_ref(req);
+    struct dems_loop *loop = dems_req_loop(req);
+    if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
+}
+
+static void serve_derivative(struct dems_req *req, const char *kind)
+{
+    struct download *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_req_set_data(req, d, download_free);
+    if (!evidence_id(req, d->id))
+        return;
+    char uid[24];
+    snprintf(uid, sizeof(uid), "%lld", (long long)dems_req_principal(req)->user_id);
+    const char *params[] = {d->id, kind, uid};
+    int r = dems_db_req(req,
+                        "SELECT d.blob, d.size, d.content_type, EXISTS (SELECT 1 FROM"
+                        " evidence_views v WHERE v.artefact = d.artefact AND v.kind = d.kind"
+                        " AND v.user_id = $3::bigint), d.kind FROM derivatives d"
+                        " WHERE d.artefact = $1 AND d.kind = $2",
+                        3, params, on_derivative);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+void api_evidence_preview(struct dems_req *req)
+{
+    serve_derivative(req, "proxy");
+}
+
+void api_evidence_poster(struct dems_req *req)
+{
+    serve_derivative(req, "poster");
+}
+
+void api_evidence_thumbnails(struct dems_req *req)
+{
+    serve_derivative(req, "sprite_vtt");
+}
+
+void api_evidence_sprite(struct dems_req *req)
+{
+    serve_derivative(req, "sprite");
 }
 
 /* ---- the periodic integrity sweep (housekeeping, loop 0) ---- */

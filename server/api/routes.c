@@ -56,6 +56,12 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/evidence", EVIDENCE_READERS, 0, api_evidence_list),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", EVIDENCE_READERS, 0, api_evidence_get),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", EVIDENCE_READERS, 0, api_evidence_content),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/preview", EVIDENCE_READERS, 0, api_evidence_preview),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/poster", EVIDENCE_READERS, 0, api_evidence_poster),
+    /* The WebVTT index's cues name "sprite.jpg#xywh=...", relative to it. */
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/thumbnails", EVIDENCE_READERS, 0,
+          api_evidence_thumbnails),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/sprite.jpg", EVIDENCE_READERS, 0, api_evidence_sprite),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/devices", DEMS_ROLE_ADMIN, 0, api_devices_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/devices", DEMS_ROLE_ADMIN, 64 * 1024, api_devices_enrol),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/devices/{id}/revoke", DEMS_ROLE_ADMIN, 0, api_devices_revoke),

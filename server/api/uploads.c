@@ -463,8 +463,11 @@ static void promote_done(void *arg)
                       " metadata, uploaded_by, upload_id, uploaded_by_device)"
                       " SELECT $1, length, metadata->>'content_type', metadata->>'filename',"
                       " metadata, owner_user_id, id, owner_device_id FROM uploads WHERE id = $2"
-                      " ON CONFLICT (id) DO NOTHING RETURNING id)"
-                      " UPDATE uploads SET evidence_id = $1 WHERE id = $2");
+                      " ON CONFLICT (id) DO NOTHING RETURNING id),"
+                      /* Its preview, queued in the same transaction (once per content). */
+                      " j AS (SELECT dems_enqueue_job('preview', jsonb_build_object('evidence',"
+                      " $1::text), 'preview-' || $1) AS job)"
+                      " UPDATE uploads SET evidence_id = $1 FROM j WHERE id = $2");
     it->pre_nparams = 2;
     it->pre_params[0] = dup(pr->sha);
     it->pre_params[1] = dup(p->id);

@@ -143,8 +143,11 @@ static void slot_run(struct slot *s, struct dems_job *job)
 {
     struct worker *w = s->w;
     const struct dems_job_kind *k = dems_job_kind_find(job->kind);
-    struct dems_job_ctx ctx = {
-        .cfg = w->cfg, .master_key = w->master_key, .db = s->db, .stop = &w->stop};
+    struct dems_job_ctx ctx = {.cfg = w->cfg,
+                               .master_key = w->master_key,
+                               .db = s->db,
+                               .conninfo = w->conninfo,
+                               .stop = &w->stop};
     char err[DEMS_JOB_ERROR_MAX + 1] = "";
     double t0 = now_s();
     enum dems_job_result res;
