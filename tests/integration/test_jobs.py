@@ -120,6 +120,20 @@ def wait_for(cond, timeout=20, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def quiesce(srv):
+    """Drops waiting jobs (e.g. the preview queued by each upload) and waits
+    until none runs, so the next job queued is the next one claimed."""
+    deadline = time.time() + 120
+    while True:
+        rc, _, err = srv.psql("DELETE FROM jobs WHERE state IN ('queued', 'failed')")
+        assert rc == 0, err
+        rc, out, _ = srv.psql("SELECT count(*) FROM jobs WHERE state = 'running'")
+        if out == "0":
+            return
+        assert time.time() < deadline, "jobs still running: " + srv.tail()
+        time.sleep(0.1)
+
+
 def app_url(srv):
     return f"host={os.path.join(srv.data, 'pg')} dbname=dems user=dems_app"
 
@@ -384,6 +398,7 @@ def test_lease_renewed_while_running_and_reclaimed_after_kill_9(c):
         tok = srv.admin_token()
         data = os.urandom(70_000)
         sha = upload(srv, tok, data)
+        quiesce(srv)
         path = os.path.join(srv.data, "blobs", sha[:2], sha)
         good = open(path, "rb").read()
         os.unlink(path)
@@ -429,6 +444,7 @@ def test_serve_kills_a_worker_that_does_not_stop_in_time(c):
     srv = Server({"shutdown_timeout": 2}).start()
     tok = srv.admin_token()
     sha = upload(srv, tok, os.urandom(10_000))
+    quiesce(srv)
     path = os.path.join(srv.data, "blobs", sha[:2], sha)
     os.unlink(path)
     os.mkfifo(path)
