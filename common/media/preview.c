@@ -809,6 +809,17 @@ static int setup(struct job *j, int in_fd)
     return 0;
 }
 
+static int check_params(const struct dems_media_params *p, struct dems_media_error *err)
+{
+    if (p->max_width < 16 || p->max_height < 16 || p->crf < 0 || p->crf > 51 || p->preset == NULL ||
+        !(p->gop_seconds > 0) || p->threads < 0 || p->audio_bitrate < 8000 ||
+        !(p->poster_fraction >= 0 && p->poster_fraction <= 1) || !(p->thumb_interval > 0) ||
+        p->tile_width < 16 || p->tile_columns < 1 || p->max_tiles < 1 || p->max_tiles > 10000 ||
+        p->jpeg_quality < 2 || p->jpeg_quality > 31)
+        return media_fail(err, DEMS_MEDIA_INTERNAL, "invalid preview parameters");
+    return 0;
+}
+
 int dems_media_preview(int in_fd, const struct dems_media_outputs *out,
                        const struct dems_media_params *p, const struct dems_media_limits *lim,
                        json_t **ret_result, struct dems_media_error *err)
@@ -818,7 +829,9 @@ int dems_media_preview(int in_fd, const struct dems_media_outputs *out,
     int r;
 
     j.err->code = DEMS_MEDIA_OK;
-    r = setup(&j, in_fd);
+    r = check_params(p, j.err);
+    if (r == 0)
+        r = setup(&j, in_fd);
     if (r == 0)
         r = run(&j);
     if (r == 0 && j.mux != NULL)

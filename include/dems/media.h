@@ -118,8 +118,8 @@ json_t *dems_media_versions(void);
  * frame rates (avg and r, as numbers and fractions), rotation, sample rate
  * and channels. Reads in_fd from its current offset (regular files: with
  * pread from offset 0). Returns 0 and *ret_probe (owned; json_decref), or a
- * negative DEMS_E* with err filled. Blocking; not thread-safe with other
- * dems_media calls only in that FFmpeg's log callback is process-wide.
+ * negative DEMS_E* with err filled. Blocking; FFmpeg state is per call, so
+ * any thread may call it.
  */
 int dems_media_probe(int in_fd, const struct dems_media_limits *lim, json_t **ret_probe,
                      struct dems_media_error *err);
@@ -134,6 +134,8 @@ int dems_media_probe(int in_fd, const struct dems_media_limits *lim, json_t **re
  *    "ffmpeg": {...versions...}}
  * or a negative DEMS_E* (dems_media_code_err(err->code)) with err filled.
  * Outputs may hold partial data after a failure; the caller discards them.
+ * Parameters out of range (see struct dems_media_params) fail with
+ * media_internal. Blocking; any thread may call it.
  */
 int dems_media_preview(int in_fd, const struct dems_media_outputs *out,
                        const struct dems_media_params *p, const struct dems_media_limits *lim,
