@@ -220,8 +220,11 @@
     detail('Uploaded by', ev.uploaded_by);
     detail('Size', bytes(ev.size));
     if (ev.content_type) detail('Type', ev.content_type);
-    const m = ev.media || {};
-    if (m.duration) detail('Duration', clock(m.duration));
+    const probe = (ev.media && ev.media.probe) || ev.media || {};
+    if (probe.duration > 0) detail('Duration', clock(probe.duration));
+    const vs = (probe.streams || []).find((s) => s.type === 'video' && !s.attached_pic);
+    if (vs && vs.width) detail('Video', `${vs.codec || ''} ${vs.width}×${vs.height}`.trim());
+    if (probe.creation_time) detail('Recorded', when(probe.creation_time));
     const kinds = new Set((ev.previews || []).map((p) => p.kind));
     const base = `/v1/evidence/${id}`;
     if (!kinds.has('proxy')) {

@@ -1,0 +1,297 @@
+"""What the staff page needs from the API, against a real demsd: the evidence
+list (GET /v1/evidence: order, pagination, parameters, roles) and the session
+cookie (POST /v1/auth/login {"cookie": true}): it authorises GET and HEAD
+only, with the bearer token's checks (expiry, revocation), the bearer header
+wins over it, logout clears it, and malformed cookies are a 401, not a crash."""
+import base64
+import hashlib
+import os
+import urllib.parse
+
+from harness import Server, raw_tls, read_response, run_tests
+
+
+class Ctx:
+    pass
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def upload(c, token, data, filename):
+    meta = f"filename {b64(filename)},filetype {b64('application/octet-stream')}"
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=token, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": meta,
+        "Content-Type": "application/offset+octet-stream"})
+    assert st == 201, (st, doc)
+    return r.getheader("Evidence-Id")
+
+
+def cookie_login(c, user, password):
+    st, doc, r = c.srv.request("POST", "/v1/auth/login",
+                               {"username": user, "password": password, "cookie": True})
+    assert st == 200, doc
+    set_cookie = r.getheader("Set-Cookie")
+    return doc["token"], set_cookie
+
+
+def setup():
+    c = Ctx()
+    # No workers: preview jobs stay queued, so the list's job state is known.
+    c.srv = Server({"workers": 0}).start()
+    c.admin = c.srv.admin_token()
+    for name, pw, role in (("off1", "officer-one", "officer"), ("pros", "prosecutor1", "prosecutor")):
+        st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                                   {"username": name, "password": pw, "role": role}, token=c.admin)
+        assert st == 201, doc
+    c.off = c.srv.login("off1", "officer-one")[1]["token"]
+    c.pros = c.srv.login("pros", "prosecutor1")[1]["token"]
+    c.ids = []
+    for i in range(5):
+        data = os.urandom(1000 + i) if i != 4 else os.urandom(300_000)
+        c.ids.append(upload(c, c.off if i % 2 else c.admin, data, f"file-{i}.bin"))
+    return c
+
+
+def teardown(c):
+    assert c.srv.stop() == 0
+
+
+def get(c, path, token=None, headers=None):
+    return c.srv.request("GET", path, token=token or c.off, headers=headers)
+
+
+# ---- GET /v1/evidence ----
+
+def test_list_newest_first_with_fields(c):
+    st, doc, r = get(c, "/v1/evidence")
+    assert st == 200 and r.getheader("Cache-Control") == "no-store"
+    assert [e["id"] for e in doc["evidence"]] == c.ids[::-1]
+    assert doc["next_before"] is None
+    e = doc["evidence"][0]
+    assert set(e) == {"id", "filename", "content_type", "size", "created_at", "uploaded_by",
+                      "preview_job", "has_preview"}, e
+    assert e["filename"] == "file-4.bin" and e["content_type"] == "application/octet-stream"
+    assert e["size"] == 300_000 and e["uploaded_by"] == "admin"
+    assert e["preview_job"] == "queued" and e["has_preview"] is False
+    assert doc["evidence"][1]["uploaded_by"] == "off1"
+    assert e["created_at"].endswith("Z") and e["created_at"][10] == "T"
+
+
+def test_list_pages_with_cursor(c):
+    seen, before, pages = [], None, 0
+    while True:
+        q = "?limit=2" + (f"&before={before}" if before else "")
+        st, doc, _ = get(c, "/v1/evidence" + q)
+        assert st == 200, doc
+        pages += 1
+        assert len(doc["evidence"]) <= 2
+        seen += [e["id"] for e in doc["evidence"]]
+        before = doc["next_before"]
+        if before is None:
+            break
+        assert before == doc["evidence"][-1]["id"]
+    assert seen == c.ids[::-1] and pages == 3
+    # A full last page says so: exactly limit items and no more.
+    st, doc, _ = get(c, "/v1/evidence?limit=5")
+    assert len(doc["evidence"]) == 5 and doc["next_before"] is None
+    st, doc, _ = get(c, "/v1/evidence?limit=4")
+    assert len(doc["evidence"]) == 4 and doc["next_before"] == c.ids[1]
+    # Upper-case hex is the same cursor.
+    st, doc, _ = get(c, f"/v1/evidence?before={c.ids[1].upper()}")
+    assert st == 200 and [e["id"] for e in doc["evidence"]] == [c.ids[0]]
+
+
+def test_list_before_a_time(c):
+    st, doc, _ = get(c, "/v1/evidence?before=2099-01-01T00:00:00Z")
+    assert st == 200 and len(doc["evidence"]) == 5
+    st, doc, _ = get(c, "/v1/evidence?before=2001-01-01T00:00:00Z")
+    assert st == 200 and doc["evidence"] == [] and doc["next_before"] is None
+    # Percent-encoded, with an offset, as URLSearchParams would send it.
+    q = urllib.parse.quote("2099-01-01T01:00:00.5+01:00", safe="")
+    st, doc, _ = get(c, f"/v1/evidence?before={q}")
+    assert st == 200 and len(doc["evidence"]) == 5, doc
+
+
+def test_list_bad_parameters_name_the_parameter(c):
+    for q, name in (("limit=0", "limit"), ("limit=201", "limit"), ("limit=abc", "limit"),
+                    ("limit=-1", "limit"), ("limit=", "limit"), ("before=xyz", "before"),
+                    ("before=" + "0" * 64, "before"), ("before=" + "g" * 64, "before"),
+                    ("before=2026-13-01T00:00:00Z", "before"),
+                    ("before=%27%20OR%201%3D1%20--", "before"), ("before=%zz", "before")):
+        st, doc, _ = get(c, "/v1/evidence?" + q)
+        assert st == 400 and doc["error"]["code"] == "invalid_parameter", (q, st, doc)
+        assert f'"{name}"' in doc["error"]["message"], (q, doc)
+    st, doc, _ = get(c, "/v1/evidence?limit=200")
+    assert st == 200
+
+
+def test_list_roles(c):
+    st, doc, _ = c.srv.request("GET", "/v1/evidence")
+    assert st == 401
+    st, doc, _ = get(c, "/v1/evidence", token=c.pros)
+    assert st == 403 and doc["error"]["code"] == "forbidden"
+    st, doc, _ = get(c, "/v1/evidence", token=c.admin)
+    assert st == 200 and len(doc["evidence"]) == 5
+
+
+# ---- the session cookie ----
+
+def test_login_sets_cookie_only_when_asked(c):
+    tok, sc = cookie_login(c, "off1", "officer-one")
+    assert sc == (f"dems_session={tok}; Path=/v1/; Secure; HttpOnly; SameSite=Strict; "
+                  f"Max-Age=43200"), sc
+    st, doc, r = c.srv.request("POST", "/v1/auth/login",
+                               {"username": "off1", "password": "officer-one"})
+    assert st == 200 and r.getheader("Set-Cookie") is None
+    st, doc, r = c.srv.request("POST", "/v1/auth/login",
+                               {"username": "off1", "password": "officer-one", "cookie": False})
+    assert st == 200 and r.getheader("Set-Cookie") is None
+    for bad in ("yes", 1, None, {}):
+        st, doc, r = c.srv.request("POST", "/v1/auth/login",
+                                   {"username": "off1", "password": "officer-one", "cookie": bad})
+        assert st == 400 and doc["error"]["code"] == "invalid_field", (bad, doc)
+        assert '"cookie"' in doc["error"]["message"]
+    # A failed login sets nothing.
+    st, doc, r = c.srv.request("POST", "/v1/auth/login",
+                               {"username": "off1", "password": "wrong-pass", "cookie": True})
+    assert st == 401 and r.getheader("Set-Cookie") is None
+
+
+def test_cookie_authorises_get_and_head(c):
+    tok, sc = cookie_login(c, "off1", "officer-one")
+    ck = {"Cookie": f"theme=dark; dems_session={tok}; other=1"}
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers=ck)
+    assert st == 200 and doc["username"] == "off1" and doc["token_kind"] == "session"
+    st, body, r = c.srv.request("HEAD", "/v1/me", headers=ck)
+    assert st == 200 and not body
+    st, doc, _ = c.srv.request("GET", "/v1/evidence?limit=1", headers=ck)
+    assert st == 200 and len(doc["evidence"]) == 1
+    # A media element's range request, as <video src> sends it.
+    st, body, r = c.srv.request("GET", f"/v1/evidence/{c.ids[4]}/content",
+                                headers=dict(ck, Range="bytes=100-199"))
+    assert st == 206 and len(body) == 100
+    # Cookie headers split in two (as HTTP/2 proxies may forward them).
+    s = raw_tls(c.srv)
+    s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nCookie: a=b\r\n"
+              b"Cookie: dems_session=" + tok.encode() + b"\r\nConnection: close\r\n\r\n")
+    st, head, body, _ = read_response(s)
+    s.close()
+    assert st == 200 and b'"off1"' in body, head
+    # Roles still apply: a prosecutor's cookie is not an evidence reader.
+    ptok, _ = cookie_login(c, "pros", "prosecutor1")
+    st, doc, _ = c.srv.request("GET", "/v1/evidence", headers={"Cookie": f"dems_session={ptok}"})
+    assert st == 403
+
+
+def test_cookie_never_authorises_state_changes(c):
+    tok, _ = cookie_login(c, "off1", "officer-one")
+    ck = {"Cookie": f"dems_session={tok}"}
+    tus = {"Tus-Resumable": "1.0.0"}
+    cases = [
+        ("POST", "/v1/me/tokens", {"name": "csrf"}, {}),
+        ("POST", "/v1/auth/logout", None, {}),
+        ("POST", "/v1/admin/users", {"username": "x", "password": "xxxxxxxx", "role": "admin"}, {}),
+        ("DELETE", "/v1/me/tokens/1", None, {}),
+        ("PATCH", "/v1/uploads/" + "0" * 32, b"abc",
+         dict(tus, **{"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})),
+        ("POST", "/v1/uploads", None, dict(tus, **{"Upload-Length": "10"})),
+        ("DELETE", "/v1/uploads/" + "0" * 32, None, tus),
+        # The override turns POST into GET for routing, but the request as
+        # sent is a POST: still no cookie.
+        ("POST", "/v1/me", None, {"X-HTTP-Method-Override": "GET"}),
+    ]
+    for method, path, body, extra in cases:
+        st, doc, _ = c.srv.request(method, path, body=body, headers=dict(ck, **extra))
+        assert st == 401 and doc["error"]["code"] == "unauthorized", (method, path, st, doc)
+    # Nothing happened: the session is alive and no token was made.
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers=ck)
+    assert st == 200
+    st, doc, _ = c.srv.request("GET", "/v1/me/tokens", token=tok)
+    assert doc["tokens"] == []
+
+
+def test_bearer_wins_over_cookie(c):
+    tok, _ = cookie_login(c, "off1", "officer-one")
+    ck = {"Cookie": f"dems_session={tok}"}
+    st, doc, _ = c.srv.request("GET", "/v1/me", token=c.admin, headers=ck)
+    assert st == 200 and doc["username"] == "admin"
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers=dict(ck, Authorization="Bearer nope"))
+    assert st == 401
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers=dict(ck, Authorization="Basic eDp5"))
+    assert st == 401
+    st, doc, _ = c.srv.request("GET", "/v1/me", token=c.off,
+                               headers={"Cookie": "dems_session=garbage!"})
+    assert st == 200 and doc["username"] == "off1"
+
+
+def test_expired_and_revoked_cookies_are_refused(c):
+    tok, _ = cookie_login(c, "off1", "officer-one")
+    ck = {"Cookie": f"dems_session={tok}"}
+    assert c.srv.request("GET", "/v1/me", headers=ck)[0] == 200
+    digest = hashlib.sha256(tok.encode()).hexdigest()
+    rc, out, err = c.srv.psql("UPDATE auth_tokens SET expires_at = now() - interval '1 second'"
+                              f" WHERE token_hash = decode('{digest}', 'hex')")
+    assert rc == 0, err
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers=ck)
+    assert st == 401 and doc["error"]["code"] == "unauthorized"
+    # Logout (with the bearer token) revokes it and clears the cookie.
+    tok, _ = cookie_login(c, "off1", "officer-one")
+    ck = {"Cookie": f"dems_session={tok}"}
+    st, _, r = c.srv.request("POST", "/v1/auth/logout", token=tok, headers=ck)
+    assert st == 204
+    assert r.getheader("Set-Cookie") == ("dems_session=; Path=/v1/; Secure; HttpOnly; "
+                                         "SameSite=Strict; Max-Age=0")
+    assert c.srv.request("GET", "/v1/me", headers=ck)[0] == 401
+    assert c.srv.request("GET", "/v1/me", token=tok)[0] == 401
+    # A disabled account's cookie stops working too.
+    tok, _ = cookie_login(c, "pros", "prosecutor1")
+    rc, _, err = c.srv.psql("UPDATE users SET disabled = true WHERE username = 'pros'")
+    assert rc == 0, err
+    assert c.srv.request("GET", "/v1/me", headers={"Cookie": f"dems_session={tok}"})[0] == 401
+    c.srv.psql("UPDATE users SET disabled = false WHERE username = 'pros'")
+
+
+def test_api_tokens_are_not_accepted_as_cookies(c):
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "script"}, token=c.off)
+    assert st == 201, doc
+    api = doc["token"]
+    assert c.srv.request("GET", "/v1/me", token=api)[0] == 200
+    st, doc, _ = c.srv.request("GET", "/v1/me", headers={"Cookie": f"dems_session={api}"})
+    assert st == 401
+
+
+def test_malformed_cookies_are_401_not_a_crash(c):
+    tok, _ = cookie_login(c, "off1", "officer-one")
+    bad = [
+        "dems_session=",
+        "dems_session",
+        "dems_session=abc$def",
+        'dems_session="' + tok + '"',
+        "dems_session=" + "A" * 64,
+        "dems_session=" + "A" * 5000,
+        f"dems_session={tok}; dems_session={tok}",  # two: cannot tell which
+        ";;;  ; =; ==; =x",
+        "dems_session=" + tok[:-1],  # unknown token
+        "DEMS_SESSION=" + tok,  # names are case-sensitive
+        "dems_session =" + "%00",
+    ]
+    for v in bad:
+        st, doc, _ = c.srv.request("GET", "/v1/me", headers={"Cookie": v})
+        assert st == 401 and doc["error"]["code"] == "unauthorized", (v, st, doc)
+    # Bytes no client library would send: control characters, high bytes.
+    for raw in (b"dems_session=\x01\x02\x03", b"dems_session=\xff\xfe" + tok.encode(),
+                b"dems_session=" + tok.encode() + b"\x00"):
+        s = raw_tls(c.srv)
+        s.sendall(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nCookie: " + raw +
+                  b"\r\nConnection: close\r\n\r\n")
+        st, head, body, _ = read_response(s)
+        s.close()
+        assert st in (400, 401), (raw, head)
+    assert c.srv.request("GET", "/healthz")[0] == 200
+    assert c.srv.request("GET", "/v1/me", headers={"Cookie": f"dems_session={tok}"})[0] == 200
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
