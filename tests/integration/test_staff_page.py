@@ -189,6 +189,10 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
                         f"https://127.0.0.1:{c.srv.port}/staff/", OFFICER[0], OFFICER[1], c.ev,
                         shot], capture_output=True, text=True, timeout=90)
     took = time.time() - t0
+    # A player's range requests are the first to find some server bugs.
+    assert c.srv.proc.poll() is None, (
+        f"demsd died (exit {c.srv.proc.returncode}) while the browser played the preview; "
+        f"log tail: {c.srv.tail(3000)}")
     lines = r.stdout.strip().splitlines()
     assert lines, f"no summary from the browser (exit {r.returncode}): {r.stderr[-2000:]}"
     s = json.loads(lines[-1])
