@@ -228,7 +228,8 @@
     const kinds = new Set((ev.previews || []).map((p) => p.kind));
     const base = `/v1/evidence/${id}`;
     if (!kinds.has('proxy')) {
-      $('player-status').textContent = previewText({ has_preview: false, preview_job: ev.preview_job }) + '.';
+      const why = ev.media && ev.media.preview_error ? `: ${ev.media.preview_error.message}` : '';
+      $('player-status').textContent = `${previewText({ has_preview: false, preview_job: ev.preview_job })}${why}.`;
       if (kinds.has('poster')) {
         const v = $('video');
         v.poster = `${base}/poster`;

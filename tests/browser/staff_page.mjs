@@ -1,10 +1,12 @@
 // Drives the staff page in headless Chromium (Debian's chromium, through
 // playwright-core; no browser download) the way a person would:
-//   node staff_page.mjs URL USERNAME PASSWORD EVIDENCE_ID [SCREENSHOT.png]
+//   node staff_page.mjs URL USERNAME PASSWORD EVIDENCE_ID [SCREENSHOT.png [FAILED_ID]]
 // opens URL (https://127.0.0.1:PORT/staff/; the self-signed certificate is
 // accepted), signs in, picks the evidence, waits until the video can play
 // (readyState >= 2), seeks to the middle, checks the thumbnail strip and that
 // clicking a tile seeks there, and collects console errors and page errors.
+// With FAILED_ID (evidence whose preview job failed) it also opens that one
+// and reads the message the page shows instead of a player.
 // Prints one JSON line (the summary the Python test asserts on) and exits 0
 // when every check passed, 1 otherwise. Bounded by TIMEOUT_MS in all.
 import { createRequire } from 'node:module';
@@ -13,7 +15,7 @@ const require = createRequire(import.meta.url);
 const { chromium } = require('playwright-core');
 
 const TIMEOUT_MS = 60_000;
-const [url, username, password, evidenceId, screenshot] = process.argv.slice(2);
+const [url, username, password, evidenceId, screenshot, failedId] = process.argv.slice(2);
 if (!url || !username || !password || !/^[0-9a-f]{64}$/.test(evidenceId || '')) {
   console.error('usage: node staff_page.mjs URL USERNAME PASSWORD EVIDENCE_ID [SCREENSHOT.png]');
   process.exit(2);
@@ -64,9 +66,8 @@ try {
     if (why !== 'net::ERR_ABORTED') summary.failed_requests.push(`${r.method()} ${r.url()}: ${why}`);
   });
   page.on('response', (r) => {
-    const u = new URL(r.url());
-    if (u.pathname.startsWith(`/v1/evidence/${evidenceId}/`))
-      summary.media_responses.push({ path: u.pathname.split('/').pop(), status: r.status(), type: r.headers()['content-type'] || '' });
+    const m = /^\/v1\/evidence\/([0-9a-f]{64})\/([^/]+)$/.exec(new URL(r.url()).pathname);
+    if (m) summary.media_responses.push({ id: m[1], path: m[2], status: r.status(), type: r.headers()['content-type'] || '' });
   });
 
   summary.step = 'open page';
@@ -158,6 +159,19 @@ try {
   summary.keyboard_seek = lastStart;
 
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+
+  if (failedId) {
+    summary.step = 'evidence without a preview';
+    await page.locator(`#evidence-list button[data-id="${failedId}"]`).click();
+    await page.waitForFunction(() => !/^Loading/.test(document.getElementById('player-status').textContent) &&
+      document.getElementById('player-status').textContent !== '', null, { timeout: 10_000 });
+    summary.failed_message = await page.locator('#player-status').innerText();
+    summary.failed_player = await page.evaluate(() => ({
+      video_hidden: document.getElementById('video').hidden,
+      src: document.getElementById('video').getAttribute('src'),
+      tiles: document.querySelectorAll('#strip button').length,
+    }));
+  }
   summary.step = 'done';
   await context.close();
   summary.ok = summary.console_errors.length === 0 && summary.page_errors.length === 0 &&

@@ -68,6 +68,8 @@ def setup():
     with open(clip, "rb") as f:
         c.data = f.read()
     c.ev = upload(c.srv, c.officer, c.data, "street-cam 2026-11-24.mp4")
+    # Not a video at all: its preview job ends dead with the reason.
+    c.bad = upload(c.srv, c.officer, b"this is a text file, not an MP4\n" * 100, "notes.mp4")
     c.ready = None
     return c
 
@@ -126,6 +128,11 @@ def wait_preview(c):
         time.sleep(0.5)
     kinds = sorted(p["kind"] for p in doc.get("previews") or [])
     c.ready = doc.get("preview_job") == "done" and "proxy" in kinds
+    while c.ready and time.time() < deadline:  # the bad file comes next in the queue
+        st, bad, _ = c.srv.request("GET", f"/v1/evidence/{c.bad}", token=c.officer)
+        if bad.get("preview_job") in ("done", "dead"):
+            break
+        time.sleep(0.2)
     if not c.ready:
         st, jobs, _ = c.srv.request("GET", "/v1/admin/jobs?kind=preview", token=c.admin)
         job = (jobs or {}).get("jobs", [{}])[0] if st == 200 else {}
@@ -138,8 +145,10 @@ def wait_preview(c):
 def test_preview_job_finishes(c):
     wait_preview(c)
     st, doc, _ = c.srv.request("GET", "/v1/evidence?limit=5", token=c.officer)
-    assert st == 200 and doc["evidence"][0]["id"] == c.ev
-    item = doc["evidence"][0]
+    assert st == 200 and [e["id"] for e in doc["evidence"]] == [c.bad, c.ev], doc
+    bad = doc["evidence"][0]
+    assert bad["preview_job"] == "dead" and bad["has_preview"] is False, bad
+    item = doc["evidence"][1]
     assert item["has_preview"] is True and item["preview_job"] == "done"
     assert item["filename"] == "street-cam 2026-11-24.mp4" and item["uploaded_by"] == OFFICER[0]
 
@@ -187,7 +196,7 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
     t0 = time.time()
     r = subprocess.run(["node", os.path.join(BROWSER_DIR, "staff_page.mjs"),
                         f"https://127.0.0.1:{c.srv.port}/staff/", OFFICER[0], OFFICER[1], c.ev,
-                        shot], capture_output=True, text=True, timeout=90)
+                        shot, c.bad], capture_output=True, text=True, timeout=90)
     took = time.time() - t0
     # A player's range requests are the first to find some server bugs.
     assert c.srv.proc.poll() is None, (
@@ -214,9 +223,15 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
     ts = s["tile_seek"]
     assert ts["start"] > 0 and abs(ts["current_time"] - ts["start"]) < 0.5, ts
     assert s["tile_current"] == "true"
+    assert s["keyboard_seek"] == 20, s["keyboard_seek"]
+    # The file that is no video: a message, no player, no requests for media.
+    assert s["failed_message"].startswith("preview failed: "), s["failed_message"]
+    assert s["failed_player"] == {"video_hidden": True, "src": None, "tiles": 0}, s
+    assert not [m for m in s["media_responses"] if m["id"] == c.bad], s["media_responses"]
     # Every media answer was a success, served under the cookie.
     bad = [m for m in s["media_responses"] if m["status"] not in (200, 206, 304)]
     assert not bad, bad
+    assert {m["id"] for m in s["media_responses"]} == {c.ev}, s["media_responses"]
     previews = [m for m in s["media_responses"] if m["path"] == "preview"]
     assert previews and all(m["type"] == "video/mp4" for m in previews), previews
     c.browser_previews = len(previews)
