@@ -146,7 +146,7 @@ static void decrypt_work(void *arg)
         if (d->err < 0)
             return;
     }
-    while (d->out_len < PIECE && !d->finished) {
+    while (PIECE - d->out_len >= DEMS_BLOB_CHUNK && !d->finished) { /* room for a whole chunk */
         long n = dems_blob_read(d->blob, d->chunk);
         if (n < 0) {
             d->err = (int)n;

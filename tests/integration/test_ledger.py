@@ -130,6 +130,17 @@ def test_download_is_ledgered_and_ranged(c):
     new = entries(c)[before:]
     assert [e["body"]["type"] for e in new] == ["DOWNLOADED", "DOWNLOADED"]
     assert new[1]["body"]["payload"] == {"first": 70000, "last": 140000}
+    # Ranges that start inside a 64 KiB chunk of files much larger than one
+    # decryption batch (256 KiB): every batch must still fit its buffer.
+    big = os.urandom(1_500_000)
+    sha, _ = upload(c, big, "big.bin")
+    for first, last in ((100, None), (65_535, 1_200_000), (300_001, None), (0, 1_499_999)):
+        rng = f"bytes={first}-" + ("" if last is None else str(last))
+        st, body, r = c.srv.request("GET", f"/v1/evidence/{sha}/content", token=c.tok,
+                                    headers={"Range": rng})
+        want = big[first:] if last is None else big[first:last + 1]
+        assert st == 206 and body == want, (rng, st, len(body))
+    assert c.srv.request("GET", "/healthz")[0] == 200
     assert c.srv.request("GET", "/v1/evidence/" + "0" * 64, token=c.tok)[0] == 404
     assert c.srv.request("GET", "/v1/evidence/xyz/content", token=c.tok)[0] == 404
 
