@@ -216,8 +216,8 @@ static void start_body(struct dems_req *req, struct download *d)
     dems_resp_header(req, "ETag", etag);
     dems_resp_header(req, "Accept-Ranges", "bytes");
     if (d->inline_) {
+        /* Cache-Control stays no-store: evidence must not linger in browser caches. */
         dems_resp_header(req, "Content-Disposition", "inline");
-        dems_resp_header(req, "Cache-Control", "private, max-age=3600");
     } else {
         snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
                  d->filename[0] != '\0' ? d->filename : d->id);
