@@ -355,13 +355,18 @@ static void main_loop(struct worker *w, int sfd)
          * libpq's buffer, where poll() cannot see them. */
         if (db != NULL && take_notifications(db))
             wake_all(w);
-        double until = next_renew;
-        if (!atomic_load(&w->stop) && next_reap < until)
-            until = next_reap;
-        if (db == NULL && next_connect < until)
-            until = next_connect;
-        if (atomic_load(&w->stop) && until > t + 0.2)
+        /*
+         * Sleep until the next thing due. Without a connection only the
+         * reconnection is due (renewals and reaping wait for it: counting
+         * their past-due times would make this a busy loop).
+         */
+        double until;
+        if (atomic_load(&w->stop))
             until = t + 0.2; /* notice slots finishing */
+        else if (db == NULL)
+            until = next_connect;
+        else
+            until = next_renew < next_reap ? next_renew : next_reap;
         int ms = until > t ? (int)((until - t) * 1000) + 1 : 0;
         struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
                                 {.fd = db != NULL ? PQsocket(db) : -1, .events = POLLIN}};

@@ -458,6 +458,36 @@ def test_serve_kills_a_worker_that_does_not_stop_in_time(c):
     assert not any(alive(p) for p in pids)
 
 
+def test_worker_waits_quietly_while_the_database_is_down(c):
+    """With its database gone a worker retries the connection with backoff
+    and sleeps in between: it must not spin (it once polled with a zero
+    timeout because renewals and reaping were past due)."""
+    srv = Server({"workers": 0}).start()
+    assert srv.stop() == 0  # the embedded database stops with serve
+    log = open(os.path.join(srv.root, "lonely.log"), "wb")
+    w = subprocess.Popen([DEMSD, "worker", "--data", srv.data], stdout=subprocess.DEVNULL,
+                         stderr=log)
+    try:
+        time.sleep(1.5)
+
+        def cpu():
+            f = open(f"/proc/{w.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+        t0, c0 = time.time(), cpu()
+        time.sleep(4)
+        used = cpu() - c0
+        assert w.poll() is None, "the worker gave up"
+        assert used < 0.5 * (time.time() - t0) / 4, f"worker used {used:.2f} s of CPU in 4 s"
+        assert '"event":"worker_db_unavailable"' in open(log.name).read()
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(10) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+
+
 def test_worker_command_line(c):
     r = subprocess.run([DEMSD, "worker", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Usage: demsd worker" in r.stdout and "verify-blob" in r.stdout
