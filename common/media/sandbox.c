@@ -214,7 +214,6 @@ static int load_filter(void)
                                         "exit_group",
                                         "getpid",
                                         "gettid",
-                                        "tgkill",
                                         "clock_gettime",
                                         "clock_getres",
                                         "gettimeofday",
@@ -257,9 +256,15 @@ static int load_filter(void)
     if (r == 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(newfstatat), 1,
                              SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, 0));
-    /* Reading limits is fine; changing them is not. */
+    /* Reading its own limits is fine; changing them is not. */
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A2(SCMP_CMP_EQ, 0));
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2, SCMP_A0(SCMP_CMP_EQ, 0),
+                             SCMP_A2(SCMP_CMP_EQ, 0));
+    /* Signals to its own threads only (abort() uses tgkill); the workers and
+     * demsd run as the same user, and kill() is not allowed at all. */
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
     if (r == 0)
         r = seccomp_load(ctx);
     seccomp_release(ctx);

@@ -153,6 +153,10 @@ int dems_media_preview(int in_fd, const struct dems_media_outputs *out,
  * socket)", "CPU limit (N s) exceeded", "file size limit (N MiB) exceeded",
  * "out of memory (address-space limit N MiB)", or the decoder's own error.
  *
+ * in_fd should be opened read-only. The outputs are written by code that
+ * parsed hostile input: treat them as untrusted too (serve them with their
+ * own Content-Type and nosniff, never parse them with more privilege).
+ *
  * Contract for the caller: call it from a single-threaded process (a dems
  * worker), or at least one where no other thread can hold a lock the child
  * needs (glibc malloc is fork-safe; FFmpeg and jansson keep no global locks

@@ -48,6 +48,7 @@
 #endif
 
 static char dir[256];
+static pid_t test_pid;
 
 /* --- corpus ------------------------------------------------------------ */
 
@@ -855,6 +856,15 @@ static int child_exec(void *arg, json_t **ret, struct dems_media_error *err)
     return 0;
 }
 
+static int child_kill_parent(void *arg, json_t **ret, struct dems_media_error *err)
+{
+    (void)arg;
+    (void)err;
+    int r = kill(test_pid, SIGTERM); /* the test process, our parent */
+    *ret = json_pack("{s:i}", "kill", r);
+    return 0;
+}
+
 static int child_open(void *arg, json_t **ret, struct dems_media_error *err)
 {
     (void)arg;
@@ -934,6 +944,7 @@ static void test_sandbox_seccomp(void **state)
     dems_media_limits_init(&lim);
     sandbox_expect(child_socket, &lim, DEMS_MEDIA_SECCOMP, "seccomp violation (syscall socket");
     sandbox_expect(child_exec, &lim, DEMS_MEDIA_SECCOMP, "seccomp violation (syscall execve");
+    sandbox_expect(child_kill_parent, &lim, DEMS_MEDIA_SECCOMP, "seccomp violation (syscall kill");
     /* Opening a file fails softly, so libraries that try carry on. */
     assert_int_equal(dems_media_sandbox_run(NULL, 0, &lim, child_open, NULL, &res, &err), 0);
     assert_int_equal((int)num(res, "fd"), -1);
@@ -979,6 +990,7 @@ static void test_codes(void **state)
 int main(void)
 {
     av_log_set_level(AV_LOG_ERROR);
+    test_pid = getpid();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codes),
         cmocka_unit_test(test_containers),
