@@ -58,10 +58,14 @@ static int write_export(const char *path, uint64_t n, struct dems_ledger_key *k,
     json_t *payload = json_pack("{s:s,s:s}", "purpose", "court preparation", "ip", "10.1.2.3");
     for (uint64_t i = 0; i < n; i++) {
         uint8_t leaf[32], sig[64];
+        /* Every type but KEY_ROTATED, whose payload must name a new key. */
+        enum dems_ledger_type type = (enum dems_ledger_type)(i % DEMS_LEDGER_TYPE_COUNT);
+        if (type == DEMS_LEDGER_KEY_ROTATED)
+            type = DEMS_LEDGER_VIEWED;
         struct dems_ledger_entry e = {
             .seq = i,
             .time_ms = 1764023456789 + (int64_t)i * 7,
-            .type = (enum dems_ledger_type)(i % DEMS_LEDGER_TYPE_COUNT),
+            .type = type,
             .actor_kind = DEMS_LEDGER_ACTOR_USER,
             .actor_id = "user:4711",
             .has_artefact = true,
