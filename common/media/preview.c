@@ -337,6 +337,9 @@ static int open_streams(struct job *j)
         j->v.ist = j->in->streams[vi];
         j->v.start = start_in(j->in, j->v.ist);
         j->v.last_pts = INT64_MIN;
+        if (j->v.ist->codecpar->width <= 0 || j->v.ist->codecpar->height <= 0)
+            return media_fail(j->err, DEMS_MEDIA_INVALID,
+                              "invalid data: video stream %d has no frame size", vi);
         plan_video(j);
         if ((r = open_decoder(j, j->v.ist, 0, &j->v.dec)) < 0)
             return r;
