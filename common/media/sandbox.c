@@ -147,7 +147,14 @@ static void close_others(int *keep, int n)
     }
 }
 
-static int set_limit(int res, rlim_t soft, rlim_t hard)
+/* glibc types the resource as an enum under _GNU_SOURCE. */
+#ifdef __GLIBC__
+typedef __rlimit_resource_t rlimit_resource;
+#else
+typedef int rlimit_resource;
+#endif
+
+static int set_limit(rlimit_resource res, rlim_t soft, rlim_t hard)
 {
     struct rlimit rl;
 
@@ -258,13 +265,13 @@ static int load_filter(void)
                              SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, 0));
     /* Reading its own limits is fine; changing them is not. */
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2, SCMP_A0(SCMP_CMP_EQ, 0),
-                             SCMP_A2(SCMP_CMP_EQ, 0));
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 2,
+                             SCMP_A0(SCMP_CMP_EQ, 0, 0), SCMP_A2(SCMP_CMP_EQ, 0, 0));
     /* Signals to its own threads only (abort() uses tgkill); the workers and
      * demsd run as the same user, and kill() is not allowed at all. */
     if (r == 0)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
     if (r == 0)
         r = seccomp_load(ctx);
     seccomp_release(ctx);
