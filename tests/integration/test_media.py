@@ -220,5 +220,18 @@ def test_hostile_input_is_a_dead_job_with_a_reason(c):
     assert sum(1 for j in jobs["jobs"] if j["payload"]["evidence"] == c.ev) == 1
 
 
+def test_media_sandbox_runner_refuses_bad_use(c):
+    """The internal runner a worker spawns: bad options are one line and exit
+    2; without its file descriptors it answers a JSON error, not a crash."""
+    r = c.srv.demsd("media-sandbox", "--timeout", "soon")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--timeout" in r.stderr, r
+    r = c.srv.demsd("media-sandbox", "--frobnicate")
+    assert r.returncode == 2 and "unknown option" in r.stderr
+    r = c.srv.demsd("media-sandbox")  # fds 3-7 are not open here
+    assert r.returncode == 1, r
+    err = json.loads(r.stdout)["error"]
+    assert err["code"].startswith("media_") and err["message"], err
+
+
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
