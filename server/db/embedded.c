@@ -8,6 +8,7 @@
  * crash between fork and prctl), the next start adopts it, and a stale
  * postmaster.pid whose process is gone is removed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -233,6 +234,45 @@ static bool adoptable(struct dems_embedded *e)
     return true; /* still there: wait_ready reports on it */
 }
 
+/*
+ * After a crash that killed the postmaster, its other processes (the
+ * checkpointer finishing an immediate shutdown, backends noticing their
+ * parent's death) can hold the old shared memory for a while, and a new
+ * postmaster refuses to start while they do ("pre-existing shared memory
+ * block is still in use"). PostgreSQL's processes run in the data
+ * directory: wait, at most 30 s, until no live process has it as its
+ * working directory.
+ */
+static void wait_old_processes(const char *pgdir)
+{
+    char want[PATH_MAX];
+    if (realpath(pgdir, want) == NULL)
+        return;
+    for (int i = 0; i < 300; i++) {
+        DIR *d = opendir("/proc");
+        bool busy = false;
+        struct dirent *de;
+        while (d != NULL && !busy && (de = readdir(d)) != NULL) {
+            uint64_t pid = 0;
+            if (dems_parse_u64(de->d_name, strlen(de->d_name), INT_MAX, &pid) < 0 ||
+                (pid_t)pid == getpid())
+                continue;
+            char link[64], cwd[PATH_MAX];
+            snprintf(link, sizeof(link), "/proc/%s/cwd", de->d_name);
+            ssize_t n = readlink(link, cwd, sizeof(cwd) - 1);
+            if (n <= 0)
+                continue;
+            cwd[n] = '\0';
+            busy = strcmp(cwd, want) == 0 && alive((pid_t)pid);
+        }
+        if (d != NULL)
+            closedir(d);
+        if (!busy)
+            return;
+        sleep_ms(100);
+    }
+}
+
 static int wait_ready(struct dems_embedded *e, const char *logpath, char *err, size_t errlen)
 {
     char ci[2 * PATH_MAX + 100];
@@ -390,8 +430,10 @@ int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **re
         e->pid = check_pidfile(e->pgdir);
         if (e->pid > 0 && !adoptable(e))
             e->pid = check_pidfile(e->pgdir); /* it exited: clean up after it */
-        if (e->pid == 0)
+        if (e->pid == 0) {
+            wait_old_processes(e->pgdir);
             r = start_postgres(cfg, e, uid, gid, logfd);
+        }
     }
     close(logfd);
     if (r == 0)
