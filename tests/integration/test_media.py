@@ -200,8 +200,14 @@ def test_audio_only_and_mjpeg(c):
 
 def test_hostile_input_is_a_dead_job_with_a_reason(c):
     junk = upload(c, b"this is not a video, whatever its name says\n" * 20, "evil.mp4")
-    trunc = upload(c, open(c.clip, "rb").read()[:3000], "truncated.mp4")
-    for ev in (junk, trunc):
+    clip = open(c.clip, "rb").read()
+    trunc = upload(c, clip[:3000], "truncated.mp4")
+    empty = upload(c, b"", "empty.mp4")
+    flipped = bytearray(clip)
+    for i in range(0, 4096, 7):  # the header (ftyp, moov) bit-flipped
+        flipped[i] ^= 0x5A
+    flip = upload(c, bytes(flipped), "flipped.mp4")
+    for ev in (junk, trunc, empty, flip):
         doc = wait_preview(c, ev, states=("dead",))
         err = doc["media"]["preview_error"]
         assert err["code"].startswith("media_") and err["message"], doc
