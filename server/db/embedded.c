@@ -258,7 +258,7 @@ static void wait_old_processes(const char *pgdir)
                 (pid_t)pid == getpid())
                 continue;
             char link[64], cwd[PATH_MAX];
-            snprintf(link, sizeof(link), "/proc/%s/cwd", de->d_name);
+            snprintf(link, sizeof(link), "/proc/%llu/cwd", (unsigned long long)pid);
             ssize_t n = readlink(link, cwd, sizeof(cwd) - 1);
             if (n <= 0)
                 continue;
