@@ -13,9 +13,12 @@
 #include "dems/media.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "dems/err.h"
 #include "dems/str.h"
@@ -50,6 +53,9 @@ static bool number(int argc, char **argv, int *i, uint64_t max, uint64_t *ret)
 
 int dems_cli_media_sandbox(int argc, char **argv)
 {
+    /* Die with the worker that started us (its sandboxed child dies with us). */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+        return answer_error("media_internal", "the worker that started this runner is gone");
     struct dems_media_limits lim;
     struct dems_media_params p;
     dems_media_limits_init(&lim);

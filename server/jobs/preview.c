@@ -291,9 +291,10 @@ static double mono(void)
  * configured timeout itself; it gets a minute more before its whole process
  * group is killed from here.
  */
-static int run_sandbox(const struct dems_config *cfg, const struct work *w, json_t **ret,
-                       struct dems_media_error *me)
+static int run_sandbox(const struct dems_job_ctx *ctx, const struct work *w, json_t **ret,
+                       struct dems_media_error *me, bool *ret_released)
 {
+    const struct dems_config *cfg = ctx->cfg;
     char pix[24], tot[24], dur[24], tmo[24], mem[24];
     snprintf(pix, sizeof(pix), "%llu", (unsigned long long)cfg->media_max_pixels);
     snprintf(tot, sizeof(tot), "%llu", (unsigned long long)cfg->media_max_total_pixels);
@@ -352,15 +353,18 @@ static int run_sandbox(const struct dems_config *cfg, const struct work *w, json
     char *buf = malloc(cap + 1);
     double deadline = mono() + (double)cfg->media_timeout + 60;
     bool killed = false;
+    *ret_released = false;
     while (buf != NULL) {
         double left = deadline - mono();
-        if (left <= 0) {
+        if (left <= 0 || dems_job_stopping(ctx)) {
+            /* Overran, or the worker is stopping: the job goes back to the queue. */
+            *ret_released = left > 0;
             kill(-pid, SIGKILL);
             killed = true;
             break;
         }
         struct pollfd q = {.fd = pfd[0], .events = POLLIN};
-        int n = poll(&q, 1, left > 60 ? 60000 : (int)(left * 1000) + 1);
+        int n = poll(&q, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -561,8 +565,14 @@ enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_jo
         }
     }
     struct dems_media_error me = {.code = DEMS_MEDIA_OK};
-    r = run_sandbox(ctx->cfg, &w, &result, &me);
+    bool released = false;
+    r = run_sandbox(ctx, &w, &result, &me, &released);
     work_close(&w);
+    if (released) {
+        snprintf(err, errlen, "the worker stopped during the preview");
+        out = DEMS_JOB_RELEASE;
+        goto done;
+    }
     if (r < 0) {
         snprintf(err, errlen, "%s: %s", dems_media_code_str(me.code), me.message);
         switch (me.code) {

@@ -226,6 +226,49 @@ def test_hostile_input_is_a_dead_job_with_a_reason(c):
     assert sum(1 for j in jobs["jobs"] if j["payload"]["evidence"] == c.ev) == 1
 
 
+def procs(pattern):
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_stopping_worker_releases_a_running_preview(c):
+    """SIGTERM to a worker in the middle of a preview kills the sandbox
+    runner and returns the job to the queue without using an attempt; the
+    restarted worker makes the preview."""
+    path = os.path.join(c.srv.root, "long.mp4")
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30", "-t", "40", "-c:v", "libx264",
+           "-preset", "ultrafast", "-pix_fmt", "yuv420p", path)
+    ev = upload(c, open(path, "rb").read(), "long.mp4")
+    wait_preview(c, ev, states=("running",), timeout=60)
+    time.sleep(1)
+    workers = procs(f"demsd worker.*{c.srv.data}")
+    assert len(workers) == 1, workers
+
+    def ppid(p):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("PPid:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+
+    # This worker's runner only (other tests may run previews meanwhile).
+    runners = [p for p in procs("media-sandbox --max-pixels") if ppid(p) == workers[0]]
+    assert runners, "no sandbox runner under the worker"
+    os.kill(workers[0], 15)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in runners):
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{p}") for p in runners), "the runner outlived its job"
+    log = open(c.srv.log_path, errors="replace").read()
+    assert '"result":"release"' in log, c.srv.tail()
+    doc = wait_preview(c, ev, timeout=300)
+    assert doc["preview_job"] == "done", doc
+    st, job, _ = c.srv.request("GET", "/v1/admin/jobs?kind=preview", token=c.tok)
+    j = [x for x in job["jobs"] if x["payload"]["evidence"] == ev][0]
+    assert j["attempts"] == 1 and j["state"] == "done", j  # the released attempt is not counted
+
+
 def test_media_sandbox_runner_refuses_bad_use(c):
     """The internal runner a worker spawns: bad options are one line and exit
     2; without its file descriptors it answers a JSON error, not a crash."""
