@@ -165,8 +165,8 @@ static int reload(struct dems_staged *s, uint8_t *cipher)
     if (n < 0)
         return DEMS_EIO;
     if (n < (ssize_t)sizeof(head)) { /* died before the head was written */
-        s->file_len = sizeof(head);
-        return write_head(s->fd, &s->st);
+        s->file_len = 0;             /* dems_staging_load writes a new one */
+        return 0;
     }
     int r = dems_blob_stream_open(master, head, &s->st);
     if (r < 0)
@@ -200,6 +200,20 @@ static int reload(struct dems_staged *s, uint8_t *cipher)
         }
         s->file_len += (uint64_t)n;
     }
+    return 0; /* dems_staging_load cuts the file to file_len */
+}
+
+/*
+ * Makes the file match the state reload found: a new head, or the torn end
+ * cut off. Called under mu, only for a state about to be registered, so it
+ * can never cut bytes that a registered state's PATCH has appended since.
+ */
+static int settle(struct dems_staged *s)
+{
+    if (s->file_len == 0) {
+        s->file_len = DEMS_BLOB_HEADER_LEN;
+        return write_head(s->fd, &s->st);
+    }
     if (ftruncate(s->fd, (off_t)s->file_len) != 0 || lseek(s->fd, (off_t)s->file_len, SEEK_SET) < 0)
         return DEMS_EIO;
     return 0;
@@ -229,8 +243,6 @@ int dems_staging_load(const char *id, uint64_t length)
     if (r == 0)
         r = reload(s, cipher);
     free(cipher);
-    s->disk_len = s->file_len;
-    s->synced_to = s->file_len;
     if (r == 0 && s->offset > length)
         r = DEMS_ECRYPTO; /* not this upload's file */
     if (r < 0) {
@@ -244,10 +256,17 @@ int dems_staging_load(const char *id, uint64_t length)
         free_staged(s);
         return 0;
     }
-    s->next = active;
-    active = s;
+    r = settle(s);
+    if (r == 0) {
+        s->disk_len = s->file_len;
+        s->synced_to = s->file_len;
+        s->next = active;
+        active = s;
+    }
     pthread_mutex_unlock(&mu);
-    return 0;
+    if (r < 0)
+        free_staged(s);
+    return r;
 }
 
 /*
