@@ -260,8 +260,12 @@ def test_stopping_worker_releases_a_running_preview(c):
     while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in runners):
         time.sleep(0.1)
     assert not any(os.path.exists(f"/proc/{p}") for p in runners), "the runner outlived its job"
-    log = open(c.srv.log_path, errors="replace").read()
-    assert '"result":"release"' in log, c.srv.tail()
+    # The worker records the release (and logs it) once its runner is gone.
+    deadline = time.time() + 30
+    while time.time() < deadline and \
+            '"result":"release"' not in open(c.srv.log_path, errors="replace").read():
+        time.sleep(0.2)
+    assert '"result":"release"' in open(c.srv.log_path, errors="replace").read(), c.srv.tail()
     doc = wait_preview(c, ev, timeout=300)
     assert doc["preview_job"] == "done", doc
     st, job, _ = c.srv.request("GET", "/v1/admin/jobs?kind=preview", token=c.tok)
