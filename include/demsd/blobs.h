@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define DEMS_BLOB_CHUNK (64 * 1024)
 /* A blob file: magic, wrapped key, secretstream header, then cipher chunks. */
@@ -46,6 +47,12 @@ void dems_blob_stream_new(const uint8_t master[static 32],
 int dems_blob_stream_open(const uint8_t master[static 32],
                           const uint8_t head[static DEMS_BLOB_HEADER_LEN],
                           crypto_secretstream_xchacha20poly1305_state *st);
+
+/* Writes all n bytes (retrying short writes and EINTR): 0 or DEMS_EIO. */
+int dems_blob_write_all(int fd, const uint8_t *p, size_t n);
+
+/* Reads up to n bytes, fewer only at end of file; -1 on a read error. */
+ssize_t dems_blob_read_full(int fd, uint8_t *p, size_t n);
 
 /*
  * Moves src, a complete blob file already fsynced whose plaintext SHA-256

@@ -159,20 +159,6 @@ static void work_remove(struct work *w)
     rmdir(w->dir);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return DEMS_EIO;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Decrypts evidence id into w->input (the sandbox reads it from an fd). */
 static int decrypt_input(const struct dems_job_ctx *ctx, const char *id, struct work *w)
 {
@@ -186,7 +172,7 @@ static int decrypt_input(const struct dems_job_ctx *ctx, const char *id, struct 
         r = fd < 0 ? DEMS_EIO : DEMS_ENOMEM;
     long n = 0;
     while (r == 0 && (n = dems_blob_read(b, chunk)) > 0)
-        r = write_all(fd, chunk, (size_t)n);
+        r = dems_blob_write_all(fd, chunk, (size_t)n);
     if (r == 0 && n < 0)
         r = (int)n;
     free(chunk);

@@ -39,7 +39,7 @@ static void blob_path(const char *data_dir, const char *id, char *out, size_t le
         snprintf(out, len, "%s/blobs/%.2s/%s", data_dir, id, id);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+int dems_blob_write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
@@ -54,7 +54,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 /* Reads up to n bytes, fewer only at end of file. */
-static ssize_t read_full(int fd, uint8_t *p, size_t n)
+ssize_t dems_blob_read_full(int fd, uint8_t *p, size_t n)
 {
     size_t got = 0;
     while (got < n) {
@@ -127,27 +127,27 @@ static int encrypt_into(int out, int in, const uint8_t master[static 32], uint8_
     uint8_t head[HEADER_LEN];
     crypto_secretstream_xchacha20poly1305_state st;
     dems_blob_stream_new(master, head, &st);
-    int r = write_all(out, head, sizeof(head));
+    int r = dems_blob_write_all(out, head, sizeof(head));
     struct dems_sha256 sha;
     uint8_t *plain = malloc(DEMS_BLOB_CHUNK), *cipher = malloc(CIPHER_CHUNK);
     if (dems_sha256_init(&sha) < 0 || plain == NULL || cipher == NULL)
         r = DEMS_ENOMEM;
     /* Read one chunk ahead so the last one can carry the FINAL tag. */
-    ssize_t n = r == 0 ? read_full(in, plain, DEMS_BLOB_CHUNK) : 0;
+    ssize_t n = r == 0 ? dems_blob_read_full(in, plain, DEMS_BLOB_CHUNK) : 0;
     while (r == 0) {
         if (n < 0) {
             r = DEMS_EIO;
             break;
         }
         uint8_t *next = malloc(DEMS_BLOB_CHUNK);
-        ssize_t m = next != NULL ? read_full(in, next, DEMS_BLOB_CHUNK) : -1;
+        ssize_t m = next != NULL ? dems_blob_read_full(in, next, DEMS_BLOB_CHUNK) : -1;
         bool last = n < DEMS_BLOB_CHUNK || m == 0;
         dems_sha256_update(&sha, plain, (size_t)n);
         unsigned long long clen = 0;
         crypto_secretstream_xchacha20poly1305_push(
             &st, cipher, &clen, plain, (unsigned long long)n, NULL, 0,
             last ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
-        r = write_all(out, cipher, (size_t)clen);
+        r = dems_blob_write_all(out, cipher, (size_t)clen);
         free(plain);
         plain = next;
         n = m;
@@ -225,7 +225,7 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
     uint8_t head[HEADER_LEN];
-    int r = read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
+    int r = dems_blob_read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
     struct dems_blob *b = r == 0 ? malloc(sizeof(*b)) : NULL;
     if (r == 0 && b == NULL)
         r = DEMS_ENOMEM;
@@ -246,7 +246,7 @@ long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
 {
     if (b->done)
         return 0;
-    ssize_t n = read_full(b->fd, b->buf, CIPHER_CHUNK);
+    ssize_t n = dems_blob_read_full(b->fd, b->buf, CIPHER_CHUNK);
     if (n < 0)
         return DEMS_EIO;
     if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)

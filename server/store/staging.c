@@ -58,37 +58,6 @@ static void path_of(const char *id, char *out, size_t len)
     snprintf(out, len, "%s/%s", dir, id);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return DEMS_EIO;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads up to n bytes, fewer only at end of file. */
-static ssize_t read_full(int fd, uint8_t *p, size_t n)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
 /* Writes a fresh blob head to fd (at its start); returns the push state. */
 static int write_head(int fd, stream_state *st)
 {
@@ -96,7 +65,7 @@ static int write_head(int fd, stream_state *st)
     dems_blob_stream_new(master, head, st);
     if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) < 0)
         return DEMS_EIO;
-    return write_all(fd, head, sizeof(head));
+    return dems_blob_write_all(fd, head, sizeof(head));
 }
 
 int dems_staging_create(const char *id)
@@ -161,7 +130,7 @@ static void free_staged(struct dems_staged *s)
 static int reload(struct dems_staged *s, uint8_t *cipher)
 {
     uint8_t head[DEMS_BLOB_HEADER_LEN];
-    ssize_t n = read_full(s->fd, head, sizeof(head));
+    ssize_t n = dems_blob_read_full(s->fd, head, sizeof(head));
     if (n < 0)
         return DEMS_EIO;
     if (n < (ssize_t)sizeof(head)) { /* died before the head was written */
@@ -173,7 +142,7 @@ static int reload(struct dems_staged *s, uint8_t *cipher)
         return r;
     s->file_len = sizeof(head);
     for (;;) {
-        n = read_full(s->fd, cipher, DEMS_BLOB_CIPHER_CHUNK);
+        n = dems_blob_read_full(s->fd, cipher, DEMS_BLOB_CIPHER_CHUNK);
         if (n < 0)
             return DEMS_EIO;
         if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)
@@ -281,7 +250,7 @@ static int flush_pend(struct dems_staged *s, bool all)
         n -= (size_t)((s->disk_len + n) % PAGE);
     if (n == 0)
         return 0;
-    if (write_all(s->fd, s->pend, n) < 0) {
+    if (dems_blob_write_all(s->fd, s->pend, n) < 0) {
         s->broken = true;
         if (ftruncate(s->fd, (off_t)s->disk_len) == 0)
             lseek(s->fd, (off_t)s->disk_len, SEEK_SET);
