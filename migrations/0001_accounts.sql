@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Accounts: staff users, bearer tokens (login sessions and API tokens) and
 -- login throttling. The application role gets only what it needs; the role's
 -- name arrives in the setting dems.app_role (set by demsd's migrator).

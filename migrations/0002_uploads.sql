@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Resumable uploads (tus 1.0.0). Bytes live in staging files under the data
 -- directory; this table holds each upload's declared length, validated
 -- metadata, owner, state and, once complete, the SHA-256 of exactly the bytes

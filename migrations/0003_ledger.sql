@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- The custody ledger (docs/ledger.md): append-only entries with their
 -- canonical bytes, RFC 6962 leaf hashes and Ed25519 signatures; the complete
 -- subtree hashes that make every proof O(log N) reads; signed checkpoints;

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Evidence: one row per distinct artefact (id = SHA-256 of the plaintext, so
 -- identical content is stored once). The bytes live encrypted in the blob
 -- store (data_dir/blobs), each with its own key wrapped by the master key in

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Docks (body-worn-camera docking stations) and other devices. A device
 -- authenticates with a TLS client certificate: either one dems's internal
 -- device CA issued from the device's CSR, or one an administrator pinned. The

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- The job queue (docs/architecture.md, "Jobs"): background work such as
 -- previews and blob re-verification, run by `demsd worker` processes that
 -- claim rows with FOR UPDATE SKIP LOCKED and are woken by NOTIFY dems_jobs.

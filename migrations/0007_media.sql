@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Media previews (docs/media.md): what probing an artefact found, the derived
 -- files a preview job made from it, and who has viewed them.
 --

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- GET /v1/evidence lists artefacts newest first, paging by (created_at, id):
 -- an index in that order makes each page a range scan instead of a sort of
 -- every artefact.

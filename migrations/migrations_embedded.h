@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The migrations compiled into demsd, generated from migrations/NNNN_name.sql. */
 #ifndef DEMS_MIGRATIONS_EMBEDDED_H
 #define DEMS_MIGRATIONS_EMBEDDED_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * demsd: dispatches the first argument to a subcommand (server/cli/).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Capped growable buffer. Growth doubles up to the cap so appends stay
  * amortised O(1) and no buffer ever exceeds what its owner allowed.

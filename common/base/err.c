@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The error table: one row per DEMS_E* code with its stable JSON code, text
  * and HTTP status. Keeping them in one place keeps the API's error codes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Text views, bounded decimal parsing, hex and base32. These are the only
  * places that turn untrusted text into numbers or bytes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The configuration table and its three sources (file, environment, flags).
  * Every key is declared once below with its type, range, default and help

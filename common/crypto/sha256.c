@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Streaming SHA-256 for evidence bytes (see dems/crypto.h). OpenSSL's EVP
  * implementation is used rather than libsodium's because it picks the CPU's

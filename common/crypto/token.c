@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Bearer tokens and password hashes. A token is 256 bits from libsodium's
  * CSPRNG shown to the client as "dems_<kind>_<base64url>"; only SHA-256 of

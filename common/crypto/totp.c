@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * RFC 6238 time-based one-time passwords (HMAC-SHA1, 30-second steps,
  * 6 digits), the parameters every authenticator app uses by default.

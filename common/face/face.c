@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The face engine's front: finding and loading the model set, per-thread
  * contexts with their scratch buffers, option checks and detector dispatch.

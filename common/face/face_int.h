@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internals of the face engine shared by the files of common/face/: the
  * weight table read from TF.js manifests, the packed layer weights, the

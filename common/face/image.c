@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Images in and network inputs out. Decodes JPEG (libjpeg-turbo, default
  * settings: the same pixels as its djpeg tool), PNG (libpng) and binary PPM

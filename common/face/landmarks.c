@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The 68-point landmark net (face-models.md 3): four densely connected
  * blocks of separable convolutions over a 112x112 face crop, a 7x7 average

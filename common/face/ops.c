@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The compute kernels of the face networks (NHWC float32, batch 1): a packed
  * GEMM for pointwise and im2col convolutions, depthwise 3x3, pooling and

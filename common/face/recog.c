@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The face recogniser (face-models.md 4): dlib's ResNet-29 metric net over a
  * 150x150 crop chosen by face-api's alignDlib rule, giving a 128-d

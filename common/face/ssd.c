@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The SSD MobileNetV1 face detector (face-models.md 1): MobileNetV1 backbone
  * at 512x512, 8 extra layers, 6 box/class heads over 5118 anchors, box

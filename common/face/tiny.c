@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tiny face detector (face-models.md 2): a YOLOv2-style net of separable
  * convolutions with leaky ReLU and max-pooling, 5 anchors per cell of an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TF.js weight manifests: reads <model>-weights_manifest.json (jansson) and
  * the .bin it names, checks both files against pinned SHA-256 values, and

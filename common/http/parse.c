@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The streaming request parser: Debian's http-parser does the HTTP/1.1
  * grammar (including chunked bodies and the request-smuggling checks on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Custody entries: the fixed set of event types, RFC 3339 times with
  * milliseconds, and the canonical bytes of an entry (an RFC 8785 object,

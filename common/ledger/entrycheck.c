@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A single-pass, allocation-free check that bytes are a canonical custody
  * entry, for whole-log verification (jansson parsing plus re-encoding costs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ledger export (docs/ledger.md, "Export"): JSON lines, a header naming
  * the origin and the log's verifier key, one line per entry in sequence

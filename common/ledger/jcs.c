@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * RFC 8785 JSON canonicalisation over jansson values, restricted to the
  * JSON the ledger uses: integers only (in the I-JSON safe range, where RFC

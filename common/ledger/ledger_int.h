@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers shared inside common/ledger: one-shot SHA-256 and base64 with
  * the standard alphabet and padding (what signed notes and the export use).

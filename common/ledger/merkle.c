@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The RFC 9162 (RFC 6962) Merkle tree: leaf and node hashes, roots and
  * proofs built from caller-stored complete-subtree hashes, proof

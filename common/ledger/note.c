@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Ed25519 log keys, entry signatures, C2SP signed notes
  * (https://c2sp.org/signed-note) and tlog checkpoints

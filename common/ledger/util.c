@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small helpers for the ledger module: SHA-256 through OpenSSL (which uses
  * the CPU's SHA extensions; whole-log verification is hash-bound), strict

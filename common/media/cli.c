@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * dems-media: the media library from the command line, for operators and the
  * benchmark.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Defaults, error codes and messages, FFmpeg version reporting, and the
  * fd-backed AVIO contexts every input and output goes through (so that

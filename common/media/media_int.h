@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers shared inside common/media: error reporting, fd-backed AVIO
  * contexts, opening an input under the limits, and the stills (poster and

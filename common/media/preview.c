@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The preview pipeline: one pass over the input decodes the chosen video and
  * audio streams, scales (libswscale) and turns the video upright, resamples

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Opening an input under the limits and describing it: container, streams,
  * frame rates, rotation, creation time, device and GPS metadata. The limits

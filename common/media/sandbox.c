@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The decoding sandbox: a forked child (no exec) with only its input,
  * outputs and a result pipe open, no core dumps, CPU/address-space/file-size/

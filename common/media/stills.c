@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The poster JPEG and the thumbnail sprite with its WebVTT index. Both are
  * fed the proxy's upright, scaled frames, so they cost one small scale per

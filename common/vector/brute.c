@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Exact search: scoring every candidate and keeping the k best in a bounded
  * max-heap. Used for small sets, for checking the graph's recall, for

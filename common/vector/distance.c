@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Distance kernels: squared L2 between float vectors and between a query in
  * code space and 8-bit codes, each in a scalar, an AVX2/FMA and an AVX-512

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The HNSW graph (Malkov and Yashunin, 2016): layered proximity graphs where
  * level 0 holds every node with up to 2m links and each higher level holds an

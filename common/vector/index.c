@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The index object: parameters, per-slot storage and its growth, the label
  * to slot map, the SQ8 quantiser, the pool of search scratch, and the public

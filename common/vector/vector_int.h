@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Internals shared by the vector core's files: the index layout, the distance
  * kernel table, the per-search scratch and the binary heaps the graph search

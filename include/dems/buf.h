@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A growable byte buffer with a hard cap, for data that is not a socket
  * stream (headers being assembled, a JSON body). Every buffer names its cap

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * demsd's configuration: one table of keys with types, ranges and defaults.
  * Values come from (lowest first) the defaults, the config file, DEMS_<KEY>

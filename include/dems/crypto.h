@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Small cryptographic building blocks over libsodium and OpenSSL: random
  * bearer tokens and their stored hash, Argon2id password hashes, and

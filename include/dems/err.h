@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * One table of error codes for all of dems. Functions that can fail for more
  * than one reason return 0 or a negative DEMS_E* value; each value maps to a

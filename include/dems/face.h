@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The face engine: our own C inference over the pre-trained networks of
  * @vladmandic/face-api 1.7.15 (SSD MobileNetV1 and tiny face detectors, the

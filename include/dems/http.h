@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Streaming HTTP/1.1 request parsing over Debian's http-parser, with dems's
  * limits. The caller feeds bytes as they arrive; the parser reports the

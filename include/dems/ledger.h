@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The custody ledger's pure half (common/ledger): canonical JSON (RFC 8785
  * subset) and custody entries, the RFC 9162 Merkle tree with proof

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Every cap on untrusted input in one list (curl's DYN_* idea). A growing
  * buffer names its cap here; nothing reads the network without one.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Media previews with FFmpeg's libraries (libavformat, libavcodec, libavutil,
  * libswscale, libswresample): a probe of any container/codec FFmpeg reads,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Text views and bounded parsing. Wire text is a struct dems_str (pointer and
  * length, not NUL-terminated). Numbers from the network are parsed only by

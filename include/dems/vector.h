@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The vector core: an approximate nearest-neighbour index (HNSW graph) over
  * fixed-dimension float32 vectors, used by face search.

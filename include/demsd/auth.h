@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Authentication and accounts: bearer tokens (login sessions and API tokens,
  * stored only as SHA-256), Argon2id passwords verified on the work pool,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The local blob store: content-addressed files under data_dir/blobs/XX/ID
  * (ID = SHA-256 of the plaintext, XX its first two hex digits), encrypted

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * demsd's subcommands. main.c dispatches argv[1] to one of these; each takes
  * the remaining arguments (argv[0] is the subcommand's name), prints its own

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The server process: one struct dems_server, N event-loop threads (struct
  * dems_loop, one event_base each) accepting from one shared listening

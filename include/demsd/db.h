@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * PostgreSQL for demsd. On event-loop threads, libpq runs in non-blocking
  * mode driven by libevent: a pool of connections per loop, queries queued

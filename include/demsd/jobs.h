@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The job queue (server/jobs/): background work kept in PostgreSQL's jobs
  * table (migrations/0006_jobs.sql) and run by `demsd worker` processes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The custody ledger service inside demsd. One appender thread per process
  * owns a blocking PostgreSQL connection and the in-memory Merkle frontier;

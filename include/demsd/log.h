@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Structured logs: one JSON object per line on standard error, with a time,
  * a level, a message and the request id when there is one. Thread-safe.

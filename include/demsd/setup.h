@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * What every subcommand that touches the database does first: read the
  * configuration from defaults, file, environment and flags; take the data

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Upload staging: the bytes of resumable uploads, encrypted as they arrive
  * into one blob-format file per upload under data_dir/staging (64 KiB

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Administrators' user management: GET /v1/admin/users lists accounts,
  * POST /v1/admin/users creates one (the Argon2id hash is computed on the

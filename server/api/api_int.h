@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared by the handlers in server/api/: JSON field readers that answer 400
  * themselves, the timestamp format, and every handler's prototype (the route

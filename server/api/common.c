@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Field readers and error answers shared by the handlers (see api_int.h). */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Docks and other devices (admin): enrol with a CSR, which the internal
  * device CA signs, or with a certificate to pin; list; revoke. Enrolment and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Evidence: GET /v1/evidence/{id} (metadata, hash, ledger sequence) and
  * GET /v1/evidence/{id}/content (the decrypted original, streamed; single

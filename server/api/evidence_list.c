@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * GET /v1/evidence: the evidence list, newest first, a page at a time.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * GET /healthz: the process is alive and its loop answers.
  * GET /readyz: the database answers and its schema is at this binary's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The job queue for administrators: list jobs (filtered by state and kind,
  * newest first, paged by id), read one, queue one of a known kind with a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ledger's read API: the latest signed checkpoint and the verifier key
  * (public: anyone may check the log), entries, and inclusion and consistency

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The caller's own account: GET /v1/me, TOTP enrolment (POST /v1/me/totp
  * issues a secret; POST /v1/me/totp/confirm turns it on once a code from it

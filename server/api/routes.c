@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The route table: every endpoint with the roles that may call it and the
  * largest body it accepts. Anything not listed here is 404; a route whose

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The staff page: GET /staff/ (index.html) and GET /staff/{file} serve the
  * static files of server/web/, compiled into demsd by server/web/embed.py;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Upload-Metadata decoding and validation (see upload_meta.h). */
 #include "upload_meta.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * tus Upload-Metadata for dems: decoding (comma-separated "key base64"
  * pairs) and validation of the keys dems accepts, with error messages that

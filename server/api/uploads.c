@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Resumable uploads: tus 1.0.0 core plus the creation, creation-with-upload,
  * termination, checksum (sha256) and expiration extensions, at /v1/uploads.

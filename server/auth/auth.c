@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Request authentication and account bootstrap. A bearer token is looked up
  * by the SHA-256 of its text, joined with its user; revoked, expired and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The session cookie: finding dems_session in a request's Cookie headers
  * (RFC 6265 §4.2.1, read leniently as browsers write it) and formatting the

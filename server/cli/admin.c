@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `demsd migrate` and `demsd admin create-user`: command-line tools that
  * reach the database directly. They work whether or not a demsd is serving

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `demsd face detect|embed IMAGE...`: runs the face engine on image files
  * and prints one JSON array with an object per image (file, width, height,

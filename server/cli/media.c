@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * demsd media-sandbox: runs one sandboxed preview for a worker (internal).
  *

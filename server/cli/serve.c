@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `demsd serve`: start-up in order — configuration, data directory lock,
  * database (embedded or configured), migrations, first administrator, TLS,

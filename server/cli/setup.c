@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Shared start-up for the subcommands: configuration from its four sources,
  * the data-directory lock, and the database (embedded or configured).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * `demsd worker`: runs job slots against the database until SIGTERM. demsd
  * serve starts these itself (config key workers); run it by hand to add

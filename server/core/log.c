@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * JSON log lines. Each line is formatted in full, then written with one
  * fwrite under stdio's lock, so lines from different threads never mix.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Event loops. One listening socket is shared by N threads, each with its own
  * event_base, connection list and database pool; the kernel hands each new

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * TLS for demsd: an OpenSSL server context with TLS 1.2 as the floor (1.3
  * preferred by OpenSSL's negotiation), forward-secret AEAD suites only, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The CPU work pool. Event-loop threads must never block, so slow pure
  * computation (Argon2id takes ~100 ms and 64 MiB by design) runs here. Each

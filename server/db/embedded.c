@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The embedded default: a private PostgreSQL cluster under data_dir/pg that
  * listens only on a Unix socket in that directory (no TCP), created with

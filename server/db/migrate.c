@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Schema migrations. The SQL files in migrations/ are compiled in (see
  * migrations/embed.py), so `demsd migrate` and /readyz need no paths. Each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Non-blocking libpq on libevent. Each loop owns a pool of connections; a
  * query goes to an idle connection or waits in a bounded FIFO. The socket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * HTTPS connections and their requests. Bytes come off a bufferevent_openssl
  * whose read high-watermark bounds what a connection may buffer; they are fed

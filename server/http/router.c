@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Route matching. Patterns are literal segments and {name} placeholders that
  * match exactly one non-empty segment. HEAD is served by GET routes. A path

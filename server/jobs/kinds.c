@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The registry of job kinds: one line per kind, naming its handler and the
  * check its payload must pass before it is queued. A worker claims only the

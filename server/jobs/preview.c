@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The preview job (queued for every ingested artefact, payload
  * {"evidence": "<sha256>"}): decrypts the original into a private work

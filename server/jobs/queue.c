@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The queue's statements over a blocking connection: enqueue, claim (FOR
  * UPDATE SKIP LOCKED, so concurrent workers never wait on each other's

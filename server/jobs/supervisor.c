@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * demsd serve's worker processes: a supervisor thread forks and execs
  * /proc/self/exe worker ... for each, watches them through pidfds, and

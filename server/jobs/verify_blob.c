@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The verify-blob job: re-reads one evidence blob end to end (authenticated
  * decryption and the SHA-256 of the plaintext against its id) with the same

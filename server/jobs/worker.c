@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A worker process: N slot threads, each with its own blocking PostgreSQL
  * connection, claiming and running jobs; and the main thread, which owns a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The ledger appender (see demsd/ledger.h). Its thread takes everything
  * queued (up to BATCH_MAX entries), and in one transaction: locks

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The encrypted, content-addressed blob store (see demsd/blobs.h). */
 #include "demsd/blobs.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The master key: 32 random bytes in a file outside the database (default
  * data_dir/keys/master.key, mode 0600). It seals the ledger's signing seed

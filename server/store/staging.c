@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Upload staging files and the registry of active uploads (see
  * demsd/store.h). A staging file is a blob file being written: bytes are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * dems-verify: the offline verifier. It needs no database and no network
  * and links only common/ libraries. Each subcommand checks one thing and

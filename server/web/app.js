@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The dems staff page: sign in, list evidence, play a preview with its
 // thumbnail strip. No framework and nothing from other origins (the CSP
 // allows 'self' only). API calls carry the session token in an

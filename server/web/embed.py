@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Embeds the staff page's files (server/web/) into a C file for demsd.
 
 Usage: embed.py OUT.c FILE...  Each file becomes a row {name, content_type,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The staff page's files compiled into demsd, generated from server/web/. */
 #ifndef DEMS_WEB_EMBEDDED_H
 #define DEMS_WEB_EMBEDDED_H

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Drives the staff page in headless Chromium (Debian's chromium, through
 // playwright-core; no browser download) the way a person would:
 //   node staff_page.mjs URL USERNAME PASSWORD EVIDENCE_ID [SCREENSHOT.png [FAILED_ID]]

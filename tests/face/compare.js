@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 /*
  * Compares two outputs of `demsd face embed` / tests/face/reference.js:
  *   node tests/face/compare.js EXPECTED.json ACTUAL.json

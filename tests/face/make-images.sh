@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates the constructed test images in tests/face/images/ from face-api's
 # demo photos (MIT) with ImageMagick 6 (Debian `imagemagick`). The outputs are
 # committed; re-running may change JPEG bytes only if ImageMagick changes.

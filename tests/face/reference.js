@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
 /*
  * The JavaScript reference for dems's face engine: runs @vladmandic/face-api
  * (installed by deploy/install.d/face-models into .models/) under node with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Regenerates the committed reference outputs (fixtures) of the face engine's
 # tests by running face-api itself (tests/face/reference.js, tfjs wasm backend)
 # over face-api's 6 demo photos and the constructed images in images/.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target for the streaming request parser (common/http). The first
  * input byte picks how the rest is split into feeds, so the fuzzer explores

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Runs a libFuzzer target over files given on the command line, for builds
  * without libFuzzer (gcc): every corpus file, including every crash ever

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # run_fuzz.sh FUZZER SECONDS SEED_DIR WORK_DIR: fuzzes for SECONDS with new
 # inputs kept in WORK_DIR (never in the source tree); a crash fails the test
 # and leaves its input in WORK_DIR for adding to the corpus.

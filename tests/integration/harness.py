@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Integration test harness: a real demsd (with its embedded PostgreSQL) on a
 free loopback port, spoken to over real TLS with Python's standard library.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Accounts and authorisation against a real demsd: login, sessions, logout,
 expiry, TOTP enrolment and login, throttling per account and per address,
 API tokens, role checks (401/403) and the admin user endpoints."""

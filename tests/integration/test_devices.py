@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Docks: enrolment by CSR (signed by the internal device CA) or by a pinned
 certificate, mutual TLS, uploads owned by the device and ledgered with it as
 the actor, revocation refusing the next request with 403 and an

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """HTTP and TLS behaviour of a real demsd: TLS versions, keep-alive and
 pipelining, the error statuses (400, 404, 405, 411/413, 415, 431, 501), the
 JSON error shape, request ids and security headers, and slow clients."""

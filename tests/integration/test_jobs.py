@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The job queue against a real demsd: verify-blob jobs queued through the
 admin API and through SQL (inside a transaction, as the ingest will) run to
 done; a LISTEN/NOTIFY wake-up picks a job up long before the fallback poll;

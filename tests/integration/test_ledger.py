@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The custody ledger and the evidence store against a real demsd: uploads
 become encrypted, content-addressed evidence with an INGESTED entry; reads
 are ledgered; checkpoints, proofs and the export verify with dems-verify

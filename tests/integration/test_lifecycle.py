@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Process lifecycle and operations: the embedded PostgreSQL (start, stop,
 nothing left behind, a second demsd refused, recovery after kill -9 with a
 stale postmaster.pid), migrations (re-run is a no-op; the application role's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Media previews against a real demsd and its supervised worker: every
 ingested artefact gets a preview job (queued in the ingest transaction); the
 worker makes the proxy MP4, poster, sprite and WebVTT index with FFmpeg's

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """What the staff page needs from the API, against a real demsd: the evidence
 list (GET /v1/evidence: order, pagination, parameters, roles) and the session
 cookie (POST /v1/auth/login {"cookie": true}): it authorises GET and HEAD

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The staff page end to end: demsd serve (with its supervised worker) serves
 /staff/ with its security headers; a real clip made by the ffmpeg command
 line is uploaded over tus; once its preview job is done, headless Chromium

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Resumable uploads (tus 1.0.0) against a real demsd: protocol headers and
 statuses, metadata validation, chunk checksums, declared whole-file hashes,
 termination, expiry, resuming after a dropped connection and after kill -9,

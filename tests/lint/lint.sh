@@ -1,9 +1,11 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # Lint checks run as tests: lint.sh CHECK (from the source root).
 #   banned     no atoi/strtol/sprintf/strcpy/strcat/strtok/gets in our C
 #   layering   common/ never includes server headers (demsd/)
 #   migrations every migrations/NNNN_*.sql is listed in migrations/meson.build
 #   format     clang-format (14, .clang-format) finds nothing to change
+#   spdx       every source file names its licence in its first lines
 set -u
 cd "$(dirname "$0")/../.."
 src=$(git ls-files 'common/*.c' 'common/*.h' 'server/*.c' 'server/*.h' 'include/*.h' 2>/dev/null ||
@@ -23,6 +25,16 @@ migrations)
 format)
     command -v clang-format >/dev/null || { echo "clang-format not installed"; exit 77; }
     clang-format --dry-run --Werror $src tests/unit/*/*.c tests/fuzz/*.c || exit 1 ;;
+spdx)
+    files=$(git ls-files '*.c' '*.h' '*.cpp' '*.py' '*.sh' '*.js' '*.mjs' '*.css' '*.html' \
+            '*.svg' '*.sql' 'meson.build' '*/meson.build' '*.service' 'tests/run' \
+            'tests/bench/*/run' 'deploy/run' 'deploy/install-deps' 'deploy/install.d/*' \
+            '.ci/run' | grep -vE '^tests/(vectors|fuzz/corpus)/')
+    [ -n "$files" ] || { echo "git ls-files found no sources"; exit 77; }
+    bad=$(for f in $files; do
+        head -3 "$f" | grep -q 'SPDX-License-Identifier: Apache-2.0' || echo "$f"
+    done)
+    [ -z "$bad" ] || { echo "files without an SPDX-License-Identifier line:"; echo "$bad"; exit 1; } ;;
 *)
     echo "unknown check $1"; exit 2 ;;
 esac

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Drives a real tus client (tus-js-client) against demsd:
 //   node tus_upload.mjs URL TOKEN FILE [abort-at-fraction]
 // Uploads FILE in 256 KiB chunks. With abort-at-fraction it first aborts

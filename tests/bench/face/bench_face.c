@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Benchmark of the face engine, stage by stage, one thread:
  *   bench_face [--models DIR] [--detector ssd|tiny] [--reps N] IMAGE...

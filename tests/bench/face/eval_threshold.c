@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Threshold evaluation for face matching without a labelled face set
  * (docs/face.md): the faces of face-api's demo photos are different people

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Face engine benchmark: our C engine vs face-api on tfjs's WASM (XNNPACK,
 # SIMD, one thread in node) and pure-JS CPU backends, same images, same run,
 # stage by stage (detection per image; landmarks and descriptor per face).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Ledger benchmark (tests/bench/ledger/run): writes an export of N signed
  * entries to a file, then times whole-log verification of it (with and

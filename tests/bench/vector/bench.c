@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * dems-vector-bench: builds and queries a dems vector index over the standard
  * .fvecs/.ivecs files, generates face-descriptor-like data with exact ground

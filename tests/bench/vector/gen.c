@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A deterministic generator of face-descriptor-like data. Each identity has a
  * unit-length centre made of a shared "face" direction, one of 64 group

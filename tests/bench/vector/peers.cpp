@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 // Benchmark peers for dems-vector-bench: hnswlib and FAISS (HNSW and IVF)
 // behind the same command-line interface, so the run script can drive all of
 // them identically on the same files. Built by tests/bench/vector/run with

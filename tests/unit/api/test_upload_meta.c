@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for server/api/upload_meta.c: tus metadata and RFC 3339 times. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

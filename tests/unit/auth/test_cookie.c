@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for server/auth/cookie.c: finding dems_session in Cookie
  * headers and formatting Set-Cookie. */
 /* cmocka.h needs these first, in this order. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/base: bounded parsing, hex, base32, capped buffers. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/config: defaults, ranges, file, environment. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/crypto: RFC 6238 vectors, tokens, Argon2id. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A stand-alone `face` program around dems_cli_face (server/cli/face.c), so
  * the command line can be tested before and apart from demsd:

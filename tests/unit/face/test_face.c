@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tests of the face engine (common/face) and its command line
  * (server/cli/face.c): the kernels against plain loops, the image decoders

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for common/http: the streaming request parser, fed whole and
  * one byte at a time, with its limits and error statuses.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for server/http/router.c against a route table of its own. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for server/jobs/queue.c's pure parts: backoff, the kinds literal. */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */

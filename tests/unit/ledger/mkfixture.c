@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Writes the fixtures test_verify_cli.sh feeds to dems-verify: a good
  * 20-entry export and tampered copies (changed payload, re-signed entry,

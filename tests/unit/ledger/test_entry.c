@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for canonical JSON and custody entries (common/ledger/jcs.c,
  * entry.c): RFC 8785 member order by UTF-16 code units, string escapes,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for the export and whole-log verification
  * (common/ledger/export.c): a consistent in-memory log verifies, and each

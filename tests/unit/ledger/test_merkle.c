@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for the Merkle tree (common/ledger/merkle.c): the RFC 6962
  * reference roots and proofs, every transparency-dev inclusion and

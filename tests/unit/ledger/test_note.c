@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for keys, entry signatures, C2SP signed notes and checkpoints
  * (common/ledger/note.c): RFC 8032 TEST 1, the C2SP signed-note example,

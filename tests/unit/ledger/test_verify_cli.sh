@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # dems-verify's exit codes and messages: test_verify_cli.sh DEMS-VERIFY MKFIXTURE
 # 0 valid, 1 invalid (with one line naming what and where), 2 usage errors.
 set -u

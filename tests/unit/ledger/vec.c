@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Vector-file helpers for the ledger unit tests (see vec.h). */
 #include "vec.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Helpers shared by the ledger unit tests: reading vector files from
  * tests/vectors (the directory is argv[1], set by meson), hex and base64.

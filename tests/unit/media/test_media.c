@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for common/media. Inputs are generated at test time with the
  * ffmpeg command line (lavfi testsrc/color/sine) into a temporary directory:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for the distance kernels (common/vector/distance.c, included to
  * reach the static per-ISA versions): every version the CPU can run agrees

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for common/vector: recall against exact search, filters,
  * removal and compaction, save/load round trips, refusal of damaged files,
