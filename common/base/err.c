@@ -29,6 +29,7 @@ static const struct err_row rows[] = {
     [13] = {"internal_error", "internal error", 500},
     [14] = {"verification_failed", "verification failed", 400},
     [15] = {"totp_required", "a valid one-time code is required", 401},
+    [16] = {"disk_full", "no space left on the data volume", 507},
 };
 
 static const struct err_row *row(int err)

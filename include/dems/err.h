@@ -24,7 +24,8 @@ enum {
     DEMS_EINTERNAL = -13,  /* a bug or an unexpected library failure */
     DEMS_ECRYPTO = -14,    /* a signature or MAC did not verify */
     DEMS_ETOTP = -15,      /* a TOTP code is required or wrong */
-    DEMS_E_LAST = -15,
+    DEMS_ENOSPC = -16,     /* the data volume is full */
+    DEMS_E_LAST = -16,
 };
 
 /* Stable snake_case code for err (e.g. "invalid_request"); never NULL. */
