@@ -19,17 +19,13 @@ void api_healthz(struct dems_req *req)
 static void on_migrations(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
-        dems_resp_json(req, 503,
-                       json_pack("{s:{s:s,s:s}}", "error", "code", "database_unavailable",
-                                 "message", "the database does not answer"));
+        dems_resp_error(req, 503, "database_unavailable", "the database does not answer");
         return;
     }
     const char *v = PQgetvalue(res, 0, 0);
     int64_t applied = api_id(v, strlen(v));
     if ((size_t)applied != dems_migrate_count()) {
-        dems_resp_json(req, 503,
-                       json_pack("{s:{s:s,s:s}}", "error", "code", "migrations_pending", "message",
-                                 "the database schema is not current"));
+        dems_resp_error(req, 503, "migrations_pending", "the database schema is not current");
         return;
     }
     dems_resp_json(req, 200,

@@ -480,28 +480,54 @@ void dems_resp_bytes(struct dems_req *req, int status, const char *content_type,
     send_response(req, status, content_type, data, len);
 }
 
+static void send_json(struct dems_req *req, int status, const char *ctype, json_t *body)
+{
+    static const char oom[] = "{\"type\":\"urn:dems:problem:out_of_memory\","
+                              "\"title\":\"Service Unavailable\",\"status\":503,"
+                              "\"detail\":\"out of memory\",\"code\":\"out_of_memory\"}";
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        send_response(req, 503, "application/problem+json", oom, sizeof(oom) - 1);
+        return;
+    }
+    send_response(req, status, ctype, text, strlen(text));
+    free(text);
+}
+
 void dems_resp_json(struct dems_req *req, int status, json_t *body)
 {
     if (body == NULL) {
         send_response(req, status, NULL, NULL, 0);
         return;
     }
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    if (text == NULL) {
-        send_response(req, 500, "application/json",
-                      "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}",
-                      63);
-        return;
-    }
-    send_response(req, status, "application/json", text, strlen(text));
-    free(text);
+    send_json(req, status, "application/json", body);
 }
 
+/*
+ * RFC 9457 problem details. The type names the stable code (a URN: it
+ * identifies, it is not fetched), the title is the status's reason phrase,
+ * the detail says what happened this time, and "code" stays as an extension
+ * member so clients written against the earlier {"error":{"code"}} shape
+ * keep one stable field to switch on. A 401 says how to authenticate
+ * (RFC 9110 section 11.6.1; RFC 6750 section 3 for bearer tokens).
+ */
 void dems_resp_error(struct dems_req *req, int status, const char *code, const char *message)
 {
-    dems_resp_json(req, status,
-                   json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", message));
+    if (req->responded || req->aborted)
+        return;
+    if (status == 401) {
+        bool sent_token =
+            req->head != NULL && dems_http_head_get(req->head, "authorization") != NULL;
+        dems_resp_header(req, "WWW-Authenticate",
+                         sent_token ? "Bearer realm=\"dems\", error=\"invalid_token\""
+                                    : "Bearer realm=\"dems\"");
+    }
+    char type[96];
+    snprintf(type, sizeof(type), "urn:dems:problem:%s", code);
+    send_json(req, status, "application/problem+json",
+              json_pack("{s:s,s:s,s:i,s:s,s:s}", "type", type, "title", reason(status), "status",
+                        status, "detail", message, "code", code));
 }
 
 void dems_resp_err(struct dems_req *req, int err)

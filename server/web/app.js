@@ -35,11 +35,15 @@
     });
     const type = r.headers.get('Content-Type') || '';
     let doc = null;
-    if (type.startsWith('application/json')) doc = await r.json();
+    if (type.startsWith('application/json') || type.startsWith('application/problem+json')) {
+      doc = await r.json();
+    }
     else if (r.status !== 204) doc = await r.text();
     if (!r.ok) {
-      const e = doc && doc.error ? doc.error : { code: 'http_' + r.status, message: `HTTP ${r.status}` };
-      throw new ApiError(r.status, e.code, e.message);
+      // Errors are RFC 9457 problem details with a stable "code" member.
+      const code = doc && doc.code ? doc.code : 'http_' + r.status;
+      const message = doc && doc.detail ? doc.detail : `HTTP ${r.status}`;
+      throw new ApiError(r.status, code, message);
     }
     return doc;
   }

@@ -64,14 +64,14 @@ def test_token_stored_only_as_hash(c):
 
 def test_wrong_password_and_unknown_user(c):
     st, doc, _ = c.srv.login("olivia", "wrong password")
-    assert st == 401 and doc["error"]["code"] == "invalid_credentials"
+    assert st == 401 and doc["code"] == "invalid_credentials"
     st, doc, _ = c.srv.login("nobody-here", "whatever1")
-    assert st == 401 and doc["error"]["code"] == "invalid_credentials"
+    assert st == 401 and doc["code"] == "invalid_credentials"
 
 
 def test_no_token_401_and_bad_token_401(c):
     st, doc, _ = c.srv.request("GET", "/v1/me")
-    assert st == 401 and doc["error"]["code"] == "unauthorized"
+    assert st == 401 and doc["code"] == "unauthorized"
     st, doc, _ = c.srv.request("GET", "/v1/me", token="dems_s_forged")
     assert st == 401
     st, doc, _ = c.srv.request("GET", "/v1/me", headers={"Authorization": "Basic YTpi"})
@@ -81,7 +81,7 @@ def test_no_token_401_and_bad_token_401(c):
 def test_wrong_role_403(c):
     st, doc, _ = c.srv.login("olivia", "correct horse")
     st, doc, _ = c.srv.request("GET", "/v1/admin/users", token=doc["token"])
-    assert st == 403 and doc["error"]["code"] == "forbidden"
+    assert st == 403 and doc["code"] == "forbidden"
     make_user(c, "pat", "prosecutor")
     st, doc, _ = c.srv.login("pat", "correct horse")
     st, doc2, _ = c.srv.request("POST", "/v1/admin/users",
@@ -112,13 +112,13 @@ def test_admin_user_validation(c):
     st, doc, _ = c.srv.request("POST", "/v1/admin/users",
                                {"username": "olivia", "password": "12345678", "role": "officer"},
                                token=c.admin)
-    assert st == 409 and doc["error"]["code"] == "user_exists"
+    assert st == 409 and doc["code"] == "user_exists"
     for bad in ({"username": "bad name", "password": "12345678", "role": "officer"},
                 {"username": "ok", "password": "short", "role": "officer"},
                 {"username": "ok", "password": "12345678", "role": "king"},
                 {"username": "ok", "password": "12345678"}):
         st, doc, _ = c.srv.request("POST", "/v1/admin/users", bad, token=c.admin)
-        assert st == 400 and doc["error"]["code"] == "invalid_field", (bad, doc)
+        assert st == 400 and doc["code"] == "invalid_field", (bad, doc)
     st, doc, _ = c.srv.request("GET", "/v1/admin/users", token=c.admin)
     names = [u["username"] for u in doc["users"]]
     assert "admin" in names and "olivia" in names and "ok" not in names
@@ -133,22 +133,22 @@ def test_totp_enrolment_and_login(c):
     secret = en["secret"]
     st, doc, _ = c.srv.request("POST", "/v1/me/totp/confirm", {"code": "000000"}, token=tok)
     if totp(secret) != "000000":
-        assert st == 400 and doc["error"]["code"] == "invalid_totp"
+        assert st == 400 and doc["code"] == "invalid_totp"
     # The previous step's code is accepted (clock skew) and enables TOTP.
     st, doc, _ = c.srv.request("POST", "/v1/me/totp/confirm", {"code": totp(secret, step_offset=-1)},
                                token=tok)
     assert st == 200 and doc["totp_enabled"] is True, doc
     # Now a password alone is not enough.
     st, doc, _ = c.srv.login("tom", "correct horse")
-    assert st == 401 and doc["error"]["code"] == "totp_required"
+    assert st == 401 and doc["code"] == "totp_required"
     st, doc, _ = c.srv.login("tom", "correct horse", totp="123456" if totp(secret) != "123456" else "654321")
-    assert st == 401 and doc["error"]["code"] == "invalid_totp"
+    assert st == 401 and doc["code"] == "invalid_totp"
     code = totp(secret)
     st, doc, _ = c.srv.login("tom", "correct horse", totp=code)
     assert st == 200, doc
     # The same code cannot be used twice (replay), nor an older step's.
     st, doc, _ = c.srv.login("tom", "correct horse", totp=code)
-    assert st == 401 and doc["error"]["code"] == "invalid_totp"
+    assert st == 401 and doc["code"] == "invalid_totp"
     st, doc, _ = c.srv.request("GET", "/v1/me", token=c.srv.login("olivia", "correct horse")[1]["token"])
     assert doc["totp_enabled"] is False
 
@@ -159,7 +159,7 @@ def test_account_throttled_after_failures(c):
         st, _, _ = c.srv.login("tina", "wrong password")
         assert st == 401
     st, doc, r = c.srv.login("tina", "correct horse")  # right password, but throttled
-    assert st == 429 and doc["error"]["code"] == "too_many_attempts"
+    assert st == 429 and doc["code"] == "too_many_attempts"
     assert int(r.getheader("Retry-After")) > 0
     # Other accounts are unaffected.
     assert c.srv.login("olivia", "correct horse")[0] == 200
@@ -188,7 +188,7 @@ def test_api_tokens(c):
     assert st == 200 and me["token_kind"] == "api"
     # An API token cannot mint more tokens.
     st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "x"}, token=api)
-    assert st == 403 and doc["error"]["code"] == "session_required"
+    assert st == 403 and doc["code"] == "session_required"
     st, lst, _ = c.srv.request("GET", "/v1/me/tokens", token=session)
     assert [x["id"] for x in lst["tokens"]] == [t["id"]]
     assert "token" not in lst["tokens"][0]

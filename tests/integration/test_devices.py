@@ -106,7 +106,7 @@ def test_unknown_certificate_is_refused(c):
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
             "-keyout", key, "-out", cert, "-subj", "/CN=stranger", "-days", "30")
     st, doc, _ = upload_as(c, cert, key, b"x")
-    assert st == 401 and doc["error"]["code"] == "unauthorized"
+    assert st == 401 and doc["code"] == "unauthorized"
     c.stranger = (cert, key)
 
 
@@ -150,7 +150,7 @@ def test_revoked_device_gets_403_and_is_ledgered(c):
     assert c.srv.request("POST", f"/v1/admin/devices/{dev['id']}/revoke", token=c.tok)[0] == 409
     assert c.srv.request("POST", "/v1/admin/devices/999/revoke", token=c.tok)[0] == 404
     st, doc, _ = upload_as(c, cert, key, b"after revocation")
-    assert st == 403 and doc["error"]["code"] == "forbidden"
+    assert st == 403 and doc["code"] == "forbidden"
     # The refusal's entry is appended without holding up the 403: poll.
     for _ in range(50):
         st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?start=0&end=100", token=c.tok)

@@ -21,10 +21,13 @@ def teardown(srv):
 
 
 def error_code(doc):
-    assert set(doc.keys()) == {"error"}, doc
-    assert set(doc["error"].keys()) == {"code", "message"}, doc
-    assert isinstance(doc["error"]["message"], str) and doc["error"]["message"]
-    return doc["error"]["code"]
+    """The stable code of an RFC 9457 problem details body, checking its shape."""
+    assert set(doc.keys()) == {"type", "title", "status", "detail", "code"}, doc
+    assert doc["type"] == "urn:dems:problem:" + doc["code"], doc
+    assert isinstance(doc["title"], str) and doc["title"], doc
+    assert isinstance(doc["status"], int), doc
+    assert isinstance(doc["detail"], str) and doc["detail"]
+    return doc["code"]
 
 
 def test_healthz_and_headers(srv):
@@ -94,6 +97,21 @@ def test_pipelined_requests(srv):
             idx = buf.index(b'{"status":"ok"}') + len(b'{"status":"ok"}')
             assert buf.startswith(b"HTTP/1.1 200"), buf[:40]
             rest = buf[idx:]
+
+
+def test_errors_are_problem_details(srv):
+    st, doc, r = srv.request("GET", "/nope")
+    assert st == 404 and error_code(doc) == "not_found" and doc["status"] == 404
+    assert doc["title"] == "Not Found"
+    assert r.getheader("Content-Type") == "application/problem+json"
+    assert r.getheader("WWW-Authenticate") is None
+    # 401 says how to authenticate; with a rejected token, why (RFC 6750).
+    st, doc, r = srv.request("GET", "/v1/me")
+    assert st == 401 and error_code(doc) == "unauthorized" and doc["status"] == 401
+    assert r.getheader("WWW-Authenticate") == 'Bearer realm="dems"', r.getheaders()
+    st, doc, r = srv.request("GET", "/v1/me", token="not-a-token")
+    assert st == 401 and error_code(doc) == "unauthorized"
+    assert r.getheader("WWW-Authenticate") == 'Bearer realm="dems", error="invalid_token"'
 
 
 def test_404_and_405_and_501(srv):
@@ -173,7 +191,7 @@ def test_json_body_checks(srv):
                              headers={"Content-Type": "text/plain"})
     assert st == 415 and error_code(doc) == "unsupported_media_type"
     st, doc, _ = srv.request("POST", "/v1/auth/login", body={"username": 5, "password": "x"})
-    assert st == 400 and error_code(doc) == "invalid_field" and "username" in doc["error"]["message"]
+    assert st == 400 and error_code(doc) == "invalid_field" and "username" in doc["detail"]
 
 
 def test_slow_client_cut_off_while_others_served(srv):

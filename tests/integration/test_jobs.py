@@ -225,11 +225,11 @@ def test_damaged_blob_retries_with_backoff_then_dead_then_retry(c):
     assert d["state"] == "done" and d["attempts"] == 1, d
     # Only failed or dead jobs can be retried.
     st, r, _ = c.srv.request("POST", f"/v1/admin/jobs/{d['id']}/retry", token=c.tok)
-    assert st == 409 and r["error"]["code"] == "job_not_retryable", r
-    assert "done" in r["error"]["message"]
+    assert st == 409 and r["code"] == "job_not_retryable", r
+    assert "done" in r["detail"]
     for bad in ("999999999", "abc", "0"):
         st, r, _ = c.srv.request("POST", f"/v1/admin/jobs/{bad}/retry", token=c.tok)
-        assert st == 404 and r["error"]["code"] == "not_found", (bad, r)
+        assert st == 404 and r["code"] == "not_found", (bad, r)
 
 
 def test_missing_evidence_is_dead_at_once(c):
@@ -259,7 +259,7 @@ def test_unknown_kind_and_bad_payloads_are_refused(c):
     ]
     for body, code, word in cases:
         st, r, _ = c.srv.request("POST", "/v1/admin/jobs", body, token=c.tok)
-        assert st == 400 and r["error"]["code"] == code and word in r["error"]["message"], \
+        assert st == 400 and r["code"] == code and word in r["detail"], \
             (body, st, r)
     # Through SQL an unknown kind is not refused (SQL does not know the
     # kinds) but no worker claims it: it waits, queued, for one that does.
@@ -279,8 +279,8 @@ def test_listing_filters_and_paging(c):
                     ("limit=0", "limit"), ("limit=501", "limit"), ("limit=x", "limit"),
                     ("after=-1", "after"), ("after=x", "after")):
         st, r, _ = c.srv.request("GET", "/v1/admin/jobs?" + q, token=c.tok)
-        assert st == 400 and r["error"]["code"] == "invalid_parameter", (q, r)
-        assert f'"{name}"' in r["error"]["message"], (q, r)
+        assert st == 400 and r["code"] == "invalid_parameter", (q, r)
+        assert f'"{name}"' in r["detail"], (q, r)
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs", token=c.tok)
     ids = [j["id"] for j in doc["jobs"]]
     assert st == 200 and len(ids) >= 5 and ids == sorted(ids, reverse=True), ids
@@ -300,7 +300,7 @@ def test_listing_filters_and_paging(c):
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs?kind=nothing-like-this", token=c.tok)
     assert st == 200 and doc["jobs"] == []
     st, r, _ = c.srv.request("GET", "/v1/admin/jobs/424242", token=c.tok)
-    assert st == 404 and r["error"]["code"] == "not_found"
+    assert st == 404 and r["code"] == "not_found"
 
 
 def test_admin_only(c):

@@ -303,7 +303,7 @@ def test_key_rotation_is_a_ledger_entry(c):
     st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key", {}, token=officer)
     assert st == 403, doc
     st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key", {"reason": 7}, token=c.tok)
-    assert st == 400 and "reason" in doc["error"]["message"], doc
+    assert st == 400 and "reason" in doc["detail"], doc
     st, doc, _ = c.srv.request("POST", "/v1/admin/ledger/rotate-key",
                                {"reason": "annual rotation"}, token=c.tok)
     assert st == 201 and doc["vkey"] != old_key, doc

@@ -178,7 +178,7 @@ def test_playback_endpoints(c):
     assert len(views) == 5
     # Unknown evidence, malformed ids, no token.
     assert c.srv.request("GET", "/v1/evidence/" + "0" * 64 + "/preview",
-                         token=c.off)[1]["error"]["code"] == "preview_not_ready"
+                         token=c.off)[1]["code"] == "preview_not_ready"
     assert c.srv.request("GET", "/v1/evidence/xyz/preview", token=c.off)[0] == 404
     assert c.srv.request("GET", f"/v1/evidence/{ev}/preview")[0] == 401
 
@@ -190,7 +190,7 @@ def test_audio_only_and_mjpeg(c):
     assert doc["preview_job"] == "done", doc
     assert [p["kind"] for p in doc["previews"]] == ["proxy"], doc["previews"]
     st, body, _ = c.srv.request("GET", f"/v1/evidence/{audio}/poster", token=c.off)
-    assert st == 404 and body["error"]["code"] == "preview_not_ready"
+    assert st == 404 and body["code"] == "preview_not_ready"
     doc = wait_preview(c, cctv)
     assert doc["preview_job"] == "done", doc
     v = [s for s in doc["media"]["probe"]["streams"] if s.get("codec") == "mjpeg"

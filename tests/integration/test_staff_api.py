@@ -122,8 +122,8 @@ def test_list_bad_parameters_name_the_parameter(c):
                     ("before=2026-13-01T00:00:00Z", "before"),
                     ("before=%27%20OR%201%3D1%20--", "before"), ("before=%zz", "before")):
         st, doc, _ = get(c, "/v1/evidence?" + q)
-        assert st == 400 and doc["error"]["code"] == "invalid_parameter", (q, st, doc)
-        assert f'"{name}"' in doc["error"]["message"], (q, doc)
+        assert st == 400 and doc["code"] == "invalid_parameter", (q, st, doc)
+        assert f'"{name}"' in doc["detail"], (q, doc)
     st, doc, _ = get(c, "/v1/evidence?limit=200")
     assert st == 200
 
@@ -132,7 +132,7 @@ def test_list_roles(c):
     st, doc, _ = c.srv.request("GET", "/v1/evidence")
     assert st == 401
     st, doc, _ = get(c, "/v1/evidence", token=c.pros)
-    assert st == 403 and doc["error"]["code"] == "forbidden"
+    assert st == 403 and doc["code"] == "forbidden"
     st, doc, _ = get(c, "/v1/evidence", token=c.admin)
     assert st == 200 and len(doc["evidence"]) == 5
 
@@ -152,8 +152,8 @@ def test_login_sets_cookie_only_when_asked(c):
     for bad in ("yes", 1, None, {}):
         st, doc, r = c.srv.request("POST", "/v1/auth/login",
                                    {"username": "off1", "password": "officer-one", "cookie": bad})
-        assert st == 400 and doc["error"]["code"] == "invalid_field", (bad, doc)
-        assert '"cookie"' in doc["error"]["message"]
+        assert st == 400 and doc["code"] == "invalid_field", (bad, doc)
+        assert '"cookie"' in doc["detail"]
     # A failed login sets nothing.
     st, doc, r = c.srv.request("POST", "/v1/auth/login",
                                {"username": "off1", "password": "wrong-pass", "cookie": True})
@@ -205,7 +205,7 @@ def test_cookie_never_authorises_state_changes(c):
     ]
     for method, path, body, extra in cases:
         st, doc, _ = c.srv.request(method, path, body=body, headers=dict(ck, **extra))
-        assert st == 401 and doc["error"]["code"] == "unauthorized", (method, path, st, doc)
+        assert st == 401 and doc["code"] == "unauthorized", (method, path, st, doc)
     # Nothing happened: the session is alive and no token was made.
     st, doc, _ = c.srv.request("GET", "/v1/me", headers=ck)
     assert st == 200
@@ -236,7 +236,7 @@ def test_expired_and_revoked_cookies_are_refused(c):
                               f" WHERE token_hash = decode('{digest}', 'hex')")
     assert rc == 0, err
     st, doc, _ = c.srv.request("GET", "/v1/me", headers=ck)
-    assert st == 401 and doc["error"]["code"] == "unauthorized"
+    assert st == 401 and doc["code"] == "unauthorized"
     # Logout (with the bearer token) revokes it and clears the cookie.
     tok, _ = cookie_login(c, "off1", "officer-one")
     ck = {"Cookie": f"dems_session={tok}"}
@@ -280,7 +280,7 @@ def test_malformed_cookies_are_401_not_a_crash(c):
     ]
     for v in bad:
         st, doc, _ = c.srv.request("GET", "/v1/me", headers={"Cookie": v})
-        assert st == 401 and doc["error"]["code"] == "unauthorized", (v, st, doc)
+        assert st == 401 and doc["code"] == "unauthorized", (v, st, doc)
     # Bytes no client library would send: control characters, high bytes.
     for raw in (b"dems_session=\x01\x02\x03", b"dems_session=\xff\xfe" + tok.encode(),
                 b"dems_session=" + tok.encode() + b"\x00"):

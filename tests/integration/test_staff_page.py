@@ -106,7 +106,7 @@ def test_page_is_served_with_strict_headers(c):
     st, body, r = c.srv.request("HEAD", "/staff/app.js")
     assert st == 200 and not body and int(r.getheader("Content-Length")) > 0
     st, doc, _ = c.srv.request("GET", "/staff/nothing.js")
-    assert st == 404 and doc["error"]["code"] == "not_found"
+    assert st == 404 and doc["code"] == "not_found"
     st, doc, _ = c.srv.request("POST", "/staff/")
     assert st == 405
     for path in ("/", "/staff"):
