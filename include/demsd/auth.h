@@ -64,4 +64,10 @@ int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size
 /* Validates a username: 1..64 of [A-Za-z0-9._@-]. */
 bool dems_auth_username_ok(const char *name);
 
+/*
+ * Folds a username to the form it is stored and compared in (ASCII lower
+ * case), in place: "OfficerA" and "officera" are one account.
+ */
+void dems_auth_username_fold(char *name);
+
 #endif

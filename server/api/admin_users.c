@@ -103,6 +103,7 @@ void api_admin_users_create(struct dems_req *req)
     c->req = req;
     dems_req_ref(req);
     snprintf(c->username, sizeof(c->username), "%s", username);
+    dems_auth_username_fold(c->username);
     snprintf(c->role, sizeof(c->role), "%s", role);
     c->password = sodium_malloc(strlen(password) + 1);
     if (c->password != NULL)

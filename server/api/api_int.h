@@ -32,8 +32,78 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
 /* Answers 503/500 for a failed query. */
 void api_db_error(struct dems_req *req, const PGresult *res, int err);
 
+/*
+ * The prologue of a handler's query callback: answers 503/500 for a failed
+ * query, or 404 with code and detail when the result has no row, and
+ * returns false; true when there is at least one row to read.
+ */
+bool api_found(struct dems_req *req, const PGresult *res, int err, const char *code,
+               const char *detail);
+
+/*
+ * Result columns by name (a query's column order can change without its
+ * readers noticing; names cannot). The column must exist: a missing name is
+ * a programming error (assert). api_col gives "" for NULL.
+ */
+const char *api_col(const PGresult *res, int row, const char *name);
+bool api_col_null(const PGresult *res, int row, const char *name);
+int64_t api_col_int(const PGresult *res, int row, const char *name); /* 0 when not a number */
+bool api_col_bool(const PGresult *res, int row, const char *name);
+/* A text column as a JSON string, or JSON null when NULL (new reference). */
+json_t *api_col_json_str(const PGresult *res, int row, const char *name);
+
 /* Parses a decimal id from a column or path segment; 0 when not one. */
 int64_t api_id(const char *s, size_t len);
+
+/* Answers 400 invalid_parameter: query parameter "name" <why>. */
+void api_bad_param(struct dems_req *req, const char *name, const char *why);
+
+/*
+ * Ledgered actions: queues item (ownership moves) with done(item, req)
+ * to run on the request's loop once it is durable or has failed; holds a
+ * reference to req until then, which done must drop (dems_req_unref). When
+ * the ledger is stopping, answers 503 itself and done never runs.
+ */
+struct dems_ledger_item;
+void api_ledger_submit(struct dems_req *req, struct dems_ledger_item *item,
+                       void (*done)(struct dems_ledger_item *item, void *req));
+
+/*
+ * One paging style for every list (docs/api.md, "Lists"): ?limit= (1 to
+ * API_PAGE_MAX, default API_PAGE_DEFAULT) and ?cursor= (opaque: the
+ * "next_cursor" of the previous page, passed back unchanged). The answer is
+ * {"<items>": [...], "next_cursor": "..." | null} with, when another page
+ * follows, a Link: <...>; rel="next" header holding the same query with the
+ * next cursor. Queries ask for one row more than the page (api_page_sql_limit)
+ * so the answer knows whether another page follows.
+ */
+#define API_PAGE_DEFAULT 50
+#define API_PAGE_MAX     200
+#define API_CURSOR_MAX   128
+
+struct api_page {
+    uint64_t limit;
+    bool has_cursor;
+    char cursor[API_CURSOR_MAX + 1]; /* [A-Za-z0-9._:@~-] */
+};
+
+/* Reads ?limit and ?cursor; answers 400 naming the parameter and returns false when bad. */
+bool api_page_parse(struct dems_req *req, struct api_page *ret);
+
+/* The LIMIT for the page's query (limit + 1), as decimal text. */
+void api_page_sql_limit(const struct api_page *page, char out[static 24]);
+
+/*
+ * Answers 200 with up to the page's limit of rows of res, each made by item
+ * (NULL = out of memory), under the key name; the next cursor is the
+ * cursor_col value of the page's last row when res holds more rows than the
+ * page.
+ */
+void api_page_answer(struct dems_req *req, const PGresult *res, const char *name,
+                     const char *cursor_col, json_t *(*item)(const PGresult *res, int row));
+
+/* As api_page_answer for items already made (stolen) and a next cursor (NULL = last page). */
+void api_page_send(struct dems_req *req, const char *name, json_t *items, const char *next);
 
 /* Routes are attached in routes.c. */
 void api_healthz(struct dems_req *req);
@@ -48,6 +118,8 @@ void api_tokens_list(struct dems_req *req);
 void api_tokens_revoke(struct dems_req *req);
 void api_admin_users_create(struct dems_req *req);
 void api_admin_users_list(struct dems_req *req);
+void api_lockouts_list(struct dems_req *req);
+void api_lockouts_lift(struct dems_req *req);
 void api_uploads_options(struct dems_req *req);
 int api_uploads_create_begin(struct dems_req *req);
 int api_uploads_patch_begin(struct dems_req *req);

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Field readers and error answers shared by the handlers (see api_int.h). */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "dems/buf.h"
 #include "dems/err.h"
 #include "dems/str.h"
+#include "demsd/core.h"
+#include "demsd/ledger.h"
 
 #include "api_int.h"
 
@@ -68,10 +72,199 @@ void api_db_error(struct dems_req *req, const PGresult *res, int err)
     dems_resp_err(req, err == DEMS_EDB && res != NULL ? DEMS_EINTERNAL : DEMS_EDB);
 }
 
+bool api_found(struct dems_req *req, const PGresult *res, int err, const char *code,
+               const char *detail)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        return false;
+    }
+    if (PQntuples(res) < 1) {
+        dems_resp_error(req, 404, code, detail);
+        return false;
+    }
+    return true;
+}
+
+static int col(const PGresult *res, const char *name)
+{
+    int c = PQfnumber(res, name);
+    assert(c >= 0 && "the query has no column of that name");
+    return c;
+}
+
+const char *api_col(const PGresult *res, int row, const char *name)
+{
+    return PQgetvalue(res, row, col(res, name));
+}
+
+bool api_col_null(const PGresult *res, int row, const char *name)
+{
+    return PQgetisnull(res, row, col(res, name)) != 0;
+}
+
+int64_t api_col_int(const PGresult *res, int row, const char *name)
+{
+    const char *v = api_col(res, row, name);
+    return api_id(v, strlen(v));
+}
+
+bool api_col_bool(const PGresult *res, int row, const char *name)
+{
+    return api_col(res, row, name)[0] == 't';
+}
+
+json_t *api_col_json_str(const PGresult *res, int row, const char *name)
+{
+    return api_col_null(res, row, name) ? json_null() : json_string(api_col(res, row, name));
+}
+
 int64_t api_id(const char *s, size_t len)
 {
     uint64_t v = 0;
     if (dems_parse_u64(s, len, INT64_MAX, &v) < 0)
         return 0;
     return (int64_t)v;
+}
+
+void api_bad_param(struct dems_req *req, const char *name, const char *why)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), "query parameter \"%s\" %s", name, why);
+    dems_resp_error(req, 400, "invalid_parameter", msg);
+}
+
+void api_ledger_submit(struct dems_req *req, struct dems_ledger_item *item,
+                       void (*done)(struct dems_ledger_item *item, void *req))
+{
+    item->done = done;
+    item->arg = req;
+    dems_req_ref(req);
+    struct dems_loop *loop = dems_req_loop(req);
+    if (dems_ledger_append(loop->srv, loop, item) < 0) {
+        dems_req_unref(req);
+        dems_resp_err(req, DEMS_EUNAVAIL);
+    }
+}
+
+/* ---- paging ---- */
+
+static bool cursor_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("._:@~-", c) != NULL;
+}
+
+bool api_page_parse(struct dems_req *req, struct api_page *ret)
+{
+    struct dems_str v;
+    struct api_page p = {.limit = API_PAGE_DEFAULT};
+    if (dems_req_query(req, "limit", &v) &&
+        (dems_parse_u64(v.ptr, v.len, API_PAGE_MAX, &p.limit) < 0 || p.limit == 0)) {
+        char why[64];
+        snprintf(why, sizeof(why), "must be a whole number from 1 to %d", API_PAGE_MAX);
+        api_bad_param(req, "limit", why);
+        return false;
+    }
+    if (dems_req_query(req, "cursor", &v)) {
+        bool ok = v.len > 0 && v.len <= API_CURSOR_MAX;
+        for (size_t i = 0; ok && i < v.len; i++)
+            ok = cursor_char(v.ptr[i]);
+        if (!ok) {
+            api_bad_param(req, "cursor", "is not a cursor this list gave");
+            return false;
+        }
+        memcpy(p.cursor, v.ptr, v.len);
+        p.cursor[v.len] = '\0';
+        p.has_cursor = true;
+    }
+    *ret = p;
+    return true;
+}
+
+void api_page_sql_limit(const struct api_page *page, char out[static 24])
+{
+    snprintf(out, 24, "%llu", (unsigned long long)page->limit + 1);
+}
+
+/* Bytes of a query that go into a Link target as they are; others are %XX. */
+static bool link_safe(char c)
+{
+    return cursor_char(c) || strchr("%=&+,;!$'()*/?", c) != NULL;
+}
+
+/*
+ * The next page's link: this request's path and query with the cursor
+ * replaced. Bytes that could end the <...> or the header are re-encoded.
+ */
+static void set_next_link(struct dems_req *req, const char *next)
+{
+    const struct dems_http_head *h = dems_req_head(req);
+    struct dems_buf b;
+    dems_buf_init(&b, 8192);
+    int r = dems_buf_append(&b, "<", 1);
+    for (size_t i = 0; r == 0 && i < h->path.len; i++) {
+        char c = h->path.ptr[i];
+        char enc[4];
+        snprintf(enc, sizeof(enc), "%%%02X", (unsigned char)c);
+        r = link_safe(c) ? dems_buf_append(&b, &c, 1) : dems_buf_append(&b, enc, 3);
+    }
+    r = r == 0 ? dems_buf_append(&b, "?", 1) : r;
+    struct dems_str q = h->query;
+    while (r == 0 && q.len > 0) {
+        const char *amp = memchr(q.ptr, '&', q.len);
+        size_t n = amp != NULL ? (size_t)(amp - q.ptr) : q.len;
+        bool is_cursor = n >= 7 && memcmp(q.ptr, "cursor=", 7) == 0;
+        for (size_t i = 0; r == 0 && !is_cursor && n > 0 && i <= n; i++) {
+            char c = i < n ? q.ptr[i] : '&';
+            char enc[4];
+            snprintf(enc, sizeof(enc), "%%%02X", (unsigned char)c);
+            r = link_safe(c) ? dems_buf_append(&b, &c, 1) : dems_buf_append(&b, enc, 3);
+        }
+        q.ptr += n + (amp != NULL ? 1 : 0);
+        q.len -= n + (amp != NULL ? 1 : 0);
+    }
+    if (r == 0)
+        r = dems_buf_append(&b, "cursor=", 7);
+    if (r == 0)
+        r = dems_buf_append(&b, next, strlen(next));
+    if (r == 0)
+        r = dems_buf_append(&b, ">; rel=\"next\"\0", 14);
+    if (r == 0)
+        dems_resp_header(req, "Link", (const char *)b.data);
+    dems_buf_done(&b);
+}
+
+void api_page_send(struct dems_req *req, const char *name, json_t *items, const char *next)
+{
+    if (items == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    if (next != NULL)
+        set_next_link(req, next);
+    dems_resp_json(req, 200,
+                   json_pack("{s:o,s:o}", name, items, "next_cursor",
+                             next != NULL ? json_string(next) : json_null()));
+}
+
+void api_page_answer(struct dems_req *req, const PGresult *res, const char *name,
+                     const char *cursor_col, json_t *(*item)(const PGresult *res, int row))
+{
+    struct api_page page;
+    if (!api_page_parse(req, &page)) /* checked before the query: cannot fail here */
+        return;
+    int n = PQntuples(res);
+    bool more = (uint64_t)n > page.limit;
+    if (more)
+        n = (int)page.limit;
+    json_t *arr = json_array();
+    for (int i = 0; arr != NULL && i < n; i++) {
+        json_t *o = item(res, i);
+        if (o == NULL || json_array_append_new(arr, o) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    api_page_send(req, name, arr, more ? api_col(res, n - 1, cursor_col) : NULL);
 }

@@ -268,13 +268,24 @@ static void on_throttle(void *arg, const PGresult *res, int err)
         return;
     }
     const struct dems_config *cfg = cfg_of(l);
-    const char *u = PQgetvalue(res, 0, 0), *a = PQgetvalue(res, 0, 1);
-    if ((uint64_t)api_id(u, strlen(u)) >= cfg->login_max_failures ||
-        (uint64_t)api_id(a, strlen(a)) >= cfg->login_max_failures_per_address) {
-        char retry[24];
-        snprintf(retry, sizeof(retry), "%llu", (unsigned long long)cfg->login_window);
+    bool user_locked = (uint64_t)api_col_int(res, 0, "user_failures") >= cfg->login_max_failures;
+    bool addr_locked =
+        (uint64_t)api_col_int(res, 0, "addr_failures") >= cfg->login_max_failures_per_address;
+    if (user_locked || addr_locked) {
+        /* Retry when the later of the two lockouts ends (at least a second). */
+        int64_t wait = 1, u = api_col_int(res, 0, "user_left"), a = api_col_int(res, 0, "addr_left");
+        if (user_locked && u > wait)
+            wait = u;
+        if (addr_locked && a > wait)
+            wait = a;
+        char retry[24], msg[160];
+        snprintf(retry, sizeof(retry), "%lld", (long long)wait);
+        snprintf(msg, sizeof(msg),
+                 "too many failed logins from this %s; try again in %lld seconds, or ask an"
+                 " administrator to lift the lockout",
+                 user_locked ? "account" : "address", (long long)wait);
         dems_resp_header(l->req, "Retry-After", retry);
-        login_end(l, 429, "too_many_attempts", "too many failed logins; try again later");
+        login_end(l, 429, "too_many_attempts", msg);
         return;
     }
     const char *params[] = {l->username};
@@ -283,6 +294,11 @@ static void on_throttle(void *arg, const PGresult *res, int err)
                 " FROM users WHERE username = $1",
                 1, params, on_user);
 }
+
+/* Whole seconds until the counting window of key k ends (0 when none). */
+#define LEFT_SQL(k)                                                                                \
+    "coalesce(ceil(extract(epoch FROM max(window_start) FILTER (WHERE key = " k ")"                \
+    " + make_interval(secs => $3::int) - now()))::bigint, 0)"
 
 void api_login(struct dems_req *req)
 {
@@ -312,19 +328,21 @@ void api_login(struct dems_req *req)
     }
     memcpy(l->password, password, l->password_len + 1);
     snprintf(l->username, sizeof(l->username), "%s", username);
+    dems_auth_username_fold(l->username);
     if (totp != NULL) {
         snprintf(l->totp, sizeof(l->totp), "%s", totp);
         l->has_totp = true;
     }
-    snprintf(l->user_key, sizeof(l->user_key), "u:%s", username);
+    snprintf(l->user_key, sizeof(l->user_key), "u:%s", l->username);
     snprintf(l->addr_key, sizeof(l->addr_key), "a:%s", dems_req_peer(req));
     char window[24];
     snprintf(window, sizeof(window), "%llu",
              (unsigned long long)dems_req_loop(req)->srv->cfg->login_window);
     const char *params[] = {l->user_key, l->addr_key, window};
     login_query(l,
-                "SELECT coalesce(max(failures) FILTER (WHERE key = $1), 0),"
-                " coalesce(max(failures) FILTER (WHERE key = $2), 0)"
+                "SELECT coalesce(max(failures) FILTER (WHERE key = $1), 0) AS user_failures,"
+                " coalesce(max(failures) FILTER (WHERE key = $2), 0) AS addr_failures,"
+                " " LEFT_SQL("$1") " AS user_left, " LEFT_SQL("$2") " AS addr_left"
                 " FROM login_throttle WHERE key IN ($1, $2)"
                 " AND window_start > now() - make_interval(secs => $3::int)",
                 3, params, on_throttle);

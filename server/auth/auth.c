@@ -141,9 +141,24 @@ bool dems_auth_username_ok(const char *name)
     return true;
 }
 
-int dems_auth_create_user_sync(PGconn *db, const char *username, const char *role,
+void dems_auth_username_fold(char *name)
+{
+    for (; *name != '\0'; name++) {
+        if (*name >= 'A' && *name <= 'Z')
+            *name = (char)(*name - 'A' + 'a');
+    }
+}
+
+int dems_auth_create_user_sync(PGconn *db, const char *name, const char *role,
                                const char *password, char *err, size_t errlen)
 {
+    char username[DEMS_MAX_USERNAME + 1];
+    if (strlen(name) < sizeof(username)) {
+        memcpy(username, name, strlen(name) + 1);
+        dems_auth_username_fold(username);
+    } else {
+        username[0] = '\0'; /* too long: refused below */
+    }
     if (!dems_auth_username_ok(username)) {
         snprintf(err, errlen, "username must be 1-64 characters of A-Z a-z 0-9 . _ @ -");
         return DEMS_EINVAL;

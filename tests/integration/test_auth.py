@@ -5,6 +5,7 @@ API tokens, role checks (401/403) and the admin user endpoints."""
 import base64
 import hashlib
 import hmac
+import json
 import struct
 import time
 
@@ -175,6 +176,102 @@ def test_address_throttled(c):
     assert st == 429, doc
     c.srv.psql("DELETE FROM login_throttle")
     assert c.srv.login("olivia", "correct horse")[0] == 200
+
+
+def entry(c, seq):
+    """The ledger entry at seq, decoded from its canonical bytes."""
+    st, out, err = c.srv.psql(f"SELECT convert_from(bytes, 'UTF8') FROM ledger_entries WHERE seq = {seq}")
+    assert st == 0, err
+    return json.loads(out)
+
+
+def lock_out(c, name):
+    for _ in range(3):
+        assert c.srv.login(name, "wrong password")[0] == 401
+
+
+def test_lockout_says_when_to_retry(c):
+    c.srv.psql("DELETE FROM login_throttle")
+    make_user(c, "rita", "officer")
+    lock_out(c, "rita")
+    st, doc, r = c.srv.login("rita", "correct horse")
+    wait = int(r.getheader("Retry-After"))
+    assert st == 429 and 55 <= wait <= 60, (st, wait)
+    assert f"try again in {wait} seconds" in doc["detail"], doc
+    # 50 s of the 60 s window have passed: the answer says so.
+    c.srv.psql("UPDATE login_throttle SET window_start = now() - interval '50 seconds'"
+               " WHERE key = 'u:rita'")
+    st, doc, r = c.srv.login("rita", "correct horse")
+    assert st == 429 and 1 <= int(r.getheader("Retry-After")) <= 10, r.getheader("Retry-After")
+    c.srv.psql("DELETE FROM login_throttle")
+
+
+def test_admin_lifts_a_lockout(c):
+    c.srv.psql("DELETE FROM login_throttle")
+    make_user(c, "lara", "officer")
+    lock_out(c, "lara")
+    assert c.srv.login("lara", "correct horse")[0] == 429
+    st, doc, _ = c.srv.request("GET", "/v1/admin/lockouts", token=c.admin)
+    assert st == 200 and doc["next_cursor"] is None, doc
+    mine = [x for x in doc["lockouts"] if x.get("username") == "lara"]
+    assert len(mine) == 1 and mine[0]["locked"] is True and mine[0]["failures"] == 3, doc
+    assert mine[0]["kind"] == "user" and mine[0]["until"] > mine[0]["since"]
+    # Only administrators see or lift lockouts.
+    officer = c.srv.login("olivia", "correct horse")[1]["token"]
+    assert c.srv.request("GET", "/v1/admin/lockouts", token=officer)[0] == 403
+    assert c.srv.request("POST", "/v1/admin/lockouts/lift", {"username": "lara"},
+                         token=officer)[0] == 403
+    for bad in ({}, {"username": "lara", "address": "127.0.0.1"}, {"username": "no spaces"}):
+        st, doc, _ = c.srv.request("POST", "/v1/admin/lockouts/lift", bad, token=c.admin)
+        assert st == 400 and doc["code"] == "invalid_field", (bad, doc)
+    st, doc, _ = c.srv.request("POST", "/v1/admin/lockouts/lift", {"username": "LARA"},
+                               token=c.admin)
+    assert st == 200 and doc["lifted"] is True and doc["failures_cleared"] == 3, doc
+    e = entry(c, doc["seq"])
+    assert e["type"] == "LOCKOUT_LIFTED" and e["actor"] == {"kind": "user", "id": "admin"}, e
+    assert e["payload"] == {"username": "lara", "failures": 3}, e
+    assert c.srv.login("lara", "correct horse")[0] == 200
+    st, doc, _ = c.srv.request("POST", "/v1/admin/lockouts/lift", {"username": "lara"},
+                               token=c.admin)
+    assert st == 200 and doc == {"lifted": False, "failures_cleared": 0}, doc
+    # An address locked by guesses at many names is lifted the same way.
+    for i in range(8):
+        c.srv.login(f"ghost{i}", "wrong password")
+    assert c.srv.login("olivia", "correct horse")[0] == 429
+    st, doc, _ = c.srv.request("POST", "/v1/admin/lockouts/lift", {"address": "127.0.0.1"},
+                               token=c.admin)
+    assert st == 200 and doc["lifted"] is True and doc["failures_cleared"] >= 8, doc
+    assert entry(c, doc["seq"])["payload"]["address"] == "127.0.0.1"
+    assert c.srv.login("olivia", "correct horse")[0] == 200
+    c.srv.psql("DELETE FROM login_throttle")
+
+
+def test_usernames_are_case_folded(c):
+    st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                               {"username": "OfficerCase", "password": "correct horse",
+                                "role": "officer"}, token=c.admin)
+    assert st == 201 and doc["username"] == "officercase", doc
+    for name in ("officercase", "OFFICERCASE", "officerCASE"):
+        st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                                   {"username": name, "password": "correct horse",
+                                    "role": "admin"}, token=c.admin)
+        assert st == 409 and doc["code"] == "user_exists", (name, doc)
+    for name in ("officercase", "OFFICERCASE", "OfficerCase"):
+        st, doc, _ = c.srv.login(name, "correct horse")
+        assert st == 200, (name, doc)
+        assert c.srv.request("GET", "/v1/me", token=doc["token"])[1]["username"] == "officercase"
+    # Failures count against the one account however the name is written.
+    for name in ("OFFICERCASE", "officercase", "OfficerCase"):
+        assert c.srv.login(name, "wrong password")[0] == 401
+    assert c.srv.login("officercase", "correct horse")[0] == 429
+    c.srv.psql("DELETE FROM login_throttle")
+    # The database refuses an unfolded name whoever writes it.
+    st, _, err = c.srv.psql("INSERT INTO users (username, role, password_hash)"
+                            " VALUES ('Shouty', 'officer', 'x')")
+    assert st != 0 and "users_username_folded" in err, err
+    r = c.srv.demsd("admin", "create-user", "--data", c.srv.data, "--username", "OfficerCase",
+                    "--role", "officer", input="correct horse\ncorrect horse\n")
+    assert r.returncode != 0 and "already exists" in (r.stdout + r.stderr), r
 
 
 def test_api_tokens(c):
