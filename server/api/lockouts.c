@@ -30,10 +30,19 @@
  */
 #define LIST_SQL                                                                                   \
     "SELECT key, failures, " API_TS("window_start") " AS since,"                                   \
-    " " API_TS("(window_start + make_interval(secs => $1::int))") " AS until,"                       \
-    " failures >= CASE WHEN key LIKE 'u:%' THEN $2::int ELSE $3::int END AS locked"                \
-    " FROM login_throttle WHERE window_start > now() - make_interval(secs => $1::int)"             \
-    " AND ($4::text IS NULL OR key > $4) ORDER BY key LIMIT $5::int"
+                                                    " " API_TS(                                    \
+                                                        "(window_start + make_interval(secs => "   \
+                                                        "$1::int))") " AS until,"                  \
+                                                                     " failures >= CASE WHEN key " \
+                                                                     "LIKE 'u:%' THEN $2::int "    \
+                                                                     "ELSE $3::int END AS locked"  \
+                                                                     " FROM login_throttle WHERE " \
+                                                                     "window_start > now() - "     \
+                                                                     "make_interval(secs => "      \
+                                                                     "$1::int)"                    \
+                                                                     " AND ($4::text IS NULL OR "  \
+                                                                     "key > $4) ORDER BY key "     \
+                                                                     "LIMIT $5::int"
 
 static json_t *lockout_json(const PGresult *res, int row)
 {
@@ -42,8 +51,8 @@ static json_t *lockout_json(const PGresult *res, int row)
     return json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "kind", user ? "user" : "address",
                      user ? "username" : "address", key + 2, "failures",
                      (json_int_t)api_col_int(res, row, "failures"), "locked",
-                     api_col_bool(res, row, "locked"), "since", api_col(res, row, "since"),
-                     "until", api_col(res, row, "until"));
+                     api_col_bool(res, row, "locked"), "since", api_col(res, row, "since"), "until",
+                     api_col(res, row, "until"));
 }
 
 static void on_list(struct dems_req *req, const PGresult *res, int err)
@@ -113,8 +122,8 @@ static void on_counter(struct dems_req *req, const PGresult *res, int err)
     struct dems_ledger_item *it =
         dems_ledger_item_new(DEMS_LEDGER_LOCKOUT_LIFTED, DEMS_LEDGER_ACTOR_USER, who->username);
     if (it != NULL) {
-        it->payload = json_pack("{s:s,s:I}", l->key[0] == 'u' ? "username" : "address",
-                                l->key + 2, "failures", (json_int_t)l->failures);
+        it->payload = json_pack("{s:s,s:I}", l->key[0] == 'u' ? "username" : "address", l->key + 2,
+                                "failures", (json_int_t)l->failures);
         it->pre_sql = strdup("DELETE FROM login_throttle WHERE key = $1");
         it->pre_nparams = 1;
         it->pre_params[0] = strdup(l->key);

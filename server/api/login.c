@@ -273,7 +273,8 @@ static void on_throttle(void *arg, const PGresult *res, int err)
         (uint64_t)api_col_int(res, 0, "addr_failures") >= cfg->login_max_failures_per_address;
     if (user_locked || addr_locked) {
         /* Retry when the later of the two lockouts ends (at least a second). */
-        int64_t wait = 1, u = api_col_int(res, 0, "user_left"), a = api_col_int(res, 0, "addr_left");
+        int64_t wait = 1, u = api_col_int(res, 0, "user_left"),
+                a = api_col_int(res, 0, "addr_left");
         if (user_locked && u > wait)
             wait = u;
         if (addr_locked && a > wait)
@@ -342,9 +343,10 @@ void api_login(struct dems_req *req)
     login_query(l,
                 "SELECT coalesce(max(failures) FILTER (WHERE key = $1), 0) AS user_failures,"
                 " coalesce(max(failures) FILTER (WHERE key = $2), 0) AS addr_failures,"
-                " " LEFT_SQL("$1") " AS user_left, " LEFT_SQL("$2") " AS addr_left"
-                " FROM login_throttle WHERE key IN ($1, $2)"
-                " AND window_start > now() - make_interval(secs => $3::int)",
+                " " LEFT_SQL("$1") " AS user_left, " LEFT_SQL(
+                    "$2") " AS addr_left"
+                          " FROM login_throttle WHERE key IN ($1, $2)"
+                          " AND window_start > now() - make_interval(secs => $3::int)",
                 3, params, on_throttle);
 }
 

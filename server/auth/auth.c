@@ -149,8 +149,8 @@ void dems_auth_username_fold(char *name)
     }
 }
 
-int dems_auth_create_user_sync(PGconn *db, const char *name, const char *role,
-                               const char *password, char *err, size_t errlen)
+int dems_auth_create_user_sync(PGconn *db, const char *name, const char *role, const char *password,
+                               char *err, size_t errlen)
 {
     char username[DEMS_MAX_USERNAME + 1];
     if (strlen(name) < sizeof(username)) {
