@@ -98,4 +98,35 @@ bool dems_http_parser_in_message(const struct dems_http_parser *p);
 /* Finds a header by name (ASCII case-insensitive); NULL when absent. */
 const struct dems_str *dems_http_head_get(const struct dems_http_head *h, const char *name);
 
+/* One decoded query parameter; name and value are also NUL-terminated. */
+struct dems_http_param {
+    struct dems_str name;
+    struct dems_str value;
+};
+
+/* A decoded query string. Clear with dems_http_query_done. */
+struct dems_http_query {
+    struct dems_http_param params[DEMS_MAX_QUERY_PARAMS];
+    size_t nparams;
+    char *text; /* owned: the decoded names and values */
+};
+
+/*
+ * Decodes a raw query string (the part after '?') as
+ * application/x-www-form-urlencoded: pairs split at '&' (empty pairs are
+ * skipped), name and value at the first '=' (a pair without one has an empty
+ * value), '+' becomes a space and %XX the byte XX, in names and values alike.
+ * Strict: a malformed escape (%zz, a truncated %), a decoded NUL byte, a
+ * repeated name or more than DEMS_MAX_QUERY_PARAMS pairs are refused with
+ * DEMS_EINVAL and one line in err naming the parameter when it can; DEMS_ENOMEM
+ * on out of memory. On error q is left empty (dems_http_query_done is safe).
+ * Borrows raw only for the call.
+ */
+int dems_http_query_parse(struct dems_http_query *q, struct dems_str raw, char *err, size_t errlen);
+
+void dems_http_query_done(struct dems_http_query *q);
+
+/* The decoded value of a parameter (borrowed from q), or NULL when absent. */
+const struct dems_str *dems_http_query_get(const struct dems_http_query *q, const char *name);
+
 #endif

@@ -16,6 +16,8 @@
 #define DEMS_MAX_CONN_INPUT (256 * 1024)
 /* Bytes of response a connection may queue before a streaming writer waits. */
 #define DEMS_MAX_CONN_OUTPUT (512 * 1024)
+/* Parameters in one query string (400 beyond). */
+#define DEMS_MAX_QUERY_PARAMS 32
 /* Path parameters one route pattern may capture. */
 #define DEMS_MAX_PATH_PARAMS 8
 /* Length of a username. */

@@ -105,7 +105,13 @@ const char *dems_req_peer_cert(struct dems_req *req);
 /* The JSON body (an object), parsed; NULL when the route takes none. */
 json_t *dems_req_json(const struct dems_req *req);
 
-/* Query-string parameter, percent-decoding not applied; false when absent. */
+/*
+ * A query-string parameter, decoded (percent-escapes and '+' as a space, see
+ * dems_http_query_parse; the value is also NUL-terminated), borrowed for the
+ * life of the request; false when absent. A malformed query string (bad
+ * escape, NUL byte, repeated name) never reaches a handler: it is answered
+ * 400 invalid_parameter before the route runs.
+ */
 bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value);
 
 void dems_req_ref(struct dems_req *req);

@@ -133,28 +133,6 @@ static bool cursor_id(struct dems_str v, char out[static 65])
     return true;
 }
 
-/* Undoes the percent-encoding a client may apply to "+" and ":" in a time. */
-static bool unescape(struct dems_str v, char *out, size_t outlen, size_t *ret_len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        char c = v.ptr[i];
-        if (c == '%') {
-            uint8_t b;
-            if (i + 2 >= v.len || dems_hex_decode(v.ptr + i + 1, 2, &b, 1) < 0)
-                return false;
-            c = (char)b;
-            i += 2;
-        }
-        if (n + 1 >= outlen)
-            return false;
-        out[n++] = c;
-    }
-    out[n] = '\0';
-    *ret_len = n;
-    return true;
-}
-
 void api_evidence_list(struct dems_req *req)
 {
     struct dems_str v;
@@ -164,14 +142,12 @@ void api_evidence_list(struct dems_req *req)
         bad_param(req, "limit", "must be a whole number from 1 to 200");
         return;
     }
-    char id[65], ts[24], limit[24], text[48];
+    char id[65], ts[24], limit[24];
     bool by_id = false, by_time = false;
     if (dems_req_query(req, "before", &v)) {
-        size_t tl = 0;
         int64_t t = 0;
         by_id = cursor_id(v, id);
-        by_time =
-            !by_id && unescape(v, text, sizeof(text), &tl) && upload_parse_rfc3339(text, tl, &t);
+        by_time = !by_id && upload_parse_rfc3339(v.ptr, v.len, &t);
         if (!by_id && !by_time) {
             bad_param(req, "before", "must be an evidence id (64 hex digits) or an RFC 3339 time");
             return;

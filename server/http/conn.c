@@ -70,6 +70,7 @@ struct dems_req {
     struct dems_str params[DEMS_MAX_PATH_PARAMS];
     size_t nparams;
     struct dems_principal principal;
+    struct dems_http_query query; /* decoded query string (empty when none) */
     struct dems_buf body;
     json_t *json;
     struct dems_buf extra; /* "Name: value\r\n" lines */
@@ -125,6 +126,7 @@ void dems_req_unref(struct dems_req *req)
     struct dems_conn *c = req->conn;
     dems_buf_done(&req->body);
     dems_buf_done(&req->extra);
+    dems_http_query_done(&req->query);
     json_decref(req->json);
     if (req->data_free != NULL)
         req->data_free(req->data);
@@ -229,23 +231,11 @@ json_t *dems_req_json(const struct dems_req *req)
 
 bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value)
 {
-    if (req->head == NULL)
+    const struct dems_str *v = dems_http_query_get(&req->query, name);
+    if (v == NULL)
         return false;
-    struct dems_str q = req->head->query;
-    size_t nlen = strlen(name);
-    while (q.len > 0) {
-        const char *amp = memchr(q.ptr, '&', q.len);
-        size_t plen = amp != NULL ? (size_t)(amp - q.ptr) : q.len;
-        if (plen > nlen && memcmp(q.ptr, name, nlen) == 0 && q.ptr[nlen] == '=') {
-            *ret_value = (struct dems_str){q.ptr + nlen + 1, plen - nlen - 1};
-            return true;
-        }
-        if (amp == NULL)
-            break;
-        q.ptr += plen + 1;
-        q.len -= plen + 1;
-    }
-    return false;
+    *ret_value = *v;
+    return true;
 }
 
 /* ---- responses ---- */
@@ -706,6 +696,19 @@ static int check_body_limits(struct dems_req *req)
     return 0;
 }
 
+/* Decodes the query string once, for every route (dems_req_query); a
+ * malformed one is answered 400 before any handler runs. */
+static int decode_query(struct dems_req *req)
+{
+    char err[160];
+    int r = dems_http_query_parse(&req->query, req->head->query, err, sizeof(err));
+    if (r == DEMS_EINVAL)
+        dems_resp_error(req, 400, "invalid_parameter", err);
+    else if (r < 0)
+        dems_resp_err(req, r);
+    return r;
+}
+
 /* Proxies that block PATCH/DELETE send POST with X-HTTP-Method-Override
  * (tus core); honour it for POST only. */
 static enum dems_http_method effective_method(const struct dems_http_head *head)
@@ -755,6 +758,8 @@ static int on_head(void *arg, const struct dems_http_head *head)
         }
         return answered_early(req);
     }
+    if (decode_query(req) < 0)
+        return answered_early(req);
     if (check_body_limits(req) < 0)
         return DEMS_EAGAIN; /* only fails for requests with a body */
     if (req->route->roles & DEMS_ROLE_PUBLIC)
