@@ -250,6 +250,41 @@ def test_stalled_body_cut_off(srv):
         assert data == b"" and time.time() - start < 8
 
 
+def test_query_strings_are_decoded(srv):
+    """Query strings are decoded once, for every route (form-urlencoded rules:
+    %XX and '+' as a space), strictly: bad escapes, NUL bytes and repeated
+    names are refused with 400 invalid_parameter before any handler runs."""
+    tok = srv.admin_token()
+
+    def get(q):
+        return srv.request("GET", q, token=tok)
+
+    st, doc, _ = get("/v1/evidence?before=2026-01-01T00%3A00%3A00Z")
+    assert st == 200, (st, doc)
+    st, doc, _ = get("/v1/evidence?before=2026-01-01T01%3A00%3A00%2B01%3A00")
+    assert st == 200, (st, doc)
+    # An unescaped '+' is a space, so this time is not RFC 3339 any more.
+    st, doc, _ = get("/v1/evidence?before=2026-01-01T01:00:00+01:00")
+    assert st == 400 and error_code(doc) == "invalid_parameter" and '"before"' in doc["detail"]
+    # Names and values are both decoded; '+' decodes to a space in a value.
+    st, doc, _ = get("/v1/admin/jobs?st%61te=dea%64&kind=verify%2Dblob")
+    assert st == 200, (st, doc)
+    st, doc, _ = get("/v1/admin/jobs?kind=verify+blob")
+    assert st == 400 and '"kind"' in doc["detail"], doc
+    for q, why in (("state=%zz", '"state" is malformed'), ("state=dead%", '"state" is malformed'),
+                   ("state=dea%6", '"state" is malformed'), ("state=dead%00", '"state" is malformed'),
+                   ("limit=1&limit=2", '"limit" is repeated'),
+                   ("limit=1&%6cimit=2", '"limit" is repeated')):
+        st, doc, _ = get("/v1/admin/jobs?" + q)
+        assert st == 400 and error_code(doc) == "invalid_parameter", (q, st, doc)
+        assert why in doc["detail"], (q, doc)
+    # Refused for every route, before authentication or the handler.
+    st, doc, _ = srv.request("GET", "/healthz?x=%zz")
+    assert st == 400 and error_code(doc) == "invalid_parameter", (st, doc)
+    st, doc, _ = srv.request("GET", "/healthz?x=%41&y=+")
+    assert st == 200
+
+
 def test_server_still_healthy(srv):
     st, _, _ = srv.request("GET", "/healthz")
     assert st == 200
