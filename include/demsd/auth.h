@@ -20,8 +20,11 @@
  * one, for GET and HEAD only, from its dems_session cookie (a login session
  * token, for media elements that cannot send headers); otherwise from its TLS
  * client certificate (an enrolled device) into *out. A revoked device gets
- * DEMS_EFORBIDDEN (and an ACCESS_DENIED entry). Returns DEMS_EAUTH at once
- * (done never runs) when the credentials are missing or malformed; otherwise
+ * DEMS_EFORBIDDEN (and an ACCESS_DENIED entry); a device whose certificate is
+ * outside its validity window is answered 401 (certificate_expired or
+ * certificate_not_yet_valid) before done runs with DEMS_EAUTH. Returns
+ * DEMS_EAUTH at once (done never runs) when the credentials are missing or
+ * malformed; otherwise
  * returns 0 and calls done(req, err) once, with err 0, DEMS_EAUTH (unknown,
  * revoked or expired token) or DEMS_EDB.
  */

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "dems/config.h"
 
@@ -111,6 +112,19 @@ int dems_tls_issue_device_cert(struct dems_server *srv, const char *csr_pem, con
 
 /* SHA-256 fingerprint (hex) of a PEM certificate; DEMS_EINVAL when not one. */
 int dems_tls_cert_sha256(const char *pem, char ret_sha256[static 65]);
+
+/*
+ * Whether a PEM certificate may authenticate a device at time now: NULL when
+ * it may, else a stable code — "certificate_expired",
+ * "certificate_not_yet_valid", "certificate_not_for_client_auth" (an
+ * extendedKeyUsage without clientAuth or a keyUsage without
+ * digitalSignature) or "invalid_certificate" (does not parse). The same rules
+ * hold at enrolment, at every handshake and on every device request.
+ */
+const char *dems_tls_cert_problem(const char *pem, time_t now);
+
+/* One sentence saying what a dems_tls_cert_problem code means. */
+const char *dems_tls_cert_problem_text(const char *code);
 
 /* Called by a loop when it has no connections left while draining. */
 void dems_loop_maybe_exit(struct dems_loop *loop);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dems/err.h"
 #include "demsd/core.h"
@@ -101,6 +102,12 @@ void api_devices_enrol(struct dems_req *req)
         dems_resp_error(req, 400, "invalid_field",
                         csr != NULL ? "field \"csr\" is not a valid, self-signed PEM CSR"
                                     : "field \"certificate\" is not a PEM certificate");
+        return;
+    }
+    /* A pinned certificate must be usable now: the handshake would refuse it. */
+    const char *problem = cert != NULL ? dems_tls_cert_problem(cert, time(NULL)) : NULL;
+    if (problem != NULL) {
+        dems_resp_error(req, 400, problem, dems_tls_cert_problem_text(problem));
         return;
     }
     const struct dems_principal *who = dems_req_principal(req);

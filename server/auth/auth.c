@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dems/crypto.h"
 #include "dems/err.h"
@@ -221,28 +222,44 @@ void dems_auth_denied(struct dems_req *req, const char *reason)
     dems_ledger_append(loop->srv, loop, it);
 }
 
+/* The enrolled device row found by fingerprint: who it is, and may it? */
+static void device_found(struct auth_ctx *ctx, const PGresult *res)
+{
+    struct dems_principal *o = ctx->p.out;
+    o->role = DEMS_ROLE_DEVICE;
+    o->device_id = parse_id(PQgetvalue(res, 0, PQfnumber(res, "id")));
+    snprintf(o->serial, sizeof(o->serial), "%s", PQgetvalue(res, 0, PQfnumber(res, "serial")));
+    snprintf(o->username, sizeof(o->username), "device:%s", o->serial);
+    snprintf(o->token_kind, sizeof(o->token_kind), "device");
+    if (PQgetvalue(res, 0, PQfnumber(res, "revoked"))[0] == 't') {
+        dems_auth_denied(ctx->req, "device revoked");
+        ctx->p.done(ctx->req, DEMS_EFORBIDDEN);
+        return;
+    }
+    /* The presented certificate is the enrolled one (same fingerprint), so
+     * its dates are checked here too: a session resumed, or a connection
+     * kept open, past notAfter was never through a handshake that would
+     * have refused it. */
+    const char *problem =
+        dems_tls_cert_problem(PQgetvalue(res, 0, PQfnumber(res, "certificate")), time(NULL));
+    if (problem != NULL) {
+        dems_resp_error(ctx->req, 401, problem, dems_tls_cert_problem_text(problem));
+        ctx->p.done(ctx->req, DEMS_EAUTH);
+        return;
+    }
+    ctx->p.done(ctx->req, 0);
+}
+
 static void on_device(void *arg, const PGresult *res, int err)
 {
     struct auth_ctx *ctx = arg;
     if (!dems_req_is_aborted(ctx->req)) {
-        if (err < 0) {
+        if (err < 0)
             ctx->p.done(ctx->req, DEMS_EDB);
-        } else if (PQntuples(res) != 1) {
+        else if (PQntuples(res) != 1)
             ctx->p.done(ctx->req, DEMS_EAUTH);
-        } else {
-            struct dems_principal *o = ctx->p.out;
-            o->role = DEMS_ROLE_DEVICE;
-            o->device_id = parse_id(PQgetvalue(res, 0, 0));
-            snprintf(o->serial, sizeof(o->serial), "%s", PQgetvalue(res, 0, 1));
-            snprintf(o->username, sizeof(o->username), "device:%s", o->serial);
-            snprintf(o->token_kind, sizeof(o->token_kind), "device");
-            if (PQgetvalue(res, 0, 2)[0] == 't') {
-                dems_auth_denied(ctx->req, "device revoked");
-                ctx->p.done(ctx->req, DEMS_EFORBIDDEN);
-            } else {
-                ctx->p.done(ctx->req, 0);
-            }
-        }
+        else
+            device_found(ctx, res);
     }
     dems_req_unref(ctx->req);
     free(ctx);
@@ -260,8 +277,8 @@ static int device_begin(struct dems_req *req, struct dems_principal *out,
     *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
     const char *params[] = {fp};
     int r = dems_db_query(dems_req_loop(req)->db,
-                          "SELECT id, serial, revoked_at IS NOT NULL FROM devices"
-                          " WHERE cert_sha256 = $1",
+                          "SELECT id, serial, revoked_at IS NOT NULL AS revoked, certificate"
+                          " FROM devices WHERE cert_sha256 = $1",
                           1, params, on_device, ctx);
     if (r < 0) {
         free(ctx);

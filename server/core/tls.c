@@ -5,17 +5,23 @@
  * either the configured certificate or a self-signed P-256 pair generated
  * under data_dir/tls on first start of the embedded default.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dems/err.h"
@@ -169,18 +175,157 @@ static int load_device_ca(struct dems_server *srv, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- device (client) certificates ---- */
+
+static const char expired[] = "certificate_expired";
+static const char not_yet_valid[] = "certificate_not_yet_valid";
+static const char not_for_client[] = "certificate_not_for_client_auth";
+
 /*
- * Client certificates are requested but never required, and any one is let
- * through the handshake: the handshake still proves the client holds the
- * certificate's key, and authorisation (by the certificate's fingerprint,
- * enrolled and not revoked) happens per request, so a revoked dock gets a
- * clear 403 instead of a failed handshake.
+ * What TLS client authentication needs of a certificate, pinned or issued:
+ * inside its validity window, and made for it — an extendedKeyUsage, when
+ * there is one, that includes clientAuth (X509_check_purpose, which also
+ * honours the old nsCertType), and a keyUsage, when there is one, that
+ * includes digitalSignature (the client signs CertificateVerify; the
+ * purpose check alone would also take keyAgreement). Unparseable times fail
+ * closed.
  */
-static int accept_any_client_cert(int ok, X509_STORE_CTX *ctx)
+static const char *client_cert_problem(X509 *crt, time_t now)
 {
-    (void)ok;
-    (void)ctx;
-    return 1;
+    if (X509_cmp_time(X509_get0_notBefore(crt), &now) != -1)
+        return not_yet_valid;
+    if (X509_cmp_time(X509_get0_notAfter(crt), &now) != 1)
+        return expired;
+    if (X509_check_purpose(crt, X509_PURPOSE_SSL_CLIENT, 0) != 1)
+        return not_for_client;
+    if ((X509_get_extension_flags(crt) & EXFLAG_KUSAGE) != 0 &&
+        (X509_get_key_usage(crt) & KU_DIGITAL_SIGNATURE) == 0)
+        return not_for_client;
+    return NULL;
+}
+
+const char *dems_tls_cert_problem(const char *pem, time_t now)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    X509 *crt = b != NULL ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    const char *p = crt != NULL ? client_cert_problem(crt, now) : "invalid_certificate";
+    X509_free(crt);
+    return p;
+}
+
+const char *dems_tls_cert_problem_text(const char *code)
+{
+    if (strcmp(code, expired) == 0)
+        return "the certificate has expired (its notAfter date is past)";
+    if (strcmp(code, not_yet_valid) == 0)
+        return "the certificate is not valid yet (its notBefore date is in the future)";
+    if (strcmp(code, not_for_client) == 0)
+        return "the certificate is not for TLS client authentication (its extendedKeyUsage"
+               " lacks clientAuth or its keyUsage lacks digitalSignature)";
+    return "the certificate does not parse";
+}
+
+static int fingerprint(X509 *crt, char ret[static 65]);
+
+/* The client's address, for the log. */
+static void peer_of(X509_STORE_CTX *xs, char *out, size_t len)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    int fd = ssl != NULL ? SSL_get_fd(ssl) : -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+    }
+    snprintf(out, len, "%s", host);
+}
+
+/*
+ * Refused handshakes are logged, but at most once a minute per reason, with
+ * how many there were since the last line: a dock retrying in a tight loop
+ * must not flood the log (nor, being refused before any request, the ledger).
+ */
+#define REFUSAL_LOG_INTERVAL 60
+
+struct refusal_log {
+    const char *reason;
+    pthread_mutex_t mu;
+    time_t last;
+    uint64_t count; /* refusals not yet logged */
+};
+
+static struct refusal_log refusal_logs[] = {
+    {expired, PTHREAD_MUTEX_INITIALIZER, 0, 0},
+    {not_yet_valid, PTHREAD_MUTEX_INITIALIZER, 0, 0},
+    {not_for_client, PTHREAD_MUTEX_INITIALIZER, 0, 0},
+};
+
+static void log_refusal(X509_STORE_CTX *xs, X509 *crt, const char *reason, time_t now)
+{
+    struct refusal_log *rl = NULL;
+    for (size_t i = 0; i < sizeof(refusal_logs) / sizeof(refusal_logs[0]); i++) {
+        if (refusal_logs[i].reason == reason)
+            rl = &refusal_logs[i];
+    }
+    if (rl == NULL)
+        return;
+    pthread_mutex_lock(&rl->mu);
+    rl->count++;
+    uint64_t n = rl->count;
+    bool due = now - rl->last >= REFUSAL_LOG_INTERVAL;
+    if (due) {
+        rl->last = now;
+        rl->count = 0;
+    }
+    pthread_mutex_unlock(&rl->mu);
+    if (!due)
+        return;
+    char fp[65] = "", peer[INET6_ADDRSTRLEN];
+    fingerprint(crt, fp);
+    peer_of(xs, peer, sizeof(peer));
+    dems_log(DEMS_LOG_WARN, NULL,
+             json_pack("{s:s,s:s,s:s,s:s,s:I}", "event", "tls_client_refused", "reason", reason,
+                       "cert_sha256", fp, "peer", peer, "refused", (json_int_t)n),
+             "refused a client certificate at the handshake: %s",
+             dems_tls_cert_problem_text(reason));
+}
+
+/*
+ * Replaces OpenSSL's chain verification for client certificates. A device
+ * is identified by its certificate's fingerprint, enrolled and not revoked
+ * (server/auth/auth.c), not by a chain, so no chain is built: a pinned
+ * certificate from another PKI and one the device CA issued are treated
+ * alike. What is checked here, at every full handshake, is what the
+ * certificate itself says (client_cert_problem); the handshake still proves
+ * the client holds the certificate's key (CertificateVerify). A refusal ends
+ * the handshake with a matching alert (certificate_expired,
+ * unsupported_certificate, bad_certificate). Resumed sessions present no
+ * certificate: auth.c checks the enrolled one on every request as well.
+ */
+static int on_client_cert(X509_STORE_CTX *xs, void *arg)
+{
+    (void)arg;
+    X509 *crt = X509_STORE_CTX_get0_cert(xs);
+    if (crt == NULL) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
+        return 0;
+    }
+    time_t now = time(NULL);
+    const char *problem = client_cert_problem(crt, now);
+    if (problem == NULL) {
+        X509_STORE_CTX_set_error(xs, X509_V_OK);
+        return 1;
+    }
+    X509_STORE_CTX_set_error(xs, problem == expired         ? X509_V_ERR_CERT_HAS_EXPIRED
+                                 : problem == not_yet_valid ? X509_V_ERR_CERT_NOT_YET_VALID
+                                                            : X509_V_ERR_INVALID_PURPOSE);
+    log_refusal(xs, crt, problem, now);
+    return 0;
 }
 
 void dems_tls_done(struct dems_server *srv)
@@ -231,7 +376,9 @@ int dems_tls_init(struct dems_server *srv, char *err, size_t errlen)
         SSL_CTX_free(ctx);
         return DEMS_EINVAL;
     }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_client_cert);
+    /* Asked of every client, required of none (staff use bearer tokens). */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_cert_verify_callback(ctx, on_client_cert, srv);
     STACK_OF(X509_NAME) *names = sk_X509_NAME_new_null();
     if (names != NULL) {
         X509_NAME *n = X509_NAME_dup(X509_get_subject_name(srv->device_ca));

@@ -1,13 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
 """Docks: enrolment by CSR (signed by the internal device CA) or by a pinned
 certificate, mutual TLS, uploads owned by the device and ledgered with it as
-the actor, revocation refusing the next request with 403 and an
-ACCESS_DENIED ledger entry."""
+the actor; certificates outside their validity window or not made for TLS
+client authentication refused at enrolment, at the handshake and per request;
+revocation refusing the device at the handshake without ledger work."""
 import base64
+import datetime
 import hashlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import subprocess
 import time
@@ -58,6 +61,77 @@ def dev_request(c, cert, key, method, path, body=None, headers=None):
     raw = r.read()
     conn.close()
     return r.status, (json.loads(raw) if raw and raw[:1] == b"{" else raw), r
+
+
+class TestCA:
+    """A throwaway CA driven by `openssl ca`, the one openssl command that sets
+    arbitrary validity dates (-startdate/-enddate) and extensions."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "testca")
+        os.makedirs(os.path.join(self.dir, "newcerts"))
+        open(os.path.join(self.dir, "index.txt"), "w").close()
+        open(os.path.join(self.dir, "serial"), "w").write("1000\n")
+        self.cnf = os.path.join(self.dir, "ca.cnf")
+        open(self.cnf, "w").write(
+            "[ca]\ndefault_ca = tca\n[tca]\n"
+            f"database = {self.dir}/index.txt\nnew_certs_dir = {self.dir}/newcerts\n"
+            f"serial = {self.dir}/serial\ndefault_md = sha256\npolicy = pol\n"
+            "unique_subject = no\ncopy_extensions = none\n[pol]\ncommonName = supplied\n")
+        self.key = os.path.join(self.dir, "ca.key")
+        self.cert = os.path.join(self.dir, "ca.pem")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self.key, "-out", self.cert, "-subj", "/CN=test CA", "-days", "30")
+
+    def issue(self, name, start, end, ext):
+        """A key and a certificate valid from start to end (seconds from now)
+        with the extensions in ext (openssl extension-file lines)."""
+        key = os.path.join(self.dir, name + ".key")
+        csr = os.path.join(self.dir, name + ".csr")
+        cert = os.path.join(self.dir, name + ".pem")
+        extf = os.path.join(self.dir, name + ".ext")
+        open(extf, "w").write(ext)
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+        now = datetime.datetime.now(datetime.timezone.utc)
+
+        def stamp(s):
+            return (now + datetime.timedelta(seconds=s)).strftime("%Y%m%d%H%M%SZ")
+
+        openssl("ca", "-batch", "-config", self.cnf, "-cert", self.cert, "-keyfile", self.key,
+                "-startdate", stamp(start), "-enddate", stamp(end), "-extfile", extf,
+                "-in", csr, "-out", cert, "-notext")
+        return cert, key
+
+
+CLIENT_EXT = "keyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n"
+DAY = 86400
+
+
+def handshake_refusal(c, cert, key):
+    """Connects with cert; returns the TLS alert that ended the connection.
+    Fails when the server took the certificate. In TLS 1.3 the server judges
+    the client's certificate after the client has finished its side of the
+    handshake, so the alert arrives on the first read. (Nothing is sent: a
+    request the server never reads makes its close a reset, which can
+    overtake the alert.)"""
+    ctx = c.srv.context()
+    ctx.load_cert_chain(cert, key)
+    try:
+        with socket.create_connection(("127.0.0.1", c.srv.port), timeout=3) as raw:
+            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+                data = s.recv(4096)
+    except ssl.SSLError as e:
+        return str(e)
+    except TimeoutError:
+        raise AssertionError("the handshake was not refused (the connection stayed open)")
+    raise AssertionError(f"the handshake was not refused: {data[:200]!r}")
+
+
+def enrol_pinned(c, name, serial, cert):
+    return c.srv.request("POST", "/v1/admin/devices",
+                         {"name": name, "serial": serial, "certificate": open(cert).read()},
+                         token=c.tok)
 
 
 def upload_as(c, cert, key, data):
@@ -166,6 +240,74 @@ def test_revoked_device_gets_403_and_is_ledgered(c):
                and b["payload"]["path"] == "/v1/uploads" for b in denied), denied
     # Staff without a client certificate are unaffected.
     assert c.srv.request("GET", "/v1/me", token=c.tok)[0] == 200
+
+
+def test_enrolment_refuses_unfit_certificates(c):
+    c.ca = TestCA(c.dir)
+    bad = [("expired", -30 * DAY, -DAY, CLIENT_EXT, "certificate_expired"),
+           ("future", DAY, 30 * DAY, CLIENT_EXT, "certificate_not_yet_valid"),
+           ("serverauth", -DAY, 30 * DAY, "extendedKeyUsage = serverAuth\n",
+            "certificate_not_for_client_auth"),
+           ("keyagreement", -DAY, 30 * DAY,
+            "keyUsage = critical, keyAgreement\nextendedKeyUsage = clientAuth\n",
+            "certificate_not_for_client_auth")]
+    for name, start, end, ext, code in bad:
+        cert, _ = c.ca.issue(name, start, end, ext)
+        st, doc, _ = enrol_pinned(c, name, "BAD-" + name, cert)
+        assert st == 400 and doc["code"] == code, (name, st, doc)
+    # A certificate fit for client authentication, valid now, is pinned.
+    cert, key = c.ca.issue("good", -DAY, 30 * DAY, CLIENT_EXT)
+    st, doc, _ = enrol_pinned(c, "good", "GOOD-1", cert)
+    assert st == 201, doc
+    assert upload_as(c, cert, key, b"from a good certificate")[0] == 201
+    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.tok)
+    assert not [d for d in doc["devices"] if d["serial"].startswith("BAD-")], doc
+
+
+def test_handshake_refuses_unfit_enrolled_certificates(c):
+    # Rows enrolled before enrolment checked anything: the handshake refuses
+    # them all the same.
+    for name, start, end, ext, alert in (
+            ("legacy-expired", -30 * DAY, -DAY, CLIENT_EXT, "CERTIFICATE_EXPIRED"),
+            ("legacy-server", -DAY, 30 * DAY, "extendedKeyUsage = serverAuth\n",
+             "UNSUPPORTED_CERTIFICATE")):
+        cert, key = c.ca.issue(name, start, end, ext)
+        pem = open(cert).read()
+        sha = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint",
+                              "-sha256"], capture_output=True, text=True, check=True)
+        sha = sha.stdout.strip().split("=")[1].replace(":", "").lower()
+        rc, out, err = c.srv.psql(
+            "INSERT INTO devices (name, serial, cert_sha256, certificate, issued, enrolled_by)"
+            f" VALUES ('{name}', '{name}', '{sha}', '{pem}', false,"
+            " (SELECT id FROM users WHERE username = 'admin'))")
+        assert rc == 0, err
+        refusal = handshake_refusal(c, cert, key)
+        assert alert in refusal.upper().replace(" ", "_"), refusal
+
+
+def test_certificate_expiring_after_enrolment(c):
+    # Valid for a few seconds: enrolled and used while valid, refused after.
+    cert, key = c.ca.issue("shortlived", -DAY, 6, CLIENT_EXT)
+    not_after = time.time() + 6
+    st, doc, _ = enrol_pinned(c, "short-lived", "SHORT-1", cert)
+    assert st == 201, doc
+    conn = device_conn(c, cert, key)
+    h = dict(TUS, **{"Upload-Length": "5", "Content-Type": "application/offset+octet-stream"})
+    conn.request("POST", "/v1/uploads", body=b"early", headers=h)
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 201, r.status
+    assert time.time() < not_after, "too slow to test the window: enrolment took 6 s"
+    time.sleep(max(0.0, not_after - time.time()) + 1.5)
+    # The connection made while the certificate was valid: refused per request.
+    conn.request("POST", "/v1/uploads", body=b"late!", headers=h)
+    r = conn.getresponse()
+    doc = json.loads(r.read())
+    conn.close()
+    assert r.status == 401 and doc["code"] == "certificate_expired", (r.status, doc)
+    # A new connection: refused at the handshake.
+    refusal = handshake_refusal(c, cert, key)
+    assert "CERTIFICATE_EXPIRED" in refusal.upper().replace(" ", "_"), refusal
 
 
 if __name__ == "__main__":
