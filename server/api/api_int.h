@@ -29,6 +29,33 @@ bool api_get_str(struct dems_req *req, const char *key, size_t max, bool require
 bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max, int64_t def,
                  int64_t *ret);
 
+/*
+ * Who sees which evidence (docs/api.md, "Who sees what"): an SQL condition,
+ * true when the caller may see the artefact whose id is the expression id.
+ * Parameter all is 'true' for administrators, who see everything; an officer
+ * (user id in parameter uid) sees what they or a dock assigned to them
+ * uploaded — any upload that produced the artefact counts, so two officers
+ * who upload the same file both see it. Everyone else sees nothing.
+ */
+#define API_VISIBLE_SQL(id, uid, all)                                                              \
+    "(" all "::boolean OR EXISTS (SELECT 1 FROM uploads vu WHERE vu.evidence_id = " id             \
+    " AND (vu.owner_user_id = " uid "::bigint OR vu.owner_device_id IN"                            \
+    " (SELECT vd.id FROM devices vd WHERE vd.assigned_user = " uid "::bigint))))"
+
+/* The parameters of API_VISIBLE_SQL for the request's caller. */
+struct api_viewer {
+    char user_id[24];
+    const char *sees_all; /* "true" or "false" */
+};
+void api_viewer(const struct dems_req *req, struct api_viewer *ret);
+
+/*
+ * A read the caller may not make of evidence that exists: records the
+ * refusal (ACCESS_DENIED) and answers exactly as if the evidence did not
+ * exist (404 with code), so ids of others' evidence cannot be probed.
+ */
+void api_evidence_hidden(struct dems_req *req, const char *code, const char *detail);
+
 /* Answers 503/500 for a failed query. */
 void api_db_error(struct dems_req *req, const PGresult *res, int err);
 
@@ -144,6 +171,7 @@ void api_staff_redirect(struct dems_req *req);
 void api_devices_list(struct dems_req *req);
 void api_devices_enrol(struct dems_req *req);
 void api_devices_revoke(struct dems_req *req);
+void api_devices_assign(struct dems_req *req);
 void api_evidence_content(struct dems_req *req);
 void api_evidence_preview(struct dems_req *req);
 void api_evidence_poster(struct dems_req *req);

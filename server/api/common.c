@@ -7,6 +7,7 @@
 #include "dems/buf.h"
 #include "dems/err.h"
 #include "dems/str.h"
+#include "demsd/auth.h"
 #include "demsd/core.h"
 #include "demsd/ledger.h"
 
@@ -125,6 +126,19 @@ int64_t api_id(const char *s, size_t len)
     if (dems_parse_u64(s, len, INT64_MAX, &v) < 0)
         return 0;
     return (int64_t)v;
+}
+
+void api_viewer(const struct dems_req *req, struct api_viewer *ret)
+{
+    const struct dems_principal *p = dems_req_principal(req);
+    snprintf(ret->user_id, sizeof(ret->user_id), "%lld", (long long)p->user_id);
+    ret->sees_all = p->role == DEMS_ROLE_ADMIN ? "true" : "false";
+}
+
+void api_evidence_hidden(struct dems_req *req, const char *code, const char *detail)
+{
+    dems_auth_denied(req, "no relation to this evidence");
+    dems_resp_error(req, 404, code, detail);
 }
 
 void api_bad_param(struct dems_req *req, const char *name, const char *why)

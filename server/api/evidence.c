@@ -40,56 +40,60 @@ static bool evidence_id(struct dems_req *req, char out[static 65])
 
 static void on_evidence(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0) {
-        api_db_error(req, res, err);
+    if (!api_found(req, res, err, "not_found", "no such evidence"))
+        return;
+    if (!api_col_bool(res, 0, "visible")) {
+        api_evidence_hidden(req, "not_found", "no such evidence");
         return;
     }
-    if (PQntuples(res) != 1) {
-        dems_resp_error(req, 404, "not_found", "no such evidence");
-        return;
-    }
-    const char *size = PQgetvalue(res, 0, 1), *seq = PQgetvalue(res, 0, 7);
     json_error_t jerr;
-    json_t *meta = json_loads(PQgetvalue(res, 0, 4), 0, &jerr);
-    json_t *body = json_pack(
-        "{s:s,s:s,s:I,s:o,s:s,s:s,s:{s:I}}", "id", PQgetvalue(res, 0, 0), "sha256",
-        PQgetvalue(res, 0, 0), "size", (json_int_t)api_id(size, strlen(size)), "metadata",
-        meta != NULL ? meta : json_object(), "uploaded_by", PQgetvalue(res, 0, 5), "created_at",
-        PQgetvalue(res, 0, 6), "ledger", "ingested_seq", (json_int_t)api_id(seq, strlen(seq)));
-    if (body != NULL && !PQgetisnull(res, 0, 2))
-        json_object_set_new(body, "content_type", json_string(PQgetvalue(res, 0, 2)));
-    if (body != NULL && !PQgetisnull(res, 0, 3))
-        json_object_set_new(body, "filename", json_string(PQgetvalue(res, 0, 3)));
-    /* What probing found, the previews made and the preview job's state. */
-    json_t *media = PQgetisnull(res, 0, 8) ? NULL : json_loads(PQgetvalue(res, 0, 8), 0, &jerr);
-    json_t *prev =
-        PQgetisnull(res, 0, 9) ? json_array() : json_loads(PQgetvalue(res, 0, 9), 0, &jerr);
-    if (body != NULL)
-        json_object_set_new(body, "media", media != NULL ? media : json_null());
-    if (body != NULL)
-        json_object_set_new(body, "previews", prev != NULL ? prev : json_array());
-    if (body != NULL && !PQgetisnull(res, 0, 10)) {
-        const char *ps = PQgetvalue(res, 0, 10);
-        json_object_set_new(json_object_get(body, "ledger"), "preview_made_seq",
-                            json_integer(api_id(ps, strlen(ps))));
+    json_t *meta = json_loads(api_col(res, 0, "metadata"), 0, &jerr);
+    json_t *body =
+        json_pack("{s:s,s:s,s:I,s:o,s:s,s:s,s:{s:I}}", "id", api_col(res, 0, "id"), "sha256",
+                  api_col(res, 0, "id"), "size", (json_int_t)api_col_int(res, 0, "size"),
+                  "metadata", meta != NULL ? meta : json_object(), "uploaded_by",
+                  api_col(res, 0, "uploaded_by"), "created_at", api_col(res, 0, "created_at"),
+                  "ledger", "ingested_seq", (json_int_t)api_col_int(res, 0, "ingested_seq"));
+    if (body == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
     }
-    if (body != NULL && !PQgetisnull(res, 0, 11))
-        json_object_set_new(body, "preview_job", json_string(PQgetvalue(res, 0, 11)));
+    if (!api_col_null(res, 0, "content_type"))
+        json_object_set_new(body, "content_type", json_string(api_col(res, 0, "content_type")));
+    if (!api_col_null(res, 0, "filename"))
+        json_object_set_new(body, "filename", json_string(api_col(res, 0, "filename")));
+    /* What probing found, the previews made and the preview job's state. */
+    json_t *media =
+        api_col_null(res, 0, "media") ? NULL : json_loads(api_col(res, 0, "media"), 0, &jerr);
+    json_t *prev = api_col_null(res, 0, "previews")
+                       ? json_array()
+                       : json_loads(api_col(res, 0, "previews"), 0, &jerr);
+    json_object_set_new(body, "media", media != NULL ? media : json_null());
+    json_object_set_new(body, "previews", prev != NULL ? prev : json_array());
+    if (!api_col_null(res, 0, "preview_made_seq"))
+        json_object_set_new(json_object_get(body, "ledger"), "preview_made_seq",
+                            json_integer(api_col_int(res, 0, "preview_made_seq")));
+    if (!api_col_null(res, 0, "preview_job"))
+        json_object_set_new(body, "preview_job", json_string(api_col(res, 0, "preview_job")));
     dems_resp_json(req, 200, body);
 }
 
 /* clang-format off */
 #define EVIDENCE_SQL                                                                               \
-    "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text,"                           \
-    " coalesce(u.username, 'device:' || d.serial), " API_TS("a.created_at") ","                     \
-    " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id AND e.type = 'INGESTED'),"     \
-    " a.media::text,"                                                                              \
+    "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text AS metadata,"               \
+    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
+    " " API_TS("a.created_at") " AS created_at,"                                                   \
+    " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \
+    "  AND e.type = 'INGESTED') AS ingested_seq,"                                                  \
+    " a.media::text AS media,"                                                                     \
     " (SELECT json_agg(json_build_object('kind', x.kind, 'sha256', x.blob, 'size', x.size,"        \
     "  'content_type', x.content_type) ORDER BY x.kind)"                                           \
-    "  FROM derivatives x WHERE x.artefact = a.id)::text,"                                         \
+    "  FROM derivatives x WHERE x.artefact = a.id)::text AS previews,"                             \
     " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \
-    "  AND e.type = 'PREVIEW_MADE'),"                                                              \
-    " (SELECT j.state FROM jobs j WHERE j.kind = 'preview' AND j.dedupe_key = 'preview-' || a.id)"  \
+    "  AND e.type = 'PREVIEW_MADE') AS preview_made_seq,"                                          \
+    " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
+    "  AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                     \
+    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible"                                          \
     " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
     " LEFT JOIN devices d ON d.id = a.uploaded_by_device WHERE a.id = $1"
 /* clang-format on */
@@ -99,8 +103,10 @@ void api_evidence_get(struct dems_req *req)
     char id[65];
     if (!evidence_id(req, id))
         return;
-    const char *params[] = {id};
-    int r = dems_db_req(req, EVIDENCE_SQL, 1, params, on_evidence);
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {id, who.user_id, who.sees_all};
+    int r = dems_db_req(req, EVIDENCE_SQL, 3, params, on_evidence);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -323,19 +329,17 @@ static bool prepare(struct dems_req *req, struct download *d)
 
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0) {
-        api_db_error(req, res, err);
+    if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
-    }
-    if (PQntuples(res) != 1) {
-        dems_resp_error(req, 404, "not_found", "no such evidence");
+    if (!api_col_bool(res, 0, "visible")) {
+        api_evidence_hidden(req, "not_found", "no such evidence");
         return;
     }
     struct download *d = dems_req_data(req);
-    const char *size = PQgetvalue(res, 0, 1);
-    d->size = (uint64_t)api_id(size, strlen(size));
-    snprintf(d->content_type, sizeof(d->content_type), "%s", PQgetvalue(res, 0, 2));
-    for (const char *f = PQgetvalue(res, 0, 3); *f != '\0' && strlen(d->filename) < 200; f++) {
+    d->size = (uint64_t)api_col_int(res, 0, "size");
+    snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
+    for (const char *f = api_col(res, 0, "filename"); *f != '\0' && strlen(d->filename) < 200;
+         f++) {
         /* Keep the header value plain: drop quotes and backslashes. */
         if (*f != '"' && *f != '\\')
             strncat(d->filename, f, 1);
@@ -375,11 +379,15 @@ void api_evidence_content(struct dems_req *req)
     dems_req_set_data(req, d, download_free);
     if (!evidence_id(req, d->id))
         return;
-    const char *params[] = {d->id};
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {d->id, who.user_id, who.sees_all};
     int r = dems_db_req(req,
-                        "SELECT id, size, coalesce(content_type, ''), coalesce(filename, '')"
-                        " FROM artefacts WHERE id = $1",
-                        1, params, on_artefact);
+                        "SELECT a.size, coalesce(a.content_type, '') AS content_type,"
+                        " coalesce(a.filename, '') AS filename,"
+                        " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible"
+                                                                " FROM artefacts a WHERE a.id = $1",
+                        3, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -416,24 +424,31 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     struct download *d = dems_req_data(req);
+    static const char not_ready[] = "no such evidence, or its preview has not been made (yet)";
     if (PQntuples(res) != 1) {
-        dems_resp_error(req, 404, "preview_not_ready",
-                        "no such evidence, or its preview has not been made (yet)");
+        dems_resp_error(req, 404, "preview_not_ready", not_ready);
         return;
     }
-    const char *size = PQgetvalue(res, 0, 1);
-    snprintf(d->blob_id, sizeof(d->blob_id), "%s", PQgetvalue(res, 0, 0));
-    d->size = (uint64_t)api_id(size, strlen(size));
-    snprintf(d->content_type, sizeof(d->content_type), "%s", PQgetvalue(res, 0, 2));
+    if (!api_col_bool(res, 0, "visible")) {
+        api_evidence_hidden(req, "preview_not_ready", not_ready);
+        return;
+    }
+    if (api_col_null(res, 0, "blob")) {
+        dems_resp_error(req, 404, "preview_not_ready", not_ready);
+        return;
+    }
+    snprintf(d->blob_id, sizeof(d->blob_id), "%s", api_col(res, 0, "blob"));
+    d->size = (uint64_t)api_col_int(res, 0, "size");
+    snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
     d->inline_ = true;
     if (!prepare(req, d))
         return;
-    if (strcmp(PQgetvalue(res, 0, 3), "t") == 0) {
+    if (api_col_bool(res, 0, "viewed")) {
         start_body(req, d); /* viewed before: ledgered then */
         return;
     }
     const struct dems_principal *who = dems_req_principal(req);
-    const char *kind = PQgetvalue(res, 0, 4);
+    const char *kind = api_col(res, 0, "kind");
     char uid[24];
     snprintf(uid, sizeof(uid), "%lld", (long long)who->user_id);
     struct dems_ledger_item *it =
@@ -479,15 +494,21 @@ static void serve_derivative(struct dems_req *req, const char *kind)
     dems_req_set_data(req, d, download_free);
     if (!evidence_id(req, d->id))
         return;
-    char uid[24];
-    snprintf(uid, sizeof(uid), "%lld", (long long)dems_req_principal(req)->user_id);
-    const char *params[] = {d->id, kind, uid};
-    int r = dems_db_req(req,
-                        "SELECT d.blob, d.size, d.content_type, EXISTS (SELECT 1 FROM"
-                        " evidence_views v WHERE v.artefact = d.artefact AND v.kind = d.kind"
-                        " AND v.user_id = $3::bigint), d.kind FROM derivatives d"
-                        " WHERE d.artefact = $1 AND d.kind = $2",
-                        3, params, on_derivative);
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {d->id, kind, who.user_id, who.sees_all};
+    /* The artefact's row even without the derivative: a hidden artefact is
+     * refused (and recorded) whether or not its preview exists. */
+    int r =
+        dems_db_req(req,
+                    "SELECT d.blob, d.size, d.content_type, d.kind, EXISTS (SELECT 1 FROM"
+                    " evidence_views v WHERE v.artefact = a.id AND v.kind = $2"
+                    " AND v.user_id = $3::bigint) AS viewed,"
+                    " " API_VISIBLE_SQL(
+                        "a.id", "$3", "$4") " AS visible"
+                                            " FROM artefacts a LEFT JOIN derivatives d"
+                                            " ON d.artefact = a.id AND d.kind = $2 WHERE a.id = $1",
+                    4, params, on_derivative);
     if (r < 0)
         dems_resp_err(req, r);
 }

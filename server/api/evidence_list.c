@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * GET /v1/evidence: the evidence list, newest first, a page at a time.
+ * GET /v1/evidence: the evidence the caller may see, newest first, a page at
+ * a time (the list convention of api_int.h: ?limit=, ?cursor= and
+ * "next_cursor" with a Link rel="next").
  *
- * ?limit= (1..200, default 50) and ?before= — either an evidence id (the
- * previous page's "next_before": items after it in the list's order) or an
- * RFC 3339 time (items created before it, to the second). The order is
- * (created_at, id) descending, so ids are a stable cursor even when many
- * artefacts share a timestamp. Each item says whether its preview job ran
- * and whether a playable preview exists, for the staff page.
+ * The order is (created_at, id) descending, so an id is a stable cursor even
+ * when many artefacts share a timestamp; ?before= (an RFC 3339 time) keeps
+ * only items created before it, to the second. Officers see what they or
+ * their assigned docks uploaded (API_VISIBLE_SQL); administrators see all.
+ * Each item says whether its preview job ran and whether a playable preview
+ * exists, for the staff page.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,68 +21,53 @@
 #include "api_int.h"
 #include "upload_meta.h"
 
-#define LIST_DEFAULT 50
-#define LIST_MAX     200
-
 /*
- * One statement: the first column says whether the cursor id exists (so an
- * unknown cursor is a 400, not an empty page); the lateral page is one row
- * longer than asked so the answer knows whether more follow. The preview
- * job is found the way GET /v1/evidence/{id} finds it (kind and dedupe key).
+ * One statement: the first column says whether the cursor names evidence
+ * the caller may see (so a stale or foreign cursor is a 400, not an empty
+ * page, and positions of others' evidence are not revealed); the lateral
+ * page is one row longer than asked so the answer knows whether more follow.
+ * The preview job is found the way GET /v1/evidence/{id} finds it.
+ * $1 cursor id, $2 before (epoch seconds), $3 limit, $4 user id, $5 sees all.
  */
 #define LIST_SQL                                                                                   \
-    "SELECT c.ok, p.id, p.filename, p.content_type, p.size,"                                       \
-    " to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," /* API_TS */    \
-    " p.uploaded_by, p.preview_job, p.has_preview"                                                 \
-    " FROM (SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM artefacts WHERE id = $1) AS ok) c"    \
-    " LEFT JOIN LATERAL (SELECT a.id, a.filename, a.content_type, a.size, a.created_at,"           \
-    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
-    " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
-    " AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                      \
-    " EXISTS (SELECT 1 FROM derivatives x WHERE x.artefact = a.id"                                 \
-    " AND x.kind = 'proxy') AS has_preview"                                                        \
-    " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
-    " LEFT JOIN devices d ON d.id = a.uploaded_by_device"                                          \
-    " WHERE c.ok AND ($1::text IS NULL OR (a.created_at, a.id) <"                                  \
-    " (SELECT b.created_at, b.id FROM artefacts b WHERE b.id = $1))"                               \
-    " AND ($2::bigint IS NULL OR a.created_at < to_timestamp($2))"                                 \
-    " ORDER BY a.created_at DESC, a.id DESC LIMIT $3::integer) p ON true"
-
-static void bad_param(struct dems_req *req, const char *name, const char *why)
-{
-    char msg[160];
-    snprintf(msg, sizeof(msg), "query parameter \"%s\" %s", name, why);
-    dems_resp_error(req, 400, "invalid_parameter", msg);
-}
-
-/* The page size asked for; validated before the query ran. */
-static uint64_t page_limit(const struct dems_req *req)
-{
-    struct dems_str v;
-    uint64_t n = LIST_DEFAULT;
-    if (dems_req_query(req, "limit", &v) && dems_parse_u64(v.ptr, v.len, LIST_MAX, &n) < 0)
-        n = LIST_DEFAULT;
-    return n;
-}
-
-static void set_text(json_t *o, const char *key, const PGresult *res, int row, int col)
-{
-    json_object_set_new(
-        o, key, PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col)));
-}
+    "SELECT c.ok, p.id, p.filename, p.content_type, p.size, p.created_at, p.uploaded_by,"          \
+    " p.preview_job, p.has_preview"                                                                \
+    " FROM (SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM artefacts a WHERE a.id = $1"          \
+    " AND " API_VISIBLE_SQL(                                                                       \
+        "a.id", "$4",                                                                              \
+        "$5") ") AS ok) c"                                                                         \
+              " LEFT JOIN LATERAL (SELECT a.id, a.filename, a.content_type, a.size,"               \
+              " " API_TS(                                                                          \
+                  "a.created_at") " AS created_at,"                                                \
+                                  " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"   \
+                                  " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"          \
+                                  " AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"        \
+                                  " EXISTS (SELECT 1 FROM derivatives x WHERE x.artefact = a.id"   \
+                                  " AND x.kind = 'proxy') AS has_preview"                          \
+                                  " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"    \
+                                  " LEFT JOIN devices d ON d.id = a.uploaded_by_device"            \
+                                  " WHERE c.ok AND " API_VISIBLE_SQL(                              \
+                                      "a.id", "$4",                                                \
+                                      "$5") " AND ($1::text IS NULL OR (a.created_at, a.id) <"     \
+                                            " (SELECT b.created_at, b.id FROM artefacts b WHERE "  \
+                                            "b.id = $1))"                                          \
+                                            " AND ($2::bigint IS NULL OR a.created_at < "          \
+                                            "to_timestamp($2))"                                    \
+                                            " ORDER BY a.created_at DESC, a.id DESC LIMIT "        \
+                                            "$3::integer) p ON true"
 
 static json_t *item_json(const PGresult *res, int row)
 {
-    const char *size = PQgetvalue(res, row, 4);
-    json_t *o = json_pack("{s:s,s:I,s:s,s:s,s:b}", "id", PQgetvalue(res, row, 1), "size",
-                          (json_int_t)api_id(size, strlen(size)), "created_at",
-                          PQgetvalue(res, row, 5), "uploaded_by", PQgetvalue(res, row, 6),
-                          "has_preview", PQgetvalue(res, row, 8)[0] == 't');
-    if (o == NULL)
-        return NULL;
-    set_text(o, "filename", res, row, 2);
-    set_text(o, "content_type", res, row, 3);
-    set_text(o, "preview_job", res, row, 7);
+    json_t *o =
+        json_pack("{s:s,s:I,s:s,s:s,s:b}", "id", api_col(res, row, "id"), "size",
+                  (json_int_t)api_col_int(res, row, "size"), "created_at",
+                  api_col(res, row, "created_at"), "uploaded_by", api_col(res, row, "uploaded_by"),
+                  "has_preview", api_col_bool(res, row, "has_preview"));
+    if (o != NULL) {
+        json_object_set_new(o, "filename", api_col_json_str(res, row, "filename"));
+        json_object_set_new(o, "content_type", api_col_json_str(res, row, "content_type"));
+        json_object_set_new(o, "preview_job", api_col_json_str(res, row, "preview_job"));
+    }
     return o;
 }
 
@@ -90,30 +77,15 @@ static void on_list(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    if (PQntuples(res) < 1 || PQgetvalue(res, 0, 0)[0] != 't') {
-        bad_param(req, "before",
-                  "names no evidence (use a \"next_before\" id or an RFC 3339 time)");
+    if (PQntuples(res) < 1 || !api_col_bool(res, 0, "ok")) {
+        api_bad_param(req, "cursor", "names no evidence you can see (use a \"next_cursor\")");
         return;
     }
-    uint64_t limit = page_limit(req);
-    int n = PQgetisnull(res, 0, 1) ? 0 : PQntuples(res);
-    bool more = (uint64_t)n > limit;
-    if (more)
-        n = (int)limit;
-    json_t *arr = json_array();
-    for (int i = 0; arr != NULL && i < n; i++) {
-        json_t *o = item_json(res, i);
-        if (o == NULL || json_array_append_new(arr, o) < 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    if (arr == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
+    if (api_col_null(res, 0, "id")) { /* the lateral page is empty */
+        api_page_send(req, "evidence", json_array(), NULL);
         return;
     }
-    json_t *next = more ? json_string(PQgetvalue(res, n - 1, 1)) : json_null();
-    dems_resp_json(req, 200, json_pack("{s:o,s:o}", "evidence", arr, "next_before", next));
+    api_page_answer(req, res, "evidence", "id", item_json);
 }
 
 /* A cursor id: 64 hex digits, lower-cased into out. */
@@ -135,30 +107,31 @@ static bool cursor_id(struct dems_str v, char out[static 65])
 
 void api_evidence_list(struct dems_req *req)
 {
-    struct dems_str v;
-    uint64_t n = LIST_DEFAULT;
-    if (dems_req_query(req, "limit", &v) &&
-        (dems_parse_u64(v.ptr, v.len, LIST_MAX, &n) < 0 || n == 0)) {
-        bad_param(req, "limit", "must be a whole number from 1 to 200");
+    struct api_page page;
+    if (!api_page_parse(req, &page))
+        return;
+    char id[65], ts[24], limit[24];
+    if (page.has_cursor && !cursor_id(dems_str_from(page.cursor), id)) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
         return;
     }
-    char id[65], ts[24], limit[24];
-    bool by_id = false, by_time = false;
+    struct dems_str v;
+    bool by_time = false;
     if (dems_req_query(req, "before", &v)) {
         int64_t t = 0;
-        by_id = cursor_id(v, id);
-        by_time = !by_id && upload_parse_rfc3339(v.ptr, v.len, &t);
-        if (!by_id && !by_time) {
-            bad_param(req, "before", "must be an evidence id (64 hex digits) or an RFC 3339 time");
+        by_time = upload_parse_rfc3339(v.ptr, v.len, &t);
+        if (!by_time) {
+            api_bad_param(req, "before", "must be an RFC 3339 time");
             return;
         }
-        if (by_time)
-            snprintf(ts, sizeof(ts), "%lld", (long long)t);
+        snprintf(ts, sizeof(ts), "%lld", (long long)t);
     }
-    /* One more than asked: tells whether another page follows. */
-    snprintf(limit, sizeof(limit), "%llu", (unsigned long long)n + 1);
-    const char *params[] = {by_id ? id : NULL, by_time ? ts : NULL, limit};
-    int r = dems_db_req(req, LIST_SQL, 3, params, on_list);
+    api_page_sql_limit(&page, limit);
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {page.has_cursor ? id : NULL, by_time ? ts : NULL, limit, who.user_id,
+                            who.sees_all};
+    int r = dems_db_req(req, LIST_SQL, 5, params, on_list);
     if (r < 0)
         dems_resp_err(req, r);
 }

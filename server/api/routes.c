@@ -68,6 +68,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/admin/devices", DEMS_ROLE_ADMIN, 0, api_devices_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/devices", DEMS_ROLE_ADMIN, 64 * 1024, api_devices_enrol),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/devices/{id}/revoke", DEMS_ROLE_ADMIN, 0, api_devices_revoke),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/devices/{id}/assign", DEMS_ROLE_ADMIN, J, api_devices_assign),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/jobs", DEMS_ROLE_ADMIN, 0, api_jobs_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/jobs", DEMS_ROLE_ADMIN, 64 * 1024 + J, api_jobs_create),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/jobs/{id}", DEMS_ROLE_ADMIN, 0, api_jobs_get),

@@ -10,7 +10,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   let token = null;
-  let nextBefore = null;
+  let nextCursor = null;
   let selected = null; // the evidence id on show
   let cues = []; // thumbnail cues of the evidence on show
 
@@ -178,14 +178,14 @@
 
   async function loadList(more) {
     const q = new URLSearchParams({ limit: '50' });
-    if (more && nextBefore) q.set('before', nextBefore);
+    if (more && nextCursor) q.set('cursor', nextCursor);
     $('list-status').textContent = 'Loading…';
     const doc = await api(`/v1/evidence?${q}`);
     const list = $('evidence-list');
     if (!more) list.replaceChildren();
     for (const item of doc.evidence) list.append(listItem(item));
-    nextBefore = doc.next_before;
-    $('older').hidden = !nextBefore;
+    nextCursor = doc.next_cursor;
+    $('older').hidden = !nextCursor;
     $('list-status').textContent = list.children.length ? '' : 'No evidence yet.';
   }
 

@@ -60,7 +60,8 @@ def teardown(c):
 
 
 def get(c, path, token=None, headers=None):
-    return c.srv.request("GET", path, token=token or c.off, headers=headers)
+    # The administrator sees every upload (officers only their own: test_access).
+    return c.srv.request("GET", path, token=token or c.admin, headers=headers)
 
 
 # ---- GET /v1/evidence ----
@@ -69,7 +70,7 @@ def test_list_newest_first_with_fields(c):
     st, doc, r = get(c, "/v1/evidence")
     assert st == 200 and r.getheader("Cache-Control") == "no-store"
     assert [e["id"] for e in doc["evidence"]] == c.ids[::-1]
-    assert doc["next_before"] is None
+    assert doc["next_cursor"] is None and r.getheader("Link") is None
     e = doc["evidence"][0]
     assert set(e) == {"id", "filename", "content_type", "size", "created_at", "uploaded_by",
                       "preview_job", "has_preview"}, e
@@ -81,34 +82,40 @@ def test_list_newest_first_with_fields(c):
 
 
 def test_list_pages_with_cursor(c):
-    seen, before, pages = [], None, 0
+    seen, cursor, pages = [], None, 0
     while True:
-        q = "?limit=2" + (f"&before={before}" if before else "")
-        st, doc, _ = get(c, "/v1/evidence" + q)
+        q = "?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        st, doc, r = get(c, "/v1/evidence" + q)
         assert st == 200, doc
         pages += 1
         assert len(doc["evidence"]) <= 2
         seen += [e["id"] for e in doc["evidence"]]
-        before = doc["next_before"]
-        if before is None:
+        cursor = doc["next_cursor"]
+        if cursor is None:
+            assert r.getheader("Link") is None
             break
-        assert before == doc["evidence"][-1]["id"]
+        # The next page's link: the same query with the next cursor.
+        assert r.getheader("Link") == f'</v1/evidence?limit=2&cursor={cursor}>; rel="next"'
     assert seen == c.ids[::-1] and pages == 3
     # A full last page says so: exactly limit items and no more.
     st, doc, _ = get(c, "/v1/evidence?limit=5")
-    assert len(doc["evidence"]) == 5 and doc["next_before"] is None
+    assert len(doc["evidence"]) == 5 and doc["next_cursor"] is None
     st, doc, _ = get(c, "/v1/evidence?limit=4")
-    assert len(doc["evidence"]) == 4 and doc["next_before"] == c.ids[1]
+    assert len(doc["evidence"]) == 4 and doc["next_cursor"] == c.ids[1]
     # Upper-case hex is the same cursor.
-    st, doc, _ = get(c, f"/v1/evidence?before={c.ids[1].upper()}")
+    st, doc, _ = get(c, f"/v1/evidence?cursor={c.ids[1].upper()}")
     assert st == 200 and [e["id"] for e in doc["evidence"]] == [c.ids[0]]
+    # Filters stay in the next page's link; an old cursor is replaced.
+    st, doc, r = get(c, f"/v1/evidence?before=2099-01-01T00:00:00Z&cursor={c.ids[4]}&limit=1")
+    assert r.getheader("Link") == ("</v1/evidence?before=2099-01-01T00:00:00Z&limit=1&cursor="
+                                   f"{c.ids[3]}>; rel=\"next\""), r.getheader("Link")
 
 
 def test_list_before_a_time(c):
     st, doc, _ = get(c, "/v1/evidence?before=2099-01-01T00:00:00Z")
     assert st == 200 and len(doc["evidence"]) == 5
     st, doc, _ = get(c, "/v1/evidence?before=2001-01-01T00:00:00Z")
-    assert st == 200 and doc["evidence"] == [] and doc["next_before"] is None
+    assert st == 200 and doc["evidence"] == [] and doc["next_cursor"] is None
     # Percent-encoded, with an offset, as URLSearchParams would send it.
     q = urllib.parse.quote("2099-01-01T01:00:00.5+01:00", safe="")
     st, doc, _ = get(c, f"/v1/evidence?before={q}")
@@ -118,7 +125,9 @@ def test_list_before_a_time(c):
 def test_list_bad_parameters_name_the_parameter(c):
     for q, name in (("limit=0", "limit"), ("limit=201", "limit"), ("limit=abc", "limit"),
                     ("limit=-1", "limit"), ("limit=", "limit"), ("before=xyz", "before"),
-                    ("before=" + "0" * 64, "before"), ("before=" + "g" * 64, "before"),
+                    ("cursor=" + "0" * 64, "cursor"), ("cursor=" + "g" * 64, "cursor"),
+                    ("cursor=xyz", "cursor"), ("cursor=%3Cscript%3E", "cursor"),
+                    ("before=" + c.ids[0], "before"),
                     ("before=2026-13-01T00:00:00Z", "before"),
                     ("before=%27%20OR%201%3D1%20--", "before"), ("before=%zz", "before")):
         st, doc, _ = get(c, "/v1/evidence?" + q)
@@ -170,7 +179,7 @@ def test_cookie_authorises_get_and_head(c):
     st, doc, _ = c.srv.request("GET", "/v1/evidence?limit=1", headers=ck)
     assert st == 200 and len(doc["evidence"]) == 1
     # A media element's range request, as <video src> sends it.
-    st, body, r = c.srv.request("GET", f"/v1/evidence/{c.ids[4]}/content",
+    st, body, r = c.srv.request("GET", f"/v1/evidence/{c.ids[3]}/content",
                                 headers=dict(ck, Range="bytes=100-199"))
     assert st == 206 and len(body) == 100
     # Cookie headers split in two (as HTTP/2 proxies may forward them).
