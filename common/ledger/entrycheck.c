@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
 
@@ -239,4 +240,17 @@ bool ledger_entry_fast_check(const uint8_t *bytes, size_t len, uint64_t *ret_seq
         return false;
     *ret_seq = seq;
     return true;
+}
+
+int dems_ledger_entry_check(const uint8_t *bytes, size_t len)
+{
+    uint64_t seq;
+    if (ledger_entry_fast_check(bytes, len, &seq))
+        return 0;
+    /* A form the fast check leaves to the full decoder (or bad bytes). */
+    json_t *root = NULL;
+    struct dems_ledger_entry e;
+    int r = dems_ledger_entry_decode(bytes, len, &root, &e);
+    json_decref(root);
+    return r == DEMS_ENOMEM ? r : r < 0 ? DEMS_EINVAL : 0;
 }

@@ -152,37 +152,48 @@ int ledger_hex_decode_lower(const char *s, uint8_t *out, size_t n)
     return (bad & 0xf0) != 0 ? DEMS_EINVAL : 0;
 }
 
+size_t ledger_utf8_char_len(const uint8_t *p, size_t avail)
+{
+    uint8_t c = p[0];
+    size_t n;
+    uint32_t cp, min;
+
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0)
+        n = 1, cp = c & 0x1fu, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        n = 2, cp = c & 0x0fu, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        n = 3, cp = c & 0x07u, min = 0x10000;
+    else
+        return 0;
+    if (n > avail - 1)
+        return 0;
+    for (size_t k = 1; k <= n; k++) {
+        if ((p[k] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[k] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n + 1;
+}
+
 bool ledger_utf8_valid(const char *s, size_t len)
 {
     const uint8_t *p = (const uint8_t *)s;
     size_t i = 0;
 
     while (i < len) {
-        uint8_t c = p[i];
-        size_t n;
-        uint32_t cp, min;
-        if (c < 0x80) {
+        if (p[i] < 0x80) {
             i++;
             continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1fu, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0fu, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07u, min = 0x10000;
-        } else {
-            return false;
         }
-        if (n > len - i - 1)
+        size_t n = ledger_utf8_char_len(p + i, len - i);
+        if (n == 0)
             return false;
-        for (size_t k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i + k] & 0x3fu);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += n + 1;
+        i += n;
     }
     return true;
 }

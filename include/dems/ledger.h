@@ -88,6 +88,8 @@ enum dems_ledger_actor {
 #define DEMS_LEDGER_MAX_PAYLOAD 4096
 /* Largest canonical entry, in bytes. */
 #define DEMS_LEDGER_MAX_ENTRY 8192
+/* Longest payload member name dems_ledger_payload_set_text takes, in bytes. */
+#define DEMS_LEDGER_MAX_KEY 64
 
 /*
  * One custody event. Strings and payload are borrowed (from the caller when
@@ -124,6 +126,29 @@ int dems_ledger_type_parse(const char *name, size_t len, enum dems_ledger_type *
  * DEMS_ETOOBIG or DEMS_ENOMEM; on failure out keeps its previous length.
  */
 int dems_ledger_entry_encode(const struct dems_ledger_entry *e, struct dems_buf *out);
+
+/*
+ * Checks bytes as a verifier will: 0 when they are a canonical custody entry
+ * (dems_ledger_entry_decode would accept them), DEMS_EINVAL otherwise. The
+ * server runs it on every entry before sealing, so it never signs bytes
+ * that dems-verify would reject. Allocation-free for the usual forms.
+ */
+int dems_ledger_entry_check(const uint8_t *bytes, size_t len);
+
+/*
+ * Sets payload[key] (an object) to the untrusted text s[0..len), bounded so
+ * that an entry can always hold it: bytes that are not UTF-8, and NUL,
+ * become U+FFFD, and the text is cut at a character boundary so that its
+ * canonical form (escapes counted, quotes not) is at most max bytes
+ * (max <= DEMS_LEDGER_MAX_PAYLOAD). When it was cut, "<key>_truncated": true
+ * is set as well; when it was cut or altered, "<key>_length" (the original
+ * length in bytes) and "<key>_sha256" (hex SHA-256 of the original bytes).
+ * The members added take at most max + 3 * strlen(key) + 140 canonical
+ * bytes. key is at most DEMS_LEDGER_MAX_KEY bytes. Borrows s. Returns 0,
+ * DEMS_EINVAL (bad key, payload or max) or DEMS_ENOMEM.
+ */
+int dems_ledger_payload_set_text(json_t *payload, const char *key, const char *s, size_t len,
+                                 size_t max);
 
 /*
  * Parses canonical entry bytes. The bytes must be exactly what

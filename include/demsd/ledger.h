@@ -43,13 +43,14 @@ struct dems_ledger_item {
      * Optional statement run in the same transaction just before the entry
      * (e.g. inserting the artefact the entry records). If it fails the entry
      * is not appended and err says why; other entries in the batch are not
-     * affected. Owned strings.
+     * affected (it runs under a savepoint of its own). Owned strings.
      */
     char *pre_sql;
     int pre_nparams;
     char *pre_params[8];
     /* Results, valid in done: err (0, DEMS_ECONFLICT for a unique violation
-     * in pre_sql, DEMS_EDB), seq. */
+     * in pre_sql, DEMS_EINVAL for an entry that cannot be encoded, DEMS_EDB,
+     * DEMS_EUNAVAIL), seq. An item that fails never fails the others. */
     int err;
     uint64_t seq;
     void (*done)(struct dems_ledger_item *item, void *arg); /* on loop's thread */
@@ -76,8 +77,12 @@ void dems_ledger_stop(struct dems_server *srv);
 
 /*
  * Queues item (ownership moves to the ledger); item->done runs on loop's
- * thread once it is durable or has failed. Returns 0, or DEMS_EUNAVAIL when
- * the ledger is stopping (then item is freed and done never runs).
+ * thread once it is durable or has failed (loop NULL: on the appender's
+ * thread). Every untrusted string in item->payload must be bounded first
+ * (dems_ledger_payload_set_text). Returns 0, DEMS_EINVAL when the item can
+ * never be an entry (its payload is too big, or not canonical JSON; checked
+ * here, before it joins a batch), or DEMS_EUNAVAIL when the ledger is
+ * stopping; on an error item is freed and done never runs.
  */
 int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
                        struct dems_ledger_item *item);

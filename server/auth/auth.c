@@ -205,6 +205,30 @@ static void on_denied_logged(struct dems_ledger_item *item, void *arg)
     (void)arg;
 }
 
+/*
+ * What an ACCESS_DENIED entry may spend on each string the client chose
+ * (canonical bytes, escapes counted). Together with the marks and hashes
+ * dems_ledger_payload_set_text adds, they stay far below the payload cap.
+ */
+#define DENIED_MAX_METHOD 32
+#define DENIED_MAX_PATH   1024
+#define DENIED_MAX_REASON 256
+
+/* The payload of an ACCESS_DENIED entry for req: method, path, reason, each bounded. */
+static json_t *denied_payload(const struct dems_http_head *h, const char *reason)
+{
+    json_t *p = json_object();
+    const char *m = h->method_name != NULL ? h->method_name : "";
+    if (p == NULL ||
+        dems_ledger_payload_set_text(p, "method", m, strlen(m), DENIED_MAX_METHOD) < 0 ||
+        dems_ledger_payload_set_text(p, "path", h->path.ptr, h->path.len, DENIED_MAX_PATH) < 0 ||
+        dems_ledger_payload_set_text(p, "reason", reason, strlen(reason), DENIED_MAX_REASON) < 0) {
+        json_decref(p);
+        return NULL;
+    }
+    return p;
+}
+
 void dems_auth_denied(struct dems_req *req, const char *reason)
 {
     const struct dems_principal *p = dems_req_principal(req);
@@ -214,9 +238,11 @@ void dems_auth_denied(struct dems_req *req, const char *reason)
         device ? p->serial : (p->username[0] != '\0' ? p->username : "unknown"));
     if (it == NULL)
         return;
-    const struct dems_http_head *h = dems_req_head(req);
-    it->payload = json_pack("{s:s,s:s%,s:s}", "method", h->method_name, "path", h->path.ptr,
-                            h->path.len, "reason", reason);
+    it->payload = denied_payload(dems_req_head(req), reason);
+    if (it->payload == NULL) {
+        dems_ledger_item_free(it);
+        return;
+    }
     it->done = on_denied_logged;
     struct dems_loop *loop = dems_req_loop(req);
     dems_ledger_append(loop->srv, loop, it);

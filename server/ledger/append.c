@@ -62,7 +62,14 @@ struct dems_ledger_item *dems_ledger_item_new(enum dems_ledger_type type,
         return NULL;
     it->type = type;
     it->actor_kind = actor_kind;
-    snprintf(it->actor_id, sizeof(it->actor_id), "%s", actor_id);
+    size_t n = strlen(actor_id);
+    if (n > DEMS_LEDGER_MAX_ID) {
+        n = DEMS_LEDGER_MAX_ID;
+        while (n > 0 && ((uint8_t)actor_id[n] & 0xc0) == 0x80)
+            n--; /* never split a UTF-8 character */
+    }
+    memcpy(it->actor_id, actor_id, n);
+    it->actor_id[n] = '\0';
     return it;
 }
 
@@ -214,12 +221,11 @@ static int close_arrays(struct arrays *a)
     return r;
 }
 
+/* The item's pre-statement, inside the item's savepoint (batch_item). */
 static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
 {
     if (it->pre_sql == NULL)
         return 0;
-    if (exec1(l, "SAVEPOINT pre", 0, NULL) < 0)
-        return DEMS_EDB;
     PGresult *res = q(l, it->pre_sql, it->pre_nparams, (const char *const *)it->pre_params);
     int r = 0;
     if (!ok(res)) {
@@ -229,17 +235,14 @@ static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
                      PQresultErrorMessage(res));
     }
     PQclear(res);
-    if (exec1(l, r == 0 ? "RELEASE SAVEPOINT pre" : "ROLLBACK TO SAVEPOINT pre", 0, NULL) < 0)
-        return DEMS_EDB;
     return r;
 }
 
-/* Encodes, hashes, signs one entry and adds it (and its subtrees) to a. */
-static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct arrays *a,
-                     struct dems_buf *bytes)
+/* The entry an item describes, as sequence number seq. Borrows it. */
+static struct dems_ledger_entry item_entry(const struct dems_ledger_item *it, uint64_t seq)
 {
     struct dems_ledger_entry e = {
-        .seq = l->frontier.size,
+        .seq = seq,
         .time_ms = now_ms(),
         .type = it->type,
         .actor_kind = it->actor_kind,
@@ -252,21 +255,43 @@ static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct 
     };
     memcpy(e.artefact, it->artefact, 32);
     memcpy(e.sha256, it->sha256, 32);
+    return e;
+}
+
+/*
+ * Encodes an item's entry as seq into bytes and checks the bytes as a
+ * verifier will, so nothing dems-verify would reject is ever signed.
+ * Returns 0, DEMS_EINVAL (the item can never be an entry) or DEMS_ENOMEM.
+ */
+static int encode_item(const struct dems_ledger_item *it, uint64_t seq, struct dems_buf *bytes)
+{
+    struct dems_ledger_entry e = item_entry(it, seq);
     dems_buf_reset(bytes);
     int r = dems_ledger_entry_encode(&e, bytes);
-    if (r < 0)
-        return r;
+    if (r == DEMS_ETOOBIG)
+        r = DEMS_EINVAL;
+    if (r == 0)
+        r = dems_ledger_entry_check(bytes->data, bytes->len);
+    return r;
+}
+
+/* Hashes and signs one encoded entry (seq = the frontier's size) and adds it and its subtrees to a.
+ */
+static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct arrays *a,
+                     const struct dems_buf *bytes)
+{
+    uint64_t seq = l->frontier.size;
     uint8_t leaf[32], sig[64], completed[DEMS_MERKLE_MAX_LEVELS][32];
     dems_merkle_leaf_hash(bytes->data, bytes->len, leaf);
     dems_ledger_entry_sign(l->key, leaf, sig);
     int n = dems_merkle_frontier_append(&l->frontier, leaf, completed);
     if (n < 0)
         return n;
-    char seq[24], art[65];
-    snprintf(seq, sizeof(seq), "%llu", (unsigned long long)e.seq);
+    char seqs[24], art[65];
+    snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
     if (it->has_artefact)
         dems_hex_encode(it->artefact, 32, art);
-    r = add(&a->seq, seq);
+    int r = add(&a->seq, seqs);
     if (r == 0)
         r = add(&a->type, dems_ledger_type_name(it->type));
     if (r == 0)
@@ -288,7 +313,7 @@ static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct 
         if (r == 0)
             r = add_hex(&a->hash, completed[lv], 32);
     }
-    it->seq = e.seq;
+    it->seq = seq;
     return r;
 }
 
@@ -393,8 +418,58 @@ static int begin_rotation(struct dems_ledger *l, struct dems_ledger_item *it,
     return r;
 }
 
-static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
+static void log_item_refused(const struct dems_ledger_item *it, int err)
 {
+    dems_log(DEMS_LOG_WARN, NULL, NULL,
+             "ledger: a %s entry by %.128s was not appended (%s); the rest of its batch was",
+             dems_ledger_type_name(it->type), it->actor_id, dems_strerror(err));
+}
+
+/*
+ * One item inside its batch's transaction: the pre-statement, a key
+ * rotation and the encoding run under a savepoint, so an item that fails
+ * (a refused pre-statement, an entry that cannot be encoded) is rolled back
+ * alone and the batch goes on without it. Its outcome is in it->err.
+ * Returns 0, or a negative DEMS_E* when the whole batch cannot go on (the
+ * transaction is lost, or out of memory).
+ */
+static int batch_item(struct dems_ledger *l, struct dems_ledger_item *it, struct arrays *a,
+                      struct dems_buf *bytes, struct dems_ledger_key **next)
+{
+    bool savepoint = it->pre_sql != NULL || it->type == DEMS_LEDGER_KEY_ROTATED;
+    if (savepoint && exec1(l, "SAVEPOINT item", 0, NULL) < 0)
+        return DEMS_EDB;
+    it->err = run_pre(l, it);
+    if (it->err == 0 && it->type == DEMS_LEDGER_KEY_ROTATED)
+        it->err = begin_rotation(l, it, next);
+    if (it->err == 0)
+        it->err = encode_item(it, l->frontier.size, bytes);
+    if (savepoint &&
+        exec1(l, it->err == 0 ? "RELEASE SAVEPOINT item" : "ROLLBACK TO SAVEPOINT item", 0, NULL) <
+            0)
+        return DEMS_EDB;
+    if (it->err == DEMS_ENOMEM)
+        return DEMS_ENOMEM;
+    if (it->err < 0) {
+        dems_ledger_key_free(*next); /* its key row was rolled back with it */
+        *next = NULL;
+        if (it->err != DEMS_ECONFLICT)
+            log_item_refused(it, it->err);
+        return 0;
+    }
+    return add_entry(l, it, a, bytes);
+}
+
+/*
+ * Appends batch in one transaction. Returns 0 (each item's own outcome in
+ * its err) or a negative DEMS_E* when nothing was appended; then
+ * *ret_retry says whether a statement that carried the items' data failed
+ * on a connection that is still good, so that each item may be retried
+ * alone.
+ */
+static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, bool *ret_retry)
+{
+    *ret_retry = false;
     if (PQstatus(l->db) != CONNECTION_OK)
         PQreset(l->db);
     if (exec1(l, "BEGIN", 0, NULL) < 0)
@@ -406,15 +481,10 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
     struct dems_buf bytes;
     dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
     struct dems_ledger_key *next = NULL; /* a rotation is always its batch's last item */
-    for (struct dems_ledger_item *it = batch; r == 0 && it != NULL; it = it->next) {
-        it->err = run_pre(l, it);
-        if (it->err == 0 && it->type == DEMS_LEDGER_KEY_ROTATED)
-            it->err = begin_rotation(l, it, &next);
-        if (it->err == DEMS_EDB)
-            r = DEMS_EDB; /* the transaction is unusable */
-        else if (it->err == 0)
-            r = add_entry(l, it, &a, &bytes);
-    }
+    bool locked = r == 0;
+    for (struct dems_ledger_item *it = batch; r == 0 && it != NULL; it = it->next)
+        r = batch_item(l, it, &a, &bytes, &next);
+    bool items_done = r == 0;
     if (r == 0)
         r = close_arrays(&a);
     if (r == 0 && a.seq.len > 3)
@@ -432,6 +502,7 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch)
         l->frontier = saved;
         l->frontier_ok = false; /* reload from the database next time */
         dems_ledger_key_free(next);
+        *ret_retry = locked && items_done && PQstatus(l->db) == CONNECTION_OK;
     } else if (next != NULL) {
         dems_ledger_key_free(l->key);
         l->key = next;
@@ -450,6 +521,46 @@ static void deliver(void *arg)
     if (it->done != NULL)
         it->done(it, it->arg);
     dems_ledger_item_free(it);
+}
+
+/* Hands each item of a finished batch back to its loop (err set when r failed it). */
+static void deliver_all(struct dems_ledger_item *batch, int r)
+{
+    while (batch != NULL) {
+        struct dems_ledger_item *next = batch->next;
+        if (r < 0 && batch->err == 0)
+            batch->err = r;
+        if (batch->loop == NULL || dems_loop_post(batch->loop, deliver, batch) < 0)
+            deliver(batch);
+        batch = next;
+    }
+}
+
+/*
+ * Appends a batch of n items and delivers the outcomes. When a statement
+ * carrying the batch's data failed, no item is blamed for the others: each
+ * is retried alone, so one bad item fails alone and never its batch.
+ */
+static void run_batch(struct dems_ledger *l, struct dems_ledger_item *batch, size_t n)
+{
+    bool retry = false;
+    int r = append_batch(l, batch, &retry);
+    if (r == 0 || !retry || n < 2) {
+        deliver_all(batch, r);
+        return;
+    }
+    dems_log(DEMS_LOG_WARN, NULL, NULL,
+             "ledger: a batch of %zu entries failed; appending each alone", n);
+    while (batch != NULL) {
+        struct dems_ledger_item *it = batch;
+        batch = it->next;
+        it->next = NULL;
+        it->err = 0;
+        r = append_batch(l, it, &retry);
+        if (r < 0)
+            log_item_refused(it, r);
+        deliver_all(it, r);
+    }
 }
 
 static void *appender_main(void *arg)
@@ -482,17 +593,8 @@ static void *appender_main(void *arg)
         bool stopping = l->stop && l->head == NULL;
         pthread_mutex_unlock(&l->mu);
 
-        if (batch != NULL) {
-            int r = append_batch(l, batch);
-            while (batch != NULL) {
-                struct dems_ledger_item *next = batch->next;
-                if (r < 0 && batch->err == 0)
-                    batch->err = r;
-                if (batch->loop == NULL || dems_loop_post(batch->loop, deliver, batch) < 0)
-                    deliver(batch);
-                batch = next;
-            }
-        }
+        if (batch != NULL)
+            run_batch(l, batch, n);
         if (l->frontier_ok && l->frontier.size > l->checkpoint_size &&
             (now_ms() - l->checkpoint_ms >= 1000 || stopping))
             write_checkpoint(l);
@@ -688,6 +790,22 @@ int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
     struct dems_ledger *l = srv->ledger;
     item->loop = loop;
     item->next = NULL;
+    /*
+     * An item that can never be an entry fails here, alone, before it joins
+     * a batch. A rotation is checked in its batch, once its payload names
+     * the new key.
+     */
+    if (item->type != DEMS_LEDGER_KEY_ROTATED) {
+        struct dems_buf bytes;
+        dems_buf_init(&bytes, DEMS_LEDGER_MAX_ENTRY);
+        int r = encode_item(item, 0, &bytes);
+        dems_buf_done(&bytes);
+        if (r < 0) {
+            log_item_refused(item, r);
+            dems_ledger_item_free(item);
+            return r;
+        }
+    }
     pthread_mutex_lock(&l->mu);
     if (l->stop) {
         pthread_mutex_unlock(&l->mu);

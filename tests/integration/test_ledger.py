@@ -11,11 +11,15 @@ import hashlib
 import json
 import os
 import subprocess
+import threading
 import time
 
-from harness import Server, run_tests
+from harness import Server, raw_tls, read_response, run_tests
 
 TUS = {"Tus-Resumable": "1.0.0"}
+DRIVER = os.environ.get("DEMS_LEDGER_DRIVER",
+                        os.path.join(os.path.dirname(os.environ.get("DEMSD", "")), "..", "tests",
+                                     "integration", "dems-ledger-driver"))
 VERIFY = os.environ.get("DEMS_VERIFY",
                         os.path.join(os.path.dirname(os.environ.get("DEMSD", "")), "verify",
                                      "dems-verify"))
@@ -52,10 +56,20 @@ def upload(c, data, filename="clip.mp4"):
     return r.getheader("Evidence-Id"), r.getheader("Location")
 
 
-def entries(c, start=0, end=1000):
-    st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={start}&end={end}", token=c.tok)
-    assert st == 200, doc
-    return [dict(e, body=json.loads(base64.b64decode(e["bytes"]))) for e in doc["entries"]]
+def entries(c, start=0, end=None):
+    """Entries [start, end), or from start to the end of the log."""
+    out = []
+    while end is None or start + len(out) < end:
+        lo = start + len(out)
+        hi = lo + 1000 if end is None else min(end, lo + 1000)
+        st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={lo}&end={hi}",
+                                   token=c.tok)
+        assert st == 200, doc
+        page = [dict(e, body=json.loads(base64.b64decode(e["bytes"]))) for e in doc["entries"]]
+        out += page
+        if len(page) < hi - lo:
+            break
+    return out
 
 
 def wait_checkpoint(c, size):
@@ -144,6 +158,143 @@ def test_download_is_ledgered_and_ranged(c):
     assert c.srv.request("GET", "/healthz")[0] == 200
     assert c.srv.request("GET", "/v1/evidence/" + "0" * 64, token=c.tok)[0] == 404
     assert c.srv.request("GET", "/v1/evidence/xyz/content", token=c.tok)[0] == 404
+
+
+def staff_user(c, name, role):
+    st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                               {"username": name, "password": "correct horse", "role": role},
+                               token=c.tok)
+    assert st in (201, 409), doc
+    return c.srv.login(name, "correct horse")[1]["token"]
+
+
+def wait_denied(c, start, n):
+    """The ACCESS_DENIED entries from start on, once there are n (they are
+    appended after the 403 is answered)."""
+    deadline = time.time() + 15
+    while True:
+        denied = [e["body"] for e in entries(c, start) if e["body"]["type"] == "ACCESS_DENIED"]
+        if len(denied) >= n or time.time() > deadline:
+            assert len(denied) == n, (len(denied), n)
+            return denied
+        time.sleep(0.2)
+
+
+def busy_admin(c, stop, errors, counts):
+    """Uploads and downloads as the admin until stop is set; records every non-2xx."""
+    conn = c.srv.conn()
+    i = 0
+    while not stop.is_set():
+        try:
+            if i % 4 == 0:
+                data = os.urandom(2000)
+                st, doc, r = c.srv.request(
+                    "POST", "/v1/uploads", body=data, token=c.tok, conn=conn,
+                    headers=dict(TUS, **{"Upload-Length": str(len(data)), "Content-Type":
+                                         "application/offset+octet-stream"}))
+            else:
+                st, doc, r = c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=c.tok,
+                                           conn=conn)
+            counts[0] += 1
+            if st >= 300:
+                errors.append((st, doc))
+        except Exception as e:  # a dropped connection is an error too
+            errors.append(repr(e))
+            conn = c.srv.conn()
+        i += 1
+
+
+def test_oversized_refusal_fails_alone_and_is_ledgered_truncated(c):
+    """A refused request whose path is far beyond the payload cap (issue 19.1)
+    used to make an entry too big to append, failing its whole group-commit
+    batch: the admin's concurrent ingests and downloads answered 503. Now the
+    path is cut and marked, the refusal is ledgered, and nobody else notices."""
+    officer = staff_user(c, "lenny", "officer")
+    before = len(entries(c))
+    stop, errors, counts = threading.Event(), [], [0]
+    t = threading.Thread(target=busy_admin, args=(c, stop, errors, counts))
+    t.start()
+    long_id = "x" * 6000
+    sent = 0
+    try:
+        conn = c.srv.conn()
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            st, doc, _ = c.srv.request("GET", f"/v1/admin/jobs/{long_id}{sent}", token=officer,
+                                       conn=conn)
+            assert st == 403, (st, doc)
+            sent += 1
+    finally:
+        stop.set()
+        t.join()
+    assert counts[0] > 10 and not errors, (counts, errors[:3])
+    denied = wait_denied(c, before, sent)
+    p = denied[0]["payload"]
+    full = f"/v1/admin/jobs/{long_id}0"
+    assert p["path_truncated"] is True and p["path_length"] == len(full), p
+    assert p["path_sha256"] == hashlib.sha256(full.encode()).hexdigest(), p
+    assert full.startswith(p["path"]) and 900 < len(p["path"]) <= 1024, len(p["path"])
+    assert p["method"] == "GET" and p["reason"] == "role may not use this endpoint", p
+    assert "method_truncated" not in p and "reason_truncated" not in p, p
+    assert denied[0]["actor"] == {"id": "lenny", "kind": "user"}
+    # Bytes that are not UTF-8 are replaced (and marked by the hash of the original).
+    s = raw_tls(c.srv)
+    s.sendall(b"GET /v1/admin/jobs/caf\xe9 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+              + officer.encode() + b"\r\nConnection: close\r\n\r\n")
+    st, _, _, _ = read_response(s)
+    s.close()
+    if st == 403:  # the parser may refuse such a target outright (400)
+        last = wait_denied(c, before, sent + 1)[-1]
+        assert last["payload"]["path"] == "/v1/admin/jobs/caf\ufffd", last
+        assert last["payload"]["path_length"] == 19 and "path_truncated" not in last["payload"]
+    c.srv.request("GET", "/healthz")
+
+
+def run_driver(c):
+    """Runs the second appender (tests/integration/ledger_driver.c) beside demsd."""
+    pg = os.path.join(c.srv.data, "pg")
+    r = subprocess.run([DRIVER, f"host={pg} dbname=dems user=dems_app",
+                        os.path.join(c.srv.data, "keys", "master.key"), "dems.localhost/ledger",
+                        c.srv.data], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = {}
+    for line in r.stdout.splitlines():
+        name, queued, err, seq = line.split()
+        out[name] = (int(queued), int(err), int(seq))
+    return out, r.stderr
+
+
+def test_bad_item_fails_alone_never_its_batch(c):
+    """Items that can never be entries, and items whose statements fail, fail
+    alone: the good items of the same group-commit batch are appended."""
+    EINVAL, EDB = -2, -10
+    # A trigger refuses one row of a multi-row insert, failing that statement.
+    rc, _, err = c.srv.psql(
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF convert_from(NEW.bytes, 'UTF8') LIKE '%poison%' THEN "
+        "RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$; "
+        "CREATE TRIGGER poison BEFORE INSERT ON ledger_entries "
+        "FOR EACH ROW EXECUTE FUNCTION poison()")
+    assert rc == 0, err
+    keys = c.srv.psql("SELECT count(*) FROM ledger_keys")[1]
+    try:
+        got, log = run_driver(c)
+    finally:
+        c.srv.psql("DROP TRIGGER poison ON ledger_entries; DROP FUNCTION poison()")
+    ok = {k: v for k, v in got.items() if v[0] == 0 and v[1] == 0}
+    assert set(ok) == {"blocker", "good1", "good2", "blocker2", "good3", "good4"}, got
+    # Refused before joining a batch: too big, and a NUL that no verifier accepts.
+    assert got["too_big"][0] == EINVAL and got["nul"][0] == EINVAL, got
+    # Failed inside the batch, alone: the batch's good items are consecutive.
+    assert got["pre_fails"][1] == EDB and got["rotate"][1] == EINVAL, got
+    assert got["good2"][2] == got["good1"][2] + 1, got
+    assert c.srv.psql("SELECT count(*) FROM ledger_keys")[1] == keys  # rotation rolled back
+    # A failed statement of the batch: each item retried alone; only the poisoned one fails.
+    assert got["poison"][1] == EDB and got["good4"][2] == got["good3"][2] + 1, got
+    assert "appending each alone" in log, log
+    seqs = {e["seq"]: e["body"]["payload"] for e in entries(c, got["good1"][2])}
+    assert seqs[got["good1"][2]] == {"n": "1"} and seqs[got["good4"][2]] == {"n": "4"}, seqs
+    assert c.srv.request("GET", "/healthz")[0] == 200
 
 
 def test_checkpoint_key_and_export_verify_offline(c):

@@ -371,13 +371,162 @@ static void test_fast_check_agrees(void **state)
     assert_true(fast_hits > 10);
 }
 
+/* Canonical size of payload (whole object). */
+static size_t canon_len(const json_t *payload)
+{
+    struct dems_buf b;
+    dems_buf_init(&b, 1 << 20);
+    assert_int_equal(dems_jcs_encode(payload, &b), 0);
+    size_t n = b.len;
+    dems_buf_done(&b);
+    return n;
+}
+
+/* Canonical size of one string member's value, quotes excluded. */
+static size_t value_len(const json_t *payload, const char *key)
+{
+    json_t *v = json_object_get(payload, key);
+    assert_non_null(v);
+    return canon_len(v) - 2;
+}
+
+/*
+ * Untrusted text is bounded on its canonical form, cut at a character
+ * boundary, marked when cut, and carries the original's length and SHA-256
+ * whenever it was cut or altered (issue 19.1).
+ */
+static void test_payload_set_text(void **state)
+{
+    (void)state;
+    json_t *p = json_object();
+    /* Short and clean: as is, no marks. */
+    assert_int_equal(dems_ledger_payload_set_text(p, "path", "/v1/x", 5, 64), 0);
+    assert_string_equal(json_string_value(json_object_get(p, "path")), "/v1/x");
+    assert_int_equal(json_object_size(p), 1);
+    /* Exactly max fits; max + 1 is cut and marked. */
+    char big[5000];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(dems_ledger_payload_set_text(p, "fit", big, 64, 64), 0);
+    assert_int_equal(json_object_size(p), 2);
+    assert_int_equal(dems_ledger_payload_set_text(p, "long", big, sizeof(big), 1024), 0);
+    assert_int_equal(value_len(p, "long"), 1024);
+    assert_true(json_is_true(json_object_get(p, "long_truncated")));
+    assert_int_equal(json_integer_value(json_object_get(p, "long_length")), sizeof(big));
+    uint8_t h[32];
+    char hex[65];
+    ledger_sha256_2(big, sizeof(big), NULL, 0, h);
+    dems_hex_encode(h, 32, hex);
+    assert_string_equal(json_string_value(json_object_get(p, "long_sha256")), hex);
+    json_decref(p);
+
+    /* Escapes count: 1000 control characters cost 6 bytes each. */
+    p = json_object();
+    char ctl[1000];
+    memset(ctl, 0x01, sizeof(ctl));
+    assert_int_equal(dems_ledger_payload_set_text(p, "c", ctl, sizeof(ctl), 600), 0);
+    assert_int_equal(value_len(p, "c"), 600);
+    assert_int_equal(json_string_length(json_object_get(p, "c")), 100);
+    /* A quote costs two: 601 budget holds 300 of them, not 301. */
+    char quotes[400];
+    memset(quotes, '"', sizeof(quotes));
+    assert_int_equal(dems_ledger_payload_set_text(p, "q", quotes, sizeof(quotes), 601), 0);
+    assert_int_equal(json_string_length(json_object_get(p, "q")), 300);
+    json_decref(p);
+
+    /* Never split a character: a 3-byte one that does not fit is dropped whole. */
+    p = json_object();
+    assert_int_equal(dems_ledger_payload_set_text(p, "u", "ab\xe2\x82\xac", 5, 4), 0);
+    assert_string_equal(json_string_value(json_object_get(p, "u")), "ab");
+    assert_true(json_is_true(json_object_get(p, "u_truncated")));
+    /* Bytes that are not UTF-8, and NUL, become U+FFFD: altered, not truncated. */
+    assert_int_equal(dems_ledger_payload_set_text(p, "b", "caf\xe9\0x", 6, 64), 0);
+    assert_string_equal(json_string_value(json_object_get(p, "b")), "caf\xef\xbf\xbd\xef\xbf\xbdx");
+    assert_null(json_object_get(p, "b_truncated"));
+    assert_int_equal(json_integer_value(json_object_get(p, "b_length")), 6);
+    assert_non_null(json_object_get(p, "b_sha256"));
+    /* Bad arguments. */
+    assert_int_equal(dems_ledger_payload_set_text(p, "k", "x", 1, DEMS_LEDGER_MAX_PAYLOAD + 1),
+                     DEMS_EINVAL);
+    char key[DEMS_LEDGER_MAX_KEY + 2];
+    memset(key, 'k', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    assert_int_equal(dems_ledger_payload_set_text(p, key, "x", 1, 8), DEMS_EINVAL);
+    json_decref(p);
+
+    /*
+     * The documented worst case: whatever the input, three bounded members
+     * fit an entry's payload, and the entry encodes and checks.
+     */
+    p = json_object();
+    char worst[8000];
+    for (size_t i = 0; i < sizeof(worst); i++)
+        worst[i] = (char)(i % 3 == 0 ? 0x01 : i % 3 == 1 ? 0xff : '"');
+    assert_int_equal(dems_ledger_payload_set_text(p, "method", worst, sizeof(worst), 32), 0);
+    assert_int_equal(dems_ledger_payload_set_text(p, "path", worst, sizeof(worst), 1024), 0);
+    assert_int_equal(dems_ledger_payload_set_text(p, "reason", worst, sizeof(worst), 256), 0);
+    assert_true(canon_len(p) <= 1024 + 32 + 256 + 3 * 140 + 3 * 3 * 6 + 20);
+    struct dems_ledger_entry e = {.seq = (uint64_t)DEMS_JCS_MAX_INT,
+                                  .time_ms = 1764023456789,
+                                  .type = DEMS_LEDGER_ACCESS_DENIED,
+                                  .actor_kind = DEMS_LEDGER_ACTOR_USER,
+                                  .actor_id = "officer",
+                                  .payload = p};
+    struct dems_buf b;
+    dems_buf_init(&b, DEMS_LEDGER_MAX_ENTRY);
+    assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
+    assert_int_equal(dems_ledger_entry_check(b.data, b.len), 0);
+    dems_buf_done(&b);
+    json_decref(p);
+}
+
+/*
+ * dems_ledger_entry_check refuses what a verifier refuses, including an
+ * entry that encodes but cannot be decoded (a NUL inside a payload string),
+ * so the server never signs such bytes; and the new types verify.
+ */
+static void test_entry_check(void **state)
+{
+    (void)state;
+    json_t *p = json_pack("{s:s%}", "x", "a\0b", (size_t)3);
+    struct dems_ledger_entry e = {.seq = 5,
+                                  .time_ms = 1764023456789,
+                                  .type = DEMS_LEDGER_ACCESS_DENIED_SUMMARY,
+                                  .actor_kind = DEMS_LEDGER_ACTOR_SYSTEM,
+                                  .actor_id = "refusals",
+                                  .payload = p};
+    struct dems_buf b;
+    dems_buf_init(&b, DEMS_LEDGER_MAX_ENTRY);
+    assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
+    assert_int_equal(dems_ledger_entry_check(b.data, b.len), DEMS_EINVAL);
+    json_decref(p);
+    p = json_pack("{s:s,s:s,s:I}", "principal", "user:lenny", "address", "127.0.0.1", "count",
+                  (json_int_t)12);
+    e.payload = p;
+    for (int t = DEMS_LEDGER_LOCKOUT_LIFTED; t <= DEMS_LEDGER_ACCESS_DENIED_SUMMARY; t++) {
+        e.type = (enum dems_ledger_type)t;
+        dems_buf_reset(&b);
+        assert_int_equal(dems_ledger_entry_encode(&e, &b), 0);
+        assert_int_equal(dems_ledger_entry_check(b.data, b.len), 0);
+        uint64_t seq = 0;
+        assert_true(ledger_entry_fast_check(b.data, b.len, &seq) && seq == 5);
+    }
+    assert_int_equal(dems_ledger_entry_check((const uint8_t *)"{}", 2), DEMS_EINVAL);
+    dems_buf_done(&b);
+    json_decref(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jcs_member_order),        cmocka_unit_test(test_jcs_escapes),
-        cmocka_unit_test(test_jcs_numbers_and_rejects), cmocka_unit_test(test_time),
-        cmocka_unit_test(test_entry_encode_exact),      cmocka_unit_test(test_entry_decode_strict),
+        cmocka_unit_test(test_jcs_member_order),
+        cmocka_unit_test(test_jcs_escapes),
+        cmocka_unit_test(test_jcs_numbers_and_rejects),
+        cmocka_unit_test(test_time),
+        cmocka_unit_test(test_entry_encode_exact),
+        cmocka_unit_test(test_entry_decode_strict),
         cmocka_unit_test(test_fast_check_agrees),
+        cmocka_unit_test(test_payload_set_text),
+        cmocka_unit_test(test_entry_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
