@@ -29,10 +29,6 @@
 
 #include "vector_int.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #define MAGIC          "DEMSVEC"
 #define FORMAT_VERSION 1u
 #define HEADER_BYTES   4096u
@@ -43,44 +39,6 @@
 #define HEADER_CRC_AT  (SECT_TABLE + NSECT * SECT_ENTRY)
 
 enum { S_QLO, S_F32, S_CODES, S_LINKS0, S_LEVELS, S_FLAGS, S_LABELS, S_UPPER };
-
-/* --- CRC-32C ------------------------------------------------------------ */
-
-static uint32_t crc_soft(uint32_t crc, const uint8_t *p, size_t n)
-{
-    while (n--) {
-        crc ^= *p++;
-        for (int b = 0; b < 8; b++)
-            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1u)));
-    }
-    return crc;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n)
-{
-    uint64_t c = crc;
-    for (; n >= 8; n -= 8, p += 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        c = _mm_crc32_u64(c, w);
-    }
-    uint32_t c32 = (uint32_t)c;
-    for (; n > 0; n--)
-        c32 = _mm_crc32_u8(c32, *p++);
-    return c32;
-}
-#endif
-
-static uint32_t crc32c(const void *data, size_t n)
-{
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2"))
-        return ~crc_hw(~0u, data, n);
-#endif
-    return ~crc_soft(~0u, data, n);
-}
 
 /* --- little-endian fields ----------------------------------------------- */
 
@@ -143,22 +101,17 @@ static uint64_t upper_size(const struct dems_vector_index *ix, uint32_t s)
 /* Writes the upper-level link blocks of every slot in order, and their CRC. */
 static int write_upper(const struct dems_vector_index *ix, int fd, uint32_t *ret_crc)
 {
-    uint32_t crc = ~0u;
+    uint32_t crc = 0;
     for (size_t s = 0; s < ix->n; s++) {
         size_t bytes = (size_t)upper_size(ix, (uint32_t)s);
         if (bytes == 0)
             continue;
-#if defined(__x86_64__)
-        if (__builtin_cpu_supports("sse4.2"))
-            crc = crc_hw(crc, (const uint8_t *)ix->upper[s], bytes);
-        else
-#endif
-            crc = crc_soft(crc, (const uint8_t *)ix->upper[s], bytes);
+        crc = vec_crc32c(crc, ix->upper[s], bytes);
         int r = write_all(fd, ix->upper[s], bytes);
         if (r < 0)
             return r;
     }
-    *ret_crc = ~crc;
+    *ret_crc = crc;
     return 0;
 }
 
@@ -211,7 +164,7 @@ static void fill_header(const struct dems_vector_index *ix, const struct sect *s
         put64(e + 8, sc[i].off);
         put64(e + 16, sc[i].size);
     }
-    put32(h + HEADER_CRC_AT, crc32c(h, HEADER_BYTES)); /* with the field still zero */
+    put32(h + HEADER_CRC_AT, vec_crc32c(0, h, HEADER_BYTES)); /* with the field still zero */
 }
 
 static int write_sections(const struct dems_vector_index *ix, int fd, struct sect *sc)
@@ -225,7 +178,7 @@ static int write_sections(const struct dems_vector_index *ix, int fd, struct sec
         if (i == S_UPPER) {
             r = write_upper(ix, fd, &sc[i].crc);
         } else {
-            sc[i].crc = crc32c(sc[i].data, (size_t)sc[i].size);
+            sc[i].crc = vec_crc32c(0, sc[i].data, (size_t)sc[i].size);
             r = write_all(fd, sc[i].data, (size_t)sc[i].size);
         }
         size_t pad = (size_t)((PAGE - sc[i].size % PAGE) % PAGE);
@@ -299,7 +252,7 @@ static uint32_t header_crc(const uint8_t *h)
     uint8_t copy[HEADER_BYTES];
     memcpy(copy, h, HEADER_BYTES);
     memset(copy + HEADER_CRC_AT, 0, 4);
-    return crc32c(copy, HEADER_BYTES);
+    return vec_crc32c(0, copy, HEADER_BYTES);
 }
 
 /* Checks the header and fills l; the file is file_size bytes long. */
@@ -377,7 +330,7 @@ static int check_sizes(struct loaded *l, const char **why)
 static int check_crcs(const uint8_t *base, const struct loaded *l, const char **why)
 {
     for (unsigned i = 0; i < NSECT; i++) {
-        if (crc32c(base + l->sc[i].off, (size_t)l->sc[i].size) != l->sc[i].crc)
+        if (vec_crc32c(0, base + l->sc[i].off, (size_t)l->sc[i].size) != l->sc[i].crc)
             FAIL(DEMS_EINVAL, "vector index section checksum mismatch (file corrupted)");
         for (uint64_t b = l->sc[i].off + l->sc[i].size; b < padded_end(&l->sc[i]); b++) {
             if (base[b] != 0)

@@ -39,6 +39,18 @@ struct vec_kernels {
 
 const struct vec_kernels *vec_kernels_get(void);
 
+/*
+ * CRC-32C (crc32c.c). Each takes the CRC of the bytes before (0 to start) and
+ * returns the CRC with n more bytes, so crc(A || B) = f(f(0, A), B). Thread
+ * safe. vec_crc32c picks the CRC32 instruction when the CPU has it, else the
+ * slicing-by-8 table; the other two are for tests and benchmarks, and
+ * vec_crc32c_hw may be called only when vec_crc32c_hw_ok() says so.
+ */
+uint32_t vec_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t vec_crc32c_sw(uint32_t crc, const void *data, size_t n);
+uint32_t vec_crc32c_hw(uint32_t crc, const void *data, size_t n);
+bool vec_crc32c_hw_ok(void);
+
 /* A (distance, slot) pair as kept in the search heaps. */
 struct vec_cand {
     float d;

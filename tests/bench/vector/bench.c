@@ -13,6 +13,7 @@
  *                     [--threads T]
  *   dems-vector-bench recall --results RES.ivecs --gt GT.ivecs --k K
  *   dems-vector-bench stats --base B.fvecs     (distance histogram)
+ *   dems-vector-bench crc [--mib 256] [--reps 5]   (CRC-32C throughput, crc.c)
  *
  * build prints build_seconds=, search prints search_seconds= (the query loop
  * only) and memory lines to stderr. Any failure exits nonzero.
@@ -37,7 +38,7 @@
 
 struct opts {
     const char *base, *out, *index, *queries, *results, *gt, *storage;
-    uint64_t threads, m, efc, k, ef, n, nq, seed, gt_k, filter_permille;
+    uint64_t threads, m, efc, k, ef, n, nq, seed, gt_k, filter_permille, mib, reps;
     bool mmap, no_f32;
 };
 
@@ -78,6 +79,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
                        .nq = 10000,
                        .seed = 42,
                        .gt_k = 100,
+                       .mib = 256,
+                       .reps = 5,
                        .storage = "f32"};
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -127,6 +130,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             r = parse_num(v, 1000, &o->gt_k);
         else if (strcmp(a, "--filter-permille") == 0)
             r = parse_num(v, 1000, &o->filter_permille);
+        else if (strcmp(a, "--mib") == 0)
+            r = parse_num(v, 4096, &o->mib);
+        else if (strcmp(a, "--reps") == 0)
+            r = parse_num(v, 1000, &o->reps);
         else
             return -1;
         if (r < 0)
@@ -418,12 +425,14 @@ static int cmd_recall(const struct opts *o)
 /* The generator lives in gen.c. */
 int bench_gen(const char *dir, size_t n, size_t nq, uint64_t seed, size_t gt_k, unsigned threads);
 int bench_stats(const float *base, size_t n, uint32_t dim);
+/* The checksum microbenchmark lives in crc.c. */
+int bench_crc(size_t mib, unsigned reps);
 
 int main(int argc, char **argv)
 {
     struct opts o;
     if (argc < 2 || parse_opts(argc, argv, &o) < 0)
-        return die("usage: dems-vector-bench build|search|gen|recall|stats [options]");
+        return die("usage: dems-vector-bench build|search|gen|recall|stats|crc [options]");
     const char *cmd = argv[1];
     if (strcmp(cmd, "build") == 0)
         return cmd_build(&o);
@@ -448,6 +457,11 @@ int main(int argc, char **argv)
         bench_stats(b, n, dim);
         free(b);
         return 0;
+    }
+    if (strcmp(cmd, "crc") == 0) {
+        if (o.mib == 0 || o.reps == 0)
+            return die("crc needs --mib and --reps of at least 1");
+        return bench_crc((size_t)o.mib, (unsigned)o.reps) == 0 ? 0 : die("crc failed");
     }
     return die("unknown subcommand");
 }
