@@ -65,24 +65,36 @@ static bool check_tus(struct dems_req *req)
     return false;
 }
 
-static bool header_u64(struct dems_req *req, const char *name, uint64_t max, bool required,
+/*
+ * Reads a tus number header: 1*DIGIT (no sign, exponent, hex or spaces) no
+ * larger than 2^63 - 1, as tus's Upload-Length and Upload-Offset are
+ * non-negative 64-bit signed integers. A missing (when required) or
+ * malformed value answers 400 (missing_header / invalid_header); a well-formed
+ * one over limit answers 413 too_large.
+ */
+static bool header_u64(struct dems_req *req, const char *name, uint64_t limit, bool required,
                        uint64_t *ret, bool *ret_present)
 {
     const struct dems_str *v = dems_http_head_get(dems_req_head(req), name);
     *ret_present = v != NULL;
-    if (v == NULL) {
-        if (!required)
-            return true;
-    } else if (dems_parse_u64(v->ptr, v->len, max, ret) == 0) {
+    if (v == NULL && !required)
+        return true;
+    uint64_t n = 0;
+    int r = v != NULL ? dems_parse_u64(v->ptr, v->len, INT64_MAX, &n) : DEMS_EINVAL;
+    if (r == 0 && n <= limit) {
+        *ret = n;
         return true;
     }
-    char msg[96];
-    snprintf(msg, sizeof(msg), "header %s must be a whole number up to %llu", name,
-             (unsigned long long)max);
+    char msg[128];
     tus_headers(req);
-    dems_resp_error(req,
-                    v != NULL && v->len > 0 && v->ptr[0] != '-' && max < UINT64_MAX ? 413 : 400,
-                    v == NULL ? "missing_header" : "invalid_header", msg);
+    if (r == 0) {
+        snprintf(msg, sizeof(msg), "header %s is over the limit of %llu", name,
+                 (unsigned long long)limit);
+        dems_resp_error(req, 413, "too_large", msg);
+        return false;
+    }
+    snprintf(msg, sizeof(msg), "header %s must be a whole number of digits up to 2^63-1", name);
+    dems_resp_error(req, 400, v == NULL ? "missing_header" : "invalid_header", msg);
     return false;
 }
 

@@ -150,6 +150,25 @@ def test_protocol_errors(c):
     assert st == 404
 
 
+def test_number_headers_must_be_digits(c):
+    # Upload-Length and Upload-Offset are 1*DIGIT up to 2^63-1: anything else
+    # is a malformed header (400), not an oversized upload (413).
+    bad = ["1e3", "0x10", "10abc", "", "-1", "+10", " 1 0", "9223372036854775808",
+           "99999999999999999999999"]
+    for v in bad:
+        st, doc, _ = create(c, v)
+        assert st == 400 and doc["code"] == "invalid_header", (v, st, doc)
+    st, doc, _ = create(c, 1 << 50)  # well-formed, over Tus-Max-Size
+    assert st == 413 and doc["code"] == "too_large", doc
+    st, _, r = create(c, 10)
+    url = r.getheader("Location")
+    for v in bad:
+        st, doc, _ = c.srv.request("PATCH", url, body=b"x", token=c.tok,
+                                   headers=dict(OCTETS, **{"Upload-Offset": v}))
+        assert st == 400 and doc["code"] == "invalid_header", (v, st, doc)
+    assert patch(c, url, 0, b"x")[0] == 204
+
+
 def test_metadata_validation_names_the_field(c):
     cases = [
         ("filename !!!notbase64", "filename"),
