@@ -76,14 +76,60 @@ bool upload_parse_rfc3339(const char *s, size_t len, int64_t *ret_unix)
     return true;
 }
 
-static bool printable(const char *v, size_t n)
+/*
+ * Decodes one UTF-8 sequence at v[*i] strictly (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF) and advances *i. False when invalid.
+ */
+static bool utf8_next(const unsigned char *v, size_t n, size_t *i, uint32_t *ret_cp)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if (c < 0x20 || c == 0x7f)
+    unsigned char c = v[*i];
+    size_t len = c < 0x80             ? 1
+                 : (c & 0xe0) == 0xc0 ? 2
+                 : (c & 0xf0) == 0xe0 ? 3
+                 : (c & 0xf8) == 0xf0 ? 4
+                                      : 0;
+    if (len == 0 || len > n - *i)
+        return false;
+    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+    for (size_t k = 1; k < len; k++) {
+        if ((v[*i + k] & 0xc0) != 0x80)
             return false;
+        cp = (cp << 6) | (v[*i + k] & 0x3fu);
     }
+    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return false;
+    *i += len;
+    *ret_cp = cp;
     return true;
+}
+
+/*
+ * Characters a filename may not hold: C0 and C1 controls and DEL (they
+ * corrupt logs and terminals), and the bidirectional embeddings, overrides
+ * and isolates U+202A..U+202E and U+2066..U+2069, which make a name display
+ * as another ("invoice\u202Egpj.exe" shows as "invoiceexe.jpg").
+ */
+static bool filename_char_refused(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* Checks a filename; on failure returns why (for the error message). */
+static const char *filename_problem(const char *v, size_t n)
+{
+    if (n == 0 || n > 255 || memchr(v, '/', n) != NULL)
+        return "must be 1-255 bytes without '/'";
+    const unsigned char *u = (const unsigned char *)v;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        if (!utf8_next(u, n, &i, &cp))
+            return "is not valid UTF-8";
+        if (filename_char_refused(cp))
+            return "contains a control or bidirectional-override character";
+    }
+    return NULL;
 }
 
 static bool ident(const char *v, size_t n)
@@ -124,8 +170,9 @@ static bool accept(json_t *meta, const char *key, const char *v, size_t n, int64
                    char declared[static 65], char *err, size_t errlen)
 {
     if (strcmp(key, "filename") == 0) {
-        if (n == 0 || n > 255 || !printable(v, n) || memchr(v, '/', n) != NULL)
-            return bad(err, errlen, key, "must be 1-255 printable characters without '/'");
+        const char *why = filename_problem(v, n);
+        if (why != NULL)
+            return bad(err, errlen, key, why);
     } else if (strcmp(key, "filetype") == 0 || strcmp(key, "content_type") == 0) {
         if (!mime(v, n))
             return bad(err, errlen, key, "must be a media type such as video/mp4");
@@ -153,7 +200,9 @@ static bool accept(json_t *meta, const char *key, const char *v, size_t n, int64
     }
     if (json_object_get(meta, key) != NULL)
         return bad(err, errlen, key, "appears twice");
-    json_object_set_new(meta, key, json_stringn(v, n));
+    /* Never drop a value silently: one jansson refuses is an error too. */
+    if (json_object_set_new(meta, key, json_stringn(v, n)) != 0)
+        return bad(err, errlen, key, "cannot be stored (not UTF-8 text?)");
     return true;
 }
 

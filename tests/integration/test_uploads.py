@@ -189,6 +189,23 @@ def test_metadata_validation_names_the_field(c):
         assert field in doc["detail"], (field, doc)
 
 
+def test_filename_must_be_utf8_without_controls_or_bidi(c):
+    bad = [b"caf\xe9.mp4",                   # Latin-1, not UTF-8
+           b"\xc0\xaf.mp4",                  # overlong
+           b"invoice\xe2\x80\xaegpj.exe",    # U+202E RIGHT-TO-LEFT OVERRIDE
+           b"a\xe2\x81\xa6b.mp4",            # U+2066 LEFT-TO-RIGHT ISOLATE
+           b"a\xc2\x85b.mp4",                 # U+0085 (C1 control)
+           b"a\x1bb.mp4"]                      # C0 control
+    for raw in bad:
+        st, doc, _ = create(c, 5, metadata="filename " + b64(raw))
+        assert st == 400 and doc["code"] == "invalid_metadata", (raw, st, doc)
+        assert "filename" in doc["detail"], doc
+    st, _, r = create(c, 5, metadata=meta(filename="caf\u00e9 \u8b66\u5bdf.mp4"))
+    assert st == 201
+    st, doc, _ = state(c, r.getheader("Location"))
+    assert doc["metadata"]["filename"] == "caf\u00e9 \u8b66\u5bdf.mp4", doc
+
+
 def test_chunk_checksum(c):
     data = b"0123456789" * 100
     st, _, r = create(c, len(data))

@@ -8,7 +8,9 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <sodium.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../../server/api/upload_meta.h"
@@ -89,6 +91,75 @@ static void test_metadata_errors(void **state)
     }
 }
 
+/* Builds "filename <base64 of raw>" for raw bytes. */
+static json_t *parse_filename(const char *raw, size_t n, char *err)
+{
+    char b64[1400], header[1500], declared[65];
+    sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)raw, n,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(header, sizeof(header), "filename %s", b64);
+    return parse(header, declared, err);
+}
+
+static void test_filename_utf8_and_bidi(void **state)
+{
+    (void)state;
+    char err[200];
+    static const struct {
+        const char *raw;
+        size_t n;
+        const char *why; /* NULL: accepted */
+    } cases[] = {
+        {"caf\xc3\xa9.mp4", 9, NULL},               /* é */
+        {"\xe8\xad\xa6\xe5\xaf\x9f.mp4", 10, NULL}, /* 警察 */
+        {"\xf0\x9f\x8e\xa5.mp4", 8, NULL},          /* U+1F3A5 */
+        {"a\xe2\x80\x8f"
+         "b",
+         5, NULL},                        /* U+200F RLM is a mark, not an override */
+        {"caf\xe9.mp4", 8, "UTF-8"},      /* Latin-1 */
+        {"\xc0\xaf.mp4", 6, "UTF-8"},     /* overlong '/' */
+        {"\xed\xa0\x80.mp4", 7, "UTF-8"}, /* surrogate */
+        {"\xf4\x90\x80\x80", 4, "UTF-8"}, /* above U+10FFFF */
+        {"ab\xe2\x82", 4, "UTF-8"},       /* truncated */
+        {"\xff", 1, "UTF-8"},
+        {"invoice\xe2\x80\xaegpj.exe", 17, "bidirectional"}, /* U+202E */
+        {"a\xe2\x80\xaa"
+         "b",
+         5, "bidirectional"}, /* U+202A */
+        {"a\xe2\x81\xa6"
+         "b",
+         5, "bidirectional"}, /* U+2066 */
+        {"a\xe2\x81\xa9"
+         "b",
+         5, "bidirectional"}, /* U+2069 */
+        {"a\xc2\x85"
+         "b",
+         4, "control"}, /* U+0085 (C1) */
+        {"a\xc2\x9f"
+         "b",
+         4, "control"},               /* U+009F (C1) */
+        {"a\x1b[31mb", 8, "control"}, /* C0 ESC */
+        {"a\x7f"
+         "b",
+         3, "control"},
+        {"a\0b", 3, "control"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *m = parse_filename(cases[i].raw, cases[i].n, err);
+        if (cases[i].why == NULL) {
+            assert_non_null(m);
+            const json_t *f = json_object_get(m, "filename");
+            assert_non_null(f);
+            assert_int_equal(json_string_length(f), cases[i].n);
+            json_decref(m);
+        } else {
+            assert_null(m);
+            assert_non_null(strstr(err, "filename"));
+            assert_non_null(strstr(err, cases[i].why));
+        }
+    }
+}
+
 static void test_ids(void **state)
 {
     (void)state;
@@ -104,6 +175,7 @@ int main(void)
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_metadata_ok),
         cmocka_unit_test(test_metadata_errors),
+        cmocka_unit_test(test_filename_utf8_and_bidi),
         cmocka_unit_test(test_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
