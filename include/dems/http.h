@@ -129,4 +129,33 @@ void dems_http_query_done(struct dems_http_query *q);
 /* The decoded value of a parameter (borrowed from q), or NULL when absent. */
 const struct dems_str *dems_http_query_get(const struct dems_http_query *q, const char *name);
 
+/*
+ * True when name[0..len) is valid UTF-8 with no character a displayed file
+ * name must not carry: C0/C1 controls, DEL, or bidirectional embeddings,
+ * overrides, isolates and marks (U+202A-U+202E, U+2066-U+2069, U+200E,
+ * U+200F, U+061C).
+ */
+bool dems_http_filename_ok(const char *name, size_t len);
+
+/*
+ * Formats a Content-Disposition value (RFC 6266) into out: type
+ * ("attachment" or "inline"), then filename="..." holding an ASCII fallback
+ * (non-ASCII characters, quotes and backslashes as '_'), and, when the name
+ * is not plain ASCII, filename*=UTF-8''... (RFC 8187) holding it exactly.
+ * name is untrusted UTF-8: invalid bytes, controls and bidirectional
+ * characters are dropped from both; a name left empty becomes fallback
+ * (trusted ASCII, e.g. the evidence id). Returns 0, or DEMS_ETOOBIG when
+ * outlen is too small (3 * strlen(name) + strlen(fallback) + 64 suffices).
+ */
+int dems_http_content_disposition(const char *type, const char *name, const char *fallback,
+                                  char *out, size_t outlen);
+
+/*
+ * The Content-Type to serve a stored original as: the declared type's
+ * media type (parameters dropped, case ignored) when it is on the allow-list
+ * of evidence formats (video, image, audio, PDF, plain text), otherwise
+ * "application/octet-stream". Returns a static string.
+ */
+const char *dems_http_served_type(const char *declared);
+
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "dems/err.h"
+#include "dems/http.h"
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
@@ -218,7 +219,7 @@ static void produce(struct dems_req *req)
 /* Sends the head and starts streaming d's range of its blob. */
 static void start_body(struct dems_req *req, struct download *d)
 {
-    char etag[70], disp[300], range[80];
+    char etag[70], disp[3 * sizeof(d->filename) + 160], range[80];
     snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
     dems_resp_header(req, "ETag", etag);
     dems_resp_header(req, "Accept-Ranges", "bytes");
@@ -226,8 +227,9 @@ static void start_body(struct dems_req *req, struct download *d)
         /* Cache-Control stays no-store: evidence must not linger in browser caches. */
         dems_resp_header(req, "Content-Disposition", "inline");
     } else {
-        snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
-                 d->filename[0] != '\0' ? d->filename : d->id);
+        if (dems_http_content_disposition("attachment", d->filename, d->id, disp,
+                                          sizeof(disp)) < 0)
+            snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", d->id);
         dems_resp_header(req, "Content-Disposition", disp);
     }
     if (d->partial) {
@@ -238,9 +240,9 @@ static void start_body(struct dems_req *req, struct download *d)
     uint64_t len = d->size == 0 ? 0 : d->last - d->first + 1;
     if (d->size == 0)
         d->finished = true;
-    if (dems_resp_start(req, d->partial ? 206 : 200,
-                        d->content_type[0] ? d->content_type : "application/octet-stream", len,
-                        produce) == 0 &&
+    /* Originals as an allow-listed type only; derivatives are our own. */
+    const char *type = d->inline_ ? d->content_type : dems_http_served_type(d->content_type);
+    if (dems_resp_start(req, d->partial ? 206 : 200, type, len, produce) == 0 &&
         d->size == 0)
         dems_resp_end(req);
 }
@@ -338,12 +340,9 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
     struct download *d = dems_req_data(req);
     d->size = (uint64_t)api_col_int(res, 0, "size");
     snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
-    for (const char *f = api_col(res, 0, "filename"); *f != '\0' && strlen(d->filename) < 200;
-         f++) {
-        /* Keep the header value plain: drop quotes and backslashes. */
-        if (*f != '"' && *f != '\\')
-            strncat(d->filename, f, 1);
-    }
+    /* Raw: start_body makes it safe for the header. A name cut inside a
+     * UTF-8 sequence loses that sequence there. */
+    snprintf(d->filename, sizeof(d->filename), "%s", api_col(res, 0, "filename"));
     memcpy(d->blob_id, d->id, sizeof(d->blob_id));
     if (!prepare(req, d))
         return;

@@ -3,7 +3,9 @@
 them uploaded (any upload of the same content counts), administrators see
 everything, and a read of someone else's evidence is refused exactly as an
 unknown id is (404), with an ACCESS_DENIED entry on the record. Docks are
-assigned to officers by administrators (a DEVICE_ASSIGNED entry)."""
+assigned to officers by administrators (a DEVICE_ASSIGNED entry). Downloads
+present the uploader's name and type safely (RFC 6266 filename*, no control
+or bidirectional characters, an allow-listed Content-Type)."""
 import base64
 import hashlib
 import http.client
@@ -20,10 +22,13 @@ class Ctx:
     pass
 
 
-def upload(c, token, data, name):
+def upload(c, token, data, name, filetype=None):
+    meta = "filename " + base64.b64encode(name.encode()).decode()
+    if filetype:
+        meta += ",filetype " + base64.b64encode(filetype.encode()).decode()
     st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=token, headers=dict(
         TUS, **{"Upload-Length": str(len(data)), "Content-Type": "application/offset+octet-stream",
-                "Upload-Metadata": "filename " + base64.b64encode(name.encode()).decode()}))
+                "Upload-Metadata": meta}))
     assert st == 201, (st, doc)
     return r.getheader("Evidence-Id")
 
@@ -175,6 +180,31 @@ def test_assigning_a_dock_shows_its_evidence(c):
     assert c.srv.request("POST", f"/v1/admin/devices/{c.dock_id}/revoke", token=c.admin)[0] == 204
     st, doc, _ = c.srv.request("POST", path, {"username": "offb"}, token=c.admin)
     assert st == 409 and doc["code"] == "device_revoked"
+
+
+def download_headers(c, ev):
+    st, body, r = c.srv.request("GET", f"/v1/evidence/{ev}/content", token=c.admin)
+    assert st == 200, st
+    return r.getheader("Content-Disposition"), r.getheader("Content-Type")
+
+
+def test_downloads_present_names_and_types_safely(c):
+    ev = upload(c, c.offa, os.urandom(2000), "caméra 1.mp4", "video/mp4")
+    disp, ctype = download_headers(c, ev)
+    assert disp == ("attachment; filename=\"cam_ra 1.mp4\"; "
+                    "filename*=UTF-8''cam%C3%A9ra%201.mp4"), disp
+    assert ctype == "video/mp4"
+    # A declared type off the allow-list is not echoed.
+    ev = upload(c, c.offa, os.urandom(2001), "page.html", "text/html")
+    disp, ctype = download_headers(c, ev)
+    assert ctype == "application/octet-stream" and disp == 'attachment; filename="page.html"'
+    # A name stored before uploads refused them: a right-to-left override and
+    # a quote never reach the header as such.
+    c.srv.psql("UPDATE artefacts SET filename = E'invoice\\u202Efdp\".exe'"
+               f" WHERE id = '{ev}'")
+    disp, _ = download_headers(c, ev)
+    assert disp == ("attachment; filename=\"invoicefdp_.exe\"; "
+                    "filename*=UTF-8''invoicefdp%22.exe"), disp
 
 
 def test_evidence_ids_are_content_hashes(c):
