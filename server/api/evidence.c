@@ -227,8 +227,7 @@ static void start_body(struct dems_req *req, struct download *d)
         /* Cache-Control stays no-store: evidence must not linger in browser caches. */
         dems_resp_header(req, "Content-Disposition", "inline");
     } else {
-        if (dems_http_content_disposition("attachment", d->filename, d->id, disp,
-                                          sizeof(disp)) < 0)
+        if (dems_http_content_disposition("attachment", d->filename, d->id, disp, sizeof(disp)) < 0)
             snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", d->id);
         dems_resp_header(req, "Content-Disposition", disp);
     }
@@ -242,8 +241,7 @@ static void start_body(struct dems_req *req, struct download *d)
         d->finished = true;
     /* Originals as an allow-listed type only; derivatives are our own. */
     const char *type = d->inline_ ? d->content_type : dems_http_served_type(d->content_type);
-    if (dems_resp_start(req, d->partial ? 206 : 200, type, len, produce) == 0 &&
-        d->size == 0)
+    if (dems_resp_start(req, d->partial ? 206 : 200, type, len, produce) == 0 && d->size == 0)
         dems_resp_end(req);
 }
 
