@@ -4,7 +4,8 @@
  * input byte picks how the rest is split into feeds, so the fuzzer explores
  * token boundaries across reads as a slow client would produce them. Every
  * pause is resumed; the parser must never consume more than it was given
- * and must stop consuming once failed.
+ * and must stop consuming once failed. Each head's query string also goes
+ * through the query decoder.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,17 @@ static int on_head(void *arg, const struct dems_http_head *h)
         sum += h->headers[i].name.len + h->headers[i].value.len;
     if (h->target.len > 0 && h->target.ptr[h->target.len - 1] == '\0')
         sum++;
+    /* The query decoder sees the same untrusted bytes. */
+    struct dems_http_query q;
+    char err[160];
+    if (dems_http_query_parse(&q, h->query, err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < q.nparams; i++) {
+            if (q.params[i].value.ptr[q.params[i].value.len] != '\0')
+                abort();
+            sum += q.params[i].name.len;
+        }
+    }
+    dems_http_query_done(&q);
     return sum % 7 == 0 ? DEMS_EAGAIN : 0;
 }
 

@@ -285,6 +285,82 @@ def test_query_strings_are_decoded(srv):
     assert st == 200
 
 
+def raw_exchange(srv, data, wait_close=False):
+    """Sends hand-written bytes; returns (status, head, body, rest, closed).
+    closed (the server closed without sending more) is only waited for when
+    asked: a refused request's connection lingers about 2 s first."""
+    with raw_tls(srv) as t:
+        t.sendall(data)
+        status, head, body, rest = read_response(t)
+        closed = None
+        if wait_close:
+            try:
+                closed = rest == b"" and t.recv(65536) == b""
+            except OSError:
+                closed = True
+        return status, head, body, rest, closed
+
+
+def test_chunk_data_without_crlf_refused(srv):
+    """Chunk data must be followed by CRLF; http-parser as built by Debian
+    accepted any two bytes there (a request-smuggling lever). The request is
+    refused before it runs, and what follows it is not read as a request."""
+    login = b'{"username":"nobody","password":"wrong"}'
+    head = (b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    nxt = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Well framed: the login runs (and fails), then the pipelined request.
+    good = head + b"%x\r\n" % len(login) + login + b"\r\n0\r\n\r\n" + nxt
+    status, _, body, rest, _ = raw_exchange(srv, good)
+    assert status == 401, (status, body)
+    for bad in (b"XY", b"\r\r", b"\rX", b"\n\r"):
+        req = head + b"%x\r\n" % len(login) + login + bad + b"0\r\n\r\n" + nxt
+        status, rh, body, rest, closed = raw_exchange(srv, req, wait_close=bad == b"XY")
+        assert status == 400, (bad, status, body)
+        doc = json.loads(body)
+        assert error_code(doc) == "bad_request" and "CRLF" in doc["detail"], doc
+        assert "Connection: close" in rh and closed in (True, None) and b"HTTP/1.1" not in rest
+    # A CR that is not followed by LF ends no chunk-size line either.
+    req = head + b"%x\rX" % len(login) + login + b"\r\n0\r\n\r\n"
+    status, rh, body, _, _ = raw_exchange(srv, req)
+    assert status == 400 and "Connection: close" in rh, (status, body)
+
+
+def test_unknown_transfer_coding_501(srv):
+    base = b"POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    body = b"2\r\n{}\r\n0\r\n\r\n"
+    for te, want in ((b"gzip, chunked", 501), (b"deflate,chunked", 501),
+                     (b"chunked, chunked", 400), (b"gzip", 400)):
+        status, rh, rb, _, closed = raw_exchange(
+            srv, base + b"Transfer-Encoding: " + te + b"\r\n\r\n" + body)
+        assert status == want, (te, status, rb)
+        assert "Connection: close" in rh
+        if want == 501:
+            assert error_code(json.loads(rb)) == "not_implemented"
+    status, _, rb, _, _ = raw_exchange(
+        srv, base.replace(b"HTTP/1.1", b"HTTP/1.0") + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert status == 400, (status, rb)
+
+
+def test_repeated_authorization_and_host_refused(srv):
+    tok = srv.admin_token()
+    one = b"GET /v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok.encode() + b"\r\n"
+    status, _, body, _, _ = raw_exchange(srv, one + b"\r\n")
+    assert status == 200, (status, body)
+    # Before: the first Authorization won and this answered 200.
+    for extra in (b"Authorization: Bearer junk\r\n", b"authorization: Bearer " + tok.encode() + b"\r\n",
+                  b"Host: y\r\n"):
+        status, rh, body, _, closed = raw_exchange(srv, one + extra + b"\r\n")
+        doc = json.loads(body)
+        assert status == 400 and error_code(doc) == "bad_request", (extra, status, body)
+        assert "repeated" in doc["detail"] and "Connection: close" in rh, doc
+    # Transfer-Encoding with Content-Length, or two Content-Lengths, were refused already.
+    for extra in (b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n",
+                  b"Content-Length: 0\r\nContent-Length: 0\r\n"):
+        status, _, body, _, _ = raw_exchange(srv, one + extra + b"\r\n")
+        assert status == 400, (extra, status, body)
+
+
 def test_server_still_healthy(srv):
     st, _, _ = srv.request("GET", "/healthz")
     assert st == 200

@@ -21,6 +21,8 @@
 
 struct rec {
     int heads, ends;
+    const struct dems_http_head *head; /* borrowed until the next message */
+    char end_path[256];                /* the head's path, read again at the end */
     char path[256], query[256], host[64];
     enum dems_http_method method;
     uint64_t content_length;
@@ -35,6 +37,7 @@ static int on_head(void *arg, const struct dems_http_head *h)
 {
     struct rec *r = arg;
     r->heads++;
+    r->head = h;
     r->method = h->method;
     snprintf(r->path, sizeof(r->path), "%.*s", (int)h->path.len, h->path.ptr);
     snprintf(r->query, sizeof(r->query), "%.*s", (int)h->query.len, h->query.ptr);
@@ -64,6 +67,9 @@ static int on_end(void *arg)
 {
     struct rec *r = arg;
     r->ends++;
+    if (r->head != NULL)
+        snprintf(r->end_path, sizeof(r->end_path), "%.*s", (int)r->head->path.len,
+                 r->head->path.ptr);
     return DEMS_EAGAIN; /* one message at a time, like the server */
 }
 
@@ -196,6 +202,165 @@ static void test_errors(void **state)
     assert_int_equal(fail_status("GET / HTTP/9.9\r\n\r\n", 18, 1000), 505);
 }
 
+/* What a request does at every split: its status (0 = parsed), heads and ends. */
+struct outcome {
+    int status, heads, ends;
+    size_t body_len;
+};
+
+static struct outcome run_split(const char *req, size_t len, size_t step)
+{
+    struct rec r = {0};
+    struct dems_http_parser *p = dems_http_parser_new(&cb, &r);
+    feed_all(p, req, len, step);
+    struct outcome o = {0, r.heads, r.ends, r.body_len};
+    if (dems_http_parser_state(p) == DEMS_HTTP_FAILED) {
+        const char *code, *msg;
+        dems_http_parser_error(p, &o.status, &code, &msg);
+    }
+    dems_http_parser_free(p);
+    return o;
+}
+
+/*
+ * http-parser as Debian builds it (non-strict) takes any two bytes after a
+ * chunk's data as its CRLF, and any byte after a CR at the end of a chunk-size
+ * line or of the head. Each must be refused before the bytes that follow are
+ * delivered (no later body byte, no end of message), at every split.
+ */
+static void test_chunk_framing_is_strict(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req;
+        size_t body_before; /* body bytes delivered before the refusal */
+        int heads;
+    } bad[] = {
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXY6\r\n "
+         "world\r\n0\r\n\r\n",
+         5, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\rX0\r\n\r\n", 5, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\nX0\r\n\r\n", 5, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello0\r\n\r\n", 5, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\rXhello\r\n0\r\n\r\n", 0, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\rXhello\r\n0\r\n\r\n", 0, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\rX\r\n", 5, 1},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\rX", 5, 1},
+        {"GET / HTTP/1.1\r\nHost: a\r\n\rXGET / HTTP/1.1\r\n\r\n", 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t len = strlen(bad[i].req);
+        for (size_t step = 1; step <= len; step++) {
+            struct outcome o = run_split(bad[i].req, len, step);
+            if (o.status != 400 || o.ends != 0 || o.body_len != bad[i].body_before ||
+                o.heads != bad[i].heads)
+                fail_msg("case %zu step %zu: status %d heads %d ends %d body %zu", i, step,
+                         o.status, o.heads, o.ends, o.body_len);
+        }
+    }
+    /* Well-formed framing still passes at every split, with extensions and trailers. */
+    const char good[] = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;a=b\r\nhel\rl\r\n"
+                        "1\r\n\r\r\n0\r\nX-Trailer: t\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+    for (size_t step = 1; step <= sizeof(good) - 1; step++) {
+        struct outcome o = run_split(good, sizeof(good) - 1, step);
+        assert_int_equal(o.status, 0);
+        assert_int_equal(o.ends, 2);
+        assert_int_equal(o.body_len, 6);
+    }
+}
+
+/* Trailer fields are ignored; they must not disturb the head still in use. */
+static void test_trailers_leave_the_head_alone(void **state)
+{
+    (void)state;
+    static char req[20000];
+    size_t n = (size_t)snprintf(req, sizeof(req),
+                                "POST /the/path HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "3\r\nabc\r\n0\r\nX-Trailer: ");
+    memset(req + n, 'v', 16000);
+    n += 16000;
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\nAuthorization: x\r\n\r\n");
+    for (size_t step = 997; step <= n; step += 4001) {
+        struct rec r = {0};
+        struct dems_http_parser *p = dems_http_parser_new(&cb, &r);
+        feed_all(p, req, n, step);
+        assert_int_equal(dems_http_parser_state(p), DEMS_HTTP_PAUSED);
+        assert_int_equal(r.ends, 1);
+        assert_string_equal(r.end_path, "/the/path");
+        assert_null(dems_http_head_get(r.head, "x-trailer"));
+        dems_http_parser_free(p);
+    }
+}
+
+/* RFC 9112 section 6.1: only chunked is understood; anything else is 501. */
+static void test_transfer_codings(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *te;
+        int status;
+    } cases[] = {
+        {"Transfer-Encoding: gzip, chunked\r\n", 501},
+        {"Transfer-Encoding: GZIP,chunked\r\n", 501},
+        {"Transfer-Encoding: identity, chunked\r\n", 501},
+        {"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501},
+        {"Transfer-Encoding: chunked, chunked\r\n", 400},
+        {"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n", 400},
+        {"Transfer-Encoding: gzip\r\n", 400},
+        {"Transfer-Encoding: chunked;x=1\r\n", 400},
+        {"Transfer-Encoding: \r\n", 400},
+        {"Transfer-Encoding: chunked\r\n", 0},
+        {"Transfer-Encoding: Chunked \r\n", 0},
+        {"Transfer-Encoding: , chunked\r\n", 400}, /* not chunked to http-parser */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char req[256];
+        int len = snprintf(req, sizeof(req), "POST / HTTP/1.1\r\n%s\r\n3\r\nabc\r\n0\r\n\r\n",
+                           cases[i].te);
+        for (size_t step = 1; step <= (size_t)len; step += 5) {
+            struct outcome o = run_split(req, (size_t)len, step);
+            if (o.status != cases[i].status || o.heads != (cases[i].status == 0))
+                fail_msg("%s step %zu: status %d heads %d", cases[i].te, step, o.status, o.heads);
+        }
+    }
+    /* A Transfer-Encoding in an HTTP/1.0 request means faulty framing. */
+    const char old[] = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    assert_int_equal(run_split(old, sizeof(old) - 1, 1000).status, 400);
+}
+
+/* Fields that must appear once are refused when repeated, never "first wins". */
+static void test_repeated_singletons(void **state)
+{
+    (void)state;
+    static const char *const dup[] = {
+        "Authorization: Bearer a\r\nAuthorization: Bearer b\r\n",
+        "authorization: Bearer a\r\nAUTHORIZATION: Bearer a\r\n",
+        "Host: a\r\nHost: b\r\n",
+        "Content-Type: a/b\r\nContent-Type: a/b\r\n",
+        "Upload-Offset: 0\r\nUpload-Offset: 5\r\n",
+        "Upload-Length: 5\r\nUpload-Length: 5\r\n",
+        "Upload-Metadata: a\r\nUpload-Metadata: b\r\n",
+        "Upload-Checksum: sha256 x\r\nUpload-Checksum: sha256 y\r\n",
+        "Tus-Resumable: 1.0.0\r\nTus-Resumable: 1.0.0\r\n",
+        "X-HTTP-Method-Override: PATCH\r\nX-HTTP-Method-Override: DELETE\r\n",
+        "Range: bytes=0-1\r\nRange: bytes=2-3\r\n",
+        "Content-Length: 0\r\nContent-Length: 0\r\n",
+    };
+    for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
+        char req[256];
+        int len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n%s\r\n", dup[i]);
+        struct outcome o = run_split(req, (size_t)len, 7);
+        if (o.status != 400 || o.heads != 0)
+            fail_msg("%s: status %d heads %d", dup[i], o.status, o.heads);
+    }
+    /* List-valued fields may repeat. */
+    const char ok[] = "GET / HTTP/1.1\r\nHost: a\r\nAccept: a\r\nAccept: b\r\nCookie: a=1\r\n"
+                      "Cookie: b=2\r\nIf-None-Match: \"x\"\r\nIf-None-Match: \"y\"\r\n\r\n";
+    struct outcome o = run_split(ok, sizeof(ok) - 1, 1000);
+    assert_int_equal(o.status, 0);
+    assert_int_equal(o.ends, 1);
+}
+
 static void test_body_limit_from_callback(void **state)
 {
     (void)state;
@@ -233,6 +398,10 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_body_limit_from_callback),
         cmocka_unit_test(test_other_method_reported),
+        cmocka_unit_test(test_chunk_framing_is_strict),
+        cmocka_unit_test(test_trailers_leave_the_head_alone),
+        cmocka_unit_test(test_transfer_codings),
+        cmocka_unit_test(test_repeated_singletons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
