@@ -114,6 +114,9 @@ json_t *dems_req_json(const struct dems_req *req);
  */
 bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value);
 
+/* Every decoded query parameter, in order (borrowed for the life of the request). */
+const struct dems_http_query *dems_req_query_all(const struct dems_req *req);
+
 void dems_req_ref(struct dems_req *req);
 void dems_req_unref(struct dems_req *req);
 

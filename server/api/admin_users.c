@@ -114,30 +114,47 @@ void api_admin_users_create(struct dems_req *req)
     }
 }
 
+static json_t *user_json(struct dems_req *req, const PGresult *res, int row)
+{
+    (void)req;
+    return json_pack("{s:I,s:s,s:s,s:b,s:b,s:s}", "id", (json_int_t)api_col_int(res, row, "id"),
+                     "username", api_col(res, row, "username"), "role", api_col(res, row, "role"),
+                     "totp_enabled", api_col_bool(res, row, "totp_enabled"), "disabled",
+                     api_col_bool(res, row, "disabled"), "created_at",
+                     api_col(res, row, "created_at"));
+}
+
 static void on_users(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
         api_db_error(req, res, err);
         return;
     }
-    json_t *arr = json_array();
-    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0);
-        json_array_append_new(
-            arr, json_pack("{s:I,s:s,s:s,s:b,s:b,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
-                           "username", PQgetvalue(res, i, 1), "role", PQgetvalue(res, i, 2),
-                           "totp_enabled", PQgetvalue(res, i, 3)[0] == 't', "disabled",
-                           PQgetvalue(res, i, 4)[0] == 't', "created_at", PQgetvalue(res, i, 5)));
-    }
-    dems_resp_json(req, 200, json_pack("{s:o}", "users", arr));
+    api_page_answer(req, res, "users", "id", user_json);
 }
 
+/* GET /v1/admin/users: accounts in id order, a page at a time. */
 void api_admin_users_list(struct dems_req *req)
 {
-    int r = dems_db_req(req,
-                        "SELECT id, username, role, totp_enabled, disabled, " API_TS(
-                            "created_at") " FROM users ORDER BY id",
-                        0, NULL, on_users);
+    struct api_page page;
+    if (!api_page_parse(req, &page))
+        return;
+    uint64_t after = 0;
+    if (page.has_cursor &&
+        dems_parse_u64(page.cursor, strlen(page.cursor), INT64_MAX, &after) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
+        return;
+    }
+    char a[24], limit[24];
+    snprintf(a, sizeof(a), "%llu", (unsigned long long)after);
+    api_page_sql_limit(&page, limit);
+    const char *params[] = {a, limit};
+    int r =
+        dems_db_req(req,
+                    "SELECT id, username, role, totp_enabled, disabled,"
+                    " " API_TS("created_at") " AS created_at FROM users"
+                                             " WHERE id > $1::bigint ORDER BY id LIMIT $2::integer",
+                    2, params, on_users);
     if (r < 0)
         dems_resp_err(req, r);
 }

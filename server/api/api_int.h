@@ -74,7 +74,8 @@ bool api_found(struct dems_req *req, const PGresult *res, int err, const char *c
  */
 const char *api_col(const PGresult *res, int row, const char *name);
 bool api_col_null(const PGresult *res, int row, const char *name);
-int64_t api_col_int(const PGresult *res, int row, const char *name); /* 0 when not a number */
+/* A decimal column (signed); 0 when NULL or not a number. */
+int64_t api_col_int(const PGresult *res, int row, const char *name);
 bool api_col_bool(const PGresult *res, int row, const char *name);
 /* A text column as a JSON string, or JSON null when NULL (new reference). */
 json_t *api_col_json_str(const PGresult *res, int row, const char *name);
@@ -127,7 +128,8 @@ void api_page_sql_limit(const struct api_page *page, char out[static 24]);
  * page.
  */
 void api_page_answer(struct dems_req *req, const PGresult *res, const char *name,
-                     const char *cursor_col, json_t *(*item)(const PGresult *res, int row));
+                     const char *cursor_col,
+                     json_t *(*item)(struct dems_req *req, const PGresult *res, int row));
 
 /* As api_page_answer for items already made (stolen) and a next cursor (NULL = last page). */
 void api_page_send(struct dems_req *req, const char *name, json_t *items, const char *next);

@@ -107,7 +107,11 @@ bool api_col_null(const PGresult *res, int row, const char *name)
 int64_t api_col_int(const PGresult *res, int row, const char *name)
 {
     const char *v = api_col(res, row, name);
-    return api_id(v, strlen(v));
+    bool neg = v[0] == '-';
+    uint64_t n = 0;
+    if (dems_parse_u64(v + neg, strlen(v + neg), INT64_MAX, &n) < 0)
+        return 0;
+    return neg ? -(int64_t)n : (int64_t)n;
 }
 
 bool api_col_bool(const PGresult *res, int row, const char *name)
@@ -201,49 +205,52 @@ void api_page_sql_limit(const struct api_page *page, char out[static 24])
     snprintf(out, 24, "%llu", (unsigned long long)page->limit + 1);
 }
 
-/* Bytes of a query that go into a Link target as they are; others are %XX. */
-static bool link_safe(char c)
+/* Appends s[0..n) percent-encoding all but RFC 3986 unreserved bytes. */
+static int append_encoded(struct dems_buf *b, const char *s, size_t n)
 {
-    return cursor_char(c) || strchr("%=&+,;!$'()*/?", c) != NULL;
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        char c = s[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '.' || c == '_' || c == '~';
+        char enc[4];
+        snprintf(enc, sizeof(enc), "%%%02X", (unsigned char)c);
+        r = plain ? dems_buf_append(b, &c, 1) : dems_buf_append(b, enc, 3);
+    }
+    return r;
 }
 
 /*
- * The next page's link: this request's path and query with the cursor
- * replaced. Bytes that could end the <...> or the header are re-encoded.
+ * The next page's link: this request's path with its decoded query
+ * parameters, re-encoded, in order, the cursor replaced by next. Built from
+ * the decoded names, so "cur%73or" is the cursor too; every byte outside
+ * the unreserved set is %XX, so nothing can end the <...> or the header.
  */
 static void set_next_link(struct dems_req *req, const char *next)
 {
     const struct dems_http_head *h = dems_req_head(req);
+    const struct dems_http_query *q = dems_req_query_all(req);
     struct dems_buf b;
     dems_buf_init(&b, 8192);
     int r = dems_buf_append(&b, "<", 1);
     for (size_t i = 0; r == 0 && i < h->path.len; i++) {
-        char c = h->path.ptr[i];
-        char enc[4];
-        snprintf(enc, sizeof(enc), "%%%02X", (unsigned char)c);
-        r = link_safe(c) ? dems_buf_append(&b, &c, 1) : dems_buf_append(&b, enc, 3);
+        /* The path matched a route: segments of [A-Za-z0-9._~-] and '/'. */
+        r = h->path.ptr[i] == '/' ? dems_buf_append(&b, "/", 1)
+                                  : append_encoded(&b, h->path.ptr + i, 1);
     }
     r = r == 0 ? dems_buf_append(&b, "?", 1) : r;
-    struct dems_str q = h->query;
-    while (r == 0 && q.len > 0) {
-        const char *amp = memchr(q.ptr, '&', q.len);
-        size_t n = amp != NULL ? (size_t)(amp - q.ptr) : q.len;
-        bool is_cursor = n >= 7 && memcmp(q.ptr, "cursor=", 7) == 0;
-        for (size_t i = 0; r == 0 && !is_cursor && n > 0 && i <= n; i++) {
-            char c = i < n ? q.ptr[i] : '&';
-            char enc[4];
-            snprintf(enc, sizeof(enc), "%%%02X", (unsigned char)c);
-            r = link_safe(c) ? dems_buf_append(&b, &c, 1) : dems_buf_append(&b, enc, 3);
-        }
-        q.ptr += n + (amp != NULL ? 1 : 0);
-        q.len -= n + (amp != NULL ? 1 : 0);
+    for (size_t i = 0; r == 0 && i < q->nparams; i++) {
+        const struct dems_http_param *p = &q->params[i];
+        if (dems_str_eq(p->name, dems_str_from("cursor")))
+            continue;
+        r = append_encoded(&b, p->name.ptr, p->name.len);
+        r = r == 0 ? dems_buf_append(&b, "=", 1) : r;
+        r = r == 0 ? append_encoded(&b, p->value.ptr, p->value.len) : r;
+        r = r == 0 ? dems_buf_append(&b, "&", 1) : r;
     }
-    if (r == 0)
-        r = dems_buf_append(&b, "cursor=", 7);
-    if (r == 0)
-        r = dems_buf_append(&b, next, strlen(next));
-    if (r == 0)
-        r = dems_buf_append(&b, ">; rel=\"next\"\0", 14);
+    r = r == 0 ? dems_buf_append(&b, "cursor=", 7) : r;
+    r = r == 0 ? append_encoded(&b, next, strlen(next)) : r;
+    r = r == 0 ? dems_buf_append(&b, ">; rel=\"next\"\0", 14) : r;
     if (r == 0)
         dems_resp_header(req, "Link", (const char *)b.data);
     dems_buf_done(&b);
@@ -263,7 +270,8 @@ void api_page_send(struct dems_req *req, const char *name, json_t *items, const 
 }
 
 void api_page_answer(struct dems_req *req, const PGresult *res, const char *name,
-                     const char *cursor_col, json_t *(*item)(const PGresult *res, int row))
+                     const char *cursor_col,
+                     json_t *(*item)(struct dems_req *req, const PGresult *res, int row))
 {
     struct api_page page;
     if (!api_page_parse(req, &page)) /* checked before the query: cannot fail here */
@@ -274,7 +282,7 @@ void api_page_answer(struct dems_req *req, const PGresult *res, const char *name
         n = (int)page.limit;
     json_t *arr = json_array();
     for (int i = 0; arr != NULL && i < n; i++) {
-        json_t *o = item(res, i);
+        json_t *o = item(req, res, i);
         if (o == NULL || json_array_append_new(arr, o) < 0) {
             json_decref(arr);
             arr = NULL;

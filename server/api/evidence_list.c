@@ -56,8 +56,9 @@
                                             " ORDER BY a.created_at DESC, a.id DESC LIMIT "        \
                                             "$3::integer) p ON true"
 
-static json_t *item_json(const PGresult *res, int row)
+static json_t *item_json(struct dems_req *req, const PGresult *res, int row)
 {
+    (void)req;
     json_t *o =
         json_pack("{s:s,s:I,s:s,s:s,s:b}", "id", api_col(res, row, "id"), "size",
                   (json_int_t)api_col_int(res, row, "size"), "created_at",

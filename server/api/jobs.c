@@ -20,63 +20,39 @@
 
 #include "api_int.h"
 
-#define PAGE_DEFAULT 50
-#define PAGE_MAX     500
-
-/* Every column a job's JSON shows, in the order job_json reads them. */
+/* Every column a job's JSON shows (job_json reads them by name). */
 #define JOB_COLS                                                                                   \
-    "id, kind, payload::text, dedupe_key, priority, state, attempts, max_attempts, "               \
-    "lease_owner, last_error, " API_TS("run_after") ", " API_TS("lease_expires") ", " API_TS(      \
-        "created_at") ", " API_TS("started_at") ", " API_TS("finished_at") ", " API_TS("updated_"  \
-                                                                                       "at")
+    "id, kind, payload::text AS payload, dedupe_key, priority, state, attempts, max_attempts,"     \
+    " lease_owner, last_error, " API_TS(                                                           \
+        "run_after") " AS run_after,"                                                              \
+                     " " API_TS("lease_expires") " AS lease_expires, " API_TS(                     \
+                         "created_at") " AS created_at,"                                           \
+                                       " " API_TS("started_at") " AS started_at, " API_TS(         \
+                                           "finished_at") " AS finished_at,"                       \
+                                                          " " API_TS(                              \
+                                                              "updated_at") " AS updated_at"
 
 static const char *const states[] = {"queued", "running", "failed", "done", "dead"};
 
-static json_int_t col_int(const PGresult *res, int row, int col)
-{
-    const char *v = PQgetvalue(res, row, col);
-    uint64_t n = 0;
-    bool neg = v[0] == '-';
-    if (dems_parse_u64(v + neg, strlen(v + neg), INT64_MAX, &n) < 0)
-        return 0;
-    return neg ? -(json_int_t)n : (json_int_t)n;
-}
-
-/* Sets key to the column's text, or null when the column is NULL. */
-static void set_text(json_t *o, const char *key, const PGresult *res, int row, int col)
-{
-    json_object_set_new(
-        o, key, PQgetisnull(res, row, col) ? json_null() : json_string(PQgetvalue(res, row, col)));
-}
-
 static json_t *job_json(struct dems_req *req, const PGresult *res, int row)
 {
-    json_t *payload = json_loads(PQgetvalue(res, row, 2), 0, NULL);
-    json_int_t max = PQgetisnull(res, row, 7)
+    json_t *payload = json_loads(api_col(res, row, "payload"), 0, NULL);
+    json_int_t max = api_col_null(res, row, "max_attempts")
                          ? (json_int_t)dems_req_loop(req)->srv->cfg->job_max_attempts
-                         : col_int(res, row, 7);
-    json_t *o =
-        json_pack("{s:I,s:s,s:o,s:I,s:s,s:I,s:I}", "id", col_int(res, row, 0), "kind",
-                  PQgetvalue(res, row, 1), "payload", payload != NULL ? payload : json_object(),
-                  "priority", col_int(res, row, 4), "state", PQgetvalue(res, row, 5), "attempts",
-                  col_int(res, row, 6), "max_attempts", max);
+                         : api_col_int(res, row, "max_attempts");
+    json_t *o = json_pack("{s:I,s:s,s:o,s:I,s:s,s:I,s:I}", "id", api_col_int(res, row, "id"),
+                          "kind", api_col(res, row, "kind"), "payload",
+                          payload != NULL ? payload : json_object(), "priority",
+                          api_col_int(res, row, "priority"), "state", api_col(res, row, "state"),
+                          "attempts", api_col_int(res, row, "attempts"), "max_attempts", max);
     if (o == NULL)
         return NULL;
-    set_text(o, "dedupe_key", res, row, 3);
-    set_text(o, "lease_owner", res, row, 8);
-    set_text(o, "last_error", res, row, 9);
-    static const char *const times[] = {"run_after",  "lease_expires", "created_at",
-                                        "started_at", "finished_at",   "updated_at"};
-    for (int i = 0; i < 6; i++)
-        set_text(o, times[i], res, row, 10 + i);
+    static const char *const text[] = {"dedupe_key", "lease_owner",   "last_error",
+                                       "run_after",  "lease_expires", "created_at",
+                                       "started_at", "finished_at",   "updated_at"};
+    for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
+        json_object_set_new(o, text[i], api_col_json_str(res, row, text[i]));
     return o;
-}
-
-static void bad_param(struct dems_req *req, const char *name, const char *why)
-{
-    char msg[160];
-    snprintf(msg, sizeof(msg), "query parameter \"%s\" %s", name, why);
-    dems_resp_error(req, 400, "invalid_parameter", msg);
 }
 
 /* A kind name as the schema allows it: [a-z][a-z0-9_-]{0,62}. */
@@ -100,18 +76,7 @@ static void on_jobs(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    json_t *arr = json_array();
-    int n = PQntuples(res);
-    for (int i = 0; arr != NULL && i < n; i++)
-        json_array_append_new(arr, job_json(req, res, i));
-    /* A full page may have more after it. */
-    struct dems_str lim;
-    uint64_t limit = PAGE_DEFAULT;
-    if (dems_req_query(req, "limit", &lim))
-        dems_parse_u64(lim.ptr, lim.len, PAGE_MAX, &limit);
-    json_t *next =
-        n > 0 && (uint64_t)n == limit ? json_integer(col_int(res, n - 1, 0)) : json_null();
-    dems_resp_json(req, 200, json_pack("{s:o,s:o}", "jobs", arr, "next_after", next));
+    api_page_answer(req, res, "jobs", "id", job_json);
 }
 
 /* Copies a query parameter (at most len - 1 bytes); false when absent. */
@@ -142,30 +107,26 @@ void api_jobs_list(struct dems_req *req)
         for (size_t i = 0; !long_state && i < sizeof(states) / sizeof(states[0]); i++)
             known = known || strcmp(state, states[i]) == 0;
         if (!known) {
-            bad_param(req, "state", "must be one of queued, running, failed, done, dead");
+            api_bad_param(req, "state", "must be one of queued, running, failed, done, dead");
             return;
         }
     }
     if (has_kind && (long_kind || !kind_ok(kind, strlen(kind)))) {
-        bad_param(req, "kind", "must be a job kind (a-z, 0-9, _ and -, at most 63)");
+        api_bad_param(req, "kind", "must be a job kind (a-z, 0-9, _ and -, at most 63)");
         return;
     }
-    struct dems_str v;
-    uint64_t n = PAGE_DEFAULT, a = 0;
-    if (dems_req_query(req, "limit", &v) &&
-        (dems_parse_u64(v.ptr, v.len, PAGE_MAX, &n) < 0 || n == 0)) {
-        bad_param(req, "limit", "must be a whole number from 1 to 500");
+    struct api_page page;
+    if (!api_page_parse(req, &page))
+        return;
+    uint64_t a = 0;
+    if (page.has_cursor && dems_parse_u64(page.cursor, strlen(page.cursor), INT64_MAX, &a) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
         return;
     }
-    bool has_after = dems_req_query(req, "after", &v);
-    if (has_after && dems_parse_u64(v.ptr, v.len, INT64_MAX, &a) < 0) {
-        bad_param(req, "after", "must be a job id");
-        return;
-    }
-    snprintf(limit, sizeof(limit), "%llu", (unsigned long long)n);
+    api_page_sql_limit(&page, limit);
     snprintf(after, sizeof(after), "%llu", (unsigned long long)a);
     const char *params[] = {has_state ? state : NULL, has_kind ? kind : NULL,
-                            has_after ? after : NULL, limit};
+                            page.has_cursor ? after : NULL, limit};
     int r = dems_db_req(req,
                         "SELECT " JOB_COLS " FROM jobs WHERE ($1::text IS NULL OR state = $1)"
                         " AND ($2::text IS NULL OR kind = $2) AND ($3::bigint IS NULL OR id < $3)"
@@ -179,14 +140,8 @@ void api_jobs_list(struct dems_req *req)
 
 static void on_job(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0) {
-        api_db_error(req, res, err);
+    if (!api_found(req, res, err, "not_found", "no such job"))
         return;
-    }
-    if (PQntuples(res) != 1) {
-        dems_resp_error(req, 404, "not_found", "no such job");
-        return;
-    }
     json_t *o = job_json(req, res, 0);
     if (o == NULL) {
         dems_resp_err(req, DEMS_ENOMEM);
@@ -228,17 +183,11 @@ void api_jobs_get(struct dems_req *req)
 
 static void on_retry_state(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0) {
-        api_db_error(req, res, err);
+    if (!api_found(req, res, err, "not_found", "no such job"))
         return;
-    }
-    if (PQntuples(res) != 1) {
-        dems_resp_error(req, 404, "not_found", "no such job");
-        return;
-    }
     char msg[160];
     snprintf(msg, sizeof(msg), "the job is %s: only failed or dead jobs can be retried",
-             PQgetvalue(res, 0, 0));
+             api_col(res, 0, "state"));
     dems_resp_error(req, 409, "job_not_retryable", msg);
 }
 
@@ -308,7 +257,7 @@ static void on_enqueued(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     char id[24];
-    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0));
+    snprintf(id, sizeof(id), "%s", PQgetvalue(res, 0, 0)); /* the function's one column */
     get_by_id(req, id, on_created);
 }
 

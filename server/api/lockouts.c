@@ -44,8 +44,9 @@
                                                                      "key > $4) ORDER BY key "     \
                                                                      "LIMIT $5::int"
 
-static json_t *lockout_json(const PGresult *res, int row)
+static json_t *lockout_json(struct dems_req *req, const PGresult *res, int row)
 {
+    (void)req;
     const char *key = api_col(res, row, "key");
     bool user = strncmp(key, "u:", 2) == 0;
     return json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "kind", user ? "user" : "address",

@@ -221,34 +221,50 @@ void api_tokens_create(struct dems_req *req)
         dems_resp_err(req, r);
 }
 
+static json_t *token_json(struct dems_req *req, const PGresult *res, int row)
+{
+    (void)req;
+    return json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_col_int(res, row, "id"), "name",
+                     api_col(res, row, "name"), "created_at", api_col(res, row, "created_at"),
+                     "expires_at", api_col(res, row, "expires_at"));
+}
+
 static void on_token_list(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
         api_db_error(req, res, err);
         return;
     }
-    json_t *arr = json_array();
-    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0);
-        json_array_append_new(
-            arr, json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "name",
-                           PQgetvalue(res, i, 1), "created_at", PQgetvalue(res, i, 2), "expires_at",
-                           PQgetvalue(res, i, 3)));
-    }
-    dems_resp_json(req, 200, json_pack("{s:o}", "tokens", arr));
+    api_page_answer(req, res, "tokens", "id", token_json);
 }
 
+/* GET /v1/me/tokens: the caller's live API tokens in id order, a page at a time. */
 void api_tokens_list(struct dems_req *req)
 {
-    char uid[24];
+    struct api_page page;
+    if (!api_page_parse(req, &page))
+        return;
+    uint64_t after = 0;
+    if (page.has_cursor &&
+        dems_parse_u64(page.cursor, strlen(page.cursor), INT64_MAX, &after) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
+        return;
+    }
+    char uid[24], a[24], limit[24];
     user_id_param(req, uid);
-    const char *params[] = {uid};
-    int r =
-        dems_db_req(req,
-                    "SELECT id, name, " API_TS("created_at") ", " API_TS(
-                        "expires_at") " FROM auth_tokens WHERE user_id = $1 AND kind = 'api'"
-                                      " AND revoked_at IS NULL AND expires_at > now() ORDER BY id",
-                    1, params, on_token_list);
+    snprintf(a, sizeof(a), "%llu", (unsigned long long)after);
+    api_page_sql_limit(&page, limit);
+    const char *params[] = {uid, a, limit};
+    int r = dems_db_req(
+        req,
+        "SELECT id, name, " API_TS(
+            "created_at") " AS created_at,"
+                          " " API_TS("expires_at") " AS expires_at FROM auth_tokens"
+                                                   " WHERE user_id = $1 AND kind = 'api' AND "
+                                                   "revoked_at IS NULL"
+                                                   " AND expires_at > now() AND id > $2::bigint "
+                                                   "ORDER BY id LIMIT $3::integer",
+        3, params, on_token_list);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -229,6 +229,11 @@ json_t *dems_req_json(const struct dems_req *req)
     return req->json;
 }
 
+const struct dems_http_query *dems_req_query_all(const struct dems_req *req)
+{
+    return &req->query;
+}
+
 bool dems_req_query(const struct dems_req *req, const char *name, struct dems_str *ret_value)
 {
     const struct dems_str *v = dems_http_query_get(&req->query, name);

@@ -298,6 +298,41 @@ def test_api_tokens(c):
     assert c.srv.request("DELETE", "/v1/me/tokens/abc", token=session)[0] == 404
 
 
+def walk(c, path, key, token, limit=2):
+    """Every item of a list, page by page, following the Link header."""
+    items, url, pages = [], f"{path}?limit={limit}", 0
+    while url:
+        st, doc, r = c.srv.request("GET", url, token=token)
+        assert st == 200 and len(doc[key]) <= limit, (url, doc)
+        items += doc[key]
+        pages += 1
+        link = r.getheader("Link")
+        assert (link is None) == (doc["next_cursor"] is None), (link, doc)
+        url = link[1:link.index(">")] if link else None
+    return items, pages
+
+
+def test_lists_page_with_cursor_and_link(c):
+    for i in range(3):
+        make_user(c, f"pager{i}", "officer")
+    st, doc, _ = c.srv.request("GET", "/v1/admin/users?limit=200", token=c.admin)
+    everyone = [u["id"] for u in doc["users"]]
+    got, pages = walk(c, "/v1/admin/users", "users", c.admin)
+    assert [u["id"] for u in got] == everyone and pages == (len(everyone) + 1) // 2
+    session = c.srv.login("pager0", "correct horse")[1]["token"]
+    made = [c.srv.request("POST", "/v1/me/tokens", {"name": f"t{i}"}, token=session)[1]["id"]
+            for i in range(5)]
+    got, pages = walk(c, "/v1/me/tokens", "tokens", session)
+    assert [t["id"] for t in got] == made and pages == 3
+    for path in ("/v1/admin/users", "/v1/me/tokens", "/v1/admin/lockouts"):
+        for q, name in (("limit=0", "limit"), ("limit=201", "limit"), ("cursor=%3Cx%3E", "cursor"),
+                        ("cursor=", "cursor")):
+            st, doc, _ = c.srv.request("GET", f"{path}?{q}", token=session if "me" in path
+                                       else c.admin)
+            assert st == 400 and doc["code"] == "invalid_parameter", (path, q, doc)
+            assert f'"{name}"' in doc["detail"], (path, q, doc)
+
+
 def test_cannot_revoke_others_tokens(c):
     st, doc, _ = c.srv.login("olivia", "correct horse")
     st, t, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "mine"}, token=doc["token"])

@@ -276,24 +276,27 @@ def test_unknown_kind_and_bad_payloads_are_refused(c):
 
 def test_listing_filters_and_paging(c):
     for q, name in (("state=bogus", "state"), ("state=", "state"), ("kind=Bad!", "kind"),
-                    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=x", "limit"),
-                    ("after=-1", "after"), ("after=x", "after")):
+                    ("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"),
+                    ("cursor=-1", "cursor"), ("cursor=x", "cursor"), ("cursor=1+2", "cursor")):
         st, r, _ = c.srv.request("GET", "/v1/admin/jobs?" + q, token=c.tok)
         assert st == 400 and r["code"] == "invalid_parameter", (q, r)
         assert f'"{name}"' in r["detail"], (q, r)
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs", token=c.tok)
     ids = [j["id"] for j in doc["jobs"]]
     assert st == 200 and len(ids) >= 5 and ids == sorted(ids, reverse=True), ids
-    assert doc["next_after"] is None
-    got, after = [], None
+    assert doc["next_cursor"] is None
+    got, cursor = [], None
     while True:
-        q = "/v1/admin/jobs?limit=2" + (f"&after={after}" if after else "")
-        st, page, _ = c.srv.request("GET", q, token=c.tok)
+        q = "/v1/admin/jobs?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        st, page, r = c.srv.request("GET", q, token=c.tok)
         assert st == 200 and len(page["jobs"]) <= 2
         got += [j["id"] for j in page["jobs"]]
-        after = page["next_after"]
-        if after is None:
+        cursor = page["next_cursor"]
+        if cursor is None:
             break
+        assert r.getheader("Link") == f'</v1/admin/jobs?limit=2&cursor={cursor}>; rel="next"'
+    # The last page is not padded: exactly the remaining jobs, no empty page after.
+    assert len(got) == len(ids)
     assert got == ids
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs?state=done&kind=verify-blob", token=c.tok)
     assert doc["jobs"] and all(j["state"] == "done" for j in doc["jobs"])

@@ -105,10 +105,14 @@ def test_list_pages_with_cursor(c):
     # Upper-case hex is the same cursor.
     st, doc, _ = get(c, f"/v1/evidence?cursor={c.ids[1].upper()}")
     assert st == 200 and [e["id"] for e in doc["evidence"]] == [c.ids[0]]
-    # Filters stay in the next page's link; an old cursor is replaced.
-    st, doc, r = get(c, f"/v1/evidence?before=2099-01-01T00:00:00Z&cursor={c.ids[4]}&limit=1")
-    assert r.getheader("Link") == ("</v1/evidence?before=2099-01-01T00:00:00Z&limit=1&cursor="
-                                   f"{c.ids[3]}>; rel=\"next\""), r.getheader("Link")
+    # Filters stay in the next page's link (re-encoded); an old cursor is
+    # replaced, however it was spelt.
+    for q in (f"before=2099-01-01T00:00:00Z&cursor={c.ids[4]}&limit=1",
+              f"before=2099-01-01T00%3A00%3A00Z&cur%73or={c.ids[4]}&limit=1"):
+        st, doc, r = get(c, "/v1/evidence?" + q)
+        assert st == 200, doc
+        assert r.getheader("Link") == ("</v1/evidence?before=2099-01-01T00%3A00%3A00Z&limit=1"
+                                       f"&cursor={c.ids[3]}>; rel=\"next\""), r.getheader("Link")
 
 
 def test_list_before_a_time(c):
