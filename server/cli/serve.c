@@ -6,6 +6,7 @@
  * in reverse.
  */
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dems/crypto.h"
 #include "dems/err.h"
@@ -80,6 +82,54 @@ int dems_cli_common_opt(int opt, const char *arg, char **flags, size_t *nflags,
     return 0;
 }
 
+/*
+ * The first administrator's password never goes into the log (which systemd
+ * keeps in its journal) nor to stdout. It is written to
+ * DATA/initial-admin-password, readable only by the account demsd runs as,
+ * and printed on stderr only when stderr is a terminal (./deploy/run). The
+ * log says where the file is.
+ */
+static void announce_admin(const char *data_dir, const char *pw)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/initial-admin-password", data_dir);
+    /* A fresh file: never write through a link or into someone else's file. */
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool saved = fd >= 0 && dprintf(fd, "%s\n", pw) > 0 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!saved)
+        unlink(path);
+    bool tty = isatty(STDERR_FILENO) == 1;
+    if (tty) {
+        flockfile(stderr);
+        fprintf(stderr,
+                "\ndems: first administrator created (shown once; %s)\n"
+                "  username: admin\n  password: %s\n\n",
+                saved ? "also in DATA/initial-admin-password" : "store it now", pw);
+        fflush(stderr);
+        funlockfile(stderr);
+    }
+    if (saved)
+        dems_log(DEMS_LOG_WARN, NULL,
+                 json_pack("{s:s,s:s,s:s}", "event", "admin_created", "username", "admin",
+                           "password_file", path),
+                 "first administrator 'admin' created; its password is in %s (mode 0600): "
+                 "sign in, then delete the file",
+                 path);
+    else
+        dems_log(DEMS_LOG_ERROR, NULL,
+                 json_pack("{s:s,s:s,s:b}", "event", "admin_created", "username", "admin",
+                           "password_file_written", 0),
+                 "first administrator 'admin' created, but its password could not be saved in "
+                 "%s%s",
+                 path,
+                 tty ? " (it was shown on the terminal)"
+                     : ": create another administrator with `demsd admin create-user --role "
+                       "admin`");
+}
+
 static int migrate_and_bootstrap(struct dems_setup *s, struct dems_server *srv)
 {
     char err[1024];
@@ -118,10 +168,8 @@ static int migrate_and_bootstrap(struct dems_setup *s, struct dems_server *srv)
         sodium_bin2base64(pw, sizeof(pw), raw, sizeof(raw),
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING);
         r = dems_auth_create_user_sync(app, "admin", "admin", pw, err, sizeof(err));
-        if (r == 0) {
-            printf("dems: first administrator created\n  username: admin\n  password: %s\n", pw);
-            fflush(stdout);
-        }
+        if (r == 0)
+            announce_admin(s->cfg.data_dir, pw);
         sodium_memzero(pw, sizeof(pw));
     }
     PQfinish(app);

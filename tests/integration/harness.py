@@ -5,7 +5,16 @@ free loopback port, spoken to over real TLS with Python's standard library.
 Each test file builds one or more Server objects; every check is a function
 named test_*; run_tests() runs them in order, prints one line per check and
 exits non-zero if any failed.
+
+Secrets never reach a log: the harness remembers every secret it handles
+(the first administrator's password, passwords in request bodies, bearer
+tokens and cookies, TOTP secrets, and at check time the master key and every
+PEM private key under the server's directory) and, when a Server stops and
+again when the run ends, searches that server's whole log (demsd's stdout and
+stderr, and the embedded PostgreSQL's log) for each of them; one found fails
+the check and the run.
 """
+import base64
 import http.client
 import json
 import os
@@ -21,6 +30,111 @@ import traceback
 
 DEMSD = os.environ.get("DEMSD", "build/plain/server/demsd")
 PG_BIN = "/usr/lib/postgresql/15/bin"
+
+
+SECRETS = {}  # secret -> what it is (never printed in full)
+_SERVERS = []  # every Server built, for the end-of-run secrets check
+_LEAKS = []  # (log path, what, line number) found so far
+SECRET_KEYS = ("token", "secret", "totp_secret")  # JSON members holding secrets
+
+
+def remember_secret(value, what="secret"):
+    """Records a secret (str or bytes) that must never appear in any log.
+    Too short or low-entropy values (all digits, 1-2 distinct characters)
+    are skipped: they would match unrelated log text."""
+    if value is None:
+        return
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    value = str(value)
+    if len(value) < 8 or value.isdigit() or len(set(value)) < 3:
+        return
+    SECRETS.setdefault(value, what)
+
+
+def remember_json_secrets(doc, where):
+    """Remembers passwords, tokens and secrets found in a JSON document."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if isinstance(v, str) and ("password" in k or k in SECRET_KEYS):
+                remember_secret(v, f"{where} {k}")
+            elif isinstance(v, (dict, list)):
+                remember_json_secrets(v, where)
+    elif isinstance(doc, list):
+        for v in doc:
+            remember_json_secrets(v, where)
+
+
+def remember_key_bytes(raw, what):
+    """A binary key: its hex and base64 spellings."""
+    remember_secret(raw.hex(), what + " (hex)")
+    remember_secret(raw.hex().upper(), what + " (HEX)")
+    for enc in (base64.b64encode, base64.urlsafe_b64encode):
+        b = enc(raw).decode()
+        remember_secret(b, what + " (base64)")
+        remember_secret(b.rstrip("="), what + " (base64)")
+
+
+def remember_key_files(root):
+    """The master key and every PEM private key under root (device keys the
+    tests made, the TLS key, the device CA's key)."""
+    skip = {"pg", "blobs", "staging", "work", "node_modules"}
+    for d, dirs, files in os.walk(root):
+        dirs[:] = [x for x in dirs if x not in skip]
+        for name in files:
+            path = os.path.join(d, name)
+            try:
+                if os.path.getsize(path) > 65536:
+                    continue
+                raw = open(path, "rb").read()
+            except OSError:
+                continue
+            if name == "master.key":
+                remember_key_bytes(raw, "master key " + path)
+            elif b"PRIVATE KEY-----" in raw:
+                body = re.findall(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----(.*?)-----END", raw, re.S)
+                for b in body:
+                    lines = b.split()
+                    for line in lines:
+                        remember_secret(line, "private key " + path)
+                    try:
+                        remember_key_bytes(base64.b64decode(b"".join(lines)), "private key " + path)
+                    except ValueError:
+                        pass
+
+
+def find_secrets(paths):
+    """[(path, what, line number)] for every remembered secret in the files."""
+    found = []
+    needles = []
+    for secret, what in SECRETS.items():
+        forms = {secret.encode(), json.dumps(secret)[1:-1].encode()}
+        needles.append((what, forms))
+    for path in paths:
+        try:
+            data = open(path, "rb").read()
+        except OSError:
+            continue
+        for what, forms in needles:
+            for form in forms:
+                i = data.find(form)
+                if i >= 0:
+                    found.append((path, what, data.count(b"\n", 0, i) + 1))
+                    break
+    return found
+
+
+def check_logs_for_secrets(servers):
+    """Searches the logs of servers; returns the new leaks (also kept)."""
+    paths = []
+    for srv in servers:
+        remember_key_files(srv.root)
+        for p in srv.log_paths():
+            if p not in paths:
+                paths.append(p)
+    new = [f for f in find_secrets(paths) if f not in _LEAKS]
+    _LEAKS.extend(new)
+    return new
 
 
 def free_port():
@@ -46,6 +160,18 @@ class Server:
         self.settings = dict(settings or {})
         self.admin_password = None
         self.log_path = os.path.join(self.root, "demsd.log")
+        _SERVERS.append(self)
+
+    def log_paths(self):
+        """Every log this server writes: demsd's output and the embedded
+        PostgreSQL's."""
+        return [self.log_path, os.path.join(self.data, "postgresql.log")]
+
+    def check_secrets(self):
+        """Fails (AssertionError) if a remembered secret is in a log."""
+        leaks = check_logs_for_secrets([self])
+        assert not leaks, "secrets in the logs: " + "; ".join(
+            f"{what} in {path} line {line}" for path, what, line in leaks)
 
     def start(self, extra_args=(), wait=True):
         self.port = free_port()
@@ -56,29 +182,34 @@ class Server:
         args += list(extra_args)
         self.log = open(self.log_path, "ab")
         self.log_start = self.log.tell()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        # stdout too: under systemd both go to the journal.
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
-        out = b""
-        os.set_blocking(self.proc.stdout.fileno(), False)
         while time.time() < deadline:
-            chunk = self.proc.stdout.read() or b""
-            out += chunk
-            m = re.search(rb"password: (\S+)", out)
-            if m:
-                self.admin_password = m.group(1).decode()
             if self.proc.poll() is not None:
                 raise RuntimeError(f"demsd exited with {self.proc.returncode}: {self.tail()}")
             with open(self.log_path, "rb") as f:
                 f.seek(self.log_start)
-                if b'"event":"listening"' in f.read():
-                    return
+                out = f.read()
+            if b'"event":"listening"' in out:
+                self.learn_admin_password(out)
+                return
             time.sleep(0.05)
         raise RuntimeError("demsd did not start: " + self.tail())
+
+    def learn_admin_password(self, log):
+        """On a first start demsd writes the first administrator's password to
+        DATA/initial-admin-password (never to the log) and logs admin_created."""
+        if b'"event":"admin_created"' not in log:
+            return
+        with open(os.path.join(self.data, "initial-admin-password")) as f:
+            self.admin_password = f.read().strip()
+        remember_secret(self.admin_password, "first administrator's password")
 
     def tail(self, n=2000):
         try:
@@ -96,6 +227,7 @@ class Server:
             self.proc.kill()
             self.proc.wait()
             raise RuntimeError("demsd did not stop in time")
+        self.check_secrets()
         return self.proc.returncode
 
     def context(self, **kw):
@@ -113,10 +245,12 @@ class Server:
         h = dict(headers or {})
         if token:
             h["Authorization"] = f"Bearer {token}"
+            remember_secret(token, "bearer token")
         data = None
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
             h.setdefault("Content-Type", "application/json")
+            remember_json_secrets(body, f"{method} {path}")
         c.request(method, path, body=data, headers=h)
         r = c.getresponse()
         raw = r.read()
@@ -126,6 +260,9 @@ class Server:
             doc = json.loads(raw) if raw else None
         except ValueError:
             doc = raw
+        remember_json_secrets(doc, f"answer to {method} {path}")
+        for v in r.headers.get_all("Set-Cookie") or ():
+            remember_secret(v.split(";", 1)[0].partition("=")[2], "cookie")
         return r.status, doc, r
 
     def login(self, username, password, totp=None):
@@ -213,5 +350,12 @@ def run_tests(module_globals, setup=None, teardown=None):
     finally:
         if teardown:
             teardown(ctx)
+    # Servers a test killed or never stopped, and anything logged since.
+    check_logs_for_secrets(_SERVERS)
+    if _LEAKS:
+        failed += 1
+        print("FAIL no secret in any log", flush=True)
+        for path, what, line in _LEAKS:
+            print(f"  {what} in {path} line {line}", flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     sys.exit(1 if failed else 0)

@@ -5,12 +5,16 @@ stale postmaster.pid), migrations (re-run is a no-op; the application role's
 least privilege), graceful shutdown finishing an in-flight request, the
 command line (--help, bad configuration exits 2, create-user)."""
 import os
+import pty
+import select
 import signal
+import stat
 import subprocess
 import time
 
+import harness
 from harness import DEMSD, Server, make_data_root, postgres_processes, raw_tls, \
-    read_response, run_tests
+    read_response, remember_secret, run_tests
 
 
 def test_embedded_start_stop_leaves_nothing():
@@ -25,6 +29,72 @@ def test_embedded_start_stop_leaves_nothing():
     assert srv2.admin_password is None
     assert srv2.login("admin", srv.admin_password)[0] == 200
     assert srv2.stop() == 0
+
+
+def test_first_admin_password_in_a_private_file_never_in_the_log():
+    srv = Server().start()
+    path = os.path.join(srv.data, "initial-admin-password")
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.geteuid(), oct(st.st_mode)
+    assert srv.admin_password and srv.login("admin", srv.admin_password)[0] == 200
+    log = open(srv.log_path, "rb").read()
+    assert b'"event":"admin_created"' in log and path.encode() in log
+    assert srv.admin_password.encode() not in log
+    assert srv.stop() == 0
+
+
+def test_first_admin_password_shown_on_a_terminal():
+    """./deploy/run in a terminal: the password is printed there (stderr is a
+    tty), besides the file; stdout stays clean."""
+    root = make_data_root()
+    data = os.path.join(root, "data")
+    log_path = os.path.join(root, "stdout.log")
+    master, slave = pty.openpty()
+    with open(log_path, "wb") as out:
+        p = subprocess.Popen([DEMSD, "serve", "--data", data, "--listen", "127.0.0.1:0",
+                              "--set", "workers=0", "--threads", "1"],
+                             stdout=out, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    deadline = time.time() + 60
+    try:
+        while b'"event":"listening"' not in seen and time.time() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        pw = open(os.path.join(data, "initial-admin-password")).read().strip()
+        remember_secret(pw, "first administrator's password (tty)")
+        assert f"password: {pw}".encode() in seen, seen[-2000:]
+        for line in seen.splitlines():
+            if line.startswith(b"{"):
+                assert pw.encode() not in line, line
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0
+        os.close(master)
+    assert open(log_path, "rb").read() == b"", "demsd wrote to stdout"
+
+
+def test_secret_check_catches_a_leak():
+    """The harness's check itself: a remembered secret written to a log fails it."""
+    fake = Server()
+    os.makedirs(fake.data, exist_ok=True)
+    try:
+        remember_secret("dems_s_not-a-real-token-0123456789", "test token")
+        with open(fake.log_path, "w") as f:
+            f.write('{"msg":"ok"}\n{"msg":"token dems_s_not-a-real-token-0123456789"}\n')
+        try:
+            fake.check_secrets()
+            caught = False
+        except AssertionError as e:
+            caught = "test token" in str(e) and "line 2" in str(e)
+        assert caught, "the harness did not catch a token in the log"
+    finally:
+        harness._LEAKS[:] = [x for x in harness._LEAKS if x[0] != fake.log_path]
+        harness._SERVERS.remove(fake)
+        os.unlink(fake.log_path)
 
 
 def test_second_demsd_refused():
