@@ -380,6 +380,8 @@ static int start_postgres(const struct dems_config *cfg, struct dems_embedded *e
 {
     char postgres[PATH_MAX];
     snprintf(postgres, sizeof(postgres), "%s/postgres", cfg->pg_bin_dir);
+    /* Unix socket only; no LLVM JIT (dems's queries are short, and the
+     * systemd unit forbids writable executable memory). */
     const char *argv[] = {postgres,
                           "-D",
                           e->pgdir,
@@ -389,6 +391,8 @@ static int start_postgres(const struct dems_config *cfg, struct dems_embedded *e
                           "listen_addresses=",
                           "-c",
                           "unix_socket_permissions=0700",
+                          "-c",
+                          "jit=off",
                           NULL};
     pid_t pid = fork();
     if (pid < 0)

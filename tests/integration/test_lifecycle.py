@@ -21,6 +21,8 @@ def test_embedded_start_stop_leaves_nothing():
     srv = Server().start()
     assert postgres_processes(srv.data), "embedded PostgreSQL is not running"
     assert srv.request("GET", "/readyz")[0] == 200
+    # No LLVM JIT: deploy/demsd.service forbids writable executable memory.
+    assert srv.psql("SHOW jit")[1] == "off"
     assert srv.stop() == 0
     time.sleep(0.2)
     assert postgres_processes(srv.data) == [], "postgres processes left behind"

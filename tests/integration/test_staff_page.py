@@ -159,7 +159,7 @@ def browser_available():
                if not os.path.exists(p)]
     if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
         missing.append("tests/browser/node_modules/playwright-core "
-                       "(deploy/install.d/browser-test installs it)")
+                       "(deploy/install-test.d/browser-test installs it)")
     assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
 
 

@@ -29,7 +29,7 @@ spdx)
     files=$(git ls-files '*.c' '*.h' '*.cpp' '*.py' '*.sh' '*.js' '*.mjs' '*.css' '*.html' \
             '*.svg' '*.sql' 'meson.build' '*/meson.build' '*.service' 'tests/run' \
             'tests/bench/*/run' 'deploy/run' 'deploy/install-deps' 'deploy/install.d/*' \
-            '.ci/run' | grep -vE '^tests/(vectors|fuzz/corpus)/')
+            'deploy/install-test.d/*' '.ci/run' | grep -vE '^tests/(vectors|fuzz/corpus)/')
     [ -n "$files" ] || { echo "git ls-files found no sources"; exit 77; }
     bad=$(for f in $files; do
         head -3 "$f" | grep -q 'SPDX-License-Identifier: Apache-2.0' || echo "$f"
