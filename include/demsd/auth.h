@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "demsd/http.h"
 
@@ -19,14 +20,16 @@
  * Starts authenticating req from its "Authorization: Bearer" header; without
  * one, for GET and HEAD only, from its dems_session cookie (a login session
  * token, for media elements that cannot send headers); otherwise from its TLS
- * client certificate (an enrolled device) into *out. A revoked device gets
- * DEMS_EFORBIDDEN (and an ACCESS_DENIED entry); a device whose certificate is
- * outside its validity window is answered 401 (certificate_expired or
+ * client certificate (an enrolled device) into *out. A revoked device is
+ * answered 403 device_revoked: at once, returning DEMS_EFORBIDDEN, when this
+ * process knows (the revoked set, no database or ledger work); otherwise after
+ * the lookup, with one ACCESS_DENIED entry as this process learns of it, and
+ * done runs with DEMS_EFORBIDDEN. A device whose certificate is outside its
+ * validity window is answered 401 (certificate_expired or
  * certificate_not_yet_valid) before done runs with DEMS_EAUTH. Returns
  * DEMS_EAUTH at once (done never runs) when the credentials are missing or
- * malformed; otherwise
- * returns 0 and calls done(req, err) once, with err 0, DEMS_EAUTH (unknown,
- * revoked or expired token) or DEMS_EDB.
+ * malformed; otherwise returns 0 and calls done(req, err) once, with err 0,
+ * DEMS_EAUTH (unknown, revoked or expired token) or DEMS_EDB.
  */
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
                     void (*done)(struct dems_req *req, int err));
@@ -63,6 +66,46 @@ int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_
  * suffice).
  */
 int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size_t outlen);
+
+/*
+ * The revoked device certificates (server/auth/revoked.c): SHA-256
+ * fingerprints (hex) with their devices' serials, one set per process shared
+ * by every loop thread. Entries are only ever added (revocation is final).
+ */
+struct dems_revoked;
+struct dems_loop;
+
+/* Returns owned (empty); free with dems_revoked_free. NULL: out of memory. */
+struct dems_revoked *dems_revoked_new(void);
+void dems_revoked_free(struct dems_revoked *rv);
+
+/* Adds a fingerprint: 1 when it was new, 0 when known, DEMS_ENOMEM/EINVAL. */
+int dems_revoked_add(struct dems_revoked *rv, const char *sha256, const char *serial);
+
+/* Whether a fingerprint is revoked (false for a NULL set). */
+bool dems_revoked_has(struct dems_revoked *rv, const char *sha256);
+
+/* Refused handshakes of one revoked device are logged at most this often. */
+#define DEMS_REVOKED_LOG_INTERVAL 60
+
+struct dems_revoked_refusal {
+    char serial[65];
+    uint64_t refused; /* refusals since the last logged one, this one included */
+    bool log_due;     /* DEMS_REVOKED_LOG_INTERVAL has passed: log this one */
+};
+
+/*
+ * Counts a refusal of a revoked fingerprint: returns true and fills *ret
+ * when sha256 is revoked, false (ret untouched) when it is not.
+ */
+bool dems_revoked_refuse(struct dems_revoked *rv, const char *sha256, time_t now,
+                         struct dems_revoked_refusal *ret);
+
+/* Adds every revoked device in the database (synchronous; at start). */
+int dems_revoked_load(struct dems_revoked *rv, const char *conninfo, char *err, size_t errlen);
+
+/* Adds revocations made elsewhere (async on loop; housekeeping). */
+void dems_revoked_refresh(struct dems_loop *loop);
 
 /* Validates a username: 1..64 of [A-Za-z0-9._@-]. */
 bool dems_auth_username_ok(const char *name);

@@ -23,6 +23,7 @@ struct evconnlistener;
 struct dems_db_pool;
 struct dems_conn;
 struct dems_work;
+struct dems_revoked;
 
 struct dems_loop {
     unsigned id;
@@ -52,6 +53,7 @@ struct dems_server {
     SSL_CTX *ssl_ctx;
     X509 *device_ca; /* signs docks' certificates */
     EVP_PKEY *device_ca_key;
+    struct dems_revoked *revoked; /* revoked device certificates (demsd/auth.h) */
     int listen_fd;
     uint16_t port;
     struct dems_loop *loops;

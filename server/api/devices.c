@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "dems/err.h"
+#include "demsd/auth.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
@@ -181,16 +182,27 @@ void api_devices_list(struct dems_req *req)
         dems_resp_err(req, r);
 }
 
+struct revoke {
+    struct dems_req *req;
+    char sha256[65];
+    char serial[65];
+};
+
 static void on_revoked(struct dems_ledger_item *item, void *arg)
 {
-    struct dems_req *req = arg;
-    if (!dems_req_is_aborted(req)) {
+    struct revoke *rk = arg;
+    /* Committed: this process refuses the device's handshakes from now on
+     * (others within housekeeping_interval, or at its next request). */
+    if (item->err == 0)
+        dems_revoked_add(dems_req_loop(rk->req)->srv->revoked, rk->sha256, rk->serial);
+    if (!dems_req_is_aborted(rk->req)) {
         if (item->err < 0)
-            dems_resp_err(req, item->err);
+            dems_resp_err(rk->req, item->err);
         else
-            dems_resp_json(req, 204, NULL);
+            dems_resp_json(rk->req, 204, NULL);
     }
-    dems_req_unref(req);
+    dems_req_unref(rk->req);
+    free(rk);
 }
 
 static void on_device_row(struct dems_req *req, const PGresult *res, int err)
@@ -203,7 +215,7 @@ static void on_device_row(struct dems_req *req, const PGresult *res, int err)
         dems_resp_error(req, 404, "not_found", "no such device");
         return;
     }
-    if (PQgetvalue(res, 0, 2)[0] == 't') {
+    if (PQgetvalue(res, 0, PQfnumber(res, "revoked"))[0] == 't') {
         dems_resp_error(req, 409, "device_revoked", "the device is already revoked");
         return;
     }
@@ -211,18 +223,27 @@ static void on_device_row(struct dems_req *req, const PGresult *res, int err)
     const struct dems_principal *who = dems_req_principal(req);
     struct dems_ledger_item *it =
         dems_ledger_item_new(DEMS_LEDGER_DEVICE_REVOKED, DEMS_LEDGER_ACTOR_USER, who->username);
-    if (it == NULL) {
+    struct revoke *rk = calloc(1, sizeof(*rk));
+    if (it == NULL || rk == NULL) {
+        dems_ledger_item_free(it);
+        free(rk);
         dems_resp_err(req, DEMS_ENOMEM);
         return;
     }
-    it->payload = json_pack("{s:s}", "serial", PQgetvalue(res, 0, 1));
+    const char *serial = PQgetvalue(res, 0, PQfnumber(res, "serial"));
+    rk->req = req;
+    snprintf(rk->serial, sizeof(rk->serial), "%s", serial);
+    snprintf(rk->sha256, sizeof(rk->sha256), "%s",
+             PQgetvalue(res, 0, PQfnumber(res, "cert_sha256")));
+    it->payload = json_pack("{s:s}", "serial", serial);
     it->pre_sql = strdup("UPDATE devices SET revoked_at = now() WHERE id = $1");
     it->pre_nparams = 1;
-    it->pre_params[0] = strdup(PQgetvalue(res, 0, 0));
+    it->pre_params[0] = strdup(PQgetvalue(res, 0, PQfnumber(res, "id")));
     it->done = on_revoked;
-    it->arg = req;
+    it->arg = rk;
     dems_req_ref(req);
     if (dems_ledger_append(loop->srv, loop, it) < 0) {
+        free(rk);
         dems_req_unref(req);
         dems_resp_err(req, DEMS_EUNAVAIL);
     }
@@ -239,7 +260,9 @@ void api_devices_revoke(struct dems_req *req)
     char ids[24];
     snprintf(ids, sizeof(ids), "%lld", (long long)id);
     const char *params[] = {ids};
-    int r = dems_db_req(req, "SELECT id, serial, revoked_at IS NOT NULL FROM devices WHERE id = $1",
+    int r = dems_db_req(req,
+                        "SELECT id, serial, cert_sha256, revoked_at IS NOT NULL AS revoked"
+                        " FROM devices WHERE id = $1",
                         1, params, on_device_row);
     if (r < 0)
         dems_resp_err(req, r);

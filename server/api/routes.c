@@ -6,6 +6,7 @@
  */
 #include <stdint.h>
 
+#include "demsd/auth.h"
 #include "demsd/core.h"
 
 #include "api_int.h"
@@ -88,4 +89,5 @@ void dems_api_periodic(struct dems_loop *loop)
 {
     api_uploads_expire(loop->db);
     api_evidence_sweep(loop);
+    dems_revoked_refresh(loop);
 }

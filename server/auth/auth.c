@@ -248,6 +248,11 @@ void dems_auth_denied(struct dems_req *req, const char *reason)
     dems_ledger_append(loop->srv, loop, it);
 }
 
+static void refuse_revoked(struct dems_req *req)
+{
+    dems_resp_error(req, 403, "device_revoked", "this device has been revoked");
+}
+
 /* The enrolled device row found by fingerprint: who it is, and may it? */
 static void device_found(struct auth_ctx *ctx, const PGresult *res)
 {
@@ -258,7 +263,12 @@ static void device_found(struct auth_ctx *ctx, const PGresult *res)
     snprintf(o->username, sizeof(o->username), "device:%s", o->serial);
     snprintf(o->token_kind, sizeof(o->token_kind), "device");
     if (PQgetvalue(res, 0, PQfnumber(res, "revoked"))[0] == 't') {
-        dems_auth_denied(ctx->req, "device revoked");
+        /* Revoked by another demsd, and this one had not heard yet: ledger
+         * this first refusal; from now on the set refuses the device first. */
+        struct dems_server *srv = dems_req_loop(ctx->req)->srv;
+        if (dems_revoked_add(srv->revoked, dems_req_peer_cert(ctx->req), o->serial) != 0)
+            dems_auth_denied(ctx->req, "device revoked");
+        refuse_revoked(ctx->req);
         ctx->p.done(ctx->req, DEMS_EFORBIDDEN);
         return;
     }
@@ -297,6 +307,13 @@ static int device_begin(struct dems_req *req, struct dems_principal *out,
     const char *fp = dems_req_peer_cert(req);
     if (fp == NULL)
         return DEMS_EAUTH;
+    /* Known revoked (a session or connection from before the revocation):
+     * refused before any database or ledger work; the handshake refusals
+     * and the DEVICE_REVOKED entry account for it. */
+    if (dems_revoked_has(dems_req_loop(req)->srv->revoked, fp)) {
+        refuse_revoked(req);
+        return DEMS_EFORBIDDEN;
+    }
     struct auth_ctx *ctx = malloc(sizeof(*ctx));
     if (ctx == NULL)
         return DEMS_ENOMEM;

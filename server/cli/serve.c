@@ -311,6 +311,10 @@ int dems_cli_serve(int argc, char **argv)
         fprintf(stderr, "demsd: %s\n", err);
         rc = 1;
     }
+    if (rc == 0 && dems_revoked_load(srv.revoked, s.app_conninfo, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
     if (rc == 0) {
         snprintf(srv.db_conninfo, sizeof(srv.db_conninfo), "%s", s.app_conninfo);
         struct dems_supervisor *workers = start_workers(&s, flags, nflags);

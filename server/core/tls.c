@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "dems/err.h"
+#include "demsd/auth.h"
 #include "demsd/core.h"
 #include "demsd/log.h"
 
@@ -295,6 +296,18 @@ static void log_refusal(X509_STORE_CTX *xs, X509 *crt, const char *reason, time_
              dems_tls_cert_problem_text(reason));
 }
 
+/* A revoked device's refused handshakes: one line a minute per device. */
+static void log_revoked(X509_STORE_CTX *xs, const char *fp, const struct dems_revoked_refusal *rr)
+{
+    char peer[INET6_ADDRSTRLEN];
+    peer_of(xs, peer, sizeof(peer));
+    dems_log(DEMS_LOG_WARN, NULL,
+             json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "event", "tls_client_refused", "reason",
+                       "certificate_revoked", "cert_sha256", fp, "serial", rr->serial, "peer", peer,
+                       "refused", (json_int_t)rr->refused),
+             "refused revoked device %s at the handshake", rr->serial);
+}
+
 /*
  * Replaces OpenSSL's chain verification for client certificates. A device
  * is identified by its certificate's fingerprint, enrolled and not revoked
@@ -302,20 +315,30 @@ static void log_refusal(X509_STORE_CTX *xs, X509 *crt, const char *reason, time_
  * certificate from another PKI and one the device CA issued are treated
  * alike. What is checked here, at every full handshake, is what the
  * certificate itself says (client_cert_problem); the handshake still proves
- * the client holds the certificate's key (CertificateVerify). A refusal ends
- * the handshake with a matching alert (certificate_expired,
- * unsupported_certificate, bad_certificate). Resumed sessions present no
- * certificate: auth.c checks the enrolled one on every request as well.
+ * the client holds the certificate's key (CertificateVerify). A revoked
+ * certificate (the in-memory set, server/auth/revoked.c) is refused first.
+ * A refusal ends the handshake with a matching alert (certificate_revoked,
+ * certificate_expired, unsupported_certificate, bad_certificate), before any
+ * request, database or ledger work. Resumed sessions present no
+ * certificate: auth.c checks revocation and dates on every request as well.
  */
 static int on_client_cert(X509_STORE_CTX *xs, void *arg)
 {
-    (void)arg;
+    struct dems_server *srv = arg;
     X509 *crt = X509_STORE_CTX_get0_cert(xs);
-    if (crt == NULL) {
+    char fp[65];
+    if (crt == NULL || fingerprint(crt, fp) < 0) {
         X509_STORE_CTX_set_error(xs, X509_V_ERR_UNSPECIFIED);
         return 0;
     }
     time_t now = time(NULL);
+    struct dems_revoked_refusal rr;
+    if (dems_revoked_refuse(srv->revoked, fp, now, &rr)) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REVOKED);
+        if (rr.log_due)
+            log_revoked(xs, fp, &rr);
+        return 0;
+    }
     const char *problem = client_cert_problem(crt, now);
     if (problem == NULL) {
         X509_STORE_CTX_set_error(xs, X509_V_OK);
@@ -330,6 +353,8 @@ static int on_client_cert(X509_STORE_CTX *xs, void *arg)
 
 void dems_tls_done(struct dems_server *srv)
 {
+    dems_revoked_free(srv->revoked);
+    srv->revoked = NULL;
     SSL_CTX_free(srv->ssl_ctx);
     X509_free(srv->device_ca);
     EVP_PKEY_free(srv->device_ca_key);
@@ -343,6 +368,11 @@ int dems_tls_init(struct dems_server *srv, char *err, size_t errlen)
     int rc = load_device_ca(srv, err, errlen);
     if (rc < 0)
         return rc;
+    srv->revoked = dems_revoked_new();
+    if (srv->revoked == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        return DEMS_ENOMEM;
+    }
     const struct dems_config *cfg = srv->cfg;
     char dir[4096], cert[4200], key[4200];
     const char *certp = cfg->tls_cert, *keyp = cfg->tls_key;

@@ -13,6 +13,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 from harness import Server, run_tests
@@ -108,7 +109,7 @@ CLIENT_EXT = "keyUsage = critical, digitalSignature\nextendedKeyUsage = clientAu
 DAY = 86400
 
 
-def handshake_refusal(c, cert, key):
+def handshake_refusal(c, cert, key, timeout=3):
     """Connects with cert; returns the TLS alert that ended the connection.
     Fails when the server took the certificate. In TLS 1.3 the server judges
     the client's certificate after the client has finished its side of the
@@ -118,7 +119,7 @@ def handshake_refusal(c, cert, key):
     ctx = c.srv.context()
     ctx.load_cert_chain(cert, key)
     try:
-        with socket.create_connection(("127.0.0.1", c.srv.port), timeout=3) as raw:
+        with socket.create_connection(("127.0.0.1", c.srv.port), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
                 data = s.recv(4096)
     except ssl.SSLError as e:
@@ -132,6 +133,93 @@ def enrol_pinned(c, name, serial, cert):
     return c.srv.request("POST", "/v1/admin/devices",
                          {"name": name, "serial": serial, "certificate": open(cert).read()},
                          token=c.tok)
+
+
+def ledger_size(c):
+    rc, out, err = c.srv.psql("SELECT count(*) FROM ledger_entries")
+    assert rc == 0, err
+    return int(out)
+
+
+def ledger_bodies(c):
+    rc, out, err = c.srv.psql("SELECT convert_from(bytes, 'UTF8') FROM ledger_entries ORDER BY seq")
+    assert rc == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def settled_ledger_size(c):
+    """The ledger's size once refusals still being appended have landed."""
+    n = ledger_size(c)
+    for _ in range(20):
+        time.sleep(0.25)
+        m = ledger_size(c)
+        if m == n:
+            return n
+        n = m
+    return n
+
+
+def enrol_csr(c, name, serial):
+    key, csr = make_key_and_csr(c, name, serial)
+    st, doc, _ = c.srv.request("POST", "/v1/admin/devices",
+                               {"name": name, "serial": serial, "csr": csr}, token=c.tok)
+    assert st == 201, doc
+    cert = os.path.join(c.dir, name + ".pem")
+    open(cert, "w").write(doc["certificate"])
+    return cert, key
+
+
+def device_id(c, serial):
+    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.tok)
+    return [d for d in doc["devices"] if d["serial"] == serial][0]["id"]
+
+
+def get_on(conn, path):
+    conn.request("GET", path)
+    r = conn.getresponse()
+    raw = r.read()
+    return r.status, (json.loads(raw) if raw[:1] == b"{" else raw)
+
+
+def hammer(c, cert, key, seconds, threads=4):
+    """Threads connecting with cert and sending an upload as fast as they can
+    for a bounded time, while an administrator keeps using the server. Returns
+    (refused, answered, the administrator's slowest answer in seconds)."""
+    stop = time.time() + seconds
+    counts = {"refused": 0, "answered": 0}
+    lock = threading.Lock()
+    body = b"x" * 100
+    req = (b"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+           b"Upload-Length: 100\r\nContent-Type: application/offset+octet-stream\r\n"
+           b"Content-Length: 100\r\n\r\n" + body)
+
+    def run():
+        ctx = c.srv.context()
+        ctx.load_cert_chain(cert, key)
+        while time.time() < stop:
+            try:
+                with socket.create_connection(("127.0.0.1", c.srv.port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                        tls.sendall(req)
+                        data = tls.recv(4096)
+                what = "answered" if data else "refused"
+            except (ssl.SSLError, ConnectionError):
+                what = "refused"
+            with lock:
+                counts[what] += 1
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    slowest = 0.0
+    while time.time() < stop:
+        t0 = time.time()
+        assert c.srv.request("GET", "/v1/me", token=c.tok)[0] == 200
+        slowest = max(slowest, time.time() - t0)
+        time.sleep(0.1)
+    for t in ts:
+        t.join()
+    return counts["refused"], counts["answered"], slowest
 
 
 def upload_as(c, cert, key, data):
@@ -216,32 +304,6 @@ def test_enrolment_validation(c):
     del officer
 
 
-def test_revoked_device_gets_403_and_is_ledgered(c):
-    cert, key = c.dock
-    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.tok)
-    dev = [d for d in doc["devices"] if d["serial"] == "DOCK-1"][0]
-    assert c.srv.request("POST", f"/v1/admin/devices/{dev['id']}/revoke", token=c.tok)[0] == 204
-    assert c.srv.request("POST", f"/v1/admin/devices/{dev['id']}/revoke", token=c.tok)[0] == 409
-    assert c.srv.request("POST", "/v1/admin/devices/999/revoke", token=c.tok)[0] == 404
-    st, doc, _ = upload_as(c, cert, key, b"after revocation")
-    assert st == 403 and doc["code"] == "forbidden"
-    # The refusal's entry is appended without holding up the 403: poll.
-    for _ in range(50):
-        st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?start=0&end=100", token=c.tok)
-        bodies = [json.loads(base64.b64decode(e["bytes"])) for e in doc["entries"]]
-        denied = [b for b in bodies if b["type"] == "ACCESS_DENIED"]
-        if any(b["payload"]["reason"] == "device revoked" for b in denied):
-            break
-        time.sleep(0.1)
-    assert any(b["type"] == "DEVICE_REVOKED" and b["payload"]["serial"] == "DOCK-1"
-               for b in bodies)
-    assert any(b["actor"] == {"id": "DOCK-1", "kind": "device"}
-               and b["payload"]["reason"] == "device revoked"
-               and b["payload"]["path"] == "/v1/uploads" for b in denied), denied
-    # Staff without a client certificate are unaffected.
-    assert c.srv.request("GET", "/v1/me", token=c.tok)[0] == 200
-
-
 def test_enrolment_refuses_unfit_certificates(c):
     c.ca = TestCA(c.dir)
     bad = [("expired", -30 * DAY, -DAY, CLIENT_EXT, "certificate_expired"),
@@ -308,6 +370,107 @@ def test_certificate_expiring_after_enrolment(c):
     # A new connection: refused at the handshake.
     refusal = handshake_refusal(c, cert, key)
     assert "CERTIFICATE_EXPIRED" in refusal.upper().replace(" ", "_"), refusal
+
+
+def test_revoked_device_is_refused_at_the_handshake(c):
+    cert, key = c.dock
+    # A connection made before the revocation, kept open.
+    old = device_conn(c, cert, key)
+    assert get_on(old, "/v1/uploads/none")[0] == 404
+    before = settled_ledger_size(c)
+    dev = device_id(c, "DOCK-1")
+    assert c.srv.request("POST", f"/v1/admin/devices/{dev}/revoke", token=c.tok)[0] == 204
+    assert c.srv.request("POST", f"/v1/admin/devices/{dev}/revoke", token=c.tok)[0] == 409
+    assert c.srv.request("POST", "/v1/admin/devices/999/revoke", token=c.tok)[0] == 404
+    # That connection's requests are refused without ledger work ...
+    for _ in range(20):
+        st, doc = get_on(old, "/v1/uploads/none")
+        assert st == 403 and doc["code"] == "device_revoked", (st, doc)
+    old.close()
+    # ... and new connections at the handshake.
+    refusal = handshake_refusal(c, cert, key)
+    assert "CERTIFICATE_REVOKED" in refusal.upper().replace(" ", "_"), refusal
+    # The revocation is the one entry: accountable, and bounded.
+    assert settled_ledger_size(c) == before + 1
+    last = ledger_bodies(c)[-1]
+    assert last["type"] == "DEVICE_REVOKED" and last["payload"]["serial"] == "DOCK-1", last
+    # The refusals are logged, rate-limited.
+    log = open(c.srv.log_path).read()
+    assert '"reason":"certificate_revoked"' in log and '"serial":"DOCK-1"' in log
+    # Staff without a client certificate are unaffected.
+    assert c.srv.request("GET", "/v1/me", token=c.tok)[0] == 200
+
+
+def test_revoked_device_hammering_adds_nothing_to_the_ledger(c):
+    cert, key = c.dock
+    before = settled_ledger_size(c)
+    refused, answered, slowest = hammer(c, cert, key, 5)
+    print(f"    revoked dock: {refused} attempts refused in 5 s, {answered} answered;"
+          f" slowest staff answer meanwhile {slowest * 1000:.0f} ms")
+    assert answered == 0 and refused >= 20, (refused, answered)
+    assert slowest < 2.0, slowest
+    assert settled_ledger_size(c) == before
+    # One log line for the lot (at most one a minute per device).
+    log = open(c.srv.log_path).read()
+    assert log.count('"serial":"DOCK-1","peer"') <= 2, log.count('"serial":"DOCK-1","peer"')
+
+
+def test_revocation_by_another_server_is_learnt(c):
+    # Another demsd on the same database revokes the device: this one learns
+    # it at the device's next request (one ACCESS_DENIED entry) and refuses
+    # it at the handshake from then on.
+    cert, key = enrol_csr(c, "dock2", "DOCK-2")
+    conn = device_conn(c, cert, key)
+    assert get_on(conn, "/v1/uploads/none")[0] == 404
+    before = settled_ledger_size(c)
+    rc, _, err = c.srv.psql("UPDATE devices SET revoked_at = now() WHERE serial = 'DOCK-2'")
+    assert rc == 0, err
+    for _ in range(20):
+        st, doc = get_on(conn, "/v1/uploads/none")
+        assert st == 403 and doc["code"] == "device_revoked", (st, doc)
+    conn.close()
+    refusal = handshake_refusal(c, cert, key)
+    assert "CERTIFICATE_REVOKED" in refusal.upper().replace(" ", "_"), refusal
+    refused, answered, _ = hammer(c, cert, key, 2, threads=2)
+    assert answered == 0, answered
+    assert settled_ledger_size(c) == before + 1
+    last = ledger_bodies(c)[-1]
+    assert last["type"] == "ACCESS_DENIED" and last["actor"] == {"id": "DOCK-2", "kind": "device"}
+    assert last["payload"]["reason"] == "device revoked", last
+
+
+def test_revocations_loaded_at_start(c):
+    # Revoked before the restart: refused at once (housekeeping, which also
+    # refreshes the set, is a minute away).
+    assert c.srv.stop() == 0
+    c.srv.start()
+    before = ledger_size(c)
+    refusal = handshake_refusal(c, *c.dock)
+    assert "CERTIFICATE_REVOKED" in refusal.upper().replace(" ", "_"), refusal
+    assert settled_ledger_size(c) == before
+
+
+def test_revocations_refreshed(c):
+    assert c.srv.stop() == 0
+    c.srv.settings["housekeeping_interval"] = 1
+    c.srv.start()
+    before = settled_ledger_size(c)
+    # Revoked in the database behind this server's back, and the device makes
+    # no request: the next housekeeping pass (1 s here) has it refused.
+    cert, key = enrol_csr(c, "dock3", "DOCK-3")
+    rc, _, err = c.srv.psql("UPDATE devices SET revoked_at = now() WHERE serial = 'DOCK-3'")
+    assert rc == 0, err
+    t0 = time.time()
+    refusal = None
+    while refusal is None and time.time() < t0 + 10:
+        try:
+            refusal = handshake_refusal(c, cert, key, timeout=0.5)
+        except AssertionError:
+            pass
+    assert refusal is not None and "CERTIFICATE_REVOKED" in refusal.upper().replace(" ", "_")
+    print(f"    refused at the handshake {time.time() - t0:.1f} s after the revocation")
+    # Only DOCK-3's enrolment was ledgered: no refusal reached the ledger.
+    assert settled_ledger_size(c) == before + 1
 
 
 if __name__ == "__main__":
