@@ -21,8 +21,8 @@ void dems_face_opts_init(struct dems_face_opts *opts, enum dems_face_detector de
 {
     *opts = (struct dems_face_opts){
         .detector = detector,
-        .min_score = 0.5f,
-        .iou = detector == DEMS_FACE_DETECTOR_TINY ? 0.4f : 0.5f,
+        .min_score = 0.5,
+        .iou = detector == DEMS_FACE_DETECTOR_TINY ? 0.4 : 0.5,
         .max_results = 100,
         .tiny_size = 416,
     };
@@ -179,7 +179,7 @@ void dems_face_ctx_free(struct dems_face_ctx *ctx)
 
 static bool opts_ok(const struct dems_face_opts *o)
 {
-    if (!(o->min_score >= 0.0f && o->min_score < 1.0f) || !(o->iou > 0.0f && o->iou <= 1.0f))
+    if (!(o->min_score >= 0.0 && o->min_score < 1.0) || !(o->iou > 0.0 && o->iou <= 1.0))
         return false;
     if (o->detector == DEMS_FACE_DETECTOR_SSD)
         return o->max_results >= 1 && o->max_results <= SSD_ANCHORS;

@@ -126,10 +126,36 @@ void img_to_input(const struct dems_face_image *img, struct crop cr, int s, bool
 /* Whether img has pixels, sane dimensions and a stride that fits a row. */
 bool img_valid(const struct dems_face_image *img);
 
-/* face-api's clipAtImageBorders + floor for a box in pixels; false when the
- * image is invalid or nothing of the box is inside it. */
-bool img_clip_box(const struct dems_face_image *img, double x, double y, double w, double h,
-                  struct crop *ret);
+/* ---- geometry.c: boxes, crops and landmarks as face-api computes them ---- */
+
+/* computeReshapedDimensions: one side (side_px of a w x h image) scaled so the
+ * longer side is s, rounded. */
+double geo_reshaped(int side_px, int w, int h, int s);
+
+/* The detection box of an SSD output b = (ymin, xmin, ymax, xmax) in the
+ * padded 512 square, in image pixels. */
+void geo_ssd_box(const float b[4], int img_w, int img_h, struct dems_face_box *ret);
+
+/* The detection box of a tiny-detector candidate b = (left, top, right,
+ * bottom) relative to the image, in image pixels. */
+void geo_tiny_box(const double b[4], int img_w, int img_h, struct dems_face_box *ret);
+
+/* Box.clipAtImageBorders + floor of the box (x, y, w, h) in pixels; false
+ * when nothing of it is inside the image. */
+bool geo_clip(int img_w, int img_h, double x, double y, double w, double h, struct crop *ret);
+
+/* The crop the landmark net sees for a detection box. */
+bool geo_detection_crop(int img_w, int img_h, const struct dems_face_box *box, struct crop *ret);
+
+/* The 68 landmarks in image pixels from the net's output o (relative to the
+ * centred, padded crop cr) and the detection box. */
+void geo_landmarks(const float o[136], struct crop cr, const struct dems_face_box *box,
+                   double ret[DEMS_FACE_LANDMARKS][2]);
+
+/* The recogniser's crop (alignDlib) from the landmarks and the landmark crop;
+ * false when it is empty or not finite. */
+bool geo_align_crop(int img_w, int img_h, const double lm[DEMS_FACE_LANDMARKS][2],
+                    struct crop lmcrop, struct crop *ret);
 
 /* ---- networks ---- */
 

@@ -297,24 +297,6 @@ bool img_valid(const struct dems_face_image *img)
            img->stride >= (size_t)img->width * 3;
 }
 
-bool img_clip_box(const struct dems_face_image *img, double x, double y, double w, double h,
-                  struct crop *ret)
-{
-    if (!img_valid(img))
-        return false;
-    double cx = fmax(x, 0.0), cy = fmax(y, 0.0);
-    double cw = fmin(x + w - cx, (double)img->width - cx);
-    double ch = fmin(y + h - cy, (double)img->height - cy);
-    cx = floor(cx);
-    cy = floor(cy);
-    cw = floor(cw);
-    ch = floor(ch);
-    if (!(cw >= 1.0 && ch >= 1.0 && cx < (double)img->width && cy < (double)img->height))
-        return false;
-    *ret = (struct crop){(int)cx, (int)cy, (int)cw, (int)ch};
-    return true;
-}
-
 /* One source row's contribution: the crop row iy (or zeros outside it). */
 static const uint8_t *src_row(const struct dems_face_image *img, struct crop cr, int iy)
 {

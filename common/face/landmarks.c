@@ -5,7 +5,6 @@
  * pool and a fully connected layer giving 68 (x, y) pairs relative to the
  * padded crop, mapped back to image pixels as face-api does.
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -123,22 +122,11 @@ int dems_face_landmarks(struct dems_face_ctx *ctx, const struct dems_face_image 
 {
     static const float mean[3] = {122.782f, 117.001f, 104.298f};
     struct crop cr;
-    const struct dems_face_box *bx = &face->box;
-    if (!img_clip_box(img, bx->x, bx->y, bx->width, bx->height, &cr))
+    if (!img_valid(img) || !geo_detection_crop(img->width, img->height, &face->box, &cr))
         return DEMS_EINVAL;
     img_to_input(img, cr, 112, true, mean, 1.0f / 255.0f, ctx->buf[0]);
     float o[136];
     lm_forward(ctx, ctx->buf[0], o);
-    /* face-api's postProcess: relative to the crop scaled into 112, minus the
-     * (unrounded) centring pad, then back to pixels shifted by the
-     * unclipped detection box. */
-    double w = cr.w, h = cr.h, sc = 112.0 / fmax(w, h);
-    double padx = w < h ? fabs(w - h) * sc / 2 : 0.0, pady = h < w ? fabs(w - h) * sc / 2 : 0.0;
-    for (int i = 0; i < DEMS_FACE_LANDMARKS; i++) {
-        double xr = ((double)o[2 * i] * 112.0 - padx) / (w * sc);
-        double yr = ((double)o[2 * i + 1] * 112.0 - pady) / (h * sc);
-        face->landmarks[i][0] = (float)(xr * w + bx->x);
-        face->landmarks[i][1] = (float)(yr * h + bx->y);
-    }
+    geo_landmarks(o, cr, &face->box, face->landmarks);
     return 0;
 }

@@ -163,28 +163,9 @@ int dems_face_describe(struct dems_face_ctx *ctx, const struct dems_face_image *
 {
     static const float mean[3] = {122.782f, 117.001f, 104.298f};
     struct crop lmcrop, cr;
-    const struct dems_face_box *bx = &face->box;
-    if (!img_clip_box(img, bx->x, bx->y, bx->width, bx->height, &lmcrop))
-        return DEMS_EINVAL;
-    /* face-api's alignDlib: eye and mouth centres give an axis-aligned square. */
-    double c[3][2] = {{0}};
-    static const int from[3] = {36, 42, 48}, to[3] = {42, 48, 68};
-    for (int k = 0; k < 3; k++) {
-        for (int i = from[k]; i < to[k]; i++) {
-            c[k][0] += face->landmarks[i][0];
-            c[k][1] += face->landmarks[i][1];
-        }
-        c[k][0] /= to[k] - from[k];
-        c[k][1] /= to[k] - from[k];
-    }
-    double dl = hypot(c[2][0] - c[0][0], c[2][1] - c[0][1]);
-    double dr = hypot(c[2][0] - c[1][0], c[2][1] - c[1][1]);
-    double size = floor((dl + dr) / 2 / 0.45);
-    double cx = (c[0][0] + c[1][0] + c[2][0]) / 3, cy = (c[0][1] + c[1][1] + c[2][1]) / 3;
-    double x = floor(fmax(0.0, cx - 0.5 * size)), y = floor(fmax(0.0, cy - 0.43 * size));
-    /* min(size, crop + x): face-api measures against the landmark crop. */
-    double w = fmin(size, lmcrop.w + x), h = fmin(size, lmcrop.h + y);
-    if (!isfinite(size) || !img_clip_box(img, x, y, w, h, &cr))
+    const double(*lm)[2] = (const double(*)[2])face->landmarks; /* C17 needs the cast */
+    if (!img_valid(img) || !geo_detection_crop(img->width, img->height, &face->box, &lmcrop) ||
+        !geo_align_crop(img->width, img->height, lm, lmcrop, &cr))
         return DEMS_EINVAL;
     img_to_input(img, cr, 150, true, mean, 1.0f / 255.0f, ctx->buf[0]);
     rec_forward(ctx, ctx->buf[0], face->descriptor);

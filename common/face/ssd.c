@@ -194,17 +194,18 @@ static void decode(const struct dems_face_ctx *ctx, int i, float out[4])
     out[3] = cx + w2;
 }
 
-static float iou(const float *p, const float *q)
+/* IoU of two decoded boxes, in doubles as face-api's nonMaxSuppression. */
+static double iou(const float *p, const float *q)
 {
-    float ay0 = fminf(p[0], p[2]), ax0 = fminf(p[1], p[3]), ay1 = fmaxf(p[0], p[2]),
-          ax1 = fmaxf(p[1], p[3]);
-    float by0 = fminf(q[0], q[2]), bx0 = fminf(q[1], q[3]), by1 = fmaxf(q[0], q[2]),
-          bx1 = fmaxf(q[1], q[3]);
-    float aa = (ay1 - ay0) * (ax1 - ax0), ab = (by1 - by0) * (bx1 - bx0);
+    double ay0 = fmin(p[0], p[2]), ax0 = fmin(p[1], p[3]), ay1 = fmax(p[0], p[2]),
+           ax1 = fmax(p[1], p[3]);
+    double by0 = fmin(q[0], q[2]), bx0 = fmin(q[1], q[3]), by1 = fmax(q[0], q[2]),
+           bx1 = fmax(q[1], q[3]);
+    double aa = (ay1 - ay0) * (ax1 - ax0), ab = (by1 - by0) * (bx1 - bx0);
     if (aa <= 0 || ab <= 0)
-        return 0.0f;
-    float ih = fmaxf(fminf(ay1, by1) - fmaxf(ay0, by0), 0.0f);
-    float iw = fmaxf(fminf(ax1, bx1) - fmaxf(ax0, bx0), 0.0f);
+        return 0.0;
+    double ih = fmax(fmin(ay1, by1) - fmax(ay0, by0), 0.0);
+    double iw = fmax(fmin(ax1, bx1) - fmax(ax0, bx0), 0.0);
     return ih * iw / (aa + ab - ih * iw);
 }
 
@@ -238,9 +239,6 @@ int ssd_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
             ctx->order[nc++] = i;
     }
     sort_candidates(ctx->order, score, nc);
-    int side = img->width > img->height ? img->width : img->height;
-    double rw = floor((double)img->width * 512.0 / side + 0.5);
-    double rh = floor((double)img->height * 512.0 / side + 0.5);
     size_t ns = 0, out = 0;
     for (int c = 0; c < nc && ns < (size_t)o->max_results; c++) {
         float bx[4];
@@ -254,12 +252,8 @@ int ssd_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
         ns++;
         if (out >= cap)
             continue;
-        double top = fmax(0.0, bx[0]) * 512.0 / rh, bottom = fmin(1.0, bx[2]) * 512.0 / rh;
-        double left = fmax(0.0, bx[1]) * 512.0 / rw, right = fmin(1.0, bx[3]) * 512.0 / rw;
         faces[out] = (struct dems_face){.score = score[ctx->order[c]]};
-        faces[out].box = (struct dems_face_box){
-            (float)(left * img->width), (float)(top * img->height),
-            (float)((right - left) * img->width), (float)((bottom - top) * img->height)};
+        geo_ssd_box(bx, img->width, img->height, &faces[out].box);
         out++;
     }
     *ret_n = out;

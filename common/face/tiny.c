@@ -15,11 +15,12 @@
 #define MODEL "tiny_face_detector_model"
 
 static const int chans[6] = {16, 32, 64, 128, 256, 512};
-static const float anchors[5][2] = {{1.603231f, 2.094468f},
-                                    {6.041143f, 7.080126f},
-                                    {2.882459f, 3.518061f},
-                                    {4.266906f, 5.178857f},
-                                    {9.041765f, 10.66308f}};
+/* face-api's BOX_ANCHORS, JS doubles. */
+static const double anchors[5][2] = {{1.603231, 2.094468},
+                                     {6.041143, 7.080126},
+                                     {2.882459, 3.518061},
+                                     {4.266906, 5.178857},
+                                     {9.041765, 10.66308}};
 
 int tiny_init(struct tiny_net *n, struct alloc_list *al, const struct wt_file *wf, char *err,
               size_t errlen)
@@ -86,13 +87,16 @@ static double sigmoid(double x)
     return 1.0 / (1.0 + exp(-x));
 }
 
-static double iou(const double *a, const double *b)
+/* face-api's iou() on the candidates' Boxes rescaled by the input size s:
+ * x * s and (right - left) * s, the right edge being x + width again. */
+static double iou(const double *a, const double *b, double s)
 {
-    double w = fmax(0.0, fmin(a[2], b[2]) - fmax(a[0], b[0]));
-    double h = fmax(0.0, fmin(a[3], b[3]) - fmax(a[1], b[1]));
+    double ax = a[0] * s, ay = a[1] * s, aw = (a[2] - a[0]) * s, ah = (a[3] - a[1]) * s;
+    double bx = b[0] * s, by = b[1] * s, bw = (b[2] - b[0]) * s, bh = (b[3] - b[1]) * s;
+    double w = fmax(0.0, fmin(ax + aw, bx + bw) - fmax(ax, bx));
+    double h = fmax(0.0, fmin(ay + ah, by + bh) - fmax(ay, by));
     double inter = w * h;
-    double aa = (a[2] - a[0]) * (a[3] - a[1]), ab = (b[2] - b[0]) * (b[3] - b[1]);
-    return inter / (aa + ab - inter);
+    return inter / (aw * ah + bw * bh - inter);
 }
 
 int tiny_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
@@ -104,31 +108,30 @@ int tiny_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
     img_to_input(img, all, size, false, mean, 1.0f / 255.0f, ctx->buf[0]);
     int g = forward(ctx, size);
 
-    int side = img->width > img->height ? img->width : img->height;
-    double rw = floor((double)img->width * size / side + 0.5);
-    double rh = floor((double)img->height * size / side + 0.5);
-    double cfx = size / rw, cfy = size / rh;
-    /* cand: per candidate (left, top, right, bottom) relative, then score. */
+    double rw = geo_reshaped(img->width, img->width, img->height, size);
+    double rh = geo_reshaped(img->height, img->width, img->height, size);
+    double insize = fmax(rw, rh), cfx = insize / rw, cfy = insize / rh;
+    /* cand: per candidate (left, top, right, bottom) relative, then the
+     * score, all doubles as in face-api (at most 19 * 19 * 5 of them). */
     double *box = (double *)(void *)ctx->cand;
-    float *score = ctx->tmp;
     int nc = 0;
     for (int row = 0; row < g; row++) {
         for (int col = 0; col < g; col++) {
             for (int a = 0; a < 5; a++) {
                 const float *t = ctx->buf[0] + ((size_t)(row * g + col) * 5 + (size_t)a) * 5;
-                float sc = (float)sigmoid(t[4]);
+                double sc = sigmoid(t[4]);
                 if (!(sc > o->min_score))
                     continue;
                 double cx = ((double)col + sigmoid(t[0])) / g * cfx;
                 double cy = ((double)row + sigmoid(t[1])) / g * cfy;
                 double w = exp(t[2]) * anchors[a][0] / g * cfx;
                 double h = exp(t[3]) * anchors[a][1] / g * cfy;
-                double *bx = box + (size_t)nc * 4;
+                double *bx = box + (size_t)nc * 5;
                 bx[0] = cx - w / 2;
                 bx[1] = cy - h / 2;
                 bx[2] = bx[0] + w;
                 bx[3] = bx[1] + h;
-                score[nc] = sc;
+                bx[4] = sc;
                 ctx->order[nc++] = 1; /* still a candidate */
             }
         }
@@ -139,22 +142,20 @@ int tiny_detect(struct dems_face_ctx *ctx, const struct dems_face_image *img,
     for (;;) {
         int best = -1;
         for (int i = 0; i < nc; i++) {
-            if (ctx->order[i] && (best < 0 || score[i] >= score[best]))
+            if (ctx->order[i] && (best < 0 || box[(size_t)i * 5 + 4] >= box[(size_t)best * 5 + 4]))
                 best = i;
         }
         if (best < 0)
             break;
         ctx->order[best] = 0;
-        const double *bb = box + (size_t)best * 4;
+        const double *bb = box + (size_t)best * 5;
         for (int i = 0; i < nc; i++) {
-            if (ctx->order[i] && iou(bb, box + (size_t)i * 4) > o->iou)
+            if (ctx->order[i] && iou(bb, box + (size_t)i * 5, insize) > o->iou)
                 ctx->order[i] = 0;
         }
         if (out < cap) {
-            faces[out] = (struct dems_face){.score = score[best]};
-            faces[out].box = (struct dems_face_box){
-                (float)(bb[0] * img->width), (float)(bb[1] * img->height),
-                (float)((bb[2] - bb[0]) * img->width), (float)((bb[3] - bb[1]) * img->height)};
+            faces[out] = (struct dems_face){.score = (float)bb[4]};
+            geo_tiny_box(bb, img->width, img->height, &faces[out].box);
             out++;
         }
     }

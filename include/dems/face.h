@@ -53,23 +53,28 @@ struct dems_face_image {
     uint8_t *owned; /* non-NULL when the pixels belong to the image */
 };
 
+/*
+ * Boxes and landmarks are doubles, as in face-api: a crop edge is the floor
+ * of a box or landmark coordinate, so float storage could move it by a pixel
+ * (and a descriptor by ~0.06) when a value lies near an integer.
+ */
 struct dems_face_box {
-    float x, y, width, height; /* pixels, in the image's own coordinates */
+    double x, y, width, height; /* pixels, in the image's own coordinates */
 };
 
 struct dems_face {
     float score;
     struct dems_face_box box;
-    float landmarks[DEMS_FACE_LANDMARKS][2]; /* valid after dems_face_landmarks */
-    float descriptor[DEMS_FACE_DESCRIPTOR];  /* valid after dems_face_describe */
+    double landmarks[DEMS_FACE_LANDMARKS][2]; /* valid after dems_face_landmarks */
+    float descriptor[DEMS_FACE_DESCRIPTOR];   /* valid after dems_face_describe */
 };
 
 struct dems_face_opts {
     enum dems_face_detector detector;
-    float min_score; /* keep detections scoring above this (default 0.5) */
-    float iou;       /* NMS overlap threshold (SSD 0.5, tiny 0.4 by default) */
-    int max_results; /* SSD only (default 100) */
-    int tiny_size;   /* tiny detector input, multiple of 32 in 64..608 (416) */
+    double min_score; /* keep detections scoring above this (default 0.5) */
+    double iou;       /* NMS overlap threshold (SSD 0.5, tiny 0.4 by default) */
+    int max_results;  /* SSD only (default 100) */
+    int tiny_size;    /* tiny detector input, multiple of 32 in 64..608 (416) */
 };
 
 /* Fills opts with face-api's defaults for detector. */

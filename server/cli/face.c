@@ -53,14 +53,14 @@ static void usage(FILE *f)
           f);
 }
 
-static int parse_float(const char *s, float lo, float hi, float *ret)
+static int parse_float(const char *s, double lo, double hi, double *ret)
 {
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi))
         return DEMS_EINVAL;
-    *ret = (float)v;
+    *ret = v;
     return 0;
 }
 
@@ -76,7 +76,7 @@ static int parse_int(const char *s, uint64_t max, int *ret)
 /* Parses the options after the subcommand; 2 on a usage error, -1 on --help. */
 static int parse_args(int argc, char **argv, struct face_args *a)
 {
-    float min_score = -1.0f, iou = -1.0f;
+    double min_score = -1.0, iou = -1.0;
     int max_results = -1, size = -1;
     a->opts.detector = DEMS_FACE_DETECTOR_SSD;
     int i = 2;
@@ -96,9 +96,9 @@ static int parse_args(int argc, char **argv, struct face_args *a)
         else if (r == 0 && strcmp(o, "--detector") == 0 && strcmp(v, "tiny") == 0)
             a->opts.detector = DEMS_FACE_DETECTOR_TINY;
         else if (r == 0 && strcmp(o, "--min-score") == 0)
-            r = parse_float(v, 0.0f, 0.999f, &min_score);
+            r = parse_float(v, 0.0, 0.999, &min_score);
         else if (r == 0 && strcmp(o, "--iou") == 0)
-            r = parse_float(v, 0.01f, 1.0f, &iou);
+            r = parse_float(v, 0.01, 1.0, &iou);
         else if (r == 0 && strcmp(o, "--max-results") == 0)
             r = parse_int(v, 5118, &max_results);
         else if (r == 0 && strcmp(o, "--input-size") == 0)
@@ -114,9 +114,9 @@ static int parse_args(int argc, char **argv, struct face_args *a)
     }
     enum dems_face_detector det = a->opts.detector;
     dems_face_opts_init(&a->opts, det);
-    if (min_score >= 0.0f)
+    if (min_score >= 0.0)
         a->opts.min_score = min_score;
-    if (iou > 0.0f)
+    if (iou > 0.0)
         a->opts.iou = iou;
     if (max_results > 0)
         a->opts.max_results = max_results;
@@ -147,11 +147,9 @@ static void print_face(const struct dems_face *f, bool embed)
 {
     printf("{\"score\": %.6f, \"box\": {\"x\": %.3f, \"y\": %.3f, \"width\": %.3f, "
            "\"height\": %.3f}, \"landmarks\": [",
-           (double)f->score, (double)f->box.x, (double)f->box.y, (double)f->box.width,
-           (double)f->box.height);
+           (double)f->score, f->box.x, f->box.y, f->box.width, f->box.height);
     for (int i = 0; i < DEMS_FACE_LANDMARKS; i++)
-        printf("%s[%.3f, %.3f]", i ? ", " : "", (double)f->landmarks[i][0],
-               (double)f->landmarks[i][1]);
+        printf("%s[%.3f, %.3f]", i ? ", " : "", f->landmarks[i][0], f->landmarks[i][1]);
     putchar(']');
     if (embed) {
         fputs(", \"descriptor\": [", stdout);

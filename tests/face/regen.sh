@@ -11,3 +11,5 @@ D=${DEMS_MODELS:-$top/.models}/node_modules/@vladmandic/face-api/demo
 imgs=("$D"/sample{1,2,3,4,5,6}.jpg "$here"/images/{scaled,tiny,rotated,portrait,border,noface,flipped}.jpg)
 node "$here/reference.js" --backend wasm --detector ssd "${imgs[@]}" >"$here/expected-ssd.json"
 node "$here/reference.js" --backend wasm --detector tiny "${imgs[@]}" >"$here/expected-tiny.json"
+# Boxes, crops and landmarks from face-api's own classes (test_geometry_reference).
+node "$here/geometry.js" >"$here/expected-geometry.json"

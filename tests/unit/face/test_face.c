@@ -601,7 +601,7 @@ static void test_portable_kernels_agree(void **state)
     assert_int_equal(dems_face_describe(ctx, &img, &h), 0);
     models->simd = saved;
     for (int k = 0; k < DEMS_FACE_LANDMARKS; k++)
-        assert_true(fabsf(h.landmarks[k][0] - f[0].landmarks[k][0]) < 1e-2f);
+        assert_true(fabs(h.landmarks[k][0] - f[0].landmarks[k][0]) < 1e-2);
     assert_true(dems_face_distance(h.descriptor, f[0].descriptor) < 1e-3f);
     dems_face_image_done(&img);
 }
@@ -646,6 +646,201 @@ static void test_threads(void **state)
     struct dems_face out = {.box = {5000, 5000, 100, 100}};
     assert_int_equal(dems_face_landmarks(ctx, &img, &out), DEMS_EINVAL);
     dems_face_image_done(&img);
+}
+
+/* ---- geometry at pixel boundaries (issue 10) ---- */
+
+/*
+ * A detection box whose left and top edges lie 1e-6 px below an integer
+ * (X - 1e-6): face-api (doubles) crops from X - 1, as a float box (X) would
+ * not. The landmark crop must be the same as for the box (X - 0.75, Y - 0.75)
+ * of the same size, so every landmark moves by exactly the boxes'
+ * difference. (Not X - 1: face-api's x * (1 / W) * W round trips can take an
+ * integer edge an ulp below itself, and so a pixel lower.)
+ */
+static void test_landmark_crop_at_boundary(void **state)
+{
+    (void)state;
+    struct dems_face_image img;
+    load("portrait.jpg", &img);
+    struct dems_face a = {.box = {100.0 - 1e-6, 120.0 - 1e-6, 200.5, 210.5}};
+    struct dems_face b = {.box = {99.25, 119.25, 200.5, 210.5}};
+    struct crop ca, cb;
+    assert_true(geo_detection_crop(img.width, img.height, &a.box, &ca));
+    assert_true(geo_detection_crop(img.width, img.height, &b.box, &cb));
+    assert_int_equal(ca.x, 99);
+    assert_int_equal(ca.y, 119);
+    assert_memory_equal(&ca, &cb, sizeof(ca));
+    assert_int_equal(dems_face_landmarks(ctx, &img, &a), 0);
+    assert_int_equal(dems_face_landmarks(ctx, &img, &b), 0);
+    double dx = a.box.x - b.box.x, dy = a.box.y - b.box.y, worst = 0;
+    for (int k = 0; k < DEMS_FACE_LANDMARKS; k++) {
+        worst = fmax(worst, fabs(a.landmarks[k][0] - b.landmarks[k][0] - dx));
+        worst = fmax(worst, fabs(a.landmarks[k][1] - b.landmarks[k][1] - dy));
+    }
+    if (worst > 1e-3)
+        fail_msg("landmarks moved by %.4f px more than the box: the crop moved", worst);
+    dems_face_image_done(&img);
+}
+
+/* Sets the eye and mouth landmarks to L, R and M (x shifted by dx). */
+static void set_eyes_mouth(struct dems_face *f, double x0, double y0, double dx)
+{
+    for (int i = 36; i < 68; i++) {
+        bool left = i < 42, right = i >= 42 && i < 48;
+        f->landmarks[i][0] = (left ? x0 - 20 : right ? x0 + 20 : x0) + dx;
+        f->landmarks[i][1] = left || right ? y0 : y0 + 40;
+    }
+}
+
+/*
+ * alignDlib's crop with its left edge 1e-6 px below an integer: eye-to-mouth
+ * distance sqrt(20^2 + 40^2) gives size floor(44.72 / 0.45) = 99, the centre
+ * is x0 + dx, so the edge is x0 + dx - 49.5 (x0 = 248.5). Landmarks shifted
+ * by -1e-6 and by -0.4 both crop from 198, so the descriptors are identical.
+ * Float landmarks would round the first shift away and crop from 199.
+ */
+static void test_align_crop_at_boundary(void **state)
+{
+    (void)state;
+    struct dems_face_image img;
+    load("portrait.jpg", &img);
+    struct dems_face a = {.box = {82, 93, 237, 254}};
+    assert_int_equal(dems_face_landmarks(ctx, &img, &a), 0);
+    struct dems_face b = a;
+    set_eyes_mouth(&a, 248.5, 160.0, -1e-6);
+    set_eyes_mouth(&b, 248.5, 160.0, -0.4);
+    struct crop lmcrop, ca, cb;
+    assert_true(geo_detection_crop(img.width, img.height, &a.box, &lmcrop));
+    assert_true(
+        geo_align_crop(img.width, img.height, (const double(*)[2])a.landmarks, lmcrop, &ca));
+    assert_true(
+        geo_align_crop(img.width, img.height, (const double(*)[2])b.landmarks, lmcrop, &cb));
+    assert_int_equal(ca.x, 198);
+    assert_memory_equal(&ca, &cb, sizeof(ca));
+    assert_int_equal(dems_face_describe(ctx, &img, &a), 0);
+    assert_int_equal(dems_face_describe(ctx, &img, &b), 0);
+    float d = dems_face_distance(a.descriptor, b.descriptor);
+    if (d != 0.0f)
+        fail_msg("descriptors differ by %.4f: the aligned crop moved", (double)d);
+    dems_face_image_done(&img);
+}
+
+static double num(json_t *a, size_t i)
+{
+    return json_number_value(json_array_get(a, i));
+}
+
+static void expect_crop(bool ok, struct crop c, json_t *want, const char *what, size_t i)
+{
+    if (json_is_null(want)) {
+        if (ok)
+            fail_msg("%s %zu: a crop where face-api has none", what, i);
+        return;
+    }
+    if (!ok || c.x != (int)num(want, 0) || c.y != (int)num(want, 1) || c.w != (int)num(want, 2) ||
+        c.h != (int)num(want, 3))
+        fail_msg("%s %zu: crop (%d, %d, %d, %d), face-api (%g, %g, %g, %g)", what, i, c.x, c.y, c.w,
+                 c.h, num(want, 0), num(want, 1), num(want, 2), num(want, 3));
+}
+
+static void expect_box(const struct dems_face_box *b, json_t *want, const char *what, size_t i)
+{
+    double got[4] = {b->x, b->y, b->width, b->height};
+    for (size_t k = 0; k < 4; k++) {
+        if (got[k] != num(want, k))
+            fail_msg("%s %zu: box[%zu] %.17g, face-api %.17g", what, i, k, got[k], num(want, k));
+    }
+}
+
+static void check_geo_boxes(json_t *fx)
+{
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(fx, "ssd"), i, c)
+    {
+        json_t *b = json_object_get(c, "b");
+        float bf[4] = {(float)num(b, 0), (float)num(b, 1), (float)num(b, 2), (float)num(b, 3)};
+        struct dems_face_box box;
+        geo_ssd_box(bf, (int)json_integer_value(json_object_get(c, "W")),
+                    (int)json_integer_value(json_object_get(c, "H")), &box);
+        expect_box(&box, json_object_get(c, "box"), "ssd", i);
+    }
+    json_array_foreach(json_object_get(fx, "tiny"), i, c)
+    {
+        json_t *b = json_object_get(c, "b");
+        double bd[4] = {num(b, 0), num(b, 1), num(b, 2), num(b, 3)};
+        struct dems_face_box box;
+        geo_tiny_box(bd, (int)json_integer_value(json_object_get(c, "W")),
+                     (int)json_integer_value(json_object_get(c, "H")), &box);
+        expect_box(&box, json_object_get(c, "box"), "tiny", i);
+    }
+    json_array_foreach(json_object_get(fx, "crop"), i, c)
+    {
+        json_t *b = json_object_get(c, "box");
+        struct dems_face_box box = {num(b, 0), num(b, 1), num(b, 2), num(b, 3)};
+        struct crop cr = {0};
+        bool ok = geo_detection_crop((int)json_integer_value(json_object_get(c, "W")),
+                                     (int)json_integer_value(json_object_get(c, "H")), &box, &cr);
+        expect_crop(ok, cr, json_object_get(c, "crop"), "crop", i);
+    }
+}
+
+static void check_geo_landmarks(json_t *fx)
+{
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(fx, "landmarks"), i, c)
+    {
+        json_t *o = json_object_get(c, "o"), *b = json_object_get(c, "box");
+        json_t *lm = json_object_get(c, "lm");
+        float of[136];
+        for (size_t k = 0; k < 136; k++)
+            of[k] = (float)num(o, k);
+        struct crop cr = {0, 0, (int)json_integer_value(json_object_get(c, "w")),
+                          (int)json_integer_value(json_object_get(c, "h"))};
+        struct dems_face_box box = {num(b, 0), num(b, 1), 0, 0};
+        double got[DEMS_FACE_LANDMARKS][2];
+        geo_landmarks(of, cr, &box, got);
+        for (size_t k = 0; k < DEMS_FACE_LANDMARKS; k++) {
+            json_t *p = json_array_get(lm, k);
+            if (got[k][0] != num(p, 0) || got[k][1] != num(p, 1))
+                fail_msg("landmarks %zu point %zu: (%.17g, %.17g), face-api (%.17g, %.17g)", i, k,
+                         got[k][0], got[k][1], num(p, 0), num(p, 1));
+        }
+    }
+    json_array_foreach(json_object_get(fx, "align"), i, c)
+    {
+        json_t *lm = json_object_get(c, "lm"), *lc = json_object_get(c, "lmcrop");
+        double pts[DEMS_FACE_LANDMARKS][2];
+        for (size_t k = 0; k < DEMS_FACE_LANDMARKS; k++) {
+            pts[k][0] = num(json_array_get(lm, k), 0);
+            pts[k][1] = num(json_array_get(lm, k), 1);
+        }
+        struct crop lmcrop = {0, 0, (int)num(lc, 0), (int)num(lc, 1)}, cr = {0};
+        bool ok = geo_align_crop((int)json_integer_value(json_object_get(c, "W")),
+                                 (int)json_integer_value(json_object_get(c, "H")),
+                                 (const double(*)[2])pts, lmcrop, &cr);
+        expect_crop(ok, cr, json_object_get(c, "crop"), "align", i);
+    }
+}
+
+/*
+ * Boxes, crops and landmarks agree exactly with face-api's own classes
+ * (tests/face/geometry.js) on cases steered next to pixel boundaries.
+ */
+static void test_geometry_reference(void **state)
+{
+    (void)state;
+    char path[4200];
+    json_error_t je;
+    snprintf(path, sizeof(path), "%s/expected-geometry.json", testdata);
+    json_t *fx = json_load_file(path, 0, &je);
+    if (fx == NULL)
+        fail_msg("%s: %s", path, je.text);
+    check_geo_boxes(fx);
+    check_geo_landmarks(fx);
+    json_decref(fx);
 }
 
 /* Degenerate frames run through every stage without faults. */
@@ -794,6 +989,9 @@ int main(void)
         cmocka_unit_test(test_reference_tiny),
         cmocka_unit_test(test_portable_kernels_agree),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_landmark_crop_at_boundary),
+        cmocka_unit_test(test_align_crop_at_boundary),
+        cmocka_unit_test(test_geometry_reference),
         cmocka_unit_test(test_odd_sizes),
         cmocka_unit_test(test_cli),
     };
