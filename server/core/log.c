@@ -2,10 +2,18 @@
 /*
  * JSON log lines. Each line is formatted in full, then written with one
  * fwrite under stdio's lock, so lines from different threads never mix.
+ *
+ * Strings in a line are bounded and escaped (dems_log_str): a client can put
+ * 32 KiB of path, terminal escape sequences or bytes that are not UTF-8 into
+ * a request, and none of that should reach a log reader as it came (a 32 KiB
+ * line per request fills a disk; an escape sequence rewrites an operator's
+ * terminal; invalid UTF-8 made jansson drop the field without a word).
  */
 #include "demsd/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +31,123 @@ void dems_log_set_level(const char *name)
     }
 }
 
+/* Room after the bound for the truncation mark. */
+#define MARK_ROOM 48
+
+/*
+ * The length of the valid UTF-8 sequence at s (1..4) with its code point,
+ * or 0 when the bytes there are not one (overlong, surrogate, beyond
+ * U+10FFFF, cut short, or a stray continuation byte).
+ */
+static size_t utf8_next(const uint8_t *s, size_t len, uint32_t *ret_cp)
+{
+    uint8_t b = s[0];
+    size_t n;
+    uint32_t cp, min;
+    if (b < 0x80) {
+        *ret_cp = b;
+        return 1;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+        n = 2, cp = b & 0x1fu, min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+        n = 3, cp = b & 0x0fu, min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4, cp = b & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (len < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *ret_cp = cp;
+    return n;
+}
+
+/* Code points shown escaped: controls (C0, DEL, C1), line and paragraph
+ * separators, and the invisible marks that reorder text (bidi controls, BOM). */
+static bool is_hidden(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+/*
+ * Writes the escaped form of s[0..len) into out (max + MARK_ROOM bytes):
+ * at most max bytes of it, then a truncation mark when it did not fit.
+ * Returns the length written.
+ */
+static size_t escape(const char *s, size_t len, size_t max, char *out)
+{
+    const uint8_t *u = (const uint8_t *)s;
+    size_t o = 0, i = 0;
+    while (i < len) {
+        uint32_t cp = 0;
+        size_t n = utf8_next(u + i, len - i, &cp);
+        char piece[16];
+        size_t plen;
+        if (n == 0 || (is_hidden(cp) && cp < 0x100 && n == 1)) {
+            plen = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", u[i]);
+            n = 1;
+        } else if (is_hidden(cp)) {
+            plen = (size_t)snprintf(piece, sizeof(piece), "\\u%04x", (unsigned)cp);
+        } else {
+            memcpy(piece, s + i, n);
+            plen = n;
+        }
+        if (plen > max - o)
+            break;
+        memcpy(out + o, piece, plen);
+        o += plen;
+        i += n;
+    }
+    if (i < len)
+        o += (size_t)snprintf(out + o, MARK_ROOM, "...[truncated, %zu bytes]", len);
+    return o;
+}
+
+/* A JSON string of s[0..len) escaped and bounded to max bytes. */
+static json_t *log_string(const char *s, size_t len, size_t max)
+{
+    char *buf = malloc(max + MARK_ROOM);
+    if (buf == NULL)
+        return NULL;
+    size_t n = escape(s, len, max, buf);
+    json_t *j = json_stringn(buf, n);
+    free(buf);
+    return j;
+}
+
+json_t *dems_log_str(const char *s, size_t len)
+{
+    return log_string(s != NULL ? s : "", s != NULL ? len : 0, DEMS_LOG_STR_MAX);
+}
+
+/*
+ * Copies fields into o, every string member escaped and bounded. The bound
+ * leaves room for a mark, so a value dems_log_str made already (escaped,
+ * bounded and marked) passes through unchanged.
+ */
+static void add_fields(json_t *o, json_t *fields)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(fields, key, value)
+    {
+        if (json_is_string(value))
+            json_object_set_new(o, key,
+                                log_string(json_string_value(value), json_string_length(value),
+                                           DEMS_LOG_STR_MAX + MARK_ROOM));
+        else
+            json_object_set(o, key, value);
+    }
+}
+
 void dems_log(enum dems_log_level level, const char *request_id, json_t *fields, const char *fmt,
               ...)
 {
@@ -30,7 +155,7 @@ void dems_log(enum dems_log_level level, const char *request_id, json_t *fields,
         json_decref(fields);
         return;
     }
-    char msg[1024];
+    char msg[DEMS_LOG_MSG_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -51,11 +176,11 @@ void dems_log(enum dems_log_level level, const char *request_id, json_t *fields,
     }
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(o, "level", json_string(level_names[level]));
-    json_object_set_new(o, "msg", json_string(msg));
+    json_object_set_new(o, "msg", log_string(msg, strlen(msg), DEMS_LOG_MSG_MAX));
     if (request_id != NULL)
         json_object_set_new(o, "request_id", json_string(request_id));
     if (fields != NULL)
-        json_object_update(o, fields);
+        add_fields(o, fields);
     json_decref(fields);
     char *line = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
     json_decref(o);

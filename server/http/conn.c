@@ -542,10 +542,12 @@ static void log_request(const struct dems_req *req)
                           "duration_ms", ms, "event", "request");
     if (f != NULL && req->head != NULL) {
         json_object_set_new(f, "method", json_string(req->head->method_name));
-        json_object_set_new(f, "path", json_stringn(req->head->path.ptr, req->head->path.len));
+        /* The client's bytes: bounded and escaped (dems_log_str). */
+        json_object_set_new(f, "path", dems_log_str(req->head->path.ptr, req->head->path.len));
     }
     if (f != NULL && req->principal.user_id != 0)
-        json_object_set_new(f, "user", json_string(req->principal.username));
+        json_object_set_new(f, "user",
+                            dems_log_str(req->principal.username, strlen(req->principal.username)));
     dems_log(DEMS_LOG_INFO, req->id, f, "request");
 }
 
@@ -671,7 +673,9 @@ static void on_auth_done(struct dems_req *req, int err)
     }
     if ((req->route->roles & req->principal.role) == 0) {
         dems_log(DEMS_LOG_WARN, req->id,
-                 json_pack("{s:s,s:s}", "user", req->principal.username, "event", "access_denied"),
+                 json_pack("{s:o,s:s}", "user",
+                           dems_log_str(req->principal.username, strlen(req->principal.username)),
+                           "event", "access_denied"),
                  "role %s may not call this route", dems_role_name(req->principal.role));
         dems_auth_denied(req, "role may not use this endpoint");
         dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");

@@ -3,6 +3,7 @@
 pipelining, the error statuses (400, 404, 405, 411/413, 415, 431, 501), the
 JSON error shape, request ids and security headers, and slow clients."""
 import json
+import re
 import socket
 import ssl
 import threading
@@ -359,6 +360,40 @@ def test_repeated_authorization_and_host_refused(srv):
                   b"Content-Length: 0\r\nContent-Length: 0\r\n"):
         status, _, body, _, _ = raw_exchange(srv, one + extra + b"\r\n")
         assert status == 400, (extra, status, body)
+
+
+def log_line(srv, request_id):
+    """The log line of a finished request, found by its id (waits a little)."""
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        with open(srv.log_path, "rb") as f:
+            for line in f:
+                if request_id.encode() in line and b'"event":"request"' in line:
+                    return line
+        time.sleep(0.05)
+    raise AssertionError("no log line for request " + request_id)
+
+
+def test_logged_paths_bounded_and_escaped(srv):
+    """A 32 KB path used to write a 32 KB log line; a path that is not UTF-8
+    lost its field silently. Logged strings are now bounded (256 bytes, then
+    a mark) and escaped."""
+    path = b"/" + b"a" * 32000
+    status, head, _, _, _ = raw_exchange(srv, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 404, status
+    rid = re.search(r"X-Request-Id: (\w+)", head).group(1)
+    line = log_line(srv, rid)
+    assert len(line) < 1000, len(line)
+    doc = json.loads(line)
+    assert doc["path"] == "/" + "a" * 255 + "...[truncated, 32001 bytes]", doc["path"][-60:]
+    # Not UTF-8, and a right-to-left override: escaped, never dropped or raw.
+    status, head, _, _, _ = raw_exchange(
+        srv, b"GET /x\xff\xfe/evil\xe2\x80\xaetxt.exe\xc2\x9b HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 404, status
+    rid = re.search(r"X-Request-Id: (\w+)", head).group(1)
+    line = log_line(srv, rid)
+    assert json.loads(line)["path"] == "/x\\xff\\xfe/evil\\u202etxt.exe\\u009b", line
+    assert max(line) < 0x80, line  # the line itself is plain ASCII
 
 
 def test_server_still_healthy(srv):
