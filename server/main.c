@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"media-sandbox", dems_cli_media_sandbox, "internal: one sandboxed preview for a worker"},
     {"migrate", dems_cli_migrate, "apply pending database schema migrations"},
     {"admin", dems_cli_admin, "administration: create-user"},
+    {"routes", dems_cli_routes, "print the HTTP route table as JSON lines"},
 #ifdef DEMS_HAVE_FACE_CLI
     {"face", dems_cli_face, "face detection and descriptors: detect, embed"},
 #endif

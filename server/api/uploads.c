@@ -276,11 +276,18 @@ static void owner_key(const struct dems_req *req, char out[static 24])
         snprintf(out, 24, "u%lld", (long long)pr->user_id);
 }
 
-static bool may_see(const struct dems_req *req, const char *owner)
+static bool is_owner(const struct dems_req *req, const char *owner)
 {
     char mine[24];
     owner_key(req, mine);
-    return dems_req_principal(req)->role == DEMS_ROLE_ADMIN || strcmp(owner, mine) == 0;
+    return strcmp(owner, mine) == 0;
+}
+
+/* Administrators see every upload's state (and may end one); only its owner
+ * writes its bytes, so the INGESTED entry's actor is who sent them. */
+static bool may_see(const struct dems_req *req, const char *owner)
+{
+    return dems_req_principal(req)->role == DEMS_ROLE_ADMIN || is_owner(req, owner);
 }
 
 static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
@@ -290,7 +297,7 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 2)) ||
+    if (PQntuples(res) != 1 || !is_owner(req, PQgetvalue(res, 0, 2)) ||
         strcmp(PQgetvalue(res, 0, 1), "terminated") == 0) {
         tus_headers(req);
         dems_resp_error(req, 404, "not_found", "no such upload");

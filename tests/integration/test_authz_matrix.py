@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The authorisation matrix: every route the router knows (`demsd routes`)
+called as every kind of caller, each status compared with the table below.
+
+Callers: no credentials; an officer (session token); another officer with no
+relation to the officer's objects; a prosecutor; an administrator; a revoked
+session token; the officer's API token; the officer's session as a cookie
+only; an enrolled dock (mutual TLS). A route the router serves without a row
+here fails the test, as does a row for a route that no longer exists.
+
+Requests are chosen to show the authorisation decision without side effects
+that would disturb later rows: bodies that fail validation (400 means "let
+in, then refused the input"), ids that do not exist (404), or objects made
+for the purpose. Per-object rows use the officer's own objects, so "other"
+shows the relation check (404: hidden exactly as a missing id)."""
+import base64
+import json
+import os
+import subprocess
+
+from harness import Server, run_tests
+
+CALLERS = ("none", "officer", "other", "prosecutor", "admin", "revoked", "api", "cookie",
+           "device")
+
+# Statuses in CALLERS order. Shorthands for the common shapes:
+PUB = lambda s: (s,) * 9                                        # noqa: E731
+STAFF = lambda s: (401, s, s, s, s, 401, s, s, 403)             # noqa: E731
+ADMIN = lambda s: (401, 403, 403, 403, s, 401, 403, 403, 403)   # noqa: E731
+# A state change: the cookie never authorises one (401); API tokens may not
+# mint tokens or enrol TOTP (403 session_required).
+STAFF_POST = lambda s: (401, s, s, s, s, 401, s, 401, 403)      # noqa: E731
+ADMIN_POST = lambda s: (401, 403, 403, 403, s, 401, 403, 401, 403)  # noqa: E731
+SESSION_ONLY = lambda s: (401, s, s, s, s, 401, 403, 401, 403)  # noqa: E731
+
+TABLE = {
+    ("GET", "/healthz"): PUB(200),
+    ("GET", "/readyz"): PUB(200),
+    ("GET", "/"): PUB(302),
+    ("GET", "/staff"): PUB(302),
+    ("GET", "/staff/"): PUB(200),
+    ("GET", "/staff/{file}"): PUB(200),
+    ("POST", "/v1/auth/login"): PUB(400),
+    ("POST", "/v1/auth/logout"): STAFF_POST(204),
+    ("GET", "/v1/me"): STAFF(200),
+    ("POST", "/v1/me/totp"): SESSION_ONLY(200),
+    ("POST", "/v1/me/totp/confirm"): SESSION_ONLY(400),
+    ("GET", "/v1/me/tokens"): STAFF(200),
+    ("POST", "/v1/me/tokens"): SESSION_ONLY(400),
+    ("DELETE", "/v1/me/tokens/{id}"): STAFF_POST(404),
+    ("GET", "/v1/admin/users"): ADMIN(200),
+    ("POST", "/v1/admin/users"): ADMIN_POST(400),
+    ("GET", "/v1/admin/lockouts"): ADMIN(200),
+    ("POST", "/v1/admin/lockouts/lift"): ADMIN_POST(400),
+    ("GET", "/v1/ledger/key"): PUB(200),
+    ("GET", "/v1/ledger/keys"): PUB(200),
+    ("POST", "/v1/admin/ledger/rotate-key"): ADMIN_POST(400),
+    ("GET", "/v1/ledger/checkpoint"): PUB(200),
+    ("GET", "/v1/ledger/entries"): STAFF(200),
+    ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
+    ("GET", "/v1/ledger/proof/consistency"): STAFF(200),
+    ("GET", "/v1/ledger/export"): STAFF(200),
+    # Evidence: officers and administrators; a prosecutor has no evidence
+    # route; another officer sees none of the officer's evidence.
+    ("GET", "/v1/evidence"): (401, 200, 200, 403, 200, 401, 200, 200, 403),
+    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 403),
+    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 403, 200, 401, 200, 200, 403),
+    # No worker runs here, so no preview exists: 404 for everyone let in.
+    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
+    ("GET", "/v1/admin/devices"): ADMIN(200),
+    ("POST", "/v1/admin/devices"): ADMIN_POST(400),
+    ("POST", "/v1/admin/devices/{id}/revoke"): ADMIN_POST(404),
+    ("POST", "/v1/admin/devices/{id}/assign"): ADMIN_POST(400),
+    ("GET", "/v1/admin/jobs"): ADMIN(200),
+    ("POST", "/v1/admin/jobs"): ADMIN_POST(400),
+    ("GET", "/v1/admin/jobs/{id}"): ADMIN(200),
+    ("POST", "/v1/admin/jobs/{id}/retry"): ADMIN_POST(409),
+    ("OPTIONS", "/v1/uploads"): PUB(204),
+    # Uploads: officers, administrators and docks; an upload is its owner's
+    # (the officer's here): others get 404 as for a missing one, except that
+    # administrators see any upload's state. Only the owner writes bytes.
+    ("POST", "/v1/uploads"): (401, 400, 400, 403, 400, 401, 400, 401, 400),
+    ("PATCH", "/v1/uploads/{id}"): (401, 409, 404, 403, 404, 401, 409, 401, 404),
+    ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404),
+    # The administrator's own unfinished upload: only its owner ends it.
+    ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404),
+}
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+class Ctx:
+    pass
+
+
+def user(c, name, role):
+    st, doc, _ = c.srv.request("POST", "/v1/admin/users",
+                               {"username": name, "password": "correct horse", "role": role},
+                               token=c.admin)
+    assert st == 201, doc
+
+
+def session(c, name):
+    st, doc, _ = c.srv.login(name, "correct horse")
+    assert st == 200, doc
+    return doc["token"]
+
+
+def setup():
+    c = Ctx()
+    c.srv = Server({"workers": 0}).start()
+    c.admin = c.srv.admin_token()
+    user(c, "mofficer", "officer")
+    user(c, "mother", "officer")
+    user(c, "mprosecutor", "prosecutor")
+    c.off = session(c, "mofficer")
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "matrix"}, token=c.off)
+    assert st == 201, doc
+    c.api = doc["token"]
+    # The officer's evidence and unfinished upload; the admin's upload.
+    data = os.urandom(2000)
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=c.off, headers=dict(
+        TUS, **{"Upload-Length": str(len(data)),
+                "Content-Type": "application/offset+octet-stream"}))
+    assert st == 201, doc
+    c.evidence = r.getheader("Evidence-Id")
+    c.upload = upload_id(c, c.off)
+    c.admin_upload = upload_id(c, c.admin)
+    st, doc, _ = c.srv.request("GET", "/v1/admin/jobs?limit=1", token=c.admin)
+    c.job = doc["jobs"][0]["id"]
+    # A dock with a pinned certificate.
+    c.dock_key = os.path.join(c.srv.root, "mdock.key")
+    c.dock_cert = os.path.join(c.srv.root, "mdock.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", c.dock_key, "-out",
+                    c.dock_cert, "-subj", "/CN=MDOCK", "-days", "30",
+                    "-addext", "extendedKeyUsage=clientAuth",
+                    "-addext", "keyUsage=critical,digitalSignature"],
+                   check=True, capture_output=True)
+    st, doc, _ = c.srv.request("POST", "/v1/admin/devices",
+                               {"name": "Matrix dock", "serial": "MDOCK",
+                                "certificate": open(c.dock_cert).read()}, token=c.admin)
+    assert st == 201, doc
+    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.admin)
+    c.device = [d["id"] for d in doc["devices"] if d["serial"] == "MDOCK"][0]
+    return c
+
+
+def upload_id(c, token):
+    st, doc, r = c.srv.request("POST", "/v1/uploads", token=token,
+                               headers=dict(TUS, **{"Upload-Length": "100"}))
+    assert st == 201, doc
+    return r.getheader("Location").rsplit("/", 1)[1]
+
+
+def teardown(c):
+    assert c.srv.stop() == 0
+
+
+def credentials(c, who, fresh):
+    """(headers, use the dock's certificate) for a caller; fresh tokens for
+    requests that end the session presented (logout)."""
+    if who == "none":
+        return {}, False
+    if who == "device":
+        return {}, True
+    if who == "revoked":
+        tok = session(c, "mother")
+        assert c.srv.request("POST", "/v1/auth/logout", token=tok)[0] == 204
+        return {"Authorization": f"Bearer {tok}"}, False
+    if who == "api":
+        if fresh:
+            st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "fresh"}, token=c.off)
+            return {"Authorization": f"Bearer {doc['token']}"}, False
+        return {"Authorization": f"Bearer {c.api}"}, False
+    name = {"officer": "mofficer", "other": "mother", "prosecutor": "mprosecutor",
+            "admin": "admin", "cookie": "mofficer"}[who]
+    if fresh:  # used once, never kept
+        tok = session(c, name) if name != "admin" else c.srv.admin_token()
+    elif name == "admin":
+        tok = c.admin
+    else:
+        if not hasattr(c, "tok_" + name):
+            setattr(c, "tok_" + name, session(c, name))
+        tok = getattr(c, "tok_" + name)
+    if who == "cookie":
+        return {"Cookie": f"dems_session={tok}"}, False
+    return {"Authorization": f"Bearer {tok}"}, False
+
+
+def concrete(c, method, pattern):
+    """The request for a route: (path with query, body, extra headers)."""
+    ids = {
+        "/staff/{file}": "/staff/app.js",
+        "/v1/me/tokens/{id}": "/v1/me/tokens/999999",
+        "/v1/admin/devices/{id}/revoke": "/v1/admin/devices/999999/revoke",
+        "/v1/admin/devices/{id}/assign": f"/v1/admin/devices/{c.device}/assign",
+        "/v1/admin/jobs/{id}": f"/v1/admin/jobs/{c.job}",
+        "/v1/admin/jobs/{id}/retry": f"/v1/admin/jobs/{c.job}/retry",
+    }
+    path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
+    if pattern == "/v1/uploads/{id}":
+        path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
+    query = {"/v1/ledger/entries": "?start=0&end=1",
+             "/v1/ledger/proof/inclusion": "?index=0&size=1",
+             "/v1/ledger/proof/consistency": "?old=1&new=2"}.get(pattern, "")
+    body, headers = None, {}
+    bodies = {
+        "/v1/auth/login": {},
+        "/v1/me/totp/confirm": {},
+        "/v1/me/tokens": {"name": ""},
+        "/v1/admin/users": {},
+        "/v1/admin/lockouts/lift": {},
+        "/v1/admin/ledger/rotate-key": {"reason": 5},
+        "/v1/admin/devices": {},
+        "/v1/admin/devices/{id}/assign": {},
+        "/v1/admin/jobs": {},
+    }
+    if method == "POST" and pattern in bodies:
+        body = json.dumps(bodies[pattern])
+        headers["Content-Type"] = "application/json"
+    if "/v1/uploads" in pattern:
+        headers.update(TUS)
+    if method == "PATCH":
+        body = b"x"
+        headers.update({"Upload-Offset": "5", "Content-Type": "application/offset+octet-stream"})
+    return path + query, body, headers
+
+
+def call(c, who, method, pattern):
+    path, body, headers = concrete(c, method, pattern)
+    extra, use_cert = credentials(c, who, fresh=pattern == "/v1/auth/logout")
+    headers.update(extra)
+    ctx = c.srv.context()
+    if use_cert:
+        ctx.load_cert_chain(c.dock_cert, c.dock_key)
+    conn = c.srv.conn(ctx=ctx)
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    raw = r.read()
+    conn.close()
+    if r.status >= 400:
+        # Every refusal is a problem details body with a stable code.
+        doc = json.loads(raw)
+        assert doc["status"] == r.status and doc["code"], (method, path, who, doc)
+    if r.status == 401:
+        assert r.getheader("WWW-Authenticate", "").startswith("Bearer"), (method, path, who)
+    return r.status
+
+
+def test_every_route_has_a_row(c):
+    r = c.srv.demsd("routes")
+    assert r.returncode == 0, r.stderr
+    served = {(x["method"], x["path"]) for x in map(json.loads, r.stdout.splitlines())}
+    assert served - set(TABLE) == set(), f"routes with no row in the matrix: {served - set(TABLE)}"
+    assert set(TABLE) - served == set(), f"rows for routes that do not exist: {set(TABLE) - served}"
+    for row in TABLE.values():
+        assert len(row) == len(CALLERS)
+
+
+def test_matrix(c):
+    wrong = []
+    for (method, pattern), want in TABLE.items():
+        for who, expected in zip(CALLERS, want):
+            got = call(c, who, method, pattern)
+            if got != expected:
+                wrong.append(f"{method} {pattern} as {who}: {got}, table says {expected}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_refusals_are_on_the_record(c):
+    # Each 403 above is an ACCESS_DENIED entry; a prosecutor calling an
+    # evidence route is one of them.
+    st, out, err = c.srv.psql("SELECT count(*) FROM ledger_entries WHERE type = 'ACCESS_DENIED'"
+                              " AND convert_from(bytes, 'UTF8') LIKE '%mprosecutor%'")
+    assert st == 0 and int(out) > 0, (out, err)
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
