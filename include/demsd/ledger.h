@@ -94,6 +94,14 @@ int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
  */
 const char *dems_ledger_first_vkey(const struct dems_server *srv);
 
+/*
+ * NULL while the ledger works; otherwise one line saying why it stopped for
+ * good: the database's log is not an extension of a checkpoint this server
+ * signed (entries were removed or rewritten). Then nothing more is appended
+ * or signed and /readyz is not ready. Callable from any thread. Borrowed.
+ */
+const char *dems_ledger_fault(const struct dems_server *srv);
+
 /* The origin line of checkpoints. Borrowed. */
 const char *dems_ledger_origin(const struct dems_server *srv);
 

@@ -2,12 +2,16 @@
 /*
  * GET /healthz: the process is alive and its loop answers.
  * GET /readyz: the database answers and its schema is at this binary's
- * migration level, so a load balancer only sends traffic that can succeed.
+ * migration level, so a load balancer only sends traffic that can succeed;
+ * and the ledger has not stopped (its log no longer extends a checkpoint
+ * this server signed).
  */
 #include <string.h>
 
 #include "dems/err.h"
+#include "demsd/core.h"
 #include "demsd/db.h"
+#include "demsd/ledger.h"
 
 #include "api_int.h"
 
@@ -34,6 +38,11 @@ static void on_migrations(struct dems_req *req, const PGresult *res, int err)
 
 void api_readyz(struct dems_req *req)
 {
+    const char *fault = dems_ledger_fault(dems_req_loop(req)->srv);
+    if (fault != NULL) {
+        dems_resp_error(req, 503, "ledger_inconsistent", fault);
+        return;
+    }
     int r = dems_db_req(req, "SELECT count(*) FROM schema_migrations", 0, NULL, on_migrations);
     if (r < 0)
         on_migrations(req, NULL, r);

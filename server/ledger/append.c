@@ -7,7 +7,9 @@
  * pre-statement under a savepoint, assigns sequence numbers, encodes the
  * canonical bytes, hashes and signs them, and inserts entries and completed
  * subtree hashes with one multi-row statement each. One fsync (COMMIT)
- * covers the whole batch: group commit.
+ * covers the whole batch: group commit. An item that cannot be appended
+ * fails alone (see batch_item and run_batch). Checkpoints, and the guard
+ * against a log that shrinks, are in checkpoint.c.
  */
 #include <pthread.h>
 #include <sodium.h>
@@ -24,29 +26,11 @@
 #include "demsd/ledger.h"
 #include "demsd/log.h"
 
+#include "ledger_int.h"
+
 #define BATCH_MAX 512
 
-struct dems_ledger {
-    struct dems_server *srv;
-    PGconn *db;
-    char *conninfo;
-    uint8_t master[32];          /* opens sealed signing keys (rotations by other processes) */
-    struct dems_ledger_key *key; /* the key in force: ledger_keys' highest id */
-    int key_id;
-    char first_vkey[DEMS_NOTE_VKEY_MAX]; /* key 1: export headers name it */
-    char origin[DEMS_NOTE_MAX_NAME + 1];
-    struct dems_merkle_frontier frontier;
-    bool frontier_ok;
-    uint64_t checkpoint_size;
-    int64_t checkpoint_ms;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct dems_ledger_item *head, *tail;
-    bool stop;
-};
-
-static int64_t now_ms(void)
+int64_t ledger_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -86,21 +70,21 @@ void dems_ledger_item_free(struct dems_ledger_item *it)
 
 /* ---- blocking SQL helpers (this thread only) ---- */
 
-static PGresult *q(struct dems_ledger *l, const char *sql, int n, const char *const *p)
+PGresult *ledger_q(struct dems_ledger *l, const char *sql, int n, const char *const *p)
 {
     return PQexecParams(l->db, sql, n, NULL, p, NULL, NULL, 0);
 }
 
-static bool ok(const PGresult *res)
+bool ledger_ok(const PGresult *res)
 {
     ExecStatusType st = PQresultStatus(res);
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
-static int exec1(struct dems_ledger *l, const char *sql, int n, const char *const *p)
+int ledger_exec(struct dems_ledger *l, const char *sql, int n, const char *const *p)
 {
-    PGresult *res = q(l, sql, n, p);
-    int r = ok(res) ? 0 : DEMS_EDB;
+    PGresult *res = ledger_q(l, sql, n, p);
+    int r = ledger_ok(res) ? 0 : DEMS_EDB;
     if (r < 0)
         dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: %.300s", PQresultErrorMessage(res));
     PQclear(res);
@@ -115,54 +99,27 @@ static int db_subtree(void *ctx, uint64_t start, unsigned level, uint8_t ret[sta
     snprintf(s, sizeof(s), "%llu", (unsigned long long)start);
     snprintf(lv, sizeof(lv), "%u", level);
     const char *p[] = {lv, s};
-    PGresult *res = q(l,
-                      "SELECT encode(hash, 'hex') FROM ledger_subtrees"
-                      " WHERE level = $1 AND start = $2",
-                      2, p);
-    int r = ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
+    PGresult *res = ledger_q(l,
+                             "SELECT encode(hash, 'hex') FROM ledger_subtrees"
+                             " WHERE level = $1 AND start = $2",
+                             2, p);
+    int r = ledger_ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
     if (r == 0 && dems_hex_decode(PQgetvalue(res, 0, 0), 64, ret, 32) < 0)
         r = DEMS_EDB;
     PQclear(res);
     return r;
 }
 
-static int load_frontier(struct dems_ledger *l, uint64_t size)
+struct dems_merkle_reader ledger_db_reader(struct dems_ledger *l)
 {
-    struct dems_merkle_reader rd = {.get_subtree = db_subtree, .ctx = l};
-    int r = dems_merkle_frontier_load(&rd, size, &l->frontier);
-    l->frontier_ok = r == 0;
-    return r;
+    return (struct dems_merkle_reader){.get_subtree = db_subtree, .ctx = l};
 }
 
-/* ---- checkpoints ---- */
-
-static int write_checkpoint(struct dems_ledger *l)
+static int load_frontier(struct dems_ledger *l, uint64_t size)
 {
-    struct dems_checkpoint c = {.size = l->frontier.size};
-    snprintf(c.origin, sizeof(c.origin), "%s", l->origin);
-    dems_merkle_frontier_root(&l->frontier, c.root);
-    struct dems_buf note;
-    dems_buf_init(&note, DEMS_NOTE_MAX_BYTES);
-    int r = dems_checkpoint_sign(l->key, &c, &note);
-    if (r == 0)
-        r = dems_buf_append(&note, "", 1);
-    if (r == 0) {
-        char size[24], root[65];
-        snprintf(size, sizeof(size), "%llu", (unsigned long long)c.size);
-        dems_hex_encode(c.root, 32, root);
-        char kid[16];
-        snprintf(kid, sizeof(kid), "%d", l->key_id);
-        const char *p[] = {size, root, (const char *)note.data, kid};
-        r = exec1(l,
-                  "INSERT INTO ledger_checkpoints (size, root, key_id, note)"
-                  " VALUES ($1, decode($2, 'hex'), $4, $3) ON CONFLICT (size) DO NOTHING",
-                  4, p);
-    }
-    dems_buf_done(&note);
-    if (r == 0) {
-        l->checkpoint_size = c.size;
-        l->checkpoint_ms = now_ms();
-    }
+    struct dems_merkle_reader rd = ledger_db_reader(l);
+    int r = dems_merkle_frontier_load(&rd, size, &l->frontier);
+    l->frontier_ok = r == 0;
     return r;
 }
 
@@ -226,9 +183,9 @@ static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
 {
     if (it->pre_sql == NULL)
         return 0;
-    PGresult *res = q(l, it->pre_sql, it->pre_nparams, (const char *const *)it->pre_params);
+    PGresult *res = ledger_q(l, it->pre_sql, it->pre_nparams, (const char *const *)it->pre_params);
     int r = 0;
-    if (!ok(res)) {
+    if (!ledger_ok(res)) {
         r = dems_db_is_unique_violation(res) ? DEMS_ECONFLICT : DEMS_EDB;
         if (r == DEMS_EDB)
             dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: pre-statement failed: %.300s",
@@ -243,7 +200,7 @@ static struct dems_ledger_entry item_entry(const struct dems_ledger_item *it, ui
 {
     struct dems_ledger_entry e = {
         .seq = seq,
-        .time_ms = now_ms(),
+        .time_ms = ledger_now_ms(),
         .type = it->type,
         .actor_kind = it->actor_kind,
         .actor_id = it->actor_id,
@@ -328,20 +285,21 @@ static int insert_arrays(struct dems_ledger *l, struct arrays *a)
                         (const char *)a->leaf.data,
                         (const char *)a->sig.data,
                         kid};
-    int r = exec1(l,
-                  "INSERT INTO ledger_entries (seq, type, artefact, key_id, bytes, leaf_hash,"
-                  " signature) SELECT s, t, a, $7, decode(b, 'hex'), decode(h, 'hex'),"
-                  " decode(g, 'hex') FROM unnest($1::bigint[], $2::text[], $3::text[],"
-                  " $4::text[], $5::text[], $6::text[]) AS u (s, t, a, b, h, g)",
-                  7, pe);
+    int r = ledger_exec(l,
+                        "INSERT INTO ledger_entries (seq, type, artefact, key_id, bytes, leaf_hash,"
+                        " signature) SELECT s, t, a, $7, decode(b, 'hex'), decode(h, 'hex'),"
+                        " decode(g, 'hex') FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                        " $4::text[], $5::text[], $6::text[]) AS u (s, t, a, b, h, g)",
+                        7, pe);
     if (r < 0 || a->lvl.len <= 2)
         return r;
     const char *ps[] = {(const char *)a->lvl.data, (const char *)a->start.data,
                         (const char *)a->hash.data};
-    return exec1(l,
-                 "INSERT INTO ledger_subtrees (level, start, hash) SELECT v, s, decode(h, 'hex')"
-                 " FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (v, s, h)",
-                 3, ps);
+    return ledger_exec(
+        l,
+        "INSERT INTO ledger_subtrees (level, start, hash) SELECT v, s, decode(h, 'hex')"
+        " FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (v, s, h)",
+        3, ps);
 }
 
 static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen);
@@ -350,13 +308,13 @@ static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen);
  * Locks the head and makes sure the frontier and the signing key match it
  * (another process may have appended, or rotated the key).
  */
-static int lock_head(struct dems_ledger *l)
+int ledger_lock_head(struct dems_ledger *l)
 {
-    PGresult *res = q(l,
-                      "SELECT size, (SELECT max(id) FROM ledger_keys) FROM ledger_head"
-                      " FOR UPDATE OF ledger_head",
-                      0, NULL);
-    int r = ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
+    PGresult *res = ledger_q(l,
+                             "SELECT size, (SELECT max(id) FROM ledger_keys) FROM ledger_head"
+                             " FOR UPDATE OF ledger_head",
+                             0, NULL);
+    int r = ledger_ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
     uint64_t size = 0, kid = 0;
     if (r == 0) {
         const char *v = PQgetvalue(res, 0, 0), *k = PQgetvalue(res, 0, 1);
@@ -366,8 +324,27 @@ static int lock_head(struct dems_ledger *l)
                 : 0;
     }
     PQclear(res);
+    /*
+     * The log only grows: a head below what this process has seen, or below
+     * the newest signed checkpoint, means entries were removed from the
+     * database (by a superuser with the triggers disabled, or a restored
+     * backup). Signing on would contradict what was signed before.
+     */
+    uint64_t floor = l->seen_size;
+    if (l->has_signed_cp && l->signed_cp.size > floor)
+        floor = l->signed_cp.size;
+    if (r == 0 && size < floor) {
+        ledger_break(l,
+                     "ledger: the database's log has %llu entries, fewer than the %llu this "
+                     "server already saw or signed a checkpoint for: entries were removed from "
+                     "the database; nothing more will be appended or signed",
+                     (unsigned long long)size, (unsigned long long)floor);
+        return DEMS_EUNAVAIL;
+    }
     if (r == 0 && (!l->frontier_ok || l->frontier.size != size))
         r = load_frontier(l, size);
+    if (r == 0)
+        l->seen_size = size;
     if (r == 0 && (int)kid != l->key_id) {
         char err[256];
         r = load_key(l, (int)kid, err, sizeof(err));
@@ -407,10 +384,10 @@ static int begin_rotation(struct dems_ledger *l, struct dems_ledger_item *it,
     snprintf(kid, sizeof(kid), "%d", l->key_id + 1);
     const char *p[] = {kid, l->origin, pkhex, shex};
     if (r == 0)
-        r = exec1(l,
-                  "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
-                  " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))",
-                  4, p);
+        r = ledger_exec(l,
+                        "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
+                        " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))",
+                        4, p);
     if (r < 0) {
         dems_ledger_key_free(*ret_next);
         *ret_next = NULL;
@@ -437,7 +414,7 @@ static int batch_item(struct dems_ledger *l, struct dems_ledger_item *it, struct
                       struct dems_buf *bytes, struct dems_ledger_key **next)
 {
     bool savepoint = it->pre_sql != NULL || it->type == DEMS_LEDGER_KEY_ROTATED;
-    if (savepoint && exec1(l, "SAVEPOINT item", 0, NULL) < 0)
+    if (savepoint && ledger_exec(l, "SAVEPOINT item", 0, NULL) < 0)
         return DEMS_EDB;
     it->err = run_pre(l, it);
     if (it->err == 0 && it->type == DEMS_LEDGER_KEY_ROTATED)
@@ -445,8 +422,8 @@ static int batch_item(struct dems_ledger *l, struct dems_ledger_item *it, struct
     if (it->err == 0)
         it->err = encode_item(it, l->frontier.size, bytes);
     if (savepoint &&
-        exec1(l, it->err == 0 ? "RELEASE SAVEPOINT item" : "ROLLBACK TO SAVEPOINT item", 0, NULL) <
-            0)
+        ledger_exec(l, it->err == 0 ? "RELEASE SAVEPOINT item" : "ROLLBACK TO SAVEPOINT item", 0,
+                    NULL) < 0)
         return DEMS_EDB;
     if (it->err == DEMS_ENOMEM)
         return DEMS_ENOMEM;
@@ -470,11 +447,13 @@ static int batch_item(struct dems_ledger *l, struct dems_ledger_item *it, struct
 static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, bool *ret_retry)
 {
     *ret_retry = false;
+    if (atomic_load_explicit(&l->broken, memory_order_acquire))
+        return DEMS_EUNAVAIL;
     if (PQstatus(l->db) != CONNECTION_OK)
         PQreset(l->db);
-    if (exec1(l, "BEGIN", 0, NULL) < 0)
+    if (ledger_exec(l, "BEGIN", 0, NULL) < 0)
         return DEMS_EDB;
-    int r = lock_head(l);
+    int r = ledger_lock_head(l);
     struct dems_merkle_frontier saved = l->frontier;
     struct arrays a;
     arrays_init(&a);
@@ -493,17 +472,20 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, b
         char size[24];
         snprintf(size, sizeof(size), "%llu", (unsigned long long)l->frontier.size);
         const char *p[] = {size};
-        r = exec1(l, "UPDATE ledger_head SET size = $1", 1, p);
+        r = ledger_exec(l, "UPDATE ledger_head SET size = $1", 1, p);
     }
     if (r == 0)
-        r = exec1(l, "COMMIT", 0, NULL);
+        r = ledger_exec(l, "COMMIT", 0, NULL);
     if (r < 0) {
-        exec1(l, "ROLLBACK", 0, NULL);
+        ledger_exec(l, "ROLLBACK", 0, NULL);
         l->frontier = saved;
         l->frontier_ok = false; /* reload from the database next time */
         dems_ledger_key_free(next);
         *ret_retry = locked && items_done && PQstatus(l->db) == CONNECTION_OK;
-    } else if (next != NULL) {
+    } else {
+        l->seen_size = l->frontier.size;
+    }
+    if (r == 0 && next != NULL) {
         dems_ledger_key_free(l->key);
         l->key = next;
         l->key_id++;
@@ -545,6 +527,12 @@ static void run_batch(struct dems_ledger *l, struct dems_ledger_item *batch, siz
 {
     bool retry = false;
     int r = append_batch(l, batch, &retry);
+    if (r == DEMS_EUNAVAIL && atomic_load_explicit(&l->broken, memory_order_acquire) &&
+        ledger_now_ms() - l->fault_logged_ms >= 10000) {
+        l->fault_logged_ms = ledger_now_ms(); /* loud, but one line per 10 s */
+        dems_log(DEMS_LOG_ERROR, NULL, json_pack("{s:s}", "event", "ledger_inconsistent"),
+                 "ledger: refusing to append %zu entries: %s", n, l->fault);
+    }
     if (r == 0 || !retry || n < 2) {
         deliver_all(batch, r);
         return;
@@ -561,6 +549,33 @@ static void run_batch(struct dems_ledger *l, struct dems_ledger_item *batch, siz
             log_item_refused(it, r);
         deliver_all(it, r);
     }
+}
+
+static uint64_t signed_size(const struct dems_ledger *l)
+{
+    return l->has_signed_cp ? l->signed_cp.size : 0;
+}
+
+/*
+ * While idle, once a second: a head below what this process saw means the
+ * log was cut under it (see ledger_lock_head); noticed now, not at the next
+ * append, so /readyz tells the truth at once.
+ */
+static void watch_head(struct dems_ledger *l)
+{
+    if (atomic_load_explicit(&l->broken, memory_order_acquire) || l->seen_size == 0)
+        return;
+    PGresult *res = ledger_q(l, "SELECT size FROM ledger_head", 0, NULL);
+    uint64_t size = 0;
+    const char *v = ledger_ok(res) && PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : NULL;
+    bool have = v != NULL && dems_parse_u64(v, strlen(v), DEMS_MERKLE_MAX_SIZE, &size) == 0;
+    PQclear(res);
+    if (have && size < l->seen_size)
+        ledger_break(l,
+                     "ledger: the database's log has %llu entries, fewer than the %llu this "
+                     "server already saw: entries were removed from the database; nothing more "
+                     "will be appended or signed",
+                     (unsigned long long)size, (unsigned long long)l->seen_size);
 }
 
 static void *appender_main(void *arg)
@@ -595,9 +610,11 @@ static void *appender_main(void *arg)
 
         if (batch != NULL)
             run_batch(l, batch, n);
-        if (l->frontier_ok && l->frontier.size > l->checkpoint_size &&
-            (now_ms() - l->checkpoint_ms >= 1000 || stopping))
-            write_checkpoint(l);
+        if (l->frontier_ok && l->frontier.size > signed_size(l) &&
+            (ledger_now_ms() - l->checkpoint_ms >= 1000 || stopping))
+            ledger_checkpoint_write(l);
+        else if (batch == NULL && !stopping)
+            watch_head(l);
         pthread_mutex_lock(&l->mu);
         if (stopping)
             break;
@@ -615,8 +632,8 @@ static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen)
     snprintf(kid, sizeof(kid), "%d", id);
     const char *p[] = {kid};
     PGresult *res =
-        q(l, "SELECT encode(sealed_seed, 'hex'), name FROM ledger_keys WHERE id = $1", 1, p);
-    if (!ok(res) || PQntuples(res) != 1) {
+        ledger_q(l, "SELECT encode(sealed_seed, 'hex'), name FROM ledger_keys WHERE id = $1", 1, p);
+    if (!ledger_ok(res) || PQntuples(res) != 1) {
         snprintf(err, errlen, "ledger: cannot read signing key %d: %.300s", id,
                  PQresultErrorMessage(res));
         PQclear(res);
@@ -659,11 +676,11 @@ static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen)
  */
 static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
 {
-    PGresult *res = q(l,
-                      "SELECT coalesce(max(id), 0), (SELECT encode(public_key, 'hex') FROM"
-                      " ledger_keys WHERE id = 1) FROM ledger_keys",
-                      0, NULL);
-    if (!ok(res) || PQntuples(res) != 1) {
+    PGresult *res = ledger_q(l,
+                             "SELECT coalesce(max(id), 0), (SELECT encode(public_key, 'hex') FROM"
+                             " ledger_keys WHERE id = 1) FROM ledger_keys",
+                             0, NULL);
+    if (!ledger_ok(res) || PQntuples(res) != 1) {
         snprintf(err, errlen, "ledger: %.300s", PQresultErrorMessage(res));
         PQclear(res);
         return DEMS_EDB;
@@ -706,10 +723,11 @@ static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
     dems_hex_encode(sealed, sizeof(sealed), shex);
     dems_hex_encode(pk, 32, pkhex);
     const char *p[] = {l->origin, pkhex, shex};
-    r = exec1(l,
-              "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
-              " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex')) ON CONFLICT (id) DO NOTHING",
-              3, p);
+    r = ledger_exec(
+        l,
+        "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
+        " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex')) ON CONFLICT (id) DO NOTHING",
+        3, p);
     dems_ledger_key_free(k);
     if (r < 0) {
         snprintf(err, errlen, "ledger: cannot store the signing key");
@@ -727,6 +745,7 @@ int dems_ledger_start(struct dems_server *srv, const char *conninfo,
         return DEMS_ENOMEM;
     l->srv = srv;
     snprintf(l->origin, sizeof(l->origin), "%s", srv->cfg->ledger_origin);
+    snprintf(l->anchor_path, sizeof(l->anchor_path), "%s/ledger/checkpoint", srv->cfg->data_dir);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     memcpy(l->master, master_key, 32);
@@ -734,24 +753,14 @@ int dems_ledger_start(struct dems_server *srv, const char *conninfo,
     int r = l->db != NULL ? 0 : DEMS_EDB;
     if (r == 0)
         r = start_keys(l, err, errlen);
-    if (r == 0 && exec1(l, "BEGIN", 0, NULL) == 0) {
-        r = lock_head(l);
-        exec1(l, "COMMIT", 0, NULL);
+    if (r == 0 && ledger_exec(l, "BEGIN", 0, NULL) == 0) {
+        r = ledger_lock_head(l);
+        ledger_exec(l, "COMMIT", 0, NULL);
         if (r < 0)
             snprintf(err, errlen, "ledger: stored subtree hashes are missing or damaged");
     }
-    if (r == 0) {
-        PGresult *res = q(l, "SELECT coalesce(max(size), -1) FROM ledger_checkpoints", 0, NULL);
-        const char *v = ok(res) ? PQgetvalue(res, 0, 0) : "-1";
-        uint64_t cp = 0;
-        bool have = v[0] != '-' && dems_parse_u64(v, strlen(v), UINT64_MAX, &cp) == 0;
-        PQclear(res);
-        l->checkpoint_size = have ? cp : 0;
-        if (!have || cp < l->frontier.size)
-            r = write_checkpoint(l);
-        if (r < 0)
-            snprintf(err, errlen, "ledger: cannot write a checkpoint");
-    }
+    if (r == 0)
+        r = ledger_checkpoint_start(l, err, errlen);
     if (r == 0 && pthread_create(&l->thread, NULL, appender_main, l) != 0)
         r = DEMS_EINTERNAL;
     if (r < 0) {
@@ -825,6 +834,14 @@ int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,
 const char *dems_ledger_first_vkey(const struct dems_server *srv)
 {
     return srv->ledger->first_vkey;
+}
+
+const char *dems_ledger_fault(const struct dems_server *srv)
+{
+    const struct dems_ledger *l = srv->ledger;
+    if (l == NULL || !atomic_load_explicit(&l->broken, memory_order_acquire))
+        return NULL;
+    return l->fault;
 }
 
 const char *dems_ledger_origin(const struct dems_server *srv)

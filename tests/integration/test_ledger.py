@@ -511,6 +511,97 @@ def test_key_rotation_is_a_ledger_entry(c):
     c.vkey = old_key
 
 
+def restart(srv):
+    """Stops srv and starts demsd again on its data; returns the new Server."""
+    pw = srv.admin_password
+    assert srv.stop() == 0
+    new = Server(SETTINGS, data=srv.root).start()
+    new.admin_password = pw
+    return new
+
+
+def serve_refused(srv):
+    """Starts demsd on srv's data expecting it to refuse; returns its stderr."""
+    r = subprocess.run([os.environ.get("DEMSD"), "serve", "--data", srv.data, "--listen",
+                        "127.0.0.1:0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    return r.stderr
+
+
+def test_tail_truncation_is_caught(c):
+    """A superuser who deletes the last entries with their checkpoints leaves
+    a shorter log that verifies on its own (issue 19.5). demsd keeps the
+    newest checkpoint it signed in DATA/ledger/checkpoint too: it stops
+    appending and signing at once, /readyz says so, and it refuses to start
+    until an operator moves the file aside on purpose."""
+    d = Ctx()
+    d.srv = Server(SETTINGS).start()
+    try:
+        d.tok = d.srv.admin_token()
+        for _ in range(4):
+            sha, _ = upload(d, os.urandom(700))
+        n = len(entries(d))
+        wait_checkpoint(d, n)
+        anchor = os.path.join(d.srv.data, "ledger", "checkpoint")
+        time.sleep(0.5)
+        signed = open(anchor).read()
+        assert signed.split("\n")[:2] == ["dems.localhost/ledger", str(n)], signed
+        assert os.stat(anchor).st_mode & 0o777 == 0o600
+        cut = n - 3
+        rc, _, err = d.srv.psql(
+            "BEGIN; SET LOCAL session_replication_role = replica; "
+            f"DELETE FROM ledger_entries WHERE seq >= {cut}; "
+            f"DELETE FROM ledger_subtrees WHERE start + (1::bigint << level) > {cut}; "
+            f"DELETE FROM ledger_checkpoints WHERE size > {cut}; "
+            f"UPDATE ledger_head SET size = {cut}; COMMIT;")
+        assert rc == 0, err
+        # What an export alone cannot see: the shorter log verifies.
+        vkey = d.srv.request("GET", "/v1/ledger/key")[1].decode().strip()
+        r = verify("ledger", export(d), "--key", vkey)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # demsd sees it within a second or two, and says so.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, doc, _ = d.srv.request("GET", "/readyz")
+            if st == 503:
+                break
+            time.sleep(0.2)
+        assert st == 503 and doc["code"] == "ledger_inconsistent", (st, doc)
+        assert "fewer than" in doc["detail"], doc
+        assert '"event":"ledger_inconsistent"' in d.srv.tail(100000)
+        # Appends fail; nothing is signed over the gap.
+        st, doc, _ = d.srv.request("GET", f"/v1/evidence/{sha}/content", token=d.tok)
+        assert st == 503, (st, doc)
+        time.sleep(2)
+        assert int(d.srv.psql("SELECT max(size) FROM ledger_checkpoints")[1]) <= cut
+        assert open(anchor).read() == signed
+        # A restart is refused, with one clear line.
+        assert d.srv.stop() == 0
+        err = serve_refused(d.srv)
+        assert "fewer than" in err and "Refusing to start" in err, err
+        # An operator who restored an older database on purpose moves the file aside.
+        os.rename(anchor, anchor + ".old")
+        d.srv = restart(d.srv)
+        assert "no checkpoint file" in d.srv.tail(100000)
+        d.tok = d.srv.admin_token()
+        upload(d, os.urandom(300))
+        n = len(entries(d))
+        wait_checkpoint(d, n)
+        time.sleep(0.5)
+        assert open(anchor).read().split("\n")[1] == str(n)
+        # A rewritten entry (its subtree hash changed in place) is refused at start too.
+        rc, _, err = d.srv.psql(
+            "BEGIN; SET LOCAL session_replication_role = replica; "
+            "UPDATE ledger_subtrees SET hash = sha256(hash) WHERE start = 0 AND level = "
+            "(SELECT max(level) FROM ledger_subtrees WHERE start = 0); COMMIT;")
+        assert rc == 0, err
+        assert d.srv.stop() == 0
+        err = serve_refused(d.srv)
+        assert "not an extension" in err and "Refusing to start" in err, err
+    finally:
+        d.srv.stop()
+
+
 def test_wrong_master_key_refuses_start(c):
     assert c.srv.stop() == 0
     key = os.path.join(c.srv.data, "keys", "master.key")
