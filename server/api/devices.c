@@ -152,32 +152,55 @@ void api_devices_enrol(struct dems_req *req)
     }
 }
 
+static json_t *device_json(struct dems_req *req, const PGresult *res, int row)
+{
+    (void)req;
+    json_t *d = json_pack(
+        "{s:I,s:s,s:s,s:s,s:b,s:s,s:o}", "id", (json_int_t)api_col_int(res, row, "id"), "name",
+        api_col(res, row, "name"), "serial", api_col(res, row, "serial"), "cert_sha256",
+        api_col(res, row, "cert_sha256"), "issued", api_col_bool(res, row, "issued"), "created_at",
+        api_col(res, row, "created_at"), "assigned_to", api_col_json_str(res, row, "assigned_to"));
+    if (d != NULL && !api_col_null(res, row, "revoked_at"))
+        json_object_set_new(d, "revoked_at", json_string(api_col(res, row, "revoked_at")));
+    return d;
+}
+
 static void on_devices(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
         api_db_error(req, res, err);
         return;
     }
-    json_t *arr = json_array();
-    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
-        const char *id = PQgetvalue(res, i, 0);
-        json_t *d = json_pack("{s:I,s:s,s:s,s:s,s:b,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
-                              "name", PQgetvalue(res, i, 1), "serial", PQgetvalue(res, i, 2),
-                              "cert_sha256", PQgetvalue(res, i, 3), "issued",
-                              PQgetvalue(res, i, 4)[0] == 't', "created_at", PQgetvalue(res, i, 5));
-        if (d != NULL && !PQgetisnull(res, i, 6))
-            json_object_set_new(d, "revoked_at", json_string(PQgetvalue(res, i, 6)));
-        json_array_append_new(arr, d);
-    }
-    dems_resp_json(req, 200, json_pack("{s:o}", "devices", arr));
+    api_page_answer(req, res, "devices", "id", device_json);
 }
 
+/* GET /v1/admin/devices: every device in id order, a page at a time. */
 void api_devices_list(struct dems_req *req)
 {
-    int r = dems_db_req(req,
-                        "SELECT id, name, serial, cert_sha256, issued, " API_TS(
-                            "created_at") ", " API_TS("revoked_at") " FROM devices ORDER BY id",
-                        0, NULL, on_devices);
+    struct api_page page;
+    if (!api_page_parse(req, &page))
+        return;
+    uint64_t after = 0;
+    if (page.has_cursor &&
+        dems_parse_u64(page.cursor, strlen(page.cursor), INT64_MAX, &after) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
+        return;
+    }
+    char a[24], limit[24];
+    snprintf(a, sizeof(a), "%llu", (unsigned long long)after);
+    api_page_sql_limit(&page, limit);
+    const char *params[] = {a, limit};
+    int r = dems_db_req(
+        req,
+        "SELECT d.id, d.name, d.serial, d.cert_sha256, d.issued,"
+        " " API_TS("d.created_at") " AS created_at,"
+                                   " " API_TS(
+                                       "d.revoked_at") " AS revoked_at, u.username AS assigned_to"
+                                                       " FROM devices d LEFT JOIN users u ON u.id "
+                                                       "= d.assigned_user"
+                                                       " WHERE d.id > $1::bigint ORDER BY d.id "
+                                                       "LIMIT $2::integer",
+        2, params, on_devices);
     if (r < 0)
         dems_resp_err(req, r);
 }

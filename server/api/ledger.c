@@ -22,7 +22,6 @@
 
 #include "api_int.h"
 
-#define MAX_ENTRIES_PER_PAGE 1000
 #define MAX_NEEDED           256
 
 /* The verifier key string for a ledger_keys row (name, hex public key). */
@@ -184,57 +183,67 @@ static bool query_u64(struct dems_req *req, const char *name, uint64_t max, uint
 
 /* ---- entries ---- */
 
+static json_t *entry_json(struct dems_req *req, const PGresult *res, int row)
+{
+    (void)req;
+    const char *hex = api_col(res, row, "bytes");
+    size_t n = strlen(hex) / 2;
+    uint8_t *bytes = malloc(n + 1);
+    char *b64 = malloc(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL));
+    json_t *o = NULL;
+    if (bytes != NULL && b64 != NULL && dems_hex_decode(hex, 2 * n, bytes, n) == 0) {
+        sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), bytes,
+                          n, sodium_base64_VARIANT_ORIGINAL);
+        o = json_pack("{s:I,s:s,s:s,s:s}", "seq", (json_int_t)api_col_int(res, row, "seq"), "bytes",
+                      b64, "leaf_hash", api_col(res, row, "leaf_hash"), "signature",
+                      api_col(res, row, "signature"));
+    }
+    free(bytes);
+    free(b64);
+    return o;
+}
+
 static void on_entries(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
         api_db_error(req, res, err);
         return;
     }
-    json_t *arr = json_array();
-    for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
-        const char *hex = PQgetvalue(res, i, 1);
-        size_t n = strlen(hex) / 2;
-        uint8_t *bytes = malloc(n + 1);
-        char *b64 = malloc(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL));
-        if (bytes == NULL || b64 == NULL || dems_hex_decode(hex, 2 * n, bytes, n) < 0) {
-            free(bytes);
-            free(b64);
-            json_decref(arr);
-            dems_resp_err(req, DEMS_ENOMEM);
-            return;
-        }
-        sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), bytes,
-                          n, sodium_base64_VARIANT_ORIGINAL);
-        const char *seq = PQgetvalue(res, i, 0);
-        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:s}", "seq",
-                                             (json_int_t)api_id(seq, strlen(seq)), "bytes", b64,
-                                             "leaf_hash", PQgetvalue(res, i, 2), "signature",
-                                             PQgetvalue(res, i, 3)));
-        free(bytes);
-        free(b64);
-    }
-    dems_resp_json(req, 200, json_pack("{s:o}", "entries", arr));
+    api_page_answer(req, res, "entries", "seq", entry_json);
 }
 
+/*
+ * GET /v1/ledger/entries: entries in sequence order from ?start= (default
+ * 0), a page at a time (the list convention: ?limit=, ?cursor=). The cursor
+ * is the last sequence number of the previous page.
+ */
 void api_ledger_entries(struct dems_req *req)
 {
-    uint64_t start, end;
-    if (!query_u64(req, "start", DEMS_MERKLE_MAX_SIZE, &start) ||
-        !query_u64(req, "end", DEMS_MERKLE_MAX_SIZE, &end))
+    struct api_page page;
+    if (!api_page_parse(req, &page))
         return;
-    if (end <= start || end - start > MAX_ENTRIES_PER_PAGE) {
-        dems_resp_error(req, 400, "invalid_parameter",
-                        "need start < end with at most 1000 entries per page");
+    uint64_t start = 0, after = 0;
+    struct dems_str v;
+    if (dems_req_query(req, "start", &v) &&
+        dems_parse_u64(v.ptr, v.len, DEMS_MERKLE_MAX_SIZE, &start) < 0) {
+        api_bad_param(req, "start", "must be a whole number (a sequence number)");
         return;
     }
-    char s[24], e[24];
-    snprintf(s, sizeof(s), "%llu", (unsigned long long)start);
-    snprintf(e, sizeof(e), "%llu", (unsigned long long)end);
-    const char *params[] = {s, e};
+    if (page.has_cursor &&
+        dems_parse_u64(page.cursor, strlen(page.cursor), DEMS_MERKLE_MAX_SIZE, &after) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
+        return;
+    }
+    /* Continuing: the entry after the cursor; starting: the entry at start. */
+    char from[24], limit[24];
+    snprintf(from, sizeof(from), "%llu", (unsigned long long)(page.has_cursor ? after + 1 : start));
+    api_page_sql_limit(&page, limit);
+    const char *params[] = {from, limit};
     int r = dems_db_req(req,
-                        "SELECT seq, encode(bytes, 'hex'), encode(leaf_hash, 'hex'),"
-                        " encode(signature, 'hex') FROM ledger_entries"
-                        " WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+                        "SELECT seq, encode(bytes, 'hex') AS bytes,"
+                        " encode(leaf_hash, 'hex') AS leaf_hash,"
+                        " encode(signature, 'hex') AS signature FROM ledger_entries"
+                        " WHERE seq >= $1::bigint ORDER BY seq LIMIT $2::integer",
                         2, params, on_entries);
     if (r < 0)
         dems_resp_err(req, r);

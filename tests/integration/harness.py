@@ -359,3 +359,21 @@ def run_tests(module_globals, setup=None, teardown=None):
             print(f"  {what} in {path} line {line}", flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)
     sys.exit(1 if failed else 0)
+
+
+def ledger_entries(server, token, start=0, end=None):
+    """Ledger entries from sequence start (up to end, exclusive, when given),
+    each with its canonical bytes decoded under "body", walking the list's
+    pages by their Link headers."""
+    import base64
+    out, url = [], f"/v1/ledger/entries?start={start}&limit=200"
+    while url:
+        st, doc, r = server.request("GET", url, token=token)
+        assert st == 200, doc
+        for e in doc["entries"]:
+            if end is not None and e["seq"] >= end:
+                return out
+            out.append(dict(e, body=json.loads(base64.b64decode(e["bytes"]))))
+        link = r.getheader("Link")
+        url = link[1:link.index(">")] if link else None
+    return out

@@ -204,7 +204,7 @@ def concrete(c, method, pattern):
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
-    query = {"/v1/ledger/entries": "?start=0&end=1",
+    query = {"/v1/ledger/entries": "?start=0&limit=1",
              "/v1/ledger/proof/inclusion": "?index=0&size=1",
              "/v1/ledger/proof/consistency": "?old=1&new=2"}.get(pattern, "")
     body, headers = None, {}

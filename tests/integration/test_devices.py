@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from harness import Server, run_tests
+from harness import Server, run_tests, ledger_entries
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -248,8 +248,7 @@ def test_enrol_with_csr_and_upload_over_mtls(c):
     assert r.getheader("Evidence-Id") == sha
     st, ev, _ = c.srv.request("GET", f"/v1/evidence/{sha}", token=c.tok)
     assert ev["uploaded_by"] == "device:DOCK-1"
-    st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?start=0&end=100", token=c.tok)
-    bodies = [json.loads(base64.b64decode(e["bytes"])) for e in doc["entries"]]
+    bodies = [e["body"] for e in ledger_entries(c.srv, c.tok)]
     assert any(b["type"] == "DEVICE_ENROLLED" and b["payload"]["serial"] == "DOCK-1"
                for b in bodies)
     ing = [b for b in bodies if b["type"] == "INGESTED"]

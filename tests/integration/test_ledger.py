@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import Server, raw_tls, read_response, run_tests
+from harness import Server, raw_tls, read_response, run_tests, ledger_entries
 
 TUS = {"Tus-Resumable": "1.0.0"}
 DRIVER = os.environ.get("DEMS_LEDGER_DRIVER",
@@ -58,18 +58,7 @@ def upload(c, data, filename="clip.mp4"):
 
 def entries(c, start=0, end=None):
     """Entries [start, end), or from start to the end of the log."""
-    out = []
-    while end is None or start + len(out) < end:
-        lo = start + len(out)
-        hi = lo + 1000 if end is None else min(end, lo + 1000)
-        st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={lo}&end={hi}",
-                                   token=c.tok)
-        assert st == 200, doc
-        page = [dict(e, body=json.loads(base64.b64decode(e["bytes"]))) for e in doc["entries"]]
-        out += page
-        if len(page) < hi - lo:
-            break
-    return out
+    return ledger_entries(c.srv, c.tok, start, end)
 
 
 def wait_checkpoint(c, size):
@@ -343,6 +332,23 @@ def test_proofs_verify_offline(c):
                          token=c.tok)[0] == 400
     assert c.srv.request("GET", "/v1/ledger/proof/consistency?old=x&new=2",
                          token=c.tok)[0] == 400
+
+
+def test_entries_page_from_a_start(c):
+    every = entries(c)
+    assert [e["seq"] for e in every] == list(range(len(every))) and len(every) >= 5
+    st, doc, r = c.srv.request("GET", "/v1/ledger/entries?start=2&limit=2", token=c.tok)
+    assert st == 200 and [e["seq"] for e in doc["entries"]] == [2, 3], doc
+    assert doc["next_cursor"] == "3"
+    assert r.getheader("Link") == '</v1/ledger/entries?start=2&limit=2&cursor=3>; rel="next"'
+    st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?start=2&limit=2&cursor=3", token=c.tok)
+    assert [e["seq"] for e in doc["entries"]] == [4, 5][:len(every) - 4]
+    st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={len(every) + 10}", token=c.tok)
+    assert st == 200 and doc == {"entries": [], "next_cursor": None}
+    for q, name in (("start=x", "start"), ("start=-1", "start"), ("cursor=x", "cursor"),
+                    ("limit=201", "limit")):
+        st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?" + q, token=c.tok)
+        assert st == 400 and f'"{name}"' in doc["detail"], (q, doc)
 
 
 def test_database_refuses_to_change_history(c):

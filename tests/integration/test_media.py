@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 
-from harness import Server, run_tests
+from harness import Server, run_tests, ledger_entries
 
 TUS = {"Tus-Resumable": "1.0.0"}
 SETTINGS = {"job_backoff_base": 1, "job_backoff_max": 2, "job_max_attempts": 2}
@@ -81,9 +81,7 @@ def wait_preview(c, ev, states=("done", "dead"), timeout=240):
 
 
 def entries(c):
-    st, doc, _ = c.srv.request("GET", "/v1/ledger/entries?start=0&end=1000", token=c.tok)
-    assert st == 200
-    return [json.loads(base64.b64decode(e["bytes"])) for e in doc["entries"]]
+    return [e["body"] for e in ledger_entries(c.srv, c.tok)]
 
 
 def top_atoms(data):

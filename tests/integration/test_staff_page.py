@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 
-from harness import Server, run_tests
+from harness import Server, run_tests, ledger_entries
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(HERE, "..", "browser")
@@ -167,17 +167,8 @@ def views(c):
     """The VIEWED entries of our evidence, read back through the ledger API."""
     st, note, _ = c.srv.request("GET", "/v1/ledger/checkpoint")
     size = int(note.decode().split("\n")[1])
-    found = []
-    for start in range(0, size, 1000):
-        end = min(size, start + 1000)
-        st, doc, _ = c.srv.request("GET", f"/v1/ledger/entries?start={start}&end={end}",
-                                   token=c.admin)
-        assert st == 200, doc
-        for e in doc["entries"]:
-            body = json.loads(base64.b64decode(e["bytes"]))
-            if body["type"] == "VIEWED" and body.get("artefact") == c.ev:
-                found.append(body)
-    return found
+    return [e["body"] for e in ledger_entries(c.srv, c.admin, 0, size)
+            if e["body"]["type"] == "VIEWED" and e["body"].get("artefact") == c.ev]
 
 
 def wait_views(c, want_kinds, timeout=10):
