@@ -44,10 +44,10 @@ static void on_created(struct dems_req *req, const PGresult *res, int err)
             api_db_error(req, res, err);
         return;
     }
-    const char *id = PQgetvalue(res, 0, 0);
     dems_resp_json(req, 201,
-                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "username",
-                             PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2)));
+                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_col_int(res, 0, "id"),
+                             "username", api_col(res, 0, "username"), "role",
+                             api_col(res, 0, "role")));
 }
 
 static void hash_work(void *arg)

@@ -22,7 +22,7 @@
 
 #include "api_int.h"
 
-#define MAX_NEEDED           256
+#define MAX_NEEDED 256
 
 /* The verifier key string for a ledger_keys row (name, hex public key). */
 static bool row_vkey(const PGresult *res, int row, char out[static DEMS_NOTE_VKEY_MAX])

@@ -147,8 +147,9 @@ static void on_session(void *arg, const PGresult *res, int err)
     if (l->cookie &&
         dems_auth_cookie_format(l->token, cfg_of(l)->session_ttl, cookie, sizeof(cookie)) == 0)
         dems_resp_header(l->req, "Set-Cookie", cookie);
-    dems_resp_json(l->req, 200,
-                   json_pack("{s:s,s:s}", "token", l->token, "expires_at", PQgetvalue(res, 0, 0)));
+    dems_resp_json(
+        l->req, 200,
+        json_pack("{s:s,s:s}", "token", l->token, "expires_at", api_col(res, 0, "expires_at")));
     /* A successful login clears the account's failure count. */
     const char *params[] = {l->user_key};
     if (dems_db_query(dems_req_loop(l->req)->db, "DELETE FROM login_throttle WHERE key = $1", 1,
@@ -173,7 +174,7 @@ static void create_session(struct login *l)
                 "INSERT INTO auth_tokens (token_hash, user_id, kind, expires_at)"
                 " VALUES (decode($1, 'hex'), $2, 'session',"
                 " now() + make_interval(secs => $3::int))"
-                " RETURNING " API_TS("expires_at"),
+                " RETURNING " API_TS("expires_at") " AS expires_at",
                 3, params, on_session);
 }
 
@@ -245,15 +246,15 @@ static void on_user(void *arg, const PGresult *res, int err)
     }
     if (PQntuples(res) == 1) {
         l->found = true;
-        snprintf(l->user_id, sizeof(l->user_id), "%s", PQgetvalue(res, 0, 0));
-        snprintf(l->hash, sizeof(l->hash), "%s", PQgetvalue(res, 0, 1));
-        const char *hex = PQgetvalue(res, 0, 2);
+        snprintf(l->user_id, sizeof(l->user_id), "%s", api_col(res, 0, "id"));
+        snprintf(l->hash, sizeof(l->hash), "%s", api_col(res, 0, "password_hash"));
+        const char *hex = api_col(res, 0, "totp_secret");
         size_t hl = strlen(hex);
         if (hl > 0 && hl / 2 <= sizeof(l->secret) &&
             dems_hex_decode(hex, hl, l->secret, hl / 2) == 0)
             l->secret_len = hl / 2;
-        l->totp_enabled = PQgetvalue(res, 0, 3)[0] == 't' && l->secret_len > 0;
-        l->disabled = PQgetvalue(res, 0, 4)[0] == 't';
+        l->totp_enabled = api_col_bool(res, 0, "totp_enabled") && l->secret_len > 0;
+        l->disabled = api_col_bool(res, 0, "disabled");
     }
     if (dems_work_submit(dems_req_loop(l->req), verify_work, verify_done, l) < 0)
         login_end(l, 503, "out_of_memory", "out of memory");
@@ -291,7 +292,8 @@ static void on_throttle(void *arg, const PGresult *res, int err)
     }
     const char *params[] = {l->username};
     login_query(l,
-                "SELECT id, password_hash, encode(totp_secret, 'hex'), totp_enabled, disabled"
+                "SELECT id, password_hash, encode(totp_secret, 'hex') AS totp_secret, totp_enabled,"
+                " disabled"
                 " FROM users WHERE username = $1",
                 1, params, on_user);
 }

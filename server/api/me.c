@@ -38,12 +38,12 @@ static void on_me(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err < 0 ? err : DEMS_EDB);
         return;
     }
-    const char *id = PQgetvalue(res, 0, 0);
     dems_resp_json(req, 200,
-                   json_pack("{s:I,s:s,s:s,s:b,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)),
-                             "username", PQgetvalue(res, 0, 1), "role", PQgetvalue(res, 0, 2),
-                             "totp_enabled", PQgetvalue(res, 0, 3)[0] == 't', "created_at",
-                             PQgetvalue(res, 0, 4), "token_kind",
+                   json_pack("{s:I,s:s,s:s,s:b,s:s,s:s}", "id",
+                             (json_int_t)api_col_int(res, 0, "id"), "username",
+                             api_col(res, 0, "username"), "role", api_col(res, 0, "role"),
+                             "totp_enabled", api_col_bool(res, 0, "totp_enabled"), "created_at",
+                             api_col(res, 0, "created_at"), "token_kind",
                              dems_req_principal(req)->token_kind));
 }
 
@@ -53,8 +53,8 @@ void api_me(struct dems_req *req)
     user_id_param(req, uid);
     const char *params[] = {uid};
     int r = dems_db_req(req,
-                        "SELECT id, username, role, totp_enabled, " API_TS(
-                            "created_at") " FROM users WHERE id = $1",
+                        "SELECT id, username, role, totp_enabled,"
+                        " " API_TS("created_at") " AS created_at FROM users WHERE id = $1",
                         1, params, on_me);
     if (r < 0)
         dems_resp_err(req, r);
@@ -74,7 +74,7 @@ static void on_enrolled(struct dems_req *req, const PGresult *res, int err)
     }
     /* The new secret comes back in the RETURNING row, so nothing secret has
      * to be kept on the request while the update runs. */
-    const char *hex = PQgetvalue(res, 0, 0);
+    const char *hex = api_col(res, 0, "secret");
     uint8_t secret[DEMS_TOTP_SECRET_BYTES];
     if (dems_hex_decode(hex, strlen(hex), secret, sizeof(secret)) < 0) {
         dems_resp_err(req, DEMS_EINTERNAL);
@@ -104,7 +104,7 @@ void api_totp_enrol(struct dems_req *req)
     int r = dems_db_req(req,
                         "UPDATE users SET totp_secret = decode($2, 'hex'), updated_at = now()"
                         " WHERE id = $1 AND NOT totp_enabled"
-                        " RETURNING encode(totp_secret, 'hex')",
+                        " RETURNING encode(totp_secret, 'hex') AS secret",
                         2, params, on_enrolled);
     sodium_memzero(hex, sizeof(hex));
     if (r < 0)
@@ -130,11 +130,11 @@ static void on_secret(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err < 0 ? err : DEMS_EDB);
         return;
     }
-    if (PQgetvalue(res, 0, 1)[0] == 't') {
+    if (api_col_bool(res, 0, "totp_enabled")) {
         dems_resp_error(req, 409, "totp_already_enabled", "one-time codes are already enabled");
         return;
     }
-    const char *hex = PQgetvalue(res, 0, 0);
+    const char *hex = api_col(res, 0, "secret");
     uint8_t secret[64];
     size_t hl = strlen(hex);
     if (hl == 0 || hl / 2 > sizeof(secret) || dems_hex_decode(hex, hl, secret, hl / 2) < 0) {
@@ -169,9 +169,10 @@ void api_totp_confirm(struct dems_req *req)
     char uid[24];
     user_id_param(req, uid);
     const char *params[] = {uid};
-    int r =
-        dems_db_req(req, "SELECT encode(totp_secret, 'hex'), totp_enabled FROM users WHERE id = $1",
-                    1, params, on_secret);
+    int r = dems_db_req(req,
+                        "SELECT encode(totp_secret, 'hex') AS secret, totp_enabled FROM users"
+                        " WHERE id = $1",
+                        1, params, on_secret);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -184,11 +185,10 @@ static void on_token_created(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err < 0 ? err : DEMS_EDB);
         return;
     }
-    const char *id = PQgetvalue(res, 0, 0);
     dems_resp_json(req, 201,
-                   json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_id(id, strlen(id)), "token",
-                             PQgetvalue(res, 0, 3), "name", PQgetvalue(res, 0, 1), "expires_at",
-                             PQgetvalue(res, 0, 2)));
+                   json_pack("{s:I,s:s,s:s,s:s}", "id", (json_int_t)api_col_int(res, 0, "id"),
+                             "token", api_col(res, 0, "token"), "name", api_col(res, 0, "name"),
+                             "expires_at", api_col(res, 0, "expires_at")));
 }
 
 void api_tokens_create(struct dems_req *req)
@@ -214,7 +214,8 @@ void api_tokens_create(struct dems_req *req)
                         "INSERT INTO auth_tokens (token_hash, user_id, kind, name, expires_at)"
                         " VALUES (decode($1, 'hex'), $2, 'api', $3,"
                         " now() + make_interval(days => $4::int))"
-                        " RETURNING id, name, " API_TS("expires_at") ", $5::text",
+                        " RETURNING id, name, " API_TS("expires_at") " AS expires_at,"
+                                                                     " $5::text AS token",
                         5, params, on_token_created);
     sodium_memzero(token, sizeof(token));
     if (r < 0)
