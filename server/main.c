@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dems/version.h"
 #include "demsd/cli.h"
 
 struct command {
@@ -18,7 +19,7 @@ static const struct command commands[] = {
     {"worker", dems_cli_worker, "run background jobs from the database's queue"},
     {"media-sandbox", dems_cli_media_sandbox, "internal: one sandboxed preview for a worker"},
     {"migrate", dems_cli_migrate, "apply pending database schema migrations"},
-    {"admin", dems_cli_admin, "administration: create-user"},
+    {"admin", dems_cli_admin, "administration: create-user, verify-blobs"},
     {"routes", dems_cli_routes, "print the HTTP route table as JSON lines"},
 #ifdef DEMS_HAVE_FACE_CLI
     {"face", dems_cli_face, "face detection and descriptors: detect, embed"},
@@ -27,11 +28,33 @@ static const struct command commands[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: demsd COMMAND [options]\n\n"
+    fprintf(f, "Usage: demsd COMMAND [options]\n"
+               "       demsd --version | --help\n\n"
                "dems digital evidence management server.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun `demsd COMMAND --help` for a command's options.\n");
+}
+
+/* The libraries demsd links, headers against run time. */
+static void version(void)
+{
+    struct dems_version_lib libs[20];
+    size_t n = 0;
+    dems_version_glibc(&libs[n++]);
+    dems_version_openssl(&libs[n++]);
+    dems_version_libevent(&libs[n++]);
+    dems_version_libpq(&libs[n++]);
+    dems_version_sodium(&libs[n++]);
+    dems_version_jansson(&libs[n++]);
+    dems_version_http_parser(&libs[n++]);
+    n += dems_version_ffmpeg(&libs[n], 20 - n);
+    dems_version_seccomp(&libs[n++]);
+#ifdef DEMS_HAVE_FACE_CLI
+    dems_version_libjpeg(&libs[n++]);
+    dems_version_libpng(&libs[n++]);
+#endif
+    dems_version_print(stdout, "demsd", libs, n);
 }
 
 int main(int argc, char **argv)
@@ -43,6 +66,10 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        version();
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

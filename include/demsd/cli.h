@@ -24,6 +24,15 @@ int dems_cli_routes(int argc, char **argv);
 int dems_cli_common_opt(int opt, const char *arg, char **flags, size_t *nflags,
                         const char **config_file);
 
+/*
+ * getopt_long over a subcommand's arguments (optind must be set first) for
+ * `demsd CMD`. Returns the option code, -1 at the end, or '?' after printing
+ * one line on stderr for an unknown option or a missing value; the caller
+ * then exits with status 2 and prints nothing more.
+ */
+struct option;
+int dems_cli_getopt(int argc, char **argv, const struct option *opts, const char *cmd);
+
 /* server/cli/face.c: `demsd face detect|embed IMAGE...` (built when present). */
 int dems_cli_face(int argc, char **argv);
 

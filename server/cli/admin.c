@@ -23,6 +23,14 @@
 #include "demsd/setup.h"
 
 static const struct option common_opts[] = {
+    {"data", required_argument, NULL, 'd'},
+    {"config", required_argument, NULL, 'c'},
+    {"set", required_argument, NULL, 's'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option user_opts[] = {
     {"data", required_argument, NULL, 'd'},     {"config", required_argument, NULL, 'c'},
     {"set", required_argument, NULL, 's'},      {"help", no_argument, NULL, 'h'},
     {"role", required_argument, NULL, 'r'},     {"username", required_argument, NULL, 'u'},
@@ -50,16 +58,17 @@ int dems_cli_migrate(int argc, char **argv)
     const char *config_file = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+    while ((opt = dems_cli_getopt(argc, argv, common_opts, "migrate")) != -1) {
         if (opt == 'h') {
             migrate_usage(stdout);
             return 0;
         }
-        if (opt == 'r' || opt == 'u' || opt == 'p' ||
-            dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
-            migrate_usage(stderr);
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
             return 2;
-        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "demsd migrate: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     struct dems_setup s = {0};
     int rc = dems_setup_config(&s, config_file, flags, nflags);
@@ -136,7 +145,7 @@ static int create_user(int argc, char **argv)
     const char *config_file = NULL, *role = NULL, *username = NULL, *password = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+    while ((opt = dems_cli_getopt(argc, argv, user_opts, "admin create-user")) != -1) {
         if (opt == 'h') {
             admin_usage(stdout);
             return 0;
@@ -147,9 +156,12 @@ static int create_user(int argc, char **argv)
         } else if (opt == 'p') {
             password = optarg;
         } else if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
-            admin_usage(stderr);
             return 2;
         }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "demsd admin create-user: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     if (role == NULL || username == NULL) {
         fprintf(stderr, "demsd admin create-user: --role and --username are required\n");
@@ -219,17 +231,27 @@ static int verify_blobs(int argc, char **argv)
     const char *config_file = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", common_opts, NULL)) != -1) {
+    while ((opt = dems_cli_getopt(argc, argv, common_opts, "admin verify-blobs")) != -1) {
         if (opt == 'h') {
-            printf("Usage: demsd admin verify-blobs --data DIR [--config FILE]\n\n"
+            printf("Usage: demsd admin verify-blobs --data DIR [--config FILE] [--set KEY=VALUE]\n"
+                   "\n"
                    "Re-reads every stored evidence blob: authenticated decryption and the\n"
                    "SHA-256 of the plaintext against its id. Prints one line per blob that is\n"
-                   "missing or altered and exits 1 if there is any.\n");
+                   "missing or altered and exits 1 if there is any.\n"
+                   "\n"
+                   "Options:\n"
+                   "  --data DIR        data directory\n"
+                   "  --config FILE     configuration file\n"
+                   "  --set KEY=VALUE   set a configuration key (repeatable)\n"
+                   "  --help            show this help\n");
             return 0;
         }
-        if (opt == 'r' || opt == 'u' || opt == 'p' ||
-            dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
             return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "demsd admin verify-blobs: unexpected argument %s\n", argv[optind]);
+        return 2;
     }
     struct dems_setup s = {0};
     int rc = dems_setup_config(&s, config_file, flags, nflags);
@@ -284,11 +306,15 @@ static int verify_blobs(int argc, char **argv)
 
 int dems_cli_admin(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        printf("Usage: demsd admin COMMAND [options]\n\nCommands:\n"
-               "  create-user   create a staff account (see demsd admin create-user --help)\n"
-               "  verify-blobs  re-check every stored evidence blob against its SHA-256\n");
-        return argc < 2 ? 2 : 0;
+    bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+                              strcmp(argv[1], "help") == 0);
+    if (argc < 2 || help) {
+        fprintf(help ? stdout : stderr,
+                "Usage: demsd admin COMMAND [options]\n\nCommands:\n"
+                "  create-user   create a staff account\n"
+                "  verify-blobs  re-check every stored evidence blob against its SHA-256\n"
+                "\nRun `demsd admin COMMAND --help` for a command's options.\n");
+        return help ? 0 : 2;
     }
     if (strcmp(argv[1], "create-user") == 0)
         return create_user(argc - 1, argv + 1);

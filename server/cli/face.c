@@ -106,8 +106,8 @@ static int parse_args(int argc, char **argv, struct face_args *a)
         else
             r = DEMS_EINVAL;
         if (r < 0) {
-            fprintf(stderr, "demsd face: bad option %s%s%s\n", o, v != NULL ? " " : "",
-                    v != NULL ? v : "");
+            fprintf(stderr, "demsd face: bad option %s%s%s (try demsd face --help)\n", o,
+                    v != NULL ? " " : "", v != NULL ? v : "");
             return 2;
         }
         i += 2;

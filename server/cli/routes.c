@@ -55,13 +55,13 @@ int dems_cli_routes(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    optind = 1;
+    while ((opt = dems_cli_getopt(argc, argv, opts, "routes")) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return 0;
         }
-        usage(stderr);
-        return 2;
+        return 2; /* dems_cli_getopt said why, in one line */
     }
     if (optind != argc) {
         fprintf(stderr, "demsd routes: unexpected argument %s\n", argv[optind]);

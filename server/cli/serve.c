@@ -52,8 +52,12 @@ int dems_cli_common_opt(int opt, const char *arg, char **flags, size_t *nflags,
                         const char **config_file)
 {
     static char buf[16][1024];
-    if (*nflags >= 16)
+    if (opt == '?')
         return -1;
+    if (*nflags >= 16) {
+        fprintf(stderr, "demsd: at most 16 --set, --data, --listen and --threads options\n");
+        return -1;
+    }
     const char *key = NULL;
     switch (opt) {
     case 'd':
@@ -254,15 +258,13 @@ int dems_cli_serve(int argc, char **argv)
     const char *config_file = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = dems_cli_getopt(argc, argv, opts, "serve")) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return 0;
         }
-        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
-            usage(stderr);
-            return 2;
-        }
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
+            return 2; /* dems_cli_getopt or dems_cli_common_opt said why */
     }
     if (optind < argc) {
         fprintf(stderr, "demsd serve: unexpected argument %s\n", argv[optind]);

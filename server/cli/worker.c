@@ -84,15 +84,13 @@ int dems_cli_worker(int argc, char **argv)
     const char *config_file = NULL;
     int opt;
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((opt = dems_cli_getopt(argc, argv, opts, "worker")) != -1) {
         if (opt == 'h') {
             usage(stdout);
             return 0;
         }
-        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0) {
-            usage(stderr);
-            return 2;
-        }
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
+            return 2; /* dems_cli_getopt or dems_cli_common_opt said why */
     }
     if (optind < argc) {
         fprintf(stderr, "demsd worker: unexpected argument %s\n", argv[optind]);

@@ -26,6 +26,7 @@
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
+#include "dems/version.h"
 
 #define EXIT_VALID   0
 #define EXIT_INVALID 1
@@ -49,7 +50,11 @@ static int usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nusage: dems-verify %s\n", current != NULL ? current->usage : "COMMAND ...");
+    /* One line: what was wrong, and where the help is. */
+    if (current != NULL)
+        fprintf(stderr, " (try dems-verify %s --help)\n", current->name);
+    else
+        fprintf(stderr, " (try dems-verify --help)\n");
     return EXIT_USAGE;
 }
 
@@ -465,9 +470,20 @@ static const struct cmd cmds[] = {
      "Checks that FILE's SHA-256 is HEX (an evidence id, or a hash from a manifest).", cmd_file},
 };
 
+static void version(void)
+{
+    struct dems_version_lib libs[4];
+    dems_version_glibc(&libs[0]);
+    dems_version_openssl(&libs[1]);
+    dems_version_sodium(&libs[2]);
+    dems_version_jansson(&libs[3]);
+    dems_version_print(stdout, "dems-verify", libs, 4);
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dems-verify COMMAND ... (offline; no database, no network)\n\n");
+    fprintf(f, "usage: dems-verify COMMAND ... (offline; no database, no network)\n"
+               "       dems-verify --version | --help\n\n");
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  dems-verify %s\n", cmds[i].usage);
     fprintf(f, "\n'dems-verify COMMAND --help' explains one. Exit status: 0 valid, 1 invalid "
@@ -485,6 +501,10 @@ int main(int argc, char **argv)
         usage(stdout);
         return EXIT_VALID;
     }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        version();
+        return EXIT_VALID;
+    }
     if (sodium_init() < 0) {
         fprintf(stderr, "dems-verify: libsodium failed to initialise\n");
         return EXIT_USAGE;
@@ -500,7 +520,5 @@ int main(int argc, char **argv)
         }
         return r;
     }
-    fprintf(stderr, "dems-verify: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return EXIT_USAGE;
+    return usage_error("unknown command '%s'", argv[1]);
 }

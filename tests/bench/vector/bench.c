@@ -15,8 +15,11 @@
  *   dems-vector-bench stats --base B.fvecs     (distance histogram)
  *   dems-vector-bench crc [--mib 256] [--reps 5]   (CRC-32C throughput, crc.c)
  *
+ *   dems-vector-bench --version | --help | COMMAND --help
+ *
  * build prints build_seconds=, search prints search_seconds= (the query loop
- * only) and memory lines to stderr. Any failure exits nonzero.
+ * only) and memory lines to stderr. A usage error exits 2 after one line on
+ * stderr; any other failure exits 1.
  */
 #include <errno.h>
 #include <math.h>
@@ -33,6 +36,7 @@
 #include "dems/err.h"
 #include "dems/str.h"
 #include "dems/vector.h"
+#include "dems/version.h"
 
 #define DIM 128
 
@@ -61,6 +65,30 @@ static int die(const char *what)
 {
     fprintf(stderr, "dems-vector-bench: %s\n", what);
     return 1;
+}
+
+static const char usage_text[] =
+    "Usage: dems-vector-bench COMMAND [options]\n"
+    "       dems-vector-bench --version | --help\n"
+    "\n"
+    "Commands:\n"
+    "  build   --base B.fvecs --out IDX --threads T [--M 16] [--ef-construction 200]\n"
+    "          [--storage f32|sq8] [--no-f32]\n"
+    "  search  --index IDX --queries Q.fvecs --k K --ef EF --threads T --out RES.ivecs\n"
+    "          [--mmap] [--filter-permille P]\n"
+    "  gen     --out DIR --n N [--nq 10000] [--seed 42] [--gt-k 100] [--threads 2]\n"
+    "  recall  --results RES.ivecs --gt GT.ivecs --k 10\n"
+    "  stats   --base B.fvecs           (distance histogram)\n"
+    "  crc     [--mib 256] [--reps 5]   (CRC-32C MB/s: bitwise, table, SSE4.2)\n"
+    "\n"
+    "Exit status: 0 done, 1 failure, 2 usage error. docs/vector.md has the details.\n";
+
+/* One line on stderr for a usage error; exit status 2. */
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "dems-vector-bench: %s%s%s (try dems-vector-bench --help)\n", what,
+            arg != NULL ? " " : "", arg != NULL ? arg : "");
+    return 2;
 }
 
 static int parse_num(const char *s, uint64_t max, uint64_t *out)
@@ -92,8 +120,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->no_f32 = true;
             continue;
         }
+        if (strncmp(a, "--", 2) != 0)
+            return usage_error("unexpected argument", a);
         if (i + 1 >= argc)
-            return -1;
+            return usage_error("missing value for", a);
         const char *v = argv[++i];
         int r = 0;
         if (strcmp(a, "--base") == 0)
@@ -135,9 +165,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         else if (strcmp(a, "--reps") == 0)
             r = parse_num(v, 1000, &o->reps);
         else
-            return -1;
+            return usage_error("unknown option", a);
         if (r < 0)
-            return -1;
+            return usage_error("bad value for", a);
     }
     if (o->threads == 0)
         o->threads = 1;
@@ -431,8 +461,31 @@ int bench_crc(size_t mib, unsigned reps);
 int main(int argc, char **argv)
 {
     struct opts o;
-    if (argc < 2 || parse_opts(argc, argv, &o) < 0)
-        return die("usage: dems-vector-bench build|search|gen|recall|stats|crc [options]");
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        struct dems_version_lib libc;
+        dems_version_glibc(&libc);
+        dems_version_print(stdout, "dems-vector-bench", &libc, 1);
+        return 0;
+    }
+    static const char *const cmds[] = {"build", "search", "gen", "recall", "stats", "crc"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        known = known || strcmp(argv[1], cmds[i]) == 0;
+    if (!known)
+        return usage_error("unknown command", argv[1]);
+    int pr = parse_opts(argc, argv, &o);
+    if (pr != 0)
+        return pr;
     const char *cmd = argv[1];
     if (strcmp(cmd, "build") == 0)
         return cmd_build(&o);
@@ -463,5 +516,5 @@ int main(int argc, char **argv)
             return die("crc needs --mib and --reps of at least 1");
         return bench_crc((size_t)o.mib, (unsigned)o.reps) == 0 ? 0 : die("crc failed");
     }
-    return die("unknown subcommand");
+    return usage_error("unknown command", cmd);
 }
