@@ -39,7 +39,7 @@ LIBRARIES = {
 # Sub-commands that must be listed (and each must have --help). Positionals
 # put before the bogus option so that it is the option that is refused.
 SUBCOMMANDS = {
-    "demsd": {"serve": [], "worker": [], "migrate": [], "admin": None, "face": None,
+    "demsd": {"serve": [], "worker": [], "migrate": [], "admin": None, "routes": [], "face": None,
               "media-sandbox": []},
     "dems-verify": {"ledger": [], "inclusion": [], "consistency": [], "checkpoint": [],
                     "file": []},
