@@ -118,6 +118,14 @@ struct api_page {
 /* Reads ?limit and ?cursor; answers 400 naming the parameter and returns false when bad. */
 bool api_page_parse(struct dems_req *req, struct api_page *ret);
 
+/*
+ * For lists in ascending id order: reads ?limit and ?cursor (an id) into
+ * page, the id to continue after into after ("0" to start), and the LIMIT
+ * into limit. Answers 400 and returns false when a parameter is bad.
+ */
+bool api_page_by_id(struct dems_req *req, struct api_page *page, char after[static 24],
+                    char limit[static 24]);
+
 /* The LIMIT for the page's query (limit + 1), as decimal text. */
 void api_page_sql_limit(const struct api_page *page, char out[static 24]);
 

@@ -200,6 +200,22 @@ bool api_page_parse(struct dems_req *req, struct api_page *ret)
     return true;
 }
 
+bool api_page_by_id(struct dems_req *req, struct api_page *page, char after[static 24],
+                    char limit[static 24])
+{
+    if (!api_page_parse(req, page))
+        return false;
+    uint64_t id = 0;
+    if (page->has_cursor &&
+        dems_parse_u64(page->cursor, strlen(page->cursor), INT64_MAX, &id) < 0) {
+        api_bad_param(req, "cursor", "is not a cursor this list gave");
+        return false;
+    }
+    snprintf(after, 24, "%llu", (unsigned long long)id);
+    api_page_sql_limit(page, limit);
+    return true;
+}
+
 void api_page_sql_limit(const struct api_page *page, char out[static 24])
 {
     snprintf(out, 24, "%llu", (unsigned long long)page->limit + 1);

@@ -243,18 +243,10 @@ static void on_token_list(struct dems_req *req, const PGresult *res, int err)
 void api_tokens_list(struct dems_req *req)
 {
     struct api_page page;
-    if (!api_page_parse(req, &page))
-        return;
-    uint64_t after = 0;
-    if (page.has_cursor &&
-        dems_parse_u64(page.cursor, strlen(page.cursor), INT64_MAX, &after) < 0) {
-        api_bad_param(req, "cursor", "is not a cursor this list gave");
-        return;
-    }
     char uid[24], a[24], limit[24];
+    if (!api_page_by_id(req, &page, a, limit))
+        return;
     user_id_param(req, uid);
-    snprintf(a, sizeof(a), "%llu", (unsigned long long)after);
-    api_page_sql_limit(&page, limit);
     const char *params[] = {uid, a, limit};
     int r = dems_db_req(
         req,

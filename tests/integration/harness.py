@@ -365,7 +365,6 @@ def ledger_entries(server, token, start=0, end=None):
     """Ledger entries from sequence start (up to end, exclusive, when given),
     each with its canonical bytes decoded under "body", walking the list's
     pages by their Link headers."""
-    import base64
     out, url = [], f"/v1/ledger/entries?start={start}&limit=200"
     while url:
         st, doc, r = server.request("GET", url, token=token)
@@ -377,3 +376,23 @@ def ledger_entries(server, token, start=0, end=None):
         link = r.getheader("Link")
         url = link[1:link.index(">")] if link else None
     return out
+
+
+def enrol_pinned_dock(server, admin_token, serial):
+    """Makes a self-signed client certificate (P-256, clientAuth) for a dock,
+    enrols it as a pinned certificate and returns (cert path, key path,
+    device id)."""
+    key = os.path.join(server.root, serial + ".key")
+    cert = os.path.join(server.root, serial + ".pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-subj", f"/CN={serial}", "-days", "30",
+                    "-addext", "extendedKeyUsage=clientAuth",
+                    "-addext", "keyUsage=critical,digitalSignature"],
+                   check=True, capture_output=True)
+    st, doc, _ = server.request("POST", "/v1/admin/devices",
+                                {"name": "Dock " + serial, "serial": serial,
+                                 "certificate": open(cert).read()}, token=admin_token)
+    assert st == 201, doc
+    st, doc, _ = server.request("GET", "/v1/admin/devices?limit=200", token=admin_token)
+    return cert, key, [d["id"] for d in doc["devices"] if d["serial"] == serial][0]

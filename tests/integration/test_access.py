@@ -11,9 +11,8 @@ import hashlib
 import http.client
 import json
 import os
-import subprocess
 
-from harness import Server, run_tests
+from harness import Server, enrol_pinned_dock, run_tests
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -69,20 +68,7 @@ def setup():
     assert upload(c, c.offb, shared, "both-b.bin") == c.z
     c.mine = upload(c, c.admin, os.urandom(3000), "admin.bin")
     # A dock with a pinned certificate, for assignment.
-    c.dock_key = os.path.join(c.srv.root, "docka.key")
-    c.dock_cert = os.path.join(c.srv.root, "docka.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", c.dock_key, "-out",
-                    c.dock_cert, "-subj", "/CN=DOCK-A", "-days", "30",
-                    "-addext", "extendedKeyUsage=clientAuth",
-                    "-addext", "keyUsage=critical,digitalSignature"],
-                   check=True, capture_output=True)
-    st, doc, _ = c.srv.request("POST", "/v1/admin/devices",
-                               {"name": "Dock A", "serial": "DOCK-A",
-                                "certificate": open(c.dock_cert).read()}, token=c.admin)
-    assert st == 201, doc
-    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.admin)
-    c.dock_id = [d["id"] for d in doc["devices"] if d["serial"] == "DOCK-A"][0]
+    c.dock_cert, c.dock_key, c.dock_id = enrol_pinned_dock(c.srv, c.admin, "DOCK-A")
     c.w = dock_upload(c, os.urandom(4000))
     return c
 

@@ -16,9 +16,8 @@ shows the relation check (404: hidden exactly as a missing id)."""
 import base64
 import json
 import os
-import subprocess
 
-from harness import Server, run_tests
+from harness import Server, enrol_pinned_dock, run_tests
 
 CALLERS = ("none", "officer", "other", "prosecutor", "admin", "revoked", "api", "cookie",
            "device")
@@ -132,20 +131,7 @@ def setup():
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs?limit=1", token=c.admin)
     c.job = doc["jobs"][0]["id"]
     # A dock with a pinned certificate.
-    c.dock_key = os.path.join(c.srv.root, "mdock.key")
-    c.dock_cert = os.path.join(c.srv.root, "mdock.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", c.dock_key, "-out",
-                    c.dock_cert, "-subj", "/CN=MDOCK", "-days", "30",
-                    "-addext", "extendedKeyUsage=clientAuth",
-                    "-addext", "keyUsage=critical,digitalSignature"],
-                   check=True, capture_output=True)
-    st, doc, _ = c.srv.request("POST", "/v1/admin/devices",
-                               {"name": "Matrix dock", "serial": "MDOCK",
-                                "certificate": open(c.dock_cert).read()}, token=c.admin)
-    assert st == 201, doc
-    st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.admin)
-    c.device = [d["id"] for d in doc["devices"] if d["serial"] == "MDOCK"][0]
+    c.dock_cert, c.dock_key, c.device = enrol_pinned_dock(c.srv, c.admin, "MDOCK")
     return c
 
 
