@@ -36,6 +36,9 @@ struct dems_config {
     uint64_t login_max_failures;
     uint64_t login_window;
     uint64_t login_max_failures_per_address;
+    uint64_t refusal_max_per_principal; /* ACCESS_DENIED entries per refusal_window */
+    uint64_t refusal_max_per_address;
+    uint64_t refusal_window; /* seconds */
     uint64_t upload_max_size;
     uint64_t upload_expiry;
     uint64_t housekeeping_interval;

@@ -43,10 +43,24 @@ int dems_auth_create_user_sync(PGconn *db, const char *username, const char *rol
                                const char *password, char *err, size_t errlen);
 
 /*
- * Appends an ACCESS_DENIED ledger entry for req (who, what path, why); does
- * not wait for it. Devices are named by serial, users by username.
+ * Accounts for req being refused, without waiting: appends an ACCESS_DENIED
+ * ledger entry (who, what path, why; devices named by serial, users by
+ * username), or, once its principal or address is past its refusal bound
+ * for the window (refusal_max_per_principal, refusal_max_per_address per
+ * refusal_window), only counts it into the window's ACCESS_DENIED_SUMMARY
+ * entry. Returns 0 (an entry was queued) or DEMS_ETHROTTLED (counted). A
+ * caller whose answer must not differ (an evidence id hidden as unknown)
+ * answers the same either way; others use dems_auth_refuse.
  */
-void dems_auth_denied(struct dems_req *req, const char *reason);
+int dems_auth_denied(struct dems_req *req, const char *reason);
+
+/*
+ * Refuses req: dems_auth_denied, then answers status with code and detail
+ * when the refusal was ledgered, or 429 too_many_refusals with Retry-After
+ * (seconds until the window ends) when it was only counted.
+ */
+void dems_auth_refuse(struct dems_req *req, const char *reason, int status, const char *code,
+                      const char *detail);
 
 /* The session cookie's name. */
 #define DEMS_SESSION_COOKIE "dems_session"

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "dems/ledger.h"
+#include "dems/str.h"
 
 struct dems_loop;
 struct dems_server;
@@ -78,7 +79,9 @@ void dems_ledger_stop(struct dems_server *srv);
 /*
  * Queues item (ownership moves to the ledger); item->done runs on loop's
  * thread once it is durable or has failed (loop NULL: on the appender's
- * thread). Every untrusted string in item->payload must be bounded first
+ * thread). loop must outlive the item: a caller that does not wait for it
+ * (a request already answered) passes NULL, since loops stop before the
+ * ledger does. Every untrusted string in item->payload must be bounded first
  * (dems_ledger_payload_set_text). Returns 0, DEMS_EINVAL when the item can
  * never be an entry (its payload is too big, or not canonical JSON; checked
  * here, before it joins a batch), or DEMS_EUNAVAIL when the ledger is
@@ -101,6 +104,30 @@ const char *dems_ledger_first_vkey(const struct dems_server *srv);
  * or signed and /readyz is not ready. Callable from any thread. Borrowed.
  */
 const char *dems_ledger_fault(const struct dems_server *srv);
+
+/* A refused request, for dems_ledger_refusal_admit. Strings borrowed. */
+struct dems_ledger_refusal {
+    enum dems_ledger_actor actor_kind; /* USER or DEVICE */
+    const char *actor_id;              /* username or device serial */
+    const char *address;               /* the client's address */
+    const char *method;
+    struct dems_str path; /* as the client sent it: untrusted */
+    const char *reason;
+};
+
+/*
+ * Admits one refusal to the ledger, or not (server/ledger/refusals.c). Per
+ * window of refusal_window seconds, a principal may have
+ * refusal_max_per_principal ACCESS_DENIED entries and an address
+ * refusal_max_per_address. Returns 0 when the caller should append the
+ * ACCESS_DENIED entry, or DEMS_ETHROTTLED when a bound is reached: then the
+ * refusal is counted (with a bounded sample of what was asked) into the
+ * ACCESS_DENIED_SUMMARY entry of its principal and address, written when
+ * the window ends, and *ret_retry_after is the number of seconds until it
+ * does. Callable from any thread; never blocks on I/O.
+ */
+int dems_ledger_refusal_admit(struct dems_server *srv, const struct dems_ledger_refusal *r,
+                              unsigned *ret_retry_after);
 
 /* The origin line of checkpoints. Borrowed. */
 const char *dems_ledger_origin(const struct dems_server *srv);

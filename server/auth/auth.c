@@ -229,23 +229,65 @@ static json_t *denied_payload(const struct dems_http_head *h, const char *reason
     return p;
 }
 
-void dems_auth_denied(struct dems_req *req, const char *reason)
+/* Ledgers req's refusal, or counts it when over the bounds (see auth.h). */
+static int denied(struct dems_req *req, const char *reason, unsigned *ret_retry_after)
 {
     const struct dems_principal *p = dems_req_principal(req);
     bool device = p->role == DEMS_ROLE_DEVICE;
-    struct dems_ledger_item *it = dems_ledger_item_new(
-        DEMS_LEDGER_ACCESS_DENIED, device ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER,
-        device ? p->serial : (p->username[0] != '\0' ? p->username : "unknown"));
+    const struct dems_http_head *h = dems_req_head(req);
+    struct dems_loop *loop = dems_req_loop(req);
+    struct dems_ledger_refusal rf = {
+        .actor_kind = device ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER,
+        .actor_id = device ? p->serial : (p->username[0] != '\0' ? p->username : "unknown"),
+        .address = dems_req_peer(req),
+        .method = h->method_name,
+        .path = h->path,
+        .reason = reason,
+    };
+    int r = dems_ledger_refusal_admit(loop->srv, &rf, ret_retry_after);
+    if (r < 0)
+        return r;
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_ACCESS_DENIED, rf.actor_kind, rf.actor_id);
     if (it == NULL)
-        return;
-    it->payload = denied_payload(dems_req_head(req), reason);
+        return 0;
+    it->payload = denied_payload(h, reason);
     if (it->payload == NULL) {
         dems_ledger_item_free(it);
+        return 0;
+    }
+    /*
+     * Nobody waits for it, so it completes on the appender's thread (loop
+     * NULL): posted to a loop, it could arrive after that loop has shut
+     * down (demsd stopping with refusals still queued) and use it freed.
+     */
+    it->done = on_denied_logged;
+    dems_ledger_append(loop->srv, NULL, it);
+    return 0;
+}
+
+int dems_auth_denied(struct dems_req *req, const char *reason)
+{
+    unsigned wait = 0;
+    return denied(req, reason, &wait);
+}
+
+void dems_auth_refuse(struct dems_req *req, const char *reason, int status, const char *code,
+                      const char *detail)
+{
+    unsigned wait = 0;
+    if (denied(req, reason, &wait) == 0) {
+        dems_resp_error(req, status, code, detail);
         return;
     }
-    it->done = on_denied_logged;
-    struct dems_loop *loop = dems_req_loop(req);
-    dems_ledger_append(loop->srv, loop, it);
+    char retry[16], msg[200];
+    snprintf(retry, sizeof(retry), "%u", wait);
+    snprintf(msg, sizeof(msg),
+             "too many refused requests: this one is counted in a summary rather than recorded "
+             "on its own; try again in %u seconds",
+             wait);
+    dems_resp_header(req, "Retry-After", retry);
+    dems_resp_error(req, 429, "too_many_refusals", msg);
 }
 
 static void refuse_revoked(struct dems_req *req)

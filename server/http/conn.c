@@ -677,8 +677,8 @@ static void on_auth_done(struct dems_req *req, int err)
                            dems_log_str(req->principal.username, strlen(req->principal.username)),
                            "event", "access_denied"),
                  "role %s may not call this route", dems_role_name(req->principal.role));
-        dems_auth_denied(req, "role may not use this endpoint");
-        dems_resp_error(req, 403, "forbidden", "your role may not use this endpoint");
+        dems_auth_refuse(req, "role may not use this endpoint", 403, "forbidden",
+                         "your role may not use this endpoint");
         return;
     }
     if (proceed(req) == 0) {

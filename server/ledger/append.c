@@ -610,6 +610,8 @@ static void *appender_main(void *arg)
 
         if (batch != NULL)
             run_batch(l, batch, n);
+        if (!stopping)
+            ledger_refusals_tick(l, false);
         if (l->frontier_ok && l->frontier.size > signed_size(l) &&
             (ledger_now_ms() - l->checkpoint_ms >= 1000 || stopping))
             ledger_checkpoint_write(l);
@@ -779,11 +781,13 @@ void dems_ledger_stop(struct dems_server *srv)
     struct dems_ledger *l = srv->ledger;
     if (l == NULL)
         return;
+    ledger_refusals_tick(l, true); /* the refusals counted so far, summarised before stopping */
     pthread_mutex_lock(&l->mu);
     l->stop = true;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     pthread_join(l->thread, NULL);
+    ledger_refusals_free(atomic_load(&l->refusals));
     PQfinish(l->db);
     dems_ledger_key_free(l->key);
     sodium_memzero(l->master, sizeof(l->master));

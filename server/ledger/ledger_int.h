@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dems/config.h"
 #include "dems/ledger.h"
 #include "demsd/ledger.h"
 
@@ -48,6 +49,8 @@ struct dems_ledger {
     atomic_bool broken;
     char fault[512];
     int64_t fault_logged_ms;
+    /* refusals.c; made by the first refusal (job workers never refuse) */
+    _Atomic(struct dems_ledger_refusals *) refusals;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -101,5 +104,16 @@ int ledger_checkpoint_start(struct dems_ledger *l, char *err, size_t errlen);
  * Returns 0, DEMS_EUNAVAIL (broken), DEMS_EIO or DEMS_EDB.
  */
 int ledger_checkpoint_write(struct dems_ledger *l);
+
+/* Refusal bounds and summaries (refusals.c). NULL means out of memory. */
+struct dems_ledger_refusals *ledger_refusals_new(const struct dems_config *cfg);
+void ledger_refusals_free(struct dems_ledger_refusals *rf);
+
+/*
+ * Ends the refusal window once it is over (or at once when force) and
+ * queues its ACCESS_DENIED_SUMMARY entries. Called by the appender once a
+ * second, and with force at stop.
+ */
+void ledger_refusals_tick(struct dems_ledger *l, bool force);
 
 #endif

@@ -26,8 +26,10 @@ VERIFY = os.environ.get("DEMS_VERIFY",
 
 
 # Housekeeping every second and an integrity sweep every 2 s, so the
-# periodic blob check can be observed.
-SETTINGS = {"housekeeping_interval": 1, "blob_verify_interval": 2}
+# periodic blob check can be observed. Every refusal ledgered one by one (the
+# bounds are test_refusals.py's subject): the long-path test needs many.
+SETTINGS = {"housekeeping_interval": 1, "blob_verify_interval": 2,
+            "refusal_max_per_principal": 1000000, "refusal_max_per_address": 1000000}
 
 
 class Ctx:
