@@ -41,6 +41,8 @@ struct dems_config {
     uint64_t refusal_window; /* seconds */
     uint64_t upload_max_size;
     uint64_t upload_expiry;
+    uint64_t upload_max_unfinished_per_user;
+    uint64_t upload_max_unfinished_per_device;
     uint64_t housekeeping_interval;
     char *ledger_origin;
     char *master_key_file;

@@ -49,7 +49,10 @@ int dems_blob_stream_open(const uint8_t master[static 32],
                           const uint8_t head[static DEMS_BLOB_HEADER_LEN],
                           crypto_secretstream_xchacha20poly1305_state *st);
 
-/* Writes all n bytes (retrying short writes and EINTR): 0 or DEMS_EIO. */
+/*
+ * Writes all n bytes (retrying short writes and EINTR): 0, DEMS_ENOSPC (the
+ * volume or the quota is full) or DEMS_EIO.
+ */
 int dems_blob_write_all(int fd, const uint8_t *p, size_t n);
 
 /* Reads up to n bytes, fewer only at end of file; -1 on a read error. */
@@ -70,6 +73,9 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src);
  */
 int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const char *id,
                   const char *src);
+
+/* True when blob id is in the store (its file exists). */
+bool dems_blob_exists(const char *data_dir, const char *id);
 
 /* Opened blob for sequential decryption. */
 struct dems_blob;
@@ -93,5 +99,21 @@ void dems_blob_close(struct dems_blob *b);
  * file is gone), DEMS_ECRYPTO (altered, truncated or re-keyed), DEMS_EIO.
  */
 int dems_blob_verify(const char *data_dir, const uint8_t master[static 32], const char *id);
+
+/*
+ * The names of the files in the blob store (data_dir/blobs/XX/NAME, and any
+ * stray file directly under data_dir/blobs) last modified before `before`
+ * (Unix seconds), sorted. Returns 0 with an owned array (free with
+ * dems_blob_list_free), DEMS_EIO or DEMS_ENOMEM.
+ */
+int dems_blob_list(const char *data_dir, int64_t before, char ***ret_names, size_t *ret_n);
+void dems_blob_list_free(char **names, size_t n);
+
+/*
+ * Orphans: keeps in names (sorted, from dems_blob_list) only those not in
+ * referenced (any order; sorted in place, borrowed), freeing the others,
+ * and returns how many are left.
+ */
+size_t dems_blob_orphans(char **names, size_t n, char **referenced, size_t nref);
 
 #endif

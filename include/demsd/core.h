@@ -40,6 +40,7 @@ struct dems_loop {
     struct dems_conn *conns; /* doubly linked list of live connections */
     struct dems_conn *dead;  /* singly linked list awaiting free */
     size_t nconns;
+    size_t holds; /* background tasks that keep a draining loop running */
     bool draining;
     pthread_mutex_t work_mu;
     struct dems_work *work_done; /* finished items, guarded by work_mu */
@@ -130,5 +131,13 @@ const char *dems_tls_cert_problem_text(const char *code);
 
 /* Called by a loop when it has no connections left while draining. */
 void dems_loop_maybe_exit(struct dems_loop *loop);
+
+/*
+ * A background task not tied to a connection (an upload being recorded
+ * after its request went) keeps a draining loop running until it ends, as a
+ * connection does (shutdown_timeout still bounds it). Loop thread only.
+ */
+void dems_loop_hold(struct dems_loop *loop);
+void dems_loop_unhold(struct dems_loop *loop);
 
 #endif

@@ -196,6 +196,46 @@ void api_jobs_retry(struct dems_req *req);
 struct dems_db_pool;
 void api_uploads_expire(struct dems_db_pool *db);
 
+/* ---- completing uploads (upload_record.c) ---- */
+
+enum upload_outcome_kind {
+    UPLOAD_RECORDED,  /* evidence: sha is its id */
+    UPLOAD_RECORDING, /* complete and stored, not yet recorded: retried without the client */
+    UPLOAD_REJECTED,  /* the declared SHA-256 differed; nothing kept */
+    UPLOAD_NOT_READY, /* bytes missing, or a request is writing it */
+    UPLOAD_GONE,      /* no such upload, or terminated/expired */
+    UPLOAD_FAILED,    /* a step failed (err): retried by HEAD/GET, PATCH, housekeeping */
+};
+
+struct upload_outcome {
+    enum upload_outcome_kind kind;
+    int err;
+    uint64_t length;
+    uint64_t seq; /* the INGESTED entry (UPLOAD_RECORDED now; 0 when recorded before) */
+    char sha[65]; /* the SHA-256 once known, else empty */
+};
+
+struct dems_loop;
+typedef void (*upload_record_cb)(struct dems_req *req, const struct upload_outcome *o);
+
+/*
+ * Completes upload id on loop (upload_record.c): seals it if it holds all
+ * its bytes, stores it as complete or rejected, moves it into the blob
+ * store and records it. With a waiter (the final PATCH, referenced until
+ * then) cb answers it once the outcome is known, unless it was aborted.
+ * Returns 0, DEMS_EAGAIN (a completion of id is running already: cb never
+ * runs) or DEMS_ENOMEM. Loop thread.
+ */
+int upload_record_start(struct dems_loop *loop, const char *id, struct dems_req *waiter,
+                        upload_record_cb cb);
+
+/*
+ * Housekeeping: retries uploads left complete but unrecorded or sealed but
+ * not complete; at_start (the first run) also completes receiving uploads
+ * whose staging file is whole and sealed (a crash before they were recorded).
+ */
+void upload_record_housekeeping(struct dems_loop *loop, bool at_start);
+
 /* Starts the blob integrity sweep when blob_verify_interval has passed. */
 struct dems_loop;
 void api_evidence_sweep(struct dems_loop *loop);

@@ -87,7 +87,13 @@ const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);
 
 void dems_api_periodic(struct dems_loop *loop)
 {
+    /* The first run is at start (loop.c); the sweep keeps its first run one
+     * interval later, as before, so a start is not a full read of the store. */
+    static bool started; /* loop 0 only */
     api_uploads_expire(loop->db);
-    api_evidence_sweep(loop);
+    upload_record_housekeeping(loop, !started);
+    if (started)
+        api_evidence_sweep(loop);
     dems_revoked_refresh(loop);
+    started = true;
 }

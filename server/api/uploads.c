@@ -124,13 +124,15 @@ struct patch {
     uint64_t client_offset;
     uint64_t length;
     struct dems_staged *staged;
-    struct dems_staging_mark start; /* before this chunk (to cut it off), with a checksum */
-    bool has_start;
+    /* Where this request began: a chunk that fails its checksum, or that
+     * the disk cannot take, is cut back to it. */
+    struct dems_staging_mark start;
     bool has_checksum;
     uint8_t want_chunk[32];
     struct dems_sha256 chunk_sha;
     bool finished; /* the chunk was accepted or rejected deliberately */
     bool is_create;
+    bool again; /* an empty PATCH on an upload complete but not yet recorded */
     char expires[64];
 };
 
@@ -138,14 +140,15 @@ static void patch_free(void *data)
 {
     struct patch *p = data;
     if (p->staged != NULL) {
-        /* An interrupted chunk that carried a checksum cannot be verified:
-         * drop it. One without a checksum is kept (tus: store what came). */
-        if (!p->finished && p->has_start)
+        /* Interrupted: a chunk that carried a checksum cannot be verified,
+         * so it is cut off; one without is kept (tus: store what came) if
+         * it can be written. */
+        if (!p->finished && p->start.is_set &&
+            (p->has_checksum || dems_staging_flush(p->staged) < 0))
             dems_staging_rollback(p->staged, &p->start);
         dems_staging_release(p->staged);
     }
-    if (p->has_start)
-        dems_staging_mark_done(&p->start);
+    dems_staging_mark_done(&p->start);
     dems_sha256_done(&p->chunk_sha);
     free(p);
 }
@@ -177,6 +180,25 @@ static int parse_checksum(struct dems_req *req, struct patch *p)
     return 0;
 }
 
+/*
+ * A write failed (the disk is full, or an I/O error): this request's bytes
+ * are cut off again, so the upload is exactly as the last answered request
+ * left it and resumes from Upload-Offset once the cause is gone.
+ */
+static void write_failed(struct dems_req *req, struct patch *p, int err)
+{
+    p->finished = true;
+    dems_staging_rollback(p->staged, &p->start);
+    tus_headers(req);
+    offset_header(req, p->staged->offset);
+    if (err == DEMS_ENOSPC)
+        dems_resp_error(req, 507, "disk_full",
+                        "the data volume is full: the bytes of this request were not kept;"
+                        " resume from Upload-Offset once there is space");
+    else
+        dems_resp_err(req, err);
+}
+
 static void start_reading(struct dems_req *req, struct patch *p)
 {
     struct dems_staged *s = p->staged;
@@ -192,12 +214,10 @@ static void start_reading(struct dems_req *req, struct patch *p)
         dems_resp_error(req, 413, "too_large", "the body would pass Upload-Length");
         return;
     }
-    if (p->has_checksum && !p->has_start) {
-        p->has_start = true;
-        if (dems_staging_mark(s, &p->start) < 0) {
-            dems_resp_err(req, DEMS_ENOMEM);
-            return;
-        }
+    int r = dems_staging_mark(s, &p->start);
+    if (r < 0) {
+        dems_resp_err(req, r);
+        return;
     }
     dems_req_continue(req);
 }
@@ -241,6 +261,10 @@ static void acquire(struct dems_req *req, struct patch *p, bool loaded)
     if (r == DEMS_ECONFLICT) {
         tus_headers(req);
         dems_resp_error(req, 409, "upload_busy", "another request is writing this upload");
+        return;
+    }
+    if (r == DEMS_ENOMEM) {
+        dems_resp_err(req, r);
         return;
     }
     if (r < 0) {
@@ -290,6 +314,97 @@ static bool may_see(const struct dems_req *req, const char *owner)
     return dems_req_principal(req)->role == DEMS_ROLE_ADMIN || is_owner(req, owner);
 }
 
+/* A column of row 0 by name; NULL when SQL NULL. */
+static const char *col(const PGresult *res, const char *name)
+{
+    return api_col_null(res, 0, name) ? NULL : api_col(res, 0, name);
+}
+
+/* The answer to the request that finished an upload (or asked again). */
+static void reply_final(struct dems_req *req, const struct patch *p, const char *sha, bool recorded)
+{
+    tus_headers(req);
+    offset_header(req, p->length);
+    if (sha != NULL && sha[0] != '\0')
+        dems_resp_header(req, "Upload-Sha256", sha);
+    if (recorded)
+        dems_resp_header(req, "Evidence-Id", sha);
+    dems_resp_header(req, "Upload-State", recorded ? "complete" : "recording");
+    if (p->is_create) {
+        char loc[64];
+        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
+        dems_resp_header(req, "Location", loc);
+    }
+    dems_resp_json(req, p->is_create ? 201 : 204, NULL);
+}
+
+static void on_recorded(struct dems_req *req, const struct upload_outcome *o)
+{
+    struct patch *p = dems_req_data(req);
+    switch (o->kind) {
+    case UPLOAD_RECORDED:
+    case UPLOAD_RECORDING:
+        reply_final(req, p, o->sha, o->kind == UPLOAD_RECORDED);
+        return;
+    case UPLOAD_REJECTED:
+        tus_headers(req);
+        dems_resp_error(req, 422, "sha256_mismatch",
+                        "the file's SHA-256 differs from the declared one; nothing was kept");
+        return;
+    case UPLOAD_NOT_READY:
+        tus_headers(req);
+        dems_resp_error(req, 409, "upload_busy", "another request is writing this upload");
+        return;
+    case UPLOAD_GONE:
+        tus_headers(req);
+        dems_resp_error(req, 404, "not_found", "the upload is gone");
+        return;
+    case UPLOAD_FAILED:
+        break;
+    }
+    /* All the bytes are in; the server completes it once the cause is gone. */
+    tus_headers(req);
+    offset_header(req, p->length);
+    dems_resp_header(req, "Upload-State", "recording");
+    if (o->err == DEMS_ENOSPC)
+        dems_resp_error(req, 507, "disk_full",
+                        "the upload has all its bytes but the data volume is full: it is"
+                        " completed without further requests once there is space");
+    else
+        dems_resp_err(req, o->err);
+}
+
+/* Hands a whole upload to its completion (upload_record.c) and answers from it. */
+static void record(struct dems_req *req, struct patch *p)
+{
+    int r = upload_record_start(dems_req_loop(req), p->id, req, on_recorded);
+    if (r == DEMS_EAGAIN) /* a completion is running already (HEAD, housekeeping) */
+        reply_final(req, p, NULL, false);
+    else if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/*
+ * A PATCH on a complete upload: an empty one at the full offset is answered
+ * as the final PATCH was (and records it if that is still to be done), so a
+ * client that retries after a lost answer succeeds; anything else is 409.
+ */
+static void patch_complete(struct dems_req *req, struct patch *p, const char *evidence)
+{
+    const struct dems_http_head *h = dems_req_head(req);
+    if (p->client_offset != p->length || h->chunked || h->content_length > 0) {
+        tus_headers(req);
+        dems_resp_error(req, 409, "upload_finished", "the upload is already finished");
+        return;
+    }
+    if (evidence != NULL) {
+        reply_final(req, p, evidence, true);
+        return;
+    }
+    p->again = true;
+    dems_req_continue(req);
+}
+
 static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
 {
     struct patch *p = dems_req_data(req);
@@ -297,16 +412,24 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    if (PQntuples(res) != 1 || !is_owner(req, PQgetvalue(res, 0, 2)) ||
-        strcmp(PQgetvalue(res, 0, 1), "terminated") == 0) {
+    const char *state = PQntuples(res) == 1 ? api_col(res, 0, "state") : NULL;
+    if (state == NULL || !is_owner(req, api_col(res, 0, "owner")) ||
+        strcmp(state, "terminated") == 0) {
         tus_headers(req);
         dems_resp_error(req, 404, "not_found", "no such upload");
         return;
     }
-    const char *state = PQgetvalue(res, 0, 1);
-    if (strcmp(state, "expired") == 0 || PQgetvalue(res, 0, 3)[0] != 't') {
+    if (strcmp(state, "expired") == 0 ||
+        (strcmp(state, "receiving") == 0 && api_col(res, 0, "live")[0] != 't')) {
         tus_headers(req);
         dems_resp_error(req, 410, "upload_expired", "the upload expired");
+        return;
+    }
+    const char *len = api_col(res, 0, "length");
+    p->length = (uint64_t)api_id(len, strlen(len));
+    snprintf(p->expires, sizeof(p->expires), "%s", api_col(res, 0, "expires"));
+    if (strcmp(state, "complete") == 0) {
+        patch_complete(req, p, col(res, "evidence_id"));
         return;
     }
     if (strcmp(state, "receiving") != 0) {
@@ -314,9 +437,6 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
         dems_resp_error(req, 409, "upload_finished", "the upload is already finished");
         return;
     }
-    const char *len = PQgetvalue(res, 0, 0);
-    p->length = (uint64_t)api_id(len, strlen(len));
-    snprintf(p->expires, sizeof(p->expires), "%s", PQgetvalue(res, 0, 4));
     acquire(req, p, false);
 }
 
@@ -349,11 +469,11 @@ int api_uploads_patch_begin(struct dems_req *req)
     }
     memcpy(p->id, id.ptr, 32);
     const char *params[] = {p->id};
-    int r =
-        dems_db_req(req,
-                    "SELECT length, state, " OWNER_SQL
-                    ", expires_at > now(), " HTTP_DATE("expires_at") " FROM uploads WHERE id = $1",
-                    1, params, on_patch_row);
+    int r = dems_db_req(req,
+                        "SELECT length, state, " OWNER_SQL " AS owner, expires_at > now() AS live,"
+                        " " HTTP_DATE("expires_at") " AS expires, evidence_id"
+                                                    " FROM uploads WHERE id = $1",
+                        1, params, on_patch_row);
     return r < 0 ? r : DEMS_EAGAIN;
 }
 
@@ -366,20 +486,10 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
         return DEMS_ETOOBIG;
     if (p->has_checksum)
         dems_sha256_update(&p->chunk_sha, data, n);
-    return dems_staging_write(p->staged, data, n);
-}
-
-struct finish_job {
-    struct dems_req *req;
-    struct dems_staged *staged;
-    uint8_t digest[32];
-    int err;
-};
-
-static void finish_work(void *arg)
-{
-    struct finish_job *j = arg;
-    j->err = dems_staging_finish(j->staged, j->digest);
+    int r = dems_staging_write(p->staged, data, n);
+    if (r < 0)
+        write_failed(req, p, r); /* answered: the rest of the body is not read */
+    return r;
 }
 
 static void reply_progress(struct dems_req *req, struct patch *p, int status)
@@ -387,6 +497,7 @@ static void reply_progress(struct dems_req *req, struct patch *p, int status)
     tus_headers(req);
     offset_header(req, p->staged->offset);
     expires_header(req, p->expires);
+    dems_resp_header(req, "Upload-State", "receiving");
     if (p->is_create) {
         char loc[64];
         snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
@@ -395,188 +506,14 @@ static void reply_progress(struct dems_req *req, struct patch *p, int status)
     dems_resp_json(req, status, NULL);
 }
 
-/* ---- promotion: complete upload -> encrypted blob + artefact + INGESTED ---- */
-
-struct promote {
-    struct dems_req *req;
-    char sha[65];
-    char size[24];
-    char staging[4200];
-    int err;
-};
-
-static void reply_complete(struct dems_req *req, struct promote *pr)
-{
-    struct patch *p = dems_req_data(req);
-    tus_headers(req);
-    dems_resp_header(req, "Upload-Offset", pr->size);
-    dems_resp_header(req, "Upload-Sha256", pr->sha);
-    dems_resp_header(req, "Evidence-Id", pr->sha);
-    if (p->is_create) {
-        char loc[64];
-        snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
-        dems_resp_header(req, "Location", loc);
-    }
-    dems_resp_json(req, p->is_create ? 201 : 204, NULL);
-}
-
-static void on_ingested(struct dems_ledger_item *item, void *arg)
-{
-    struct promote *pr = arg;
-    struct dems_req *req = pr->req;
-    if (!dems_req_is_aborted(req)) {
-        if (item->err < 0) {
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the upload is complete but could not be recorded as evidence yet");
-        } else {
-            struct patch *p = dems_req_data(req);
-            dems_staging_remove(p->id); /* the encrypted blob holds it now */
-            reply_complete(req, pr);
-        }
-    }
-    dems_req_unref(req);
-    free(pr);
-}
-
-static void promote_work(void *arg)
-{
-    struct promote *pr = arg;
-    struct dems_server *srv = dems_req_loop(pr->req)->srv;
-    /* The staging file was encrypted as it arrived and is sealed: it becomes the blob. */
-    pr->err = dems_blob_adopt(srv->cfg->data_dir, pr->sha, pr->staging);
-}
-
-static char *dup(const char *s)
-{
-    return strdup(s);
-}
-
-static void promote_done(void *arg)
-{
-    struct promote *pr = arg;
-    struct dems_req *req = pr->req;
-    struct dems_loop *loop = dems_req_loop(req);
-    struct patch *p = dems_req_data(req);
-    const struct dems_principal *who = dems_req_principal(req);
-    struct dems_ledger_item *it = NULL;
-    if (!dems_req_is_aborted(req) && pr->err == 0)
-        it =
-            who->role == DEMS_ROLE_DEVICE
-                ? dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_DEVICE, who->serial)
-                : dems_ledger_item_new(DEMS_LEDGER_INGESTED, DEMS_LEDGER_ACTOR_USER, who->username);
-    if (it == NULL) {
-        if (!dems_req_is_aborted(req))
-            dems_resp_error(req, 500, "evidence_store_failed",
-                            "the upload is complete but could not be stored as evidence");
-        dems_req_unref(req);
-        free(pr);
-        return;
-    }
-    it->has_artefact = it->has_sha256 = it->has_size = true;
-    dems_hex_decode(pr->sha, 64, it->artefact, 32);
-    memcpy(it->sha256, it->artefact, 32);
-    uint64_t size = 0;
-    dems_parse_u64(pr->size, strlen(pr->size), UINT64_MAX, &size);
-    it->size = size;
-    it->payload = json_pack("{s:s}", "upload", p->id);
-    it->pre_sql = dup("WITH a AS (INSERT INTO artefacts (id, size, content_type, filename,"
-                      " metadata, uploaded_by, upload_id, uploaded_by_device)"
-                      " SELECT $1, length, metadata->>'content_type', metadata->>'filename',"
-                      " metadata, owner_user_id, id, owner_device_id FROM uploads WHERE id = $2"
-                      " ON CONFLICT (id) DO NOTHING RETURNING id),"
-                      /* Its preview, queued in the same transaction (once per content). */
-                      " j AS (SELECT dems_enqueue_job('preview', jsonb_build_object('evidence',"
-                      " $1::text), 'preview-' || $1) AS job)"
-                      " UPDATE uploads SET evidence_id = $1 FROM j WHERE id = $2");
-    it->pre_nparams = 2;
-    it->pre_params[0] = dup(pr->sha);
-    it->pre_params[1] = dup(p->id);
-    it->done = on_ingested;
-    it->arg = pr;
-    if (it->pre_sql == NULL || it->pre_params[0] == NULL || it->pre_params[1] == NULL ||
-        dems_ledger_append(loop->srv, loop, it) < 0) {
-        if (it->pre_sql == NULL || it->pre_params[0] == NULL || it->pre_params[1] == NULL)
-            dems_ledger_item_free(it);
-        dems_resp_err(req, DEMS_EUNAVAIL);
-        dems_req_unref(req);
-        free(pr);
-    }
-}
-
-static void on_state_stored(struct dems_req *req, const PGresult *res, int err)
-{
-    struct patch *p = dems_req_data(req);
-    if (err < 0 || PQntuples(res) != 1) {
-        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
-        return;
-    }
-    const char *state = PQgetvalue(res, 0, 0);
-    dems_staging_close(p->id);
-    p->staged = NULL; /* closed: nothing to release */
-    if (strcmp(state, "rejected") == 0) {
-        dems_staging_remove(p->id);
-        tus_headers(req);
-        dems_resp_error(req, 422, "sha256_mismatch",
-                        "the file's SHA-256 differs from the declared one; nothing was kept");
-        return;
-    }
-    struct promote *pr = calloc(1, sizeof(*pr));
-    if (pr == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
-    }
-    pr->req = req;
-    snprintf(pr->size, sizeof(pr->size), "%s", PQgetvalue(res, 0, 1));
-    snprintf(pr->sha, sizeof(pr->sha), "%s", PQgetvalue(res, 0, 2));
-    dems_staging_path(p->id, pr->staging, sizeof(pr->staging));
-    dems_req_ref(req);
-    if (dems_work_submit(dems_req_loop(req), promote_work, promote_done, pr) < 0) {
-        dems_req_unref(req);
-        free(pr);
-        dems_resp_err(req, DEMS_ENOMEM);
-    }
-}
-
-static void on_finished(void *arg)
-{
-    struct finish_job *j = arg;
-    struct dems_req *req = j->req;
-    struct patch *p = dems_req_data(req);
-    if (!dems_req_is_aborted(req)) {
-        if (j->err < 0) {
-            dems_resp_err(req, j->err);
-        } else {
-            char hex[65];
-            dems_hex_encode(j->digest, 32, hex);
-            const char *params[] = {p->id, hex};
-            /* One statement decides: complete when the declared hash (if
-             * any) matches, rejected otherwise. */
-            int r =
-                dems_db_req(req,
-                            "UPDATE uploads SET sha256 = $2, updated_at = now(),"
-                            " state = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
-                            " THEN 'complete' ELSE 'rejected' END,"
-                            " reason = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
-                            " THEN NULL ELSE 'sha256 differs from the declared value' END"
-                            " WHERE id = $1 AND state = 'receiving'"
-                            " RETURNING state, length, sha256",
-                            2, params, on_state_stored);
-            if (r < 0)
-                dems_resp_err(req, r);
-        }
-    }
-    dems_req_unref(req);
-    free(j);
-}
-
 void api_uploads_patch_end(struct dems_req *req)
 {
     struct patch *p = dems_req_data(req);
-    struct dems_staged *s = p->staged;
-    if (s == NULL) { /* a creation without a body */
-        reply_progress(req, p, 201);
+    if (p->again) {
+        record(req, p);
         return;
     }
+    struct dems_staged *s = p->staged;
     if (p->has_checksum) {
         uint8_t got[32];
         dems_sha256_final(&p->chunk_sha, got);
@@ -590,24 +527,23 @@ void api_uploads_patch_end(struct dems_req *req)
             return;
         }
     }
+    /* Everything this request brought is written before it is answered, so
+     * a full disk is reported (507) and the chunk cut off, never lost later. */
+    int r = s->offset < s->length ? dems_staging_flush(s) : dems_staging_seal(s);
+    if (r < 0) {
+        write_failed(req, p, r);
+        return;
+    }
     p->finished = true;
     if (s->offset < s->length) {
         reply_progress(req, p, p->is_create ? 201 : 204);
         return;
     }
-    struct finish_job *j = calloc(1, sizeof(*j));
-    if (j == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
-    }
-    j->req = req;
-    j->staged = s;
-    dems_req_ref(req);
-    if (dems_work_submit(dems_req_loop(req), finish_work, on_finished, j) < 0) {
-        dems_req_unref(req);
-        free(j);
-        dems_resp_err(req, DEMS_ENOMEM);
-    }
+    /* Claimed for completion before it is let go, so a HEAD meanwhile
+     * finds it busy or claimed and does not race this request's answer. */
+    record(req, p);
+    dems_staging_release(s);
+    p->staged = NULL;
 }
 
 /* ---- POST: creation (and creation-with-upload) ---- */
@@ -617,17 +553,41 @@ static void on_created(struct dems_req *req, const PGresult *res, int err)
     struct patch *p = dems_req_data(req);
     if (err < 0 || PQntuples(res) != 1) {
         dems_staging_remove(p->id);
-        api_db_error(req, res, err < 0 ? err : DEMS_EDB);
+        if (err == 0) {
+            const struct dems_principal *who = dems_req_principal(req);
+            bool device = who->role == DEMS_ROLE_DEVICE;
+            char msg[200];
+            snprintf(msg, sizeof(msg),
+                     "this %s has %llu unfinished uploads, the most allowed (%s):"
+                     " finish or terminate one first",
+                     device ? "device" : "user",
+                     (unsigned long long)(device ? cfg(req)->upload_max_unfinished_per_device
+                                                 : cfg(req)->upload_max_unfinished_per_user),
+                     device ? "upload_max_unfinished_per_device"
+                            : "upload_max_unfinished_per_user");
+            tus_headers(req);
+            dems_resp_error(req, 429, "too_many_unfinished_uploads", msg);
+            return;
+        }
+        api_db_error(req, res, err);
         return;
     }
     snprintf(p->expires, sizeof(p->expires), "%s", PQgetvalue(res, 0, 0));
-    /* The staging file is new and empty: loading it here reads nothing. */
-    if (dems_staging_load(p->id, p->length) < 0) {
-        dems_resp_error(req, 500, "staging_failed", "cannot create the staging file");
-        return;
-    }
     acquire(req, p, true);
 }
+
+/*
+ * The new row, only while its owner has fewer unfinished uploads than the
+ * cap ($8). Two creations racing may both pass at the cap's edge: the cap
+ * bounds resources, it is not an exact quota.
+ */
+#define CREATE_SQL                                                                                 \
+    "INSERT INTO uploads (id, owner_user_id, length, metadata, declared_sha256, expires_at,"       \
+    " owner_device_id) SELECT $1, $2, $3, $4::jsonb, $5, now() + make_interval(secs => $6::int),"  \
+    " $7 WHERE (SELECT count(*) FROM uploads WHERE state = 'receiving' AND owner_user_id = $2"     \
+    " AND expires_at > now()) + (SELECT count(*) FROM uploads WHERE state = 'receiving'"           \
+    " AND owner_device_id = $7 AND expires_at > now()) < $8::bigint"                               \
+    " RETURNING " HTTP_DATE("expires_at")
 
 int api_uploads_create_begin(struct dems_req *req)
 {
@@ -670,31 +630,31 @@ int api_uploads_create_begin(struct dems_req *req)
     uint8_t rnd[16];
     randombytes_buf(rnd, sizeof(rnd));
     dems_hex_encode(rnd, sizeof(rnd), p->id);
-    if (dems_staging_create(p->id) < 0) {
+    int sr = dems_staging_create(p->id, p->length);
+    if (sr < 0) {
         json_decref(meta);
-        dems_resp_error(req, 500, "staging_failed", "cannot create the staging file");
-        return DEMS_EIO;
+        tus_headers(req);
+        if (sr == DEMS_ENOSPC)
+            dems_resp_error(req, 507, "disk_full", "the data volume is full: no upload can start");
+        else
+            dems_resp_error(req, 500, "staging_failed", "cannot create the staging file");
+        return sr;
     }
     char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
-    char owner[24], length[24], expiry[24];
+    char owner[24], length[24], expiry[24], cap[24];
     const struct dems_principal *who = dems_req_principal(req);
     bool device = who->role == DEMS_ROLE_DEVICE;
     snprintf(owner, sizeof(owner), "%lld", (long long)(device ? who->device_id : who->user_id));
     snprintf(length, sizeof(length), "%llu", (unsigned long long)p->length);
     snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)cfg(req)->upload_expiry);
+    snprintf(cap, sizeof(cap), "%llu",
+             (unsigned long long)(device ? cfg(req)->upload_max_unfinished_per_device
+                                         : cfg(req)->upload_max_unfinished_per_user));
     const char *params[] = {
         p->id,  device ? NULL : owner, length, meta_text, declared[0] ? declared : NULL,
-        expiry, device ? owner : NULL};
-    int r = meta_text == NULL ? DEMS_ENOMEM
-                              : dems_db_req(req,
-                                            "INSERT INTO uploads (id, owner_user_id, length,"
-                                            " metadata, declared_sha256, expires_at,"
-                                            " owner_device_id)"
-                                            " VALUES ($1, $2, $3, $4::jsonb, $5,"
-                                            " now() + make_interval(secs => $6::int), $7)"
-                                            " RETURNING " HTTP_DATE("expires_at"),
-                                            7, params, on_created);
+        expiry, device ? owner : NULL, cap};
+    int r = meta_text == NULL ? DEMS_ENOMEM : dems_db_req(req, CREATE_SQL, 8, params, on_created);
     free(meta_text);
     if (r < 0) {
         dems_staging_remove(p->id);
@@ -705,45 +665,66 @@ int api_uploads_create_begin(struct dems_req *req)
 
 /* ---- GET/HEAD: state ---- */
 
+/*
+ * The state a client sees: the row's, except that an upload holding all
+ * its bytes but not yet recorded as evidence is "recording" (its completion
+ * is started again here; it needs nothing from the client).
+ */
+static const char *shown_state(struct dems_req *req, const PGresult *res, uint64_t offset,
+                               uint64_t length)
+{
+    const char *state = api_col(res, 0, "state"), *id = api_col(res, 0, "id");
+    bool whole = strcmp(state, "receiving") == 0 && offset == length;
+    bool unrecorded = strcmp(state, "complete") == 0 && col(res, "evidence_id") == NULL;
+    if (!whole && !unrecorded)
+        return state;
+    /* Busy: the request that sealed it is completing it. */
+    if (!(whole && dems_staging_busy(id)))
+        upload_record_start(dems_req_loop(req), id, NULL, NULL); /* or already running */
+    return "recording";
+}
+
 /* Answers GET/HEAD from the upload's row (and its loaded staging state). */
 static void reply_state(struct dems_req *req, const PGresult *res)
 {
-    const char *id = PQgetvalue(res, 0, 0), *state = PQgetvalue(res, 0, 3);
-    const char *len = PQgetvalue(res, 0, 2);
+    const char *id = api_col(res, 0, "id"), *state = api_col(res, 0, "state");
+    const char *len = api_col(res, 0, "length");
+    const char *evidence = col(res, "evidence_id");
     uint64_t length = (uint64_t)api_id(len, strlen(len));
     uint64_t offset = 0;
     if (strcmp(state, "receiving") == 0) {
         int64_t size = dems_staging_size(id);
         offset = size > 0 ? (uint64_t)size : 0;
-        expires_header(req, PQgetvalue(res, 0, 8));
+        expires_header(req, api_col(res, 0, "expires_http"));
     } else if (strcmp(state, "complete") == 0) {
         offset = length;
-    }
-    json_error_t jerr;
-    json_t *meta = json_loads(PQgetvalue(res, 0, 6), 0, &jerr);
-    json_t *body =
-        json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "id", id, "state", state, "offset",
-                  (json_int_t)offset, "length", (json_int_t)length, "metadata",
-                  meta != NULL ? meta : json_object(), "expires_at", PQgetvalue(res, 0, 7));
-    if (body != NULL && !PQgetisnull(res, 0, 5))
-        json_object_set_new(body, "sha256", json_string(PQgetvalue(res, 0, 5)));
-    if (body != NULL && !PQgetisnull(res, 0, 4))
-        json_object_set_new(body, "reason", json_string(PQgetvalue(res, 0, 4)));
-    if (!PQgetisnull(res, 0, 9)) {
-        dems_resp_header(req, "Evidence-Id", PQgetvalue(res, 0, 9));
-        if (body != NULL)
-            json_object_set_new(body, "evidence_id", json_string(PQgetvalue(res, 0, 9)));
     }
     tus_headers(req);
     offset_header(req, offset);
     dems_resp_header(req, "Upload-Length", len);
     if (strcmp(state, "terminated") == 0 || strcmp(state, "expired") == 0) {
-        json_decref(body);
         dems_resp_error(req, strcmp(state, "expired") == 0 ? 410 : 404,
                         strcmp(state, "expired") == 0 ? "upload_expired" : "not_found",
                         "the upload is gone");
         return;
     }
+    const char *shown = shown_state(req, res, offset, length);
+    json_error_t jerr;
+    json_t *meta = json_loads(api_col(res, 0, "metadata"), 0, &jerr);
+    json_t *body =
+        json_pack("{s:s,s:s,s:I,s:I,s:o,s:s}", "id", id, "state", shown, "offset",
+                  (json_int_t)offset, "length", (json_int_t)length, "metadata",
+                  meta != NULL ? meta : json_object(), "expires_at", api_col(res, 0, "expires_at"));
+    if (body != NULL && col(res, "sha256") != NULL)
+        json_object_set_new(body, "sha256", json_string(col(res, "sha256")));
+    if (body != NULL && col(res, "reason") != NULL)
+        json_object_set_new(body, "reason", json_string(col(res, "reason")));
+    if (evidence != NULL) {
+        dems_resp_header(req, "Evidence-Id", evidence);
+        if (body != NULL)
+            json_object_set_new(body, "evidence_id", json_string(evidence));
+    }
+    dems_resp_header(req, "Upload-State", shown);
     dems_resp_json(req, 200, body);
 }
 
@@ -781,13 +762,13 @@ static void on_state(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    if (PQntuples(res) != 1 || !may_see(req, PQgetvalue(res, 0, 1))) {
+    if (PQntuples(res) != 1 || !may_see(req, api_col(res, 0, "owner"))) {
         tus_headers(req);
         dems_resp_error(req, 404, "not_found", "no such upload");
         return;
     }
-    const char *id = PQgetvalue(res, 0, 0);
-    if (strcmp(PQgetvalue(res, 0, 3), "receiving") != 0 || dems_staging_loaded(id)) {
+    const char *id = api_col(res, 0, "id");
+    if (strcmp(api_col(res, 0, "state"), "receiving") != 0 || dems_staging_loaded(id)) {
         reply_state(req, res);
         return;
     }
@@ -804,7 +785,7 @@ static void on_state(struct dems_req *req, const PGresult *res, int err)
     }
     j->req = req;
     snprintf(j->id, sizeof(j->id), "%s", id);
-    j->length = (uint64_t)api_id(PQgetvalue(res, 0, 2), strlen(PQgetvalue(res, 0, 2)));
+    j->length = (uint64_t)api_id(api_col(res, 0, "length"), strlen(api_col(res, 0, "length")));
     dems_req_ref(req);
     if (dems_work_submit(dems_req_loop(req), state_load_work, state_loaded, j) < 0) {
         dems_req_unref(req);
@@ -825,11 +806,14 @@ void api_uploads_get(struct dems_req *req)
     memcpy(idz, id.ptr, 32);
     idz[32] = '\0';
     const char *params[] = {idz};
-    int r = dems_db_req(
-        req,
-        "SELECT id, " OWNER_SQL ", length, state, reason, sha256, metadata::text, " API_TS(
-            "expires_at") ", " HTTP_DATE("expires_at") ", evidence_id FROM uploads WHERE id = $1",
-        1, params, on_state);
+    int r =
+        dems_db_req(req,
+                    "SELECT id, " OWNER_SQL " AS owner, length, state, reason, sha256,"
+                    " metadata::text AS metadata, " API_TS(
+                        "expires_at") " AS expires_at,"
+                                      " " HTTP_DATE("expires_at") " AS expires_http, evidence_id"
+                                                                  " FROM uploads WHERE id = $1",
+                    1, params, on_state);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -848,8 +832,10 @@ static void on_terminated(struct dems_req *req, const PGresult *res, int err)
         dems_resp_error(req, 404, "not_found", "no such upload in progress");
         return;
     }
-    if (p->staged != NULL)
-        p->staged = NULL; /* freed by dems_staging_remove below */
+    if (p->staged != NULL) {
+        dems_staging_release(p->staged);
+        p->staged = NULL;
+    }
     dems_staging_remove(p->id);
     dems_resp_json(req, 204, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dems/crypto.h"
@@ -223,7 +224,41 @@ static const char *blob_problem(int r)
     }
 }
 
-/* Checks every artefact's blob; one line per bad one, a summary, exit 1 if any. */
+/*
+ * Prints one line per orphan: a file in the blob store that no artefact,
+ * derivative or upload being recorded names (the store is listed before
+ * the database is read; files changed within the last hour are left out, as
+ * a preview job stores its outputs a moment before recording them).
+ * Returns how many, or -1.
+ */
+static long print_orphans(PGconn *db, const char *data_dir)
+{
+    char **names = NULL;
+    size_t n = 0;
+    if (dems_blob_list(data_dir, (int64_t)time(NULL) - 3600, &names, &n) < 0)
+        return -1;
+    PGresult *res = PQexec(db, "SELECT id FROM artefacts UNION ALL SELECT blob FROM derivatives"
+                               " UNION ALL SELECT sha256 FROM uploads"
+                               " WHERE state = 'complete' AND evidence_id IS NULL");
+    int nref = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
+    char **ref = nref >= 0 ? calloc((size_t)nref + 1, sizeof(*ref)) : NULL;
+    long r = -1;
+    if (ref != NULL) {
+        for (int i = 0; i < nref; i++)
+            ref[i] = PQgetvalue(res, i, 0);
+        n = dems_blob_orphans(names, n, ref, (size_t)nref);
+        for (size_t i = 0; i < n; i++)
+            printf("ORPHAN %s: in the blob store, but no evidence, derivative or upload names it\n",
+                   names[i]);
+        r = (long)n;
+    }
+    free(ref);
+    PQclear(res);
+    dems_blob_list_free(names, n);
+    return r;
+}
+
+/* Checks every artefact's blob; one line per bad one or orphan, a summary, exit 1 if any. */
 static int verify_blobs(int argc, char **argv)
 {
     char *flags[16];
@@ -236,8 +271,9 @@ static int verify_blobs(int argc, char **argv)
             printf("Usage: demsd admin verify-blobs --data DIR [--config FILE] [--set KEY=VALUE]\n"
                    "\n"
                    "Re-reads every stored evidence blob: authenticated decryption and the\n"
-                   "SHA-256 of the plaintext against its id. Prints one line per blob that is\n"
-                   "missing or altered and exits 1 if there is any.\n"
+                   "SHA-256 of the plaintext against its id, then lists orphans: files in the\n"
+                   "blob store that no evidence, derivative or upload names. Prints one line\n"
+                   "per blob that is missing, altered or orphaned and exits 1 if there is any.\n"
                    "\n"
                    "Options:\n"
                    "  --data DIR        data directory\n"
@@ -289,13 +325,15 @@ static int verify_blobs(int argc, char **argv)
             }
         }
         PQclear(res);
+        long orphans = n < 0 ? 0 : print_orphans(db, s.cfg.data_dir);
         PQfinish(db);
-        if (n < 0) {
-            fprintf(stderr, "demsd admin verify-blobs: cannot list artefacts\n");
+        if (n < 0 || orphans < 0) {
+            fprintf(stderr, "demsd admin verify-blobs: cannot list %s\n",
+                    n < 0 ? "artefacts" : "the blob store");
             rc = 1;
         } else {
-            printf("%d blobs checked, %d bad\n", n, bad);
-            rc = bad > 0 ? 1 : 0;
+            printf("%d blobs checked, %d bad, %ld orphans\n", n, bad, orphans);
+            rc = bad > 0 || orphans > 0 ? 1 : 0;
         }
     }
     if (master != NULL)

@@ -43,8 +43,19 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 void dems_loop_maybe_exit(struct dems_loop *loop)
 {
-    if (loop->draining && loop->nconns == 0)
+    if (loop->draining && loop->nconns == 0 && loop->holds == 0)
         event_base_loopexit(loop->base, NULL);
+}
+
+void dems_loop_hold(struct dems_loop *loop)
+{
+    loop->holds++;
+}
+
+void dems_loop_unhold(struct dems_loop *loop)
+{
+    loop->holds--;
+    dems_loop_maybe_exit(loop);
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
@@ -154,11 +165,15 @@ static int loop_init(struct dems_server *srv, struct dems_loop *loop, unsigned i
     loop->work_ev = event_new(loop->base, -1, 0, on_work, loop);
     loop->drain_timer = evtimer_new(loop->base, on_drain_timeout, loop);
     if (id == 0) {
-        /* Housekeeping (expiring abandoned uploads) runs on the first loop. */
+        /* Housekeeping (expiring abandoned uploads, recording completed ones) runs
+         * on the first loop. */
         loop->periodic = event_new(loop->base, -1, EV_PERSIST, on_periodic, loop);
         struct timeval tv = {.tv_sec = (time_t)srv->cfg->housekeeping_interval};
         if (loop->periodic == NULL || event_add(loop->periodic, &tv) != 0)
             return DEMS_ENOMEM;
+        /* And once as soon as the loop runs: uploads a crash left sealed
+         * but unrecorded are completed at start (dems_api_periodic). */
+        event_active(loop->periodic, EV_READ, 0);
     }
     loop->db = dems_db_pool_new(loop->base, srv->db_conninfo, (size_t)srv->cfg->db_pool_size);
     loop->listener = evconnlistener_new(loop->base, on_accept, loop, 0, -1, srv->listen_fd);

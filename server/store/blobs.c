@@ -2,6 +2,7 @@
 /* The encrypted, content-addressed blob store (see demsd/blobs.h). */
 #include "demsd/blobs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -46,6 +47,8 @@ int dems_blob_write_all(int fd, const uint8_t *p, size_t n)
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == ENOSPC || errno == EDQUOT))
+            return DEMS_ENOSPC;
         if (w <= 0)
             return DEMS_EIO;
         p += w;
@@ -217,6 +220,13 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
     return fsync_dir(dir);
 }
 
+bool dems_blob_exists(const char *data_dir, const char *id)
+{
+    char path[PATH_MAX + 80];
+    blob_path(data_dir, id, path, sizeof(path), false);
+    return access(path, F_OK) == 0;
+}
+
 int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
                    struct dems_blob **ret)
 {
@@ -307,4 +317,107 @@ int dems_blob_verify(const char *data_dir, const uint8_t master[static 32], cons
         return fr;
     sodium_bin2hex(hex, sizeof(hex), digest, 32);
     return strcmp(hex, id) == 0 ? 0 : DEMS_ECRYPTO;
+}
+
+/* Appends name to a growing array of strings. */
+static int names_add(char ***names, size_t *n, size_t *cap, const char *name)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap > 0 ? *cap * 2 : 256;
+        char **grown = realloc(*names, ncap * sizeof(*grown));
+        if (grown == NULL)
+            return DEMS_ENOMEM;
+        *names = grown;
+        *cap = ncap;
+    }
+    (*names)[*n] = strdup(name);
+    if ((*names)[*n] == NULL)
+        return DEMS_ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds the files of one shard directory (blobs/XX) last modified before `before`. */
+static int list_shard(const char *path, int64_t before, char ***names, size_t *n, size_t *cap)
+{
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return DEMS_EIO;
+    int r = 0;
+    struct dirent *e;
+    while (r == 0 && (e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+            S_ISDIR(st.st_mode) || (int64_t)st.st_mtime >= before)
+            continue;
+        r = names_add(names, n, cap, e->d_name);
+    }
+    closedir(d);
+    return r;
+}
+
+int dems_blob_list(const char *data_dir, int64_t before, char ***ret_names, size_t *ret_n)
+{
+    char top[PATH_MAX];
+    snprintf(top, sizeof(top), "%s/blobs", data_dir);
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+    DIR *d = opendir(top);
+    if (d == NULL && errno != ENOENT)
+        return DEMS_EIO;
+    struct dirent *e;
+    while (d != NULL && r == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char shard[PATH_MAX + 300];
+        struct stat st;
+        snprintf(shard, sizeof(shard), "%s/%s", top, e->d_name);
+        if (lstat(shard, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            r = list_shard(shard, before, &names, &n, &cap);
+        else if ((int64_t)st.st_mtime < before) /* not where a blob belongs: report it too */
+            r = names_add(&names, &n, &cap, e->d_name);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (r < 0) {
+        dems_blob_list_free(names, n);
+        return r;
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), by_name);
+    *ret_names = names;
+    *ret_n = n;
+    return 0;
+}
+
+void dems_blob_list_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+size_t dems_blob_orphans(char **names, size_t n, char **referenced, size_t nref)
+{
+    if (nref > 1)
+        qsort(referenced, nref, sizeof(*referenced), by_name);
+    size_t kept = 0, j = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = 1;
+        while (j < nref && (c = strcmp(referenced[j], names[i])) < 0)
+            j++;
+        if (j < nref && c == 0)
+            free(names[i]); /* referenced */
+        else
+            names[kept++] = names[i];
+    }
+    return kept;
 }

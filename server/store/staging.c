@@ -9,6 +9,13 @@
  * stays in memory until it fills or the upload completes. Writes go to the
  * page cache from the loop thread (like any socket buffer copy); fsync, which
  * can block for long, only happens in dems_staging_finish on the work pool.
+ *
+ * Between requests an upload is "parked": its file is closed, its write
+ * buffer freed and its unfilled last chunk kept in a buffer of exactly its
+ * size, so an unfinished upload costs a few hundred bytes and no file
+ * descriptor however long it waits (#19.3: a client creating uploads by the
+ * thousand must not exhaust descriptors). Acquiring it for a request opens
+ * the file again.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "dems/err.h"
@@ -40,8 +48,11 @@ typedef crypto_secretstream_xchacha20poly1305_state stream_state;
 #define PAGE        4096
 #define FLUSH_AFTER (8u << 20)
 
+/* The registry: a hash table of registered uploads, guarded by mu. */
+#define NBUCKETS 1024
+
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct dems_staged *active;
+static struct dems_staged *table[NBUCKETS];
 static char dir[PATH_MAX];
 static const uint8_t *master; /* borrowed for the process's life */
 
@@ -59,74 +70,196 @@ static void path_of(const char *id, char *out, size_t len)
     snprintf(out, len, "%s/%s", dir, id);
 }
 
-/* Writes a fresh blob head to fd (at its start); returns the push state. */
-static int write_head(int fd, stream_state *st)
+/* DEMS_ENOSPC when the volume (or the quota) is full, else DEMS_EIO. */
+static int io_error(int e)
 {
-    uint8_t head[DEMS_BLOB_HEADER_LEN];
-    dems_blob_stream_new(master, head, st);
-    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) < 0)
-        return DEMS_EIO;
-    return dems_blob_write_all(fd, head, sizeof(head));
+    return e == ENOSPC || e == EDQUOT ? DEMS_ENOSPC : DEMS_EIO;
 }
 
-int dems_staging_create(const char *id)
+static size_t bucket(const char *id)
 {
-    char p[PATH_MAX + 40];
-    path_of(id, p, sizeof(p));
-    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return DEMS_EIO;
-    stream_state st;
-    int r = write_head(fd, &st);
-    sodium_memzero(&st, sizeof(st));
-    close(fd);
-    if (r < 0)
-        unlink(p);
-    return r;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = id; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h % NBUCKETS;
 }
 
 static struct dems_staged *find(const char *id)
 {
-    for (struct dems_staged *s = active; s != NULL; s = s->next) {
+    for (struct dems_staged *s = table[bucket(id)]; s != NULL; s = s->next) {
         if (strcmp(s->id, id) == 0)
             return s;
     }
     return NULL;
 }
 
-int dems_staging_acquire(const char *id, struct dems_staged **ret)
+static void insert(struct dems_staged *s)
 {
-    pthread_mutex_lock(&mu);
-    struct dems_staged *s = find(id);
-    int r = s == NULL ? DEMS_ENOTFOUND : s->busy ? DEMS_ECONFLICT : 0;
-    if (r == 0) {
-        s->busy = true;
-        *ret = s;
+    size_t b = bucket(s->id);
+    s->next = table[b];
+    table[b] = s;
+}
+
+static void unlink_state(struct dems_staged *s)
+{
+    for (struct dems_staged **pp = &table[bucket(s->id)]; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
     }
-    pthread_mutex_unlock(&mu);
-    return r;
+}
+
+static void free_tail(struct dems_staged *s)
+{
+    if (s->tail != NULL) {
+        sodium_memzero(s->tail, s->fd >= 0 ? DEMS_BLOB_CHUNK : s->tail_len);
+        free(s->tail);
+        s->tail = NULL;
+    }
 }
 
 static void free_staged(struct dems_staged *s)
 {
     free(s->pend);
+    free_tail(s);
     if (s->fd >= 0)
         close(s->fd);
     dems_sha256_done(&s->sha);
-    if (s->tail != NULL) {
-        sodium_memzero(s->tail, DEMS_BLOB_CHUNK);
-        free(s->tail);
-    }
     sodium_memzero(&s->st, sizeof(s->st));
     free(s);
+}
+
+/* A new, unregistered state (no file open, no buffers). */
+static struct dems_staged *staged_new(const char *id, uint64_t length)
+{
+    struct dems_staged *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->fd = -1;
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    s->length = length;
+    if (dems_sha256_init(&s->sha) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Writes a fresh blob head to fd (at its start); returns the push state. */
+static int write_head(int fd, stream_state *st)
+{
+    uint8_t head[DEMS_BLOB_HEADER_LEN];
+    dems_blob_stream_new(master, head, st);
+    if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) < 0)
+        return io_error(errno);
+    return dems_blob_write_all(fd, head, sizeof(head));
+}
+
+int dems_staging_create(const char *id, uint64_t length)
+{
+    char p[PATH_MAX + 40];
+    path_of(id, p, sizeof(p));
+    struct dems_staged *s = staged_new(id, length);
+    if (s == NULL)
+        return DEMS_ENOMEM;
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        free_staged(s);
+        return io_error(errno);
+    }
+    int r = write_head(fd, &s->st);
+    close(fd);
+    if (r < 0) {
+        unlink(p);
+        free_staged(s);
+        return r;
+    }
+    s->file_len = s->disk_len = s->synced_to = DEMS_BLOB_HEADER_LEN;
+    pthread_mutex_lock(&mu);
+    insert(s);
+    pthread_mutex_unlock(&mu);
+    return 0;
+}
+
+/*
+ * Opens a parked state's file and gives it its write buffer and a whole
+ * chunk for its tail. Runs with busy set, so nothing else touches s.
+ */
+static int unpark(struct dems_staged *s)
+{
+    char p[PATH_MAX + 40];
+    path_of(s->id, p, sizeof(p));
+    int fd = open(p, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return DEMS_EIO; /* registered but gone: staging_missing */
+    uint8_t *pend = malloc(PEND_CAP), *tail = malloc(DEMS_BLOB_CHUNK);
+    if (pend == NULL || tail == NULL || lseek(fd, (off_t)s->file_len, SEEK_SET) < 0) {
+        free(pend);
+        free(tail);
+        close(fd);
+        return pend == NULL || tail == NULL ? DEMS_ENOMEM : DEMS_EIO;
+    }
+    if (s->tail_len > 0)
+        memcpy(tail, s->tail, s->tail_len);
+    free_tail(s);
+    s->tail = tail;
+    s->pend = pend;
+    s->pend_len = 0;
+    s->fd = fd;
+    return 0;
+}
+
+/*
+ * Closes s's file, frees its write buffer and keeps its tail in a buffer
+ * of exactly its size. Buffered cipher bytes must have been written.
+ */
+static void park(struct dems_staged *s)
+{
+    uint8_t *keep = NULL;
+    if (s->tail_len > 0) {
+        keep = malloc(s->tail_len);
+        if (keep == NULL)
+            return; /* keep the whole chunk (and the descriptor) rather than lose bytes */
+        memcpy(keep, s->tail, s->tail_len);
+    }
+    free_tail(s);
+    s->tail = keep;
+    free(s->pend);
+    s->pend = NULL;
+    s->pend_len = 0;
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+}
+
+int dems_staging_acquire(const char *id, struct dems_staged **ret)
+{
+    pthread_mutex_lock(&mu);
+    struct dems_staged *s = find(id);
+    int r = s == NULL ? DEMS_ENOTFOUND : s->busy || s->doomed ? DEMS_ECONFLICT : 0;
+    if (r == 0)
+        s->busy = true;
+    pthread_mutex_unlock(&mu);
+    if (r == 0 && s->fd < 0) {
+        r = unpark(s);
+        if (r < 0) {
+            pthread_mutex_lock(&mu);
+            s->busy = false;
+            pthread_mutex_unlock(&mu);
+        }
+    }
+    if (r == 0)
+        *ret = s;
+    return r;
 }
 
 /*
  * Re-reads a staging file after a restart: every whole chunk that decrypts
  * is kept and hashed, and the stream state after it is where writing
- * resumes. A torn last chunk (the process died mid-write) is cut off; a
- * FINAL chunk (it died between completing and storing the blob) is opened
- * again as the in-memory tail, so completion re-seals it.
+ * resumes. A torn last chunk (the process died mid-write) is cut off. A
+ * FINAL chunk (it died between sealing the upload and recording it) is
+ * kept: the upload is sealed, with all its bytes.
  */
 static int reload(struct dems_staged *s, uint8_t *cipher)
 {
@@ -156,20 +289,20 @@ static int reload(struct dems_staged *s, uint8_t *cipher)
             s->st = before;
             break; /* torn */
         }
-        dems_sha256_update(&s->sha, s->tail, (size_t)plen);
-        s->offset += plen;
-        if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
-            s->st = before;
-            s->tail_len = (size_t)plen;
-            break;
-        }
-        if (plen != DEMS_BLOB_CHUNK) { /* only the FINAL chunk may be short */
-            s->offset -= plen;
+        bool final = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
+        if (!final && plen != DEMS_BLOB_CHUNK) { /* only the FINAL chunk may be short */
             s->st = before;
             return DEMS_ECRYPTO;
         }
+        dems_sha256_update(&s->sha, s->tail, (size_t)plen);
+        s->offset += plen;
         s->file_len += (uint64_t)n;
+        if (final) {
+            s->sealed = true;
+            break;
+        }
     }
+    sodium_memzero(s->tail, DEMS_BLOB_CHUNK);
     return 0; /* dems_staging_load cuts the file to file_len */
 }
 
@@ -184,7 +317,7 @@ static int settle(struct dems_staged *s)
         s->file_len = DEMS_BLOB_HEADER_LEN;
         return write_head(s->fd, &s->st);
     }
-    if (ftruncate(s->fd, (off_t)s->file_len) != 0 || lseek(s->fd, (off_t)s->file_len, SEEK_SET) < 0)
+    if (ftruncate(s->fd, (off_t)s->file_len) != 0)
         return DEMS_EIO;
     return 0;
 }
@@ -196,29 +329,25 @@ int dems_staging_load(const char *id, uint64_t length)
     int fd = open(p, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
-    struct dems_staged *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
-        close(fd);
-        return DEMS_ENOMEM;
-    }
-    snprintf(s->id, sizeof(s->id), "%s", id);
-    s->fd = fd;
-    s->length = length;
+    struct dems_staged *s = staged_new(id, length);
     uint8_t *cipher = malloc(DEMS_BLOB_CIPHER_CHUNK);
-    s->tail = malloc(DEMS_BLOB_CHUNK);
-    s->pend = malloc(PEND_CAP);
-    int r = cipher == NULL || s->tail == NULL || s->pend == NULL || dems_sha256_init(&s->sha) < 0
-                ? DEMS_ENOMEM
-                : 0;
-    if (r == 0)
-        r = reload(s, cipher);
+    int r = s == NULL || cipher == NULL ? DEMS_ENOMEM : 0;
+    if (r == 0) {
+        s->fd = fd;
+        s->tail = malloc(DEMS_BLOB_CHUNK);
+        r = s->tail == NULL ? DEMS_ENOMEM : reload(s, cipher);
+    } else {
+        close(fd);
+    }
     free(cipher);
-    if (r == 0 && s->offset > length)
+    if (r == 0 && (s->offset > length || (s->sealed && s->offset != length)))
         r = DEMS_ECRYPTO; /* not this upload's file */
     if (r < 0) {
-        free_staged(s);
+        if (s != NULL)
+            free_staged(s);
         return r;
     }
+    s->tail_len = 0; /* whole chunks only: the tail of a dead process is gone */
     pthread_mutex_lock(&mu);
     if (find(id) != NULL) {
         /* Loaded meanwhile by another request: keep that one. */
@@ -230,8 +359,8 @@ int dems_staging_load(const char *id, uint64_t length)
     if (r == 0) {
         s->disk_len = s->file_len;
         s->synced_to = s->file_len;
-        s->next = active;
-        active = s;
+        park(s);
+        insert(s);
     }
     pthread_mutex_unlock(&mu);
     if (r < 0)
@@ -242,7 +371,8 @@ int dems_staging_load(const char *id, uint64_t length)
 /*
  * Writes buffered cipher bytes: all of them (all), or as many as end on a
  * page boundary. On failure the file is cut back to its last good length
- * and the state is marked broken (reloaded from the file after release).
+ * and the state is marked broken (the caller rolls back to a mark, or the
+ * state is reloaded from the file after release).
  */
 static int flush_pend(struct dems_staged *s, bool all)
 {
@@ -251,11 +381,12 @@ static int flush_pend(struct dems_staged *s, bool all)
         n -= (size_t)((s->disk_len + n) % PAGE);
     if (n == 0)
         return 0;
-    if (dems_blob_write_all(s->fd, s->pend, n) < 0) {
+    int r = dems_blob_write_all(s->fd, s->pend, n);
+    if (r < 0) {
         s->broken = true;
         if (ftruncate(s->fd, (off_t)s->disk_len) == 0)
             lseek(s->fd, (off_t)s->disk_len, SEEK_SET);
-        return DEMS_EIO;
+        return r;
     }
     s->disk_len += n;
     s->pend_len -= n;
@@ -278,6 +409,7 @@ static int push_tail(struct dems_staged *s, bool final)
         final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
     s->pend_len += (size_t)clen;
     s->file_len += clen;
+    sodium_memzero(s->tail, s->tail_len);
     s->tail_len = 0;
     s->sealed = final;
     return s->pend_len >= PEND_FLUSH ? flush_pend(s, false) : 0;
@@ -287,52 +419,78 @@ int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
 {
     if (s->broken || s->sealed || n > s->length - s->offset)
         return DEMS_EIO;
-    dems_sha256_update(&s->sha, data, n);
     while (n > 0) {
         size_t take = DEMS_BLOB_CHUNK - s->tail_len;
         if (take > n)
             take = n;
         memcpy(s->tail + s->tail_len, data, take);
+        dems_sha256_update(&s->sha, data, take);
         s->tail_len += take;
         s->offset += take;
         data += take;
         n -= take;
         /* A full chunk goes to disk; the one that ends the upload is FINAL. */
-        if (s->tail_len == DEMS_BLOB_CHUNK && push_tail(s, s->offset == s->length) < 0) {
-            s->broken = true; /* hash and offset are ahead of the file: reload */
-            return DEMS_EIO;
+        if (s->tail_len == DEMS_BLOB_CHUNK) {
+            int r = push_tail(s, s->offset == s->length);
+            if (r < 0) {
+                s->broken = true; /* hash and offset are ahead of the file */
+                return r;
+            }
         }
     }
     return 0;
 }
 
+int dems_staging_flush(struct dems_staged *s)
+{
+    if (s->broken)
+        return DEMS_EIO;
+    return flush_pend(s, true);
+}
+
+int dems_staging_seal(struct dems_staged *s)
+{
+    if (s->broken || s->offset != s->length)
+        return DEMS_EIO;
+    int r = s->sealed ? 0 : push_tail(s, true);
+    return r < 0 ? r : flush_pend(s, true);
+}
+
 int dems_staging_mark(struct dems_staged *s, struct dems_staging_mark *m)
 {
     /* The mark is a file length: write what is buffered first. */
-    memset(m, 0, sizeof(*m));
-    if (flush_pend(s, true) < 0)
-        return DEMS_EIO;
+    *m = (struct dems_staging_mark){0};
+    int r = flush_pend(s, true);
+    if (r < 0)
+        return r;
     m->offset = s->offset;
     m->file_len = s->file_len;
     m->sealed = s->sealed;
     m->st = s->st;
     m->tail_len = s->tail_len;
-    m->tail = malloc(DEMS_BLOB_CHUNK);
+    m->tail = malloc(s->tail_len > 0 ? s->tail_len : 1);
     if (m->tail == NULL || dems_sha256_init(&m->sha) < 0 || dems_sha256_copy(&m->sha, &s->sha) < 0)
         return DEMS_ENOMEM;
     memcpy(m->tail, s->tail, s->tail_len);
+    m->is_set = true;
     return 0;
 }
 
 int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark *m)
 {
+    if (!m->is_set)
+        return DEMS_EINVAL;
     if (ftruncate(s->fd, (off_t)m->file_len) != 0 ||
         lseek(s->fd, (off_t)m->file_len, SEEK_SET) < 0) {
         s->broken = true;
         return DEMS_EIO;
     }
+    /* Cipher bytes still buffered belong to the chunks being cut off. */
+    s->pend_len = 0;
     s->offset = m->offset;
-    s->file_len = m->file_len;
+    s->file_len = s->disk_len = m->file_len;
+    if (s->synced_to > s->file_len)
+        s->synced_to = s->file_len;
     s->sealed = m->sealed;
     s->st = m->st;
     s->tail_len = m->tail_len;
@@ -348,59 +506,63 @@ int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark 
 void dems_staging_mark_done(struct dems_staging_mark *m)
 {
     if (m->tail != NULL) {
-        sodium_memzero(m->tail, DEMS_BLOB_CHUNK);
+        sodium_memzero(m->tail, m->tail_len);
         free(m->tail);
         m->tail = NULL;
     }
     sodium_memzero(&m->st, sizeof(m->st));
     dems_sha256_done(&m->sha);
+    m->is_set = false;
 }
 
 void dems_staging_release(struct dems_staged *s)
 {
+    /* Still busy here, so nothing else touches s. */
+    if (!s->broken && s->pend_len > 0)
+        flush_pend(s, true); /* on failure: broken, forgotten below */
+    if (!s->broken)
+        park(s);
     pthread_mutex_lock(&mu);
     s->busy = false;
-    if (s->broken) {
-        /* The file is the truth: forget this state; the next request reloads it. */
-        for (struct dems_staged **pp = &active; *pp != NULL; pp = &(*pp)->next) {
-            if (*pp == s) {
-                *pp = s->next;
-                free_staged(s);
-                break;
-            }
-        }
-    }
+    bool drop = s->broken || s->doomed;
+    if (drop)
+        unlink_state(s);
     pthread_mutex_unlock(&mu);
+    if (drop) {
+        /* Broken: the file is the truth, the next request reloads it. */
+        free_staged(s);
+    }
 }
 
 int dems_staging_finish(struct dems_staged *s, uint8_t digest[static 32])
 {
-    if (s->broken || s->offset != s->length)
-        return DEMS_EIO;
-    if (!s->sealed && push_tail(s, true) < 0)
-        return DEMS_EIO;
-    if (flush_pend(s, true) < 0 || fsync(s->fd) != 0)
-        return DEMS_EIO;
+    int r = dems_staging_seal(s);
+    if (r < 0)
+        return r;
+    if (fsync(s->fd) != 0)
+        return io_error(errno);
     return dems_sha256_final(&s->sha, digest);
 }
 
+/* Unregisters id; a busy state goes when its holder releases it. */
 void dems_staging_close(const char *id)
 {
     pthread_mutex_lock(&mu);
-    for (struct dems_staged **pp = &active; *pp != NULL; pp = &(*pp)->next) {
-        if (strcmp((*pp)->id, id) == 0) {
-            struct dems_staged *s = *pp;
-            *pp = s->next;
-            free_staged(s);
-            break;
-        }
+    struct dems_staged *s = find(id);
+    if (s != NULL && s->busy) {
+        s->doomed = true;
+        s = NULL;
+    } else if (s != NULL) {
+        unlink_state(s);
     }
     pthread_mutex_unlock(&mu);
+    if (s != NULL)
+        free_staged(s);
 }
 
 void dems_staging_remove(const char *id)
 {
-    dems_staging_close(id);
+    dems_staging_close(id); /* a holder writing meanwhile writes to the unlinked file */
     char p[PATH_MAX + 40];
     path_of(id, p, sizeof(p));
     unlink(p);
@@ -411,10 +573,26 @@ void dems_staging_path(const char *id, char *out, size_t len)
     path_of(id, out, len);
 }
 
+bool dems_staging_exists(const char *id)
+{
+    char p[PATH_MAX + 40];
+    path_of(id, p, sizeof(p));
+    return access(p, F_OK) == 0;
+}
+
 bool dems_staging_loaded(const char *id)
 {
     pthread_mutex_lock(&mu);
     bool r = find(id) != NULL;
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+bool dems_staging_busy(const char *id)
+{
+    pthread_mutex_lock(&mu);
+    const struct dems_staged *s = find(id);
+    bool r = s != NULL && s->busy;
     pthread_mutex_unlock(&mu);
     return r;
 }
@@ -428,13 +606,58 @@ int64_t dems_staging_size(const char *id)
     return r;
 }
 
+size_t dems_staging_list_full(char (*ids)[33], size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t b = 0; b < NBUCKETS && n < max; b++) {
+        for (const struct dems_staged *s = table[b]; s != NULL && n < max; s = s->next) {
+            if (!s->busy && !s->doomed && !s->broken && s->offset == s->length)
+                memcpy(ids[n++], s->id, 33);
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+uint64_t dems_staging_expected_size(uint64_t length)
+{
+    uint64_t full = length / DEMS_BLOB_CHUNK, last = length % DEMS_BLOB_CHUNK;
+    uint64_t chunks = full + (last > 0 || length == 0 ? 1 : 0);
+    return DEMS_BLOB_HEADER_LEN + length + chunks * crypto_secretstream_xchacha20poly1305_ABYTES;
+}
+
+int dems_store_free_bytes(const char *data_dir, uint64_t *ret_bytes)
+{
+    /* staging and blobs may be other volumes (mounts or symlinks): the least free counts. */
+    static const char *const subdirs[] = {"", "/staging", "/blobs"};
+    uint64_t least = UINT64_MAX;
+    for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+        char p[PATH_MAX + 16];
+        struct statvfs vfs;
+        snprintf(p, sizeof(p), "%s%s", data_dir, subdirs[i]);
+        if (statvfs(p, &vfs) != 0) {
+            if (errno == ENOENT && i > 0)
+                continue;
+            return DEMS_EIO;
+        }
+        uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+        if (avail < least)
+            least = avail;
+    }
+    *ret_bytes = least;
+    return 0;
+}
+
 void dems_staging_done(void)
 {
     pthread_mutex_lock(&mu);
-    while (active != NULL) {
-        struct dems_staged *s = active;
-        active = s->next;
-        free_staged(s);
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        while (table[b] != NULL) {
+            struct dems_staged *s = table[b];
+            table[b] = s->next;
+            free_staged(s);
+        }
     }
     pthread_mutex_unlock(&mu);
 }

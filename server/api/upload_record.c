@@ -1,0 +1,528 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Completing an upload whose bytes have all arrived: seal and fsync its
+ * staging file, decide complete or rejected (the declared SHA-256), move the
+ * file into the blob store, and record it (the artefact row,
+ * uploads.evidence_id and the INGESTED entry, in one ledger transaction).
+ *
+ * This runs apart from any request, because a crash, a dropped connection
+ * or a ledger or database failure can stop it at any step, and an upload
+ * whose bytes are all in must never be stranded there (#10, #19.2). The
+ * final PATCH starts it and waits for the answer; HEAD/GET, an empty PATCH
+ * and the housekeeping task start it again for an upload left sealed or
+ * complete but unrecorded, and housekeeping's first run after a start
+ * completes the uploads a crash left that way. Every step reads the state it
+ * starts from (the uploads row, the staging file, the blob store), so
+ * running it again after a failure at any point continues where that one
+ * stopped. In one process one completion per upload runs at a time (a
+ * registry of ids); the statement that records the upload refuses a second
+ * INGESTED entry for it, whoever tries.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dems/config.h"
+#include "dems/err.h"
+#include "dems/str.h"
+#include "demsd/blobs.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/ledger.h"
+#include "demsd/log.h"
+#include "demsd/store.h"
+
+#include "api_int.h"
+
+struct rec {
+    struct dems_loop *loop;
+    char id[33];
+    struct dems_req *waiter; /* referenced; NULL when nobody waits */
+    upload_record_cb cb;
+    struct dems_staged *staged; /* acquired while finishing */
+    struct upload_outcome out;
+    enum dems_ledger_actor actor_kind;
+    char actor[DEMS_LEDGER_MAX_ID + 1];
+    uint8_t digest[32];
+    int err;          /* of the step on the work pool */
+    int rereads;      /* the row changed under us: read it again, once */
+    bool loaded;      /* the staging state was loaded by this completion */
+    struct rec *next; /* in the registry */
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rec *running;
+
+/* Registers id as being completed; false when it already is. */
+static bool claim(struct rec *r)
+{
+    pthread_mutex_lock(&mu);
+    bool ok = true;
+    for (const struct rec *o = running; o != NULL && ok; o = o->next)
+        ok = strcmp(o->id, r->id) != 0;
+    if (ok) {
+        r->next = running;
+        running = r;
+    }
+    pthread_mutex_unlock(&mu);
+    return ok;
+}
+
+static void unclaim(struct rec *r)
+{
+    pthread_mutex_lock(&mu);
+    for (struct rec **pp = &running; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+static void finish(struct rec *r, enum upload_outcome_kind kind, int err)
+{
+    r->out.kind = kind;
+    r->out.err = err;
+    if (r->staged != NULL)
+        dems_staging_release(r->staged);
+    unclaim(r);
+    if (r->waiter != NULL) {
+        if (!dems_req_is_aborted(r->waiter))
+            r->cb(r->waiter, &r->out);
+        dems_req_unref(r->waiter);
+    }
+    dems_loop_unhold(r->loop);
+    free(r);
+}
+
+/* A completion nobody waits for stops at the next step once the loop drains. */
+static bool stopping(struct rec *r)
+{
+    if (r->waiter == NULL && r->loop->draining) {
+        finish(r, UPLOAD_FAILED, DEMS_EUNAVAIL);
+        return true;
+    }
+    return false;
+}
+
+static void warn(const struct rec *r, int err, const char *what)
+{
+    dems_log(DEMS_LOG_WARN, NULL,
+             json_pack("{s:s,s:s,s:s}", "event", "upload_not_recorded", "upload", r->id, "problem",
+                       dems_strerror(err)),
+             "upload %s: %s (%s); it will be retried", r->id, what, dems_strerror(err));
+}
+
+static void read_row(struct rec *r);
+static void step_adopt(struct rec *r);
+
+/* ---- recording: artefact + uploads.evidence_id + INGESTED ---- */
+
+static void on_ingested(struct dems_ledger_item *item, void *arg)
+{
+    struct rec *r = arg;
+    /* A conflict is the guard below: the upload was recorded already. */
+    if (item->err == 0 || item->err == DEMS_ECONFLICT) {
+        r->out.seq = item->err == 0 ? item->seq : 0;
+        finish(r, UPLOAD_RECORDED, 0);
+        return;
+    }
+    warn(r, item->err, "complete and stored, but not yet recorded as evidence");
+    finish(r, UPLOAD_RECORDING, item->err);
+}
+
+/*
+ * The statement run with the INGESTED entry, in its transaction. guard
+ * makes a second entry for one upload impossible: when the upload already
+ * names its evidence it inserts the upload's own row again, the primary key
+ * refuses it (a unique violation), and the ledger drops this entry alone.
+ */
+#define INGEST_SQL                                                                                 \
+    "WITH guard AS (INSERT INTO uploads (id, owner_user_id, owner_device_id, length, metadata,"    \
+    " expires_at) SELECT id, owner_user_id, owner_device_id, length, metadata, expires_at"         \
+    " FROM uploads WHERE id = $2 AND evidence_id IS NOT NULL),"                                    \
+    " a AS (INSERT INTO artefacts (id, size, content_type, filename, metadata, uploaded_by,"       \
+    " upload_id, uploaded_by_device) SELECT $1, length, metadata->>'content_type',"                \
+    " metadata->>'filename', metadata, owner_user_id, id, owner_device_id FROM uploads"            \
+    " WHERE id = $2 ON CONFLICT (id) DO NOTHING RETURNING id)," /* Its preview, queued in the same \
+                                                                   transaction (once per content). \
+                                                                 */                                \
+    " j AS (SELECT dems_enqueue_job('preview', jsonb_build_object('evidence', $1::text),"          \
+    " 'preview-' || $1) AS job)"                                                                   \
+    " UPDATE uploads SET evidence_id = $1 FROM j WHERE id = $2 AND evidence_id IS NULL"
+
+static void step_record(struct rec *r)
+{
+    if (stopping(r))
+        return;
+    struct dems_ledger_item *it =
+        dems_ledger_item_new(DEMS_LEDGER_INGESTED, r->actor_kind, r->actor);
+    if (it == NULL) {
+        finish(r, UPLOAD_RECORDING, DEMS_ENOMEM);
+        return;
+    }
+    it->has_artefact = it->has_sha256 = it->has_size = true;
+    dems_hex_decode(r->out.sha, 64, it->artefact, 32);
+    memcpy(it->sha256, it->artefact, 32);
+    it->size = r->out.length;
+    it->payload = json_pack("{s:s}", "upload", r->id);
+    it->pre_sql = strdup(INGEST_SQL);
+    it->pre_nparams = 2;
+    it->pre_params[0] = strdup(r->out.sha);
+    it->pre_params[1] = strdup(r->id);
+    it->done = on_ingested;
+    it->arg = r;
+    if (it->payload == NULL || it->pre_sql == NULL || it->pre_params[0] == NULL ||
+        it->pre_params[1] == NULL) {
+        dems_ledger_item_free(it);
+        finish(r, UPLOAD_RECORDING, DEMS_ENOMEM);
+        return;
+    }
+    int e = dems_ledger_append(r->loop->srv, r->loop, it); /* frees it on failure */
+    if (e < 0) {
+        warn(r, e, "complete and stored, but the ledger is not taking entries");
+        finish(r, UPLOAD_RECORDING, e);
+    }
+}
+
+/* ---- the blob: the sealed staging file becomes it ---- */
+
+static void adopt_work(void *arg)
+{
+    struct rec *r = arg;
+    const char *data_dir = r->loop->srv->cfg->data_dir;
+    if (dems_staging_exists(r->id)) {
+        char path[4200];
+        dems_staging_path(r->id, path, sizeof(path));
+        r->err = dems_blob_adopt(data_dir, r->out.sha, path);
+    } else {
+        /* Moved already (a crash or a failure after the move). */
+        r->err = dems_blob_exists(data_dir, r->out.sha) ? 0 : DEMS_ENOTFOUND;
+    }
+}
+
+static void adopt_done(void *arg)
+{
+    struct rec *r = arg;
+    if (r->err == DEMS_ENOTFOUND) {
+        dems_log(DEMS_LOG_ERROR, NULL,
+                 json_pack("{s:s,s:s,s:s}", "event", "upload_bytes_lost", "upload", r->id, "sha256",
+                           r->out.sha),
+                 "upload %s is complete but its bytes are neither in staging nor in the blob "
+                 "store",
+                 r->id);
+        finish(r, UPLOAD_FAILED, DEMS_EIO);
+    } else if (r->err < 0) {
+        warn(r, r->err, "complete, but cannot be moved into the blob store");
+        finish(r, UPLOAD_RECORDING, r->err);
+    } else {
+        step_record(r);
+    }
+}
+
+static void step_adopt(struct rec *r)
+{
+    if (stopping(r))
+        return;
+    if (dems_work_submit(r->loop, adopt_work, adopt_done, r) < 0)
+        finish(r, UPLOAD_RECORDING, DEMS_ENOMEM);
+}
+
+/* ---- sealing: receiving -> complete or rejected ---- */
+
+static void on_stored(void *arg, const PGresult *res, int err)
+{
+    struct rec *r = arg;
+    if (err < 0) {
+        warn(r, err, "sealed, but its state could not be stored");
+        finish(r, UPLOAD_FAILED, err);
+        return;
+    }
+    if (PQntuples(res) != 1) { /* no longer receiving: see what it is now */
+        read_row(r);
+        return;
+    }
+    const char *state = api_col(res, 0, "state");
+    snprintf(r->out.sha, sizeof(r->out.sha), "%s", api_col(res, 0, "sha256"));
+    if (strcmp(state, "rejected") == 0) {
+        dems_staging_remove(r->id);
+        finish(r, UPLOAD_REJECTED, 0);
+        return;
+    }
+    dems_staging_close(r->id); /* the sealed file is all there is to it now */
+    step_adopt(r);
+}
+
+static void finish_work(void *arg)
+{
+    struct rec *r = arg;
+    r->err = dems_staging_finish(r->staged, r->digest);
+}
+
+static void finish_done(void *arg)
+{
+    struct rec *r = arg;
+    dems_staging_release(r->staged);
+    r->staged = NULL;
+    if (r->err < 0) {
+        warn(r, r->err, "has all its bytes but cannot be sealed");
+        finish(r, UPLOAD_FAILED, r->err);
+        return;
+    }
+    if (stopping(r))
+        return;
+    char hex[65];
+    dems_hex_encode(r->digest, 32, hex);
+    const char *params[] = {r->id, hex};
+    /* One statement decides: complete when the declared hash (if any)
+     * matches, rejected otherwise. */
+    int e = dems_db_query(r->loop->db,
+                          "UPDATE uploads SET sha256 = $2, updated_at = now(),"
+                          " state = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
+                          " THEN 'complete' ELSE 'rejected' END,"
+                          " reason = CASE WHEN declared_sha256 IS NULL OR declared_sha256 = $2"
+                          " THEN NULL ELSE 'sha256 differs from the declared value' END"
+                          " WHERE id = $1 AND state = 'receiving' RETURNING state, sha256",
+                          2, params, on_stored, r);
+    if (e < 0)
+        finish(r, UPLOAD_FAILED, e);
+}
+
+static void step_seal(struct rec *r);
+
+static void load_work(void *arg)
+{
+    struct rec *r = arg;
+    r->err = dems_staging_load(r->id, r->out.length);
+}
+
+static void load_done(void *arg)
+{
+    struct rec *r = arg;
+    r->loaded = true;
+    if (r->err < 0) {
+        finish(r, UPLOAD_FAILED, r->err == DEMS_ENOTFOUND ? DEMS_EIO : r->err);
+        return;
+    }
+    if (!stopping(r))
+        step_seal(r);
+}
+
+static void step_seal(struct rec *r)
+{
+    int e = dems_staging_acquire(r->id, &r->staged);
+    if (e == DEMS_ENOTFOUND && !r->loaded) {
+        if (dems_work_submit(r->loop, load_work, load_done, r) < 0)
+            finish(r, UPLOAD_FAILED, DEMS_ENOMEM);
+        return;
+    }
+    if (e == DEMS_ECONFLICT) { /* a request is writing it: that one completes it */
+        finish(r, UPLOAD_NOT_READY, 0);
+        return;
+    }
+    if (e < 0) {
+        finish(r, UPLOAD_FAILED, e);
+        return;
+    }
+    if (r->staged->offset != r->staged->length) {
+        finish(r, UPLOAD_NOT_READY, 0); /* releases it */
+        return;
+    }
+    if (dems_work_submit(r->loop, finish_work, finish_done, r) < 0)
+        finish(r, UPLOAD_FAILED, DEMS_ENOMEM);
+}
+
+/* ---- the starting point: what the uploads row says ---- */
+
+/* A column of row 0 by name; NULL when SQL NULL. */
+static const char *col(const PGresult *res, const char *name)
+{
+    return api_col_null(res, 0, name) ? NULL : api_col(res, 0, name);
+}
+
+static void on_row(void *arg, const PGresult *res, int err)
+{
+    struct rec *r = arg;
+    if (err < 0) {
+        finish(r, UPLOAD_FAILED, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        finish(r, UPLOAD_GONE, 0);
+        return;
+    }
+    const char *state = api_col(res, 0, "state"), *len = api_col(res, 0, "length");
+    const char *sha = col(res, "sha256"), *evidence = col(res, "evidence_id");
+    const char *actor = col(res, "actor"), *device = api_col(res, 0, "by_device");
+    dems_parse_u64(len, strlen(len), INT64_MAX, &r->out.length);
+    r->actor_kind = device[0] == 't' ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER;
+    snprintf(r->actor, sizeof(r->actor), "%s", actor != NULL ? actor : "unknown");
+    if (sha != NULL)
+        snprintf(r->out.sha, sizeof(r->out.sha), "%s", sha);
+    if (evidence != NULL) {
+        snprintf(r->out.sha, sizeof(r->out.sha), "%s", evidence);
+        finish(r, UPLOAD_RECORDED, 0);
+    } else if (strcmp(state, "receiving") == 0) {
+        step_seal(r);
+    } else if (strcmp(state, "complete") == 0) {
+        step_adopt(r);
+    } else {
+        finish(r, strcmp(state, "rejected") == 0 ? UPLOAD_REJECTED : UPLOAD_GONE, 0);
+    }
+}
+
+static void read_row(struct rec *r)
+{
+    if (r->rereads++ > 1) {
+        finish(r, UPLOAD_FAILED, DEMS_ECONFLICT);
+        return;
+    }
+    const char *params[] = {r->id};
+    int e = dems_db_query(r->loop->db,
+                          "SELECT u.state, u.length, u.sha256, u.evidence_id,"
+                          " u.owner_device_id IS NOT NULL AS by_device,"
+                          " coalesce(us.username, d.serial) AS actor"
+                          " FROM uploads u LEFT JOIN users us ON us.id = u.owner_user_id"
+                          " LEFT JOIN devices d ON d.id = u.owner_device_id WHERE u.id = $1",
+                          1, params, on_row, r);
+    if (e < 0)
+        finish(r, UPLOAD_FAILED, e);
+}
+
+int upload_record_start(struct dems_loop *loop, const char *id, struct dems_req *waiter,
+                        upload_record_cb cb)
+{
+    struct rec *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return DEMS_ENOMEM;
+    r->loop = loop;
+    snprintf(r->id, sizeof(r->id), "%s", id);
+    if (!claim(r)) {
+        free(r);
+        return DEMS_EAGAIN;
+    }
+    r->cb = cb;
+    r->waiter = waiter;
+    if (waiter != NULL)
+        dems_req_ref(waiter);
+    dems_loop_hold(loop);
+    read_row(r);
+    return 0;
+}
+
+/* ---- housekeeping ---- */
+
+/* Starts a completion nobody waits for (ignoring one already running). */
+static void kick(struct dems_loop *loop, const char *id)
+{
+    upload_record_start(loop, id, NULL, NULL);
+}
+
+static void on_unrecorded(void *arg, const PGresult *res, int err)
+{
+    struct dems_loop *loop = arg;
+    if (err < 0 || loop->draining)
+        return;
+    for (int i = 0; i < PQntuples(res); i++)
+        kick(loop, PQgetvalue(res, i, 0));
+}
+
+/* At start: receiving uploads whose staging file holds them whole and sealed. */
+struct scan {
+    struct dems_loop *loop;
+    size_t n;
+    char (*ids)[33];
+    uint64_t *lengths;
+    bool *sealed;
+};
+
+static void scan_work(void *arg)
+{
+    struct scan *sc = arg;
+    for (size_t i = 0; i < sc->n; i++) {
+        char path[4200];
+        struct stat st;
+        dems_staging_path(sc->ids[i], path, sizeof(path));
+        sc->sealed[i] = stat(path, &st) == 0 &&
+                        (uint64_t)st.st_size == dems_staging_expected_size(sc->lengths[i]);
+    }
+}
+
+static void scan_free(struct scan *sc)
+{
+    free(sc->ids);
+    free(sc->lengths);
+    free(sc->sealed);
+    free(sc);
+}
+
+static void scan_done(void *arg)
+{
+    struct scan *sc = arg;
+    for (size_t i = 0; i < sc->n && !sc->loop->draining; i++) {
+        if (sc->sealed[i]) {
+            dems_log(
+                DEMS_LOG_INFO, NULL,
+                json_pack("{s:s,s:s}", "event", "upload_sealed_at_start", "upload", sc->ids[i]),
+                "upload %s was sealed but not recorded when demsd stopped: completing it",
+                sc->ids[i]);
+            kick(sc->loop, sc->ids[i]);
+        }
+    }
+    dems_loop_unhold(sc->loop);
+    scan_free(sc);
+}
+
+static void on_receiving(void *arg, const PGresult *res, int err)
+{
+    struct dems_loop *loop = arg;
+    size_t n = err == 0 ? (size_t)PQntuples(res) : 0;
+    if (n == 0 || loop->draining)
+        return;
+    struct scan *sc = calloc(1, sizeof(*sc));
+    if (sc != NULL) {
+        sc->ids = calloc(n, sizeof(*sc->ids));
+        sc->lengths = calloc(n, sizeof(*sc->lengths));
+        sc->sealed = calloc(n, sizeof(*sc->sealed));
+    }
+    if (sc == NULL || sc->ids == NULL || sc->lengths == NULL || sc->sealed == NULL) {
+        if (sc != NULL)
+            scan_free(sc);
+        return;
+    }
+    sc->loop = loop;
+    int cid = PQfnumber(res, "id"), clen = PQfnumber(res, "length");
+    for (size_t i = 0; i < n; i++) {
+        const char *len = PQgetvalue(res, (int)i, clen);
+        snprintf(sc->ids[sc->n], 33, "%s", PQgetvalue(res, (int)i, cid));
+        if (dems_parse_u64(len, strlen(len), INT64_MAX, &sc->lengths[sc->n]) == 0)
+            sc->n++;
+    }
+    dems_loop_hold(loop);
+    if (dems_work_submit(loop, scan_work, scan_done, sc) < 0) {
+        dems_loop_unhold(loop);
+        scan_free(sc);
+    }
+}
+
+void upload_record_housekeeping(struct dems_loop *loop, bool at_start)
+{
+    /* Sealed in memory, not yet complete (a sealing step failed). */
+    char ids[64][33];
+    size_t n = dems_staging_list_full(ids, 64);
+    for (size_t i = 0; i < n; i++)
+        kick(loop, ids[i]);
+    /* Complete, not yet recorded (the ledger or the database failed). */
+    dems_db_query(loop->db,
+                  "SELECT id FROM uploads WHERE state = 'complete' AND evidence_id IS NULL"
+                  " ORDER BY updated_at LIMIT 100",
+                  0, NULL, on_unrecorded, loop);
+    if (at_start)
+        dems_db_query(loop->db,
+                      "SELECT id, length FROM uploads WHERE state = 'receiving'"
+                      " AND expires_at > now()",
+                      0, NULL, on_receiving, loop);
+}
