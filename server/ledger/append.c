@@ -274,32 +274,25 @@ static int add_entry(struct dems_ledger *l, struct dems_ledger_item *it, struct 
     return r;
 }
 
+/*
+ * Appends the batch's entries and subtrees and moves the head, through
+ * ledger_append (migration 0011), which checks them against the log: the
+ * application role may not insert into the ledger's tables itself.
+ */
 static int insert_arrays(struct dems_ledger *l, struct arrays *a)
 {
     char kid[16];
     snprintf(kid, sizeof(kid), "%d", l->key_id);
-    const char *pe[] = {(const char *)a->seq.data,
-                        (const char *)a->type.data,
-                        (const char *)a->artefact.data,
-                        (const char *)a->bytes.data,
-                        (const char *)a->leaf.data,
-                        (const char *)a->sig.data,
-                        kid};
-    int r = ledger_exec(l,
-                        "INSERT INTO ledger_entries (seq, type, artefact, key_id, bytes, leaf_hash,"
-                        " signature) SELECT s, t, a, $7, decode(b, 'hex'), decode(h, 'hex'),"
-                        " decode(g, 'hex') FROM unnest($1::bigint[], $2::text[], $3::text[],"
-                        " $4::text[], $5::text[], $6::text[]) AS u (s, t, a, b, h, g)",
-                        7, pe);
-    if (r < 0 || a->lvl.len <= 2)
-        return r;
-    const char *ps[] = {(const char *)a->lvl.data, (const char *)a->start.data,
-                        (const char *)a->hash.data};
-    return ledger_exec(
-        l,
-        "INSERT INTO ledger_subtrees (level, start, hash) SELECT v, s, decode(h, 'hex')"
-        " FROM unnest($1::smallint[], $2::bigint[], $3::text[]) AS u (v, s, h)",
-        3, ps);
+    const char *p[] = {(const char *)a->seq.data,      (const char *)a->type.data,
+                       (const char *)a->artefact.data, kid,
+                       (const char *)a->bytes.data,    (const char *)a->leaf.data,
+                       (const char *)a->sig.data,      (const char *)a->lvl.data,
+                       (const char *)a->start.data,    (const char *)a->hash.data};
+    return ledger_exec(l,
+                       "SELECT ledger_append($1::bigint[], $2::text[], $3::text[], $4::integer,"
+                       " $5::text[], $6::text[], $7::text[], $8::smallint[], $9::bigint[],"
+                       " $10::text[])",
+                       10, p);
 }
 
 static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen);
@@ -310,10 +303,7 @@ static int load_key(struct dems_ledger *l, int id, char *err, size_t errlen);
  */
 int ledger_lock_head(struct dems_ledger *l)
 {
-    PGresult *res = ledger_q(l,
-                             "SELECT size, (SELECT max(id) FROM ledger_keys) FROM ledger_head"
-                             " FOR UPDATE OF ledger_head",
-                             0, NULL);
+    PGresult *res = ledger_q(l, "SELECT size, key_id FROM ledger_lock_head()", 0, NULL);
     int r = ledger_ok(res) && PQntuples(res) == 1 ? 0 : DEMS_EDB;
     uint64_t size = 0, kid = 0;
     if (r == 0) {
@@ -384,10 +374,7 @@ static int begin_rotation(struct dems_ledger *l, struct dems_ledger_item *it,
     snprintf(kid, sizeof(kid), "%d", l->key_id + 1);
     const char *p[] = {kid, l->origin, pkhex, shex};
     if (r == 0)
-        r = ledger_exec(l,
-                        "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
-                        " VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'))",
-                        4, p);
+        r = ledger_exec(l, "SELECT ledger_add_key($1::integer, $2, $3, $4)", 4, p);
     if (r < 0) {
         dems_ledger_key_free(*ret_next);
         *ret_next = NULL;
@@ -467,13 +454,7 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, b
     if (r == 0)
         r = close_arrays(&a);
     if (r == 0 && a.seq.len > 3)
-        r = insert_arrays(l, &a);
-    if (r == 0) {
-        char size[24];
-        snprintf(size, sizeof(size), "%llu", (unsigned long long)l->frontier.size);
-        const char *p[] = {size};
-        r = ledger_exec(l, "UPDATE ledger_head SET size = $1", 1, p);
-    }
+        r = insert_arrays(l, &a); /* moves the head too */
     if (r == 0)
         r = ledger_exec(l, "COMMIT", 0, NULL);
     if (r < 0) {
@@ -725,11 +706,7 @@ static int start_keys(struct dems_ledger *l, char *err, size_t errlen)
     dems_hex_encode(sealed, sizeof(sealed), shex);
     dems_hex_encode(pk, 32, pkhex);
     const char *p[] = {l->origin, pkhex, shex};
-    r = ledger_exec(
-        l,
-        "INSERT INTO ledger_keys (id, name, public_key, sealed_seed)"
-        " VALUES (1, $1, decode($2, 'hex'), decode($3, 'hex')) ON CONFLICT (id) DO NOTHING",
-        3, p);
+    r = ledger_exec(l, "SELECT ledger_add_key(1, $1, $2, $3)", 3, p);
     dems_ledger_key_free(k);
     if (r < 0) {
         snprintf(err, errlen, "ledger: cannot store the signing key");

@@ -235,10 +235,7 @@ static int insert_checkpoint(struct dems_ledger *l, const struct dems_checkpoint
     dems_hex_encode(c->root, 32, root);
     snprintf(kid, sizeof(kid), "%d", l->key_id);
     const char *p[] = {size, root, note, kid};
-    return ledger_exec(l,
-                       "INSERT INTO ledger_checkpoints (size, root, key_id, note)"
-                       " VALUES ($1, decode($2, 'hex'), $4, $3) ON CONFLICT (size) DO NOTHING",
-                       4, p);
+    return ledger_exec(l, "SELECT ledger_add_checkpoint($1::bigint, $2, $4::integer, $3)", 4, p);
 }
 
 /*

@@ -610,6 +610,81 @@ def test_tail_truncation_is_caught(c):
         d.srv.stop()
 
 
+def test_app_role_appends_only_through_checked_functions(c):
+    """The application role can no longer write ledger rows directly: one junk
+    row at the head's sequence number used to jam every later append (issue
+    19.13). Appends go through ledger_append, which refuses gaps, bytes that
+    do not name their seq, wrong leaf hashes and wrong or missing subtree
+    hashes; keys and checkpoints go through functions that check them too."""
+    head = int(c.srv.psql("SELECT size FROM ledger_head")[1])
+    if head % 2:  # an even head: one more entry completes exactly one subtree (level 0)
+        upload(c, os.urandom(100))
+        head = int(c.srv.psql("SELECT size FROM ledger_head")[1])
+    assert head % 2 == 0, head
+    kid = int(c.srv.psql("SELECT max(id) FROM ledger_keys")[1])
+    origin = c.srv.psql("SELECT name FROM ledger_keys WHERE id = 1")[1]
+    zero = "\\x" + "00" * 64
+    for sql in (f"INSERT INTO ledger_entries (seq, type, key_id, bytes, leaf_hash, signature) "
+                f"VALUES ({head}, 'VIEWED', {kid}, '\\x00', sha256('\\x00'::bytea), '{zero}')",
+                f"INSERT INTO ledger_subtrees VALUES (0, {head}, sha256(''::bytea))",
+                f"INSERT INTO ledger_checkpoints (size, root, key_id, note) "
+                f"VALUES ({head}, sha256(''::bytea), {kid}, 'x')",
+                f"INSERT INTO ledger_keys (id, name, public_key, sealed_seed) VALUES "
+                f"({kid + 1}, '{origin}', sha256(''::bytea), '{zero}')",
+                f"UPDATE ledger_head SET size = {head + 1}"):
+        rc, _, err = c.srv.psql(sql, user="dems_app")
+        assert rc != 0 and "permission denied" in err, (sql, err)
+
+    def entry(seq, **extra):
+        e = {"actor": {"id": "x", "kind": "user"}, "payload": {}, "seq": seq,
+             "time": "2026-01-01T00:00:00.000Z", "type": "VIEWED", "v": 1}
+        e.update(extra)
+        return json.dumps(e, separators=(",", ":")).encode()
+
+    def append(seq, data, leaf=None, levels=None, starts=None, hashes=None, kind="VIEWED"):
+        leaf = leaf or hashlib.sha256(b"\0" + data).digest()
+        if levels is None:  # the level-0 subtree only (right: head is even)
+            levels, starts, hashes = [0], [seq], [leaf]
+        arr = lambda xs: "ARRAY[" + ",".join(f"'{x}'" for x in xs) + "]::text[]"  # noqa: E731
+        sql = (f"SELECT ledger_append(ARRAY[{seq}]::bigint[], ARRAY['{kind}'], ARRAY[NULL]::text[],"
+               f" {kid}, {arr([data.hex()])}, {arr([leaf.hex()])}, {arr(['00' * 64])},"
+               f" ARRAY[{','.join(map(str, levels))}]::smallint[],"
+               f" ARRAY[{','.join(map(str, starts))}]::bigint[], {arr([h.hex() for h in hashes])})")
+        return c.srv.psql(sql, user="dems_app")
+
+    good_leaf = hashlib.sha256(b"\0" + entry(head)).digest()
+    cases = {
+        "gap": append(head + 1, entry(head + 1)),
+        "bytes name another seq": append(head, entry(head + 7)),
+        "bytes are not an entry": append(head, b'{"seq":%d,"type":"VIEWED"}' % head),
+        "bytes name another type": append(head, entry(head), kind="DOWNLOADED"),
+        "leaf hash": append(head, entry(head), leaf=hashlib.sha256(b"x").digest()),
+        "no subtrees": append(head, entry(head), levels=[], starts=[], hashes=[]),
+        "subtree hash": append(head, entry(head), levels=[0], starts=[head],
+                               hashes=[hashlib.sha256(b"y").digest()]),
+        "extra subtree": append(head, entry(head), levels=[0, 0], starts=[head, head + 1],
+                                hashes=[good_leaf, good_leaf]),
+    }
+    for what, (rc, _, err) in cases.items():
+        assert rc != 0 and "ledger_append" in err, (what, err)
+    # A key no KEY_ROTATED entry announces, and a checkpoint of another root.
+    rc, _, err = c.srv.psql(f"SELECT ledger_add_key({kid + 1}, '{origin}', '{'11' * 32}', "
+                            f"'{'22' * 72}')", user="dems_app")
+    assert rc != 0 and "not announced" in err, err
+    rc, _, err = c.srv.psql(f"SELECT ledger_add_checkpoint({head}, '{'33' * 32}', {kid}, "
+                            f"E'{origin}\\n{head}\\nAAAA\\n')", user="dems_app")
+    assert rc != 0 and "ledger_add_checkpoint" in err, err
+    assert int(c.srv.psql("SELECT size FROM ledger_head")[1]) == head
+    # Nothing jammed: demsd appends on, and the whole log verifies.
+    upload(c, os.urandom(1234))
+    ents = entries(c, head)
+    assert ents and ents[0]["seq"] == head, ents[:1]
+    size = len(entries(c))
+    wait_checkpoint(c, size)
+    r = verify("ledger", export(c), "--key", c.vkey)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_wrong_master_key_refuses_start(c):
     assert c.srv.stop() == 0
     key = os.path.join(c.srv.data, "keys", "master.key")
