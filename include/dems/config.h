@@ -31,6 +31,10 @@ struct dems_config {
     uint64_t header_timeout;
     uint64_t idle_timeout;
     uint64_t body_timeout;
+    uint64_t body_min_rate;               /* bytes/s averaged over body_rate_window; 0 = off */
+    uint64_t body_rate_window;            /* seconds */
+    uint64_t max_connections;             /* 0 = derived from RLIMIT_NOFILE */
+    uint64_t max_connections_per_address; /* 0 = no cap */
     uint64_t shutdown_timeout;
     uint64_t session_ttl;
     uint64_t login_max_failures;

@@ -26,6 +26,8 @@
 #define DEMS_MAX_PASSWORD 1024
 /* Queries waiting for a free database connection, per event loop. */
 #define DEMS_MAX_DB_QUEUE 4096
+/* The default cap on open client connections, whatever the fd limit allows. */
+#define DEMS_MAX_CONNECTIONS_DEFAULT 10000
 /* A configuration file. */
 #define DEMS_MAX_CONFIG_BYTES (256 * 1024)
 

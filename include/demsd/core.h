@@ -23,6 +23,8 @@ struct evconnlistener;
 struct dems_db_pool;
 struct dems_conn;
 struct dems_work;
+struct dems_admission;
+struct sockaddr;
 struct dems_revoked;
 
 struct dems_loop {
@@ -36,9 +38,12 @@ struct dems_loop {
     struct event *reap_ev; /* frees closed connections outside callbacks */
     struct event *work_ev; /* delivers finished pool work */
     struct event *drain_timer;
-    struct event *periodic;  /* housekeeping timer (loop 0 only) */
-    struct dems_conn *conns; /* doubly linked list of live connections */
-    struct dems_conn *dead;  /* singly linked list awaiting free */
+    struct event *periodic;      /* housekeeping timer (loop 0 only) */
+    struct event *log_flush;     /* writes rate-limited log summaries (loop 0 only) */
+    struct event *accept_resume; /* re-enables accepting after EMFILE/ENFILE */
+    int spare_fd;                /* /dev/null, given up to shed a connection at EMFILE */
+    struct dems_conn *conns;     /* doubly linked list of live connections */
+    struct dems_conn *dead;      /* singly linked list awaiting free */
     size_t nconns;
     size_t holds; /* background tasks that keep a draining loop running */
     bool draining;
@@ -57,6 +62,8 @@ struct dems_server {
     struct dems_revoked *revoked; /* revoked device certificates (demsd/auth.h) */
     int listen_fd;
     uint16_t port;
+    size_t max_connections;           /* the configured or derived total cap */
+    struct dems_admission *admission; /* server/core/admit.c */
     struct dems_loop *loops;
     unsigned nloops;
     char db_conninfo[2048];
@@ -128,6 +135,37 @@ const char *dems_tls_cert_problem(const char *pem, time_t now);
 
 /* One sentence saying what a dems_tls_cert_problem code means. */
 const char *dems_tls_cert_problem_text(const char *code);
+
+/*
+ * Connection admission (server/core/admit.c): caps on open client connections
+ * in total and per client address (an IPv4 address, or an IPv6 /64), shared
+ * by every loop and safe from any thread.
+ */
+struct dems_admit_key {
+    uint8_t addr[16]; /* IPv4 as ::ffff:a.b.c.d; IPv6 as its /64, zero-filled */
+};
+
+enum dems_admit {
+    DEMS_ADMIT_OK,
+    DEMS_ADMIT_FULL,         /* max_connections reached */
+    DEMS_ADMIT_ADDRESS_FULL, /* max_connections_per_address reached */
+};
+
+/* The key a client address is counted under. */
+void dems_admit_key_from(const struct sockaddr *sa, struct dems_admit_key *ret_key);
+
+/* Sets up the caps (max_per_address 0 = none). Returns 0 or DEMS_ENOMEM. */
+int dems_admit_init(struct dems_server *srv, size_t max_total, size_t max_per_address);
+void dems_admit_done(struct dems_server *srv);
+
+/* Takes a slot for a new connection, unless a cap is reached. */
+enum dems_admit dems_admit_take(struct dems_server *srv, const struct dems_admit_key *key);
+
+/* Gives back a slot taken by dems_admit_take. */
+void dems_admit_release(struct dems_server *srv, const struct dems_admit_key *key);
+
+/* Open connections now. */
+size_t dems_admit_total(struct dems_server *srv);
 
 /* Called by a loop when it has no connections left while draining. */
 void dems_loop_maybe_exit(struct dems_loop *loop);

@@ -160,8 +160,14 @@ void dems_resp_abort(struct dems_req *req);
 /* For server/core: connections on a loop. */
 struct sockaddr;
 
-/* Takes ownership of an accepted socket and serves HTTPS on it. */
-void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa, int salen);
+/*
+ * Takes ownership of an accepted socket and serves HTTPS on it, and of its
+ * admission slot (key; given back when the connection closes, or at once
+ * when it cannot be set up).
+ */
+struct dems_admit_key;
+void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa,
+                      const struct dems_admit_key *key);
 
 /* Closes idle connections and marks busy ones to close after their response. */
 void dems_conn_drain_all(struct dems_loop *loop);

@@ -8,9 +8,15 @@
  * a request, and none of that should reach a log reader as it came (a 32 KiB
  * line per request fills a disk; an escape sequence rewrites an operator's
  * terminal; invalid UTF-8 made jansson drop the field without a word).
+ *
+ * Lines a client can cause at any rate (refused connections, accept
+ * failures at the fd limit, timeouts) go through a limiter per call site
+ * (DEMS_LOG_LIMITED): DEMS_LOG_BURST lines per DEMS_LOG_INTERVAL seconds,
+ * then silence, then one summary line saying how many were suppressed.
  */
 #include "demsd/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -21,6 +27,12 @@
 #include <time.h>
 
 static enum dems_log_level min_level = DEMS_LOG_INFO;
+
+/* The limiter's sites (each registered on first use) and their state. */
+static pthread_mutex_t limit_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct dems_log_site *sites;
+static unsigned limit_burst = DEMS_LOG_BURST;
+static int64_t limit_interval_ms = DEMS_LOG_INTERVAL * 1000;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void dems_log_set_level(const char *name)
@@ -193,4 +205,81 @@ void dems_log(enum dems_log_level level, const char *request_id, json_t *fields,
     fflush(stderr);
     funlockfile(stderr);
     free(line);
+}
+
+/* ---- the limiter for lines clients can cause at any rate ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dems_log_set_limit(unsigned burst, unsigned interval_ms)
+{
+    pthread_mutex_lock(&limit_mu);
+    limit_burst = burst;
+    limit_interval_ms = interval_ms;
+    pthread_mutex_unlock(&limit_mu);
+}
+
+/* Writes a site's summary line; called with limit_mu held. */
+static void write_summary(struct dems_log_site *site, uint64_t suppressed, int64_t ms)
+{
+    const char *file = site->file;
+    while (strncmp(file, "../", 3) == 0)
+        file += 3; /* __FILE__ as the build directory saw it */
+    dems_log(site->level, NULL,
+             json_pack("{s:s,s:I,s:s,s:i}", "event", "log_suppressed", "suppressed",
+                       (json_int_t)suppressed, "site", file, "line", site->line),
+             "suppressed %llu similar lines from %s:%d in the last %lld ms",
+             (unsigned long long)suppressed, file, site->line, (long long)ms);
+}
+
+/*
+ * Starts a new interval for the site when its current one is over, writing
+ * the summary of what the old one suppressed. Called with limit_mu held.
+ */
+static void roll(struct dems_log_site *site, int64_t now)
+{
+    if (!site->registered) {
+        site->registered = true;
+        site->next = sites;
+        sites = site;
+        site->start_ms = now;
+    }
+    if (now - site->start_ms < limit_interval_ms)
+        return;
+    uint64_t suppressed = site->suppressed;
+    int64_t ms = now - site->start_ms;
+    site->start_ms = now;
+    site->count = 0;
+    site->suppressed = 0;
+    if (suppressed > 0)
+        write_summary(site, suppressed, ms);
+}
+
+bool dems_log_admit(struct dems_log_site *site)
+{
+    if (site->level < min_level)
+        return false;
+    pthread_mutex_lock(&limit_mu);
+    roll(site, now_ms());
+    bool ok = site->count < limit_burst;
+    if (ok)
+        site->count++;
+    else
+        site->suppressed++;
+    pthread_mutex_unlock(&limit_mu);
+    return ok;
+}
+
+void dems_log_flush(void)
+{
+    int64_t now = now_ms();
+    pthread_mutex_lock(&limit_mu);
+    for (struct dems_log_site *s = sites; s != NULL; s = s->next)
+        roll(s, now);
+    pthread_mutex_unlock(&limit_mu);
 }

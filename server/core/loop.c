@@ -7,38 +7,145 @@
  * for SIGTERM/SIGINT and then asks every loop to drain: stop accepting, close
  * idle connections, let in-flight requests finish (bounded by
  * shutdown_timeout) and exit.
+ *
+ * Accepting is where a flood meets the server, so it stays cheap and never
+ * spins. A socket over max_connections or max_connections_per_address is
+ * closed at once, before TLS: answering 503 would need a TLS handshake,
+ * which is the very work a flood wants us to do. At the file-descriptor
+ * limit (EMFILE/ENFILE) accept() fails while the listening socket stays
+ * readable, so a level-triggered listener would call us back forever (100%
+ * CPU, a log line each time): instead the loop gives up its spare
+ * descriptor, accepts and closes pending connections with it (the clients
+ * learn at once instead of waiting in the backlog), takes the spare back,
+ * and stops listening for ACCEPT_BACKOFF_MS.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "dems/err.h"
+#include "dems/limits.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
 
+/* How long a loop stops accepting after running out of descriptors. */
+#define ACCEPT_BACKOFF_MS 250
+/* Pending connections shed (accepted and closed) per EMFILE episode. */
+#define SHED_MAX 64
+/* Descriptors kept free of connections for everything else (see derive_max). */
+#define FD_RESERVE_BASE 64
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
     (void)l;
-    dems_conn_accept(arg, fd, sa, salen);
+    (void)salen;
+    struct dems_loop *loop = arg;
+    struct dems_admit_key key;
+    dems_admit_key_from(sa, &key);
+    enum dems_admit r = dems_admit_take(loop->srv, &key);
+    if (r == DEMS_ADMIT_OK) {
+        dems_conn_accept(loop, fd, sa, &key);
+        return;
+    }
+    close(fd);
+    char peer[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr, peer, sizeof(peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr, peer, sizeof(peer));
+    if (r == DEMS_ADMIT_FULL)
+        DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL,
+                         json_pack("{s:s,s:s}", "event", "connection_refused", "peer", peer),
+                         "refused a connection: max_connections (%zu) reached",
+                         loop->srv->max_connections);
+    else
+        DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL,
+                         json_pack("{s:s,s:s}", "event", "connection_refused", "peer", peer),
+                         "refused a connection: max_connections_per_address (%llu) reached",
+                         (unsigned long long)loop->srv->cfg->max_connections_per_address);
+}
+
+static int open_spare(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Out of descriptors: free the spare, use it to accept and close what is
+ * pending, take it back. Another thread may take the freed descriptor
+ * first; then there is nothing to shed with this time, and the spare is
+ * reopened when a descriptor is free again.
+ */
+static size_t shed_pending(struct dems_loop *loop)
+{
+    size_t shed = 0;
+    if (loop->spare_fd >= 0) {
+        close(loop->spare_fd);
+        loop->spare_fd = -1;
+    }
+    while (shed < SHED_MAX) {
+        int fd = accept4(loop->srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close(fd);
+        shed++;
+    }
+    loop->spare_fd = open_spare();
+    return shed;
 }
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    (void)l;
+    struct dems_loop *loop = arg;
+    int err = errno;
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "accept_failed"),
+                         "accept failed: %s", strerror(err));
+        return;
+    }
+    size_t shed = err == EMFILE || err == ENFILE ? shed_pending(loop) : 0;
+    evconnlistener_disable(l);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = ACCEPT_BACKOFF_MS * 1000};
+    evtimer_add(loop->accept_resume, &tv);
+    DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL,
+                     json_pack("{s:s,s:s,s:I,s:I}", "event", "accept_failed", "error",
+                               strerror(err), "shed", (json_int_t)shed, "connections",
+                               (json_int_t)dems_admit_total(loop->srv)),
+                     "accept failed: %s; closed %zu pending connection(s), not accepting for %d ms",
+                     strerror(err), shed, ACCEPT_BACKOFF_MS);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dems_loop *loop = arg;
+    if (loop->spare_fd < 0)
+        loop->spare_fd = open_spare();
+    if (loop->listener != NULL && !loop->draining)
+        evconnlistener_enable(loop->listener);
+}
+
+static void on_log_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
     (void)arg;
-    /* EMFILE and friends: log and keep going; libevent retries later. */
-    dems_log(DEMS_LOG_WARN, NULL, NULL, "accept failed: %s", strerror(errno));
+    dems_log_flush();
 }
 
 void dems_loop_maybe_exit(struct dems_loop *loop)
@@ -80,6 +187,10 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     loop->draining = true;
     if (loop->periodic != NULL)
         event_del(loop->periodic);
+    if (loop->accept_resume != NULL)
+        event_del(loop->accept_resume);
+    if (loop->log_flush != NULL)
+        event_del(loop->log_flush);
     if (loop->listener != NULL) {
         evconnlistener_free(loop->listener);
         loop->listener = NULL;
@@ -164,7 +275,14 @@ static int loop_init(struct dems_server *srv, struct dems_loop *loop, unsigned i
     loop->reap_ev = event_new(loop->base, -1, 0, on_reap, loop);
     loop->work_ev = event_new(loop->base, -1, 0, on_work, loop);
     loop->drain_timer = evtimer_new(loop->base, on_drain_timeout, loop);
+    loop->accept_resume = evtimer_new(loop->base, on_accept_resume, loop);
+    loop->spare_fd = open_spare();
     if (id == 0) {
+        /* Summaries of rate-limited log lines go out within a few seconds. */
+        loop->log_flush = event_new(loop->base, -1, EV_PERSIST, on_log_flush, loop);
+        struct timeval ftv = {.tv_sec = 2};
+        if (loop->log_flush == NULL || event_add(loop->log_flush, &ftv) != 0)
+            return DEMS_ENOMEM;
         /* Housekeeping (expiring abandoned uploads, recording completed ones) runs
          * on the first loop. */
         loop->periodic = event_new(loop->base, -1, EV_PERSIST, on_periodic, loop);
@@ -176,9 +294,12 @@ static int loop_init(struct dems_server *srv, struct dems_loop *loop, unsigned i
         event_active(loop->periodic, EV_READ, 0);
     }
     loop->db = dems_db_pool_new(loop->base, srv->db_conninfo, (size_t)srv->cfg->db_pool_size);
-    loop->listener = evconnlistener_new(loop->base, on_accept, loop, 0, -1, srv->listen_fd);
+    /* Close-on-exec: worker and sandbox processes must not inherit clients. */
+    loop->listener =
+        evconnlistener_new(loop->base, on_accept, loop, LEV_OPT_CLOSE_ON_EXEC, -1, srv->listen_fd);
     if (loop->stop_ev == NULL || loop->reap_ev == NULL || loop->work_ev == NULL ||
-        loop->drain_timer == NULL || loop->db == NULL || loop->listener == NULL)
+        loop->drain_timer == NULL || loop->db == NULL || loop->listener == NULL ||
+        loop->accept_resume == NULL || loop->spare_fd < 0)
         return DEMS_ENOMEM;
     evconnlistener_set_error_cb(loop->listener, on_accept_error);
     return 0;
@@ -205,6 +326,12 @@ static void loop_done(struct dems_loop *loop)
         event_free(loop->drain_timer);
     if (loop->periodic != NULL)
         event_free(loop->periodic);
+    if (loop->log_flush != NULL)
+        event_free(loop->log_flush);
+    if (loop->accept_resume != NULL)
+        event_free(loop->accept_resume);
+    if (loop->spare_fd >= 0)
+        close(loop->spare_fd);
     event_base_free(loop->base);
     pthread_mutex_destroy(&loop->work_mu);
 }
@@ -214,6 +341,42 @@ static void *loop_main(void *arg)
     struct dems_loop *loop = arg;
     event_base_dispatch(loop->base);
     return NULL;
+}
+
+/*
+ * Raises the soft open-file limit to the hard one (the kernel default soft
+ * limit, 1024, is far below what a server with thousands of clients needs;
+ * the hard limit is the administrator's choice) and returns it.
+ */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+}
+
+/*
+ * The default max_connections: half the descriptors left after a reserve
+ * (each connection may hold a second one: an upload's staging file or a
+ * download's blob), at most DEMS_MAX_CONNECTIONS_DEFAULT (memory: a TLS
+ * connection costs tens of KiB) and at least 16. The reserve covers the
+ * listening socket, each loop's event base, wake-up events, spare and
+ * database connections, the ledger's connection, worker pipes and logs.
+ */
+static size_t derive_max(const struct dems_server *srv, unsigned nloops, uint64_t nofile)
+{
+    uint64_t reserve =
+        FD_RESERVE_BASE + (uint64_t)nloops * (srv->cfg->db_pool_size + 8) + srv->cfg->workers * 4;
+    uint64_t n = nofile > reserve ? (nofile - reserve) / 2 : 0;
+    if (n > DEMS_MAX_CONNECTIONS_DEFAULT)
+        n = DEMS_MAX_CONNECTIONS_DEFAULT;
+    return n < 16 ? 16 : (size_t)n;
 }
 
 void dems_loops_stop(struct dems_server *srv)
@@ -235,9 +398,18 @@ int dems_loops_run(struct dems_server *srv)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         n = cores > 0 ? (unsigned)cores : 1;
     }
-    srv->loops = calloc(n, sizeof(*srv->loops));
-    if (srv->loops == NULL)
+    uint64_t nofile = raise_nofile();
+    srv->max_connections = srv->cfg->max_connections != 0 ? (size_t)srv->cfg->max_connections
+                                                          : derive_max(srv, n, nofile);
+    r = dems_admit_init(srv, srv->max_connections, (size_t)srv->cfg->max_connections_per_address);
+    srv->loops = r == 0 ? calloc(n, sizeof(*srv->loops)) : NULL;
+    if (srv->loops == NULL) {
+        close(srv->listen_fd);
+        dems_admit_done(srv);
         return DEMS_ENOMEM;
+    }
+    for (unsigned i = 0; i < n; i++)
+        srv->loops[i].spare_fd = -1;
     srv->nloops = n;
     for (unsigned i = 0; i < n && r == 0; i++)
         r = loop_init(srv, &srv->loops[i], i);
@@ -251,8 +423,11 @@ int dems_loops_run(struct dems_server *srv)
         uint16_t port;
         dems_config_split_hostport(srv->cfg->listen, host, sizeof(host), &port);
         dems_log(DEMS_LOG_INFO, NULL,
-                 json_pack("{s:s,s:i,s:i,s:s}", "event", "listening", "port", (int)srv->port,
-                           "threads", (int)n, "host", host),
+                 json_pack("{s:s,s:i,s:i,s:s,s:I,s:I,s:I}", "event", "listening", "port",
+                           (int)srv->port, "threads", (int)n, "host", host, "max_connections",
+                           (json_int_t)srv->max_connections, "max_connections_per_address",
+                           (json_int_t)srv->cfg->max_connections_per_address, "open_file_limit",
+                           (json_int_t)nofile),
                  "listening on https://%s%s%s:%u/", strchr(host, ':') ? "[" : "", host,
                  strchr(host, ':') ? "]" : "", srv->port);
         sigset_t set;
@@ -274,5 +449,6 @@ int dems_loops_run(struct dems_server *srv)
     free(srv->loops);
     srv->loops = NULL;
     close(srv->listen_fd);
+    dems_admit_done(srv);
     return r;
 }

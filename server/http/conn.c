@@ -52,6 +52,9 @@ struct dems_conn {
     struct event *timer;
     struct dems_req *req;
     char peer[64];
+    struct dems_admit_key admit_key; /* the admission slot this connection holds */
+    uint64_t window_bytes;           /* body bytes read in the current rate window */
+    bool rate_timing;                /* the timer measures the body rate */
     bool closed;
     bool closing;     /* close once the current response has been written */
     bool head_timing; /* the header deadline is armed */
@@ -91,6 +94,7 @@ struct dems_req {
 
 static void conn_process(struct dems_conn *c);
 static void conn_close(struct dems_conn *c);
+static void stop_rate_window(struct dems_conn *c);
 
 /* ---- references ---- */
 
@@ -405,8 +409,9 @@ static void send_response(struct dems_req *req, int status, const char *ctype, c
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (len > 0 && !is_head_only(req))
         evbuffer_add(out, body, len);
-    /* Nothing more to read for this request: stop the body clock. */
+    /* Nothing more to read for this request: stop the body clocks. */
     bufferevent_set_timeouts(c->bev, NULL, NULL);
+    stop_rate_window(c);
     /* The write callback finishes the request once the bytes are out. */
     bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -423,6 +428,7 @@ int dems_resp_start(struct dems_req *req, int status, const char *content_type, 
     req->on_drain = on_drain;
     req->stream_ended = is_head_only(req);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
+    stop_rate_window(c);
     /* Ask for more whenever the queued output falls to half the bound. */
     bufferevent_setwatermark(c->bev, EV_WRITE, DEMS_MAX_CONN_OUTPUT / 2, 0);
     bufferevent_enable(c->bev, EV_WRITE);
@@ -556,6 +562,7 @@ static void arm_idle_timer(struct dems_conn *c)
     const struct dems_config *cfg = c->loop->srv->cfg;
     struct timeval tv = {.tv_sec = (time_t)cfg->idle_timeout};
     c->head_timing = false;
+    c->rate_timing = false;
     evtimer_add(c->timer, &tv);
 }
 
@@ -575,6 +582,7 @@ static void start_linger(struct dems_conn *c)
                    evbuffer_get_length(bufferevent_get_input(c->bev)));
     struct timeval tv = {.tv_sec = LINGER_SECONDS};
     c->head_timing = false;
+    c->rate_timing = false;
     evtimer_add(c->timer, &tv);
 }
 
@@ -613,6 +621,59 @@ static void early_error(struct dems_conn *c, int status, const char *code, const
     dems_resp_error(c->req, status, code, msg);
 }
 
+/*
+ * The minimum body rate. body_timeout only notices a body that stops; one
+ * byte every few seconds never trips it and holds a connection (and, for an
+ * upload, its staging file) for as long as the client likes. So while a
+ * body is read the connection's timer measures it: every body_rate_window
+ * seconds the body must have brought at least body_min_rate bytes a second,
+ * or the request is answered 408 and the connection closed. A window in
+ * which dems itself was not reading (the parser paused for a handler, or
+ * unread input waiting) does not count against the client.
+ */
+static void start_rate_window(struct dems_conn *c)
+{
+    const struct dems_config *cfg = c->loop->srv->cfg;
+    if (cfg->body_min_rate == 0 || c->req->body_done)
+        return;
+    struct timeval tv = {.tv_sec = (time_t)cfg->body_rate_window};
+    c->rate_timing = true;
+    c->window_bytes = 0;
+    evtimer_add(c->timer, &tv);
+}
+
+static void stop_rate_window(struct dems_conn *c)
+{
+    if (!c->rate_timing)
+        return;
+    c->rate_timing = false;
+    evtimer_del(c->timer);
+}
+
+static void on_rate_window(struct dems_conn *c)
+{
+    const struct dems_config *cfg = c->loop->srv->cfg;
+    struct dems_req *req = c->req;
+    c->rate_timing = false;
+    if (req == NULL || req->responded || req->body_done)
+        return;
+    bool waiting_on_us = dems_http_parser_state(c->parser) != DEMS_HTTP_PARSING ||
+                         evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    uint64_t need = cfg->body_min_rate * cfg->body_rate_window;
+    if (waiting_on_us || c->window_bytes >= need) {
+        start_rate_window(c);
+        return;
+    }
+    DEMS_LOG_LIMITED(
+        DEMS_LOG_INFO, req->id,
+        json_pack("{s:s,s:s,s:I,s:I}", "peer", c->peer, "event", "body_too_slow", "bytes",
+                  (json_int_t)c->window_bytes, "seconds", (json_int_t)cfg->body_rate_window),
+        "request body arrived below body_min_rate (%llu bytes in %llu s): 408",
+        (unsigned long long)c->window_bytes, (unsigned long long)cfg->body_rate_window);
+    c->closing = true;
+    dems_resp_error(req, 408, "request_timeout", "the request body arrived too slowly");
+}
+
 static void start_body(struct dems_req *req)
 {
     struct dems_conn *c = req->conn;
@@ -622,6 +683,8 @@ static void start_body(struct dems_req *req)
     const struct dems_config *cfg = c->loop->srv->cfg;
     struct timeval tv = {.tv_sec = (time_t)cfg->body_timeout};
     bufferevent_set_timeouts(c->bev, &tv, &tv);
+    if (has_body(h))
+        start_rate_window(c);
 }
 
 void dems_req_set_data(struct dems_req *req, void *data, void (*free_fn)(void *data))
@@ -787,6 +850,7 @@ static int on_body(void *arg, const uint8_t *data, size_t n)
     struct dems_req *req = c->req;
     if (req->responded)
         return DEMS_EAGAIN;
+    c->window_bytes += n;
     if (req->route->body != NULL) {
         if (n > req->route->max_body - req->body_seen)
             return DEMS_ETOOBIG;
@@ -816,6 +880,7 @@ static int on_end(void *arg)
     if (req == NULL)
         return 0; /* the end of a message answered and finished earlier */
     req->body_done = true;
+    stop_rate_window(c);
     if (req->responded)
         return DEMS_EAGAIN;
     bufferevent_set_timeouts(c->bev, NULL, NULL);
@@ -908,9 +973,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct dems_conn *c = arg;
     if (what & BEV_EVENT_TIMEOUT)
-        dems_log(DEMS_LOG_INFO, c->req != NULL ? c->req->id : NULL,
-                 json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
-                 "closing a connection that stalled");
+        DEMS_LOG_LIMITED(DEMS_LOG_INFO, c->req != NULL ? c->req->id : NULL,
+                         json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
+                         "closing a connection that stalled");
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
         conn_close(c);
 }
@@ -920,9 +985,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct dems_conn *c = arg;
+    if (c->rate_timing) {
+        on_rate_window(c);
+        return;
+    }
     if (c->head_timing)
-        dems_log(DEMS_LOG_INFO, NULL, json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
-                 "closing a connection whose request head did not arrive in time");
+        DEMS_LOG_LIMITED(DEMS_LOG_INFO, NULL,
+                         json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),
+                         "closing a connection whose request head did not arrive in time");
     conn_close(c);
 }
 
@@ -953,6 +1023,7 @@ static void conn_close(struct dems_conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     loop->nconns--;
+    dems_admit_release(loop->srv, &c->admit_key);
     conn_unref(c);
     dems_loop_maybe_exit(loop);
 }
@@ -969,13 +1040,14 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t len)
     snprintf(out, len, "%s", host);
 }
 
-void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa, int salen)
+void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa,
+                      const struct dems_admit_key *key)
 {
-    (void)salen;
     struct dems_conn *c = calloc(1, sizeof(*c));
     SSL *ssl = SSL_new(loop->srv->ssl_ctx);
     if (c == NULL || ssl == NULL)
         goto fail;
+    c->admit_key = *key;
     c->loop = loop;
     c->refs = 1;
     /* Responses leave as several TLS records; with Nagle's algorithm the
@@ -1008,6 +1080,7 @@ void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa,
     loop->nconns++;
     return;
 fail:
+    dems_admit_release(loop->srv, key);
     if (ssl != NULL)
         SSL_free(ssl);
     if (fd >= 0)

@@ -139,6 +139,69 @@ static void test_dems_log_escapes_every_field(void **state)
     free(line);
 }
 
+/* Runs fn with stderr sent to a file; returns what was written. */
+static char *capture_fn(void (*fn)(void))
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    int saved = dup(2);
+    dup2(fileno(f), 2);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long n = ftell(f);
+    rewind(f);
+    char *out = calloc(1, (size_t)n + 1);
+    assert_int_equal(fread(out, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return out;
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void flood(void)
+{
+    for (int i = 0; i < 20000; i++)
+        DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "flood"),
+                         "accept failed: %d", i);
+    DEMS_LOG_LIMITED(DEMS_LOG_WARN, NULL, NULL, "another site");
+}
+
+static void after_interval(void)
+{
+    usleep(1100 * 1000);
+    dems_log_flush();
+    dems_log_flush(); /* nothing more to say */
+}
+
+static void test_repeated_lines_limited(void **state)
+{
+    (void)state;
+    dems_log_set_limit(5, 1000);
+    char *out = capture_fn(flood);
+    assert_int_equal(count(out, "accept failed"), 5);
+    assert_int_equal(count(out, "another site"), 1);
+    assert_int_equal(count(out, "log_suppressed"), 0);
+    free(out);
+    out = capture_fn(after_interval);
+    assert_int_equal(count(out, "\n"), 1);
+    assert_non_null(strstr(out, "\"suppressed\":19995"));
+    assert_non_null(strstr(out, "suppressed 19995 similar lines from tests/unit/core/test_log.c:"));
+    free(out);
+    /* A new interval writes again. */
+    out = capture_fn(flood);
+    assert_int_equal(count(out, "accept failed"), 5);
+    free(out);
+    dems_log_set_limit(DEMS_LOG_BURST, DEMS_LOG_INTERVAL * 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_controls_and_bad_utf8_escaped),
         cmocka_unit_test(test_bounded_with_mark),
         cmocka_unit_test(test_dems_log_escapes_every_field),
+        cmocka_unit_test(test_repeated_lines_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
