@@ -31,6 +31,9 @@ struct key {
 static const struct key keys[] = {
     {"data_dir", K_STR, OFF(data_dir), 0, 0, "",
      "directory for the embedded database, keys, TLS files and blobs (required)"},
+    {"min_free_space", K_U64, OFF(min_free_space), 0, 1ULL << 60, "1073741824",
+     "bytes that must stay free on data_dir's volume for /readyz to answer ready (0 = no "
+     "check)"},
     {"listen", K_HOSTPORT, OFF(listen), 0, 0, "127.0.0.1:8443", "HTTPS listen address HOST:PORT"},
     {"threads", K_U64, OFF(threads), 0, 256, "0", "event-loop threads (0 = one per CPU core)"},
     {"tls_cert", K_STR, OFF(tls_cert), 0, 0, "",

@@ -18,7 +18,8 @@
 
 struct dems_config {
     char *data_dir;
-    char *listen; /* HOST:PORT */
+    uint64_t min_free_space; /* bytes free on data_dir's volume for /readyz */
+    char *listen;            /* HOST:PORT */
     uint64_t threads;
     char *tls_cert;
     char *tls_key;

@@ -26,6 +26,7 @@ struct dems_work;
 struct dems_admission;
 struct sockaddr;
 struct dems_revoked;
+struct dems_embedded;
 
 struct dems_loop {
     unsigned id;
@@ -67,9 +68,10 @@ struct dems_server {
     struct dems_loop *loops;
     unsigned nloops;
     char db_conninfo[2048];
-    char *migrations_status;    /* NULL when current */
-    struct dems_ledger *ledger; /* server/ledger/append.c */
-    uint8_t *master_key;        /* 32 bytes, sodium_malloc'd (server/store/keys.c) */
+    struct dems_embedded *embedded; /* the embedded cluster, NULL with database_url */
+    char *migrations_status;        /* NULL when current */
+    struct dems_ledger *ledger;     /* server/ledger/append.c */
+    uint8_t *master_key;            /* 32 bytes, sodium_malloc'd (server/store/keys.c) */
     /* The CPU work pool (password hashing). */
     pthread_t *workers;
     unsigned nworkers;

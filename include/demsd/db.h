@@ -72,15 +72,35 @@ size_t dems_migrate_count(void);
  * The embedded cluster (server/db/embedded.c). dems_embedded_start creates
  * (initdb) and starts a private PostgreSQL under data_dir/pg listening only
  * on a Unix socket there, creates the owner and application roles and the
- * database, and fills the two conninfo strings. It adopts a cluster left
- * running by a crashed demsd. dems_embedded_stop shuts it down (fast mode)
- * and waits for it to exit.
+ * database, and fills the two conninfo strings. The socket lives in
+ * data_dir/run; when demsd runs as root and client_gid is not -1, that
+ * directory belongs to the cluster's account and group client_gid (mode
+ * 0750), so the service account demsd switches to can connect. A keeper process runs the
+ * postmaster: it adopts one left running by a crashed demsd, restarts it
+ * when it dies, and stops it when demsd stops or dies. Call before any
+ * thread exists (it forks). dems_embedded_stop shuts the cluster down (fast
+ * mode) and waits for the keeper to exit.
  */
 struct dems_embedded;
-int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **ret,
+int dems_embedded_start(const struct dems_config *cfg, int client_gid, struct dems_embedded **ret,
                         char *owner_conninfo, char *app_conninfo, size_t conninfo_len, char *err,
                         size_t errlen);
 void dems_embedded_stop(struct dems_embedded *e);
+
+/*
+ * What the embedded cluster's keeper says: STARTING before its first start,
+ * UP while the postmaster answers, DOWN from its death until a new one
+ * answers (the keeper restarts it with a backoff), FAILED when the first
+ * start failed, STOPPED after dems_embedded_stop. Any thread; never blocks.
+ */
+enum dems_embedded_state {
+    DEMS_EMBEDDED_STARTING,
+    DEMS_EMBEDDED_UP,
+    DEMS_EMBEDDED_DOWN,
+    DEMS_EMBEDDED_FAILED,
+    DEMS_EMBEDDED_STOPPED,
+};
+enum dems_embedded_state dems_embedded_state(const struct dems_embedded *e);
 
 /* The conninfo strings of a cluster another demsd runs (no start). */
 int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_conninfo, char *app_conninfo,

@@ -299,7 +299,7 @@ int dems_cli_serve(int argc, char **argv)
         return 1;
     }
     rc = dems_setup_database(&s, false);
-    struct dems_server srv = {.cfg = &s.cfg, .listen_fd = -1};
+    struct dems_server srv = {.cfg = &s.cfg, .listen_fd = -1, .embedded = s.embedded};
     if (rc == 0)
         rc = migrate_and_bootstrap(&s, &srv);
     char err[1024];

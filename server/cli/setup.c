@@ -85,7 +85,7 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok)
         }
         return 0;
     }
-    if (dems_embedded_start(cfg, &s->embedded, s->owner_conninfo, s->app_conninfo,
+    if (dems_embedded_start(cfg, -1, &s->embedded, s->owner_conninfo, s->app_conninfo,
                             sizeof(s->app_conninfo), err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         return 1;

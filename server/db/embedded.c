@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The embedded default: a private PostgreSQL cluster under data_dir/pg that
- * listens only on a Unix socket in that directory (no TCP), created with
- * initdb on first start, started with demsd and stopped with it. PostgreSQL
- * refuses to run as root, so when demsd runs as root the cluster runs as the
- * "postgres" account that Debian's package creates. The postmaster gets
- * PR_SET_PDEATHSIG so it stops if demsd dies; should one survive anyway (a
- * crash between fork and prctl), the next start adopts it, and a stale
- * postmaster.pid whose process is gone is removed.
+ * listens only on a Unix socket (no TCP), created with initdb on first
+ * start, started with demsd and stopped with it. PostgreSQL refuses to run
+ * as root, so when demsd runs as root the cluster runs as the "postgres"
+ * account that Debian's package creates. A keeper process (keeper.c) owns
+ * the postmaster: it restarts it if it dies and stops it when demsd stops or
+ * dies. This file prepares the cluster (initdb, roles, the database) and
+ * talks to the keeper.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -20,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -32,22 +32,24 @@
 #include "dems/str.h"
 #include "demsd/db.h"
 
+#include "embedded_int.h"
+
 struct dems_embedded {
-    char pgdir[PATH_MAX];
-    pid_t pid;
-    bool is_child; /* we started it (else adopted) */
+    char pgdir[PATH_MAX];     /* DATA/pg: the cluster */
+    char sockdir[PATH_MAX];   /* DATA/run: its Unix socket */
+    pid_t keeper;             /* our child; runs and restarts the postmaster */
+    int ctl;                  /* closing it tells the keeper to stop the cluster */
+    struct emb_shared *state; /* shared with the keeper */
 };
 
-#define SUPERUSER "dems_super"
-
-static void sleep_ms(long ms)
+void emb_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
 }
 
 /* Writes a libpq conninfo value in single quotes with \ and ' escaped. */
-static void conninfo(char *out, size_t len, const char *dir, const char *db, const char *user)
+void emb_conninfo(char *out, size_t len, const char *dir, const char *db, const char *user)
 {
     char q[2 * PATH_MAX];
     size_t o = 0;
@@ -80,8 +82,8 @@ static int run_as(uid_t *ret_uid, gid_t *ret_gid, char *err, size_t errlen)
     return 0;
 }
 
-/* In a forked child: become uid/gid, send output to logfd, exec argv. */
-static void child_exec(uid_t uid, gid_t gid, int logfd, const char *const *argv, bool deathsig)
+_Noreturn void emb_child_exec(uid_t uid, gid_t gid, int logfd, const char *const *argv,
+                              bool deathsig)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -132,7 +134,7 @@ static int run_wait(uid_t uid, gid_t gid, int logfd, const char *const *argv)
     if (pid < 0)
         return -1;
     if (pid == 0)
-        child_exec(uid, gid, logfd, argv, false);
+        emb_child_exec(uid, gid, logfd, argv, false);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
@@ -152,7 +154,7 @@ static int do_initdb(const struct dems_config *cfg, const char *pgdir, uid_t uid
     }
     char initdb[PATH_MAX];
     snprintf(initdb, sizeof(initdb), "%s/initdb", cfg->pg_bin_dir);
-    const char *argv[] = {initdb,  "-D", pgdir,  "-U",         SUPERUSER,           "-A",
+    const char *argv[] = {initdb,  "-D", pgdir,  "-U",         EMB_SUPERUSER,       "-A",
                           "trust", "-E", "UTF8", "--locale=C", "--no-instructions", NULL};
     if (access(initdb, X_OK) != 0) {
         snprintf(err, errlen,
@@ -168,134 +170,6 @@ static int do_initdb(const struct dems_config *cfg, const char *pgdir, uid_t uid
     return 0;
 }
 
-/* A postmaster.pid naming a live postgres is adopted; a stale one removed. */
-static pid_t check_pidfile(const char *pgdir)
-{
-    char path[PATH_MAX + 32], line[64] = "";
-    snprintf(path, sizeof(path), "%s/postmaster.pid", pgdir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    if (fgets(line, sizeof(line), f) == NULL)
-        line[0] = '\0';
-    fclose(f);
-    line[strcspn(line, "\n")] = '\0';
-    uint64_t pid = 0;
-    if (dems_parse_u64(line, strlen(line), INT_MAX, &pid) == 0 && pid > 1 &&
-        kill((pid_t)pid, 0) == 0) {
-        char exe[64], target[PATH_MAX];
-        snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
-        ssize_t n = readlink(exe, target, sizeof(target) - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            const char *base = strrchr(target, '/');
-            if (base != NULL && strcmp(base + 1, "postgres") == 0)
-                return (pid_t)pid;
-        }
-    }
-    /* Stale: its process is gone, a zombie, or something else now. Remove
-     * the pid file and the socket lock too, which postgres would otherwise
-     * refuse to replace while the old pid still names a process. */
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/.s.PGSQL.5432.lock", pgdir);
-    unlink(path);
-    return 0;
-}
-
-static bool alive(pid_t pid)
-{
-    char path[64], st[256];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(st, 1, sizeof(st) - 1, f);
-    fclose(f);
-    st[n] = '\0';
-    const char *close_paren = strrchr(st, ')');
-    return close_paren != NULL && close_paren[1] == ' ' && close_paren[2] != 'Z';
-}
-
-/*
- * A postmaster left by an earlier demsd is either still serving (adopt it)
- * or shutting down because its parent died (wait until it is gone, then
- * start our own). Decides within 30 s.
- */
-static bool adoptable(struct dems_embedded *e)
-{
-    char ci[2 * PATH_MAX + 100];
-    conninfo(ci, sizeof(ci), e->pgdir, "postgres", SUPERUSER);
-    for (int i = 0; i < 300; i++) {
-        if (!alive(e->pid))
-            return false;
-        if (PQping(ci) == PQPING_OK)
-            return true;
-        sleep_ms(100);
-    }
-    return true; /* still there: wait_ready reports on it */
-}
-
-/*
- * After a crash that killed the postmaster, its other processes (the
- * checkpointer finishing an immediate shutdown, backends noticing their
- * parent's death) can hold the old shared memory for a while, and a new
- * postmaster refuses to start while they do ("pre-existing shared memory
- * block is still in use"). PostgreSQL's processes run in the data
- * directory: wait, at most 30 s, until no live process has it as its
- * working directory.
- */
-static void wait_old_processes(const char *pgdir)
-{
-    char want[PATH_MAX];
-    if (realpath(pgdir, want) == NULL)
-        return;
-    for (int i = 0; i < 300; i++) {
-        DIR *d = opendir("/proc");
-        bool busy = false;
-        struct dirent *de;
-        while (d != NULL && !busy && (de = readdir(d)) != NULL) {
-            uint64_t pid = 0;
-            if (dems_parse_u64(de->d_name, strlen(de->d_name), INT_MAX, &pid) < 0 ||
-                (pid_t)pid == getpid())
-                continue;
-            char link[64], cwd[PATH_MAX];
-            snprintf(link, sizeof(link), "/proc/%llu/cwd", (unsigned long long)pid);
-            ssize_t n = readlink(link, cwd, sizeof(cwd) - 1);
-            if (n <= 0)
-                continue;
-            cwd[n] = '\0';
-            busy = strcmp(cwd, want) == 0 && alive((pid_t)pid);
-        }
-        if (d != NULL)
-            closedir(d);
-        if (!busy)
-            return;
-        sleep_ms(100);
-    }
-}
-
-static int wait_ready(struct dems_embedded *e, const char *logpath, char *err, size_t errlen)
-{
-    char ci[2 * PATH_MAX + 100];
-    conninfo(ci, sizeof(ci), e->pgdir, "postgres", SUPERUSER);
-    for (int i = 0; i < 600; i++) {
-        if (PQping(ci) == PQPING_OK)
-            return 0;
-        if (e->is_child) {
-            int status;
-            if (waitpid(e->pid, &status, WNOHANG) == e->pid) {
-                e->pid = 0;
-                snprintf(err, errlen, "embedded database: PostgreSQL exited at start; see %s",
-                         logpath);
-                return DEMS_EIO;
-            }
-        }
-        sleep_ms(100);
-    }
-    snprintf(err, errlen, "embedded database: PostgreSQL did not become ready; see %s", logpath);
-    return DEMS_EIO;
-}
-
 static int exec_sql(PGconn *db, const char *sql, char *err, size_t errlen)
 {
     PGresult *res = PQexec(db, sql);
@@ -307,10 +181,10 @@ static int exec_sql(PGconn *db, const char *sql, char *err, size_t errlen)
 }
 
 /* Roles and database, idempotently: owner owns the schema, app may only use it. */
-static int bootstrap(const char *pgdir, char *err, size_t errlen)
+static int bootstrap(const char *sockdir, char *err, size_t errlen)
 {
     char ci[2 * PATH_MAX + 100];
-    conninfo(ci, sizeof(ci), pgdir, "postgres", SUPERUSER);
+    emb_conninfo(ci, sizeof(ci), sockdir, "postgres", EMB_SUPERUSER);
     PGconn *db = dems_db_connect_sync(ci, err, errlen);
     if (db == NULL)
         return DEMS_EDB;
@@ -328,7 +202,7 @@ static int bootstrap(const char *pgdir, char *err, size_t errlen)
     PQfinish(db);
     if (r < 0)
         return r;
-    conninfo(ci, sizeof(ci), pgdir, "dems", SUPERUSER);
+    emb_conninfo(ci, sizeof(ci), sockdir, "dems", EMB_SUPERUSER);
     db = dems_db_connect_sync(ci, err, errlen);
     if (db == NULL)
         return DEMS_EDB;
@@ -343,8 +217,9 @@ static int bootstrap(const char *pgdir, char *err, size_t errlen)
     return r;
 }
 
-static int resolve_pgdir(const struct dems_config *cfg, char *pgdir, size_t len, char *err,
-                         size_t errlen)
+/* DATA/pg (the cluster) and DATA/run (its socket), absolute. */
+static int resolve_dirs(const struct dems_config *cfg, char *pgdir, char *sockdir, size_t len,
+                        char *err, size_t errlen)
 {
     char abs[PATH_MAX];
     if (realpath(cfg->data_dir, abs) == NULL) {
@@ -352,8 +227,9 @@ static int resolve_pgdir(const struct dems_config *cfg, char *pgdir, size_t len,
         return DEMS_EIO;
     }
     snprintf(pgdir, len, "%s/pg", abs);
+    snprintf(sockdir, len, "%s/run", abs);
     struct sockaddr_un sun;
-    if (strlen(pgdir) + sizeof("/.s.PGSQL.5432") > sizeof(sun.sun_path)) {
+    if (strlen(sockdir) + sizeof("/.s.PGSQL.5432") > sizeof(sun.sun_path)) {
         snprintf(err, errlen,
                  "embedded database: data directory path %s is too long for a Unix socket; "
                  "use a shorter path",
@@ -363,60 +239,96 @@ static int resolve_pgdir(const struct dems_config *cfg, char *pgdir, size_t len,
     return 0;
 }
 
+/*
+ * The socket's directory. Run by root for a service account (client_gid):
+ * the cluster's account owns it and the service account's group may enter
+ * it (0750), which is the only gate — the socket itself is 0777. Otherwise
+ * it is private to the account running everything (0700, socket 0700).
+ */
+static int make_sockdir(const char *sockdir, uid_t uid, gid_t gid, int client_gid, char *err,
+                        size_t errlen)
+{
+    if (mkdir(sockdir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "embedded database: cannot create %s: %s", sockdir, strerror(errno));
+        return DEMS_EIO;
+    }
+    bool shared = geteuid() == 0 && client_gid >= 0;
+    if (geteuid() == 0 && chown(sockdir, uid, shared ? (gid_t)client_gid : gid) != 0) {
+        snprintf(err, errlen, "embedded database: cannot chown %s: %s", sockdir, strerror(errno));
+        return DEMS_EIO;
+    }
+    if (chmod(sockdir, shared ? 0750 : 0700) != 0) {
+        snprintf(err, errlen, "embedded database: cannot chmod %s: %s", sockdir, strerror(errno));
+        return DEMS_EIO;
+    }
+    return 0;
+}
+
 int dems_embedded_conninfo(const struct dems_config *cfg, char *owner_ci, char *app_ci, size_t len,
                            char *err, size_t errlen)
 {
-    char pgdir[PATH_MAX + 8];
-    int r = resolve_pgdir(cfg, pgdir, sizeof(pgdir), err, errlen);
+    char pgdir[PATH_MAX + 8], sockdir[PATH_MAX + 8];
+    int r = resolve_dirs(cfg, pgdir, sockdir, sizeof(pgdir), err, errlen);
     if (r < 0)
         return r;
-    conninfo(owner_ci, len, pgdir, "dems", DEMS_DB_OWNER_ROLE);
-    conninfo(app_ci, len, pgdir, "dems", DEMS_DB_APP_ROLE);
+    emb_conninfo(owner_ci, len, sockdir, "dems", DEMS_DB_OWNER_ROLE);
+    emb_conninfo(app_ci, len, sockdir, "dems", DEMS_DB_APP_ROLE);
     return 0;
 }
 
-static int start_postgres(const struct dems_config *cfg, struct dems_embedded *e, uid_t uid,
-                          gid_t gid, int logfd)
+/*
+ * Waits for the keeper's first start: 0 once the cluster answers, or an
+ * error (the keeper exited; its reason, or how it ended).
+ */
+static int wait_first_start(struct dems_embedded *e, char *err, size_t errlen)
 {
-    char postgres[PATH_MAX];
-    snprintf(postgres, sizeof(postgres), "%s/postgres", cfg->pg_bin_dir);
-    /* Unix socket only; no LLVM JIT (dems's queries are short, and the
-     * systemd unit forbids writable executable memory). */
-    const char *argv[] = {postgres,
-                          "-D",
-                          e->pgdir,
-                          "-k",
-                          e->pgdir,
-                          "-c",
-                          "listen_addresses=",
-                          "-c",
-                          "unix_socket_permissions=0700",
-                          "-c",
-                          "jit=off",
-                          NULL};
-    pid_t pid = fork();
-    if (pid < 0)
-        return DEMS_EIO;
-    if (pid == 0)
-        child_exec(uid, gid, logfd, argv, true);
-    e->pid = pid;
-    e->is_child = true;
-    return 0;
+    for (;;) {
+        int st = atomic_load(&e->state->state);
+        if (st == DEMS_EMBEDDED_UP)
+            return 0;
+        int status;
+        pid_t w = st == DEMS_EMBEDDED_FAILED ? waitpid(e->keeper, &status, 0)
+                                             : waitpid(e->keeper, &status, WNOHANG);
+        if (w == e->keeper) {
+            e->keeper = 0;
+            if (e->state->reason[0] != '\0')
+                snprintf(err, errlen, "%s", e->state->reason);
+            else
+                snprintf(err, errlen, "embedded database: its keeper process %s",
+                         WIFSIGNALED(status) ? "was killed" : "exited");
+            return DEMS_EIO;
+        }
+        emb_sleep_ms(20);
+    }
 }
 
-int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **ret, char *owner_ci,
-                        char *app_ci, size_t len, char *err, size_t errlen)
+enum dems_embedded_state dems_embedded_state(const struct dems_embedded *e)
+{
+    return (enum dems_embedded_state)atomic_load(&e->state->state);
+}
+
+int dems_embedded_start(const struct dems_config *cfg, int client_gid, struct dems_embedded **ret,
+                        char *owner_ci, char *app_ci, size_t len, char *err, size_t errlen)
 {
     struct dems_embedded *e = calloc(1, sizeof(*e));
     if (e == NULL)
         return DEMS_ENOMEM;
+    e->ctl = -1;
+    e->state =
+        mmap(NULL, sizeof(*e->state), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (e->state == MAP_FAILED) {
+        free(e);
+        return DEMS_ENOMEM;
+    }
     uid_t uid = 0;
     gid_t gid = 0;
-    int r = resolve_pgdir(cfg, e->pgdir, sizeof(e->pgdir), err, errlen);
+    int r = resolve_dirs(cfg, e->pgdir, e->sockdir, sizeof(e->pgdir), err, errlen);
     if (r == 0)
         r = run_as(&uid, &gid, err, errlen);
+    if (r == 0)
+        r = make_sockdir(e->sockdir, uid, gid, client_gid, err, errlen);
     if (r < 0) {
-        free(e);
+        dems_embedded_stop(e);
         return r;
     }
     if (geteuid() == 0)
@@ -425,32 +337,40 @@ int dems_embedded_start(const struct dems_config *cfg, struct dems_embedded **re
     int logfd = open_log(cfg->data_dir, uid, logpath, sizeof(logpath));
     if (logfd < 0) {
         snprintf(err, errlen, "embedded database: cannot write %s", logpath);
-        free(e);
+        dems_embedded_stop(e);
         return DEMS_EIO;
     }
     snprintf(vfile, sizeof(vfile), "%s/PG_VERSION", e->pgdir);
     if (access(vfile, F_OK) != 0)
         r = do_initdb(cfg, e->pgdir, uid, gid, logfd, logpath, err, errlen);
     if (r == 0) {
-        e->pid = check_pidfile(e->pgdir);
-        if (e->pid > 0 && !adoptable(e))
-            e->pid = check_pidfile(e->pgdir); /* it exited: clean up after it */
-        if (e->pid == 0) {
-            wait_old_processes(e->pgdir);
-            r = start_postgres(cfg, e, uid, gid, logfd);
+        struct emb_keeper_args a = {.cfg = cfg,
+                                    .pgdir = e->pgdir,
+                                    .sockdir = e->sockdir,
+                                    .socket_mode =
+                                        geteuid() == 0 && client_gid >= 0 ? "0777" : "0700",
+                                    .logpath = logpath,
+                                    .logfd = logfd,
+                                    .uid = uid,
+                                    .gid = gid};
+        e->keeper = emb_keeper_start(&a, e->state, &e->ctl);
+        if (e->keeper < 0) {
+            e->keeper = 0;
+            snprintf(err, errlen, "embedded database: cannot fork: %s", strerror(errno));
+            r = DEMS_EIO;
         }
     }
     close(logfd);
     if (r == 0)
-        r = wait_ready(e, logpath, err, errlen);
+        r = wait_first_start(e, err, errlen);
     if (r == 0)
-        r = bootstrap(e->pgdir, err, errlen);
+        r = bootstrap(e->sockdir, err, errlen);
     if (r < 0) {
         dems_embedded_stop(e);
         return r;
     }
-    conninfo(owner_ci, len, e->pgdir, "dems", DEMS_DB_OWNER_ROLE);
-    conninfo(app_ci, len, e->pgdir, "dems", DEMS_DB_APP_ROLE);
+    emb_conninfo(owner_ci, len, e->sockdir, "dems", DEMS_DB_OWNER_ROLE);
+    emb_conninfo(app_ci, len, e->sockdir, "dems", DEMS_DB_APP_ROLE);
     *ret = e;
     return 0;
 }
@@ -459,20 +379,14 @@ void dems_embedded_stop(struct dems_embedded *e)
 {
     if (e == NULL)
         return;
-    if (e->pid > 0) {
-        kill(e->pid, SIGINT); /* fast shutdown: roll back, checkpoint, exit */
-        for (int i = 0; i < 600; i++) {
-            if (e->is_child) {
-                if (waitpid(e->pid, NULL, WNOHANG) == e->pid)
-                    break;
-            } else if (kill(e->pid, 0) != 0) {
-                break;
-            }
-            if (i == 300)
-                kill(e->pid, SIGQUIT); /* immediate shutdown after 30 s */
-            sleep_ms(100);
-        }
-    }
+    /* The keeper stops the postmaster when its control pipe closes. */
+    if (e->ctl >= 0)
+        close(e->ctl);
+    if (e->keeper > 0)
+        while (waitpid(e->keeper, NULL, 0) < 0 && errno == EINTR)
+            ;
+    if (e->state != MAP_FAILED && e->state != NULL)
+        munmap(e->state, sizeof(*e->state));
     free(e);
 }
 

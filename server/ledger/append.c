@@ -81,14 +81,75 @@ bool ledger_ok(const PGresult *res)
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
 
+#define DB_WARN_MS       10000
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 5000
+
+/*
+ * Logs a failed statement with libpq's message: the result's, or the
+ * connection's when there is no result (a lost connection gives none, which
+ * once made an empty "ledger: " line every second). While the connection is
+ * down the warning is rate-limited, counting what it left out.
+ */
+static void warn_db(struct dems_ledger *l, const PGresult *res)
+{
+    const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+    if (msg[0] == '\0')
+        msg = PQerrorMessage(l->db);
+    if (msg[0] == '\0')
+        msg = "no connection to the database";
+    int len = (int)strcspn(msg, "\n");
+    bool down = PQstatus(l->db) != CONNECTION_OK;
+    int64_t t = ledger_now_ms();
+    if (down && t - l->db_warned_ms < DB_WARN_MS) {
+        l->db_suppressed++;
+        return;
+    }
+    dems_log(DEMS_LOG_WARN, NULL,
+             json_pack("{s:s,s:b,s:i}", "event", "ledger_db_error", "connected", !down,
+                       "suppressed", (int)l->db_suppressed),
+             "ledger: %.*s", len > 300 ? 300 : len, msg);
+    if (down) {
+        l->db_warned_ms = t;
+        l->db_suppressed = 0;
+    }
+}
+
 int ledger_exec(struct dems_ledger *l, const char *sql, int n, const char *const *p)
 {
     PGresult *res = ledger_q(l, sql, n, p);
     int r = ledger_ok(res) ? 0 : DEMS_EDB;
     if (r < 0)
-        dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: %.300s", PQresultErrorMessage(res));
+        warn_db(l, res);
     PQclear(res);
     return r;
+}
+
+/*
+ * True when the connection is up, reconnecting first if it is down and its
+ * backoff (100 ms doubling to 5 s) has passed.
+ */
+static bool connected(struct dems_ledger *l)
+{
+    if (PQstatus(l->db) == CONNECTION_OK)
+        return true;
+    int64_t t = ledger_now_ms();
+    if (t < l->reconnect_at_ms)
+        return false;
+    PQreset(l->db);
+    if (PQstatus(l->db) == CONNECTION_OK) {
+        dems_log(DEMS_LOG_INFO, NULL, json_pack("{s:s}", "event", "ledger_db_reconnected"),
+                 "ledger: database connection restored");
+        l->reconnect_ms = RECONNECT_MIN_MS;
+        l->db_warned_ms = 0;
+        return true;
+    }
+    warn_db(l, NULL);
+    l->reconnect_ms = l->reconnect_ms < RECONNECT_MIN_MS       ? RECONNECT_MIN_MS
+                      : l->reconnect_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS
+                                                               : l->reconnect_ms * 2;
+    l->reconnect_at_ms = t + l->reconnect_ms;
+    return false;
 }
 
 /* Reads stored complete-subtree hashes (the Merkle reader over the DB). */
@@ -436,8 +497,9 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, b
     *ret_retry = false;
     if (atomic_load_explicit(&l->broken, memory_order_acquire))
         return DEMS_EUNAVAIL;
-    if (PQstatus(l->db) != CONNECTION_OK)
-        PQreset(l->db);
+    l->reconnect_at_ms = 0; /* entries are waiting: try now */
+    if (!connected(l))
+        return DEMS_EDB;
     if (ledger_exec(l, "BEGIN", 0, NULL) < 0)
         return DEMS_EDB;
     int r = ledger_lock_head(l);
@@ -593,11 +655,15 @@ static void *appender_main(void *arg)
             run_batch(l, batch, n);
         if (!stopping)
             ledger_refusals_tick(l, false);
+        /* Both need the database: after it went away, they wait for a
+         * reconnection (with its backoff) instead of failing every second. */
         if (l->frontier_ok && l->frontier.size > signed_size(l) &&
-            (ledger_now_ms() - l->checkpoint_ms >= 1000 || stopping))
-            ledger_checkpoint_write(l);
-        else if (batch == NULL && !stopping)
+            (ledger_now_ms() - l->checkpoint_ms >= 1000 || stopping)) {
+            if (connected(l))
+                ledger_checkpoint_write(l);
+        } else if (batch == NULL && !stopping && connected(l)) {
             watch_head(l);
+        }
         pthread_mutex_lock(&l->mu);
         if (stopping)
             break;

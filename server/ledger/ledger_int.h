@@ -56,6 +56,12 @@ struct dems_ledger {
     pthread_cond_t cv;
     struct dems_ledger_item *head, *tail;
     bool stop;
+    /* While the database is unreachable: one warning per LEDGER_DB_WARN_MS,
+     * and reconnection attempts with a backoff (append.c, connected()). */
+    int64_t db_warned_ms;
+    unsigned db_suppressed;
+    int64_t reconnect_at_ms;
+    unsigned reconnect_ms;
 };
 
 /* Milliseconds since the Unix epoch. */

@@ -276,11 +276,19 @@ class Server:
         assert st == 200, (st, doc)
         return doc["token"]
 
+    @property
+    def pg_socket_dir(self):
+        """The directory of the embedded cluster's Unix socket."""
+        return os.path.join(self.data, "run")
+
+    def conninfo(self, user="dems_app"):
+        """libpq conninfo for a role of the embedded cluster."""
+        return f"host={self.pg_socket_dir} dbname=dems user={user}"
+
     def psql(self, sql, user="dems_super"):
         """Runs SQL as a database role through the embedded cluster's socket."""
-        pg = os.path.join(self.data, "pg")
         r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                            f"host={pg} dbname=dems user={user}", "-c", sql],
+                            self.conninfo(user), "-c", sql],
                            capture_output=True, text=True)
         return r.returncode, r.stdout.strip(), r.stderr.strip()
 

@@ -136,7 +136,7 @@ def quiesce(srv):
 
 
 def app_url(srv):
-    return f"host={os.path.join(srv.data, 'pg')} dbname=dems user=dems_app"
+    return srv.conninfo("dems_app")
 
 
 def test_verify_blob_job_runs_to_done(c):
