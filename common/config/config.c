@@ -31,6 +31,9 @@ struct key {
 static const struct key keys[] = {
     {"data_dir", K_STR, OFF(data_dir), 0, 0, "",
      "directory for the embedded database, keys, TLS files and blobs (required)"},
+    {"user", K_STR, OFF(user), 0, 0, "dems",
+     "account demsd serve and its workers switch to when started as root, after binding the "
+     "listening socket and starting the embedded database (empty = stay root)"},
     {"min_free_space", K_U64, OFF(min_free_space), 0, 1ULL << 60, "1073741824",
      "bytes that must stay free on data_dir's volume for /readyz to answer ready (0 = no "
      "check)"},
@@ -121,6 +124,9 @@ static const struct key keys[] = {
      "wall-clock seconds before a preview's sandboxed decoder is killed"},
     {"media_memory", K_U64, OFF(media_memory), 64ULL << 20, 1ULL << 40, "4294967296",
      "address-space limit, in bytes, of the sandboxed decoder"},
+    {"sandbox_user", K_STR, OFF(sandbox_user), 0, 0, "dems-sandbox",
+     "account the media decoder switches to when its runner runs as root (otherwise it keeps "
+     "the worker's unprivileged account)"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 

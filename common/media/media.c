@@ -37,6 +37,8 @@ void dems_media_limits_init(struct dems_media_limits *lim)
         .cpu_seconds = 7200,
         .memory = 4ull << 30,
         .output_bytes = 8ull << 30,
+        .uid = 65534,
+        .gid = 65534,
     };
 }
 

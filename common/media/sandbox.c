@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The decoding sandbox: a forked child (no exec) with only its input,
- * outputs and a result pipe open, no core dumps, CPU/address-space/file-size/
- * fd rlimits and a seccomp allow-list, reporting back as one JSON document
- * on the pipe. The parent enforces the wall-clock timeout and turns every
- * way the child can end into a struct dems_media_error.
+ * outputs and a result pipe open, an unprivileged account (it switches to
+ * lim->uid/gid when it starts as root, and refuses to run as root), no
+ * capabilities at all (bounding set emptied when it can, ambient, effective,
+ * permitted and inheritable cleared), no_new_privs, no core dumps,
+ * CPU/address-space/file-size/fd rlimits and a seccomp allow-list,
+ * reporting back as one JSON document on the pipe. The parent enforces the wall-clock timeout and
+ * turns every way the child can end into a struct dems_media_error.
  *
  * Seccomp policy (docs/media.md): the default action is SECCOMP_RET_TRAP, and
  * the child's SIGSYS handler writes the offending syscall number to the pipe
@@ -17,7 +20,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libavutil/log.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -28,6 +33,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +58,7 @@
 
 #define EXIT_SECCOMP 125
 #define EXIT_SETUP   124
+#define EXIT_PRIVS   123
 #define RESULT_MAX   (16u << 20)
 #define MAX_KEEP     16
 
@@ -236,6 +243,12 @@ static int load_filter(void)
                                         "uname",
                                         "getuid",
                                         "geteuid",
+                                        "getgid",
+                                        "getegid",
+                                        "getresuid",
+                                        "getresgid",
+                                        "getgroups",
+                                        "capget",
                                         NULL};
     static const char *const soft[] = {
         "open",  "openat",   "creat",      "access", "faccessat", "faccessat2",        "stat",
@@ -279,6 +292,50 @@ static int load_filter(void)
     return r;
 }
 
+/* Empties the capability sets this process may change; false on failure. */
+static bool clear_capabilities(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {{0}};
+
+    if (syscall(SYS_capset, &h, d) != 0 || syscall(SYS_capget, &h, d) != 0)
+        return false;
+    for (int i = 0; i < _LINUX_CAPABILITY_U32S_3; i++)
+        if (d[i].effective != 0 || d[i].permitted != 0 || d[i].inheritable != 0)
+            return false;
+    return true;
+}
+
+/*
+ * The child never decodes as root or with any capability: started as root
+ * it empties the bounding set and becomes lim->uid/gid (no supplementary
+ * groups); then, whoever it is, it clears every capability set and sets
+ * no_new_privs. Returns 0, or -1 when any step failed.
+ */
+static int drop_privileges(const struct dems_media_limits *lim)
+{
+    uid_t u = (uid_t)lim->uid;
+    gid_t g = (gid_t)lim->gid;
+    uid_t r, e, s;
+
+    if (geteuid() == 0 || getuid() == 0) {
+        if (u == 0 || g == 0)
+            return -1;
+        for (int c = 0; prctl(PR_CAPBSET_READ, c, 0, 0, 0) >= 0; c++)
+            if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0)
+                return -1;
+        if (setgroups(0, NULL) != 0 || setresgid(g, g, g) != 0 || setresuid(u, u, u) != 0)
+            return -1;
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return -1;
+    if (!clear_capabilities() || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    if (getresuid(&r, &e, &s) != 0 || r == 0 || e == 0 || s == 0 || setuid(0) == 0)
+        return -1;
+    return 0;
+}
+
 static void report(json_t *res, int r, const struct dems_media_error *e,
                    const struct dems_media_limits *lim)
 {
@@ -316,6 +373,9 @@ static _Noreturn void child(int *keep, int nkeep, const struct dems_media_limits
     int max_fd = result_fd, r;
 
     reset_signals();
+    /* First: a change of credentials would reset the death signal. */
+    if (drop_privileges(lim) < 0)
+        _exit(EXIT_PRIVS);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(EXIT_SETUP);
     prctl(PR_SET_DUMPABLE, 0);
@@ -473,6 +533,11 @@ static int interpret(const struct outcome *o, const struct dems_media_limits *li
     }
     if (code == EXIT_SETUP)
         return media_fail(err, DEMS_MEDIA_INTERNAL, "sandbox: setting limits or seccomp failed");
+    if (code == EXIT_PRIVS)
+        return media_fail(err, DEMS_MEDIA_INTERNAL,
+                          "sandbox: dropping privileges failed (it never decodes as root, "
+                          "uid %u)",
+                          (unsigned)lim->uid);
     if (code != 0)
         return media_fail(err, DEMS_MEDIA_CRASHED, "crashed (exit status %d)", code);
     return from_report(o, ret, err);

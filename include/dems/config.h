@@ -18,6 +18,7 @@
 
 struct dems_config {
     char *data_dir;
+    char *user;              /* account serve and workers switch to when started as root */
     uint64_t min_free_space; /* bytes free on data_dir's volume for /readyz */
     char *listen;            /* HOST:PORT */
     uint64_t threads;
@@ -64,6 +65,7 @@ struct dems_config {
     uint64_t media_max_duration;     /* seconds */
     uint64_t media_timeout;          /* sandbox wall clock, seconds */
     uint64_t media_memory;           /* sandbox RLIMIT_AS, bytes */
+    char *sandbox_user;              /* the decoder's account when its runner is root */
     char *log_level;
 };
 

@@ -65,6 +65,11 @@ struct dems_media_limits {
     uint32_t cpu_seconds;  /* RLIMIT_CPU: 7200 */
     uint64_t memory;       /* RLIMIT_AS bytes: 4 GiB (not applied in ASan builds) */
     uint64_t output_bytes; /* RLIMIT_FSIZE: largest output file, 8 GiB */
+    /* The account the child becomes when it starts as root (never 0):
+     * 65534/65534 (nobody/nogroup). Otherwise it keeps its unprivileged
+     * uid; either way it ends with no capabilities and no_new_privs. */
+    uint32_t uid;
+    uint32_t gid;
 };
 
 /* Encoding parameters; dems_media_params_init sets the defaults shown. */

@@ -101,7 +101,14 @@ void dems_work_deliver(struct dems_loop *loop);
 int dems_work_start(struct dems_server *srv, unsigned n);
 void dems_work_stop(struct dems_server *srv);
 
-/* Creates the loops (config threads, 0 = cores), runs them until shutdown. */
+/*
+ * Binds and listens on cfg->listen (srv->listen_fd, srv->port); serve does
+ * it before dropping root. Returns 0, or DEMS_E* with err.
+ */
+int dems_listen_open(struct dems_server *srv, char *err, size_t errlen);
+
+/* Creates the loops (config threads, 0 = cores; listening first unless
+ * dems_listen_open did), runs them until shutdown. */
 int dems_loops_run(struct dems_server *srv);
 
 /* Asks every loop to drain and stop; safe from any thread. */

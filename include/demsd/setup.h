@@ -10,10 +10,19 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "dems/config.h"
 
 struct dems_embedded;
+
+/* The service account serve and workers switch to when started as root. */
+struct dems_account {
+    bool active; /* started as root with a user configured: switch */
+    uid_t uid;
+    gid_t gid;
+    char name[64];
+};
 
 /* Common options: --data, --config, --listen, --threads, --set KEY=VALUE. */
 struct dems_setup {
@@ -21,6 +30,7 @@ struct dems_setup {
     const char *config_file;
     int lock_fd;
     struct dems_embedded *embedded;
+    struct dems_account account; /* filled by dems_setup_database */
     char owner_conninfo[2048];
     char app_conninfo[2048];
 };
@@ -41,6 +51,21 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok);
 
 /* Stops what setup started (the embedded cluster, the lock). */
 void dems_setup_done(struct dems_setup *s);
+
+/*
+ * The service account (server/cli/account.c). dems_account_resolve: when
+ * running as root, looks up cfg->user (active), or warns when it is empty
+ * (inactive); not root: inactive. Prints one line and returns 1 when the
+ * account is missing or is root. dems_account_own_data gives data_dir's
+ * files (not the embedded cluster's) to the account. dems_account_drop
+ * switches to it for good (groups, gid, uid, capabilities, no_new_privs) and
+ * checks that root cannot come back. Both: 0, or -1 with err. No-ops when
+ * inactive. Drop before any thread exists.
+ */
+int dems_account_resolve(const struct dems_config *cfg, struct dems_account *ret);
+int dems_account_own_data(const struct dems_account *a, const char *data_dir, char *err,
+                          size_t errlen);
+int dems_account_drop(const struct dems_account *a, char *err, size_t errlen);
 
 /* Prints the config keys for --help. */
 void dems_setup_print_keys(void);

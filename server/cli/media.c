@@ -14,6 +14,7 @@
 #include "dems/media.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +28,12 @@
 
 static const char usage[] =
     "Usage: demsd media-sandbox [--max-pixels N] [--max-total-pixels N] [--max-duration S]\n"
-    "                           [--timeout S] [--memory BYTES]\n\n"
+    "                           [--timeout S] [--memory BYTES] [--sandbox-user NAME]\n\n"
     "Internal: run by `demsd worker` for each preview. Reads the input on fd 3,\n"
     "writes the proxy, poster, sprite and WebVTT index to fds 4, 5, 6 and 7 (each\n"
-    "may be closed to skip it) and prints one JSON line with the result.\n";
+    "may be closed to skip it) and prints one JSON line with the result. The\n"
+    "decoder runs as NAME when this runs as root (default nobody), else as the\n"
+    "caller's unprivileged account.\n";
 
 static int answer_error(const char *code, const char *message)
 {
@@ -41,6 +44,22 @@ static int answer_error(const char *code, const char *message)
     free(s);
     json_decref(j);
     return 1;
+}
+
+/*
+ * The decoder's account when this runner is root (config key sandbox_user);
+ * unprivileged, the decoder keeps our account and the name is not needed.
+ */
+static int sandbox_account(const char *name, struct dems_media_limits *lim)
+{
+    if (geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(name);
+    if (pw == NULL || pw->pw_uid == 0 || pw->pw_gid == 0)
+        return -1;
+    lim->uid = pw->pw_uid;
+    lim->gid = pw->pw_gid;
+    return 0;
 }
 
 /* The value after argv[*i] as a number in [1, max]. */
@@ -84,6 +103,10 @@ int dems_cli_media_sandbox(int argc, char **argv)
         } else if (strcmp(argv[i], "--memory") == 0) {
             ok = number(argc, argv, &i, UINT64_MAX, &v);
             lim.memory = v;
+        } else if (strcmp(argv[i], "--sandbox-user") == 0 && i + 1 < argc) {
+            if (sandbox_account(argv[++i], &lim) < 0)
+                return answer_error("media_internal", "the sandbox account (sandbox_user) does "
+                                                      "not exist or is root");
         } else {
             fprintf(stderr, "demsd media-sandbox: unknown option %s\n", argv[i]);
             return 2;

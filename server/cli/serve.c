@@ -298,11 +298,23 @@ int dems_cli_serve(int argc, char **argv)
         dems_config_done(&s.cfg);
         return 1;
     }
-    rc = dems_setup_database(&s, false);
+    rc = dems_account_resolve(&s.cfg, &s.account);
+    if (rc == 0)
+        rc = dems_setup_database(&s, false);
     struct dems_server srv = {.cfg = &s.cfg, .listen_fd = -1, .embedded = s.embedded};
+    char err[1024];
+    /* Root is needed only for the port, the cluster's account and the data
+     * directory's owner: bind, then become the service account. */
+    if (rc == 0 && dems_listen_open(&srv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && dems_account_drop(&s.account, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
     if (rc == 0)
         rc = migrate_and_bootstrap(&s, &srv);
-    char err[1024];
     if (rc == 0)
         rc = start_ledger(&s, &srv);
     if (rc == 0 && dems_staging_init(s.cfg.data_dir, srv.master_key) < 0) {
@@ -322,10 +334,13 @@ int dems_cli_serve(int argc, char **argv)
         struct dems_supervisor *workers = start_workers(&s, flags, nflags);
         if (dems_work_start(&srv, 2) < 0 || dems_loops_run(&srv) < 0)
             rc = 1;
+        srv.listen_fd = -1; /* dems_loops_run closed it */
         dems_supervisor_stop(workers, (unsigned)s.cfg.shutdown_timeout);
         if (srv.workers != NULL)
             dems_work_stop(&srv);
     }
+    if (srv.listen_fd >= 0)
+        close(srv.listen_fd);
     dems_ledger_stop(&srv);
     if (srv.master_key != NULL)
         sodium_free(srv.master_key);

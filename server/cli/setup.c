@@ -61,6 +61,14 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok)
         return 1;
     }
     s->lock_fd = dems_datadir_lock(cfg->data_dir, err, sizeof(err));
+    if (s->lock_fd >= 0 && s->account.active) {
+        /* Started as root: the directory goes to the service account. */
+        if (fchown(s->lock_fd, s->account.uid, s->account.gid) != 0 ||
+            dems_account_own_data(&s->account, cfg->data_dir, err, sizeof(err)) < 0) {
+            fprintf(stderr, "demsd: %s\n", err);
+            return 1;
+        }
+    }
     if (cfg->database_url[0] != '\0') {
         /* A configured database: the lock only guards local files. */
         snprintf(s->app_conninfo, sizeof(s->app_conninfo), "%s", cfg->database_url);
@@ -85,7 +93,8 @@ int dems_setup_database(struct dems_setup *s, bool attach_ok)
         }
         return 0;
     }
-    if (dems_embedded_start(cfg, -1, &s->embedded, s->owner_conninfo, s->app_conninfo,
+    int client_gid = s->account.active ? (int)s->account.gid : -1;
+    if (dems_embedded_start(cfg, client_gid, &s->embedded, s->owner_conninfo, s->app_conninfo,
                             sizeof(s->app_conninfo), err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         return 1;

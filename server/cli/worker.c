@@ -110,12 +110,20 @@ int dems_cli_worker(int argc, char **argv)
         return rc;
     dems_log_set_level(s.cfg.log_level);
     char app[2048], owner[2048], err[1024];
-    if (dems_crypto_init() < 0) {
+    /* Started as root (by hand): become the service account first. */
+    rc = dems_account_resolve(&s.cfg, &s.account);
+    if (rc == 0 && dems_account_drop(&s.account, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd worker: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && dems_crypto_init() < 0) {
         fprintf(stderr, "demsd worker: libsodium failed to initialise\n");
         rc = 1;
-    } else if (s.cfg.database_url[0] != '\0') {
+    }
+    if (rc == 0 && s.cfg.database_url[0] != '\0') {
         snprintf(app, sizeof(app), "%s", s.cfg.database_url);
-    } else if (dems_embedded_conninfo(&s.cfg, owner, app, sizeof(app), err, sizeof(err)) < 0) {
+    } else if (rc == 0 &&
+               dems_embedded_conninfo(&s.cfg, owner, app, sizeof(app), err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd worker: %s\n", err);
         rc = 1;
     }

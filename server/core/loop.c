@@ -224,7 +224,7 @@ static void on_periodic(evutil_socket_t fd, short what, void *arg)
         dems_api_periodic(loop);
 }
 
-static int listen_socket(struct dems_server *srv, char *err, size_t errlen)
+int dems_listen_open(struct dems_server *srv, char *err, size_t errlen)
 {
     char host[256];
     uint16_t port;
@@ -388,7 +388,7 @@ void dems_loops_stop(struct dems_server *srv)
 int dems_loops_run(struct dems_server *srv)
 {
     char err[512];
-    int r = listen_socket(srv, err, sizeof(err));
+    int r = srv->listen_fd >= 0 ? 0 : dems_listen_open(srv, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         return r;

@@ -290,8 +290,11 @@ static int run_sandbox(const struct dems_job_ctx *ctx, const struct work *w, jso
     snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg->media_memory);
     /* posix_spawn takes char *const[]: writable copies of the words. */
     char w0[] = "demsd", w1[] = "media-sandbox", w2[] = "--max-pixels", w3[] = "--max-total-pixels",
-         w4[] = "--max-duration", w5[] = "--timeout", w6[] = "--memory";
-    char *argv[] = {w0, w1, w2, pix, w3, tot, w4, dur, w5, tmo, w6, mem, NULL};
+         w4[] = "--max-duration", w5[] = "--timeout", w6[] = "--memory", w7[] = "--sandbox-user";
+    char *argv[] = {w0,  w1, w2, pix, w3, tot, w4, dur, w5, tmo, w6, mem, w7, cfg->sandbox_user,
+                    NULL};
+    if (cfg->sandbox_user[0] == '\0')
+        argv[12] = NULL; /* the runner's default (nobody) if it is root */
     me->code = DEMS_MEDIA_INTERNAL;
     int pfd[2] = {-1, -1}, src[1 + NOUT];
     for (size_t i = 0; i <= NOUT; i++)

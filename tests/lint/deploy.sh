@@ -6,7 +6,7 @@
 #          deploy/install-deps installs exactly deploy/packages.txt (no test
 #          package, no npm), and --test adds deploy/packages-test.txt and the
 #          npm installers; tests/run asks for --test, deploy/run does not;
-#          as root it creates the service account dems when missing.
+#          as root it creates the accounts dems and dems-sandbox when missing.
 #   unit   deploy/demsd.service runs as the dems account under systemd's
 #          sandboxing (the directives docs/operations.md lists), passes
 #          `systemd-analyze verify`, and `systemd-analyze security` rates its
@@ -42,6 +42,8 @@ deps)
     if [ "$(id -u)" = 0 ]; then
         grep -q -- '--system.* dems$' "$tmp/useradd" 2>/dev/null ||
             fail "install-deps (as root) did not create the system account dems"
+        grep -q -- '--system.* dems-sandbox$' "$tmp/useradd" 2>/dev/null ||
+            fail "install-deps (as root) did not create the system account dems-sandbox"
     fi
     for p in chromium nginx-light wrk nodejs npm clang libcmocka-dev clang-format ffmpeg; do
         ! grep -qx "$p" "$tmp/got" || fail "the runtime list installs the test package $p"

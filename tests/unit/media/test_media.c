@@ -23,6 +23,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/log.h>
+#include <linux/capability.h>
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
@@ -31,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -875,6 +877,28 @@ static int child_open(void *arg, json_t **ret, struct dems_media_error *err)
     return 0;
 }
 
+/* Who the child is, from inside the seccomp filter (ids and capget only). */
+static int child_identity(void *arg, json_t **ret, struct dems_media_error *err)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    uid_t r = 0, e = 0, s = 0;
+    gid_t gr = 0, ge = 0, gs = 0;
+    gid_t groups[8];
+    int ngroups = getgroups(8, groups);
+    long caps = syscall(SYS_capget, &h, d) == 0 ? 0 : -1;
+
+    (void)arg;
+    (void)err;
+    for (int i = 0; caps == 0 && i < _LINUX_CAPABILITY_U32S_3; i++)
+        caps |= (long)(d[i].effective | d[i].permitted | d[i].inheritable);
+    getresuid(&r, &e, &s);
+    getresgid(&gr, &ge, &gs);
+    *ret = json_pack("{s:i,s:i,s:i,s:i,s:i,s:I,s:i}", "uid", (int)r, "euid", (int)e, "suid", (int)s,
+                     "gid", (int)gr, "egid", (int)ge, "caps", (json_int_t)caps, "groups", ngroups);
+    return 0;
+}
+
 static int child_spin(void *arg, json_t **ret, struct dems_media_error *err)
 {
     volatile uint64_t x = 0;
@@ -953,6 +977,40 @@ static void test_sandbox_seccomp(void **state)
     json_decref(res);
 }
 
+/*
+ * The decoder never runs as root nor with a capability: started as root it
+ * becomes lim.uid/gid (nobody by default) with no supplementary groups;
+ * otherwise it keeps the caller's account. Asking it to stay root fails.
+ */
+static void test_sandbox_unprivileged(void **state)
+{
+    struct dems_media_limits lim;
+    struct dems_media_error err = {0};
+    json_t *res = NULL;
+    bool root = geteuid() == 0;
+
+    (void)state;
+    dems_media_limits_init(&lim);
+    assert_int_equal(lim.uid, 65534);
+    lim.uid = 4242; /* any unprivileged ids will do */
+    lim.gid = 4343;
+    assert_int_equal(dems_media_sandbox_run(NULL, 0, &lim, child_identity, NULL, &res, &err), 0);
+    int want_uid = root ? 4242 : (int)getuid(), want_gid = root ? 4343 : (int)getgid();
+    assert_int_equal((int)num(res, "uid"), want_uid);
+    assert_int_equal((int)num(res, "euid"), want_uid);
+    assert_int_equal((int)num(res, "suid"), want_uid);
+    assert_int_equal((int)num(res, "gid"), want_gid);
+    assert_int_equal((int)num(res, "egid"), want_gid);
+    assert_int_equal((int)num(res, "caps"), 0);
+    if (root)
+        assert_int_equal((int)num(res, "groups"), 0);
+    json_decref(res);
+    if (root) {
+        lim.uid = 0;
+        sandbox_expect(child_identity, &lim, DEMS_MEDIA_INTERNAL, "dropping privileges failed");
+    }
+}
+
 static void test_sandbox_limits(void **state)
 {
     struct dems_media_limits lim;
@@ -1011,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_sandbox_crash),
         cmocka_unit_test(test_sandbox_seccomp),
         cmocka_unit_test(test_sandbox_limits),
+        cmocka_unit_test(test_sandbox_unprivileged),
     };
 
     return cmocka_run_group_tests(tests, setup_corpus, teardown_corpus);
