@@ -72,7 +72,8 @@ static int give(const char *path, const struct stat *st, int flag, struct FTW *f
 /*
  * Gives data_dir's contents to the account, except what belongs to the
  * embedded cluster (pg/, run/, postgresql.log). Small directories where an
- * operator may put files as root (keys/, tls/) are checked every start;
+ * operator may put files as root (keys/, tls/, ledger/) are checked every
+ * start;
  * the others (blobs/ can be large) only when the directory itself is not
  * the account's yet — the first start after running as root.
  */
@@ -80,7 +81,7 @@ int dems_account_own_data(const struct dems_account *a, const char *data_dir, ch
                           size_t errlen)
 {
     static const char *const skip[] = {"pg", "run", "postgresql.log", NULL};
-    static const char *const always[] = {"keys", "tls", NULL};
+    static const char *const always[] = {"keys", "tls", "ledger", NULL};
     if (!a->active)
         return 0;
     walk_account = a;

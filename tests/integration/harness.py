@@ -281,6 +281,12 @@ class Server:
         """The directory of the embedded cluster's Unix socket."""
         return os.path.join(self.data, "run")
 
+    def as_service_account(self):
+        """A command prefix that runs a program as the account demsd runs as
+        (dems when the tests run as root): for tools that share the data
+        directory with it."""
+        return ["runuser", "-u", "dems", "--"] if os.geteuid() == 0 else []
+
     def conninfo(self, user="dems_app"):
         """libpq conninfo for a role of the embedded cluster."""
         return f"host={self.pg_socket_dir} dbname=dems user={user}"

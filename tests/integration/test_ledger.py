@@ -242,8 +242,9 @@ def test_oversized_refusal_fails_alone_and_is_ledgered_truncated(c):
 
 
 def run_driver(c):
-    """Runs the second appender (tests/integration/ledger_driver.c) beside demsd."""
-    r = subprocess.run([DRIVER, c.srv.conninfo("dems_app"),
+    """Runs the second appender (tests/integration/ledger_driver.c) beside demsd,
+    as the account demsd runs as (it writes DATA/ledger/checkpoint too)."""
+    r = subprocess.run([*c.srv.as_service_account(), DRIVER, c.srv.conninfo("dems_app"),
                         os.path.join(c.srv.data, "keys", "master.key"), "dems.localhost/ledger",
                         c.srv.data], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
