@@ -137,6 +137,28 @@ def check_logs_for_secrets(servers):
     return new
 
 
+def service_account():
+    """(uid, gid) of the account demsd switches to when the tests run as
+    root (user = dems), or None: for files a test prepares for demsd."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    pw = pwd.getpwnam("dems")
+    return pw.pw_uid, pw.pw_gid
+
+
+def set_nofile_limit(pid, limit):
+    """Sets a process's RLIMIT_NOFILE (soft and hard). A demsd started as
+    root runs as dems: changing another account's limits needs
+    CAP_SYS_RESOURCE, which a container's root may lack, so do it as dems."""
+    if service_account() is None:
+        import resource
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+        return
+    subprocess.run(["runuser", "-u", "dems", "--", "prlimit", f"--pid={pid}",
+                    f"--nofile={limit}:{limit}"], check=True, capture_output=True, timeout=30)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import ssl
 import threading
 import time
 
-from harness import Server, read_response, run_tests
+from harness import Server, read_response, run_tests, set_nofile_limit
 
 # The client side holds over a thousand sockets in the last test.
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -178,7 +178,7 @@ def test_fd_exhaustion_backs_off():
     def run(srv):
         pid = srv.proc.pid
         limit = proc_fds(pid) + 40
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+        set_nofile_limit(pid, limit)
         clients = []
         stop = threading.Event()
 

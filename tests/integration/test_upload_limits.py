@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import Server, make_data_root, run_tests
+from harness import Server, make_data_root, run_tests, service_account
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
@@ -195,6 +195,8 @@ def start_on_small_volume(size):
     os.makedirs(data, mode=0o711)
     for d in ("staging", "blobs"):
         os.makedirs(os.path.join(fs, d), mode=0o777)
+        if service_account():  # demsd runs as dems when started as root
+            os.chown(os.path.join(fs, d), *service_account())
         os.symlink(os.path.join(fs, d), os.path.join(data, d))
     srv = Server({}, data=root).start()
     return srv, fs
