@@ -48,11 +48,13 @@ int dems_auth_create_user_sync(PGconn *db, const char *username, const char *rol
  * username), or, once its principal or address is past its refusal bound
  * for the window (refusal_max_per_principal, refusal_max_per_address per
  * refusal_window), only counts it into the window's ACCESS_DENIED_SUMMARY
- * entry. Returns 0 (an entry was queued) or DEMS_ETHROTTLED (counted). A
- * caller whose answer must not differ (an evidence id hidden as unknown)
- * answers the same either way; others use dems_auth_refuse.
+ * entry. artefact (32 bytes, or NULL) names the evidence refused, so the
+ * refusal is found with the artefact's other entries. Returns 0 (an entry
+ * was queued) or DEMS_ETHROTTLED (counted). A caller whose answer must not
+ * differ (an evidence id hidden as unknown) answers the same either way;
+ * others use dems_auth_refuse.
  */
-int dems_auth_denied(struct dems_req *req, const char *reason);
+int dems_auth_denied(struct dems_req *req, const char *reason, const uint8_t *artefact);
 
 /*
  * Refuses req: dems_auth_denied, then answers status with code and detail

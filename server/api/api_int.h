@@ -50,11 +50,12 @@ struct api_viewer {
 void api_viewer(const struct dems_req *req, struct api_viewer *ret);
 
 /*
- * A read the caller may not make of evidence that exists: records the
- * refusal (ACCESS_DENIED) and answers exactly as if the evidence did not
- * exist (404 with code), so ids of others' evidence cannot be probed.
+ * A read the caller may not make of evidence that exists (id: 64 hex
+ * digits): records the refusal (ACCESS_DENIED naming the artefact) and answers exactly as if the
+ * evidence did not exist (404 with code), so ids of others' evidence cannot be probed.
  */
-void api_evidence_hidden(struct dems_req *req, const char *code, const char *detail);
+void api_evidence_hidden(struct dems_req *req, const char *id, const char *code,
+                         const char *detail);
 
 /* Answers 503/500 for a failed query. */
 void api_db_error(struct dems_req *req, const PGresult *res, int err);

@@ -139,9 +139,11 @@ void api_viewer(const struct dems_req *req, struct api_viewer *ret)
     ret->sees_all = p->role == DEMS_ROLE_ADMIN ? "true" : "false";
 }
 
-void api_evidence_hidden(struct dems_req *req, const char *code, const char *detail)
+void api_evidence_hidden(struct dems_req *req, const char *id, const char *code, const char *detail)
 {
-    dems_auth_denied(req, "no relation to this evidence");
+    uint8_t artefact[32];
+    bool named = strlen(id) == 64 && dems_hex_decode(id, 64, artefact, 32) == 0;
+    dems_auth_denied(req, "no relation to this evidence", named ? artefact : NULL);
     dems_resp_error(req, 404, code, detail);
 }
 

@@ -44,7 +44,7 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, "not_found", "no such evidence");
+        api_evidence_hidden(req, api_col(res, 0, "id"), "not_found", "no such evidence");
         return;
     }
     json_error_t jerr;
@@ -331,11 +331,11 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
+    struct download *d = dems_req_data(req);
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, "not_found", "no such evidence");
+        api_evidence_hidden(req, d->id, "not_found", "no such evidence");
         return;
     }
-    struct download *d = dems_req_data(req);
     d->size = (uint64_t)api_col_int(res, 0, "size");
     snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
     /* Raw: start_body makes it safe for the header. A name cut inside a
@@ -427,7 +427,7 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, "preview_not_ready", not_ready);
+        api_evidence_hidden(req, d->id, "preview_not_ready", not_ready);
         return;
     }
     if (api_col_null(res, 0, "blob")) {

@@ -230,7 +230,8 @@ static json_t *denied_payload(const struct dems_http_head *h, const char *reason
 }
 
 /* Ledgers req's refusal, or counts it when over the bounds (see auth.h). */
-static int denied(struct dems_req *req, const char *reason, unsigned *ret_retry_after)
+static int denied(struct dems_req *req, const char *reason, const uint8_t *artefact,
+                  unsigned *ret_retry_after)
 {
     const struct dems_principal *p = dems_req_principal(req);
     bool device = p->role == DEMS_ROLE_DEVICE;
@@ -251,6 +252,10 @@ static int denied(struct dems_req *req, const char *reason, unsigned *ret_retry_
         dems_ledger_item_new(DEMS_LEDGER_ACCESS_DENIED, rf.actor_kind, rf.actor_id);
     if (it == NULL)
         return 0;
+    if (artefact != NULL) {
+        it->has_artefact = true;
+        memcpy(it->artefact, artefact, sizeof(it->artefact));
+    }
     it->payload = denied_payload(h, reason);
     if (it->payload == NULL) {
         dems_ledger_item_free(it);
@@ -266,17 +271,17 @@ static int denied(struct dems_req *req, const char *reason, unsigned *ret_retry_
     return 0;
 }
 
-int dems_auth_denied(struct dems_req *req, const char *reason)
+int dems_auth_denied(struct dems_req *req, const char *reason, const uint8_t *artefact)
 {
     unsigned wait = 0;
-    return denied(req, reason, &wait);
+    return denied(req, reason, artefact, &wait);
 }
 
 void dems_auth_refuse(struct dems_req *req, const char *reason, int status, const char *code,
                       const char *detail)
 {
     unsigned wait = 0;
-    if (denied(req, reason, &wait) == 0) {
+    if (denied(req, reason, NULL, &wait) == 0) {
         dems_resp_error(req, status, code, detail);
         return;
     }
@@ -309,7 +314,7 @@ static void device_found(struct auth_ctx *ctx, const PGresult *res)
          * this first refusal; from now on the set refuses the device first. */
         struct dems_server *srv = dems_req_loop(ctx->req)->srv;
         if (dems_revoked_add(srv->revoked, dems_req_peer_cert(ctx->req), o->serial) != 0)
-            dems_auth_denied(ctx->req, "device revoked");
+            dems_auth_denied(ctx->req, "device revoked", NULL);
         refuse_revoked(ctx->req);
         ctx->p.done(ctx->req, DEMS_EFORBIDDEN);
         return;

@@ -105,7 +105,7 @@ def test_reading_another_officers_evidence_is_refused_and_recorded(c):
         assert doc["detail"] == doc2["detail"]
         e = last_entries(c, 1)[0]
         assert e["type"] == "ACCESS_DENIED" and e["actor"]["id"] == "offb", e
-        assert c.x in e["payload"]["path"], e
+        assert c.x in e["payload"]["path"] and e["artefact"] == c.x, e
     # No DOWNLOADED entry was written for any of those refusals.
     st, out, _ = c.srv.psql("SELECT count(*) FROM ledger_entries WHERE type = 'DOWNLOADED'"
                             f" AND artefact = '{c.x}'")
