@@ -73,6 +73,14 @@ void dems_ledger_item_free(struct dems_ledger_item *item);
 int dems_ledger_start(struct dems_server *srv, const char *conninfo,
                       const uint8_t master_key[static 32], char *err, size_t errlen);
 
+/*
+ * Waits (at most timeout_s seconds) until every queued item has been
+ * appended or failed and its outcome handed to its loop (dems_loop_post);
+ * true when that happened. Shutdown calls it after the loop threads ended
+ * and before their loops are freed, so no outcome is posted to a freed loop.
+ */
+bool dems_ledger_drain(struct dems_server *srv, unsigned timeout_s);
+
 /* Stops the thread after the queued entries are written. */
 void dems_ledger_stop(struct dems_server *srv);
 

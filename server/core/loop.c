@@ -39,6 +39,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/http.h"
+#include "demsd/ledger.h"
 #include "demsd/log.h"
 
 /* How long a loop stops accepting after running out of descriptors. */
@@ -444,9 +445,21 @@ int dems_loops_run(struct dems_server *srv)
     for (unsigned i = 0; i < started; i++)
         pthread_join(srv->loops[i].thread, NULL);
     dems_work_stop(srv);
-    for (unsigned i = 0; i < n; i++)
+    /*
+     * Ledger outcomes are posted to the loop that queued them: wait until
+     * none is still coming before the loops go (loop_done runs what was
+     * posted, the requests it releases are already aborted). Should the
+     * database hang past the wait, the loops are left for the exit to reclaim
+     * rather than freed under an appender that may still post to them.
+     */
+    bool drained = dems_ledger_drain(srv, (unsigned)srv->cfg->shutdown_timeout + 5);
+    if (!drained)
+        dems_log(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "ledger_not_drained"),
+                 "ledger appends still running at shutdown; leaving the loops to the exit");
+    for (unsigned i = 0; drained && i < n; i++)
         loop_done(&srv->loops[i]);
-    free(srv->loops);
+    if (drained)
+        free(srv->loops);
     srv->loops = NULL;
     close(srv->listen_fd);
     dems_admit_done(srv);

@@ -649,6 +649,7 @@ static void *appender_main(void *arg)
             last->next = NULL;
         }
         bool stopping = l->stop && l->head == NULL;
+        l->busy = batch != NULL;
         pthread_mutex_unlock(&l->mu);
 
         if (batch != NULL)
@@ -665,6 +666,9 @@ static void *appender_main(void *arg)
             watch_head(l);
         }
         pthread_mutex_lock(&l->mu);
+        l->busy = false;
+        if (l->head == NULL)
+            pthread_cond_broadcast(&l->idle_cv);
         if (stopping)
             break;
     }
@@ -793,6 +797,7 @@ int dems_ledger_start(struct dems_server *srv, const char *conninfo,
     snprintf(l->anchor_path, sizeof(l->anchor_path), "%s/ledger/checkpoint", srv->cfg->data_dir);
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
+    pthread_cond_init(&l->idle_cv, NULL);
     memcpy(l->master, master_key, 32);
     l->db = dems_db_connect_sync(conninfo, err, errlen);
     int r = l->db != NULL ? 0 : DEMS_EDB;
@@ -836,8 +841,26 @@ void dems_ledger_stop(struct dems_server *srv)
     sodium_memzero(l->master, sizeof(l->master));
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
+    pthread_cond_destroy(&l->idle_cv);
     free(l);
     srv->ledger = NULL;
+}
+
+bool dems_ledger_drain(struct dems_server *srv, unsigned timeout_s)
+{
+    struct dems_ledger *l = srv->ledger;
+    if (l == NULL)
+        return true;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)timeout_s;
+    pthread_mutex_lock(&l->mu);
+    int r = 0;
+    while ((l->head != NULL || l->busy) && r == 0)
+        r = pthread_cond_timedwait(&l->idle_cv, &l->mu, &until);
+    bool idle = l->head == NULL && !l->busy;
+    pthread_mutex_unlock(&l->mu);
+    return idle;
 }
 
 int dems_ledger_append(struct dems_server *srv, struct dems_loop *loop,

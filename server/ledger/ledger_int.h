@@ -56,6 +56,8 @@ struct dems_ledger {
     pthread_cond_t cv;
     struct dems_ledger_item *head, *tail;
     bool stop;
+    bool busy;              /* a batch is being appended (under mu) */
+    pthread_cond_t idle_cv; /* broadcast when the queue is empty and no batch runs */
     /* While the database is unreachable: one warning per LEDGER_DB_WARN_MS,
      * and reconnection attempts with a backoff (append.c, connected()). */
     int64_t db_warned_ms;
