@@ -123,3 +123,50 @@ void dems_base32_encode(const uint8_t *in, size_t n, char *out)
         out[o++] = alphabet[(acc << (5 - bits)) & 31];
     out[o] = '\0';
 }
+
+size_t dems_utf8_next(const uint8_t *s, size_t avail, uint32_t *ret_cp)
+{
+    uint8_t b = s[0];
+    size_t n;
+    uint32_t cp, min;
+    if (b < 0x80) {
+        *ret_cp = b;
+        return 1;
+    } else if (b >= 0xc2 && b <= 0xdf) {
+        n = 2, cp = b & 0x1fu, min = 0x80;
+    } else if (b >= 0xe0 && b <= 0xef) {
+        n = 3, cp = b & 0x0fu, min = 0x800;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+        n = 4, cp = b & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    *ret_cp = cp;
+    return n;
+}
+
+bool dems_utf8_valid(const char *s, size_t len)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    for (size_t i = 0; i < len;) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t n = dems_utf8_next(p + i, len - i, &cp);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}

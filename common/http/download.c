@@ -17,39 +17,22 @@
 
 #include "dems/err.h"
 #include "dems/http.h"
+#include "dems/str.h"
 
-/*
- * Decodes one UTF-8 sequence at s[0..n) into *cp and returns its length,
- * or 0 when it is not a shortest-form sequence of a scalar value.
- */
-static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 0;
-    if (len == 0 || len > n || s[0] > 0xF4)
-        return 0;
-    uint32_t v = s[0] & (0x7Fu >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3Fu);
-    }
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (v < min[len] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-/* Characters a displayed file name must not carry: C0/C1 controls, DEL and
- * the bidirectional embeddings, overrides, isolates and marks. */
-static bool is_hidden_control(uint32_t cp)
+/* Characters a file name may not hold: C0/C1 controls, DEL and the
+ * bidirectional embeddings, overrides and isolates, which make a name
+ * display as another. */
+static bool is_refused(uint32_t cp)
 {
     return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
-           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E || cp == 0x200F || cp == 0x061C;
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* What a download's header drops: the refused ones, and the directional
+ * marks (legitimate in a right-to-left name, but no use in a header). */
+static bool is_hidden_control(uint32_t cp)
+{
+    return is_refused(cp) || cp == 0x200E || cp == 0x200F || cp == 0x061C;
 }
 
 bool dems_http_filename_ok(const char *name, size_t len)
@@ -57,8 +40,8 @@ bool dems_http_filename_ok(const char *name, size_t len)
     const unsigned char *s = (const unsigned char *)name;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t k = utf8_next(s + i, len - i, &cp);
-        if (k == 0 || is_hidden_control(cp))
+        size_t k = dems_utf8_next(s + i, len - i, &cp);
+        if (k == 0 || is_refused(cp))
             return false;
         i += k;
     }
@@ -105,7 +88,7 @@ int dems_http_content_disposition(const char *type, const char *name, const char
     put(&o, "; filename=\"", 12);
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t k = utf8_next(s + i, n - i, &cp);
+        size_t k = dems_utf8_next(s + i, n - i, &cp);
         if (k == 0) { /* invalid byte: skipped, as in the filename* below */
             i++;
             ascii = false;
@@ -129,7 +112,7 @@ int dems_http_content_disposition(const char *type, const char *name, const char
         put(&o, "; filename*=UTF-8''", 19);
         for (size_t i = 0; i < n;) {
             uint32_t cp;
-            size_t k = utf8_next(s + i, n - i, &cp);
+            size_t k = dems_utf8_next(s + i, n - i, &cp);
             if (k == 0 || is_hidden_control(cp)) {
                 i += k == 0 ? 1 : k;
                 continue;

@@ -136,7 +136,7 @@ int dems_ledger_time_parse(const char *s, size_t len, int64_t *ret_time_ms)
 /* An id: 1..DEMS_LEDGER_MAX_ID bytes of UTF-8 without control characters. */
 static bool id_valid(const char *s, size_t len)
 {
-    if (len == 0 || len > DEMS_LEDGER_MAX_ID || !ledger_utf8_valid(s, len))
+    if (len == 0 || len > DEMS_LEDGER_MAX_ID || !dems_utf8_valid(s, len))
         return false;
     for (size_t i = 0; i < len; i++)
         if ((uint8_t)s[i] < 0x20 || s[i] == 0x7f)

@@ -62,7 +62,7 @@ static bool str(struct cur *c, const char **ret_raw, size_t *ret_len, bool *ret_
         }
         c->p++;
     }
-    if (!ledger_utf8_valid(start, (size_t)(c->p - start)))
+    if (!dems_utf8_valid(start, (size_t)(c->p - start)))
         return false;
     *ret_raw = start;
     *ret_len = (size_t)(c->p - start);

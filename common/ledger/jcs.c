@@ -12,6 +12,7 @@
 
 #include "dems/err.h"
 #include "dems/ledger.h"
+#include "dems/str.h"
 
 #include "ledger_int.h"
 
@@ -90,7 +91,7 @@ static int put_string(struct dems_buf *out, const char *s, size_t len)
     size_t run = 0;
     int r;
 
-    if (!ledger_utf8_valid(s, len))
+    if (!dems_utf8_valid(s, len))
         return DEMS_EINVAL;
     if ((r = dems_buf_append(out, "\"", 1)) < 0)
         return r;

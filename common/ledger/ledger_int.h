@@ -35,16 +35,6 @@ int ledger_b64_decode(const char *s, size_t len, uint8_t *out, size_t cap, size_
 int ledger_hex_decode_lower(const char *s, uint8_t *out, size_t n);
 
 /*
- * Length (1-4) of the valid UTF-8 character at p, which has avail >= 1
- * bytes; 0 when the bytes there are not one (bad lead or continuation,
- * overlong, surrogate, beyond U+10FFFF, cut short).
- */
-size_t ledger_utf8_char_len(const uint8_t *p, size_t avail);
-
-/* True when s[0..len) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-bool ledger_utf8_valid(const char *s, size_t len);
-
-/*
  * True only when bytes are certainly a canonical custody entry (then *ret_seq
  * is its seq); false for bad bytes and for rare forms it leaves to
  * dems_ledger_entry_decode (entrycheck.c).

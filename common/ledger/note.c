@@ -45,7 +45,7 @@ static bool name_valid(const char *s, size_t len)
 {
     const uint8_t *p = (const uint8_t *)s;
 
-    if (len == 0 || len > DEMS_NOTE_MAX_NAME || !ledger_utf8_valid(s, len))
+    if (len == 0 || len > DEMS_NOTE_MAX_NAME || !dems_utf8_valid(s, len))
         return false;
     for (size_t i = 0; i < len;) {
         uint32_t cp = p[i];
@@ -193,7 +193,7 @@ int dems_note_verifier_parse(const char *vkey, size_t len, struct dems_note_veri
 /* Note text: non-empty UTF-8 ending in a newline, no control character but newline. */
 static bool text_valid(const char *t, size_t len)
 {
-    if (len == 0 || t[len - 1] != '\n' || !ledger_utf8_valid(t, len))
+    if (len == 0 || t[len - 1] != '\n' || !dems_utf8_valid(t, len))
         return false;
     for (size_t i = 0; i < len; i++) {
         uint8_t c = (uint8_t)t[i];
@@ -289,7 +289,7 @@ int dems_note_open(const char *note, size_t len, const struct dems_note_verifier
         good = good || r == 1;
         s += l + 1;
     }
-    if (count == 0 || !ledger_utf8_valid(note + split, len - split))
+    if (count == 0 || !dems_utf8_valid(note + split, len - split))
         return DEMS_EINVAL;
     if (!good)
         return DEMS_ECRYPTO;
@@ -306,7 +306,7 @@ int dems_checkpoint_format(const struct dems_checkpoint *c, struct dems_buf *out
     int r;
 
     if (olen == 0 || olen > DEMS_NOTE_MAX_NAME || memchr(c->origin, '\n', olen) != NULL ||
-        !ledger_utf8_valid(c->origin, olen))
+        !dems_utf8_valid(c->origin, olen))
         return DEMS_EINVAL;
     for (size_t i = 0; i < olen; i++)
         if ((uint8_t)c->origin[i] < 0x20 || c->origin[i] == 0x7f)

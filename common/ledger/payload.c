@@ -45,7 +45,8 @@ static size_t bound_text(const char *s, size_t len, size_t max, char *out, bool 
 
     *ret_cut = *ret_altered = false;
     while (i < len) {
-        size_t n = p[i] == 0 ? 0 : ledger_utf8_char_len(p + i, len - i);
+        uint32_t cp;
+        size_t n = p[i] == 0 ? 0 : dems_utf8_next(p + i, len - i, &cp);
         const char *src = n == 0 ? replacement : s + i;
         size_t w = n == 0 ? 3 : n;
         size_t c = canonical_cost((uint8_t)src[0], w);

@@ -132,8 +132,8 @@ const struct dems_str *dems_http_query_get(const struct dems_http_query *q, cons
 /*
  * True when name[0..len) is valid UTF-8 with no character a displayed file
  * name must not carry: C0/C1 controls, DEL, or bidirectional embeddings,
- * overrides, isolates and marks (U+202A-U+202E, U+2066-U+2069, U+200E,
- * U+200F, U+061C).
+ * overrides and isolates (U+202A-U+202E, U+2066-U+2069). Directional marks
+ * (U+200E, U+200F, U+061C) are allowed: right-to-left names use them.
  */
 bool dems_http_filename_ok(const char *name, size_t len);
 
@@ -143,7 +143,7 @@ bool dems_http_filename_ok(const char *name, size_t len);
  * (non-ASCII characters, quotes and backslashes as '_'), and, when the name
  * is not plain ASCII, filename*=UTF-8''... (RFC 8187) holding it exactly.
  * name is untrusted UTF-8: invalid bytes, controls and bidirectional
- * characters are dropped from both; a name left empty becomes fallback
+ * characters (and directional marks) are dropped from both; a name left empty becomes fallback
  * (trusted ASCII, e.g. the evidence id). Returns 0, or DEMS_ETOOBIG when
  * outlen is too small (3 * strlen(name) + strlen(fallback) + 64 suffices).
  */

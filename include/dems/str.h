@@ -49,6 +49,17 @@ int dems_hex_decode(const char *in, size_t len, uint8_t *out, size_t n);
  * RFC 4648 base32 (upper-case, no padding) of n bytes into out, which must
  * hold dems_base32_len(n) + 1 bytes.
  */
+/*
+ * The length (1 to 4) of the UTF-8 sequence at s[0..avail) with its code
+ * point in *ret_cp, or 0 when the bytes there are not one (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF, nothing cut short,
+ * no stray continuation byte). avail must be at least 1.
+ */
+size_t dems_utf8_next(const uint8_t *s, size_t avail, uint32_t *ret_cp);
+
+/* True when s[0..len) is valid UTF-8 (as dems_utf8_next reads it). */
+bool dems_utf8_valid(const char *s, size_t len);
+
 size_t dems_base32_len(size_t n);
 void dems_base32_encode(const uint8_t *in, size_t n, char *out);
 

@@ -7,6 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "dems/http.h"
+#include "dems/str.h"
+
 #define META_VALUE_MAX 1024
 
 bool upload_id_ok(struct dems_str id)
@@ -77,58 +80,19 @@ bool upload_parse_rfc3339(const char *s, size_t len, int64_t *ret_unix)
 }
 
 /*
- * Decodes one UTF-8 sequence at v[*i] strictly (RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF) and advances *i. False when invalid.
- */
-static bool utf8_next(const unsigned char *v, size_t n, size_t *i, uint32_t *ret_cp)
-{
-    unsigned char c = v[*i];
-    size_t len = c < 0x80             ? 1
-                 : (c & 0xe0) == 0xc0 ? 2
-                 : (c & 0xf0) == 0xe0 ? 3
-                 : (c & 0xf8) == 0xf0 ? 4
-                                      : 0;
-    if (len == 0 || len > n - *i)
-        return false;
-    uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
-    for (size_t k = 1; k < len; k++) {
-        if ((v[*i + k] & 0xc0) != 0x80)
-            return false;
-        cp = (cp << 6) | (v[*i + k] & 0x3fu);
-    }
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return false;
-    *i += len;
-    *ret_cp = cp;
-    return true;
-}
-
-/*
- * Characters a filename may not hold: C0 and C1 controls and DEL (they
- * corrupt logs and terminals), and the bidirectional embeddings, overrides
- * and isolates U+202A..U+202E and U+2066..U+2069, which make a name display
+ * Checks a filename; on failure returns why (for the error message). Names
+ * are shown to people, so beside valid UTF-8 they may hold no control
+ * characters and none of the bidirectional marks that make a name display
  * as another ("invoice\u202Egpj.exe" shows as "invoiceexe.jpg").
  */
-static bool filename_char_refused(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
-           (cp >= 0x2066 && cp <= 0x2069);
-}
-
-/* Checks a filename; on failure returns why (for the error message). */
 static const char *filename_problem(const char *v, size_t n)
 {
     if (n == 0 || n > 255 || memchr(v, '/', n) != NULL)
         return "must be 1-255 bytes without '/'";
-    const unsigned char *u = (const unsigned char *)v;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        if (!utf8_next(u, n, &i, &cp))
-            return "is not valid UTF-8";
-        if (filename_char_refused(cp))
-            return "contains a control or bidirectional-override character";
-    }
+    if (!dems_utf8_valid(v, n))
+        return "is not valid UTF-8";
+    if (!dems_http_filename_ok(v, n))
+        return "contains a control or bidirectional-override character";
     return NULL;
 }
 

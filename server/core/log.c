@@ -26,6 +26,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "dems/str.h"
+
 static enum dems_log_level min_level = DEMS_LOG_INFO;
 
 /* The limiter's sites (each registered on first use) and their state. */
@@ -46,41 +48,6 @@ void dems_log_set_level(const char *name)
 /* Room after the bound for the truncation mark. */
 #define MARK_ROOM 48
 
-/*
- * The length of the valid UTF-8 sequence at s (1..4) with its code point,
- * or 0 when the bytes there are not one (overlong, surrogate, beyond
- * U+10FFFF, cut short, or a stray continuation byte).
- */
-static size_t utf8_next(const uint8_t *s, size_t len, uint32_t *ret_cp)
-{
-    uint8_t b = s[0];
-    size_t n;
-    uint32_t cp, min;
-    if (b < 0x80) {
-        *ret_cp = b;
-        return 1;
-    } else if (b >= 0xc2 && b <= 0xdf) {
-        n = 2, cp = b & 0x1fu, min = 0x80;
-    } else if (b >= 0xe0 && b <= 0xef) {
-        n = 3, cp = b & 0x0fu, min = 0x800;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-        n = 4, cp = b & 0x07u, min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *ret_cp = cp;
-    return n;
-}
-
 /* Code points shown escaped: controls (C0, DEL, C1), line and paragraph
  * separators, and the invisible marks that reorder text (bidi controls, BOM). */
 static bool is_hidden(uint32_t cp)
@@ -100,7 +67,7 @@ static size_t escape(const char *s, size_t len, size_t max, char *out)
     size_t o = 0, i = 0;
     while (i < len) {
         uint32_t cp = 0;
-        size_t n = utf8_next(u + i, len - i, &cp);
+        size_t n = dems_utf8_next(u + i, len - i, &cp);
         char piece[16];
         size_t plen;
         if (n == 0 || (is_hidden(cp) && cp < 0x100 && n == 1)) {

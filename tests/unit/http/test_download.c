@@ -63,6 +63,10 @@ static void test_controls_bidi_and_bad_utf8_are_dropped(void **state)
     assert_string_equal(disp("\xFF\xC0\xAF"
                              "b"),
                         "attachment; filename=\"b\"; filename*=UTF-8''b");
+    /* A right-to-left mark is a legal name character but no use in a header. */
+    assert_string_equal(disp("a\xE2\x80\x8F"
+                             "b"),
+                        "attachment; filename=\"ab\"; filename*=UTF-8''ab");
     /* Nothing left: the fallback. */
     assert_string_equal(disp("\xE2\x81\xA6\x01"), "attachment; filename=\"ID\"");
 }
@@ -79,7 +83,9 @@ static void test_too_small_is_an_error(void **state)
 static void test_filename_ok(void **state)
 {
     (void)state;
-    static const char *const good[] = {"clip.mp4", "caméra.mp4", "日本.mov", "a b-c_d.e"};
+    static const char *const good[] = {"clip.mp4", "caméra.mp4", "日本.mov", "a b-c_d.e",
+                                       "a\xE2\x80\x8F"
+                                       "b"};
     static const char *const bad[] = {"a\xE2\x80\xAE"
                                       "b",
                                       "a\xE2\x81\xA6"
