@@ -32,15 +32,70 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
 /*
  * Who sees which evidence (docs/api.md, "Who sees what"): an SQL condition,
  * true when the caller may see the artefact whose id is the expression id.
- * Parameter all is 'true' for administrators, who see everything; an officer
- * (user id in parameter uid) sees what they or a dock assigned to them
- * uploaded — any upload that produced the artefact counts, so two officers
- * who upload the same file both see it. Everyone else sees nothing.
+ * Parameter all is 'true' for administrators, who see everything. Anyone
+ * else (user id in parameter uid) sees:
+ *  - what they or a dock assigned to them uploaded (any upload that produced
+ *    the artefact counts, so two officers who upload the same file both see it);
+ *  - exhibits of the cases they are a current member of (any case role);
+ *  - exhibits a live share gives them (a prosecutor: not revoked, not expired,
+ *    the whole case or that exhibit), when the share also satisfies share_cond
+ *    (an SQL condition on the share "vs", e.g. "vs.can_download").
+ * Removed exhibits and members give nothing.
  */
-#define API_VISIBLE_SQL(id, uid, all)                                                              \
+#define API_SEES_SQL(id, uid, all, share_cond)                                                     \
     "(" all "::boolean OR EXISTS (SELECT 1 FROM uploads vu WHERE vu.evidence_id = " id             \
     " AND (vu.owner_user_id = " uid "::bigint OR vu.owner_device_id IN"                            \
-    " (SELECT vd.id FROM devices vd WHERE vd.assigned_user = " uid "::bigint))))"
+    " (SELECT vd.id FROM devices vd WHERE vd.assigned_user = " uid "::bigint)))"                   \
+    " OR EXISTS (SELECT 1 FROM exhibits vx WHERE vx.artefact = " id " AND vx.removed_at IS NULL"   \
+    " AND (EXISTS (SELECT 1 FROM case_members vm WHERE vm.case_id = vx.case_id"                    \
+    " AND vm.user_id = " uid "::bigint AND vm.removed_at IS NULL)"                                 \
+    " OR EXISTS (SELECT 1 FROM shares vs WHERE vs.case_id = vx.case_id"                            \
+    " AND vs.prosecutor = " uid "::bigint AND vs.revoked_at IS NULL AND vs.expires_at > now()"     \
+    " AND (" share_cond ") AND (vs.whole_case OR EXISTS (SELECT 1 FROM share_exhibits vse"         \
+    " WHERE vse.share_id = vs.id AND vse.exhibit_id = vx.id))))))"
+/* Sees at all (metadata, previews). */
+#define API_VISIBLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "true")
+/* May read the original: a prosecutor needs a share with download rights. */
+#define API_DOWNLOADABLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "vs.can_download")
+/*
+ * True when a share that covered the artefact for prosecutor uid has been
+ * revoked or has expired: such a refusal answers 403 share_ended rather
+ * than the 404 of evidence never shared.
+ */
+#define API_LAPSED_SQL(id, uid)                                                                    \
+    "EXISTS (SELECT 1 FROM exhibits lx JOIN shares ls ON ls.case_id = lx.case_id"                 \
+    " WHERE lx.artefact = " id " AND ls.prosecutor = " uid "::bigint"                              \
+    " AND (ls.revoked_at IS NOT NULL OR ls.expires_at <= now())"                                   \
+    " AND (ls.whole_case OR EXISTS (SELECT 1 FROM share_exhibits lse"                              \
+    " WHERE lse.share_id = ls.id AND lse.exhibit_id = lx.id)))"
+
+/*
+ * The caller's relation to case c (an SQL text expression): 'admin' for
+ * administrators (parameter all), the current member role ('lead',
+ * 'investigator', 'viewer'), 'prosecutor' for a prosecutor holding a live
+ * share of it, or NULL (no relation: the case is hidden, 404).
+ */
+#define API_CASE_ROLE_SQL(c, uid, all)                                                             \
+    "(CASE WHEN " all "::boolean THEN 'admin' ELSE coalesce((SELECT cm.role FROM case_members cm"  \
+    " WHERE cm.case_id = " c " AND cm.user_id = " uid "::bigint AND cm.removed_at IS NULL),"       \
+    " (SELECT 'prosecutor' FROM shares cs WHERE cs.case_id = " c " AND cs.prosecutor = " uid       \
+    "::bigint AND cs.revoked_at IS NULL AND cs.expires_at > now() LIMIT 1)) END)"
+/* True when prosecutor uid held a share of case c that was revoked or expired. */
+#define API_CASE_LAPSED_SQL(c, uid)                                                                \
+    "EXISTS (SELECT 1 FROM shares ls WHERE ls.case_id = " c " AND ls.prosecutor = " uid            \
+    "::bigint AND (ls.revoked_at IS NOT NULL OR ls.expires_at <= now()))"
+/*
+ * True when exhibit x (an alias of exhibits) is one the caller sees within its
+ * case, given the caller's case role r (the value of API_CASE_ROLE_SQL): every
+ * live exhibit for admins and members; for a prosecutor, those of live shares
+ * satisfying share_cond ("true", or "ss.can_download").
+ */
+#define API_EXHIBIT_SEEN_SQL(x, r, uid, share_cond)                                                \
+    "(" x ".removed_at IS NULL AND (" r " IN ('admin', 'lead', 'investigator', 'viewer') OR ("     \
+    r " = 'prosecutor' AND EXISTS (SELECT 1 FROM shares ss WHERE ss.case_id = " x ".case_id"       \
+    " AND ss.prosecutor = " uid "::bigint AND ss.revoked_at IS NULL AND ss.expires_at > now()"     \
+    " AND (" share_cond ") AND (ss.whole_case OR EXISTS (SELECT 1 FROM share_exhibits sse"         \
+    " WHERE sse.share_id = ss.id AND sse.exhibit_id = " x ".id))))))"
 
 /* The parameters of API_VISIBLE_SQL for the request's caller. */
 struct api_viewer {
