@@ -50,6 +50,7 @@ static void version(void)
     dems_version_http_parser(&libs[n++]);
     n += dems_version_ffmpeg(&libs[n], 20 - n);
     dems_version_seccomp(&libs[n++]);
+    dems_version_libarchive(&libs[n++]);
 #ifdef DEMS_HAVE_FACE_CLI
     dems_version_libjpeg(&libs[n++]);
     dems_version_libpng(&libs[n++]);

@@ -36,6 +36,7 @@ static const char *const type_names[DEMS_LEDGER_TYPE_COUNT] = {
     [DEMS_LEDGER_LOCKOUT_LIFTED] = "LOCKOUT_LIFTED",
     [DEMS_LEDGER_ACCESS_DENIED_SUMMARY] = "ACCESS_DENIED_SUMMARY",
     [DEMS_LEDGER_DEVICE_ASSIGNED] = "DEVICE_ASSIGNED",
+    [DEMS_LEDGER_BUNDLE_MADE] = "BUNDLE_MADE",
 };
 
 static const char *const actor_names[] = {

@@ -73,6 +73,7 @@ enum dems_ledger_type {
     DEMS_LEDGER_LOCKOUT_LIFTED,        /* an admin lifted a login lockout */
     DEMS_LEDGER_ACCESS_DENIED_SUMMARY, /* refusals over the rate bound, counted */
     DEMS_LEDGER_DEVICE_ASSIGNED,       /* a dock assigned to (or taken from) an officer */
+    DEMS_LEDGER_BUNDLE_MADE,           /* a court bundle was written (docs/bundle.md) */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

@@ -122,6 +122,31 @@ int dems_job_verify_blob_check(const json_t *payload, char *err, size_t errlen);
 enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_job_ctx *ctx,
                                       char *err, size_t errlen);
 
+/*
+ * bundle: writes a court bundle ({"bundle": <bundles.id>}; server/jobs/bundle.c)
+ * into the blob store and records it with a BUNDLE_MADE entry.
+ */
+enum dems_job_result dems_job_bundle(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                     char *err, size_t errlen);
+int dems_job_bundle_check(const json_t *payload, char *err, size_t errlen);
+
+/* ---- the worker's ledger appender (server/jobs/job_ledger.c) ---- */
+
+struct dems_ledger_item;
+
+/*
+ * Starts this process's ledger appender thread on first use (later calls
+ * return at once). Returns 0, or an error with one line in err.
+ */
+int dems_job_ledger_start(const struct dems_job_ctx *ctx, char *err, size_t errlen);
+
+/*
+ * Appends item (ownership moves) after dems_job_ledger_start and waits until
+ * it is durable or failed: 0 with its seq, or the item's error
+ * (DEMS_ECONFLICT for a unique violation in its pre-statement, ...).
+ */
+int dems_job_ledger_append(struct dems_ledger_item *item, uint64_t *ret_seq);
+
 /* ---- the queue (server/jobs/queue.c) ---- */
 
 /* A worker's settings, from the configuration. */

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "demsd/blobs.h"
 #include "demsd/http.h"
 
 /* SQL that renders a timestamptz column as RFC 3339 UTC. */
@@ -198,6 +199,46 @@ void api_page_answer(struct dems_req *req, const PGresult *res, const char *name
 /* As api_page_answer for items already made (stolen) and a next cursor (NULL = last page). */
 void api_page_send(struct dems_req *req, const char *name, json_t *items, const char *next);
 
+/* ---- serving a stored blob (serve_blob.c) ---- */
+
+/*
+ * A download in progress: the handler fills the blob to serve and how, then
+ * calls api_download_prepare and, once it may send (a ledger entry made),
+ * api_download_start. Request data of req (freed with it).
+ */
+struct api_download {
+    char id[65];      /* the artefact, or the name used when filename is empty */
+    char blob_id[65]; /* the blob served: the artefact itself or a derivative of it */
+    bool inline_;     /* Content-Disposition inline (previews) rather than attachment */
+    char content_type[128];
+    char filename[256];
+    uint64_t size;
+    uint64_t first, last; /* the byte range sent (inclusive) */
+    bool partial;
+    /* producer state */
+    struct dems_blob *blob;
+    uint64_t pos; /* plaintext offset of the next byte the blob yields */
+    bool busy;
+    bool finished;
+    int err;
+    uint8_t *out;
+    size_t out_len;
+    uint8_t chunk[DEMS_BLOB_CHUNK];
+};
+
+/* Attaches a zeroed download to req; NULL (after answering 500) when out of memory. */
+struct api_download *api_download_new(struct dems_req *req);
+
+/*
+ * Conditional and range checks: answers 304 (If-None-Match on the blob's
+ * SHA-256 ETag) or 416 itself and returns false; otherwise sets d's range
+ * and output buffer and returns true. d->blob_id and d->size must be set.
+ */
+bool api_download_prepare(struct dems_req *req, struct api_download *d);
+
+/* Sends the head (ETag, Content-Disposition, Content-Range) and streams d's range. */
+void api_download_start(struct dems_req *req, struct api_download *d);
+
 /* Routes are attached in routes.c. */
 void api_healthz(struct dems_req *req);
 void api_readyz(struct dems_req *req);
@@ -247,6 +288,10 @@ void api_jobs_list(struct dems_req *req);
 void api_jobs_get(struct dems_req *req);
 void api_jobs_create(struct dems_req *req);
 void api_jobs_retry(struct dems_req *req);
+void api_bundles_create(struct dems_req *req);
+void api_bundles_list(struct dems_req *req);
+void api_bundles_get(struct dems_req *req);
+void api_bundles_content(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;

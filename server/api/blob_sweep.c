@@ -31,7 +31,8 @@
 /* Everything the store may hold: evidence, derivatives, uploads being recorded. */
 #define REFERENCED_SQL                                                                             \
     "SELECT id FROM artefacts UNION ALL SELECT blob FROM derivatives"                              \
-    " UNION ALL SELECT sha256 FROM uploads WHERE state = 'complete' AND evidence_id IS NULL"
+    " UNION ALL SELECT sha256 FROM uploads WHERE state = 'complete' AND evidence_id IS NULL"       \
+    " UNION ALL SELECT result_sha256 FROM bundles WHERE result_sha256 IS NOT NULL"
 
 struct sweep {
     struct dems_loop *loop;

@@ -3,9 +3,8 @@
  * Evidence: GET /v1/evidence/{id} (metadata, hash, ledger sequence) and
  * GET /v1/evidence/{id}/content (the decrypted original, streamed; single
  * HTTP ranges; ETag = the SHA-256). Every content read is ledgered
- * (DOWNLOADED) before its first byte is sent: no record, no download.
- * Decryption runs on the work pool a few chunks at a time, paced by the
- * connection's drain callback, so memory per download stays bounded.
+ * (DOWNLOADED) before its first byte is sent: no record, no download. The
+ * bytes are served by serve_blob.c (ranges, ETag, bounded memory).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +21,6 @@
 #include "demsd/log.h"
 
 #include "api_int.h"
-
-#define PIECE (4 * DEMS_BLOB_CHUNK) /* plaintext bytes decrypted per work item */
 
 static bool evidence_id(struct dems_req *req, char out[static 65])
 {
@@ -114,224 +111,25 @@ void api_evidence_get(struct dems_req *req)
 
 /* ---- content ---- */
 
-struct download {
-    char id[65];      /* the artefact */
-    char blob_id[65]; /* the blob served: the artefact itself or a derivative of it */
-    bool inline_;     /* Content-Disposition inline (previews) rather than attachment */
-    char content_type[128];
-    char filename[256];
-    uint64_t size;
-    uint64_t first, last; /* the byte range sent (inclusive) */
-    bool partial;
-    /* producer state */
-    struct dems_blob *blob;
-    uint64_t pos; /* plaintext offset of the next byte the blob yields */
-    bool busy;
-    bool finished;
-    int err;
-    uint8_t *out;
-    size_t out_len;
-    uint8_t chunk[DEMS_BLOB_CHUNK];
-};
-
-static void download_free(void *data)
-{
-    struct download *d = data;
-    dems_blob_close(d->blob);
-    free(d->out);
-    free(d);
-}
-
-/* Work pool: decrypts up to PIECE bytes of the range into d->out. */
-static void decrypt_work(void *arg)
-{
-    struct dems_req *req = arg;
-    struct download *d = dems_req_data(req);
-    const struct dems_server *srv = dems_req_loop(req)->srv;
-    d->out_len = 0;
-    if (d->blob == NULL) {
-        d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->blob_id, &d->blob);
-        if (d->err < 0)
-            return;
-    }
-    while (PIECE - d->out_len >= DEMS_BLOB_CHUNK && !d->finished) { /* room for a whole chunk */
-        long n = dems_blob_read(d->blob, d->chunk);
-        if (n < 0) {
-            d->err = (int)n;
-            return;
-        }
-        if (n == 0) {
-            d->err = d->pos <= d->last ? DEMS_ECRYPTO : 0; /* shorter than recorded */
-            d->finished = true;
-            return;
-        }
-        uint64_t cs = d->pos, ce = d->pos + (uint64_t)n; /* [cs, ce) */
-        d->pos = ce;
-        if (ce <= d->first)
-            continue;
-        uint64_t from = cs > d->first ? cs : d->first;
-        uint64_t to = ce - 1 < d->last ? ce - 1 : d->last;
-        memcpy(d->out + d->out_len, d->chunk + (from - cs), (size_t)(to - from + 1));
-        d->out_len += (size_t)(to - from + 1);
-        if (to == d->last)
-            d->finished = true;
-    }
-}
-
-static void produce(struct dems_req *req);
-
-static void decrypt_done(void *arg)
-{
-    struct dems_req *req = arg;
-    struct download *d = dems_req_data(req);
-    d->busy = false;
-    if (!dems_req_is_aborted(req)) {
-        if (d->err < 0) {
-            dems_log(DEMS_LOG_ERROR, dems_req_id(req),
-                     json_pack("{s:s,s:s}", "evidence", d->id, "event", "blob_damaged"),
-                     "stored blob failed to decrypt or verify: %s", dems_strerror(d->err));
-            dems_resp_abort(req);
-        } else {
-            dems_resp_write(req, d->out, d->out_len);
-            if (d->finished)
-                dems_resp_end(req);
-            else if (dems_resp_wants_more(req))
-                produce(req);
-        }
-    }
-    dems_req_unref(req);
-}
-
-static void produce(struct dems_req *req)
-{
-    struct download *d = dems_req_data(req);
-    if (d->busy || d->finished)
-        return;
-    d->busy = true;
-    dems_req_ref(req);
-    if (dems_work_submit(dems_req_loop(req), decrypt_work, decrypt_done, req) < 0) {
-        d->busy = false;
-        dems_req_unref(req);
-        dems_resp_abort(req);
-    }
-}
-
-/* Sends the head and starts streaming d's range of its blob. */
-static void start_body(struct dems_req *req, struct download *d)
-{
-    char etag[70], disp[3 * sizeof(d->filename) + 160], range[80];
-    snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
-    dems_resp_header(req, "ETag", etag);
-    dems_resp_header(req, "Accept-Ranges", "bytes");
-    if (d->inline_) {
-        /* Cache-Control stays no-store: evidence must not linger in browser caches. */
-        dems_resp_header(req, "Content-Disposition", "inline");
-    } else {
-        if (dems_http_content_disposition("attachment", d->filename, d->id, disp, sizeof(disp)) < 0)
-            snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", d->id);
-        dems_resp_header(req, "Content-Disposition", disp);
-    }
-    if (d->partial) {
-        snprintf(range, sizeof(range), "bytes %llu-%llu/%llu", (unsigned long long)d->first,
-                 (unsigned long long)d->last, (unsigned long long)d->size);
-        dems_resp_header(req, "Content-Range", range);
-    }
-    uint64_t len = d->size == 0 ? 0 : d->last - d->first + 1;
-    if (d->size == 0)
-        d->finished = true;
-    /* Originals as an allow-listed type only; derivatives are our own. */
-    const char *type = d->inline_ ? d->content_type : dems_http_served_type(d->content_type);
-    if (dems_resp_start(req, d->partial ? 206 : 200, type, len, produce) == 0 && d->size == 0)
-        dems_resp_end(req);
-}
-
 static void on_downloaded(struct dems_ledger_item *item, void *arg)
 {
     struct dems_req *req = arg;
-    struct download *d = dems_req_data(req);
+    struct api_download *d = dems_req_data(req);
     if (!dems_req_is_aborted(req)) {
         if (item->err < 0)
             dems_resp_error(req, 503, "ledger_unavailable",
                             "the download could not be recorded, so it is refused");
         else
-            start_body(req, d);
+            api_download_start(req, d);
     }
     dems_req_unref(req);
-}
-
-/* Parses a single "bytes=" range; false when absent or not one we honour. */
-static int parse_range(const struct dems_str *h, uint64_t size, uint64_t *first, uint64_t *last)
-{
-    if (h == NULL || h->len < 7 || memcmp(h->ptr, "bytes=", 6) != 0 ||
-        memchr(h->ptr, ',', h->len) != NULL)
-        return 0; /* absent or multi-range: serve the whole file */
-    const char *p = h->ptr + 6;
-    size_t n = h->len - 6;
-    const char *dash = memchr(p, '-', n);
-    if (dash == NULL)
-        return 0;
-    size_t a_len = (size_t)(dash - p), b_len = n - a_len - 1;
-    uint64_t a = 0, b = 0;
-    if (a_len == 0) { /* suffix: the last b bytes */
-        if (dems_parse_u64(dash + 1, b_len, UINT64_MAX, &b) < 0)
-            return 0;
-        if (b == 0 || size == 0)
-            return -1;
-        *first = b >= size ? 0 : size - b;
-        *last = size - 1;
-        return 1;
-    }
-    if (dems_parse_u64(p, a_len, UINT64_MAX, &a) < 0)
-        return 0;
-    if (b_len > 0 && (dems_parse_u64(dash + 1, b_len, UINT64_MAX, &b) < 0 || b < a))
-        return 0;
-    if (a >= size)
-        return -1;
-    *first = a;
-    *last = b_len == 0 || b >= size ? size - 1 : b;
-    return 1;
-}
-
-/*
- * Conditional and range checks shared by content and previews: answers
- * 304 (If-None-Match on the blob's SHA-256 ETag) or 416 itself and returns
- * false; otherwise sets d's range and output buffer.
- */
-static bool prepare(struct dems_req *req, struct download *d)
-{
-    const struct dems_http_head *h = dems_req_head(req);
-    const struct dems_str *inm = dems_http_head_get(h, "if-none-match");
-    char etag[70];
-    snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
-    if (inm != NULL && (dems_str_eq(*inm, dems_str_from(etag)) || dems_str_eq_ci(*inm, "*"))) {
-        dems_resp_header(req, "ETag", etag);
-        dems_resp_json(req, 304, NULL);
-        return false;
-    }
-    d->first = 0;
-    d->last = d->size > 0 ? d->size - 1 : 0;
-    int pr = parse_range(dems_http_head_get(h, "range"), d->size, &d->first, &d->last);
-    if (pr < 0) {
-        char cr[40];
-        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)d->size);
-        dems_resp_header(req, "Content-Range", cr);
-        dems_resp_error(req, 416, "range_not_satisfiable", "the range is outside the file");
-        return false;
-    }
-    d->partial = pr > 0;
-    d->out = malloc(PIECE);
-    if (d->out == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return false;
-    }
-    return true;
 }
 
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
-    struct download *d = dems_req_data(req);
+    struct api_download *d = dems_req_data(req);
     if (!api_col_bool(res, 0, "visible")) {
         api_evidence_hidden(req, d->id, "not_found", "no such evidence");
         return;
@@ -342,7 +140,7 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
      * UTF-8 sequence loses that sequence there. */
     snprintf(d->filename, sizeof(d->filename), "%s", api_col(res, 0, "filename"));
     memcpy(d->blob_id, d->id, sizeof(d->blob_id));
-    if (!prepare(req, d))
+    if (!api_download_prepare(req, d))
         return;
     const struct dems_principal *who = dems_req_principal(req);
     struct dems_ledger_item *it =
@@ -368,12 +166,9 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 
 void api_evidence_content(struct dems_req *req)
 {
-    struct download *d = calloc(1, sizeof(*d));
-    if (d == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
+    struct api_download *d = api_download_new(req);
+    if (d == NULL)
         return;
-    }
-    dems_req_set_data(req, d, download_free);
     if (!evidence_id(req, d->id))
         return;
     struct api_viewer who;
@@ -402,14 +197,14 @@ void api_evidence_content(struct dems_req *req)
 static void on_viewed(struct dems_ledger_item *item, void *arg)
 {
     struct dems_req *req = arg;
-    struct download *d = dems_req_data(req);
+    struct api_download *d = dems_req_data(req);
     if (!dems_req_is_aborted(req)) {
         /* DEMS_ECONFLICT: a concurrent request recorded this first view. */
         if (item->err < 0 && item->err != DEMS_ECONFLICT)
             dems_resp_error(req, 503, "ledger_unavailable",
                             "the view could not be recorded, so it is refused");
         else
-            start_body(req, d);
+            api_download_start(req, d);
     }
     dems_req_unref(req);
 }
@@ -420,7 +215,7 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    struct download *d = dems_req_data(req);
+    struct api_download *d = dems_req_data(req);
     static const char not_ready[] = "no such evidence, or its preview has not been made (yet)";
     if (PQntuples(res) != 1) {
         dems_resp_error(req, 404, "preview_not_ready", not_ready);
@@ -438,10 +233,10 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
     d->size = (uint64_t)api_col_int(res, 0, "size");
     snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
     d->inline_ = true;
-    if (!prepare(req, d))
+    if (!api_download_prepare(req, d))
         return;
     if (api_col_bool(res, 0, "viewed")) {
-        start_body(req, d); /* viewed before: ledgered then */
+        api_download_start(req, d); /* viewed before: ledgered then */
         return;
     }
     const struct dems_principal *who = dems_req_principal(req);
@@ -483,12 +278,9 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
 
 static void serve_derivative(struct dems_req *req, const char *kind)
 {
-    struct download *d = calloc(1, sizeof(*d));
-    if (d == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
+    struct api_download *d = api_download_new(req);
+    if (d == NULL)
         return;
-    }
-    dems_req_set_data(req, d, download_free);
     if (!evidence_id(req, d->id))
         return;
     struct api_viewer who;

@@ -74,6 +74,12 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_POST, "/v1/admin/jobs", DEMS_ROLE_ADMIN, 64 * 1024 + J, api_jobs_create),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/jobs/{id}", DEMS_ROLE_ADMIN, 0, api_jobs_get),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/jobs/{id}/retry", DEMS_ROLE_ADMIN, 0, api_jobs_retry),
+    /* Bundles: the handler decides by case role (bundles.c). */
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, J, api_bundles_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, 0, api_bundles_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/bundles/{bid}", DEMS_ROLE_STAFF, 0, api_bundles_get),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/bundles/{bid}/content", DEMS_ROLE_STAFF, 0,
+          api_bundles_content),
     ROUTE(DEMS_HTTP_OPTIONS, "/v1/uploads", DEMS_ROLE_PUBLIC, 0, api_uploads_options),
     STREAM(DEMS_HTTP_POST, "/v1/uploads", UPLOADERS, NO_LIMIT, api_uploads_create_begin,
            api_uploads_patch_end),

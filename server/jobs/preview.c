@@ -16,10 +16,9 @@
  * artefact; a crash, timeout or resource limit is retried (the machine may
  * have been busy), then the job is dead with its last error.
  *
- * The worker has no event loop: the entry is appended by a ledger appender
- * thread this process starts on first use (server/ledger/append.c serialises
- * appends across processes under the ledger_head row lock), and the slot
- * waits for it to be durable.
+ * The worker has no event loop: the entry is appended by the process's
+ * ledger appender (server/jobs/job_ledger.c), and the slot waits for it to
+ * be durable.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,68 +62,6 @@ static const struct output {
     {"sprite_vtt", "thumbnails.vtt", "index", "text/vtt; charset=utf-8"},
 };
 #define NOUT (sizeof(outputs) / sizeof(outputs[0]))
-
-/* ---- the process's ledger appender ---- */
-
-static pthread_mutex_t ledger_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct dems_config ledger_cfg;
-static struct dems_server ledger_srv;
-static bool ledger_started;
-
-static int ledger_for(const struct dems_job_ctx *ctx, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&ledger_mu);
-    int r = 0;
-    if (!ledger_started) {
-        ledger_cfg = *ctx->cfg; /* shallow: the worker's configuration outlives it */
-        ledger_srv.cfg = &ledger_cfg;
-        r = dems_ledger_start(&ledger_srv, ctx->conninfo, ctx->master_key, err, errlen);
-        ledger_started = r == 0;
-    }
-    pthread_mutex_unlock(&ledger_mu);
-    return r;
-}
-
-struct wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    int err;
-    uint64_t seq;
-};
-
-static void appended(struct dems_ledger_item *item, void *arg)
-{
-    struct wait *w = arg;
-    pthread_mutex_lock(&w->mu);
-    w->err = item->err;
-    w->seq = item->seq;
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-/* Appends item (ownership moves) and waits until it is durable or failed. */
-static int append_wait(struct dems_ledger_item *item, uint64_t *ret_seq)
-{
-    struct wait w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    item->done = appended;
-    item->arg = &w;
-    int r = dems_ledger_append(&ledger_srv, NULL, item);
-    if (r == 0) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
-        r = w.err;
-        *ret_seq = w.seq;
-    }
-    pthread_mutex_destroy(&w.mu);
-    pthread_cond_destroy(&w.cv);
-    return r;
-}
 
 /* ---- files ---- */
 
@@ -523,7 +460,7 @@ enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_jo
     }
     if (made)
         return DEMS_JOB_OK; /* recorded by an earlier run */
-    if (ledger_for(ctx, err, errlen) < 0)
+    if (dems_job_ledger_start(ctx, err, errlen) < 0)
         return DEMS_JOB_RETRY;
 
     struct work w = {.in_fd = -1};
@@ -639,7 +576,7 @@ enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_jo
         snprintf(err, errlen, "out of memory");
         goto done;
     }
-    r = append_wait(it, &seq);
+    r = dems_job_ledger_append(it, &seq);
     if (r == DEMS_ECONFLICT) {
         out = DEMS_JOB_OK; /* another run recorded this preview first */
     } else if (r < 0) {

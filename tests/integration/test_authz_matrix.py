@@ -86,6 +86,15 @@ TABLE = {
     ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404),
     # The administrator's own unfinished upload: only its owner ends it.
     ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404),
+    # Bundles of a case the officer leads (the prosecutor holds no share of
+    # it): others see no case (404). The POST names an exhibit the case does
+    # not have (400 once let in); no worker runs, so the bundle stays queued
+    # and its content is not ready (409).
+    ("POST", "/v1/cases/{id}/bundles"): (401, 400, 404, 404, 400, 401, 400, 401, 403),
+    ("GET", "/v1/cases/{id}/bundles"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("GET", "/v1/cases/{id}/bundles/{bid}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("GET", "/v1/cases/{id}/bundles/{bid}/content"): (401, 409, 404, 404, 409, 401, 409, 409,
+                                                      403),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -133,6 +142,20 @@ def setup():
     c.admin_upload = upload_id(c, c.admin)
     st, doc, _ = c.srv.request("GET", "/v1/admin/jobs?limit=1", token=c.admin)
     c.job = doc["jobs"][0]["id"]
+    # A case the officer leads, with the evidence as an exhibit, and a bundle of it.
+    st, out, err = c.srv.psql(
+        "WITH u AS (SELECT id FROM users WHERE username = 'mofficer'),"
+        " k AS (INSERT INTO cases (reference, title, created_by) SELECT 'MATRIX-1', 'matrix',"
+        " u.id FROM u RETURNING id),"
+        " m AS (INSERT INTO case_members (case_id, user_id, role, added_by)"
+        " SELECT k.id, u.id, 'lead', u.id FROM k, u)"
+        " INSERT INTO exhibits (case_id, artefact, reference, added_by)"
+        f" SELECT k.id, '{c.evidence}', 'EX1', u.id FROM k, u RETURNING case_id")
+    assert st == 0, err
+    c.case = int(out)
+    st, doc, _ = c.srv.request("POST", f"/v1/cases/{c.case}/bundles", {}, token=c.off)
+    assert st == 202, doc
+    c.bundle = doc["id"]
     # A dock with a pinned certificate.
     c.dock_cert, c.dock_key, c.device = enrol_pinned_dock(c.srv, c.admin, "MDOCK")
     return c
@@ -191,6 +214,7 @@ def concrete(c, method, pattern):
         "/v1/admin/jobs/{id}/retry": f"/v1/admin/jobs/{c.job}/retry",
     }
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
+    path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
     query = {"/v1/ledger/entries": "?start=0&limit=1",
@@ -207,6 +231,7 @@ def concrete(c, method, pattern):
         "/v1/admin/devices": {},
         "/v1/admin/devices/{id}/assign": {},
         "/v1/admin/jobs": {},
+        "/v1/cases/{id}/bundles": {"exhibits": ["NO-SUCH-EXHIBIT"]},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])

@@ -30,8 +30,8 @@ PROGRAMS = {
 FFMPEG = ["FFmpeg", "libavformat", "libavcodec", "libavutil", "libswscale", "libswresample"]
 LIBRARIES = {
     "demsd": ["glibc", "OpenSSL", "libevent", "libpq", "libsodium", "jansson", "http-parser",
-              "libseccomp"] + FFMPEG,
-    "dems-verify": ["glibc", "OpenSSL", "libsodium", "jansson"],
+              "libseccomp", "libarchive"] + FFMPEG,
+    "dems-verify": ["glibc", "OpenSSL", "libsodium", "jansson", "libarchive"],
     "dems-media": ["glibc", "libseccomp", "jansson"] + FFMPEG,
     "dems-vector-bench": ["glibc"],
 }
@@ -42,7 +42,7 @@ SUBCOMMANDS = {
     "demsd": {"serve": [], "worker": [], "migrate": [], "admin": None, "routes": [], "face": None,
               "media-sandbox": []},
     "dems-verify": {"ledger": [], "inclusion": [], "consistency": [], "checkpoint": [],
-                    "file": []},
+                    "file": [], "bundle": []},
     "dems-media": {"probe": ["FILE"], "preview": ["FILE", "DIR"], "versions": []},
     "dems-vector-bench": {"build": [], "search": [], "gen": [], "recall": [], "stats": [],
                           "crc": []},
