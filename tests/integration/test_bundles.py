@@ -13,6 +13,7 @@ import base64
 import glob
 import hashlib
 import io
+import json
 import os
 import subprocess
 import tempfile
@@ -247,6 +248,33 @@ def test_who_may_not(c):
     n = sql(c, "SELECT count(*) FROM ledger_entries WHERE type = 'ACCESS_DENIED'"
                " AND convert_from(bytes, 'UTF8') LIKE '%bundles%'")
     assert int(n) >= 4, n
+
+
+def test_previews_included(c):
+    clip = os.path.join(c.tmp, "clip.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=320x180:rate=25", "-t", "2", "-c:v", "libx264", "-preset",
+                    "ultrafast", "-pix_fmt", "yuv420p", clip], check=True, timeout=120)
+    art = upload(c, c.tok["lead1"], open(clip, "rb").read(), "clip.mp4")
+    deadline = time.time() + 90
+    while int(sql(c, f"SELECT count(*) FROM derivatives WHERE artefact = '{art}'")) == 0:
+        assert time.time() < deadline, "no preview made"
+        time.sleep(0.3)
+    case, _ = make_case(c, "CASE-9", [art])
+    st, doc, _ = request_bundle(c, "lead1", {"include_previews": True}, case=case)
+    assert st == 202 and doc["include_previews"], doc
+    doc = wait_done(c, "lead1", doc["href"])
+    st, data, _ = content(c, "lead1", doc)
+    assert st == 200
+    z = zipfile.ZipFile(io.BytesIO(data))
+    assert "exhibits/001-EX1/previews/proxy-proxy.mp4" in z.namelist(), z.namelist()
+    m = json.loads(z.read("manifest.json"))
+    d = {x["kind"]: x for x in m["exhibits"][0]["derivatives"]}
+    assert d["proxy"]["parameters"] and "libavcodec" in json.dumps(d["proxy"]["libraries"]), d
+    made = sql(c, f"SELECT type FROM ledger_entries WHERE seq = {d['proxy']['made_seq']}")
+    assert made == "PREVIEW_MADE" and d["proxy"]["made_seq"] in m["exhibits"][0]["custody"]
+    r = verify(c, data)
+    assert r.returncode == 0, r.stdout
 
 
 def test_failed_bundle_leaves_nothing(c):
