@@ -6,8 +6,9 @@
  * checkpoint and the key chain from the database, and writes the court
  * bundle (common/bundle, docs/bundle.md) streamed straight into the
  * encrypted blob store: the ZIP's bytes are hashed and sealed with
- * secretstream as they come, into DATA/work/bundle-<id>.blob, which is
- * renamed into the store under its SHA-256 only when whole. No plaintext
+ * secretstream as they come (on a second thread, see struct pipe), into
+ * DATA/work/bundle-<id>.blob, which is renamed into the store under its
+ * SHA-256 only when whole. No plaintext
  * reaches the disk, memory stays bounded whatever the size, and a failed
  * bundle leaves no file or blob behind. bytes_done on the row follows the
  * originals read. One ledger transaction records it: the BUNDLE_MADE entry
@@ -21,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +45,8 @@
 #define OUT_BATCH       (16 * DEMS_BLOB_CIPHER_CHUNK) /* cipher bytes written at once */
 #define REPORT_BYTES    (32u << 20)                   /* bytes_done written at least this often */
 #define CHECKPOINT_WAIT 15 /* seconds to wait for a covering checkpoint */
+#define PIPE_NBUF       4  /* ZIP buffers between the two threads */
+#define PIPE_BUFSZ      (1u << 20)
 
 /* Entries touching the exhibits ($1 text[] of artefacts) or naming the case ($2 reference). */
 #define RELEVANT(arts, ref)                                                                        \
@@ -84,6 +88,26 @@ struct bj {
     size_t plain_len, out_len;
     struct dems_sha256 h;
     uint64_t size;
+    struct pipe *pipe;
+};
+
+/*
+ * The ZIP's bytes pass from the thread that reads, decrypts and zips the
+ * originals to a second thread that hashes, encrypts and writes them,
+ * through PIPE_NBUF buffers of PIPE_BUFSZ bytes: the two halves of the work
+ * each take about as long, so a bundle is made at about twice the speed of
+ * one thread, in 4 MiB more memory.
+ */
+struct pipe {
+    struct bj *b;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *buf[PIPE_NBUF];
+    size_t len[PIPE_NBUF];
+    uint64_t head, tail; /* buffers filled / written */
+    bool closing;
+    int err; /* the writer's first error */
 };
 
 static int fail(struct bj *b, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -521,9 +545,8 @@ static int seal_chunk(struct bj *b, bool final)
     return b->out_len + DEMS_BLOB_CIPHER_CHUNK > OUT_BATCH || final ? flush_out(b) : 0;
 }
 
-static int sink(void *ctx, const uint8_t *p, size_t n)
+static int sink_write(struct bj *b, const uint8_t *p, size_t n)
 {
-    struct bj *b = ctx;
     dems_sha256_update(&b->h, p, n);
     b->size += n;
     while (n > 0) {
@@ -540,6 +563,113 @@ static int sink(void *ctx, const uint8_t *p, size_t n)
         n -= k;
     }
     return 0;
+}
+
+static void *pipe_main(void *arg)
+{
+    struct pipe *pp = arg;
+    pthread_mutex_lock(&pp->mu);
+    for (;;) {
+        while (pp->tail == pp->head && !pp->closing)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        if (pp->tail == pp->head)
+            break;
+        size_t i = (size_t)(pp->tail % PIPE_NBUF);
+        bool failed = pp->err < 0;
+        pthread_mutex_unlock(&pp->mu);
+        int r = failed ? 0 : sink_write(pp->b, pp->buf[i], pp->len[i]);
+        pthread_mutex_lock(&pp->mu);
+        if (r < 0 && pp->err == 0)
+            pp->err = r;
+        pp->tail++;
+        pthread_cond_broadcast(&pp->cv);
+    }
+    pthread_mutex_unlock(&pp->mu);
+    return NULL;
+}
+
+/* Hands the filling buffer to the writer; waits while every buffer is taken. */
+static int pipe_push(struct pipe *pp)
+{
+    pthread_mutex_lock(&pp->mu);
+    pp->head++;
+    pthread_cond_broadcast(&pp->cv);
+    while (pp->head - pp->tail == PIPE_NBUF && pp->err == 0)
+        pthread_cond_wait(&pp->cv, &pp->mu);
+    int r = pp->err;
+    pthread_mutex_unlock(&pp->mu);
+    if (r == 0)
+        pp->len[pp->head % PIPE_NBUF] = 0; /* free: the writer is done with it */
+    return r;
+}
+
+/* The writer's side of dems_bundle_write's sink: copies into the filling buffer. */
+static int sink(void *ctx, const uint8_t *p, size_t n)
+{
+    struct pipe *pp = ((struct bj *)ctx)->pipe;
+    while (n > 0) {
+        size_t i = (size_t)(pp->head % PIPE_NBUF);
+        size_t k = PIPE_BUFSZ - pp->len[i] < n ? PIPE_BUFSZ - pp->len[i] : n;
+        memcpy(pp->buf[i] + pp->len[i], p, k);
+        pp->len[i] += k;
+        p += k;
+        n -= k;
+        if (pp->len[i] == PIPE_BUFSZ) {
+            int r = pipe_push(pp);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+static int pipe_start(struct bj *b)
+{
+    struct pipe *pp = calloc(1, sizeof *pp);
+    if (pp == NULL)
+        return DEMS_ENOMEM;
+    pp->b = b;
+    b->pipe = pp;
+    for (size_t i = 0; i < PIPE_NBUF; i++)
+        if ((pp->buf[i] = malloc(PIPE_BUFSZ)) == NULL)
+            return DEMS_ENOMEM;
+    pthread_mutex_init(&pp->mu, NULL);
+    pthread_cond_init(&pp->cv, NULL);
+    if (pthread_create(&pp->thread, NULL, pipe_main, pp) != 0) {
+        pthread_mutex_destroy(&pp->mu);
+        pthread_cond_destroy(&pp->cv);
+        pp->b = NULL; /* no thread to join */
+        return DEMS_ENOMEM;
+    }
+    return 0;
+}
+
+/* Passes on what is left (when ok), lets the writer finish and joins it; its error. */
+static int pipe_finish(struct bj *b, bool ok)
+{
+    struct pipe *pp = b->pipe;
+    int r = 0;
+    if (pp == NULL)
+        return 0;
+    if (pp->b != NULL) {
+        pthread_mutex_lock(&pp->mu);
+        if (ok && pp->len[pp->head % PIPE_NBUF] > 0)
+            pp->head++;
+        if (!ok && pp->err == 0)
+            pp->err = DEMS_EIO; /* the bundle failed: write nothing more */
+        pp->closing = true;
+        pthread_cond_broadcast(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
+        pthread_join(pp->thread, NULL);
+        r = ok ? pp->err : 0;
+        pthread_mutex_destroy(&pp->mu);
+        pthread_cond_destroy(&pp->cv);
+    }
+    for (size_t i = 0; i < PIPE_NBUF; i++)
+        free(pp->buf[i]);
+    free(pp);
+    b->pipe = NULL;
+    return r < 0 ? fail(b, r, "cannot write the bundle: %s", dems_strerror(r)) : 0;
 }
 
 static int open_sink(struct bj *b)
@@ -694,7 +824,12 @@ static int make(struct bj *b, char hex[static 65])
     struct dems_bundle_source src = {src_open, src_read, src_close, b};
     int r = open_sink(b);
     if (r == 0)
+        r = pipe_start(b);
+    if (r == 0)
         r = dems_bundle_write(&spec, &src, sink, b, b->err, b->errlen);
+    int pr = pipe_finish(b, r == 0);
+    if (r == 0)
+        r = pr;
     if (r == 0)
         r = close_sink(b, hex);
     report(b, true);
