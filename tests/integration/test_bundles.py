@@ -198,6 +198,14 @@ def test_tampered_copy_fails(c):
             w.writestr(i, b)
     r = verify(c, out.getvalue())
     assert r.returncode == 1 and "INVALID: file_mismatch: exhibits/001-EX1" in r.stdout, r.stdout
+    # Not a ZIP: invalid (1, one line); no such file: a usage error (2, stderr).
+    junk = os.path.join(c.tmp, "junk.zip")
+    with open(junk, "wb") as f:
+        f.write(b"not a zip\n")
+    r = subprocess.run([VERIFY, "bundle", junk], capture_output=True, text=True)
+    assert r.returncode == 1 and "INVALID: format: not a readable ZIP" in r.stdout, r.stdout
+    r = subprocess.run([VERIFY, "bundle", junk + ".missing"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     # Another log's key pinned.
     r = subprocess.run([VERIFY, "bundle", os.path.join(c.tmp, "b.zip"), "--key",
                         "other.example/log+2c8f3c4a+AX0eu6h43sTHNcK+0hK2D8Jj4jXbOxoCnOc9eTn6CO6x"],
