@@ -7,6 +7,7 @@
 #include "dems/config.h"
 
 #include <ctype.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,12 @@ static const struct key keys[] = {
      "1000", "unfinished uploads one device (dock) may have at once (more: 429)"},
     {"housekeeping_interval", K_U64, OFF(housekeeping_interval), 1, 3600, "60",
      "seconds between housekeeping runs (expiring abandoned uploads, recording completed ones)"},
+    {"case_reference_pattern", K_STR, OFF(case_reference_pattern), 0, 0,
+     "^[A-Za-z0-9][A-Za-z0-9/._-]{0,63}$",
+     "POSIX extended regular expression every case reference must match (e.g. "
+     "^[0-9]{2}/[0-9]{6}/[0-9]{2}$ for 01/123456/26)"},
+    {"share_max_days", K_U64, OFF(share_max_days), 1, 3650, "365",
+     "longest a share with a prosecutor or a disclosure link may last, in days"},
     {"ledger_origin", K_STR, OFF(ledger_origin), 0, 0, "dems.localhost/ledger",
      "origin line of the ledger's signed checkpoints (a unique name for this log)"},
     {"master_key_file", K_STR, OFF(master_key_file), 0, 0, "",
@@ -342,6 +349,15 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "config: job_backoff_max must be at least job_backoff_base");
         return DEMS_EINVAL;
     }
+    regex_t re;
+    int rc = regcomp(&re, c->case_reference_pattern, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        char why[128];
+        regerror(rc, &re, why, sizeof(why));
+        snprintf(err, errlen, "config: case_reference_pattern: %s", why);
+        return DEMS_EINVAL;
+    }
+    regfree(&re);
     return 0;
 }
 

@@ -50,6 +50,8 @@ struct dems_config {
     uint64_t upload_max_unfinished_per_user;
     uint64_t upload_max_unfinished_per_device;
     uint64_t housekeeping_interval;
+    char *case_reference_pattern; /* POSIX extended regex a case reference must match */
+    uint64_t share_max_days;      /* longest share or disclosure link */
     char *ledger_origin;
     char *master_key_file;
     uint64_t blob_verify_interval;

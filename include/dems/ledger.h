@@ -74,6 +74,14 @@ enum dems_ledger_type {
     DEMS_LEDGER_ACCESS_DENIED_SUMMARY, /* refusals over the rate bound, counted */
     DEMS_LEDGER_DEVICE_ASSIGNED,       /* a dock assigned to (or taken from) an officer */
     DEMS_LEDGER_BUNDLE_MADE,           /* a court bundle was written (docs/bundle.md) */
+    DEMS_LEDGER_CASE_CREATED,          /* cases: "case" is the case reference */
+    DEMS_LEDGER_CASE_UPDATED,          /* edited, closed or reopened */
+    DEMS_LEDGER_EXHIBIT_ADDED,         /* an artefact joined a case as an exhibit */
+    DEMS_LEDGER_EXHIBIT_UPDATED,       /* its description or tags changed */
+    DEMS_LEDGER_EXHIBIT_REMOVED,
+    DEMS_LEDGER_MEMBER_ADDED, /* a user joined a case, or their case role changed */
+    DEMS_LEDGER_MEMBER_REMOVED,
+    DEMS_LEDGER_SHARE_REVOKED, /* a share with a prosecutor ended early */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

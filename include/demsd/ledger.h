@@ -39,7 +39,8 @@ struct dems_ledger_item {
     uint8_t sha256[32];
     bool has_size;
     uint64_t size;
-    json_t *payload; /* owned; NULL for {} */
+    char case_id[DEMS_LEDGER_MAX_ID + 1]; /* the entry's "case"; empty when none */
+    json_t *payload;                      /* owned; NULL for {} */
     /*
      * Optional statement run in the same transaction just before the entry
      * (e.g. inserting the artefact the entry records). If it fails the entry
@@ -49,8 +50,12 @@ struct dems_ledger_item {
     char *pre_sql;
     int pre_nparams;
     char *pre_params[8];
+    /* When set, a pre-statement that touched no row (a guarded UPDATE whose
+     * condition no longer holds: the object changed meanwhile) fails the
+     * item with DEMS_ENOTFOUND, so no entry records a change not made. */
+    bool pre_must_change;
     /* Results, valid in done: err (0, DEMS_ECONFLICT for a unique violation
-     * in pre_sql, DEMS_EINVAL for an entry that cannot be encoded, DEMS_EDB,
+     * in pre_sql, DEMS_ENOTFOUND for pre_must_change, DEMS_EINVAL for an entry that cannot be encoded, DEMS_EDB,
      * DEMS_EUNAVAIL), seq. An item that fails never fails the others. */
     int err;
     uint64_t seq;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dems/ledger.h"
 #include "demsd/blobs.h"
 #include "demsd/http.h"
 
@@ -64,7 +65,7 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
  * than the 404 of evidence never shared.
  */
 #define API_LAPSED_SQL(id, uid)                                                                    \
-    "EXISTS (SELECT 1 FROM exhibits lx JOIN shares ls ON ls.case_id = lx.case_id"                 \
+    "EXISTS (SELECT 1 FROM exhibits lx JOIN shares ls ON ls.case_id = lx.case_id"                  \
     " WHERE lx.artefact = " id " AND ls.prosecutor = " uid "::bigint"                              \
     " AND (ls.revoked_at IS NOT NULL OR ls.expires_at <= now())"                                   \
     " AND (ls.whole_case OR EXISTS (SELECT 1 FROM share_exhibits lse"                              \
@@ -92,8 +93,8 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
  * satisfying share_cond ("true", or "ss.can_download").
  */
 #define API_EXHIBIT_SEEN_SQL(x, r, uid, share_cond)                                                \
-    "(" x ".removed_at IS NULL AND (" r " IN ('admin', 'lead', 'investigator', 'viewer') OR ("     \
-    r " = 'prosecutor' AND EXISTS (SELECT 1 FROM shares ss WHERE ss.case_id = " x ".case_id"       \
+    "(" x ".removed_at IS NULL AND (" r " IN ('admin', 'lead', 'investigator', 'viewer') OR (" r   \
+    " = 'prosecutor' AND EXISTS (SELECT 1 FROM shares ss WHERE ss.case_id = " x ".case_id"         \
     " AND ss.prosecutor = " uid "::bigint AND ss.revoked_at IS NULL AND ss.expires_at > now()"     \
     " AND (" share_cond ") AND (ss.whole_case OR EXISTS (SELECT 1 FROM share_exhibits sse"         \
     " WHERE sse.share_id = ss.id AND sse.exhibit_id = " x ".id))))))"
@@ -108,10 +109,68 @@ void api_viewer(const struct dems_req *req, struct api_viewer *ret);
 /*
  * A read the caller may not make of evidence that exists (id: 64 hex
  * digits): records the refusal (ACCESS_DENIED naming the artefact) and answers exactly as if the
- * evidence did not exist (404 with code), so ids of others' evidence cannot be probed.
+ * evidence did not exist (404 with code), so ids of others' evidence cannot be probed. When
+ * res (row 0) has a true "lapsed" column (API_LAPSED_SQL: a prosecutor whose share of it
+ * ended), answers 403 share_ended instead (dems_auth_refuse).
  */
-void api_evidence_hidden(struct dems_req *req, const char *id, const char *code,
-                         const char *detail);
+void api_evidence_hidden(struct dems_req *req, const PGresult *res, const char *id,
+                         const char *code, const char *detail);
+
+/* ---- cases (case_access.c) ---- */
+
+struct dems_ledger_item;
+
+/* A caller's relation to a case, as bits (the roles a case route allows). */
+enum {
+    API_CASE_ADMIN = 1u << 0,
+    API_CASE_LEAD = 1u << 1,
+    API_CASE_INVESTIGATOR = 1u << 2,
+    API_CASE_VIEWER = 1u << 3,
+    API_CASE_PROSECUTOR = 1u << 4, /* a live share */
+    API_CASE_MEMBERS = API_CASE_LEAD | API_CASE_INVESTIGATOR | API_CASE_VIEWER,
+    API_CASE_EDITORS = API_CASE_ADMIN | API_CASE_LEAD | API_CASE_INVESTIGATOR,
+    API_CASE_MANAGERS = API_CASE_ADMIN | API_CASE_LEAD,
+    API_CASE_READERS = API_CASE_ADMIN | API_CASE_MEMBERS | API_CASE_PROSECUTOR,
+};
+
+struct api_case;
+typedef void (*api_case_cb)(struct dems_req *req, struct api_case *c);
+
+/*
+ * What a case route knows of its case and caller. A handler's request data
+ * (dems_req_set_data) must begin with this struct: api_case_load fills it.
+ */
+struct api_case {
+    int64_t id;
+    char id_s[24];
+    char reference[65];
+    char role[16]; /* admin, lead, investigator, viewer or prosecutor */
+    bool closed;
+    bool can_download; /* a prosecutor: some live share lets them download */
+    struct api_viewer who;
+    unsigned allowed;
+    api_case_cb next;
+};
+
+/*
+ * Loads the case named by the route's first parameter and the caller's
+ * relation to it, then runs next when the relation is one of allowed.
+ * Otherwise answers: 404 case_not_found (no such case, or none the caller
+ * has any relation to: ledgered as a refusal), 403 share_ended (a
+ * prosecutor whose share was revoked or expired) or 403 forbidden (a role
+ * that may not do this); both 403s are ledgered refusals.
+ */
+void api_case_load(struct dems_req *req, unsigned allowed, api_case_cb next);
+
+/* False (having answered 409 case_closed) when the case is closed. */
+bool api_case_open(struct dems_req *req, const struct api_case *c);
+
+/* A ledger item of type by the caller, naming the case (its reference). */
+struct dems_ledger_item *api_case_item(struct dems_req *req, const struct api_case *c,
+                                       enum dems_ledger_type type);
+
+/* Answers a case change whose ledger item failed (409 or 503); what names the object. */
+void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item, const char *what);
 
 /* Answers 503/500 for a failed query. */
 void api_db_error(struct dems_req *req, const PGresult *res, int err);
@@ -139,6 +198,15 @@ json_t *api_col_json_str(const PGresult *res, int row, const char *name);
 
 /* Parses a decimal id from a column or path segment; 0 when not one. */
 int64_t api_id(const char *s, size_t len);
+
+/*
+ * Optional query parameters: text (1..max bytes, copied NUL-terminated into
+ * out, which holds max + 1) and an RFC 3339 time (as epoch seconds in out).
+ * *ret is out, or NULL when absent; false (400 answered) when bad.
+ */
+bool api_text_param(struct dems_req *req, const char *name, size_t max, char *out,
+                    const char **ret);
+bool api_time_param(struct dems_req *req, const char *name, char out[static 24], const char **ret);
 
 /* Answers 400 invalid_parameter: query parameter "name" <why>. */
 void api_bad_param(struct dems_req *req, const char *name, const char *why);
@@ -292,6 +360,24 @@ void api_bundles_create(struct dems_req *req);
 void api_bundles_list(struct dems_req *req);
 void api_bundles_get(struct dems_req *req);
 void api_bundles_content(struct dems_req *req);
+void api_cases_create(struct dems_req *req);
+void api_cases_list(struct dems_req *req);
+void api_cases_get(struct dems_req *req);
+void api_cases_update(struct dems_req *req);
+void api_cases_close(struct dems_req *req);
+void api_cases_reopen(struct dems_req *req);
+void api_exhibits_list(struct dems_req *req);
+void api_exhibits_search(struct dems_req *req);
+void api_exhibits_add(struct dems_req *req);
+void api_exhibits_update(struct dems_req *req);
+void api_exhibits_remove(struct dems_req *req);
+void api_members_list(struct dems_req *req);
+void api_members_set(struct dems_req *req);
+void api_members_remove(struct dems_req *req);
+void api_shares_create(struct dems_req *req);
+void api_shares_list(struct dems_req *req);
+void api_shares_revoke(struct dems_req *req);
+void api_shares_mine(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;

@@ -12,6 +12,7 @@
 #include "demsd/ledger.h"
 
 #include "api_int.h"
+#include "upload_meta.h"
 
 static void bad_field(struct dems_req *req, const char *key, const char *why)
 {
@@ -139,12 +140,52 @@ void api_viewer(const struct dems_req *req, struct api_viewer *ret)
     ret->sees_all = p->role == DEMS_ROLE_ADMIN ? "true" : "false";
 }
 
-void api_evidence_hidden(struct dems_req *req, const char *id, const char *code, const char *detail)
+void api_evidence_hidden(struct dems_req *req, const PGresult *res, const char *id,
+                         const char *code, const char *detail)
 {
     uint8_t artefact[32];
     bool named = strlen(id) == 64 && dems_hex_decode(id, 64, artefact, 32) == 0;
+    if (res != NULL && PQfnumber(res, "lapsed") >= 0 && api_col_bool(res, 0, "lapsed")) {
+        dems_auth_refuse(req, "share of this evidence ended", 403, "share_ended",
+                         "your share of this evidence has ended (revoked or expired)");
+        return;
+    }
     dems_auth_denied(req, "no relation to this evidence", named ? artefact : NULL);
     dems_resp_error(req, 404, code, detail);
+}
+
+bool api_text_param(struct dems_req *req, const char *name, size_t max, char *out, const char **ret)
+{
+    struct dems_str v;
+    *ret = NULL;
+    if (!dems_req_query(req, name, &v))
+        return true;
+    if (v.len == 0 || v.len > max || memchr(v.ptr, '\0', v.len) != NULL) {
+        char why[64];
+        snprintf(why, sizeof(why), "must be 1 to %zu characters", max);
+        api_bad_param(req, name, why);
+        return false;
+    }
+    memcpy(out, v.ptr, v.len);
+    out[v.len] = '\0';
+    *ret = out;
+    return true;
+}
+
+bool api_time_param(struct dems_req *req, const char *name, char out[static 24], const char **ret)
+{
+    struct dems_str v;
+    int64_t t;
+    *ret = NULL;
+    if (!dems_req_query(req, name, &v))
+        return true;
+    if (!upload_parse_rfc3339(v.ptr, v.len, &t)) {
+        api_bad_param(req, name, "must be an RFC 3339 time");
+        return false;
+    }
+    snprintf(out, 24, "%lld", (long long)t);
+    *ret = out;
+    return true;
 }
 
 void api_bad_param(struct dems_req *req, const char *name, const char *why)

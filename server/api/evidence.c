@@ -14,6 +14,7 @@
 #include "dems/err.h"
 #include "dems/http.h"
 #include "dems/str.h"
+#include "demsd/auth.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
@@ -41,7 +42,7 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, api_col(res, 0, "id"), "not_found", "no such evidence");
+        api_evidence_hidden(req, res, api_col(res, 0, "id"), "not_found", "no such evidence");
         return;
     }
     json_error_t jerr;
@@ -91,7 +92,8 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     "  AND e.type = 'PREVIEW_MADE') AS preview_made_seq,"                                          \
     " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
     "  AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                     \
-    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible"                                          \
+    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
+    " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
     " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
     " LEFT JOIN devices d ON d.id = a.uploaded_by_device WHERE a.id = $1"
 /* clang-format on */
@@ -125,13 +127,40 @@ static void on_downloaded(struct dems_ledger_item *item, void *arg)
     dems_req_unref(req);
 }
 
+/* $1 evidence id, $2 user id, $3 sees all. */
+/* clang-format off */
+#define CONTENT_SQL                                                                                \
+    "SELECT a.size, coalesce(a.content_type, '') AS content_type,"                                 \
+    " coalesce(a.filename, '') AS filename,"                                                       \
+    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
+    " " API_DOWNLOADABLE_SQL("a.id", "$2", "$3") " AS downloadable,"                               \
+    " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
+    " FROM artefacts a WHERE a.id = $1"
+/* $1 evidence id, $2 kind, $3 user id, $4 sees all. The artefact's row even
+ * without the derivative: a hidden artefact is refused (and recorded)
+ * whether or not its preview exists. */
+#define DERIVATIVE_SQL                                                                             \
+    "SELECT d.blob, d.size, d.content_type, d.kind, EXISTS (SELECT 1 FROM"                         \
+    " evidence_views v WHERE v.artefact = a.id AND v.kind = $2"                                    \
+    " AND v.user_id = $3::bigint) AS viewed,"                                                      \
+    " " API_VISIBLE_SQL("a.id", "$3", "$4") " AS visible,"                                         \
+    " " API_LAPSED_SQL("a.id", "$3") " AS lapsed"                                                  \
+    " FROM artefacts a LEFT JOIN derivatives d ON d.artefact = a.id AND d.kind = $2"               \
+    " WHERE a.id = $1"
+/* clang-format on */
+
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
     struct api_download *d = dems_req_data(req);
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, d->id, "not_found", "no such evidence");
+        api_evidence_hidden(req, res, d->id, "not_found", "no such evidence");
+        return;
+    }
+    if (!api_col_bool(res, 0, "downloadable")) { /* a prosecutor's view-only share */
+        dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
+                         "this evidence is shared with you to view, not to download");
         return;
     }
     d->size = (uint64_t)api_col_int(res, 0, "size");
@@ -174,12 +203,7 @@ void api_evidence_content(struct dems_req *req)
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {d->id, who.user_id, who.sees_all};
-    int r = dems_db_req(req,
-                        "SELECT a.size, coalesce(a.content_type, '') AS content_type,"
-                        " coalesce(a.filename, '') AS filename,"
-                        " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible"
-                                                                " FROM artefacts a WHERE a.id = $1",
-                        3, params, on_artefact);
+    int r = dems_db_req(req, CONTENT_SQL, 3, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -222,7 +246,7 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, d->id, "preview_not_ready", not_ready);
+        api_evidence_hidden(req, res, d->id, "preview_not_ready", not_ready);
         return;
     }
     if (api_col_null(res, 0, "blob")) {
@@ -286,18 +310,7 @@ static void serve_derivative(struct dems_req *req, const char *kind)
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {d->id, kind, who.user_id, who.sees_all};
-    /* The artefact's row even without the derivative: a hidden artefact is
-     * refused (and recorded) whether or not its preview exists. */
-    int r =
-        dems_db_req(req,
-                    "SELECT d.blob, d.size, d.content_type, d.kind, EXISTS (SELECT 1 FROM"
-                    " evidence_views v WHERE v.artefact = a.id AND v.kind = $2"
-                    " AND v.user_id = $3::bigint) AS viewed,"
-                    " " API_VISIBLE_SQL(
-                        "a.id", "$3", "$4") " AS visible"
-                                            " FROM artefacts a LEFT JOIN derivatives d"
-                                            " ON d.artefact = a.id AND d.kind = $2 WHERE a.id = $1",
-                    4, params, on_derivative);
+    int r = dems_db_req(req, DERIVATIVE_SQL, 4, params, on_derivative);
     if (r < 0)
         dems_resp_err(req, r);
 }

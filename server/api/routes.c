@@ -26,7 +26,8 @@
     }
 
 #define UPLOADERS        (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_DEVICE)
-#define EVIDENCE_READERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
+#define EVIDENCE_READERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR)
+#define CASE_CREATORS    (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
 #define NO_LIMIT         SIZE_MAX /* bounded by each upload's Upload-Length instead */
 
 const struct dems_route dems_routes[] = {
@@ -74,6 +75,26 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_POST, "/v1/admin/jobs", DEMS_ROLE_ADMIN, 64 * 1024 + J, api_jobs_create),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/jobs/{id}", DEMS_ROLE_ADMIN, 0, api_jobs_get),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/jobs/{id}/retry", DEMS_ROLE_ADMIN, 0, api_jobs_retry),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases", CASE_CREATORS, J, api_cases_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases", DEMS_ROLE_STAFF, 0, api_cases_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}", DEMS_ROLE_STAFF, 0, api_cases_get),
+    ROUTE(DEMS_HTTP_PATCH, "/v1/cases/{id}", CASE_CREATORS, J, api_cases_update),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/close", CASE_CREATORS, J, api_cases_close),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/reopen", CASE_CREATORS, J, api_cases_reopen),
+    ROUTE(DEMS_HTTP_GET, "/v1/exhibits", DEMS_ROLE_STAFF, 0, api_exhibits_search),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/exhibits", DEMS_ROLE_STAFF, 0, api_exhibits_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/exhibits", CASE_CREATORS, J, api_exhibits_add),
+    ROUTE(DEMS_HTTP_PATCH, "/v1/cases/{id}/exhibits/{xid}", CASE_CREATORS, J, api_exhibits_update),
+    ROUTE(DEMS_HTTP_DELETE, "/v1/cases/{id}/exhibits/{xid}", CASE_CREATORS, J, api_exhibits_remove),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/members", DEMS_ROLE_STAFF, 0, api_members_list),
+    ROUTE(DEMS_HTTP_PUT, "/v1/cases/{id}/members/{username}", CASE_CREATORS, J, api_members_set),
+    ROUTE(DEMS_HTTP_DELETE, "/v1/cases/{id}/members/{username}", CASE_CREATORS, 0,
+          api_members_remove),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/shares", DEMS_ROLE_STAFF, 0, api_shares_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/shares", CASE_CREATORS, J, api_shares_create),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/shares/{sid}/revoke", CASE_CREATORS, J,
+          api_shares_revoke),
+    ROUTE(DEMS_HTTP_GET, "/v1/me/shares", DEMS_ROLE_STAFF, 0, api_shares_mine),
     /* Bundles: the handler decides by case role (bundles.c). */
     ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, J, api_bundles_create),
     ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, 0, api_bundles_list),

@@ -251,6 +251,8 @@ static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
         if (r == DEMS_EDB)
             dems_log(DEMS_LOG_WARN, NULL, NULL, "ledger: pre-statement failed: %.300s",
                      PQresultErrorMessage(res));
+    } else if (it->pre_must_change && strcmp(PQcmdTuples(res), "0") == 0 && PQntuples(res) == 0) {
+        r = DEMS_ENOTFOUND;
     }
     PQclear(res);
     return r;
@@ -269,6 +271,7 @@ static struct dems_ledger_entry item_entry(const struct dems_ledger_item *it, ui
         .has_sha256 = it->has_sha256,
         .has_size = it->has_size,
         .size = it->size,
+        .case_id = it->case_id[0] != '\0' ? it->case_id : NULL,
         .payload = it->payload,
     };
     memcpy(e.artefact, it->artefact, 32);

@@ -123,11 +123,13 @@ def test_a_foreign_cursor_reveals_nothing(c):
     assert st == 200
 
 
-def test_prosecutors_and_docks_see_no_uploads(c):
+def test_prosecutors_see_only_what_is_shared(c):
+    # No share: an empty list, and evidence hidden as unknown (test_cases.py
+    # covers shares).
     st, doc, _ = c.srv.request("GET", "/v1/evidence", token=c.pros)
-    assert st == 403
+    assert st == 200 and doc["evidence"] == [], doc
     st, doc, _ = c.srv.request("GET", f"/v1/evidence/{c.z}", token=c.pros)
-    assert st == 403
+    assert st == 404 and doc["code"] == "not_found", doc
 
 
 def test_assigning_a_dock_shows_its_evidence(c):

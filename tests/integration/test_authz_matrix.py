@@ -59,16 +59,16 @@ TABLE = {
     ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
     ("GET", "/v1/ledger/proof/consistency"): STAFF(200),
     ("GET", "/v1/ledger/export"): STAFF(200),
-    # Evidence: officers and administrators; a prosecutor has no evidence
-    # route; another officer sees none of the officer's evidence.
-    ("GET", "/v1/evidence"): (401, 200, 200, 403, 200, 401, 200, 200, 403),
-    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 403),
-    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 403, 200, 401, 200, 200, 403),
+    # Evidence: officers, prosecutors and administrators; another officer
+    # and a prosecutor with no share see none of the officer's evidence.
+    ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403),
+    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
     # No worker runs here, so no preview exists: 404 for everyone let in.
-    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 403, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
     ("GET", "/v1/admin/devices"): ADMIN(200),
     ("POST", "/v1/admin/devices"): ADMIN_POST(400),
     ("POST", "/v1/admin/devices/{id}/revoke"): ADMIN_POST(404),
@@ -86,6 +86,31 @@ TABLE = {
     ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404),
     # The administrator's own unfinished upload: only its owner ends it.
     ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404),
+    # Cases: the officer leads MATRIX-1; the other officer and the prosecutor
+    # (no share) have no relation to it, so it is hidden from them (404).
+    # Prosecutors never change a case (403 by role). Bodies fail validation
+    # once let in (400), ids that do not exist give 404; test_cases.py walks
+    # every case route by case role and relation.
+    ("POST", "/v1/cases"): (401, 400, 400, 403, 400, 401, 400, 401, 403),
+    ("GET", "/v1/cases"): STAFF(200),
+    ("GET", "/v1/cases/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("PATCH", "/v1/cases/{id}"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
+    ("POST", "/v1/cases/{id}/close"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
+    ("POST", "/v1/cases/{id}/reopen"): (401, 409, 404, 403, 409, 401, 409, 401, 403),
+    ("GET", "/v1/exhibits"): STAFF(200),
+    ("GET", "/v1/cases/{id}/exhibits"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("POST", "/v1/cases/{id}/exhibits"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
+    ("PATCH", "/v1/cases/{id}/exhibits/{xid}"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
+    ("DELETE", "/v1/cases/{id}/exhibits/{xid}"): (401, 404, 404, 403, 404, 401, 404, 401, 403),
+    ("GET", "/v1/cases/{id}/members"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("PUT", "/v1/cases/{id}/members/{username}"): (401, 400, 400, 403, 400, 401, 400, 401, 403),
+    ("DELETE", "/v1/cases/{id}/members/{username}"): (401, 404, 404, 403, 404, 401, 404, 401,
+                                                      403),
+    ("GET", "/v1/cases/{id}/shares"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
+    ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401,
+                                                     403),
+    ("GET", "/v1/me/shares"): STAFF(200),
     # Bundles of a case the officer leads (the prosecutor holds no share of
     # it): others see no case (404). The POST names an exhibit the case does
     # not have (400 once let in); no worker runs, so the bundle stays queued
@@ -215,6 +240,8 @@ def concrete(c, method, pattern):
     }
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))
+    path = path.replace("{xid}", "999999").replace("{sid}", "999999")
+    path = path.replace("{username}", "nobody")
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
     query = {"/v1/ledger/entries": "?start=0&limit=1",
@@ -232,13 +259,15 @@ def concrete(c, method, pattern):
         "/v1/admin/devices/{id}/assign": {},
         "/v1/admin/jobs": {},
         "/v1/cases/{id}/bundles": {"exhibits": ["NO-SUCH-EXHIBIT"]},
+        "/v1/cases/{id}/close": {"reason": 5},
+        "/v1/cases/{id}/shares/{sid}/revoke": {"reason": 5},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])
         headers["Content-Type"] = "application/json"
     if "/v1/uploads" in pattern:
         headers.update(TUS)
-    if method == "PATCH":
+    if method == "PATCH" and "/v1/uploads" in pattern:
         body = b"x"
         headers.update({"Upload-Offset": "5", "Content-Type": "application/offset+octet-stream"})
     return path + query, body, headers
