@@ -55,8 +55,8 @@ struct dems_ledger_item {
      * item with DEMS_ENOTFOUND, so no entry records a change not made. */
     bool pre_must_change;
     /* Results, valid in done: err (0, DEMS_ECONFLICT for a unique violation
-     * in pre_sql, DEMS_ENOTFOUND for pre_must_change, DEMS_EINVAL for an entry that cannot be encoded, DEMS_EDB,
-     * DEMS_EUNAVAIL), seq. An item that fails never fails the others. */
+     * in pre_sql, DEMS_ENOTFOUND for pre_must_change, DEMS_EINVAL for an entry that cannot be
+     * encoded, DEMS_EDB, DEMS_EUNAVAIL), seq. An item that fails never fails the others. */
     int err;
     uint64_t seq;
     void (*done)(struct dems_ledger_item *item, void *arg); /* on loop's thread */
