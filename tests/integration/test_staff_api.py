@@ -144,8 +144,11 @@ def test_list_bad_parameters_name_the_parameter(c):
 def test_list_roles(c):
     st, doc, _ = c.srv.request("GET", "/v1/evidence")
     assert st == 401
+    # A prosecutor reads evidence only through shares: nothing is shared here.
     st, doc, _ = get(c, "/v1/evidence", token=c.pros)
-    assert st == 403 and doc["code"] == "forbidden"
+    assert st == 200 and doc["evidence"] == [], doc
+    st, doc, _ = get(c, f"/v1/evidence/{c.ids[0]}", token=c.pros)
+    assert st == 404 and doc["code"] == "not_found", doc
     st, doc, _ = get(c, "/v1/evidence", token=c.admin)
     assert st == 200 and len(doc["evidence"]) == 5
 
@@ -193,10 +196,14 @@ def test_cookie_authorises_get_and_head(c):
     st, head, body, _ = read_response(s)
     s.close()
     assert st == 200 and b'"off1"' in body, head
-    # Roles still apply: a prosecutor's cookie is not an evidence reader.
+    # Roles and relations still apply: a prosecutor's cookie is not an
+    # administrator and sees no evidence that was not shared with them.
     ptok, _ = cookie_login(c, "pros", "prosecutor1")
-    st, doc, _ = c.srv.request("GET", "/v1/evidence", headers={"Cookie": f"dems_session={ptok}"})
-    assert st == 403
+    pck = {"Cookie": f"dems_session={ptok}"}
+    st, doc, _ = c.srv.request("GET", "/v1/admin/users", headers=pck)
+    assert st == 403 and doc["code"] == "forbidden", doc
+    st, doc, _ = c.srv.request("GET", "/v1/evidence", headers=pck)
+    assert st == 200 and doc["evidence"] == [], doc
 
 
 def test_cookie_never_authorises_state_changes(c):
