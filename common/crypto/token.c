@@ -34,6 +34,21 @@ int dems_token_new(const char *prefix, char text[static DEMS_TOKEN_TEXT_MAX],
     return 0;
 }
 
+void dems_memzero(void *p, size_t n)
+{
+    sodium_memzero(p, n);
+}
+
+int dems_passcode_new(char *out, size_t n)
+{
+    if (n == 0 || n > 63)
+        return DEMS_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)('0' + randombytes_uniform(10));
+    out[n] = '\0';
+    return 0;
+}
+
 void dems_token_hash(const char *text, size_t len, uint8_t hash[static 32])
 {
     crypto_hash_sha256(hash, (const unsigned char *)text, len);

@@ -45,12 +45,17 @@ static const char *const type_names[DEMS_LEDGER_TYPE_COUNT] = {
     [DEMS_LEDGER_MEMBER_REMOVED] = "MEMBER_REMOVED",
     [DEMS_LEDGER_SHARE_REVOKED] = "SHARE_REVOKED",
     [DEMS_LEDGER_BUNDLE_MADE] = "BUNDLE_MADE",
+    [DEMS_LEDGER_DISCLOSED] = "DISCLOSED",
+    [DEMS_LEDGER_DISCLOSURE_REVOKED] = "DISCLOSURE_REVOKED",
+    [DEMS_LEDGER_DISCLOSURE_OPENED] = "DISCLOSURE_OPENED",
+    [DEMS_LEDGER_DISCLOSURE_VIEWED] = "DISCLOSURE_VIEWED",
 };
 
 static const char *const actor_names[] = {
     [DEMS_LEDGER_ACTOR_USER] = "user",
     [DEMS_LEDGER_ACTOR_DEVICE] = "device",
     [DEMS_LEDGER_ACTOR_SYSTEM] = "system",
+    [DEMS_LEDGER_ACTOR_LINK] = "link",
 };
 
 const char *dems_ledger_type_name(enum dems_ledger_type type)
@@ -171,7 +176,7 @@ static int entry_json(const struct dems_ledger_entry *e, json_t *o)
     int r;
 
     if (dems_ledger_time_format(e->time_ms, t) < 0 || dems_ledger_type_name(e->type) == NULL ||
-        (unsigned)e->actor_kind > DEMS_LEDGER_ACTOR_SYSTEM || e->actor_id == NULL ||
+        (unsigned)e->actor_kind >= DEMS_LEDGER_ACTOR_COUNT || e->actor_id == NULL ||
         !id_valid(e->actor_id, strlen(e->actor_id)) ||
         (e->case_id != NULL && !id_valid(e->case_id, strlen(e->case_id))) ||
         e->seq > (uint64_t)DEMS_JCS_MAX_INT ||
@@ -275,12 +280,12 @@ static int entry_fields(json_t *root, struct dems_ledger_entry *e)
     if (!json_is_object(actor) || json_object_size(actor) != 2)
         return DEMS_EINVAL;
     v = json_object_get(actor, "kind");
-    e->actor_kind = DEMS_LEDGER_ACTOR_SYSTEM + 1;
-    for (unsigned i = 0; json_is_string(v) && i <= DEMS_LEDGER_ACTOR_SYSTEM; i++)
+    e->actor_kind = DEMS_LEDGER_ACTOR_COUNT;
+    for (unsigned i = 0; json_is_string(v) && i < DEMS_LEDGER_ACTOR_COUNT; i++)
         if (strcmp(json_string_value(v), actor_names[i]) == 0)
             e->actor_kind = (enum dems_ledger_actor)i;
     e->actor_id = json_string_value(json_object_get(actor, "id"));
-    if (e->actor_kind > DEMS_LEDGER_ACTOR_SYSTEM || e->actor_id == NULL)
+    if (e->actor_kind >= DEMS_LEDGER_ACTOR_COUNT || e->actor_id == NULL)
         return DEMS_EINVAL;
     e->payload = json_object_get(root, "payload");
     if (!json_is_object(e->payload))

@@ -42,6 +42,15 @@ int dems_crypto_init(void);
 int dems_token_new(const char *prefix, char text[static DEMS_TOKEN_TEXT_MAX],
                    uint8_t hash[static 32]);
 
+/*
+ * Writes n (1..63) random decimal digits and a NUL to out: a passcode read
+ * out over the telephone (uniform; no modulo bias).
+ */
+int dems_passcode_new(char *out, size_t n);
+
+/* Zeroes n bytes of a secret in a way the compiler keeps. */
+void dems_memzero(void *p, size_t n);
+
 /* SHA-256 of a presented token's text, for lookup. */
 void dems_token_hash(const char *text, size_t len, uint8_t hash[static 32]);
 

@@ -82,6 +82,10 @@ enum dems_ledger_type {
     DEMS_LEDGER_MEMBER_ADDED, /* a user joined a case, or their case role changed */
     DEMS_LEDGER_MEMBER_REMOVED,
     DEMS_LEDGER_SHARE_REVOKED, /* a share with a prosecutor ended early */
+    DEMS_LEDGER_DISCLOSED,     /* a prosecutor issued a disclosure link to the defence */
+    DEMS_LEDGER_DISCLOSURE_REVOKED,
+    DEMS_LEDGER_DISCLOSURE_OPENED, /* a link holder opened the link (a session began) */
+    DEMS_LEDGER_DISCLOSURE_VIEWED, /* a link holder read the exhibit list */
     DEMS_LEDGER_TYPE_COUNT,
 };
 
@@ -89,6 +93,8 @@ enum dems_ledger_actor {
     DEMS_LEDGER_ACTOR_USER,
     DEMS_LEDGER_ACTOR_DEVICE,
     DEMS_LEDGER_ACTOR_SYSTEM,
+    DEMS_LEDGER_ACTOR_LINK, /* the holder of a disclosure link: id "disclosure/<id>" */
+    DEMS_LEDGER_ACTOR_COUNT,
 };
 
 /* Longest actor id and case id, in bytes. */

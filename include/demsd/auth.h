@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "dems/ledger.h"
 #include "demsd/http.h"
 
 /*
@@ -64,6 +65,11 @@ int dems_auth_denied(struct dems_req *req, const char *reason, const uint8_t *ar
 void dems_auth_refuse(struct dems_req *req, const char *reason, int status, const char *code,
                       const char *detail);
 
+/* As dems_auth_refuse, for an actor the request has no principal for yet
+ * (a disclosure link whose passcode was wrong: DEMS_LEDGER_ACTOR_LINK). */
+void dems_auth_refuse_as(struct dems_req *req, enum dems_ledger_actor kind, const char *actor_id,
+                         const char *reason, int status, const char *code, const char *detail);
+
 /* The session cookie's name. */
 #define DEMS_SESSION_COOKIE "dems_session"
 
@@ -75,6 +81,13 @@ void dems_auth_refuse(struct dems_req *req, const char *reason, int status, cons
  */
 int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_token);
 
+/* The disclosure session cookie (a defence link holder's, docs/api.md). */
+#define DEMS_DISCLOSURE_COOKIE "dems_disclosure"
+
+/* As dems_auth_cookie_token for the cookie called name. */
+int dems_auth_cookie_named(const struct dems_http_head *h, const char *name,
+                           struct dems_str *ret_token);
+
 /*
  * Formats the Set-Cookie value for token (Path=/v1/; Secure; HttpOnly;
  * SameSite=Strict; Max-Age=max_age); an empty token with max_age 0 clears
@@ -82,6 +95,10 @@ int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_
  * suffice).
  */
 int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size_t outlen);
+
+/* The same for the disclosure cookie (Path=/v1/disclosure/). */
+int dems_auth_disclosure_cookie_format(const char *token, uint64_t max_age, char *out,
+                                       size_t outlen);
 
 /*
  * The revoked device certificates (server/auth/revoked.c): SHA-256

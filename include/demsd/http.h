@@ -30,6 +30,8 @@ enum {
     DEMS_ROLE_PROSECUTOR = 1u << 2,
     DEMS_ROLE_STAFF = DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR,
     DEMS_ROLE_DEVICE = 1u << 3, /* an enrolled dock, by its TLS client certificate */
+    /* The holder of a defence disclosure link, by its dems_disclosure cookie. */
+    DEMS_ROLE_DISCLOSURE = 1u << 4,
     /* No credentials needed (health, login). */
     DEMS_ROLE_PUBLIC = 1u << 30,
 };
@@ -43,11 +45,12 @@ const char *dems_role_name(unsigned role);
 struct dems_principal {
     int64_t user_id;
     int64_t token_id;
-    unsigned role;       /* one DEMS_ROLE_* bit */
-    char username[80];   /* for devices: "device:<serial>" */
-    char token_kind[16]; /* "session", "api" or "device" */
-    int64_t device_id;   /* devices only */
-    char serial[65];     /* devices only */
+    unsigned role;         /* one DEMS_ROLE_* bit */
+    char username[80];     /* for devices: "device:<serial>" */
+    char token_kind[16];   /* "session", "api" or "device" */
+    int64_t device_id;     /* devices only */
+    char serial[65];       /* devices only */
+    int64_t disclosure_id; /* disclosure link holders only (username "disclosure/<id>") */
 };
 
 struct dems_route {

@@ -28,6 +28,9 @@ struct dems_loop;
 struct dems_server;
 struct dems_ledger;
 
+/* Most parameters an item's pre-statement may take. */
+#define DEMS_LEDGER_PRE_MAX 12
+
 /* One entry to append. Filled by the caller; owned by the ledger once queued. */
 struct dems_ledger_item {
     enum dems_ledger_type type;
@@ -49,7 +52,7 @@ struct dems_ledger_item {
      */
     char *pre_sql;
     int pre_nparams;
-    char *pre_params[8];
+    char *pre_params[DEMS_LEDGER_PRE_MAX];
     /* When set, a pre-statement that touched no row (a guarded UPDATE whose
      * condition no longer holds: the object changed meanwhile) fails the
      * item with DEMS_ENOTFOUND, so no entry records a change not made. */

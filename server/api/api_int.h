@@ -172,6 +172,25 @@ struct dems_ledger_item *api_case_item(struct dems_req *req, const struct api_ca
 /* Answers a case change whose ledger item failed (409 or 503); what names the object. */
 void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item, const char *what);
 
+#define API_SELECTION_MAX 10000 /* exhibits one request may name */
+
+/*
+ * A choice of a case's exhibits from a request body's "exhibits": absent
+ * means all (all = true); else a list of exhibit references (strings, 1 to
+ * 32 bytes, matched case-insensitively) and/or exhibit ids (positive
+ * integers), as PostgreSQL array literals for $n::bigint[] and $n::text[].
+ */
+struct api_selection {
+    bool all;
+    char *ids;  /* "{1,2}" */
+    char *refs; /* {"a/1","b/2"} (lower-cased, quoted) */
+};
+
+/* Reads the body's "exhibits"; false (having answered 400 invalid_field or
+ * empty_selection) when it is not a list of 1 to API_SELECTION_MAX items. */
+bool api_selection_read(struct dems_req *req, struct api_selection *sel);
+void api_selection_done(struct api_selection *sel);
+
 /* Answers 503/500 for a failed query. */
 void api_db_error(struct dems_req *req, const PGresult *res, int err);
 
@@ -360,6 +379,18 @@ void api_bundles_create(struct dems_req *req);
 void api_bundles_list(struct dems_req *req);
 void api_bundles_get(struct dems_req *req);
 void api_bundles_content(struct dems_req *req);
+void api_disclosures_create(struct dems_req *req);
+void api_disclosures_list(struct dems_req *req);
+void api_disclosures_revoke(struct dems_req *req);
+void api_disclosure_page(struct dems_req *req);
+void api_disclosure_open(struct dems_req *req);
+void api_disclosure_get(struct dems_req *req);
+void api_disclosure_bundle(struct dems_req *req);
+void api_disclosure_bundle_content(struct dems_req *req);
+void api_disclosure_preview(struct dems_req *req);
+void api_disclosure_poster(struct dems_req *req);
+void api_disclosure_thumbnails(struct dems_req *req);
+void api_disclosure_sprite(struct dems_req *req);
 void api_cases_create(struct dems_req *req);
 void api_cases_list(struct dems_req *req);
 void api_cases_get(struct dems_req *req);

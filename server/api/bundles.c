@@ -30,9 +30,6 @@
 
 #include "api_int.h"
 
-#define MAX_SELECTION 10000
-#define MAX_REF       32
-
 /* The caller's role in case $1 ($2 uid, $3 sees all), whether a share of theirs
  * ended, and whether they hold a live share with download rights. */
 #define CASE_ACCESS                                                                                \
@@ -132,90 +129,14 @@ static json_t *bundle_json(const PGresult *res, int row, int64_t case_id)
 struct create {
     int64_t case_id;
     bool previews;
-    char *ids;  /* "{1,2}" */
-    char *refs; /* "{"A","B"}" (lower-cased) */
-    bool all;
+    struct api_selection sel;
 };
 
 static void create_free(void *data)
 {
     struct create *c = data;
-    free(c->ids);
-    free(c->refs);
+    api_selection_done(&c->sel);
     free(c);
-}
-
-/* Appends s to a text[] literal, quoted and escaped. */
-static bool append_ref(struct dems_buf *b, const char *s, size_t len)
-{
-    bool ok = dems_buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1) == 0;
-    for (size_t i = 0; ok && i < len; i++) {
-        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
-        if (c == '"' || c == '\\')
-            ok = dems_buf_append(b, "\\", 1) == 0;
-        ok = ok && dems_buf_append(b, &c, 1) == 0;
-    }
-    return ok && dems_buf_append(b, "\"", 1) == 0;
-}
-
-/* Reads {"exhibits": [...], "include_previews": bool}; answers 400 and returns false when bad. */
-static bool read_selection(struct dems_req *req, struct create *c)
-{
-    json_t *body = dems_req_json(req);
-    const json_t *x = body != NULL ? json_object_get(body, "exhibits") : NULL;
-    const json_t *p = body != NULL ? json_object_get(body, "include_previews") : NULL;
-    struct dems_buf ids, refs;
-    size_t i;
-    const json_t *v;
-    bool ok = true;
-
-    if (p != NULL && !json_is_boolean(p)) {
-        dems_resp_error(req, 400, "invalid_field", "field \"include_previews\" must be a boolean");
-        return false;
-    }
-    c->previews = json_is_true(p);
-    if (x != NULL && !json_is_array(x)) {
-        dems_resp_error(req, 400, "invalid_field",
-                        "field \"exhibits\" must be an array of exhibit references or ids");
-        return false;
-    }
-    if (x != NULL && json_array_size(x) == 0) {
-        dems_resp_error(req, 400, "empty_selection", "the selection names no exhibit");
-        return false;
-    }
-    c->all = x == NULL;
-    dems_buf_init(&ids, 32 * MAX_SELECTION);
-    dems_buf_init(&refs, (2 * MAX_REF + 4) * MAX_SELECTION);
-    ok = json_array_size(x) <= MAX_SELECTION && dems_buf_append(&ids, "{", 1) == 0 &&
-         dems_buf_append(&refs, "{", 1) == 0;
-    json_array_foreach(x, i, v)
-    {
-        char num[32];
-        if (!ok)
-            break;
-        if (json_is_integer(v) && json_integer_value(v) > 0) {
-            int n = snprintf(num, sizeof num, "%s%lld", ids.len > 1 ? "," : "",
-                             (long long)json_integer_value(v));
-            ok = dems_buf_append(&ids, num, (size_t)n) == 0;
-        } else if (json_is_string(v) && json_string_length(v) > 0 &&
-                   json_string_length(v) <= MAX_REF) {
-            ok = append_ref(&refs, json_string_value(v), json_string_length(v));
-        } else {
-            ok = false;
-        }
-    }
-    ok = ok && dems_buf_append(&ids, "}", 2) == 0 && dems_buf_append(&refs, "}", 2) == 0;
-    if (ok) {
-        c->ids = (char *)ids.data;
-        c->refs = (char *)refs.data;
-        return true;
-    }
-    dems_buf_done(&ids);
-    dems_buf_done(&refs);
-    dems_resp_error(req, 400, "invalid_field",
-                    "field \"exhibits\": each item is an exhibit reference (1 to 32 characters) or "
-                    "a positive exhibit id, at most 10000");
-    return false;
 }
 
 static void on_created(struct dems_req *req, const PGresult *res, int err)
@@ -276,13 +197,20 @@ void api_bundles_create(struct dems_req *req)
         return;
     }
     dems_req_set_data(req, c, create_free);
-    if ((c->case_id = case_param(req)) <= 0 || !read_selection(req, c))
+    const json_t *p = json_object_get(dems_req_json(req), "include_previews");
+    if (p != NULL && !json_is_boolean(p)) {
+        dems_resp_error(req, 400, "invalid_field", "field \"include_previews\" must be a boolean");
+        return;
+    }
+    c->previews = json_is_true(p);
+    if ((c->case_id = case_param(req)) <= 0 || !api_selection_read(req, &c->sel))
         return;
     struct api_viewer who;
     api_viewer(req, &who);
     char case_s[24];
     snprintf(case_s, sizeof case_s, "%lld", (long long)c->case_id);
-    const char *params[] = {case_s, who.user_id, who.sees_all, c->all ? "t" : "f", c->ids, c->refs};
+    const char *params[] = {case_s,     who.user_id, who.sees_all, c->sel.all ? "t" : "f",
+                            c->sel.ids, c->sel.refs};
     /* The exhibits the caller may bundle (a prosecutor: those shared with download rights),
      * the chosen ones among them, and how many of the named ones are not among them. */
     int r = dems_db_req(

@@ -8,9 +8,11 @@
  * share_ended; a relation whose role is not enough gets 403 forbidden.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dems/err.h"
+#include "dems/str.h"
 #include "demsd/auth.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
@@ -126,4 +128,80 @@ void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item,
     } else
         dems_resp_error(req, 503, "ledger_unavailable",
                         "the change could not be recorded, so nothing was changed");
+}
+
+/* ---- a choice of exhibits ---- */
+
+#define MAX_REF 32
+
+/* Appends s to a text[] literal, lower-cased, quoted and escaped. */
+static bool append_ref(struct dems_buf *b, const char *s, size_t len)
+{
+    bool ok = dems_buf_append(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1) == 0;
+    for (size_t i = 0; ok && i < len; i++) {
+        char c = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+        if (c == '"' || c == '\\')
+            ok = dems_buf_append(b, "\\", 1) == 0;
+        ok = ok && dems_buf_append(b, &c, 1) == 0;
+    }
+    return ok && dems_buf_append(b, "\"", 1) == 0;
+}
+
+bool api_selection_read(struct dems_req *req, struct api_selection *sel)
+{
+    json_t *body = dems_req_json(req);
+    const json_t *x = body != NULL ? json_object_get(body, "exhibits") : NULL;
+    struct dems_buf ids, refs;
+    size_t i;
+    const json_t *v;
+
+    if (x != NULL && !json_is_array(x)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"exhibits\" must be an array of exhibit references or ids");
+        return false;
+    }
+    if (x != NULL && json_array_size(x) == 0) {
+        dems_resp_error(req, 400, "empty_selection", "the selection names no exhibit");
+        return false;
+    }
+    sel->all = x == NULL;
+    dems_buf_init(&ids, 32 * API_SELECTION_MAX);
+    dems_buf_init(&refs, (2 * MAX_REF + 4) * API_SELECTION_MAX);
+    bool ok = json_array_size(x) <= API_SELECTION_MAX && dems_buf_append(&ids, "{", 1) == 0 &&
+              dems_buf_append(&refs, "{", 1) == 0;
+    json_array_foreach(x, i, v)
+    {
+        char num[32];
+        if (!ok)
+            break;
+        if (json_is_integer(v) && json_integer_value(v) > 0) {
+            int n = snprintf(num, sizeof num, "%s%lld", ids.len > 1 ? "," : "",
+                             (long long)json_integer_value(v));
+            ok = dems_buf_append(&ids, num, (size_t)n) == 0;
+        } else if (json_is_string(v) && json_string_length(v) > 0 &&
+                   json_string_length(v) <= MAX_REF) {
+            ok = append_ref(&refs, json_string_value(v), json_string_length(v));
+        } else {
+            ok = false;
+        }
+    }
+    ok = ok && dems_buf_append(&ids, "}", 2) == 0 && dems_buf_append(&refs, "}", 2) == 0;
+    if (ok) {
+        sel->ids = (char *)ids.data;
+        sel->refs = (char *)refs.data;
+        return true;
+    }
+    dems_buf_done(&ids);
+    dems_buf_done(&refs);
+    dems_resp_error(req, 400, "invalid_field",
+                    "field \"exhibits\": each item is an exhibit reference (1 to 32 characters) or "
+                    "a positive exhibit id, at most 10000");
+    return false;
+}
+
+void api_selection_done(struct api_selection *sel)
+{
+    free(sel->ids);
+    free(sel->refs);
+    sel->ids = sel->refs = NULL;
 }

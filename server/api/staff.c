@@ -2,7 +2,9 @@
 /*
  * The staff page: GET /staff/ (index.html) and GET /staff/{file} serve the
  * static files of server/web/, compiled into demsd by server/web/embed.py;
- * GET / and GET /staff redirect to /staff/. Public routes: the files hold no
+ * GET / and GET /staff redirect to /staff/; GET /disclosure/ is the defence
+ * link holder's page (disclosure.html: the link's token stays in the URL
+ * fragment, which browsers never send). Public routes: the files hold no
  * data (everything comes from the API after login). Every answer carries a
  * strict Content-Security-Policy (same origin only, no inline script or
  * style), an ETag (the file's SHA-256) and Cache-Control: no-cache, so
@@ -70,6 +72,16 @@ void api_staff_index(struct dems_req *req)
     const struct dems_web_file *f = find(dems_str_from("index.html"));
     if (f == NULL) {
         dems_resp_error(req, 404, "not_found", "this demsd was built without the staff page");
+        return;
+    }
+    send_file(req, f);
+}
+
+void api_disclosure_page(struct dems_req *req)
+{
+    const struct dems_web_file *f = find(dems_str_from("disclosure.html"));
+    if (f == NULL) {
+        dems_resp_error(req, 404, "not_found", "this demsd was built without the disclosure page");
         return;
     }
     send_file(req, f);

@@ -98,6 +98,59 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
     return 0;
 }
 
+/*
+ * A defence link holder's session (the dems_disclosure cookie, made by
+ * POST /v1/disclosure/open). The session is found whatever its link's state:
+ * the disclosure routes answer an ended link 410 themselves, so the holder
+ * learns why, and that refusal is ledgered against the link.
+ */
+static void on_disclosure(void *arg, const PGresult *res, int err)
+{
+    struct auth_ctx *ctx = arg;
+    if (!dems_req_is_aborted(ctx->req)) {
+        if (err < 0) {
+            ctx->p.done(ctx->req, DEMS_EDB);
+        } else if (PQntuples(res) != 1) {
+            ctx->p.done(ctx->req, DEMS_EAUTH);
+        } else {
+            struct dems_principal *o = ctx->p.out;
+            o->role = DEMS_ROLE_DISCLOSURE;
+            o->token_id = parse_id(PQgetvalue(res, 0, PQfnumber(res, "id")));
+            o->disclosure_id = parse_id(PQgetvalue(res, 0, PQfnumber(res, "disclosure_id")));
+            snprintf(o->username, sizeof(o->username), "disclosure/%lld",
+                     (long long)o->disclosure_id);
+            snprintf(o->token_kind, sizeof(o->token_kind), "disclosure");
+            ctx->p.done(ctx->req, o->disclosure_id > 0 ? 0 : DEMS_EAUTH);
+        }
+    }
+    dems_req_unref(ctx->req);
+    free(ctx);
+}
+
+static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
+                            void (*done)(struct dems_req *req, int err))
+{
+    uint8_t hash[32];
+    char hex[65];
+    dems_token_hash(tok.ptr, tok.len, hash);
+    dems_hex_encode(hash, sizeof(hash), hex);
+    struct auth_ctx *ctx = malloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return DEMS_ENOMEM;
+    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = true};
+    const char *params[] = {hex};
+    int r = dems_db_query(dems_req_loop(req)->db,
+                          "SELECT id, disclosure_id FROM disclosure_sessions"
+                          " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
+                          1, params, on_disclosure, ctx);
+    if (r < 0) {
+        free(ctx);
+        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
+    }
+    dems_req_ref(req);
+    return 0;
+}
+
 /* Safe methods only: the cookie never authorises a request that changes
  * state. The method as sent, so X-HTTP-Method-Override (POST only) cannot
  * smuggle one in. */
@@ -114,6 +167,12 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     if (h == NULL) {
         struct dems_str tok;
         int r = cookie_allowed(head) ? dems_auth_cookie_token(head, &tok) : DEMS_ENOTFOUND;
+        if (r == DEMS_ENOTFOUND && cookie_allowed(head)) {
+            /* No staff session: a defence link holder's, then a dock's certificate. */
+            r = dems_auth_cookie_named(head, DEMS_DISCLOSURE_COOKIE, &tok);
+            if (r == 0)
+                return disclosure_begin(req, tok, out, done);
+        }
         if (r == DEMS_ENOTFOUND)
             return device_begin(req, out, done);
         return r < 0 ? r : token_begin(req, tok, true, out, done);
@@ -230,16 +289,24 @@ static json_t *denied_payload(const struct dems_http_head *h, const char *reason
 }
 
 /* Ledgers req's refusal, or counts it when over the bounds (see auth.h). */
-static int denied(struct dems_req *req, const char *reason, const uint8_t *artefact,
-                  unsigned *ret_retry_after)
+/* The refused actor: kind and id given, or the request's principal. */
+static int denied(struct dems_req *req, enum dems_ledger_actor kind, const char *actor_id,
+                  const char *reason, const uint8_t *artefact, unsigned *ret_retry_after)
 {
     const struct dems_principal *p = dems_req_principal(req);
-    bool device = p->role == DEMS_ROLE_DEVICE;
+    if (actor_id == NULL) {
+        kind = p->role == DEMS_ROLE_DEVICE       ? DEMS_LEDGER_ACTOR_DEVICE
+               : p->role == DEMS_ROLE_DISCLOSURE ? DEMS_LEDGER_ACTOR_LINK
+                                                 : DEMS_LEDGER_ACTOR_USER;
+        actor_id = p->role == DEMS_ROLE_DEVICE ? p->serial
+                   : p->username[0] != '\0'    ? p->username
+                                               : "unknown";
+    }
     const struct dems_http_head *h = dems_req_head(req);
     struct dems_loop *loop = dems_req_loop(req);
     struct dems_ledger_refusal rf = {
-        .actor_kind = device ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER,
-        .actor_id = device ? p->serial : (p->username[0] != '\0' ? p->username : "unknown"),
+        .actor_kind = kind,
+        .actor_id = actor_id,
         .address = dems_req_peer(req),
         .method = h->method_name,
         .path = h->path,
@@ -274,14 +341,20 @@ static int denied(struct dems_req *req, const char *reason, const uint8_t *artef
 int dems_auth_denied(struct dems_req *req, const char *reason, const uint8_t *artefact)
 {
     unsigned wait = 0;
-    return denied(req, reason, artefact, &wait);
+    return denied(req, DEMS_LEDGER_ACTOR_USER, NULL, reason, artefact, &wait);
 }
 
 void dems_auth_refuse(struct dems_req *req, const char *reason, int status, const char *code,
                       const char *detail)
 {
+    dems_auth_refuse_as(req, DEMS_LEDGER_ACTOR_USER, NULL, reason, status, code, detail);
+}
+
+void dems_auth_refuse_as(struct dems_req *req, enum dems_ledger_actor kind, const char *actor_id,
+                         const char *reason, int status, const char *code, const char *detail)
+{
     unsigned wait = 0;
-    if (denied(req, reason, NULL, &wait) == 0) {
+    if (denied(req, kind, actor_id, reason, NULL, &wait) == 0) {
         dems_resp_error(req, status, code, detail);
         return;
     }

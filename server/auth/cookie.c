@@ -29,9 +29,9 @@ static bool token_chars_ok(struct dems_str v)
 }
 
 /* Scans one Cookie header value; counts and keeps our cookie's value. */
-static void scan(struct dems_str s, struct dems_str *found, size_t *count)
+static void scan(struct dems_str s, const char *cookie, struct dems_str *found, size_t *count)
 {
-    size_t name_len = strlen(DEMS_SESSION_COOKIE);
+    size_t name_len = strlen(cookie);
     while (s.len > 0) {
         const char *semi = memchr(s.ptr, ';', s.len);
         size_t plen = semi != NULL ? (size_t)(semi - s.ptr) : s.len;
@@ -40,7 +40,7 @@ static void scan(struct dems_str s, struct dems_str *found, size_t *count)
         if (eq != NULL) {
             struct dems_str name =
                 dems_str_trim((struct dems_str){pair.ptr, (size_t)(eq - pair.ptr)});
-            if (name.len == name_len && memcmp(name.ptr, DEMS_SESSION_COOKIE, name_len) == 0) {
+            if (name.len == name_len && memcmp(name.ptr, cookie, name_len) == 0) {
                 const char *v = eq + 1;
                 *found = dems_str_trim((struct dems_str){v, (size_t)(pair.ptr + pair.len - v)});
                 (*count)++;
@@ -55,11 +55,17 @@ static void scan(struct dems_str s, struct dems_str *found, size_t *count)
 
 int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_token)
 {
+    return dems_auth_cookie_named(h, DEMS_SESSION_COOKIE, ret_token);
+}
+
+int dems_auth_cookie_named(const struct dems_http_head *h, const char *name,
+                           struct dems_str *ret_token)
+{
     struct dems_str found = {"", 0};
     size_t count = 0;
     for (size_t i = 0; i < h->nheaders; i++) {
         if (dems_str_eq_ci(h->headers[i].name, "cookie"))
-            scan(h->headers[i].value, &found, &count);
+            scan(h->headers[i].value, name, &found, &count);
     }
     if (count == 0)
         return DEMS_ENOTFOUND;
@@ -76,5 +82,14 @@ int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size
     int n =
         snprintf(out, outlen, "%s=%s; Path=/v1/; Secure; HttpOnly; SameSite=Strict; Max-Age=%llu",
                  DEMS_SESSION_COOKIE, token, (unsigned long long)max_age);
+    return n < 0 || (size_t)n >= outlen ? DEMS_ETOOBIG : 0;
+}
+
+int dems_auth_disclosure_cookie_format(const char *token, uint64_t max_age, char *out,
+                                       size_t outlen)
+{
+    int n = snprintf(out, outlen,
+                     "%s=%s; Path=/v1/disclosure/; Secure; HttpOnly; SameSite=Strict; Max-Age=%llu",
+                     DEMS_DISCLOSURE_COOKIE, token, (unsigned long long)max_age);
     return n < 0 || (size_t)n >= outlen ? DEMS_ETOOBIG : 0;
 }

@@ -27,6 +27,8 @@ const char *dems_role_name(unsigned role)
 {
     if (role == DEMS_ROLE_DEVICE)
         return "device";
+    if (role == DEMS_ROLE_DISCLOSURE)
+        return "disclosure";
     for (unsigned i = 0; i < 3; i++) {
         if (role == 1u << i)
             return role_names[i];

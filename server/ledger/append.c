@@ -63,7 +63,7 @@ void dems_ledger_item_free(struct dems_ledger_item *it)
         return;
     json_decref(it->payload);
     free(it->pre_sql);
-    for (int i = 0; i < it->pre_nparams && i < 8; i++)
+    for (int i = 0; i < it->pre_nparams && i < DEMS_LEDGER_PRE_MAX; i++)
         free(it->pre_params[i]);
     free(it);
 }

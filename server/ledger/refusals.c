@@ -266,6 +266,7 @@ static struct dems_ledger_item *summary_item(struct pair *p, int64_t window_star
     snprintf(principal, sizeof(principal), "%s%s",
              overflow                              ? ""
              : p->kind == DEMS_LEDGER_ACTOR_DEVICE ? "device:"
+             : p->kind == DEMS_LEDGER_ACTOR_LINK   ? "link:"
                                                    : "user:",
              p->actor);
     int r = it != NULL && o != NULL && samples != NULL ? 0 : DEMS_ENOMEM;
