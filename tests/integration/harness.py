@@ -397,6 +397,18 @@ def run_tests(module_globals, setup=None, teardown=None):
     sys.exit(1 if failed else 0)
 
 
+def eventually(fn, timeout=10, interval=0.1):
+    """fn()'s first true result within timeout seconds, else its last one.
+    Refusals are ledgered without the refused answer waiting for the append
+    (server/auth/auth.c), so a test reading them back allows a moment."""
+    deadline = time.time() + timeout
+    while True:
+        got = fn()
+        if got or time.time() > deadline:
+            return got
+        time.sleep(interval)
+
+
 def ledger_entries(server, token, start=0, end=None):
     """Ledger entries from sequence start (up to end, exclusive, when given),
     each with its canonical bytes decoded under "body", walking the list's

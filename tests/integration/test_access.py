@@ -12,7 +12,7 @@ import http.client
 import json
 import os
 
-from harness import Server, enrol_pinned_dock, run_tests
+from harness import Server, enrol_pinned_dock, eventually, run_tests
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -103,7 +103,8 @@ def test_reading_another_officers_evidence_is_refused_and_recorded(c):
         st2, doc2, _ = c.srv.request("GET", f"/v1/evidence/{'0' * 64}{path}", token=c.offb)
         assert st == 404 and st2 == 404 and doc["code"] == doc2["code"], (path, doc, doc2)
         assert doc["detail"] == doc2["detail"]
-        e = last_entries(c, 1)[0]
+        e = eventually(lambda: [x for x in last_entries(c, 1) if x["type"] == "ACCESS_DENIED"
+                                and c.x + path in x["payload"]["path"]])[0]
         assert e["type"] == "ACCESS_DENIED" and e["actor"]["id"] == "offb", e
         assert c.x in e["payload"]["path"] and e["artefact"] == c.x, e
     # No DOWNLOADED entry was written for any of those refusals.

@@ -5,7 +5,8 @@ called as every kind of caller, each status compared with the table below.
 Callers: no credentials; an officer (session token); another officer with no
 relation to the officer's objects; a prosecutor; an administrator; a revoked
 session token; the officer's API token; the officer's session as a cookie
-only; an enrolled dock (mutual TLS). A route the router serves without a row
+only; an enrolled dock (mutual TLS); the holder of a defence disclosure
+link (its dems_disclosure session cookie). A route the router serves without a row
 here fails the test, as does a row for a route that no longer exists.
 
 Requests are chosen to show the authorisation decision without side effects
@@ -16,21 +17,27 @@ shows the relation check (404: hidden exactly as a missing id)."""
 import base64
 import json
 import os
+import time
 
 from harness import Server, enrol_pinned_dock, run_tests
 
 CALLERS = ("none", "officer", "other", "prosecutor", "admin", "revoked", "api", "cookie",
-           "device")
+           "device", "link")
 
 # Statuses in CALLERS order. Shorthands for the common shapes:
-PUB = lambda s: (s,) * 9                                        # noqa: E731
-STAFF = lambda s: (401, s, s, s, s, 401, s, s, 403)             # noqa: E731
-ADMIN = lambda s: (401, 403, 403, 403, s, 401, 403, 403, 403)   # noqa: E731
+PUB = lambda s: (s,) * 10                                            # noqa: E731
+STAFF = lambda s: (401, s, s, s, s, 401, s, s, 403, 403)             # noqa: E731
+ADMIN = lambda s: (401, 403, 403, 403, s, 401, 403, 403, 403, 403)   # noqa: E731
 # A state change: the cookie never authorises one (401); API tokens may not
 # mint tokens or enrol TOTP (403 session_required).
-STAFF_POST = lambda s: (401, s, s, s, s, 401, s, 401, 403)      # noqa: E731
-ADMIN_POST = lambda s: (401, 403, 403, 403, s, 401, 403, 401, 403)  # noqa: E731
-SESSION_ONLY = lambda s: (401, s, s, s, s, 401, 403, 401, 403)  # noqa: E731
+STAFF_POST = lambda s: (401, s, s, s, s, 401, s, 401, 403, 401)      # noqa: E731
+ADMIN_POST = lambda s: (401, 403, 403, 403, s, 401, 403, 401, 403, 401)  # noqa: E731
+SESSION_ONLY = lambda s: (401, s, s, s, s, 401, 403, 401, 403, 401)  # noqa: E731
+# Only a disclosure link's holder, by the dems_disclosure cookie.
+HOLDER = lambda s: (401, 403, 403, 403, 403, 401, 403, 403, 403, s)  # noqa: E731
+# The defence page is built into demsd when its file is in the tree.
+DISCLOSURE_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "server",
+                               "web", "disclosure.html")
 
 TABLE = {
     ("GET", "/healthz"): PUB(200),
@@ -61,14 +68,14 @@ TABLE = {
     ("GET", "/v1/ledger/export"): STAFF(200),
     # Evidence: officers, prosecutors and administrators; another officer
     # and a prosecutor with no share see none of the officer's evidence.
-    ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403),
-    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403, 403),
+    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
     # No worker runs here, so no preview exists: 404 for everyone let in.
-    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
-    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 404, 404, 401, 404, 404, 403),
+    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
+    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
+    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
+    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
     ("GET", "/v1/admin/devices"): ADMIN(200),
     ("POST", "/v1/admin/devices"): ADMIN_POST(400),
     ("POST", "/v1/admin/devices/{id}/revoke"): ADMIN_POST(404),
@@ -81,45 +88,63 @@ TABLE = {
     # Uploads: officers, administrators and docks; an upload is its owner's
     # (the officer's here): others get 404 as for a missing one, except that
     # administrators see any upload's state. Only the owner writes bytes.
-    ("POST", "/v1/uploads"): (401, 400, 400, 403, 400, 401, 400, 401, 400),
-    ("PATCH", "/v1/uploads/{id}"): (401, 409, 404, 403, 404, 401, 409, 401, 404),
-    ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404),
+    ("POST", "/v1/uploads"): (401, 400, 400, 403, 400, 401, 400, 401, 400, 401),
+    ("PATCH", "/v1/uploads/{id}"): (401, 409, 404, 403, 404, 401, 409, 401, 404, 401),
+    ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404, 403),
     # The administrator's own unfinished upload: only its owner ends it.
-    ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404),
+    ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404, 401),
     # Cases: the officer leads MATRIX-1; the other officer and the prosecutor
     # (no share) have no relation to it, so it is hidden from them (404).
     # Prosecutors never change a case (403 by role). Bodies fail validation
     # once let in (400), ids that do not exist give 404; test_cases.py walks
     # every case route by case role and relation.
-    ("POST", "/v1/cases"): (401, 400, 400, 403, 400, 401, 400, 401, 403),
+    ("POST", "/v1/cases"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401),
     ("GET", "/v1/cases"): STAFF(200),
-    ("GET", "/v1/cases/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("PATCH", "/v1/cases/{id}"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
-    ("POST", "/v1/cases/{id}/close"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
-    ("POST", "/v1/cases/{id}/reopen"): (401, 409, 404, 403, 409, 401, 409, 401, 403),
+    ("GET", "/v1/cases/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("PATCH", "/v1/cases/{id}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("POST", "/v1/cases/{id}/close"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("POST", "/v1/cases/{id}/reopen"): (401, 409, 404, 403, 409, 401, 409, 401, 403, 401),
     ("GET", "/v1/exhibits"): STAFF(200),
-    ("GET", "/v1/cases/{id}/exhibits"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("POST", "/v1/cases/{id}/exhibits"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
-    ("PATCH", "/v1/cases/{id}/exhibits/{xid}"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
-    ("DELETE", "/v1/cases/{id}/exhibits/{xid}"): (401, 404, 404, 403, 404, 401, 404, 401, 403),
-    ("GET", "/v1/cases/{id}/members"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("PUT", "/v1/cases/{id}/members/{username}"): (401, 400, 400, 403, 400, 401, 400, 401, 403),
-    ("DELETE", "/v1/cases/{id}/members/{username}"): (401, 404, 404, 403, 404, 401, 404, 401,
-                                                      403),
-    ("GET", "/v1/cases/{id}/shares"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403),
-    ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401,
-                                                     403),
+    ("GET", "/v1/cases/{id}/exhibits"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("POST", "/v1/cases/{id}/exhibits"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("PATCH", "/v1/cases/{id}/exhibits/{xid}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("DELETE", "/v1/cases/{id}/exhibits/{xid}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401),
+    ("GET", "/v1/cases/{id}/members"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("PUT", "/v1/cases/{id}/members/{username}"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401),
+    ("DELETE", "/v1/cases/{id}/members/{username}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401),
+    ("GET", "/v1/cases/{id}/shares"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
     ("GET", "/v1/me/shares"): STAFF(200),
     # Bundles of a case the officer leads (the prosecutor holds no share of
     # it): others see no case (404). The POST names an exhibit the case does
     # not have (400 once let in); no worker runs, so the bundle stays queued
     # and its content is not ready (409).
-    ("POST", "/v1/cases/{id}/bundles"): (401, 400, 404, 404, 400, 401, 400, 401, 403),
-    ("GET", "/v1/cases/{id}/bundles"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
-    ("GET", "/v1/cases/{id}/bundles/{bid}"): (401, 200, 404, 404, 200, 401, 200, 200, 403),
+    ("POST", "/v1/cases/{id}/bundles"): (401, 400, 404, 404, 400, 401, 400, 401, 403, 401),
+    ("GET", "/v1/cases/{id}/bundles"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("GET", "/v1/cases/{id}/bundles/{bid}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
     ("GET", "/v1/cases/{id}/bundles/{bid}/content"): (401, 409, 404, 404, 409, 401, 409, 409,
-                                                      403),
+                                                      403, 403),
+    # Disclosure links: only a prosecutor with a download share issues one
+    # (the lead and admin 403 by case role); the case's people list them;
+    # the lead or the issuer revokes (a body that fails validation: 400).
+    ("POST", "/v1/cases/{id}/disclosures"): (401, 403, 404, 404, 403, 401, 403, 401, 403, 401),
+    ("GET", "/v1/cases/{id}/disclosures"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("POST", "/v1/cases/{id}/disclosures/{did}/revoke"): (401, 400, 404, 404, 400, 401, 400, 401,
+                                                          403, 401),
+    # The holder's side: the page and the opening are public (an empty body
+    # is 400); the rest take only the holder's dems_disclosure cookie. No
+    # worker runs, so the link's bundle is queued (content 409) and no
+    # preview exists (404).
+    ("GET", "/disclosure/"): PUB(200 if os.path.exists(DISCLOSURE_PAGE) else 404),
+    ("POST", "/v1/disclosure/open"): PUB(400),
+    ("GET", "/v1/disclosure"): HOLDER(200),
+    ("GET", "/v1/disclosure/bundle"): HOLDER(200),
+    ("GET", "/v1/disclosure/bundle/content"): HOLDER(409),
+    ("GET", "/v1/disclosure/exhibits/{xid}/preview"): HOLDER(404),
+    ("GET", "/v1/disclosure/exhibits/{xid}/poster"): HOLDER(404),
+    ("GET", "/v1/disclosure/exhibits/{xid}/thumbnails"): HOLDER(404),
+    ("GET", "/v1/disclosure/exhibits/{xid}/sprite.jpg"): HOLDER(404),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -181,6 +206,29 @@ def setup():
     st, doc, _ = c.srv.request("POST", f"/v1/cases/{c.case}/bundles", {}, token=c.off)
     assert st == 202, doc
     c.bundle = doc["id"]
+    # A disclosure link to the defence, issued by a prosecutor holding a
+    # download share of a second case (so mprosecutor stays unrelated to
+    # MATRIX-1), and its holder's session cookie.
+    user(c, "mlinkpros", "prosecutor")
+    st, out, err = c.srv.psql(
+        "WITH u AS (SELECT id FROM users WHERE username = 'mofficer'),"
+        " p AS (SELECT id FROM users WHERE username = 'mlinkpros'),"
+        " k AS (INSERT INTO cases (reference, title, created_by) SELECT 'MATRIX-2', 'link',"
+        " u.id FROM u RETURNING id),"
+        " x AS (INSERT INTO exhibits (case_id, artefact, reference, added_by)"
+        f" SELECT k.id, '{c.evidence}', 'EX1', u.id FROM k, u)"
+        " INSERT INTO shares (case_id, prosecutor, whole_case, can_download, expires_at,"
+        " created_by) SELECT k.id, p.id, true, true, now() + interval '1 day', u.id"
+        " FROM k, p, u RETURNING case_id")
+    assert st == 0, err
+    st, doc, _ = c.srv.request("POST", f"/v1/cases/{int(out)}/disclosures",
+                               {"expires_at": time.strftime(
+                                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))},
+                               token=session(c, "mlinkpros"))
+    assert st == 201, doc
+    st, doc, r = c.srv.request("POST", "/v1/disclosure/open", {"token": doc["token"]})
+    assert st == 200, doc
+    c.link_cookie = r.getheader("Set-Cookie").split(";")[0]
     # A dock with a pinned certificate.
     c.dock_cert, c.dock_key, c.device = enrol_pinned_dock(c.srv, c.admin, "MDOCK")
     return c
@@ -204,6 +252,8 @@ def credentials(c, who, fresh):
         return {}, False
     if who == "device":
         return {}, True
+    if who == "link":
+        return {"Cookie": c.link_cookie}, False
     if who == "revoked":
         tok = session(c, "mother")
         assert c.srv.request("POST", "/v1/auth/logout", token=tok)[0] == 204
@@ -240,7 +290,7 @@ def concrete(c, method, pattern):
     }
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))
-    path = path.replace("{xid}", "999999").replace("{sid}", "999999")
+    path = path.replace("{xid}", "999999").replace("{sid}", "999999").replace("{did}", "999999")
     path = path.replace("{username}", "nobody")
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
@@ -261,6 +311,8 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/bundles": {"exhibits": ["NO-SUCH-EXHIBIT"]},
         "/v1/cases/{id}/close": {"reason": 5},
         "/v1/cases/{id}/shares/{sid}/revoke": {"reason": 5},
+        "/v1/cases/{id}/disclosures/{did}/revoke": {"reason": 5},
+        "/v1/disclosure/open": {},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])

@@ -281,9 +281,15 @@ def test_shares_with_prosecutors(c):
                  f"/v1/evidence/{c.ev2}/content", f"/v1/evidence/{c.ev2}/poster"):
         st, doc = req(c, "GET", path, token=c.pros2)
         assert st == 403 and doc["code"] == "share_ended", (path, doc)
-    ents = ledger_entries(c.srv, c.admin, start=n0)
-    denied = [e for e in ents if e["body"]["type"] == "ACCESS_DENIED" and
-              e["body"]["actor"]["id"] == "cpros2"]
+    # Refusals are appended without the answer waiting for them: allow them a moment.
+    deadline = time.time() + 10
+    while True:
+        ents = ledger_entries(c.srv, c.admin, start=n0)
+        denied = [e for e in ents if e["body"]["type"] == "ACCESS_DENIED" and
+                  e["body"]["actor"]["id"] == "cpros2"]
+        if len(denied) >= 5 or time.time() > deadline:
+            break
+        time.sleep(0.2)
     assert len(denied) == 5, [e["body"] for e in ents]
     revoked = [e["body"] for e in ents if e["body"]["type"] == "SHARE_REVOKED"]
     assert revoked[0]["case"] == "01/000030/26" and revoked[0]["payload"]["prosecutor"] == "cpros2"
