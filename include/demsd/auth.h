@@ -81,6 +81,17 @@ void dems_auth_refuse_as(struct dems_req *req, enum dems_ledger_actor kind, cons
  */
 int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_token);
 
+/*
+ * The CSRF token of a login session: SHA-256("dems-csrf" NUL token), as 64
+ * lower-case hex digits. The page reads it from /v1/me or the login
+ * answer and sends it as X-CSRF-Token; with it (and only with it) the
+ * session cookie also authorises requests that change state. A cross-site
+ * page can neither read it nor send a custom header without a CORS
+ * preflight, which demsd never grants.
+ */
+#define DEMS_CSRF_HEADER "x-csrf-token"
+void dems_auth_csrf(const char *token, size_t len, char out[static 65]);
+
 /* The disclosure session cookie (a defence link holder's, docs/api.md). */
 #define DEMS_DISCLOSURE_COOKIE "dems_disclosure"
 

@@ -51,6 +51,7 @@ struct dems_principal {
     int64_t device_id;     /* devices only */
     char serial[65];       /* devices only */
     int64_t disclosure_id; /* disclosure link holders only (username "disclosure/<id>") */
+    char csrf[65];         /* login sessions: the token's CSRF token (dems_auth_csrf) */
 };
 
 struct dems_route {

@@ -116,6 +116,10 @@ void api_viewer(const struct dems_req *req, struct api_viewer *ret);
 void api_evidence_hidden(struct dems_req *req, const PGresult *res, const char *id,
                          const char *code, const char *detail);
 
+/* The route's evidence id (64 hex digits, lower-cased into out); false when
+ * it is not one (404 not_found answered, as for unknown evidence). */
+bool api_evidence_id(struct dems_req *req, char out[static 65]);
+
 /* ---- cases (case_access.c) ---- */
 
 struct dems_ledger_item;
@@ -391,6 +395,7 @@ void api_disclosure_preview(struct dems_req *req);
 void api_disclosure_poster(struct dems_req *req);
 void api_disclosure_thumbnails(struct dems_req *req);
 void api_disclosure_sprite(struct dems_req *req);
+void api_evidence_custody(struct dems_req *req);
 void api_cases_create(struct dems_req *req);
 void api_cases_list(struct dems_req *req);
 void api_cases_get(struct dems_req *req);

@@ -23,7 +23,7 @@
 
 #include "api_int.h"
 
-static bool evidence_id(struct dems_req *req, char out[static 65])
+bool api_evidence_id(struct dems_req *req, char out[static 65])
 {
     struct dems_str id = dems_req_param(req, 0);
     uint8_t tmp[32];
@@ -101,7 +101,7 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
 void api_evidence_get(struct dems_req *req)
 {
     char id[65];
-    if (!evidence_id(req, id))
+    if (!api_evidence_id(req, id))
         return;
     struct api_viewer who;
     api_viewer(req, &who);
@@ -198,7 +198,7 @@ void api_evidence_content(struct dems_req *req)
     struct api_download *d = api_download_new(req);
     if (d == NULL)
         return;
-    if (!evidence_id(req, d->id))
+    if (!api_evidence_id(req, d->id))
         return;
     struct api_viewer who;
     api_viewer(req, &who);
@@ -305,7 +305,7 @@ static void serve_derivative(struct dems_req *req, const char *kind)
     struct api_download *d = api_download_new(req);
     if (d == NULL)
         return;
-    if (!evidence_id(req, d->id))
+    if (!api_evidence_id(req, d->id))
         return;
     struct api_viewer who;
     api_viewer(req, &who);

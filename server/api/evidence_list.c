@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * GET /v1/evidence: the evidence the caller may see, newest first, a page at
- * a time (the list convention of api_int.h: ?limit=, ?cursor= and
- * "next_cursor" with a Link rel="next").
+ * GET /v1/evidence: the evidence the caller may see, newest (or oldest)
+ * first, a page at a time (the list convention of api_int.h: ?limit=,
+ * ?cursor= and "next_cursor" with a Link rel="next"), filtered by text
+ * (filename, description), uploader, device, content type, preview state,
+ * ingest time and recording start.
  *
  * The order is (created_at, id) descending, so an id is a stable cursor even
  * when many artefacts share a timestamp; ?before= (an RFC 3339 time) keeps
@@ -27,34 +29,49 @@
  * page, and positions of others' evidence are not revealed); the lateral
  * page is one row longer than asked so the answer knows whether more follow.
  * The preview job is found the way GET /v1/evidence/{id} finds it.
- * $1 cursor id, $2 before (epoch seconds), $3 limit, $4 user id, $5 sees all.
+ * $1 cursor id, $2 before (epoch seconds), $3 limit, $4 user id, $5 sees all,
+ * $6 text, $7 uploader, $8 device serial, $9 content type (a prefix), $10
+ * preview state, $11/$12 ingested from/before, $13/$14 recording start
+ * from/before (epoch seconds). Two statements, newest and oldest first, so
+ * each page is a range scan of the artefacts_newest index either way.
  */
-#define LIST_SQL                                                                                   \
+/* clang-format off */
+#define PREVIEW_STATE_SQL                                                                          \
+    "coalesce((SELECT CASE j.state WHEN 'done' THEN 'ready' WHEN 'dead' THEN 'failed'"             \
+    " ELSE 'pending' END FROM jobs j WHERE j.kind = 'preview'"                                     \
+    " AND j.dedupe_key = 'preview-' || a.id), 'none')"
+#define LIST_SQL(cmp, dir)                                                                                   \
     "SELECT c.ok, p.id, p.filename, p.content_type, p.size, p.created_at, p.uploaded_by,"          \
-    " p.preview_job, p.has_preview"                                                                \
+    " p.preview_job, p.has_preview, p.preview, p.metadata"                                         \
     " FROM (SELECT $1::text IS NULL OR EXISTS (SELECT 1 FROM artefacts a WHERE a.id = $1"          \
-    " AND " API_VISIBLE_SQL(                                                                       \
-        "a.id", "$4",                                                                              \
-        "$5") ") AS ok) c"                                                                         \
-              " LEFT JOIN LATERAL (SELECT a.id, a.filename, a.content_type, a.size,"               \
-              " " API_TS(                                                                          \
-                  "a.created_at") " AS created_at,"                                                \
-                                  " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"   \
-                                  " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"          \
-                                  " AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"        \
-                                  " EXISTS (SELECT 1 FROM derivatives x WHERE x.artefact = a.id"   \
-                                  " AND x.kind = 'proxy') AS has_preview"                          \
-                                  " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"    \
-                                  " LEFT JOIN devices d ON d.id = a.uploaded_by_device"            \
-                                  " WHERE c.ok AND " API_VISIBLE_SQL(                              \
-                                      "a.id", "$4",                                                \
-                                      "$5") " AND ($1::text IS NULL OR (a.created_at, a.id) <"     \
-                                            " (SELECT b.created_at, b.id FROM artefacts b WHERE "  \
-                                            "b.id = $1))"                                          \
-                                            " AND ($2::bigint IS NULL OR a.created_at < "          \
-                                            "to_timestamp($2))"                                    \
-                                            " ORDER BY a.created_at DESC, a.id DESC LIMIT "        \
-                                            "$3::integer) p ON true"
+    " AND " API_VISIBLE_SQL("a.id", "$4", "$5") ") AS ok) c"                                       \
+    " LEFT JOIN LATERAL (SELECT a.id, a.filename, a.content_type, a.size,"                         \
+    " " API_TS("a.created_at") " AS created_at, a.metadata::text AS metadata,"                     \
+    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
+    " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
+    " AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                      \
+    " EXISTS (SELECT 1 FROM derivatives x WHERE x.artefact = a.id"                                 \
+    " AND x.kind = 'proxy') AS has_preview, " PREVIEW_STATE_SQL " AS preview"                      \
+    " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
+    " LEFT JOIN devices d ON d.id = a.uploaded_by_device"                                          \
+    " WHERE c.ok AND " API_VISIBLE_SQL("a.id", "$4", "$5")                                         \
+    " AND ($1::text IS NULL OR (a.created_at, a.id) " cmp                                          \
+    " (SELECT b.created_at, b.id FROM artefacts b WHERE b.id = $1))"                               \
+    " AND ($2::bigint IS NULL OR a.created_at < to_timestamp($2))"                                 \
+    " AND ($6::text IS NULL OR strpos(lower(coalesce(a.filename, '') || ' '"                       \
+    "  || coalesce(a.metadata->>'description', '')), lower($6)) > 0)"                              \
+    " AND ($7::text IS NULL OR u.username = lower($7) OR 'device:' || d.serial = $7)"              \
+    " AND ($8::text IS NULL OR d.serial = $8 OR a.metadata->>'device_serial' = $8)"                \
+    " AND ($9::text IS NULL OR left(lower(a.content_type), length($9)) = lower($9))"               \
+    " AND ($10::text IS NULL OR " PREVIEW_STATE_SQL " = $10)"                                      \
+    " AND ($11::bigint IS NULL OR a.created_at >= to_timestamp($11))"                              \
+    " AND ($12::bigint IS NULL OR a.created_at < to_timestamp($12))"                               \
+    " AND ($13::bigint IS NULL OR (a.metadata->>'recording_start')::timestamptz"                   \
+    "  >= to_timestamp($13))"                                                                      \
+    " AND ($14::bigint IS NULL OR (a.metadata->>'recording_start')::timestamptz"                   \
+    "  < to_timestamp($14))"                                                                       \
+    " ORDER BY a.created_at " dir ", a.id " dir " LIMIT $3::integer) p ON true"
+/* clang-format on */
 
 static json_t *item_json(struct dems_req *req, const PGresult *res, int row)
 {
@@ -68,6 +85,10 @@ static json_t *item_json(struct dems_req *req, const PGresult *res, int row)
         json_object_set_new(o, "filename", api_col_json_str(res, row, "filename"));
         json_object_set_new(o, "content_type", api_col_json_str(res, row, "content_type"));
         json_object_set_new(o, "preview_job", api_col_json_str(res, row, "preview_job"));
+        json_object_set_new(o, "preview", api_col_json_str(res, row, "preview"));
+        json_error_t jerr;
+        json_t *meta = json_loads(api_col(res, row, "metadata"), 0, &jerr);
+        json_object_set_new(o, "metadata", meta != NULL ? meta : json_object());
     }
     return o;
 }
@@ -106,6 +127,45 @@ static bool cursor_id(struct dems_str v, char out[static 65])
     return true;
 }
 
+/* The filters of the list (docs/api.md, "Evidence"); false when one was bad (400 answered). */
+struct filters {
+    char q[201], uploader[80], device[65], type[128], preview[16];
+    char from[24], to[24], rec_from[24], rec_to[24];
+    const char *p[9];
+    bool oldest;
+};
+
+static bool read_filters(struct dems_req *req, struct filters *f)
+{
+    static const char *const previews[] = {"ready", "pending", "failed", "none"};
+    const char *sort = NULL;
+    char sortbuf[16];
+    if (!api_text_param(req, "q", 200, f->q, &f->p[0]) ||
+        !api_text_param(req, "uploader", 79, f->uploader, &f->p[1]) ||
+        !api_text_param(req, "device", 64, f->device, &f->p[2]) ||
+        !api_text_param(req, "content_type", 127, f->type, &f->p[3]) ||
+        !api_text_param(req, "preview", 15, f->preview, &f->p[4]) ||
+        !api_time_param(req, "from", f->from, &f->p[5]) ||
+        !api_time_param(req, "to", f->to, &f->p[6]) ||
+        !api_time_param(req, "recorded_from", f->rec_from, &f->p[7]) ||
+        !api_time_param(req, "recorded_to", f->rec_to, &f->p[8]) ||
+        !api_text_param(req, "sort", 15, sortbuf, &sort))
+        return false;
+    bool ok = f->p[4] == NULL;
+    for (size_t i = 0; !ok && i < sizeof(previews) / sizeof(previews[0]); i++)
+        ok = strcmp(f->preview, previews[i]) == 0;
+    if (!ok) {
+        api_bad_param(req, "preview", "must be ready, pending, failed or none");
+        return false;
+    }
+    if (sort != NULL && strcmp(sort, "newest") != 0 && strcmp(sort, "oldest") != 0) {
+        api_bad_param(req, "sort", "must be newest or oldest");
+        return false;
+    }
+    f->oldest = sort != NULL && strcmp(sort, "oldest") == 0;
+    return true;
+}
+
 void api_evidence_list(struct dems_req *req)
 {
     struct api_page page;
@@ -127,12 +187,28 @@ void api_evidence_list(struct dems_req *req)
         }
         snprintf(ts, sizeof(ts), "%lld", (long long)t);
     }
+    struct filters f;
+    if (!read_filters(req, &f))
+        return;
     api_page_sql_limit(&page, limit);
     struct api_viewer who;
     api_viewer(req, &who);
-    const char *params[] = {page.has_cursor ? id : NULL, by_time ? ts : NULL, limit, who.user_id,
-                            who.sees_all};
-    int r = dems_db_req(req, LIST_SQL, 5, params, on_list);
+    const char *params[] = {page.has_cursor ? id : NULL,
+                            by_time ? ts : NULL,
+                            limit,
+                            who.user_id,
+                            who.sees_all,
+                            f.p[0],
+                            f.p[1],
+                            f.p[2],
+                            f.p[3],
+                            f.p[4],
+                            f.p[5],
+                            f.p[6],
+                            f.p[7],
+                            f.p[8]};
+    int r = dems_db_req(req, f.oldest ? LIST_SQL(">", "ASC") : LIST_SQL("<", "DESC"), 14, params,
+                        on_list);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -147,9 +147,11 @@ static void on_session(void *arg, const PGresult *res, int err)
     if (l->cookie &&
         dems_auth_cookie_format(l->token, cfg_of(l)->session_ttl, cookie, sizeof(cookie)) == 0)
         dems_resp_header(l->req, "Set-Cookie", cookie);
-    dems_resp_json(
-        l->req, 200,
-        json_pack("{s:s,s:s}", "token", l->token, "expires_at", api_col(res, 0, "expires_at")));
+    char csrf[65];
+    dems_auth_csrf(l->token, strlen(l->token), csrf);
+    dems_resp_json(l->req, 200,
+                   json_pack("{s:s,s:s,s:s}", "token", l->token, "expires_at",
+                             api_col(res, 0, "expires_at"), "csrf_token", csrf));
     /* A successful login clears the account's failure count. */
     const char *params[] = {l->user_key};
     if (dems_db_query(dems_req_loop(l->req)->db, "DELETE FROM login_throttle WHERE key = $1", 1,

@@ -61,6 +61,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/evidence", EVIDENCE_READERS, 0, api_evidence_list),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", EVIDENCE_READERS, 0, api_evidence_get),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/content", EVIDENCE_READERS, 0, api_evidence_content),
+    ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/custody", EVIDENCE_READERS, 0, api_evidence_custody),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/preview", EVIDENCE_READERS, 0, api_evidence_preview),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}/poster", EVIDENCE_READERS, 0, api_evidence_poster),
     /* The WebVTT index's cues name "sprite.jpg#xywh=...", relative to it. */

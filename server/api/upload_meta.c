@@ -96,6 +96,19 @@ static const char *filename_problem(const char *v, size_t n)
     return NULL;
 }
 
+/* A free-text description: 1-2000 bytes of UTF-8 text, no control or
+ * bidirectional-override characters (it is shown to people). */
+static const char *description_problem(const char *v, size_t n)
+{
+    if (n == 0 || n > 2000)
+        return "must be 1-2000 bytes";
+    if (!dems_utf8_valid(v, n))
+        return "is not valid UTF-8";
+    if (!dems_http_filename_ok(v, n))
+        return "contains a control or bidirectional-override character";
+    return NULL;
+}
+
 static bool ident(const char *v, size_t n)
 {
     if (n == 0 || n > 64)
@@ -135,6 +148,10 @@ static bool accept(json_t *meta, const char *key, const char *v, size_t n, int64
 {
     if (strcmp(key, "filename") == 0) {
         const char *why = filename_problem(v, n);
+        if (why != NULL)
+            return bad(err, errlen, key, why);
+    } else if (strcmp(key, "description") == 0) {
+        const char *why = description_problem(v, n);
         if (why != NULL)
             return bad(err, errlen, key, why);
     } else if (strcmp(key, "filetype") == 0 || strcmp(key, "content_type") == 0) {

@@ -83,6 +83,7 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
         return DEMS_ENOMEM;
     *ctx =
         (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = from_cookie};
+    dems_auth_csrf(tok.ptr, tok.len, out->csrf);
     const char *params[] = {hex};
     int r = dems_db_query(dems_req_loop(req)->db,
                           "SELECT u.id, u.username, u.role, t.id, t.kind"
@@ -151,12 +152,37 @@ static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct de
     return 0;
 }
 
-/* Safe methods only: the cookie never authorises a request that changes
- * state. The method as sent, so X-HTTP-Method-Override (POST only) cannot
- * smuggle one in. */
+/* Safe methods: the cookie alone authorises these only. The method as
+ * sent, so X-HTTP-Method-Override (POST only) cannot smuggle one in. */
 static bool cookie_allowed(const struct dems_http_head *h)
 {
     return h->method == DEMS_HTTP_GET || h->method == DEMS_HTTP_HEAD;
+}
+
+/*
+ * A state change by the session cookie needs the session's CSRF token in
+ * X-CSRF-Token (dems_auth_csrf). Returns 0 with *tok the cookie's token
+ * when both are there and match, DEMS_ENOTFOUND when the header is absent
+ * (the cookie is then not looked at: as before, no cookie authorises a
+ * state change), DEMS_EAUTH when the cookie is missing or malformed or the
+ * token does not match.
+ */
+static int cookie_with_csrf(const struct dems_http_head *head, struct dems_str *tok)
+{
+    const struct dems_str *x = dems_http_head_get(head, DEMS_CSRF_HEADER);
+    if (x == NULL)
+        return DEMS_ENOTFOUND;
+    int r = dems_auth_cookie_token(head, tok);
+    if (r < 0)
+        return DEMS_EAUTH;
+    char want[65];
+    dems_auth_csrf(tok->ptr, tok->len, want);
+    if (x->len != 64)
+        return DEMS_EAUTH;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < 64; i++) /* constant time */
+        diff |= (unsigned char)(x->ptr[i] ^ want[i]);
+    return diff == 0 ? 0 : DEMS_EAUTH;
 }
 
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
@@ -166,7 +192,8 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     const struct dems_str *h = dems_http_head_get(head, "authorization");
     if (h == NULL) {
         struct dems_str tok;
-        int r = cookie_allowed(head) ? dems_auth_cookie_token(head, &tok) : DEMS_ENOTFOUND;
+        int r = cookie_allowed(head) ? dems_auth_cookie_token(head, &tok)
+                                     : cookie_with_csrf(head, &tok);
         if (r == DEMS_ENOTFOUND && cookie_allowed(head)) {
             /* No staff session: a defence link holder's, then a dock's certificate. */
             r = dems_auth_cookie_named(head, DEMS_DISCLOSURE_COOKIE, &tok);

@@ -11,6 +11,7 @@
 
 #include "dems/crypto.h"
 #include "dems/err.h"
+#include "dems/str.h"
 #include "demsd/auth.h"
 
 /* A token's text: the prefix and base64url, as dems_token_new writes it. */
@@ -83,6 +84,22 @@ int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size
         snprintf(out, outlen, "%s=%s; Path=/v1/; Secure; HttpOnly; SameSite=Strict; Max-Age=%llu",
                  DEMS_SESSION_COOKIE, token, (unsigned long long)max_age);
     return n < 0 || (size_t)n >= outlen ? DEMS_ETOOBIG : 0;
+}
+
+void dems_auth_csrf(const char *token, size_t len, char out[static 65])
+{
+    static const char label[] = "dems-csrf";
+    struct dems_sha256 h;
+    uint8_t d[32];
+    if (dems_sha256_init(&h) < 0) {
+        out[0] = '\0';
+        return;
+    }
+    dems_sha256_update(&h, label, sizeof(label)); /* the NUL too */
+    dems_sha256_update(&h, token, len);
+    dems_sha256_final(&h, d);
+    dems_sha256_done(&h);
+    dems_hex_encode(d, sizeof(d), out);
 }
 
 int dems_auth_disclosure_cookie_format(const char *token, uint64_t max_age, char *out,

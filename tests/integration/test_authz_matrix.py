@@ -71,6 +71,7 @@ TABLE = {
     ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403, 403),
     ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
     ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("GET", "/v1/evidence/{id}/custody"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
     # No worker runs here, so no preview exists: 404 for everyone let in.
     ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
     ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),

@@ -20,8 +20,10 @@ def b64(s):
     return base64.b64encode(s.encode()).decode()
 
 
-def upload(c, token, data, filename):
-    meta = f"filename {b64(filename)},filetype {b64('application/octet-stream')}"
+def upload(c, token, data, filename, content_type="application/octet-stream", **extra):
+    meta = f"filename {b64(filename)},filetype {b64(content_type)}"
+    for k, v in extra.items():
+        meta += f",{k} {b64(v)}"
     st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=token, headers={
         "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": meta,
         "Content-Type": "application/offset+octet-stream"})
@@ -73,7 +75,8 @@ def test_list_newest_first_with_fields(c):
     assert doc["next_cursor"] is None and r.getheader("Link") is None
     e = doc["evidence"][0]
     assert set(e) == {"id", "filename", "content_type", "size", "created_at", "uploaded_by",
-                      "preview_job", "has_preview"}, e
+                      "preview_job", "has_preview", "preview", "metadata"}, e
+    assert e["preview"] == "pending" and e["metadata"]["filename"] == "file-4.bin", e
     assert e["filename"] == "file-4.bin" and e["content_type"] == "application/octet-stream"
     assert e["size"] == 300_000 and e["uploaded_by"] == "admin"
     assert e["preview_job"] == "queued" and e["has_preview"] is False
@@ -233,6 +236,59 @@ def test_cookie_never_authorises_state_changes(c):
     assert doc["tokens"] == []
 
 
+def test_cookie_with_csrf_token_may_change_state(c):
+    st, login, r = c.srv.request("POST", "/v1/auth/login",
+                                 {"username": "off1", "password": "officer-one", "cookie": True})
+    assert st == 200, login
+    tok, csrf = login["token"], login["csrf_token"]
+    assert len(csrf) == 64 and int(csrf, 16) >= 0 and csrf != tok
+    ck = {"Cookie": f"dems_session={tok}"}
+    # After a reload the page has only the cookie: /v1/me gives the same CSRF token back.
+    st, me, _ = c.srv.request("GET", "/v1/me", headers=ck)
+    assert st == 200 and me["csrf_token"] == csrf, me
+    # With it, the cookie authorises state changes: an API token made and revoked, an upload.
+    ok = dict(ck, **{"X-CSRF-Token": csrf})
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "by cookie"}, headers=ok)
+    assert st == 201, doc
+    api_tok, api_id = doc["token"], doc["id"]
+    st, me2, _ = c.srv.request("GET", "/v1/me", token=api_tok)
+    assert st == 200 and "csrf_token" not in me2, me2  # API tokens have none
+    st, doc, _ = c.srv.request("DELETE", f"/v1/me/tokens/{api_id}", headers=ok)
+    assert st == 204, doc
+    data = os.urandom(5000)
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, headers=dict(ok, **{
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
+        "Content-Type": "application/offset+octet-stream"}))
+    assert st == 201 and r.getheader("Evidence-Id") == hashlib.sha256(data).hexdigest(), doc
+    c.by_cookie = r.getheader("Evidence-Id")
+    # Without the right token, nothing: wrong, another session's, upper-cased, truncated,
+    # or the header with no cookie.
+    other_tok, _ = cookie_login(c, "off1", "officer-one")
+    st, other, _ = c.srv.request("GET", "/v1/me", token=other_tok)
+    for hdrs in (dict(ck, **{"X-CSRF-Token": "0" * 64}),
+                 dict(ck, **{"X-CSRF-Token": other["csrf_token"]}),
+                 dict(ck, **{"X-CSRF-Token": csrf.upper()}),
+                 dict(ck, **{"X-CSRF-Token": csrf[:63]}),
+                 dict(ck, **{"X-CSRF-Token": ""}),
+                 {"X-CSRF-Token": csrf},
+                 {"Cookie": "dems_session=garbage!", "X-CSRF-Token": csrf}):
+        st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "no"}, headers=hdrs)
+        assert st == 401 and doc["code"] == "unauthorized", (hdrs, doc)
+    st, doc, _ = c.srv.request("GET", "/v1/me/tokens", token=tok)
+    assert doc["tokens"] == [], doc
+    # An API token is never a cookie, CSRF token or not.
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "x"}, token=tok)
+    api2 = doc["token"]
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "no"}, headers={
+        "Cookie": f"dems_session={api2}", "X-CSRF-Token": "0" * 64})
+    assert st == 401, doc
+    # Logout by cookie ends the session; its CSRF token dies with it.
+    st, doc, _ = c.srv.request("POST", "/v1/auth/logout", headers=ok)
+    assert st == 204, doc
+    st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "late"}, headers=ok)
+    assert st == 401, doc
+
+
 def test_bearer_wins_over_cookie(c):
     tok, _ = cookie_login(c, "off1", "officer-one")
     ck = {"Cookie": f"dems_session={tok}"}
@@ -312,6 +368,94 @@ def test_malformed_cookies_are_401_not_a_crash(c):
         assert st in (400, 401), (raw, head)
     assert c.srv.request("GET", "/healthz")[0] == 200
     assert c.srv.request("GET", "/v1/me", headers={"Cookie": f"dems_session={tok}"})[0] == 200
+
+
+# ---- custody history of one artefact ----
+
+def test_custody_history(c):
+    ev = c.ids[1]  # off1's
+    st, doc, r = get(c, f"/v1/evidence/{ev}/custody", token=c.off)
+    assert st == 200, doc
+    first = doc["entries"][0]
+    assert first["entry"]["type"] == "INGESTED" and first["entry"]["artefact"] == ev, first
+    assert first["seq"] == first["entry"]["seq"]
+    n = len(doc["entries"])
+    st, body, _ = get(c, f"/v1/evidence/{ev}/content", token=c.off)
+    assert st == 200
+    st, doc, _ = get(c, f"/v1/evidence/{ev.upper()}/custody", token=c.off)
+    assert len(doc["entries"]) == n + 1, doc
+    last = doc["entries"][-1]["entry"]
+    assert last["type"] == "DOWNLOADED" and last["actor"] == {"kind": "user", "id": "off1"}, last
+    seqs = [e["seq"] for e in doc["entries"]]
+    assert seqs == sorted(seqs) and all(e["entry"]["artefact"] == ev for e in doc["entries"])
+    # Paged like every list.
+    st, page, r = get(c, f"/v1/evidence/{ev}/custody?limit=1", token=c.off)
+    assert len(page["entries"]) == 1 and page["next_cursor"] == str(seqs[0]), page
+    st, page, _ = get(c, f"/v1/evidence/{ev}/custody?limit=1&cursor={page['next_cursor']}",
+                      token=c.off)
+    assert [e["seq"] for e in page["entries"]] == [seqs[1]], page
+    # Hidden from those who may not see the evidence, exactly like unknown evidence.
+    st, doc, _ = get(c, f"/v1/evidence/{ev}/custody", token=c.pros)
+    st2, doc2, _ = get(c, f"/v1/evidence/{'0' * 64}/custody", token=c.pros)
+    assert st == st2 == 404 and doc["detail"] == doc2["detail"], (doc, doc2)
+    st, doc, _ = get(c, "/v1/evidence/xyz/custody", token=c.off)
+    assert st == 404
+    st, doc, _ = get(c, f"/v1/evidence/{ev}/custody?cursor=abc", token=c.off)
+    assert st == 400 and doc["code"] == "invalid_parameter", doc
+
+
+# ---- filters (last: it adds evidence) ----
+
+def test_list_filters(c):
+    import time
+    time.sleep(1.1)  # ingest times to the second: these are after the first five
+    t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    a = upload(c, c.off, os.urandom(2001), "front door.mp4", "video/mp4",
+               description="Blue van at the gate", device_serial="BWC-0042",
+               recording_start="2026-03-01T10:00:00Z", recording_end="2026-03-01T10:05:00Z")
+    b = upload(c, c.off, os.urandom(2002), "statement.jpg", "image/jpeg",
+               recording_start="2026-06-01T10:00:00Z")
+
+    def ids(q, token=None):
+        st, doc, _ = get(c, "/v1/evidence?" + q, token=token)
+        assert st == 200, (q, doc)
+        return [e["id"] for e in doc["evidence"]]
+    assert ids("q=BLUE%20VAN") == [a]               # the description, any case
+    assert ids("q=statement") == [b]                # the filename
+    assert set(ids("q=file-")) == set(c.ids)
+    assert ids("q=nothing-like-this") == []
+    before = [c.by_cookie] + c.ids[::-1]  # everything uploaded before this test, newest first
+    assert set(ids("uploader=off1")) == {a, b, c.ids[1], c.ids[3], c.by_cookie}
+    assert set(ids("uploader=OFF1")) == {a, b, c.ids[1], c.ids[3], c.by_cookie}
+    assert ids("device=BWC-0042") == [a]
+    assert ids("content_type=video/") == [a] and ids("content_type=image/jpeg") == [b]
+    assert set(ids("preview=pending")) == set(before) | {a, b}  # no worker runs here
+    assert ids("preview=ready") == [] and ids("preview=failed") == []
+    assert ids(f"from={t0}") == [b, a]
+    assert ids(f"to={t0}") == before
+    assert ids("recorded_from=2026-02-01T00:00:00Z&recorded_to=2026-04-01T00:00:00Z") == [a]
+    assert ids("recorded_from=2026-02-01T00:00:00Z") == [b, a]
+    # Filters combine, and an officer's filters never widen what they see.
+    assert ids("q=van&device=BWC-0042&content_type=video") == [a]
+    assert ids("uploader=admin", token=c.off) == []
+    # Oldest first, paged with the same cursor style.
+    st, doc, _ = get(c, "/v1/evidence?sort=oldest&limit=3")
+    assert [e["id"] for e in doc["evidence"]] == c.ids[:3], doc
+    st, doc, _ = get(c, f"/v1/evidence?sort=oldest&limit=3&cursor={doc['next_cursor']}")
+    assert [e["id"] for e in doc["evidence"]] == c.ids[3:] + [c.by_cookie], doc
+    st, doc, _ = get(c, f"/v1/evidence?sort=oldest&limit=3&cursor={doc['next_cursor']}")
+    assert [e["id"] for e in doc["evidence"]] == [a, b] and doc["next_cursor"] is None, doc
+    # Metadata given at upload is in the list.
+    st, doc, _ = get(c, "/v1/evidence?device=BWC-0042")
+    m = doc["evidence"][0]["metadata"]
+    assert m["description"] == "Blue van at the gate" and m["device_serial"] == "BWC-0042", m
+    assert m["recording_start"] == "2026-03-01T10:00:00Z", m
+    for q, name in (("preview=maybe", "preview"), ("sort=size", "sort"), ("from=soon", "from"),
+                    ("recorded_to=2026-13-01T00:00:00Z", "recorded_to"), ("q=" + "x" * 201, "q"),
+                    ("q=", "q"), ("uploader=" + "u" * 80, "uploader")):
+        st, doc, _ = get(c, "/v1/evidence?" + q)
+        assert st == 400 and doc["code"] == "invalid_parameter" and f'"{name}"' in doc["detail"], (
+            q, doc)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,9 @@ def test_metadata_validation_names_the_field(c):
         (meta(filetype="not a type"), "filetype"),
         (meta(officer_id="x" * 65), "officer_id"),
         (meta(sha256="abc"), "sha256"),
+        (meta(description="x" * 2001), "description"),
+        (meta(description="line one\x07bell"), "description"),
+        (meta(description="pay\u202etxt.exe"), "description"),
     ]
     for m, field in cases:
         st, doc, _ = create(c, 5, metadata=m)
@@ -204,6 +207,12 @@ def test_filename_must_be_utf8_without_controls_or_bidi(c):
     assert st == 201
     st, doc, _ = state(c, r.getheader("Location"))
     assert doc["metadata"]["filename"] == "caf\u00e9 \u8b66\u5bdf.mp4", doc
+    # A description: free text, kept as given.
+    text = "Front door, 2nd camera \u2014 \u201cfar\u201d view; see note 3."
+    st, _, r = create(c, 5, metadata=meta(description=text))
+    assert st == 201
+    st, doc, _ = state(c, r.getheader("Location"))
+    assert doc["metadata"]["description"] == text, doc
 
 
 def test_chunk_checksum(c):
