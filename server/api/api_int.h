@@ -176,6 +176,13 @@ struct dems_ledger_item *api_case_item(struct dems_req *req, const struct api_ca
 /* Answers a case change whose ledger item failed (409 or 503); what names the object. */
 void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item, const char *what);
 
+/*
+ * Reads the body's required "expires_at" (RFC 3339) into out as epoch
+ * seconds; false (400 invalid_field, expiry_in_past, or expiry_too_far past
+ * share_max_days, answered) when bad. Shares and disclosure links use it.
+ */
+bool api_case_expiry(struct dems_req *req, char out[static 24]);
+
 #define API_SELECTION_MAX 10000 /* exhibits one request may name */
 
 /*
@@ -329,6 +336,16 @@ bool api_download_prepare(struct dems_req *req, struct api_download *d);
 
 /* Sends the head (ETag, Content-Disposition, Content-Range) and streams d's range. */
 void api_download_start(struct dems_req *req, struct api_download *d);
+
+/*
+ * The done callback of the ledger entry that records a download or a first
+ * view (api_ledger_submit with req as arg): starts the download (req's
+ * data) once the entry is durable; DEMS_ECONFLICT (a concurrent request
+ * recorded the same first view) counts as recorded; any other failure is 503
+ * ledger_unavailable, and nothing is sent.
+ */
+struct dems_ledger_item;
+void api_download_recorded(struct dems_ledger_item *item, void *arg);
 
 /* Routes are attached in routes.c. */
 void api_healthz(struct dems_req *req);

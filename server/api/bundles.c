@@ -366,20 +366,6 @@ void api_bundles_get(struct dems_req *req)
         dems_resp_err(req, r);
 }
 
-static void on_bundle_downloaded(struct dems_ledger_item *item, void *arg)
-{
-    struct dems_req *req = arg;
-    struct api_download *d = dems_req_data(req);
-    if (!dems_req_is_aborted(req)) {
-        if (item->err < 0)
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the download could not be recorded, so it is refused");
-        else
-            api_download_start(req, d);
-    }
-    dems_req_unref(req);
-}
-
 static void on_content(struct dems_req *req, const PGresult *res, int err)
 {
     struct one *o = dems_req_data(req);
@@ -422,7 +408,7 @@ static void on_content(struct dems_req *req, const PGresult *res, int err)
         json_object_set_new(it->payload, "first", json_integer((json_int_t)d->first));
         json_object_set_new(it->payload, "last", json_integer((json_int_t)d->last));
     }
-    api_ledger_submit(req, it, on_bundle_downloaded);
+    api_ledger_submit(req, it, api_download_recorded);
 }
 
 void api_bundles_content(struct dems_req *req)

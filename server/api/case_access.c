@@ -10,14 +10,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "dems/config.h"
 #include "dems/err.h"
 #include "dems/str.h"
 #include "demsd/auth.h"
+#include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
 
 #include "api_int.h"
+#include "upload_meta.h"
 
 static const struct {
     const char *name;
@@ -128,6 +132,36 @@ void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item,
     } else
         dems_resp_error(req, 503, "ledger_unavailable",
                         "the change could not be recorded, so nothing was changed");
+}
+
+/* ---- an expiry ---- */
+
+bool api_case_expiry(struct dems_req *req, char out[static 24])
+{
+    const char *exp;
+    int64_t t;
+    if (!api_get_str(req, "expires_at", 64, true, &exp))
+        return false;
+    if (!upload_parse_rfc3339(exp, strlen(exp), &t)) {
+        dems_resp_error(req, 400, "invalid_field", "field \"expires_at\" must be an RFC 3339 time");
+        return false;
+    }
+    int64_t now = (int64_t)time(NULL);
+    uint64_t max_days = dems_req_loop(req)->srv->cfg->share_max_days;
+    if (t <= now) {
+        dems_resp_error(req, 400, "expiry_in_past", "field \"expires_at\" is not in the future");
+        return false;
+    }
+    if ((uint64_t)(t - now) > max_days * 86400) {
+        char detail[120];
+        snprintf(detail, sizeof(detail),
+                 "field \"expires_at\" is more than %llu days ahead (share_max_days)",
+                 (unsigned long long)max_days);
+        dems_resp_error(req, 400, "expiry_too_far", detail);
+        return false;
+    }
+    snprintf(out, 24, "%lld", (long long)t);
+    return true;
 }
 
 /* ---- a choice of exhibits ---- */

@@ -518,19 +518,6 @@ void api_disclosure_bundle(struct dems_req *req)
     link_load(req, calloc(1, sizeof(struct link)), free, bundle_loaded);
 }
 
-static void on_download_recorded(struct dems_ledger_item *item, void *arg)
-{
-    struct dems_req *req = arg;
-    if (!dems_req_is_aborted(req)) {
-        if (item->err < 0)
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the download could not be recorded, so it is refused");
-        else
-            api_download_start(req, dems_req_data(req));
-    }
-    dems_req_unref(req);
-}
-
 static void on_bundle_content(struct dems_req *req, const PGresult *res, int err)
 {
     struct link *l = dems_req_data(req);
@@ -574,7 +561,7 @@ static void on_bundle_content(struct dems_req *req, const PGresult *res, int err
         json_object_set_new(it->payload, "first", json_integer((json_int_t)d->first));
         json_object_set_new(it->payload, "last", json_integer((json_int_t)d->last));
     }
-    api_ledger_submit(req, it, on_download_recorded);
+    api_ledger_submit(req, it, api_download_recorded);
 }
 
 static void content_loaded(struct dems_req *req, struct link *l)
@@ -597,20 +584,6 @@ struct preview {
     const char *kind;
     char xid[24];
 };
-
-static void on_preview_recorded(struct dems_ledger_item *item, void *arg)
-{
-    struct dems_req *req = arg;
-    if (!dems_req_is_aborted(req)) {
-        /* DEMS_ECONFLICT: a concurrent request recorded this first view. */
-        if (item->err < 0 && item->err != DEMS_ECONFLICT)
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the view could not be recorded, so it is refused");
-        else
-            api_download_start(req, dems_req_data(req));
-    }
-    dems_req_unref(req);
-}
 
 static void on_derivative(struct dems_req *req, const PGresult *res, int err)
 {
@@ -667,7 +640,7 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         dems_resp_err(req, DEMS_ENOMEM);
         return;
     }
-    api_ledger_submit(req, it, on_preview_recorded);
+    api_ledger_submit(req, it, api_download_recorded);
 }
 
 static void preview_loaded(struct dems_req *req, struct link *l)

@@ -19,9 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "dems/config.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "demsd/auth.h"
@@ -30,7 +28,6 @@
 #include "demsd/ledger.h"
 
 #include "api_int.h"
-#include "upload_meta.h"
 
 #define PASSCODE_DIGITS 10
 #define MAX_LABEL       200
@@ -324,35 +321,6 @@ static void on_chosen(struct dems_req *req, const PGresult *res, int err)
     }
 }
 
-/* Reads expires_at into d->expires (epoch seconds); false when answered 400. */
-static bool read_expiry(struct dems_req *req, struct disc_req *d)
-{
-    const char *exp;
-    int64_t t;
-    if (!api_get_str(req, "expires_at", 64, true, &exp))
-        return false;
-    if (!upload_parse_rfc3339(exp, strlen(exp), &t)) {
-        dems_resp_error(req, 400, "invalid_field", "field \"expires_at\" must be an RFC 3339 time");
-        return false;
-    }
-    int64_t now = (int64_t)time(NULL);
-    uint64_t max_days = dems_req_loop(req)->srv->cfg->share_max_days;
-    if (t <= now) {
-        dems_resp_error(req, 400, "expiry_in_past", "field \"expires_at\" is not in the future");
-        return false;
-    }
-    if ((uint64_t)(t - now) > max_days * 86400) {
-        char detail[120];
-        snprintf(detail, sizeof(detail),
-                 "field \"expires_at\" is more than %llu days ahead (share_max_days)",
-                 (unsigned long long)max_days);
-        dems_resp_error(req, 400, "expiry_too_far", detail);
-        return false;
-    }
-    snprintf(d->expires, sizeof(d->expires), "%lld", (long long)t);
-    return true;
-}
-
 static void create_loaded(struct dems_req *req, struct api_case *c)
 {
     struct disc_req *d = (struct disc_req *)c;
@@ -363,7 +331,7 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
         return;
     }
     const char *label;
-    if (!api_get_str(req, "label", MAX_LABEL, false, &label) || !read_expiry(req, d))
+    if (!api_get_str(req, "label", MAX_LABEL, false, &label) || !api_case_expiry(req, d->expires))
         return;
     json_t *pc = json_object_get(dems_req_json(req), "passcode");
     if (pc != NULL && !json_is_boolean(pc)) {

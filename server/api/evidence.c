@@ -113,20 +113,6 @@ void api_evidence_get(struct dems_req *req)
 
 /* ---- content ---- */
 
-static void on_downloaded(struct dems_ledger_item *item, void *arg)
-{
-    struct dems_req *req = arg;
-    struct api_download *d = dems_req_data(req);
-    if (!dems_req_is_aborted(req)) {
-        if (item->err < 0)
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the download could not be recorded, so it is refused");
-        else
-            api_download_start(req, d);
-    }
-    dems_req_unref(req);
-}
-
 /* $1 evidence id, $2 user id, $3 sees all. */
 /* clang-format off */
 #define CONTENT_SQL                                                                                \
@@ -183,14 +169,7 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
     it->payload = d->partial ? json_pack("{s:I,s:I}", "first", (json_int_t)d->first, "last",
                                          (json_int_t)d->last)
                              : NULL;
-    it->done = on_downloaded;
-    it->arg = req;
-    dems_req_ref(req);
-    struct dems_loop *loop = dems_req_loop(req);
-    if (dems_ledger_append(loop->srv, loop, it) < 0) {
-        dems_req_unref(req);
-        dems_resp_err(req, DEMS_EUNAVAIL);
-    }
+    api_ledger_submit(req, it, api_download_recorded);
 }
 
 void api_evidence_content(struct dems_req *req)
@@ -209,29 +188,6 @@ void api_evidence_content(struct dems_req *req)
 }
 
 /* ---- previews: the proxy video, poster and thumbnail strip ---- */
-
-/*
- * GET /v1/evidence/{id}/preview, /poster, /thumbnails (WebVTT), /sprite.jpg:
- * derivatives made by the preview job, served like content (ranges, ETag =
- * the derivative's SHA-256, 304/416) but inline. The first view of each kind
- * by each user is ledgered (VIEWED, with the derivative's hash) before its
- * first byte; later requests by the same user (a player's many range
- * requests) are not.
- */
-static void on_viewed(struct dems_ledger_item *item, void *arg)
-{
-    struct dems_req *req = arg;
-    struct api_download *d = dems_req_data(req);
-    if (!dems_req_is_aborted(req)) {
-        /* DEMS_ECONFLICT: a concurrent request recorded this first view. */
-        if (item->err < 0 && item->err != DEMS_ECONFLICT)
-            dems_resp_error(req, 503, "ledger_unavailable",
-                            "the view could not be recorded, so it is refused");
-        else
-            api_download_start(req, d);
-    }
-    dems_req_unref(req);
-}
 
 static void on_derivative(struct dems_req *req, const PGresult *res, int err)
 {
@@ -290,14 +246,7 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         dems_resp_err(req, DEMS_ENOMEM);
         return;
     }
-    it->done = on_viewed;
-    it->arg = req;
-    dems_req_ref(req);
-    struct dems_loop *loop = dems_req_loop(req);
-    if (dems_ledger_append(loop->srv, loop, it) < 0) {
-        dems_req_unref(req);
-        dems_resp_err(req, DEMS_EUNAVAIL);
-    }
+    api_ledger_submit(req, it, api_download_recorded);
 }
 
 static void serve_derivative(struct dems_req *req, const char *kind)

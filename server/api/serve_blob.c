@@ -15,6 +15,7 @@
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
+#include "demsd/ledger.h"
 #include "demsd/log.h"
 
 #include "api_int.h"
@@ -203,4 +204,17 @@ bool api_download_prepare(struct dems_req *req, struct api_download *d)
         return false;
     }
     return true;
+}
+
+void api_download_recorded(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    if (!dems_req_is_aborted(req)) {
+        if (item->err < 0 && item->err != DEMS_ECONFLICT)
+            dems_resp_error(req, 503, "ledger_unavailable",
+                            "the download could not be recorded, so it is refused");
+        else
+            api_download_start(req, dems_req_data(req));
+    }
+    dems_req_unref(req);
 }

@@ -15,9 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include "dems/config.h"
 #include "dems/err.h"
 #include "dems/limits.h"
 #include "demsd/auth.h"
@@ -26,7 +24,6 @@
 #include "demsd/ledger.h"
 
 #include "api_int.h"
-#include "upload_meta.h"
 
 #define MAX_EXHIBITS 500
 
@@ -293,9 +290,8 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
     struct share_req *s = (struct share_req *)c;
     if (!api_case_open(req, c))
         return;
-    const char *pros, *exp;
-    if (!api_get_str(req, "prosecutor", DEMS_MAX_USERNAME, true, &pros) ||
-        !api_get_str(req, "expires_at", 64, true, &exp))
+    const char *pros;
+    if (!api_get_str(req, "prosecutor", DEMS_MAX_USERNAME, true, &pros))
         return;
     json_t *dl = json_object_get(dems_req_json(req), "can_download");
     if (dl != NULL && !json_is_boolean(dl)) {
@@ -303,26 +299,8 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
         return;
     }
     s->can_download = json_is_true(dl);
-    int64_t t;
-    if (!upload_parse_rfc3339(exp, strlen(exp), &t)) {
-        dems_resp_error(req, 400, "invalid_field", "field \"expires_at\" must be an RFC 3339 time");
+    if (!api_case_expiry(req, s->expires))
         return;
-    }
-    int64_t now = (int64_t)time(NULL);
-    uint64_t max_days = dems_req_loop(req)->srv->cfg->share_max_days;
-    if (t <= now) {
-        dems_resp_error(req, 400, "expiry_in_past", "field \"expires_at\" is not in the future");
-        return;
-    }
-    if ((uint64_t)(t - now) > max_days * 86400) {
-        char detail[120];
-        snprintf(detail, sizeof(detail),
-                 "field \"expires_at\" is more than %llu days ahead (share_max_days)",
-                 (unsigned long long)max_days);
-        dems_resp_error(req, 400, "expiry_too_far", detail);
-        return;
-    }
-    snprintf(s->expires, sizeof(s->expires), "%lld", (long long)t);
     if (!dems_auth_username_ok(pros)) {
         dems_resp_error(req, 400, "not_a_prosecutor",
                         "field \"prosecutor\" must name an enabled prosecutor account");
