@@ -413,6 +413,7 @@ void api_disclosure_poster(struct dems_req *req);
 void api_disclosure_thumbnails(struct dems_req *req);
 void api_disclosure_sprite(struct dems_req *req);
 void api_evidence_custody(struct dems_req *req);
+void api_qr(struct dems_req *req);
 void api_cases_create(struct dems_req *req);
 void api_cases_list(struct dems_req *req);
 void api_cases_get(struct dems_req *req);

@@ -96,6 +96,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/shares/{sid}/revoke", CASE_CREATORS, J,
           api_shares_revoke),
     ROUTE(DEMS_HTTP_GET, "/v1/me/shares", DEMS_ROLE_STAFF, 0, api_shares_mine),
+    ROUTE(DEMS_HTTP_POST, "/v1/qr", DEMS_ROLE_STAFF, 2 * 1024, api_qr),
     /* Bundles: the handler decides by case role (bundles.c). */
     ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, J, api_bundles_create),
     ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/bundles", DEMS_ROLE_STAFF, 0, api_bundles_list),

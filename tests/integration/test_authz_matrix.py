@@ -117,6 +117,7 @@ TABLE = {
     ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
     ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
     ("GET", "/v1/me/shares"): STAFF(200),
+    ("POST", "/v1/qr"): STAFF_POST(400),
     # Bundles of a case the officer leads (the prosecutor holds no share of
     # it): others see no case (404). The POST names an exhibit the case does
     # not have (400 once let in); no worker runs, so the bundle stays queued
@@ -314,6 +315,7 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/shares/{sid}/revoke": {"reason": 5},
         "/v1/cases/{id}/disclosures/{did}/revoke": {"reason": 5},
         "/v1/disclosure/open": {},
+        "/v1/qr": {},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])

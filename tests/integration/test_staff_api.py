@@ -370,6 +370,31 @@ def test_malformed_cookies_are_401_not_a_crash(c):
     assert c.srv.request("GET", "/v1/me", headers={"Cookie": f"dems_session={tok}"})[0] == 200
 
 
+# ---- QR codes for the page to draw ----
+
+def test_qr_matrix_is_the_librarys(c):
+    import subprocess
+    for text in ("otpauth://totp/dems:off1?secret=JBSWY3DPEHPK3PXP&issuer=dems",
+                 "https://dems.example/disclosure/#dems_dl_" + "A" * 43, "caf\u00e9 \u8b66\u5bdf",
+                 "x" * 1024):
+        st, doc, _ = c.srv.request("POST", "/v1/qr", {"text": text}, token=c.off)
+        assert st == 200 and doc["ecc"] == "M" and doc["quiet_zone"] == 4, doc
+        n = doc["size"]
+        assert n == 17 + 4 * doc["version"] and len(doc["rows"]) == n, doc
+        assert all(len(r) == n and set(r) <= {"0", "1"} for r in doc["rows"])
+        # The qrencode command (the same library) draws the same matrix.
+        out = subprocess.run(["qrencode", "-t", "ASCII", "-l", "M", "-m", "0", "-8", text],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        want = ["".join("1" if line[i] == "#" else "0" for i in range(0, len(line), 2))
+                for line in out if line]
+        assert doc["rows"] == want, text
+    for body in ({}, {"text": ""}, {"text": 5}, {"text": "x" * 1025}):
+        st, doc, _ = c.srv.request("POST", "/v1/qr", body, token=c.off)
+        assert st == 400 and doc["code"] == "invalid_field", (body, doc)
+    st, doc, _ = c.srv.request("POST", "/v1/qr", {"text": "x"})
+    assert st == 401
+
+
 # ---- custody history of one artefact ----
 
 def test_custody_history(c):
