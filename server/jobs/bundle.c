@@ -48,11 +48,11 @@
 #define PIPE_NBUF       4  /* ZIP buffers between the two threads */
 #define PIPE_BUFSZ      (1u << 20)
 
-/* Entries touching the exhibits ($1 text[] of artefacts) or naming the case ($2 reference). */
+/* Entries touching the exhibits (arts: text[] of artefacts) or naming the case (ref: its
+ * reference), the latter found by the index of migration 0015. */
 #define RELEVANT(arts, ref)                                                                        \
-    "(artefact = ANY (" arts                                                                       \
-    "::text[]) OR (position(convert_to('\"case\":', 'UTF8') IN bytes) > 0"                         \
-    " AND convert_from(bytes, 'UTF8')::jsonb ->> 'case' = " ref "))"
+    "(artefact = ANY (" arts "::text[]) OR seq IN (SELECT ce.seq FROM ledger_case_entries ce"      \
+    " WHERE ce.case_ref = " ref "))"
 
 struct bj {
     struct dems_job_ctx *ctx;

@@ -204,7 +204,15 @@ def test_issue_open_view_and_bundle(c):
     assert v.returncode == 0, v.stdout + v.stderr
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
+        custody = [json.loads(x) for x in z.read("custody.jsonl").decode().splitlines()]
     assert "manifest.json" in names and len([n for n in names if "statement.pdf" in n]) == 1, names
+    # The custody holds the case's own entries (no artefact: found by the case index)
+    # as well as the exhibits'.
+    bodies = [e["entry"] if isinstance(e["entry"], dict)
+              else json.loads(base64.b64decode(e["entry"])) for e in custody]
+    types = {(b["type"], b.get("case"), "artefact" in b) for b in bodies}
+    assert ("CASE_CREATED", "DC/1", False) in types and ("DISCLOSED", "DC/1", False) in types, types
+    assert ("INGESTED", None, True) in types, types
 
     # Each step is on the record, by the link.
     kinds = [(e["type"], e["payload"].get("preview")) for e in by_link(c, link)]
