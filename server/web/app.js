@@ -1,18 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
-// The dems staff page: sign in, list evidence, play a preview with its
-// thumbnail strip. No framework and nothing from other origins (the CSP
-// allows 'self' only). API calls carry the session token in an
-// Authorization header; the token is kept in memory only. Media elements
-// (video, poster, sprite) cannot send headers, so login also asks for the
-// HttpOnly session cookie, which the server accepts for GET and HEAD only.
+// The dems staff application's shell: the API client, small DOM helpers,
+// sign-in state and a hash router (#/evidence, #/cases/ID, #/shared, ...).
+// Each area of the application is its own file (player.js, evidence.js,
+// cases.js, shares.js, bundles.js, disclosures.js), loaded after this one
+// with <script defer>, which registers its pages with dems.route(). No
+// framework and nothing from other origins (the CSP allows 'self' only).
+//
+// API calls carry the session token in an Authorization header; the token
+// is kept in memory only (a reload signs out). Media elements (video,
+// poster, sprite, img) and download links cannot send headers, so login
+// also asks for the HttpOnly session cookie, which the server accepts for
+// GET and HEAD only. The defence disclosure page (disclosure.html) loads
+// this file for its helpers only: without #login-form the shell stays idle.
 'use strict';
 
 (() => {
   const $ = (id) => document.getElementById(id);
   let token = null;
-  let nextCursor = null;
-  let selected = null; // the evidence id on show
-  let cues = []; // thumbnail cues of the evidence on show
+  let me = null; // GET /v1/me of the signed-in user
+  const routes = []; // {pattern, nav, roles, render, update}
+  let current = null; // {route, page} on show
 
   class ApiError extends Error {
     constructor(status, code, message) {
@@ -26,13 +33,18 @@
     const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    const r = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: 'same-origin',
-      cache: 'no-store',
-    });
+    let r;
+    try {
+      r = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'same-origin',
+        cache: 'no-store',
+      });
+    } catch (e) {
+      throw new ApiError(0, 'network', 'The server cannot be reached; check the connection and try again.');
+    }
     const type = r.headers.get('Content-Type') || '';
     let doc = null;
     if (type.startsWith('application/json') || type.startsWith('application/problem+json')) {
@@ -48,7 +60,21 @@
     return doc;
   }
 
+  // What a failure means to a person: the server's detail, or for a few
+  // codes a sentence that says what to do.
+  function problem(e) {
+    if (!(e instanceof ApiError)) return e && e.message ? e.message : String(e);
+    switch (e.code) {
+      case 'share_ended': return 'This share has ended: it was revoked or it expired.';
+      case 'forbidden': return `Not allowed: ${e.message}`;
+      case 'too_many_refusals': return 'Too many refused requests; wait a little and try again.';
+      default: return e.message;
+    }
+  }
+
   // Runs an event handler, showing what went wrong instead of throwing.
+  // where() gives the element that shows the message (default: the page's
+  // status line).
   function guard(fn, where) {
     return async (ev) => {
       try {
@@ -58,7 +84,9 @@
           signedOut('Your session has ended; please sign in again.');
           return;
         }
-        (where ? where() : $('list-status')).textContent = e.message || String(e);
+        const at = where ? where() : $('page-status');
+        if (at) at.textContent = problem(e);
+        else console.warn(problem(e)); // eslint-disable-line no-console
       }
     };
   }
@@ -66,15 +94,48 @@
   const el = (tag, attrs = {}, ...children) => {
     const n = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null) continue;
       if (k === 'class') n.className = v;
-      else if (k.startsWith('data-')) n.setAttribute(k, v);
+      else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'for' || k === 'role') n.setAttribute(k, v);
       else n[k] = v;
     }
-    for (const c of children) n.append(c);
+    for (const c of children) {
+      if (c !== null && c !== undefined && c !== false) n.append(c);
+    }
     return n;
   };
 
-  const when = (iso) => (iso ? iso.replace('T', ' ').replace('Z', ' UTC') : '');
+  // A labelled form field: {label, input} where input is an element.
+  let fieldSeq = 0;
+  function field(label, input, hint) {
+    if (!input.id) input.id = `f${++fieldSeq}`;
+    const l = el('label', { for: input.id }, label);
+    if (hint) l.append(' ', el('span', { class: 'hint', textContent: hint }));
+    return el('div', { class: 'field' }, l, input);
+  }
+
+  // A form whose submit runs fn(form) and shows a failure in its own
+  // error line (role=alert) rather than the page's.
+  function form(attrs, children, fn) {
+    const err = el('p', { class: 'error', role: 'alert' });
+    const submit = children.find((c) => c instanceof HTMLButtonElement && c.type === 'submit');
+    const f = el('form', Object.assign({ noValidate: true }, attrs), ...children, err);
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      err.textContent = '';
+      if (submit) submit.disabled = true;
+      try {
+        await guard(async () => {
+          await fn(f);
+        }, () => err)();
+      } finally {
+        if (submit) submit.disabled = false;
+      }
+    });
+    return f;
+  }
+
+  const when = (iso) => (iso ? iso.replace('T', ' ').replace(/(\.\d+)?Z$/, ' UTC') : '');
 
   function bytes(n) {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -92,20 +153,112 @@
     return h > 0 ? `${h}:${two(m)}:${two(s)}` : `${m}:${two(s)}`;
   }
 
-  // What the preview job's state means to a person.
-  function previewText(item) {
-    if (item.has_preview) return 'preview ready';
-    switch (item.preview_job) {
-      case 'queued': return 'preview queued';
-      case 'running': return 'preview being made';
-      case 'failed': return 'preview failed; it will be retried';
-      case 'dead': return 'preview failed';
-      case 'done': return 'no preview (nothing playable)';
-      default: return 'no preview';
-    }
+  // An <input type=datetime-local> value (local time) as RFC 3339 UTC.
+  function isoFromLocal(value) {
+    const d = new Date(value);
+    return Number.isNaN(d.getTime()) ? null : d.toISOString().replace(/\.\d+Z$/, 'Z');
   }
 
+  // A datetime-local value for now + days (the default expiry of forms).
+  function localIn(days) {
+    const d = new Date(Date.now() + days * 86400_000);
+    d.setSeconds(0, 0);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 19);
+  }
+
+  // Fetches every page of a list (bounded), for the few small lists a page
+  // shows whole (members, shares, bundles).
+  async function all(path, key, max = 1000) {
+    const out = [];
+    let cursor = null;
+    do {
+      const q = new URLSearchParams({ limit: '200' });
+      if (cursor) q.set('cursor', cursor);
+      const doc = await api(`${path}${path.includes('?') ? '&' : '?'}${q}`);
+      out.push(...doc[key]);
+      cursor = doc.next_cursor;
+    } while (cursor && out.length < max);
+    return out;
+  }
+
+  // ---- the router ----
+
+  // Registers a page: pattern matches the hash without its '#' ('/cases/12');
+  // render(view, params, page) builds it into view; update(params, page),
+  // when given, is called instead for another hash of the same route.
+  // nav names the navigation link to mark; roles limits who may open it.
+  function route(pattern, opts) {
+    routes.push(Object.assign({ pattern }, opts));
+  }
+
+  const home = () => (me && me.role === 'prosecutor' ? '/shared' : '/evidence');
+
+  function leave() {
+    if (!current) return;
+    current.page.alive = false;
+    for (const fn of current.page.cleanups) {
+      try {
+        fn();
+      } catch (e) { /* leaving must not fail */ }
+    }
+    current = null;
+  }
+
+  function navigate() {
+    if (!token || !me) return;
+    if (!location.hash) history.replaceState(null, '', '#' + home()); // where each role lands
+    const path = location.hash.replace(/^#/, '');
+    let r = null, m = null;
+    for (const x of routes) {
+      m = x.pattern.exec(path);
+      if (m && (!x.roles || x.roles.includes(me.role))) {
+        r = x;
+        break;
+      }
+    }
+    if (!r) {
+      history.replaceState(null, '', '#' + home());
+      if (path !== home()) navigate();
+      return;
+    }
+    const params = m.slice(1).map((v) => (v === undefined ? undefined : decodeURIComponent(v)));
+    if (current && current.route === r && r.update) {
+      guard(() => r.update(params, current.page))();
+      return;
+    }
+    leave();
+    const page = { alive: true, cleanups: [], onLeave(fn) { this.cleanups.push(fn); } };
+    current = { route: r, page };
+    for (const a of document.querySelectorAll('#nav a')) {
+      if (a.dataset.nav === r.nav) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+    const view = $('view');
+    view.replaceChildren(el('p', { id: 'page-status', role: 'status' }));
+    view.hidden = false;
+    guard(() => r.render(view, params, page))();
+  }
+
+  const go = (path) => {
+    if (location.hash === '#' + path) navigate();
+    else location.hash = path;
+  };
+
   // ---- signing in and out ----
+
+  function showNav() {
+    const nav = $('nav');
+    nav.replaceChildren();
+    const links = [
+      ['evidence', '/evidence', 'Evidence', ['admin', 'officer']],
+      ['cases', '/cases', 'Cases', ['admin', 'officer']],
+      ['shared', '/shared', 'Shared with me', ['prosecutor']],
+    ];
+    for (const [name, path, text, roles] of links) {
+      if (roles.includes(me.role)) nav.append(el('a', { href: '#' + path, 'data-nav': name, textContent: text }));
+    }
+    nav.hidden = false;
+  }
 
   async function login(ev) {
     ev.preventDefault();
@@ -125,16 +278,15 @@
       token = doc.token;
       $('password').value = '';
       $('totp').value = '';
-      const me = await api('/v1/me');
+      me = await api('/v1/me');
       $('who').textContent = `${me.username} (${me.role})`;
       $('login-view').hidden = true;
-      $('list-view').hidden = false;
       $('logout').hidden = false;
-      await loadList(false);
-      const first = $('evidence-list').querySelector('button');
-      (first || $('refresh')).focus();
+      showNav();
+      navigate();
     } catch (e) {
       token = null;
+      me = null;
       err.textContent = e.code === 'totp_required' ? 'This account needs its one-time code.' : e.message;
     } finally {
       $('login-submit').disabled = false;
@@ -142,14 +294,15 @@
   }
 
   function signedOut(message) {
+    leave();
     token = null;
-    selected = null;
-    resetPlayer();
-    $('player-view').hidden = true;
-    $('list-view').hidden = true;
+    me = null;
+    $('view').replaceChildren();
+    $('view').hidden = true;
+    $('nav').replaceChildren();
+    $('nav').hidden = true;
     $('logout').hidden = true;
     $('who').textContent = '';
-    $('evidence-list').replaceChildren();
     $('login-view').hidden = false;
     $('login-error').textContent = message || '';
     $('username').focus();
@@ -163,165 +316,18 @@
     }
   }
 
-  // ---- the list ----
-
-  function listItem(item) {
-    const state = item.has_preview ? 'done' : item.preview_job || 'none';
-    const b = el('button', { type: 'button', 'data-id': item.id },
-      el('span', { class: 'name', textContent: item.filename || item.id.slice(0, 16) + '…' }),
-      el('span', { class: 'meta', textContent: `${when(item.created_at)} · ${bytes(item.size)} · ${item.uploaded_by}` }),
-      el('span', { class: `meta state-${state}`, textContent: previewText(item) }));
-    if (item.id === selected) b.setAttribute('aria-current', 'true');
-    b.addEventListener('click', guard(() => show(item.id), () => $('player-status')));
-    return el('li', {}, b);
-  }
-
-  async function loadList(more) {
-    const q = new URLSearchParams({ limit: '50' });
-    if (more && nextCursor) q.set('cursor', nextCursor);
-    $('list-status').textContent = 'Loading…';
-    const doc = await api(`/v1/evidence?${q}`);
-    const list = $('evidence-list');
-    if (!more) list.replaceChildren();
-    for (const item of doc.evidence) list.append(listItem(item));
-    nextCursor = doc.next_cursor;
-    $('older').hidden = !nextCursor;
-    $('list-status').textContent = list.children.length ? '' : 'No evidence yet.';
-  }
-
-  // ---- the player ----
-
-  function resetPlayer() {
-    const v = $('video');
-    v.pause();
-    v.removeAttribute('src');
-    v.removeAttribute('poster');
-    v.load();
-    v.hidden = true;
-    cues = [];
-    $('strip').replaceChildren();
-    $('strip').hidden = true;
-    $('details').replaceChildren();
-  }
-
-  function detail(name, value) {
-    $('details').append(el('dt', { textContent: name }), el('dd', { textContent: value }));
-  }
-
-  async function show(id) {
-    selected = id;
-    for (const b of $('evidence-list').querySelectorAll('button')) {
-      if (b.dataset.id === id) b.setAttribute('aria-current', 'true');
-      else b.removeAttribute('aria-current');
-    }
-    resetPlayer();
-    $('player-view').hidden = false;
-    $('player-status').textContent = 'Loading…';
-    const ev = await api(`/v1/evidence/${id}`);
-    if (selected !== id) return; // another was chosen meanwhile
-    $('player-title').textContent = ev.filename || id;
-    detail('SHA-256', ev.sha256);
-    detail('Received', when(ev.created_at));
-    detail('Uploaded by', ev.uploaded_by);
-    detail('Size', bytes(ev.size));
-    if (ev.content_type) detail('Type', ev.content_type);
-    const probe = (ev.media && ev.media.probe) || ev.media || {};
-    if (probe.duration > 0) detail('Duration', clock(probe.duration));
-    const vs = (probe.streams || []).find((s) => s.type === 'video' && !s.attached_pic);
-    if (vs && vs.width) detail('Video', `${vs.codec || ''} ${vs.width}×${vs.height}`.trim());
-    if (probe.creation_time) detail('Recorded', when(probe.creation_time));
-    const kinds = new Set((ev.previews || []).map((p) => p.kind));
-    const base = `/v1/evidence/${id}`;
-    if (!kinds.has('proxy')) {
-      const why = ev.media && ev.media.preview_error ? `: ${ev.media.preview_error.message}` : '';
-      $('player-status').textContent = `${previewText({ has_preview: false, preview_job: ev.preview_job })}${why}.`;
-      if (kinds.has('poster')) {
-        const v = $('video');
-        v.poster = `${base}/poster`;
-        v.hidden = false;
-      }
-      return;
-    }
-    const v = $('video');
-    if (kinds.has('poster')) v.poster = `${base}/poster`;
-    v.src = `${base}/preview`;
-    v.hidden = false;
-    $('player-status').textContent = '';
-    if (kinds.has('sprite_vtt') && kinds.has('sprite')) await loadStrip(id, `${base}/thumbnails`);
-  }
-
-  // ---- the thumbnail strip (WebVTT cues naming sprite.jpg#xywh=x,y,w,h) ----
-
-  function seconds(s) {
-    const parts = s.trim().split(':').map(Number);
-    if (parts.length < 2 || parts.length > 3 || parts.some((x) => !Number.isFinite(x))) return NaN;
-    return parts.reduce((acc, x) => acc * 60 + x, 0);
-  }
-
-  function parseVtt(text, url) {
-    const blocks = text.replace(/\r\n?/g, '\n').split(/\n{2,}/);
-    if (!/^\uFEFF?WEBVTT(?:[ \t]|$)/.test(blocks[0] || '')) throw new Error('the thumbnail index is not WebVTT');
-    const out = [];
-    for (const block of blocks.slice(1)) {
-      const lines = block.split('\n');
-      const i = lines.findIndex((l) => l.includes('-->'));
-      if (i < 0 || i + 1 >= lines.length) continue; // a NOTE, STYLE or empty cue
-      const [a, rest] = lines[i].split('-->');
-      const start = seconds(a), end = seconds(rest.trim().split(/\s+/)[0]);
-      const ref = new URL(lines[i + 1].trim(), url);
-      const m = /^#xywh=(?:pixel:)?(\d+),(\d+),(\d+),(\d+)$/.exec(ref.hash);
-      if (!m || !Number.isFinite(start) || ref.origin !== location.origin) continue;
-      ref.hash = '';
-      out.push({ start, end, src: ref.pathname + ref.search, x: +m[1], y: +m[2], w: +m[3], h: +m[4] });
-    }
-    return out;
-  }
-
-  async function loadStrip(id, url) {
-    const text = await api(url);
-    if (selected !== id) return;
-    cues = parseVtt(text, new URL(url, location.href));
-    const strip = $('strip');
-    for (const c of cues) {
-      const b = el('button', { type: 'button', title: clock(c.start), 'data-start': String(c.start) });
-      b.setAttribute('aria-label', `Seek to ${clock(c.start)}`);
-      b.style.width = `${c.w}px`;
-      b.style.height = `${c.h}px`;
-      b.style.backgroundImage = `url("${c.src}")`;
-      b.style.backgroundPosition = `-${c.x}px -${c.y}px`;
-      b.addEventListener('click', () => {
-        $('video').currentTime = c.start;
-      });
-      strip.append(b);
-    }
-    strip.hidden = cues.length === 0;
-  }
-
-  // Marks the tile of the current time.
-  function onTime() {
-    const t = $('video').currentTime;
-    const tiles = $('strip').children;
-    for (let i = 0; i < tiles.length && i < cues.length; i++) {
-      const on = t >= cues[i].start && t < cues[i].end;
-      if (on) tiles[i].setAttribute('aria-current', 'true');
-      else tiles[i].removeAttribute('aria-current');
-    }
-  }
-
-  function onVideoError() {
-    const v = $('video');
-    if (!v.getAttribute('src')) return; // reset, not a failure
-    const codes = { 1: 'aborted', 2: 'a network error', 3: 'a decoding error', 4: 'an unsupported format' };
-    $('player-status').textContent = `The preview cannot be played (${codes[v.error && v.error.code] || 'unknown error'}).`;
-  }
+  window.dems = {
+    api, ApiError, problem, guard, el, field, form, when, bytes, clock, isoFromLocal, localIn, all,
+    route, go,
+    me: () => me,
+    $,
+  };
 
   document.addEventListener('DOMContentLoaded', () => {
+    if (!$('login-form')) return; // not the staff page (the disclosure page)
     $('login-form').addEventListener('submit', login);
     $('logout').addEventListener('click', guard(logout));
-    $('refresh').addEventListener('click', guard(() => loadList(false)));
-    $('older').addEventListener('click', guard(() => loadList(true)));
-    $('video').addEventListener('timeupdate', onTime);
-    $('video').addEventListener('error', onVideoError);
+    window.addEventListener('hashchange', navigate);
     $('username').focus();
   });
 })();

@@ -30,6 +30,7 @@ const summary = {
   page_errors: [],
   failed_requests: [],
   media_responses: [],
+  error_responses: [],
 };
 const done = (code) => {
   summary.ms = Date.now() - started;
@@ -67,6 +68,7 @@ try {
     if (why !== 'net::ERR_ABORTED') summary.failed_requests.push(`${r.method()} ${r.url()}: ${why}`);
   });
   page.on('response', (r) => {
+    if (r.status() >= 400) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
     const m = /^\/v1\/evidence\/([0-9a-f]{64})\/([^/]+)$/.exec(new URL(r.url()).pathname);
     if (m) summary.media_responses.push({ id: m[1], path: m[2], status: r.status(), type: r.headers()['content-type'] || '' });
   });

@@ -82,6 +82,7 @@ def teardown(c):
 def test_page_is_served_with_strict_headers(c):
     st, body, r = c.srv.request("GET", "/staff/")
     assert st == 200 and r.getheader("Content-Type") == "text/html; charset=utf-8"
+    page = body
     assert b'<script src="/staff/app.js" defer></script>' in body
     assert r.getheader("Content-Security-Policy").startswith(CSP)
     assert "frame-ancestors 'none'" in r.getheader("Content-Security-Policy")
@@ -96,9 +97,12 @@ def test_page_is_served_with_strict_headers(c):
     assert st == 304
     st, _, _ = c.srv.request("GET", "/staff/", headers={"If-None-Match": '"other"'})
     assert st == 200
-    for name, ctype in (("app.js", "text/javascript; charset=utf-8"),
-                        ("app.css", "text/css; charset=utf-8"),
-                        ("favicon.svg", "image/svg+xml")):
+    js = "text/javascript; charset=utf-8"
+    modules = ("app.js", "player.js", "evidence.js", "bundles.js", "cases.js", "shares.js")
+    tags = [page.index(f'<script src="/staff/{m}" defer></script>'.encode()) for m in modules]
+    assert tags == sorted(tags), "the shell first, then one file per area, in order"
+    for name, ctype in tuple((m, js) for m in modules) + (
+            ("app.css", "text/css; charset=utf-8"), ("favicon.svg", "image/svg+xml")):
         st, body, r = c.srv.request("GET", f"/staff/{name}")
         assert st == 200 and r.getheader("Content-Type") == ctype, (name, st)
         with open(os.path.join(HERE, "..", "..", "server", "web", name), "rb") as f:
@@ -201,6 +205,7 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
     assert r.returncode == 0 and s["ok"], s
     assert s["page_status"] == 200 and s["csp"].startswith(CSP)
     assert s["console_errors"] == [] and s["page_errors"] == [] and s["failed_requests"] == []
+    assert s["error_responses"] == [], s["error_responses"]
     assert s["cookie"] == {"httpOnly": True, "secure": True, "sameSite": "Strict",
                            "path": "/v1/"}, s["cookie"]
     assert "street-cam 2026-11-24.mp4" in s["item_text"] and "preview ready" in s["item_text"]

@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: Apache-2.0
+// Drives the staff application's case pages in headless Chromium (Debian's
+// chromium through playwright-core) the way people would:
+//   node case_pages.mjs JOURNEY CONFIG.json
+// JOURNEY is one of
+//   officer     creates a case (first with a reference the server refuses),
+//               adds evidence as an exhibit, adds a member, shares with a
+//               prosecutor, requests a bundle, follows its progress bar to
+//               done, downloads it; also checks the page at phone width;
+//   prosecutor  signs in (lands on "Shared with me"), opens the live share,
+//               plays an exhibit's preview, requests a bundle and downloads
+//               it; opens an expired and a revoked share; sees a share end
+//               while its page is open (403 share_ended);
+//   disclose    (the prosecutor) issues a defence link with a passcode;
+//   defence     opens that link in a fresh context: wrong passcode, right
+//               passcode, exhibits with hashes and a poster, the bundle
+//               download; after revocation, "This link has ended".
+// CONFIG.json holds the URL, the users' passwords and the ids the journey
+// needs (test_case_pages.py writes it). Prints one JSON line (the summary
+// the Python test asserts on) and exits 0 when the journey ran to its end
+// without console or page errors, 1 otherwise. Bounded by TIMEOUT_MS.
+import { createRequire } from 'node:module';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+const require = createRequire(import.meta.url);
+const { chromium, request: pwRequest } = require('playwright-core');
+
+const TIMEOUT_MS = 75_000;
+const [journey, configPath] = process.argv.slice(2);
+const cfg = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : null;
+if (!cfg || !['officer', 'prosecutor', 'disclose', 'defence'].includes(journey)) {
+  console.error('usage: node case_pages.mjs officer|prosecutor|disclose|defence CONFIG.json');
+  process.exit(2);
+}
+
+const started = Date.now();
+const summary = { ok: false, journey, step: 'launch', console_errors: [], page_errors: [], failed_requests: [], error_responses: [] };
+const done = (code) => {
+  summary.ms = Date.now() - started;
+  console.log(JSON.stringify(summary));
+  process.exit(code);
+};
+const watchdog = setTimeout(() => {
+  summary.error = `gave up after ${TIMEOUT_MS} ms at step "${summary.step}"`;
+  done(1);
+}, TIMEOUT_MS);
+
+const sha256 = (buf) => createHash('sha256').update(buf).digest('hex');
+const text = async (loc) => (await loc.innerText()).replace(/\s+/g, ' ').trim();
+
+function watch(page, expected) {
+  page.setDefaultTimeout(20_000);
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !expected.some((re) => re.test(m.text()))) summary.console_errors.push(m.text());
+  });
+  page.on('pageerror', (e) => summary.page_errors.push(String(e)));
+  page.on('requestfailed', (r) => {
+    const why = r.failure() ? r.failure().errorText : '';
+    if (why !== 'net::ERR_ABORTED') summary.failed_requests.push(`${r.method()} ${r.url()}: ${why}`);
+  });
+  page.on('response', (r) => {
+    if (r.status() >= 400) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
+  });
+}
+
+async function signIn(page, user) {
+  summary.step = `sign in as ${user}`;
+  await page.goto(cfg.url, { waitUntil: 'load' });
+  await page.getByLabel('Username').fill(user);
+  await page.getByLabel('Password').fill(cfg.passwords[user]);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+// Polls until the image has loaded (a poster the cookie authorised).
+const imageLoaded = (loc) => loc.evaluate((img) => new Promise((resolve) => {
+  const check = () => (img.complete ? resolve(img.naturalWidth) : setTimeout(check, 100));
+  check();
+}));
+
+// Follows a bundle row until done (or failed), noting every state and
+// every progress value the page showed on the way.
+async function followBundle(page, row) {
+  const seen = await row.evaluate((tr) => new Promise((resolve, reject) => {
+    const body = tr.parentElement;
+    const id = tr.dataset.bundle;
+    const states = [];
+    const bars = [];
+    const note = () => {
+      const cur = body.querySelector(`tr[data-bundle="${id}"]`);
+      if (!cur) return false;
+      const st = cur.dataset.state;
+      if (states[states.length - 1] !== st) states.push(st);
+      const bar = cur.querySelector('progress');
+      if (bar) bars.push([bar.position === -1 ? null : bar.value, bar.max]);
+      return st === 'done' || st === 'failed';
+    };
+    if (note()) {
+      resolve({ states, bars });
+      return;
+    }
+    const timer = setTimeout(() => reject(new Error(`bundle ${id} not done in 50 s: ${states.join(' → ')}`)), 50_000);
+    new MutationObserver((_, obs) => {
+      if (note()) {
+        clearTimeout(timer);
+        obs.disconnect();
+        resolve({ states, bars });
+      }
+    }).observe(body, { childList: true, subtree: true, attributes: true });
+  }));
+  return seen;
+}
+
+async function download(page, link) {
+  const [dl] = await Promise.all([page.waitForEvent('download', { timeout: 20_000 }), link.click()]);
+  const path = await dl.path();
+  const data = readFileSync(path);
+  return { name: dl.suggestedFilename(), size: data.length, sha256: sha256(data) };
+}
+
+async function officer(browser) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true });
+  const page = await context.newPage();
+  watch(page, [/status of 4(00|09)/]); // the refused references below
+  await signIn(page, cfg.officer);
+  await page.locator('#evidence-list button').first().waitFor();
+  summary.nav = await text(page.locator('#nav'));
+
+  summary.step = 'case list';
+  await page.getByRole('link', { name: 'Cases' }).click();
+  await page.getByRole('heading', { name: 'Cases' }).waitFor();
+  summary.hash_cases = new URL(page.url()).hash;
+
+  summary.step = 'new case: refused references';
+  await page.getByText('New case', { exact: true }).click();
+  const create = page.locator('#new-case');
+  await create.getByLabel('Reference').fill('not a reference');
+  await create.getByLabel('Title').fill(cfg.case_title);
+  await create.getByRole('button', { name: 'Create case' }).click();
+  await create.locator('.error').filter({ hasText: /./ }).waitFor();
+  summary.bad_reference_error = await text(create.locator('.error'));
+  await create.getByLabel('Reference').fill(cfg.taken_reference);
+  await create.getByRole('button', { name: 'Create case' }).click();
+  await create.locator('.error').filter({ hasNotText: summary.bad_reference_error }).filter({ hasText: /./ }).waitFor();
+  summary.taken_reference_error = await text(create.locator('.error'));
+
+  summary.step = 'new case';
+  await create.getByLabel('Reference').fill(cfg.case_reference);
+  await create.getByLabel('Offence').fill('Burglary dwelling');
+  await create.getByRole('button', { name: 'Create case' }).click();
+  await page.locator('#case-title').waitFor();
+  summary.case_id = Number(/#\/cases\/(\d+)$/.exec(page.url())[1]);
+  summary.case_title = await text(page.locator('#case-title'));
+  summary.case_details = await text(page.locator('.case-details'));
+
+  summary.step = 'add evidence';
+  await page.getByText('Add evidence', { exact: true }).click();
+  const add = page.locator('#add-exhibit');
+  await add.getByLabel('Evidence').locator(`option[value="${cfg.evidence}"]`).waitFor({ state: 'attached' });
+  await add.getByLabel('Evidence').selectOption(cfg.evidence);
+  await add.getByLabel('Exhibit reference').fill('JS/1');
+  await add.getByLabel('Description').fill('Street camera, front of the house');
+  await add.getByLabel('Tags').fill('street, night');
+  await add.getByRole('button', { name: 'Add exhibit' }).click();
+  const exRow = page.locator('#exhibit-rows tr[data-exhibit="JS/1"]');
+  await exRow.waitFor();
+  summary.exhibit_row = await text(exRow);
+  summary.exhibit_hash = await text(exRow.locator('code.hash'));
+  summary.poster_width = await imageLoaded(exRow.locator('img.poster'));
+
+  summary.step = 'preview an exhibit';
+  await exRow.getByRole('button', { name: 'Preview exhibit JS/1' }).click();
+  await page.waitForFunction(() => document.getElementById('video').readyState >= 2, null, { timeout: 20_000 });
+  summary.player_title = await text(page.locator('#player-title'));
+
+  summary.step = 'add a member';
+  await page.getByText('Add a member', { exact: true }).click();
+  const mem = page.locator('#add-member');
+  await mem.getByLabel('Username').fill(cfg.member);
+  await mem.getByLabel('Case role').selectOption('investigator');
+  await mem.getByRole('button', { name: 'Add member' }).click();
+  await page.locator(`#member-rows tr[data-member="${cfg.member}"]`).waitFor();
+  summary.members = await page.locator('#member-rows tr').evaluateAll((rows) => rows.map((r) => [r.dataset.member, r.querySelector('select') ? r.querySelector('select').value : r.children[1].textContent]));
+
+  summary.step = 'share with a prosecutor';
+  await page.getByText('Share with a prosecutor', { exact: true }).click();
+  const share = page.locator('#share-form');
+  await share.getByLabel('Prosecutor').fill(cfg.prosecutor);
+  await share.getByLabel('Allow downloading originals and bundles').check();
+  await share.getByRole('button', { name: 'Share' }).click();
+  const shareRow = page.locator('#share-rows tr').first();
+  await shareRow.waitFor();
+  summary.share_row = await text(shareRow);
+  summary.share_state = await shareRow.getAttribute('data-state');
+
+  summary.step = 'request a bundle';
+  await page.getByRole('button', { name: 'Request bundle' }).click();
+  const row = page.locator('table.bundles tbody tr').first();
+  await row.waitFor();
+  summary.bundle_id = Number(await row.getAttribute('data-bundle'));
+  summary.bundle_first_state = await row.getAttribute('data-state');
+  summary.bundle_seen = await followBundle(page, row);
+  const doneRow = page.locator(`table.bundles tr[data-bundle="${summary.bundle_id}"]`);
+  summary.bundle_row = await text(doneRow);
+  summary.bundle_page_sha256 = await text(doneRow.locator('code.hash'));
+  summary.bundle_bar = await doneRow.locator('progress').evaluate((b) => [b.value, b.max]);
+
+  summary.step = 'download the bundle';
+  summary.download = await download(page, doneRow.getByRole('link', { name: /Download bundle/ }));
+
+  summary.step = 'phone width';
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(200);
+  summary.phone = await page.evaluate(() => ({
+    scroll_width: document.documentElement.scrollWidth,
+    inner_width: window.innerWidth,
+  }));
+  await context.close();
+}
+
+async function prosecutor(browser) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true });
+  const page = await context.newPage();
+  watch(page, [/status of 403/]); // share_ended, on purpose at the end
+  await signIn(page, cfg.prosecutor);
+
+  summary.step = 'lands on Shared with me';
+  await page.getByRole('heading', { name: 'Shared with me' }).waitFor();
+  summary.landing_hash = new URL(page.url()).hash;
+  summary.nav = await text(page.locator('#nav'));
+  await page.locator('#share-list li').first().waitFor();
+  summary.shares = await page.locator('#share-list li').evaluateAll((lis) => lis.map((li) => ({
+    id: Number(li.dataset.share), state: li.dataset.state, text: li.innerText.replace(/\s+/g, ' ').trim(),
+  })));
+
+  summary.step = 'expired share';
+  await page.locator(`#share-list li[data-share="${cfg.expired_share}"] a`).click();
+  await page.locator('#share-ended').waitFor();
+  summary.expired_message = await text(page.locator('#share-ended'));
+  await page.getByRole('link', { name: '← Shared with me' }).click();
+
+  summary.step = 'revoked share';
+  await page.locator(`#share-list li[data-share="${cfg.revoked_share}"] a`).click();
+  await page.locator('#share-ended').waitFor();
+  summary.revoked_message = await text(page.locator('#share-ended'));
+  await page.getByRole('link', { name: '← Shared with me' }).click();
+
+  summary.step = 'live share';
+  await page.locator(`#share-list li[data-share="${cfg.live_share}"] a`).click();
+  const exRow = page.locator('#exhibit-rows tr').first();
+  await exRow.waitFor();
+  summary.share_terms = await text(page.locator('#share-terms'));
+  summary.exhibit_rows = await page.locator('#exhibit-rows tr').evaluateAll((rows) => rows.map((r) => r.dataset.exhibit));
+  summary.poster_width = await imageLoaded(exRow.locator('img.poster'));
+
+  summary.step = 'play a preview';
+  await exRow.getByRole('button', { name: /^Preview exhibit/ }).click();
+  await page.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2;
+  }, null, { timeout: 20_000 });
+  summary.video = await page.locator('#video').evaluate((v) => ({ ready: v.readyState, duration: v.duration, src: new URL(v.src).pathname }));
+
+  summary.step = 'request a bundle';
+  await page.getByRole('button', { name: 'Request bundle' }).click();
+  const row = page.locator('table.bundles tbody tr').first();
+  await row.waitFor();
+  summary.bundle_id = Number(await row.getAttribute('data-bundle'));
+  summary.bundle_seen = await followBundle(page, row);
+  const doneRow = page.locator(`table.bundles tr[data-bundle="${summary.bundle_id}"]`);
+  summary.bundle_page_sha256 = await text(doneRow.locator('code.hash'));
+  summary.download = await download(page, doneRow.getByRole('link', { name: /Download bundle/ }));
+
+  if (cfg.lead_token) {
+    summary.step = 'the share ends while open';
+    const api = await pwRequest.newContext({ baseURL: cfg.url.replace(/\/staff\/?$/, ''), ignoreHTTPSErrors: true, extraHTTPHeaders: { Authorization: `Bearer ${cfg.lead_token}` } });
+    const r = await api.post(`/v1/cases/${cfg.live_case}/shares/${cfg.live_share}/revoke`, { data: {} });
+    summary.revoke_status = r.status();
+    await api.dispose();
+    await page.getByRole('button', { name: 'Request bundle' }).click();
+    await page.locator('#share-ended').waitFor();
+    summary.ended_while_open = await text(page.locator('#share-ended'));
+  }
+  await context.close();
+}
+
+let browser;
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--headless=new', '--mute-audio', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync'],
+    timeout: 30_000,
+  });
+  summary.browser = browser.version();
+  const journeys = { officer, prosecutor };
+  await journeys[journey](browser);
+  summary.step = 'done';
+  summary.ok = summary.console_errors.length === 0 && summary.page_errors.length === 0 &&
+    summary.failed_requests.length === 0;
+} catch (e) {
+  summary.error = String(e && e.message ? e.message : e).split('\n')[0];
+} finally {
+  clearTimeout(watchdog);
+  if (browser) await browser.close().catch(() => {});
+}
+done(summary.ok ? 0 : 1);

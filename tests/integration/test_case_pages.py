@@ -1,0 +1,271 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The staff application's case pages end to end: a real demsd (with its
+supervised worker making previews and bundles) and headless Chromium
+(Debian's chromium driven by playwright-core, tests/browser/case_pages.mjs)
+walk each journey the way people would, and every check is made twice: on
+what the page showed and on the server's state through the API and ledger.
+
+- An officer creates a case (the server's refusals of a malformed and of a
+  taken reference are shown inline, word for word), adds evidence as an
+  exhibit (its poster loads), adds a member, shares the case with a
+  prosecutor with downloads, requests a court bundle, follows its progress
+  bar to done and downloads it: the downloaded bytes' SHA-256 is the
+  bundle's. At phone width nothing scrolls sideways.
+- A prosecutor who signs in lands on "Shared with me", opens the live share,
+  sees the exhibit's poster, plays its preview, requests and downloads a
+  bundle; an expired and a revoked share each say "This share has ended",
+  and so does the open page once the share is revoked under it (the server's
+  403 share_ended)."""
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from harness import Server, ledger_entries, run_tests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER_DIR = os.path.join(HERE, "..", "browser")
+PATTERN = "^[0-9]{2}/[0-9]{6}/[0-9]{2}$"
+USERS = {"olivia": "officer", "ivan": "officer", "pam": "prosecutor"}
+PASSWORD = "correct horse battery"
+PREVIEW_WAIT = 120
+
+
+class Ctx:
+    pass
+
+
+def iso_in(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def req(c, method, path, body=None, token=None):
+    st, doc, _ = c.srv.request(method, path, body, token=token)
+    return st, doc
+
+
+def ok(c, method, path, body=None, token=None, want=(200, 201, 202)):
+    st, doc = req(c, method, path, body, token)
+    assert st in want, (method, path, st, doc)
+    return doc
+
+
+def make_clip(path):
+    r = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y",
+                        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+                        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+                        "-t", "6", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                        "-c:a", "aac", "-shortest", path],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def upload(c, token, data, filename):
+    meta = f"filename {base64.b64encode(filename.encode()).decode()}"
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=token, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": meta,
+        "Content-Type": "application/offset+octet-stream"})
+    assert st == 201, (st, doc)
+    return r.getheader("Evidence-Id")
+
+
+def wait_preview(c):
+    deadline = time.time() + PREVIEW_WAIT
+    doc = {}
+    while time.time() < deadline:
+        doc = ok(c, "GET", f"/v1/evidence/{c.ev}", token=c.tok["olivia"])
+        if doc.get("preview_job") in ("done", "dead"):
+            break
+        time.sleep(0.5)
+    kinds = sorted(p["kind"] for p in doc.get("previews") or [])
+    assert "poster" in kinds and "proxy" in kinds, (doc.get("preview_job"), kinds)
+
+
+def setup():
+    c = Ctx()
+    c.srv = Server({"case_reference_pattern": PATTERN, "refusal_max_per_principal": 1000000,
+                    "refusal_max_per_address": 1000000}).start()
+    c.admin = c.srv.admin_token()
+    c.tok = {}
+    for name, role in USERS.items():
+        ok(c, "POST", "/v1/admin/users", {"username": name, "password": PASSWORD, "role": role},
+           c.admin)
+        c.tok[name] = c.srv.login(name, PASSWORD)[1]["token"]
+    clip = os.path.join(c.srv.root, "clip.mp4")
+    make_clip(clip)
+    with open(clip, "rb") as f:
+        c.ev = upload(c, c.tok["olivia"], f.read(), "street camera.mp4")
+    # A reference already taken, for the refusal the page must show.
+    ok(c, "POST", "/v1/cases", {"reference": "01/000001/26", "title": "Older case"},
+       c.tok["olivia"])
+    wait_preview(c)
+    c.case_id = None
+    return c
+
+
+def teardown(c):
+    assert c.srv.stop() == 0
+
+
+def browser(c, journey, cfg):
+    missing = [p for p in ("/usr/bin/chromium", shutil.which("node") or "/nonexistent/node")
+               if not os.path.exists(p)]
+    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        missing.append("tests/browser/node_modules/playwright-core")
+    assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
+    cfg = dict(cfg, url=f"https://127.0.0.1:{c.srv.port}/staff/",
+               passwords={u: PASSWORD for u in USERS})
+    path = os.path.join(c.srv.root, f"{journey}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    t0 = time.time()
+    r = subprocess.run(["node", os.path.join(BROWSER_DIR, "case_pages.mjs"), journey, path],
+                       capture_output=True, text=True, timeout=120)
+    took = time.time() - t0
+    assert c.srv.proc.poll() is None, f"demsd died during the {journey} journey: {c.srv.tail(3000)}"
+    lines = r.stdout.strip().splitlines()
+    assert lines, f"no summary from the browser (exit {r.returncode}): {r.stderr[-2000:]}"
+    s = json.loads(lines[-1])
+    print(f"     {journey}: {took:.1f} s, summary {json.dumps(s)[:1500]}")
+    assert r.returncode == 0 and s["ok"], s
+    assert s["console_errors"] == [] and s["page_errors"] == [] and s["failed_requests"] == [], s
+    return s
+
+
+def entries_of_case(c, reference):
+    return [e["body"] for e in ledger_entries(c.srv, c.admin)
+            if e["body"].get("case") == reference]
+
+
+def check_bundle(c, token, case_id, bid, s):
+    """The bundle the page followed is done on the server, and the bytes
+    the browser downloaded are the bundle's (its SHA-256 and size)."""
+    b = ok(c, "GET", f"/v1/cases/{case_id}/bundles/{bid}", token=token)
+    assert b["state"] == "done", b
+    assert s["bundle_page_sha256"] == b["sha256"], (s["bundle_page_sha256"], b)
+    assert s["download"]["sha256"] == b["sha256"] and s["download"]["size"] == b["size"], (
+        s["download"], b)
+    seen = s["bundle_seen"]
+    assert seen["states"][-1] == "done", seen
+    assert set(seen["states"]) <= {"queued", "running", "done"}, seen
+    return b
+
+
+def test_officer_journey(c):
+    s = browser(c, "officer", {"officer": "olivia", "member": "ivan", "prosecutor": "pam",
+                               "evidence": c.ev, "case_title": "Burglary at 4 Elm Road",
+                               "case_reference": "01/000002/26",
+                               "taken_reference": "01/000001/26"})
+    assert s["nav"] == "Evidence Cases", s["nav"]
+    assert s["hash_cases"] == "#/cases", s["hash_cases"]
+    # The server's refusals, word for word.
+    st, bad = req(c, "POST", "/v1/cases", {"reference": "not a reference", "title": "x"},
+                  c.tok["olivia"])
+    assert st == 400 and bad["code"] == "invalid_reference", bad
+    assert s["bad_reference_error"] == bad["detail"], (s["bad_reference_error"], bad)
+    st, taken = req(c, "POST", "/v1/cases", {"reference": "01/000001/26", "title": "x"},
+                    c.tok["olivia"])
+    assert st == 409 and taken["code"] == "reference_taken", taken
+    assert s["taken_reference_error"] == taken["detail"], (s["taken_reference_error"], taken)
+    # The case as the server holds it.
+    cid = s["case_id"]
+    case = ok(c, "GET", f"/v1/cases/{cid}", token=c.tok["olivia"])
+    assert case["reference"] == "01/000002/26" and case["title"] == "Burglary at 4 Elm Road"
+    assert case["offence"] == "Burglary dwelling" and case["my_role"] == "lead", case
+    assert case["exhibits"] == 1 and case["members"] == 2, case
+    assert s["case_title"] == "01/000002/26 · Burglary at 4 Elm Road", s["case_title"]
+    assert "Your role lead" in s["case_details"], s["case_details"]
+    xs = ok(c, "GET", f"/v1/cases/{cid}/exhibits", token=c.tok["olivia"])["exhibits"]
+    assert [(x["reference"], x["evidence"]["id"], x["tags"]) for x in xs] == [
+        ("JS/1", c.ev, ["street", "night"])], xs
+    assert s["exhibit_hash"] == c.ev and "street camera.mp4" in s["exhibit_row"], s["exhibit_row"]
+    assert s["poster_width"] > 0, "the exhibit's poster did not load"
+    assert s["player_title"] == "JS/1: street camera.mp4", s["player_title"]
+    ms = ok(c, "GET", f"/v1/cases/{cid}/members", token=c.tok["olivia"])["members"]
+    assert sorted((m["username"], m["role"]) for m in ms) == [("ivan", "investigator"),
+                                                             ("olivia", "lead")], ms
+    assert sorted(map(tuple, s["members"])) == [("ivan", "investigator"), ("olivia", "lead")]
+    shares = ok(c, "GET", f"/v1/cases/{cid}/shares", token=c.tok["olivia"])["shares"]
+    assert len(shares) == 1, shares
+    sh = shares[0]
+    assert sh["prosecutor"] == "pam" and sh["can_download"] and sh["whole_case"], sh
+    assert sh["state"] == "live" and s["share_state"] == "live", (sh, s["share_row"])
+    # Expiry: the form's default, 30 days on (within a minute or two).
+    left = time.mktime(time.strptime(sh["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(
+        time.gmtime())
+    assert abs(left - 30 * 86400) < 3 * 3600, sh["expires_at"]
+    # The bundle: followed to done, downloaded, the same bytes.
+    assert s["bundle_first_state"] in ("queued", "running", "done"), s
+    check_bundle(c, c.tok["olivia"], cid, s["bundle_id"], s)
+    assert s["bundle_bar"] == [1, 1], s["bundle_bar"]
+    assert s["download"]["name"] == f"bundle-01_000002_26-{s['bundle_id']}.zip", s["download"]
+    # The refused creations are the only refused requests of the journey.
+    assert s["error_responses"] == ["POST /v1/cases: 400", "POST /v1/cases: 409"], \
+        s["error_responses"]
+    assert s["phone"]["scroll_width"] <= s["phone"]["inner_width"], s["phone"]
+    # Every change is on the record, by the officer.
+    kinds = [(e["type"], e["actor"]["id"]) for e in entries_of_case(c, "01/000002/26")]
+    for want in ("CASE_CREATED", "EXHIBIT_ADDED", "MEMBER_ADDED", "SHARED"):
+        assert (want, "olivia") in kinds, (want, kinds)
+    downloads = [e["body"] for e in ledger_entries(c.srv, c.admin)
+                 if e["body"]["type"] == "DOWNLOADED" and
+                 e["body"]["payload"].get("bundle") == s["bundle_id"]]
+    assert downloads and downloads[0]["actor"]["id"] == "olivia", downloads
+    c.case_id = cid
+    c.live_share = sh["id"]
+
+
+def ended_share(c, reference, expires_in=None, revoke=False):
+    """A case shared with pam whose share expires soon or is revoked."""
+    case = ok(c, "POST", "/v1/cases", {"reference": reference, "title": "Ended " + reference},
+              c.tok["olivia"])
+    ok(c, "POST", f"/v1/cases/{case['id']}/exhibits", {"evidence": c.ev, "reference": "E/1"},
+       c.tok["olivia"])
+    sh = ok(c, "POST", f"/v1/cases/{case['id']}/shares",
+            {"prosecutor": "pam", "expires_at": iso_in(expires_in or 3600),
+             "can_download": True}, c.tok["olivia"])
+    if revoke:
+        ok(c, "POST", f"/v1/cases/{case['id']}/shares/{sh['id']}/revoke", {}, c.tok["olivia"])
+    return case["id"], sh["id"]
+
+
+def test_prosecutor_journey(c):
+    assert c.case_id, "the officer journey did not make the case"
+    _, expired = ended_share(c, "01/000003/26", expires_in=2)
+    _, revoked = ended_share(c, "01/000004/26", revoke=True)
+    time.sleep(2.5)
+    mine = {x["id"]: x["state"] for x in ok(c, "GET", "/v1/me/shares",
+                                            token=c.tok["pam"])["shares"]}
+    assert mine == {c.live_share: "live", expired: "expired", revoked: "revoked"}, mine
+    s = browser(c, "prosecutor", {"prosecutor": "pam", "live_share": c.live_share,
+                                  "live_case": c.case_id, "expired_share": expired,
+                                  "revoked_share": revoked, "lead_token": c.tok["olivia"]})
+    assert s["landing_hash"] == "#/shared" and s["nav"] == "Shared with me", s
+    assert {x["id"]: x["state"] for x in s["shares"]} == mine, s["shares"]
+    live = [x for x in s["shares"] if x["id"] == c.live_share][0]
+    assert "01/000002/26" in live["text"] and "view and download" in live["text"], live
+    for key, word in (("expired_message", "expired"), ("revoked_message", "revoked")):
+        assert s[key].startswith("This share has ended") and word in s[key], s[key]
+    assert "whole case, view and download" in s["share_terms"], s["share_terms"]
+    assert s["exhibit_rows"] == ["JS/1"] and s["poster_width"] > 0, s
+    assert s["video"]["ready"] >= 2 and s["video"]["src"] == f"/v1/evidence/{c.ev}/preview", s
+    b = check_bundle(c, c.tok["olivia"], c.case_id, s["bundle_id"], s)
+    assert b["requested_by"] == "pam", b
+    # Revoked under the open page: the server's 403 share_ended, shown as ended.
+    assert s["revoke_status"] == 200, s
+    assert s["ended_while_open"].startswith("This share has ended"), s["ended_while_open"]
+    assert s["error_responses"] == [f"POST /v1/cases/{c.case_id}/bundles: 403"], \
+        s["error_responses"]
+    st, doc = req(c, "GET", f"/v1/cases/{c.case_id}", token=c.tok["pam"])
+    assert st == 403 and doc["code"] == "share_ended", doc
+    denied = [e["body"] for e in ledger_entries(c.srv, c.admin)
+              if e["body"]["type"] == "ACCESS_DENIED" and e["body"]["actor"]["id"] == "pam"]
+    assert any(d["payload"].get("path") == f"/v1/cases/{c.case_id}/bundles" for d in denied), \
+        denied
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
