@@ -107,7 +107,7 @@ int dems_auth_cookie_named(const struct dems_http_head *h, const char *name,
  */
 int dems_auth_cookie_format(const char *token, uint64_t max_age, char *out, size_t outlen);
 
-/* The same for the disclosure cookie (Path=/v1/disclosure/). */
+/* The same for the disclosure cookie (Path=/v1/disclosure). */
 int dems_auth_disclosure_cookie_format(const char *token, uint64_t max_age, char *out,
                                        size_t outlen);
 

@@ -4,7 +4,7 @@
  * (docs/api.md, "Disclosure to the defence"; issuing is disclosures.c):
  *
  *   POST /v1/disclosure/open       {"token", "passcode"?} → a session: the
- *                                  HttpOnly dems_disclosure cookie (Path=/v1/disclosure/)
+ *                                  HttpOnly dems_disclosure cookie (Path=/v1/disclosure)
  *   GET  /v1/disclosure            the case, the link and its exhibits with hashes
  *   GET  /v1/disclosure/bundle     the court bundle's progress, size and SHA-256
  *   GET  /v1/disclosure/bundle/content                      the bundle (ranges)

@@ -106,7 +106,7 @@ int dems_auth_disclosure_cookie_format(const char *token, uint64_t max_age, char
                                        size_t outlen)
 {
     int n = snprintf(out, outlen,
-                     "%s=%s; Path=/v1/disclosure/; Secure; HttpOnly; SameSite=Strict; Max-Age=%llu",
+                     "%s=%s; Path=/v1/disclosure; Secure; HttpOnly; SameSite=Strict; Max-Age=%llu",
                      DEMS_DISCLOSURE_COOKIE, token, (unsigned long long)max_age);
     return n < 0 || (size_t)n >= outlen ? DEMS_ETOOBIG : 0;
 }

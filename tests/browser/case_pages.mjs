@@ -11,10 +11,11 @@
 //               plays an exhibit's preview, requests a bundle and downloads
 //               it; opens an expired and a revoked share; sees a share end
 //               while its page is open (403 share_ended);
-//   disclose    (the prosecutor) issues a defence link with a passcode;
-//   defence     opens that link in a fresh context: wrong passcode, right
-//               passcode, exhibits with hashes and a poster, the bundle
-//               download; after revocation, "This link has ended".
+//   disclosure  the prosecutor issues a defence link with a passcode; a
+//               fresh context (the defence) opens it: a wrong passcode,
+//               the right one, the exhibits with hashes, a poster and a
+//               preview, the bundle download; the prosecutor revokes the
+//               link and the same link then says "This link has ended".
 // CONFIG.json holds the URL, the users' passwords and the ids the journey
 // needs (test_case_pages.py writes it). Prints one JSON line (the summary
 // the Python test asserts on) and exits 0 when the journey ran to its end
@@ -29,8 +30,8 @@ const { chromium, request: pwRequest } = require('playwright-core');
 const TIMEOUT_MS = 75_000;
 const [journey, configPath] = process.argv.slice(2);
 const cfg = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : null;
-if (!cfg || !['officer', 'prosecutor', 'disclose', 'defence'].includes(journey)) {
-  console.error('usage: node case_pages.mjs officer|prosecutor|disclose|defence CONFIG.json');
+if (!cfg || !['officer', 'prosecutor', 'disclosure'].includes(journey)) {
+  console.error('usage: node case_pages.mjs officer|prosecutor|disclosure CONFIG.json');
   process.exit(2);
 }
 
@@ -284,6 +285,82 @@ async function prosecutor(browser) {
   await context.close();
 }
 
+async function disclosure(browser) {
+  const pctx = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await pctx.newPage();
+  watch(page, []);
+  page.on('dialog', (dlg) => dlg.accept()); // "Revoke this link?"
+  await signIn(page, cfg.prosecutor);
+  await page.locator(`#share-list li[data-share="${cfg.live_share}"] a`).click();
+  await page.locator('#exhibit-rows tr').first().waitFor();
+
+  summary.step = 'issue a link';
+  await page.getByText('Disclose to the defence', { exact: true }).click();
+  const f = page.locator('#disclosure-form');
+  summary.choices = await f.locator('input[name=exhibit]').evaluateAll((xs) => xs.map((x) => [x.value, x.checked]));
+  await f.getByLabel('Label').fill(cfg.label);
+  await f.getByLabel('Require a passcode (given out of band)').check();
+  await f.getByRole('button', { name: 'Issue link' }).click();
+  await page.locator('#disclosure-link').waitFor();
+  summary.link = await page.locator('#disclosure-link').inputValue();
+  summary.passcode_shown = /^\d+$/.test(await text(page.locator('#disclosure-passcode')));
+  const passcode = await text(page.locator('#disclosure-passcode'));
+  await page.locator('#disclosure-rows tr').first().waitFor();
+  summary.disclosure_id = Number(await page.locator('#disclosure-rows tr').first().getAttribute('data-disclosure'));
+  summary.list_row = await text(page.locator('#disclosure-rows tr').first());
+
+  summary.step = 'the defence opens the link';
+  const dctx = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true });
+  const def = await dctx.newPage();
+  watch(def, [/status of 401/, /status of 410/]); // the passcode asked for, wrong; the ended link
+  await def.goto(summary.link, { waitUntil: 'load' });
+  await def.locator('#passcode-view').waitFor();
+  summary.passcode_prompt = await text(def.locator('#passcode-title'));
+  await def.getByRole('textbox', { name: /^Passcode/ }).fill(passcode === '0000000000' ? '1111111111' : '0000000000');
+  await def.getByRole('button', { name: 'Open' }).click();
+  await def.locator('#passcode-error').filter({ hasText: /./ }).waitFor();
+  summary.wrong_passcode = await text(def.locator('#passcode-error'));
+  await def.getByRole('textbox', { name: /^Passcode/ }).fill(passcode);
+  await def.getByRole('button', { name: 'Open' }).click();
+  const row = def.locator('#exhibit-rows tr').first();
+  await row.waitFor();
+  summary.defence_url = def.url();
+  summary.defence_title = await text(def.locator('#case-title'));
+  summary.defence_rows = await def.locator('#exhibit-rows tr').evaluateAll((rows) => rows.map((r) => ({
+    reference: r.dataset.exhibit, sha256: r.querySelector('code.hash').textContent,
+  })));
+  summary.defence_poster_width = await imageLoaded(row.locator('img.poster'));
+  summary.defence_cookie = (await dctx.cookies(new URL('/v1/disclosure/', summary.link).href))
+    .filter((c) => c.name === 'dems_disclosure')
+    .map((c) => ({ httpOnly: c.httpOnly, secure: c.secure, sameSite: c.sameSite, path: c.path }))[0] || null;
+
+  summary.step = 'the defence plays a preview';
+  await row.getByRole('button', { name: /^Preview exhibit/ }).click();
+  await def.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2;
+  }, null, { timeout: 20_000 });
+  summary.defence_video = await def.locator('#video').evaluate((v) => new URL(v.src).pathname);
+
+  summary.step = 'the defence downloads the bundle';
+  await def.locator('#bundle[data-state="done"]').waitFor({ timeout: 50_000 });
+  summary.defence_bundle_sha256 = await text(def.locator('#bundle-sha256'));
+  summary.download = await download(def, def.getByRole('link', { name: /Download the court bundle/ }));
+
+  summary.step = 'revoke the link';
+  await page.locator(`#disclosure-rows tr[data-disclosure="${summary.disclosure_id}"]`).getByRole('button', { name: /^Revoke/ }).click();
+  await page.locator(`#disclosure-rows tr[data-disclosure="${summary.disclosure_id}"][data-state="revoked"]`).waitFor();
+
+  summary.step = 'the same link has ended';
+  const again = await dctx.newPage();
+  watch(again, [/status of 410/]);
+  await again.goto(summary.link, { waitUntil: 'load' });
+  await again.locator('#ended-view').waitFor();
+  summary.ended = await text(again.locator('#ended-view'));
+  await dctx.close();
+  await pctx.close();
+}
+
 let browser;
 try {
   browser = await chromium.launch({
@@ -295,7 +372,7 @@ try {
     timeout: 30_000,
   });
   summary.browser = browser.version();
-  const journeys = { officer, prosecutor };
+  const journeys = { officer, prosecutor, disclosure };
   await journeys[journey](browser);
   summary.step = 'done';
   summary.ok = summary.console_errors.length === 0 && summary.page_errors.length === 0 &&

@@ -15,9 +15,13 @@ what the page showed and on the server's state through the API and ledger.
   sees the exhibit's poster, plays its preview, requests and downloads a
   bundle; an expired and a revoked share each say "This share has ended",
   and so does the open page once the share is revoked under it (the server's
-  403 share_ended)."""
+  403 share_ended).
+- The prosecutor discloses an exhibit to the defence with a passcode; a
+  fresh browser context opens the link, is refused a wrong passcode, opens
+  it with the right one, sees the exhibit's hash and poster, plays its
+  preview and downloads the bundle (its SHA-256 is the bundle's); once the
+  prosecutor revokes the link, the same link says "This link has ended"."""
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -265,6 +269,57 @@ def test_prosecutor_journey(c):
               if e["body"]["type"] == "ACCESS_DENIED" and e["body"]["actor"]["id"] == "pam"]
     assert any(d["payload"].get("path") == f"/v1/cases/{c.case_id}/bundles" for d in denied), \
         denied
+
+
+
+def test_disclosure_journey(c):
+    cid, sid = ended_share(c, "01/000005/26")  # a live share with downloads
+    s = browser(c, "disclosure", {"prosecutor": "pam", "live_share": sid,
+                                  "label": "Smith & Co, defence"})
+    assert s["choices"] == [["E/1", True]], s["choices"]
+    prefix = f"https://127.0.0.1:{c.srv.port}/disclosure/#"
+    assert s["link"].startswith(prefix) and len(s["link"]) > len(prefix) + 30, s["link"]
+    assert s["passcode_shown"], "the passcode was not shown"
+    links = ok(c, "GET", f"/v1/cases/{cid}/disclosures", token=c.admin)["disclosures"]
+    assert len(links) == 1, links
+    link = links[0]
+    assert link["id"] == s["disclosure_id"] and link["label"] == "Smith & Co, defence", link
+    assert link["passcode_required"] is True and link["exhibits"] == ["E/1"], link
+    assert link["created_by"] == "pam" and link["opened"] >= 1, link
+    assert link["passcode_failures"] == 1, link  # the wrong passcode, counted
+    assert link["state"] == "revoked" and link["revoked_by"] == "pam", link
+    # The defence page: the passcode asked for, the wrong one refused in words.
+    assert s["passcode_prompt"] == "Passcode", s
+    assert s["wrong_passcode"].startswith("Wrong passcode"), s["wrong_passcode"]
+    assert "#" not in s["defence_url"], s["defence_url"]  # the token left the address bar
+    assert s["defence_title"] == "01/000005/26 · Ended 01/000005/26", s["defence_title"]
+    assert s["defence_rows"] == [{"reference": "E/1", "sha256": c.ev}], s["defence_rows"]
+    assert s["defence_poster_width"] > 0, "the poster did not load through the link"
+    assert s["defence_cookie"] == {"httpOnly": True, "secure": True, "sameSite": "Strict",
+                                   "path": "/v1/disclosure"}, s["defence_cookie"]
+    assert s["defence_video"].startswith("/v1/disclosure/exhibits/") and \
+        s["defence_video"].endswith("/preview"), s["defence_video"]
+    b = ok(c, "GET", f"/v1/cases/{cid}/bundles/{link['bundle']}", token=c.admin)
+    assert b["state"] == "done" and s["defence_bundle_sha256"] == b["sha256"], (b, s)
+    assert s["download"]["sha256"] == b["sha256"] and s["download"]["size"] == b["size"], s
+    assert s["ended"].startswith("This link has ended"), s["ended"]
+    # On the record, by the link: opened, viewed, downloaded; refused after revocation.
+    deadline = time.time() + 10
+    while True:
+        by_link = [e["body"] for e in ledger_entries(c.srv, c.admin)
+                   if e["body"]["actor"] == {"kind": "link", "id": f"disclosure/{link['id']}"}]
+        kinds = {e["type"] for e in by_link}
+        if {"DISCLOSURE_OPENED", "DISCLOSURE_VIEWED", "DOWNLOADED", "ACCESS_DENIED"} <= kinds or \
+                time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert {"DISCLOSURE_OPENED", "DISCLOSURE_VIEWED", "VIEWED", "DOWNLOADED",
+            "ACCESS_DENIED"} <= kinds, sorted(kinds)
+    dl = [e for e in by_link if e["type"] == "DOWNLOADED"]
+    assert dl[0]["payload"]["disclosure"] == link["id"] and dl[0]["sha256"] == b["sha256"], dl
+    # The only refused requests: the passcode asked for and wrong, the ended link.
+    assert s["error_responses"] == ["POST /v1/disclosure/open: 401"] * 2 + [
+        "POST /v1/disclosure/open: 410"], s["error_responses"]
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ def open_link(c, token, passcode=None):
     sc = r.getheader("Set-Cookie")
     if sc:
         assert "HttpOnly" in sc and "Secure" in sc and "SameSite=Strict" in sc, sc
-        assert "Path=/v1/disclosure/" in sc, sc
+        assert "Path=/v1/disclosure;" in sc, sc  # also covers GET /v1/disclosure
         cookie = {"Cookie": sc.split(";")[0]}
     return st, doc, cookie
 

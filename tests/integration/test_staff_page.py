@@ -98,7 +98,8 @@ def test_page_is_served_with_strict_headers(c):
     st, _, _ = c.srv.request("GET", "/staff/", headers={"If-None-Match": '"other"'})
     assert st == 200
     js = "text/javascript; charset=utf-8"
-    modules = ("app.js", "player.js", "evidence.js", "bundles.js", "cases.js", "shares.js")
+    modules = ("app.js", "player.js", "evidence.js", "bundles.js", "cases.js", "shares.js",
+               "disclosures.js")
     tags = [page.index(f'<script src="/staff/{m}" defer></script>'.encode()) for m in modules]
     assert tags == sorted(tags), "the shell first, then one file per area, in order"
     for name, ctype in tuple((m, js) for m in modules) + (
