@@ -74,6 +74,23 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src);
 int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const char *id,
                   const char *src);
 
+/*
+ * A blob written from a stream of plaintext whose hash is not known before
+ * the end (server/store/blob_out.c): open creates path (O_EXCL; a temporary
+ * name, adopted into the store once closed), write hashes and encrypts and
+ * queues for a writer thread (direct I/O where the file system allows it),
+ * close seals the last chunk, waits for the writes, fsyncs and gives the
+ * plaintext's SHA-256 and size. One producer thread; free always (it stops
+ * the writer, closes the file and leaves it for the caller to unlink on
+ * failure). Returns 0, DEMS_ENOSPC, DEMS_EIO, DEMS_ECRYPTO or DEMS_ENOMEM.
+ */
+struct dems_blob_out;
+int dems_blob_out_open(const char *path, const uint8_t master[static 32],
+                       struct dems_blob_out **ret);
+int dems_blob_out_write(struct dems_blob_out *o, const uint8_t *p, size_t n);
+int dems_blob_out_close(struct dems_blob_out *o, uint8_t sha256[static 32], uint64_t *ret_size);
+void dems_blob_out_free(struct dems_blob_out *o);
+
 /* True when blob id is in the store (its file exists). */
 bool dems_blob_exists(const char *data_dir, const char *id);
 

@@ -6,7 +6,8 @@
  * checkpoint and the key chain from the database, and writes the court
  * bundle (common/bundle, docs/bundle.md) streamed straight into the
  * encrypted blob store: the ZIP's bytes are hashed and sealed with
- * secretstream as they come (on a second thread, see struct pipe), into
+ * secretstream as they come (on a second thread, see struct pipe) and
+ * written by dems_blob_out (direct I/O on a third thread) into
  * DATA/work/bundle-<id>.blob, which is renamed into the store under its
  * SHA-256 only when whole. No plaintext
  * reaches the disk, memory stays bounded whatever the size, and a failed
@@ -42,10 +43,9 @@
 #include "demsd/jobs.h"
 #include "demsd/ledger.h"
 
-#define OUT_BATCH       (16 * DEMS_BLOB_CIPHER_CHUNK) /* cipher bytes written at once */
-#define REPORT_BYTES    (32u << 20)                   /* bytes_done written at least this often */
-#define CHECKPOINT_WAIT 15 /* seconds to wait for a covering checkpoint */
-#define PIPE_NBUF       4  /* ZIP buffers between the two threads */
+#define REPORT_BYTES    (32u << 20) /* bytes_done written at least this often */
+#define CHECKPOINT_WAIT 15          /* seconds to wait for a covering checkpoint */
+#define PIPE_NBUF       4           /* ZIP buffers between the two threads */
 #define PIPE_BUFSZ      (1u << 20)
 
 /* Entries touching the exhibits (arts: text[] of artefacts) or naming the case (ref: its
@@ -81,12 +81,8 @@ struct bj {
     struct dems_blob *in;
     uint64_t total, done, reported;
     /* writing */
-    int fd;
     char tmp[PATH_MAX];
-    crypto_secretstream_xchacha20poly1305_state st;
-    uint8_t *plain, *out;
-    size_t plain_len, out_len;
-    struct dems_sha256 h;
+    struct dems_blob_out *out;
     uint64_t size;
     struct pipe *pipe;
 };
@@ -525,45 +521,7 @@ static void src_close(void *ctx)
     b->in = NULL;
 }
 
-/* ---- the sink: hashed, encrypted, written in batches ---- */
-
-static int flush_out(struct bj *b)
-{
-    int r = dems_blob_write_all(b->fd, b->out, b->out_len);
-    b->out_len = 0;
-    return r;
-}
-
-static int seal_chunk(struct bj *b, bool final)
-{
-    unsigned long long clen = 0;
-    crypto_secretstream_xchacha20poly1305_push(
-        &b->st, b->out + b->out_len, &clen, b->plain, b->plain_len, NULL, 0,
-        final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
-    b->out_len += (size_t)clen;
-    b->plain_len = 0;
-    return b->out_len + DEMS_BLOB_CIPHER_CHUNK > OUT_BATCH || final ? flush_out(b) : 0;
-}
-
-static int sink_write(struct bj *b, const uint8_t *p, size_t n)
-{
-    dems_sha256_update(&b->h, p, n);
-    b->size += n;
-    while (n > 0) {
-        /* A full chunk is sealed only when more bytes follow, so the last one is FINAL. */
-        if (b->plain_len == DEMS_BLOB_CHUNK) {
-            int r = seal_chunk(b, false);
-            if (r < 0)
-                return r;
-        }
-        size_t k = DEMS_BLOB_CHUNK - b->plain_len < n ? DEMS_BLOB_CHUNK - b->plain_len : n;
-        memcpy(b->plain + b->plain_len, p, k);
-        b->plain_len += k;
-        p += k;
-        n -= k;
-    }
-    return 0;
-}
+/* ---- the sink: hashed, encrypted and written by dems_blob_out ---- */
 
 static void *pipe_main(void *arg)
 {
@@ -577,7 +535,7 @@ static void *pipe_main(void *arg)
         size_t i = (size_t)(pp->tail % PIPE_NBUF);
         bool failed = pp->err < 0;
         pthread_mutex_unlock(&pp->mu);
-        int r = failed ? 0 : sink_write(pp->b, pp->buf[i], pp->len[i]);
+        int r = failed ? 0 : dems_blob_out_write(pp->b->out, pp->buf[i], pp->len[i]);
         pthread_mutex_lock(&pp->mu);
         if (r < 0 && pp->err == 0)
             pp->err = r;
@@ -674,7 +632,6 @@ static int pipe_finish(struct bj *b, bool ok)
 
 static int open_sink(struct bj *b)
 {
-    uint8_t head[DEMS_BLOB_HEADER_LEN];
     char dir[PATH_MAX - 64];
     int n = snprintf(dir, sizeof dir, "%s/work", b->ctx->cfg->data_dir);
     if (n < 0 || (size_t)n >= sizeof dir)
@@ -682,28 +639,17 @@ static int open_sink(struct bj *b)
     mkdir(dir, 0700);
     snprintf(b->tmp, sizeof b->tmp, "%s/bundle-%s.blob", dir, b->id_s);
     unlink(b->tmp); /* what a crashed earlier attempt left */
-    b->plain = malloc(DEMS_BLOB_CHUNK);
-    b->out = malloc(OUT_BATCH);
-    if (b->plain == NULL || b->out == NULL || dems_sha256_init(&b->h) < 0)
-        return DEMS_ENOMEM;
-    b->fd = open(b->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (b->fd < 0)
-        return fail(b, DEMS_EIO, "cannot create %s: %s", b->tmp, strerror(errno));
-    dems_blob_stream_new(b->ctx->master_key, head, &b->st);
-    return dems_blob_write_all(b->fd, head, sizeof head);
+    int r = dems_blob_out_open(b->tmp, b->ctx->master_key, &b->out);
+    return r < 0 ? fail(b, r, "cannot create %s: %s", b->tmp, dems_strerror(r)) : 0;
 }
 
 /* Seals the last chunk, fsyncs and moves the blob into the store under its SHA-256. */
 static int close_sink(struct bj *b, char hex[static 65])
 {
     uint8_t digest[32];
-    int r = seal_chunk(b, true);
-    if (r == 0 && fsync(b->fd) != 0)
-        r = DEMS_EIO;
-    close(b->fd);
-    b->fd = -1;
-    if (r == 0)
-        r = dems_sha256_final(&b->h, digest);
+    int r = dems_blob_out_close(b->out, digest, &b->size);
+    dems_blob_out_free(b->out);
+    b->out = NULL;
     if (r == 0) {
         dems_hex_encode(digest, 32, hex);
         r = dems_blob_adopt(b->ctx->cfg->data_dir, hex, b->tmp);
@@ -838,12 +784,9 @@ static int make(struct bj *b, char hex[static 65])
 
 static void bj_done(struct bj *b)
 {
-    if (b->fd >= 0)
-        close(b->fd);
+    dems_blob_out_free(b->out);
     if (b->tmp[0] != '\0')
         unlink(b->tmp); /* a failed bundle leaves nothing (a stored one was renamed away) */
-    if (b->plain != NULL)
-        dems_sha256_done(&b->h);
     dems_blob_close(b->in);
     json_decref(b->case_info);
     json_decref(b->exhibits);
@@ -854,8 +797,6 @@ static void bj_done(struct bj *b)
     free_entries(b->custody, b->ncustody);
     free_entries(b->keys, b->nkeys);
     free(b->note);
-    free(b->plain);
-    free(b->out);
 }
 
 /* The row after an attempt that did not finish: failed for good, or queued for a retry. */
@@ -874,7 +815,7 @@ static void mark(struct bj *b, enum dems_job_result out, const struct dems_job *
 enum dems_job_result dems_job_bundle(const struct dems_job *job, struct dems_job_ctx *ctx,
                                      char *err, size_t errlen)
 {
-    struct bj b = {.ctx = ctx, .err = err, .errlen = errlen, .fd = -1};
+    struct bj b = {.ctx = ctx, .err = err, .errlen = errlen};
     char state[16], *ids = NULL, hex[65];
     if (dems_job_bundle_check(job->payload, err, errlen) < 0)
         return DEMS_JOB_FAIL;

@@ -15,6 +15,7 @@
 
 #include "dems/crypto.h"
 #include "dems/err.h"
+#include "dems/sstream.h"
 
 #define MAGIC        "DEMSBLOB1\n"
 #define MAGIC_LEN    10
@@ -29,6 +30,7 @@ _Static_assert(HEADER_LEN ==
 struct dems_blob {
     int fd;
     crypto_secretstream_xchacha20poly1305_state st;
+    struct dems_sstream x; /* OpenSSL's ChaCha20-Poly1305 (dems/sstream.h) */
     bool done;
     uint8_t buf[CIPHER_CHUNK];
 };
@@ -237,16 +239,21 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
     uint8_t head[HEADER_LEN];
     int r = dems_blob_read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
-    struct dems_blob *b = r == 0 ? malloc(sizeof(*b)) : NULL;
+    struct dems_blob *b = r == 0 ? calloc(1, sizeof(*b)) : NULL;
     if (r == 0 && b == NULL)
         r = DEMS_ENOMEM;
     if (r == 0)
         r = dems_blob_stream_open(master, head, &b->st);
+    if (r == 0)
+        r = dems_sstream_init(&b->x);
     if (r < 0) {
+        if (b != NULL)
+            sodium_memzero(&b->st, sizeof(b->st));
         free(b);
         close(fd);
         return r;
     }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     b->fd = fd;
     b->done = false;
     *ret = b;
@@ -262,10 +269,9 @@ long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
         return DEMS_EIO;
     if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)
         return DEMS_ECRYPTO; /* truncated: the FINAL chunk never came */
-    unsigned long long plen = 0;
-    unsigned char tag = 0;
-    if (crypto_secretstream_xchacha20poly1305_pull(&b->st, out, &plen, &tag, b->buf,
-                                                   (unsigned long long)n, NULL, 0) != 0)
+    size_t plen = 0;
+    uint8_t tag = 0;
+    if (dems_sstream_pull(&b->x, &b->st, out, &plen, &tag, b->buf, (size_t)n) < 0)
         return DEMS_ECRYPTO;
     if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
         uint8_t extra;
@@ -283,6 +289,7 @@ void dems_blob_close(struct dems_blob *b)
     if (b == NULL)
         return;
     close(b->fd);
+    dems_sstream_done(&b->x);
     sodium_memzero(&b->st, sizeof(b->st));
     free(b);
 }
