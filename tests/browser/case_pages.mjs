@@ -15,7 +15,10 @@
 //               fresh context (the defence) opens it: a wrong passcode,
 //               the right one, the exhibits with hashes, a poster and a
 //               preview, the bundle download; the prosecutor revokes the
-//               link and the same link then says "This link has ended".
+//               link and the same link then says "This link has ended";
+//   roles       an investigator's and a viewer's controls on a case; the
+//               lead pages and filters the case list, changes a member's
+//               role, removes an exhibit, closes and reopens the case.
 // CONFIG.json holds the URL, the users' passwords and the ids the journey
 // needs (test_case_pages.py writes it). Prints one JSON line (the summary
 // the Python test asserts on) and exits 0 when the journey ran to its end
@@ -30,8 +33,8 @@ const { chromium, request: pwRequest } = require('playwright-core');
 const TIMEOUT_MS = 75_000;
 const [journey, configPath] = process.argv.slice(2);
 const cfg = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : null;
-if (!cfg || !['officer', 'prosecutor', 'disclosure'].includes(journey)) {
-  console.error('usage: node case_pages.mjs officer|prosecutor|disclosure CONFIG.json');
+if (!cfg || !['officer', 'prosecutor', 'disclosure', 'roles'].includes(journey)) {
+  console.error('usage: node case_pages.mjs officer|prosecutor|disclosure|roles CONFIG.json');
   process.exit(2);
 }
 
@@ -361,6 +364,112 @@ async function disclosure(browser) {
   await pctx.close();
 }
 
+// Which of the case page's controls a user is shown.
+async function controls(page) {
+  return page.evaluate(() => {
+    const has = (sel) => document.querySelector(sel) !== null;
+    const button = (name) => [...document.querySelectorAll('button')].some((b) => b.textContent === name);
+    return {
+      edit_case: has('form.edit-case'),
+      close_case: button('Close case') || button('Reopen case'),
+      add_exhibit: has('#add-exhibit'),
+      remove_exhibit: has('#exhibit-rows button.danger'),
+      preview: has('#exhibit-rows button'),
+      members: has('#member-rows'),
+      member_controls: has('#member-rows select') || has('#add-member'),
+      shares: has('#share-rows'),
+      share_form: has('#share-form'),
+      revoke_share: has('#share-rows button'),
+      bundles: has('table.bundles'),
+      request_bundle: button('Request bundle'),
+    };
+  });
+}
+
+async function openCase(page, id) {
+  await page.goto(`${cfg.url}#/cases/${id}`);
+  await page.locator('#case-title').waitFor();
+  await page.locator('#exhibit-rows tr').first().waitFor();
+  if (await page.locator('#member-rows').count()) await page.locator('#member-rows tr').first().waitFor();
+}
+
+async function roles(browser) {
+  for (const who of [cfg.investigator, cfg.viewer]) {
+    summary.step = `controls of ${who}`;
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const page = await context.newPage();
+    watch(page, []);
+    await signIn(page, who);
+    await page.locator('#evidence-list').waitFor();
+    await openCase(page, cfg.case_id);
+    summary[`controls_${who}`] = await controls(page);
+    await context.close();
+  }
+
+  summary.step = 'case list: paging';
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  watch(page, []);
+  page.on('dialog', (dlg) => dlg.accept()); // "Remove exhibit …?"
+  await signIn(page, cfg.officer);
+  await page.locator('#evidence-list').waitFor();
+  await page.getByRole('link', { name: 'Cases' }).click();
+  await page.locator('#case-rows tr').first().waitFor();
+  summary.first_page = await page.locator('#case-rows tr').count();
+  summary.more_visible = await page.locator('#more-cases').isVisible();
+  await page.locator('#more-cases').click();
+  await page.waitForFunction((n) => document.querySelectorAll('#case-rows tr').length > n, summary.first_page);
+  summary.all_rows = await page.locator('#case-rows tr').count();
+  summary.more_after = await page.locator('#more-cases').isVisible();
+
+  summary.step = 'case list: filters';
+  const search = page.getByRole('search', { name: 'Search cases' });
+  await search.getByLabel('Search').fill(cfg.case_query);
+  await search.getByRole('button', { name: 'Search' }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#case-rows tr').length === 1);
+  summary.query_rows = await page.locator('#case-rows tr').evaluateAll((rows) => rows.map((r) => r.cells[0].textContent));
+  await search.getByLabel('Search').fill('');
+  await search.getByLabel('Tag').fill(cfg.case_tag);
+  await search.getByRole('button', { name: 'Search' }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#case-rows tr').length === 1);
+  summary.tag_rows = await page.locator('#case-rows tr').evaluateAll((rows) => rows.map((r) => r.cells[0].textContent));
+  await search.getByLabel('Tag').fill('');
+  await search.getByLabel('Status').selectOption('closed');
+  await search.getByRole('button', { name: 'Search' }).click();
+  await page.getByText('No cases found.').waitFor();
+  summary.closed_before = await page.locator('#case-rows tr').count();
+
+  summary.step = 'lead: controls, member role, exhibit removal';
+  await openCase(page, cfg.case_id);
+  summary[`controls_${cfg.officer}`] = await controls(page);
+  const inv = page.locator(`#member-rows tr[data-member="${cfg.investigator}"]`);
+  await inv.getByLabel(`Role of ${cfg.investigator}`, { exact: true }).selectOption('viewer');
+  await inv.getByRole('button', { name: `Change the role of ${cfg.investigator}` }).click();
+  await page.waitForFunction((u) => {
+    const s = document.querySelector(`#member-rows tr[data-member="${u}"] select`);
+    return s && s.value === 'viewer';
+  }, cfg.investigator);
+  await page.getByRole('button', { name: `Remove exhibit ${cfg.exhibit}` }).click();
+  await page.locator('#exhibit-rows').getByText('No exhibits.').or(page.getByText('No exhibits.')).waitFor();
+  summary.exhibits_after_removal = await page.locator('#exhibit-rows tr').count();
+
+  summary.step = 'lead: close and reopen';
+  await page.getByLabel('Reason').fill('No further action');
+  await page.getByRole('button', { name: 'Close case' }).click();
+  await page.getByRole('button', { name: 'Reopen case' }).waitFor();
+  summary.closed_details = await text(page.locator('.case-details'));
+  summary.controls_closed = await controls(page);
+  await page.getByRole('button', { name: 'Reopen case' }).click();
+  await page.getByRole('button', { name: 'Close case' }).waitFor();
+  summary.reopened_details = await text(page.locator('.case-details'));
+
+  summary.step = 'phone width: the case page';
+  await page.setViewportSize({ width: 360, height: 740 });
+  await page.waitForTimeout(200);
+  summary.phone = await page.evaluate(() => ({ scroll_width: document.documentElement.scrollWidth, inner_width: window.innerWidth }));
+  await context.close();
+}
+
 let browser;
 try {
   browser = await chromium.launch({
@@ -372,7 +481,7 @@ try {
     timeout: 30_000,
   });
   summary.browser = browser.version();
-  const journeys = { officer, prosecutor, disclosure };
+  const journeys = { officer, prosecutor, disclosure, roles };
   await journeys[journey](browser);
   summary.step = 'done';
   summary.ok = summary.console_errors.length === 0 && summary.page_errors.length === 0 &&

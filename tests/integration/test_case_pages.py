@@ -20,7 +20,11 @@ what the page showed and on the server's state through the API and ledger.
   fresh browser context opens the link, is refused a wrong passcode, opens
   it with the right one, sees the exhibit's hash and poster, plays its
   preview and downloads the bundle (its SHA-256 is the bundle's); once the
-  prosecutor revokes the link, the same link says "This link has ended"."""
+  prosecutor revokes the link, the same link says "This link has ended".
+- Each case role sees its own controls (investigator, viewer, lead), the
+  case list pages on with "More" and filters by text, tag and status, and
+  the lead changes a member's role, removes an exhibit, closes and reopens
+  the case."""
 import base64
 import json
 import os
@@ -33,7 +37,7 @@ from harness import Server, ledger_entries, run_tests
 HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER_DIR = os.path.join(HERE, "..", "browser")
 PATTERN = "^[0-9]{2}/[0-9]{6}/[0-9]{2}$"
-USERS = {"olivia": "officer", "ivan": "officer", "pam": "prosecutor"}
+USERS = {"olivia": "officer", "ivan": "officer", "vera": "officer", "pam": "prosecutor"}
 PASSWORD = "correct horse battery"
 PREVIEW_WAIT = 120
 
@@ -320,6 +324,61 @@ def test_disclosure_journey(c):
     # The only refused requests: the passcode asked for and wrong, the ended link.
     assert s["error_responses"] == ["POST /v1/disclosure/open: 401"] * 2 + [
         "POST /v1/disclosure/open: 410"], s["error_responses"]
+
+
+
+def test_roles_journey(c):
+    case = ok(c, "POST", "/v1/cases", {"reference": "01/000006/26",
+                                       "title": "Robbery at the Mill"}, c.tok["olivia"])
+    cid = case["id"]
+    ok(c, "POST", f"/v1/cases/{cid}/exhibits", {"evidence": c.ev, "reference": "R/1",
+                                                "tags": ["doorbell"]}, c.tok["olivia"])
+    for who, role in (("ivan", "investigator"), ("vera", "viewer")):
+        ok(c, "PUT", f"/v1/cases/{cid}/members/{who}", {"role": role}, c.tok["olivia"])
+    ok(c, "POST", f"/v1/cases/{cid}/shares", {"prosecutor": "pam", "expires_at": iso_in(3600)},
+       c.tok["olivia"])
+    for i in range(52):  # more cases than one page of the list
+        ok(c, "POST", "/v1/cases", {"reference": f"03/{i:06d}/26", "title": f"Filler {i}"},
+           c.tok["olivia"])
+    total = len([1 for _ in ok(c, "GET", "/v1/cases?limit=200",
+                               token=c.tok["olivia"])["cases"]])
+    s = browser(c, "roles", {"officer": "olivia", "investigator": "ivan", "viewer": "vera",
+                             "case_id": cid, "exhibit": "R/1", "case_query": "Mill",
+                             "case_tag": "doorbell"})
+    everything = {k: True for k in s["controls_olivia"]}
+    assert s["controls_olivia"] == everything, s["controls_olivia"]
+    assert s["controls_ivan"] == dict(everything, edit_case=False, close_case=False,
+                                      remove_exhibit=False, member_controls=False,
+                                      share_form=False, revoke_share=False), s["controls_ivan"]
+    assert s["controls_vera"] == dict(everything, edit_case=False, close_case=False,
+                                      add_exhibit=False, remove_exhibit=False,
+                                      member_controls=False, share_form=False,
+                                      revoke_share=False, bundles=False,
+                                      request_bundle=False), s["controls_vera"]
+    # The list: one page of 50, then the rest with "More".
+    assert s["first_page"] == 50 and s["more_visible"], s
+    assert s["all_rows"] == total and total > 50 and not s["more_after"], (s, total)
+    assert s["query_rows"] == ["01/000006/26"] and s["tag_rows"] == ["01/000006/26"], s
+    assert s["closed_before"] == 0, s
+    # What the lead did, as the server holds it.
+    ms = {m["username"]: m["role"] for m in
+          ok(c, "GET", f"/v1/cases/{cid}/members", token=c.tok["olivia"])["members"]}
+    assert ms == {"olivia": "lead", "ivan": "viewer", "vera": "viewer"}, ms
+    assert ok(c, "GET", f"/v1/cases/{cid}/exhibits", token=c.tok["olivia"])["exhibits"] == []
+    assert s["exhibits_after_removal"] == 0, s
+    assert "closed" in s["closed_details"] and "Status open" in s["reopened_details"], s
+    closed = s["controls_closed"]
+    assert closed["close_case"] and not closed["edit_case"] and not closed["add_exhibit"], closed
+    assert not closed["share_form"] and not closed["member_controls"], closed
+    case = ok(c, "GET", f"/v1/cases/{cid}", token=c.tok["olivia"])
+    assert case["status"] == "open" and case["exhibits"] == 0, case
+    ents = entries_of_case(c, "01/000006/26")
+    states = [e["payload"].get("status") for e in ents if e["type"] == "CASE_UPDATED"]
+    assert states == ["closed", "open"], states
+    assert [e["actor"]["id"] for e in ents if e["type"] == "EXHIBIT_REMOVED"] == ["olivia"]
+    changed = [e["payload"] for e in ents if e["type"] == "MEMBER_ADDED"][-1]
+    assert changed.get("previous_role") == "investigator", changed
+    assert s["phone"]["scroll_width"] <= s["phone"]["inner_width"], s["phone"]
 
 
 if __name__ == "__main__":
