@@ -79,6 +79,11 @@ static const struct key keys[] = {
      "seconds over which failed logins are counted"},
     {"login_max_failures_per_address", K_U64, OFF(login_max_failures_per_address), 1, 100000, "20",
      "failed logins per client address within login_window"},
+    {"public_rate_per_minute", K_U64, OFF(public_rate_per_minute), 1, 1000000, "30",
+     "requests a client address may make per minute to the public routes that take secrets "
+     "(opening a disclosure link), held in PostgreSQL token buckets shared by every demsd"},
+    {"public_rate_burst", K_U64, OFF(public_rate_burst), 1, 1000000, "30",
+     "how many of those requests an address may make at once before the rate applies"},
     {"refusal_max_per_principal", K_U64, OFF(refusal_max_per_principal), 1, 1000000, "30",
      "refused requests per user or device within refusal_window ledgered one by one"},
     {"refusal_max_per_address", K_U64, OFF(refusal_max_per_address), 1, 1000000, "60",

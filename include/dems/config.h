@@ -44,7 +44,9 @@ struct dems_config {
     uint64_t login_max_failures_per_address;
     uint64_t refusal_max_per_principal; /* ACCESS_DENIED entries per refusal_window */
     uint64_t refusal_max_per_address;
-    uint64_t refusal_window; /* seconds */
+    uint64_t refusal_window;         /* seconds */
+    uint64_t public_rate_per_minute; /* unauthenticated requests per client address (buckets) */
+    uint64_t public_rate_burst;
     uint64_t upload_max_size;
     uint64_t upload_expiry;
     uint64_t upload_max_unfinished_per_user;

@@ -414,6 +414,18 @@ void api_disclosure_thumbnails(struct dems_req *req);
 void api_disclosure_sprite(struct dems_req *req);
 void api_evidence_custody(struct dems_req *req);
 void api_qr(struct dems_req *req);
+
+/*
+ * Rate limits of public routes (rate.c): takes a token from the PostgreSQL
+ * bucket "<what>:<client address>" (public_rate_per_minute, public_rate_burst)
+ * and runs next(req) when one was there; otherwise answers 429
+ * too_many_requests with Retry-After. api_rate_prune (housekeeping) drops
+ * buckets idle long enough to be full again.
+ */
+void api_rate_take(struct dems_req *req, const char *what, void (*next)(struct dems_req *req));
+struct dems_config;
+struct dems_db_pool;
+void api_rate_prune(struct dems_db_pool *db, const struct dems_config *cfg);
 void api_cases_create(struct dems_req *req);
 void api_cases_list(struct dems_req *req);
 void api_cases_get(struct dems_req *req);

@@ -262,7 +262,15 @@ static bool token_text_ok(const char *t)
     return true;
 }
 
+static void open_admitted(struct dems_req *req);
+
+/* Guessing tokens or passcodes is bounded per client address (rate.c). */
 void api_disclosure_open(struct dems_req *req)
+{
+    api_rate_take(req, "disclosure-open", open_admitted);
+}
+
+static void open_admitted(struct dems_req *req)
 {
     struct open_req *o = calloc(1, sizeof(*o));
     if (o == NULL) {

@@ -140,6 +140,7 @@ void dems_api_periodic(struct dems_loop *loop)
      * interval later, as before, so a start is not a full read of the store. */
     static bool started; /* loop 0 only */
     api_uploads_expire(loop->db);
+    api_rate_prune(loop->db, loop->srv->cfg);
     upload_record_housekeeping(loop, !started);
     if (started)
         api_evidence_sweep(loop);

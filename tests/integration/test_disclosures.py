@@ -25,7 +25,8 @@ TUS = {"Tus-Resumable": "1.0.0"}
 VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
 SETTINGS = {"job_poll_interval": 1, "job_backoff_base": 1, "job_backoff_max": 2,
             "job_max_attempts": 2, "refusal_max_per_principal": 1000000,
-            "refusal_max_per_address": 1000000}
+            "refusal_max_per_address": 1000000, "public_rate_per_minute": 12,
+            "public_rate_burst": 40}
 
 
 class Ctx:
@@ -365,6 +366,36 @@ def test_bad_input_changes_nothing(c):
     assert st == 404 and doc["code"] == "disclosure_not_found", doc
     st, after, _ = c.srv.psql("SELECT count(*) FROM disclosures")
     assert before == after, (before, after)
+    assert c.srv.request("GET", "/healthz")[0] == 200
+
+
+def test_opening_is_rate_limited_per_address(c):
+    # Last: it empties this address's bucket. 40 at once, then one per 5 s;
+    # the bucket starts full (the tests above took from it).
+    assert c.srv.psql("DELETE FROM rate_buckets")[0] == 0
+    statuses, retry = [], None
+    for _ in range(60):
+        st, doc, r = c.srv.request("POST", "/v1/disclosure/open", {"token": "dems_dl_" + "B" * 43})
+        statuses.append(st)
+        if st == 429:
+            assert doc["code"] == "too_many_requests" and "seconds" in doc["detail"], doc
+            retry = int(r.getheader("Retry-After"))
+    assert statuses[0] == 404 and 429 in statuses, statuses
+    granted = statuses.count(404)
+    assert 40 <= granted <= 42, statuses  # the burst, plus the refill while we asked
+    assert 1 <= retry <= 5, retry
+    # A real token is held back the same way (nothing leaks by timing the limit)...
+    st, doc, r = c.srv.request("POST", "/v1/disclosure/open", {"token": c.token})
+    assert st == 429, doc
+    retry = int(r.getheader("Retry-After"))
+    # The bucket lives in PostgreSQL, where every demsd node would find it.
+    st, out, _ = c.srv.psql("SELECT key, granted FROM rate_buckets"
+                            " WHERE key = 'disclosure-open:127.0.0.1'")
+    assert st == 0 and out.strip() == "disclosure-open:127.0.0.1|f", out
+    # ... and after Retry-After the address may ask again.
+    time.sleep(retry + 0.2)
+    st, doc, _ = c.srv.request("POST", "/v1/disclosure/open", {"token": "dems_dl_" + "B" * 43})
+    assert st == 404 and doc["code"] == "link_not_found", doc
     assert c.srv.request("GET", "/healthz")[0] == 200
 
 
