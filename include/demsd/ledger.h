@@ -57,6 +57,10 @@ struct dems_ledger_item {
      * condition no longer holds: the object changed meanwhile) fails the
      * item with DEMS_ENOTFOUND, so no entry records a change not made. */
     bool pre_must_change;
+    /* When set, the pre-statement gets one more parameter after its own,
+     * $(pre_nparams + 1): the sequence number this entry will have, so that
+     * the row it changes can name its entry in the same transaction. */
+    bool pre_seq;
     /* Results, valid in done: err (0, DEMS_ECONFLICT for a unique violation
      * in pre_sql, DEMS_ENOTFOUND for pre_must_change, DEMS_EINVAL for an entry that cannot be
      * encoded, DEMS_EDB, DEMS_EUNAVAIL), seq. An item that fails never fails the others. */

@@ -661,7 +661,7 @@ static int close_sink(struct bj *b, char hex[static 65])
 
 static const char done_sql[] =
     "WITH u AS (UPDATE bundles SET state = 'done', result_sha256 = $2, result_size = $3::bigint,"
-    " bytes_done = bytes_total, finished_at = now(), error = NULL"
+    " bytes_done = bytes_total, finished_at = now(), error = NULL, made_seq = $4::bigint"
     " WHERE id = $1::bigint AND state = 'running' RETURNING 1)"
     " SELECT 1 / count(*)::integer FROM u";
 
@@ -691,6 +691,8 @@ static int record(struct bj *b, const char *hex)
                             "include_previews", b->previews);
     it->pre_sql = strdup(done_sql);
     it->pre_nparams = 3;
+    /* $4: made_seq, set with the state so no reader sees one without the other */
+    it->pre_seq = true;
     it->pre_params[0] = strdup(b->id_s);
     it->pre_params[1] = strdup(hex);
     it->pre_params[2] = strdup(size);
@@ -702,10 +704,6 @@ static int record(struct bj *b, const char *hex)
     r = dems_job_ledger_append(it, &seq);
     if (r < 0)
         return fail(b, r, "cannot record the bundle in the ledger: %s", dems_strerror(r));
-    snprintf(size, sizeof size, "%llu", (unsigned long long)seq);
-    const char *p[] = {b->id_s, size};
-    PQclear(query(b, "made_seq", "UPDATE bundles SET made_seq = $2::bigint WHERE id = $1::bigint",
-                  2, p));
     return 0;
 }
 

@@ -244,7 +244,17 @@ static int run_pre(struct dems_ledger *l, struct dems_ledger_item *it)
 {
     if (it->pre_sql == NULL)
         return 0;
-    PGresult *res = ledger_q(l, it->pre_sql, it->pre_nparams, (const char *const *)it->pre_params);
+    const char *params[DEMS_LEDGER_PRE_MAX + 1];
+    char seq[24];
+    int n = it->pre_nparams;
+    for (int i = 0; i < n; i++)
+        params[i] = it->pre_params[i];
+    if (it->pre_seq) {
+        /* The item is encoded next with the frontier's size as its seq. */
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)l->frontier.size);
+        params[n++] = seq;
+    }
+    PGresult *res = ledger_q(l, it->pre_sql, n, params);
     int r = 0;
     if (!ledger_ok(res)) {
         r = dems_db_is_unique_violation(res) ? DEMS_ECONFLICT : DEMS_EDB;
