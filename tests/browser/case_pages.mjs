@@ -55,8 +55,13 @@ const text = async (loc) => (await loc.innerText()).replace(/\s+/g, ' ').trim();
 
 function watch(page, expected) {
   page.setDefaultTimeout(20_000);
+  // The page asks GET /v1/me on load whether a session cookie holds one:
+  // before signing in the answer is 401, which the browser logs.
+  const probe = (url) => { try { return new URL(url).pathname === '/v1/me'; } catch { return false; } };
   page.on('console', (m) => {
-    if (m.type() === 'error' && !expected.some((re) => re.test(m.text()))) summary.console_errors.push(m.text());
+    if (m.type() !== 'error' || expected.some((re) => re.test(m.text()))) return;
+    if (probe(m.location().url) && /status of 401/.test(m.text())) return;
+    summary.console_errors.push(m.text());
   });
   page.on('pageerror', (e) => summary.page_errors.push(String(e)));
   page.on('requestfailed', (r) => {
@@ -64,7 +69,7 @@ function watch(page, expected) {
     if (why !== 'net::ERR_ABORTED') summary.failed_requests.push(`${r.method()} ${r.url()}: ${why}`);
   });
   page.on('response', (r) => {
-    if (r.status() >= 400) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
+    if (r.status() >= 400 && !(r.status() === 401 && probe(r.url()))) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
   });
 }
 

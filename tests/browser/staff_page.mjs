@@ -58,8 +58,11 @@ try {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
+  // The page asks GET /v1/me on load whether a session cookie holds one:
+  // before signing in the answer is 401, which the browser logs.
+  const probe = (url) => { try { return new URL(url).pathname === '/v1/me'; } catch { return false; } };
   page.on('console', (m) => {
-    if (m.type() === 'error') summary.console_errors.push(m.text());
+    if (m.type() === 'error' && !(probe(m.location().url) && /status of 401/.test(m.text()))) summary.console_errors.push(m.text());
   });
   page.on('pageerror', (e) => summary.page_errors.push(String(e)));
   page.on('requestfailed', (r) => {
@@ -68,7 +71,7 @@ try {
     if (why !== 'net::ERR_ABORTED') summary.failed_requests.push(`${r.method()} ${r.url()}: ${why}`);
   });
   page.on('response', (r) => {
-    if (r.status() >= 400) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
+    if (r.status() >= 400 && !(r.status() === 401 && probe(r.url()))) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
     const m = /^\/v1\/evidence\/([0-9a-f]{64})\/([^/]+)$/.exec(new URL(r.url()).pathname);
     if (m) summary.media_responses.push({ id: m[1], path: m[2], status: r.status(), type: r.headers()['content-type'] || '' });
   });

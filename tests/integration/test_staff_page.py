@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -82,8 +83,8 @@ def teardown(c):
 def test_page_is_served_with_strict_headers(c):
     st, body, r = c.srv.request("GET", "/staff/")
     assert st == 200 and r.getheader("Content-Type") == "text/html; charset=utf-8"
-    page = body
-    assert b'<script src="/staff/app.js" defer></script>' in body
+    assert b'<script type="module" src="/staff/app.js"></script>' in body
+    assert b"<script>" not in body and b"style=" not in body  # nothing inline (the CSP forbids it)
     assert r.getheader("Content-Security-Policy").startswith(CSP)
     assert "frame-ancestors 'none'" in r.getheader("Content-Security-Policy")
     assert r.getheader("X-Content-Type-Options") == "nosniff"
@@ -98,16 +99,37 @@ def test_page_is_served_with_strict_headers(c):
     st, _, _ = c.srv.request("GET", "/staff/", headers={"If-None-Match": '"other"'})
     assert st == 200
     js = "text/javascript; charset=utf-8"
-    modules = ("app.js", "player.js", "evidence.js", "bundles.js", "cases.js", "shares.js",
-               "disclosures.js")
-    tags = [page.index(f'<script src="/staff/{m}" defer></script>'.encode()) for m in modules]
-    assert tags == sorted(tags), "the shell first, then one file per area, in order"
+    # Every module of server/web is served byte for byte as embedded at
+    # build time, and every module another imports is served.
+    web = os.path.join(HERE, "..", "..", "server", "web")
+    modules = sorted(f for f in os.listdir(web) if f.endswith(".js"))
     for name, ctype in tuple((m, js) for m in modules) + (
             ("app.css", "text/css; charset=utf-8"), ("favicon.svg", "image/svg+xml")):
         st, body, r = c.srv.request("GET", f"/staff/{name}")
         assert st == 200 and r.getheader("Content-Type") == ctype, (name, st)
-        with open(os.path.join(HERE, "..", "..", "server", "web", name), "rb") as f:
+        with open(os.path.join(web, name), "rb") as f:
             assert body == f.read(), name  # embedded at build time, byte for byte
+        if name.endswith(".js"):
+            for imp in re.findall(rb"^import (?:[^'\n]* from )?'\./([a-z0-9_.-]+)';$", body, re.M):
+                st, _, _ = c.srv.request("HEAD", f"/staff/{imp.decode()}")
+                assert st == 200, (name, imp, st)
+    # The vendored bundle (tus-js-client, @noble/hashes) and its licences,
+    # built by server/web/vendor/build.mjs into the build directory.
+    built = os.path.join(os.path.dirname(os.path.dirname(os.environ["DEMSD"])), "server", "web")
+    st, body, r = c.srv.request("GET", "/staff/upload-kit.js")
+    assert st == 200 and r.getheader("Content-Type") == js
+    with open(os.path.join(built, "upload-kit.js"), "rb") as f:
+        assert body == f.read()
+    assert b"/staff/licenses.txt" in body.split(b"\n", 2)[1]  # the banner names the licences
+    assert re.search(rb"^export \{[^}]*\bUpload\b[^}]*\bsha256\b", body, re.M | re.S), body[-300:]
+    st, body, r = c.srv.request("GET", "/staff/licenses.txt")
+    assert st == 200 and r.getheader("Content-Type") == "text/plain; charset=utf-8"
+    text = body.decode()
+    lock = json.load(open(os.path.join(web, "vendor", "package-lock.json")))
+    for name in ("tus-js-client", "@noble/hashes"):
+        version = lock["packages"][f"node_modules/{name}"]["version"]
+        assert f"\n{name} {version} (MIT)\n" in text, name
+    assert "Permission is hereby granted" in text and "js-base64" in text
     st, body, r = c.srv.request("HEAD", "/staff/app.js")
     assert st == 200 and not body and int(r.getheader("Content-Length")) > 0
     st, doc, _ = c.srv.request("GET", "/staff/nothing.js")

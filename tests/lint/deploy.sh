@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # Checks of deploy/ run as tests: deploy.sh CHECK (from anywhere).
 #   deps   ./deploy/run installs only what building and running need: with
-#          dpkg, apt-get and npm stubbed out on an empty machine,
+#          dpkg, apt-get and npm stubbed out on an empty machine (a copy of
+#          deploy/ and the npm manifests),
 #          deploy/install-deps installs exactly deploy/packages.txt (no test
-#          package, no npm), and --test adds deploy/packages-test.txt and the
-#          npm installers; tests/run asks for --test, deploy/run does not;
+#          package) and, with npm, only the staff page's pinned third-party
+#          code (npm ci in server/web/vendor), and --test adds
+#          deploy/packages-test.txt and the npm installers; tests/run asks
+#          for --test, deploy/run does not;
 #          as root it creates the accounts dems and dems-sandbox when missing.
 #   unit   deploy/demsd.service runs as the dems account under systemd's
 #          sandboxing (the directives docs/operations.md lists), passes
@@ -33,24 +36,36 @@ deps)
     printf '#!/bin/sh\nexit 2\n' >"$tmp/bin/getent"
     printf '#!/bin/sh\necho "$@" >>"%s/useradd"\nexit 0\n' "$tmp" >"$tmp/bin/useradd"
     chmod +x "$tmp"/bin/*
-    PATH="$tmp/bin:$PATH" DEMS_MODELS="$tmp/models" "$top/deploy/install-deps" >/dev/null 2>&1 ||
+    # A copy of the tree's deploy/ and npm manifests: the stubs install
+    # nothing, so the installers must not see the real node_modules.
+    copy="$tmp/top"
+    mkdir -p "$copy/server/web/vendor" "$copy/tests/node" "$copy/tests/browser"
+    cp -r "$top/deploy" "$copy/"
+    cp "$top/server/web/vendor/package.json" "$top/server/web/vendor/package-lock.json" \
+        "$copy/server/web/vendor/"
+    cp "$top/tests/node/package.json" "$copy/tests/node/"
+    cp "$top/tests/browser/package.json" "$copy/tests/browser/"
+    PATH="$tmp/bin:$PATH" DEMS_MODELS="$tmp/models" "$copy/deploy/install-deps" >/dev/null 2>&1 ||
         fail "install-deps failed"
     sort -u "$tmp/apt" >"$tmp/got" 2>/dev/null || : >"$tmp/got"
     names "$top/deploy/packages.txt" >"$tmp/want"
     diff -u "$tmp/want" "$tmp/got" >&2 || fail "install-deps installs other than deploy/packages.txt"
-    [ ! -e "$tmp/npm" ] || fail "install-deps ran npm: $(cat "$tmp/npm")"
+    [ "$(grep -c . "$tmp/npm" 2>/dev/null)" = 1 ] && grep -q '^ci --ignore-scripts' "$tmp/npm" ||
+        fail "install-deps must run npm only for server/web/vendor (npm ci): $(cat "$tmp/npm" 2>/dev/null)"
+    [ -f "$copy/server/web/vendor/node_modules/.dems-lock-sha256" ] ||
+        fail "install-deps did not install server/web/vendor's packages"
     if [ "$(id -u)" = 0 ]; then
         grep -q -- '--system.* dems$' "$tmp/useradd" 2>/dev/null ||
             fail "install-deps (as root) did not create the system account dems"
         grep -q -- '--system.* dems-sandbox$' "$tmp/useradd" 2>/dev/null ||
             fail "install-deps (as root) did not create the system account dems-sandbox"
     fi
-    for p in chromium nginx-light wrk nodejs npm clang libcmocka-dev clang-format ffmpeg; do
+    for p in chromium nginx-light wrk clang libcmocka-dev clang-format ffmpeg; do
         ! grep -qx "$p" "$tmp/got" || fail "the runtime list installs the test package $p"
     done
-    rm -f "$tmp/apt"
+    rm -f "$tmp/apt" "$tmp/npm"
     # The face-model installer then fails its checksums (npm is a stub): fine.
-    PATH="$tmp/bin:$PATH" DEMS_MODELS="$tmp/models" "$top/deploy/install-deps" --test \
+    PATH="$tmp/bin:$PATH" DEMS_MODELS="$tmp/models" "$copy/deploy/install-deps" --test \
         >/dev/null 2>&1
     names "$top/deploy/packages-test.txt" >"$tmp/test"
     sort -u "$tmp/apt" >"$tmp/got"
