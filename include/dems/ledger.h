@@ -86,6 +86,11 @@ enum dems_ledger_type {
     DEMS_LEDGER_DISCLOSURE_REVOKED,
     DEMS_LEDGER_DISCLOSURE_OPENED, /* a link holder opened the link (a session began) */
     DEMS_LEDGER_DISCLOSURE_VIEWED, /* a link holder read the exhibit list */
+    DEMS_LEDGER_SUBMISSION_REQUESTED, /* an officer made a public submission link */
+    DEMS_LEDGER_SUBMISSION_LINK_REVOKED,
+    DEMS_LEDGER_SUBMITTED,           /* a member of the public finished a submission */
+    DEMS_LEDGER_SUBMISSION_ACCEPTED, /* triage: its material became exhibits */
+    DEMS_LEDGER_SUBMISSION_REJECTED,
     DEMS_LEDGER_TYPE_COUNT,
 };
 
@@ -93,7 +98,9 @@ enum dems_ledger_actor {
     DEMS_LEDGER_ACTOR_USER,
     DEMS_LEDGER_ACTOR_DEVICE,
     DEMS_LEDGER_ACTOR_SYSTEM,
-    DEMS_LEDGER_ACTOR_LINK, /* the holder of a disclosure link: id "disclosure/<id>" */
+    /* The holder of a link: a disclosure ("disclosure/<id>") or a public
+     * submitter ("submission/<id>"). */
+    DEMS_LEDGER_ACTOR_LINK,
     DEMS_LEDGER_ACTOR_COUNT,
 };
 

@@ -92,6 +92,9 @@ int dems_auth_cookie_token(const struct dems_http_head *h, struct dems_str *ret_
 #define DEMS_CSRF_HEADER "x-csrf-token"
 void dems_auth_csrf(const char *token, size_t len, char out[static 65]);
 
+/* The prefix of a submitter's bearer token (dems_token_new kind "ps"). */
+#define DEMS_SUBMITTER_TOKEN_PREFIX "dems_ps_"
+
 /* The disclosure session cookie (a defence link holder's, docs/api.md). */
 #define DEMS_DISCLOSURE_COOKIE "dems_disclosure"
 

@@ -32,6 +32,9 @@ enum {
     DEMS_ROLE_DEVICE = 1u << 3, /* an enrolled dock, by its TLS client certificate */
     /* The holder of a defence disclosure link, by its dems_disclosure cookie. */
     DEMS_ROLE_DISCLOSURE = 1u << 4,
+    /* A member of the public handing in footage: the bearer token of their
+     * submission (dems_ps_..., made by POST /v1/portal/submissions). */
+    DEMS_ROLE_SUBMITTER = 1u << 5,
     /* No credentials needed (health, login). */
     DEMS_ROLE_PUBLIC = 1u << 30,
 };
@@ -51,6 +54,7 @@ struct dems_principal {
     int64_t device_id;     /* devices only */
     char serial[65];       /* devices only */
     int64_t disclosure_id; /* disclosure link holders only (username "disclosure/<id>") */
+    int64_t submission_id; /* submitters only (username "submission/<id>") */
     char csrf[65];         /* login sessions: the token's CSRF token (dems_auth_csrf) */
 };
 

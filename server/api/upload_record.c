@@ -45,6 +45,7 @@ struct rec {
     struct upload_outcome out;
     enum dems_ledger_actor actor_kind;
     char actor[DEMS_LEDGER_MAX_ID + 1];
+    int64_t submission, link; /* a public submission's upload: its ids; else 0 */
     uint8_t digest[32];
     int err;          /* of the step on the work pool */
     int rereads;      /* the row changed under us: read it again, once */
@@ -141,12 +142,14 @@ static void on_ingested(struct dems_ledger_item *item, void *arg)
  * refuses it (a unique violation), and the ledger drops this entry alone.
  */
 #define INGEST_SQL                                                                                 \
-    "WITH guard AS (INSERT INTO uploads (id, owner_user_id, owner_device_id, length, metadata,"    \
-    " expires_at) SELECT id, owner_user_id, owner_device_id, length, metadata, expires_at"         \
+    "WITH guard AS (INSERT INTO uploads (id, owner_user_id, owner_device_id, owner_submission_id," \
+    " length, metadata, expires_at) SELECT id, owner_user_id, owner_device_id,"                    \
+    " owner_submission_id, length, metadata, expires_at"                                           \
     " FROM uploads WHERE id = $2 AND evidence_id IS NOT NULL),"                                    \
     " a AS (INSERT INTO artefacts (id, size, content_type, filename, metadata, uploaded_by,"       \
-    " upload_id, uploaded_by_device) SELECT $1, length, metadata->>'content_type',"                \
-    " metadata->>'filename', metadata, owner_user_id, id, owner_device_id FROM uploads"            \
+    " upload_id, uploaded_by_device, uploaded_by_submission) SELECT $1, length,"                   \
+    " metadata->>'content_type', metadata->>'filename', metadata, owner_user_id, id,"              \
+    " owner_device_id, owner_submission_id FROM uploads"                                           \
     " WHERE id = $2 ON CONFLICT (id) DO NOTHING RETURNING id)," /* Its preview, queued in the same \
                                                                    transaction (once per content). \
                                                                  */                                \
@@ -169,6 +172,11 @@ static void step_record(struct rec *r)
     memcpy(it->sha256, it->artefact, 32);
     it->size = r->out.length;
     it->payload = json_pack("{s:s}", "upload", r->id);
+    if (it->payload != NULL && r->submission > 0) {
+        /* A public submission's material: which submission, through which link. */
+        json_object_set_new(it->payload, "submission", json_integer(r->submission));
+        json_object_set_new(it->payload, "submission_link", json_integer(r->link));
+    }
     it->pre_sql = strdup(INGEST_SQL);
     it->pre_nparams = 2;
     it->pre_params[0] = strdup(r->out.sha);
@@ -360,6 +368,12 @@ static void on_row(void *arg, const PGresult *res, int err)
     dems_parse_u64(len, strlen(len), INT64_MAX, &r->out.length);
     r->actor_kind = device[0] == 't' ? DEMS_LEDGER_ACTOR_DEVICE : DEMS_LEDGER_ACTOR_USER;
     snprintf(r->actor, sizeof(r->actor), "%s", actor != NULL ? actor : "unknown");
+    r->submission = api_col_int(res, 0, "submission");
+    r->link = api_col_int(res, 0, "link");
+    if (r->submission > 0) {
+        r->actor_kind = DEMS_LEDGER_ACTOR_LINK;
+        snprintf(r->actor, sizeof(r->actor), "submission/%lld", (long long)r->submission);
+    }
     if (sha != NULL)
         snprintf(r->out.sha, sizeof(r->out.sha), "%s", sha);
     if (evidence != NULL) {
@@ -384,9 +398,12 @@ static void read_row(struct rec *r)
     int e = dems_db_query(r->loop->db,
                           "SELECT u.state, u.length, u.sha256, u.evidence_id,"
                           " u.owner_device_id IS NOT NULL AS by_device,"
-                          " coalesce(us.username, d.serial) AS actor"
+                          " coalesce(us.username, d.serial) AS actor,"
+                          " u.owner_submission_id AS submission, s.link_id AS link"
                           " FROM uploads u LEFT JOIN users us ON us.id = u.owner_user_id"
-                          " LEFT JOIN devices d ON d.id = u.owner_device_id WHERE u.id = $1",
+                          " LEFT JOIN devices d ON d.id = u.owner_device_id"
+                          " LEFT JOIN submissions s ON s.id = u.owner_submission_id"
+                          " WHERE u.id = $1",
                           1, params, on_row, r);
     if (e < 0)
         finish(r, UPLOAD_FAILED, e);

@@ -22,11 +22,13 @@
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/limits.h"
+#include "dems/sniff.h"
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/log.h"
 #include "demsd/store.h"
 
 #include "api_int.h"
@@ -133,6 +135,11 @@ struct patch {
     bool finished; /* the chunk was accepted or rejected deliberately */
     bool is_create;
     bool again; /* an empty PATCH on an upload complete but not yet recorded */
+    /* A public submitter's upload from its first byte: the head is sniffed
+     * (dems_sniff) and a type the portal does not take is refused. */
+    bool sniffing;
+    size_t head_len;
+    uint8_t head[DEMS_SNIFF_HEAD];
     char expires[64];
 };
 
@@ -219,6 +226,7 @@ static void start_reading(struct dems_req *req, struct patch *p)
         dems_resp_err(req, r);
         return;
     }
+    p->sniffing = s->offset == 0 && dems_req_principal(req)->role == DEMS_ROLE_SUBMITTER;
     dems_req_continue(req);
 }
 
@@ -288,14 +296,18 @@ static void on_loaded(void *arg)
     free(j);
 }
 
-/* Owners are users or devices; SQL renders them as "u<id>" or "d<id>". */
-#define OWNER_SQL "coalesce('u' || owner_user_id, 'd' || owner_device_id)"
+/* Owners are users, devices or public submissions; SQL renders them as
+ * "u<id>", "d<id>" or "s<id>". */
+#define OWNER_SQL                                                                                  \
+    "coalesce('u' || owner_user_id, 'd' || owner_device_id, 's' || owner_submission_id)"
 
 static void owner_key(const struct dems_req *req, char out[static 24])
 {
     const struct dems_principal *pr = dems_req_principal(req);
     if (pr->role == DEMS_ROLE_DEVICE)
         snprintf(out, 24, "d%lld", (long long)pr->device_id);
+    else if (pr->role == DEMS_ROLE_SUBMITTER)
+        snprintf(out, 24, "s%lld", (long long)pr->submission_id);
     else
         snprintf(out, 24, "u%lld", (long long)pr->user_id);
 }
@@ -419,6 +431,13 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
         dems_resp_error(req, 404, "not_found", "no such upload");
         return;
     }
+    if (strcmp(state, "receiving") == 0 && api_col_bool(res, 0, "link_ended")) {
+        tus_headers(req);
+        dems_resp_error(req, 410, "link_ended",
+                        "the submission link has ended or the submission is closed: no more "
+                        "files can be sent through it");
+        return;
+    }
     if (strcmp(state, "expired") == 0 ||
         (strcmp(state, "receiving") == 0 && api_col(res, 0, "live")[0] != 't')) {
         tus_headers(req);
@@ -441,6 +460,13 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
 }
 
 #define HTTP_DATE(col) "to_char(" col " AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')"
+
+/* True for a public submitter's upload whose submission no longer takes
+ * files (finished, decided) or whose link was revoked or has expired. */
+#define SUBMISSION_ENDED_SQL                                                                       \
+    "(owner_submission_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM submissions es"                \
+    " JOIN submission_links el ON el.id = es.link_id WHERE es.id = owner_submission_id"            \
+    " AND es.state = 'open' AND el.revoked_at IS NULL AND el.expires_at > now()))"
 
 int api_uploads_patch_begin(struct dems_req *req)
 {
@@ -471,10 +497,60 @@ int api_uploads_patch_begin(struct dems_req *req)
     const char *params[] = {p->id};
     int r = dems_db_req(req,
                         "SELECT length, state, " OWNER_SQL " AS owner, expires_at > now() AS live,"
-                        " " HTTP_DATE("expires_at") " AS expires, evidence_id"
-                                                    " FROM uploads WHERE id = $1",
+                        " " HTTP_DATE("expires_at") " AS expires, evidence_id,"
+                        " " SUBMISSION_ENDED_SQL " AS link_ended FROM uploads WHERE id = $1",
                         1, params, on_patch_row);
     return r < 0 ? r : DEMS_EAGAIN;
+}
+
+static void on_sniff_terminated(void *arg, const PGresult *res, int err)
+{
+    (void)arg;
+    (void)res;
+    (void)err; /* housekeeping expires it if this failed */
+}
+
+/*
+ * Collects the first DEMS_SNIFF_HEAD bytes of a submitter's upload (or all
+ * of a shorter one) and decides: a type the portal does not take (anything
+ * but video, images, audio and archives, judged by magic numbers, never by
+ * the name) ends the upload: its bytes are dropped, it is terminated and
+ * the answer (415 type_not_allowed) says what the file appears to be.
+ */
+static int sniff(struct dems_req *req, struct patch *p, const uint8_t *data, size_t n)
+{
+    size_t take = DEMS_SNIFF_HEAD - p->head_len;
+    if (take > n)
+        take = n;
+    memcpy(p->head + p->head_len, data, take);
+    p->head_len += take;
+    if (p->head_len < DEMS_SNIFF_HEAD && p->staged->offset < p->staged->length)
+        return 0;
+    p->sniffing = false;
+    struct dems_sniffed what = dems_sniff(p->head, p->head_len);
+    if (dems_sniff_portal_allowed(what.kind))
+        return 0;
+    p->finished = true;
+    dems_staging_rollback(p->staged, &p->start);
+    dems_staging_release(p->staged);
+    p->staged = NULL;
+    dems_staging_remove(p->id);
+    const char *params[] = {p->id};
+    dems_db_query(dems_req_loop(req)->db,
+                  "UPDATE uploads SET state = 'terminated', updated_at = now()"
+                  " WHERE id = $1 AND state = 'receiving'",
+                  1, params, on_sniff_terminated, NULL);
+    dems_log(DEMS_LOG_INFO, dems_req_id(req),
+             json_pack("{s:s,s:s}", "refusal", "type_not_allowed", "format", what.format),
+             "portal: refused an upload of %s", what.label);
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "this file appears to be %s (%s): the portal takes video, images, audio and"
+             " archives (ZIP) only; the upload was ended",
+             what.label, what.format);
+    tus_headers(req);
+    dems_resp_error(req, 415, "type_not_allowed", msg);
+    return DEMS_EINVAL;
 }
 
 int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
@@ -487,9 +563,11 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
     if (p->has_checksum)
         dems_sha256_update(&p->chunk_sha, data, n);
     int r = dems_staging_write(p->staged, data, n);
-    if (r < 0)
+    if (r < 0) {
         write_failed(req, p, r); /* answered: the rest of the body is not read */
-    return r;
+        return r;
+    }
+    return p->sniffing ? sniff(req, p, data, n) : 0;
 }
 
 static void reply_progress(struct dems_req *req, struct patch *p, int status)
@@ -577,6 +655,118 @@ static void on_created(struct dems_req *req, const PGresult *res, int err)
 }
 
 /*
+ * A public submitter's new upload ($1 id, $2 submission, $3 length, $4
+ * metadata, $5 declared SHA-256, $6 expiry in seconds, cut to the link's
+ * end), only while the submission is open, its link live, and the file
+ * fits the link's limits: files and bytes of the submission, bytes of the
+ * link in all and in the last day, uploads in flight through the link.
+ * "why" names the first limit reached (NULL: made). Creations racing at
+ * a limit's edge may each pass: the limits bound resources, by at most
+ * one file per concurrent creation.
+ */
+#define SUBMITTER_CREATE_SQL                                                                       \
+    "WITH s AS (SELECT s.state, l.id AS link_id, l.revoked_at, l.expires_at AS link_expires,"      \
+    " l.max_files, l.max_bytes, l.link_max_bytes, l.daily_max_bytes, l.max_concurrent"             \
+    " FROM submissions s JOIN submission_links l ON l.id = s.link_id WHERE s.id = $2::bigint),"    \
+    " mine AS (SELECT count(*) AS files, coalesce(sum(length), 0) AS bytes FROM uploads"           \
+    " WHERE owner_submission_id = $2::bigint AND state IN ('receiving', 'complete')),"             \
+    " link AS (SELECT coalesce(sum(u.length), 0) AS bytes, coalesce(sum(u.length)"                 \
+    " FILTER (WHERE u.created_at > now() - interval '1 day'), 0) AS day,"                          \
+    " count(*) FILTER (WHERE u.state = 'receiving' AND u.expires_at > now()) AS inflight"          \
+    " FROM uploads u JOIN submissions ls ON ls.id = u.owner_submission_id"                         \
+    " WHERE ls.link_id = (SELECT link_id FROM s) AND u.state IN ('receiving', 'complete')),"       \
+    " c AS (SELECT CASE WHEN s.state <> 'open' THEN 'submission_closed'"                           \
+    " WHEN s.revoked_at IS NOT NULL OR s.link_expires <= now() THEN 'link_ended'"                  \
+    " WHEN mine.files >= s.max_files THEN 'file_limit_reached'"                                    \
+    " WHEN mine.bytes + $3::bigint > s.max_bytes THEN 'submission_too_large'"                      \
+    " WHEN link.bytes + $3::bigint > s.link_max_bytes THEN 'link_quota_reached'"                   \
+    " WHEN link.day + $3::bigint > s.daily_max_bytes THEN 'daily_quota_reached'"                   \
+    " WHEN link.inflight >= s.max_concurrent THEN 'too_many_uploads' END AS why,"                  \
+    " s.max_files, s.max_bytes, mine.files, mine.bytes,"                                           \
+    " least(s.link_expires, now() + make_interval(secs => $6::int)) AS expires"                    \
+    " FROM s, mine, link),"                                                                        \
+    " ins AS (INSERT INTO uploads (id, owner_submission_id, length, metadata, declared_sha256,"    \
+    " expires_at) SELECT $1, $2::bigint, $3::bigint, $4::jsonb, $5, c.expires FROM c"              \
+    " WHERE c.why IS NULL RETURNING expires_at)"                                                   \
+    " SELECT c.why, c.max_files, c.max_bytes, c.files, c.bytes,"                                   \
+    " (SELECT " HTTP_DATE("expires_at") " FROM ins) AS expires FROM c"
+
+/* Answers a refused submitter creation: which limit, in words. */
+static void submitter_refused(struct dems_req *req, const PGresult *res)
+{
+    const char *why = PQntuples(res) == 1 ? api_col(res, 0, "why") : "submission_closed";
+    char msg[256];
+    int status = 409;
+    if (strcmp(why, "link_ended") == 0) {
+        status = 410;
+        snprintf(msg, sizeof(msg), "the submission link has ended: no more files can be sent");
+    } else if (strcmp(why, "file_limit_reached") == 0) {
+        snprintf(msg, sizeof(msg), "this submission may hold at most %s files",
+                 api_col(res, 0, "max_files"));
+    } else if (strcmp(why, "submission_too_large") == 0) {
+        status = 413;
+        snprintf(msg, sizeof(msg),
+                 "this file would take the submission past its limit of %s bytes (%s used)",
+                 api_col(res, 0, "max_bytes"), api_col(res, 0, "bytes"));
+    } else if (strcmp(why, "link_quota_reached") == 0) {
+        status = 413;
+        snprintf(msg, sizeof(msg), "the link has received all the data it may take");
+    } else if (strcmp(why, "daily_quota_reached") == 0 || strcmp(why, "too_many_uploads") == 0) {
+        status = 429;
+        dems_resp_header(req, "Retry-After", strcmp(why, "too_many_uploads") == 0 ? "30" : "3600");
+        snprintf(msg, sizeof(msg), "%s",
+                 strcmp(why, "too_many_uploads") == 0
+                     ? "too many files are being sent through this link at once: try again shortly"
+                     : "the link has received all the data it may take today: try again later");
+    } else {
+        why = "submission_closed";
+        snprintf(msg, sizeof(msg), "the submission is finished: no more files can be added");
+    }
+    dems_log(DEMS_LOG_INFO, dems_req_id(req), json_pack("{s:s}", "refusal", why),
+             "portal: refused an upload (%s)", why);
+    tus_headers(req);
+    dems_resp_error(req, status, why, msg);
+}
+
+static void on_submitter_created(struct dems_req *req, const PGresult *res, int err)
+{
+    struct patch *p = dems_req_data(req);
+    if (err < 0 || PQntuples(res) != 1 || !api_col_null(res, 0, "why")) {
+        dems_staging_remove(p->id);
+        if (err < 0)
+            api_db_error(req, res, err);
+        else
+            submitter_refused(req, res);
+        return;
+    }
+    snprintf(p->expires, sizeof(p->expires), "%s", api_col(res, 0, "expires"));
+    acquire(req, p, true);
+}
+
+/* Upload-Metadata a member of the public may give: what the file is called,
+ * its type and its hash. Staff-only keys (officer, device, recording times,
+ * description: the submission's statement holds those) are refused. */
+static bool submitter_meta_ok(struct dems_req *req, json_t *meta)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(meta, key, v) {
+        if (strcmp(key, "filename") != 0 && strcmp(key, "content_type") != 0 &&
+            strcmp(key, "sha256") != 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg),
+                     "Upload-Metadata: key \"%s\" is not taken from the public portal"
+                     " (filename, filetype and sha256 are)",
+                     key);
+            tus_headers(req);
+            dems_resp_error(req, 400, "invalid_metadata", msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * The new row, only while its owner has fewer unfinished uploads than the
  * cap ($8). Two creations racing may both pass at the cap's edge: the cap
  * bounds resources, it is not an exact quota.
@@ -627,6 +817,12 @@ int api_uploads_create_begin(struct dems_req *req)
         dems_resp_error(req, 400, "invalid_metadata", err);
         return DEMS_EINVAL;
     }
+    const struct dems_principal *who = dems_req_principal(req);
+    bool submitter = who->role == DEMS_ROLE_SUBMITTER;
+    if (submitter && !submitter_meta_ok(req, meta)) {
+        json_decref(meta);
+        return DEMS_EINVAL;
+    }
     uint8_t rnd[16];
     randombytes_buf(rnd, sizeof(rnd));
     dems_hex_encode(rnd, sizeof(rnd), p->id);
@@ -643,11 +839,23 @@ int api_uploads_create_begin(struct dems_req *req)
     char *meta_text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(meta);
     char owner[24], length[24], expiry[24], cap[24];
-    const struct dems_principal *who = dems_req_principal(req);
     bool device = who->role == DEMS_ROLE_DEVICE;
-    snprintf(owner, sizeof(owner), "%lld", (long long)(device ? who->device_id : who->user_id));
+    snprintf(owner, sizeof(owner), "%lld",
+             (long long)(device ? who->device_id : submitter ? who->submission_id : who->user_id));
     snprintf(length, sizeof(length), "%llu", (unsigned long long)p->length);
     snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)cfg(req)->upload_expiry);
+    if (submitter) {
+        const char *sp[] = {p->id, owner, length, meta_text, declared[0] ? declared : NULL, expiry};
+        int r = meta_text == NULL
+                    ? DEMS_ENOMEM
+                    : dems_db_req(req, SUBMITTER_CREATE_SQL, 6, sp, on_submitter_created);
+        free(meta_text);
+        if (r < 0) {
+            dems_staging_remove(p->id);
+            return r;
+        }
+        return DEMS_EAGAIN;
+    }
     snprintf(cap, sizeof(cap), "%llu",
              (unsigned long long)(device ? cfg(req)->upload_max_unfinished_per_device
                                          : cfg(req)->upload_max_unfinished_per_user));

@@ -37,6 +37,13 @@ static int64_t parse_id(const char *s)
     return (int64_t)v;
 }
 
+/* Row 0's column called name (it must be in the query). */
+static const char *col(const PGresult *res, const char *name)
+{
+    int c = PQfnumber(res, name);
+    return c < 0 ? "" : PQgetvalue(res, 0, c);
+}
+
 /* One lookup in flight; holds a reference to its request. */
 struct auth_ctx {
     struct dems_req *req;
@@ -54,11 +61,11 @@ static void on_lookup(void *arg, const PGresult *res, int err)
             ctx->p.done(ctx->req, DEMS_EAUTH);
         } else {
             struct dems_principal *o = ctx->p.out;
-            o->user_id = parse_id(PQgetvalue(res, 0, 0));
-            snprintf(o->username, sizeof(o->username), "%s", PQgetvalue(res, 0, 1));
-            o->role = dems_role_parse(PQgetvalue(res, 0, 2));
-            o->token_id = parse_id(PQgetvalue(res, 0, 3));
-            snprintf(o->token_kind, sizeof(o->token_kind), "%s", PQgetvalue(res, 0, 4));
+            o->user_id = parse_id(col(res, "user_id"));
+            snprintf(o->username, sizeof(o->username), "%s", col(res, "username"));
+            o->role = dems_role_parse(col(res, "role"));
+            o->token_id = parse_id(col(res, "token_id"));
+            snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
             bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
             ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
         }
@@ -86,7 +93,7 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
     dems_auth_csrf(tok.ptr, tok.len, out->csrf);
     const char *params[] = {hex};
     int r = dems_db_query(dems_req_loop(req)->db,
-                          "SELECT u.id, u.username, u.role, t.id, t.kind"
+                          "SELECT u.id AS user_id, u.username, u.role, t.id AS token_id, t.kind"
                           " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
                           " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
                           " AND t.expires_at > now() AND NOT u.disabled",
@@ -116,8 +123,8 @@ static void on_disclosure(void *arg, const PGresult *res, int err)
         } else {
             struct dems_principal *o = ctx->p.out;
             o->role = DEMS_ROLE_DISCLOSURE;
-            o->token_id = parse_id(PQgetvalue(res, 0, PQfnumber(res, "id")));
-            o->disclosure_id = parse_id(PQgetvalue(res, 0, PQfnumber(res, "disclosure_id")));
+            o->token_id = parse_id(col(res, "id"));
+            o->disclosure_id = parse_id(col(res, "disclosure_id"));
             snprintf(o->username, sizeof(o->username), "disclosure/%lld",
                      (long long)o->disclosure_id);
             snprintf(o->token_kind, sizeof(o->token_kind), "disclosure");
@@ -144,6 +151,58 @@ static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct de
                           "SELECT id, disclosure_id FROM disclosure_sessions"
                           " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
                           1, params, on_disclosure, ctx);
+    if (r < 0) {
+        free(ctx);
+        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
+    }
+    dems_req_ref(req);
+    return 0;
+}
+
+/*
+ * A submitter's bearer token (docs/api.md, "Public submissions"): found
+ * while its submission exists and has not been disposed of; whether the
+ * link still takes uploads is for the routes to say (410 link_ended), so
+ * that a submitter can still read their receipt after the link ends.
+ */
+static void on_submitter(void *arg, const PGresult *res, int err)
+{
+    struct auth_ctx *ctx = arg;
+    if (!dems_req_is_aborted(ctx->req)) {
+        if (err < 0) {
+            ctx->p.done(ctx->req, DEMS_EDB);
+        } else if (PQntuples(res) != 1) {
+            ctx->p.done(ctx->req, DEMS_EAUTH);
+        } else {
+            struct dems_principal *o = ctx->p.out;
+            o->role = DEMS_ROLE_SUBMITTER;
+            o->submission_id = parse_id(col(res, "id"));
+            snprintf(o->username, sizeof(o->username), "submission/%lld",
+                     (long long)o->submission_id);
+            snprintf(o->token_kind, sizeof(o->token_kind), "submission");
+            ctx->p.done(ctx->req, o->submission_id > 0 ? 0 : DEMS_EAUTH);
+        }
+    }
+    dems_req_unref(ctx->req);
+    free(ctx);
+}
+
+static int submitter_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
+                           void (*done)(struct dems_req *req, int err))
+{
+    uint8_t hash[32];
+    char hex[65];
+    dems_token_hash(tok.ptr, tok.len, hash);
+    dems_hex_encode(hash, sizeof(hash), hex);
+    struct auth_ctx *ctx = malloc(sizeof(*ctx));
+    if (ctx == NULL)
+        return DEMS_ENOMEM;
+    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
+    const char *params[] = {hex};
+    int r = dems_db_query(dems_req_loop(req)->db,
+                          "SELECT id FROM submissions WHERE token_hash = decode($1, 'hex')"
+                          " AND state <> 'disposed'",
+                          1, params, on_submitter, ctx);
     if (r < 0) {
         free(ctx);
         return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
@@ -210,6 +269,9 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     struct dems_str tok = dems_str_trim((struct dems_str){h->ptr + 7, h->len - 7});
     if (tok.len == 0)
         return DEMS_EAUTH;
+    size_t np = strlen(DEMS_SUBMITTER_TOKEN_PREFIX);
+    if (tok.len > np && memcmp(tok.ptr, DEMS_SUBMITTER_TOKEN_PREFIX, np) == 0)
+        return submitter_begin(req, tok, out, done);
     return token_begin(req, tok, false, out, done);
 }
 

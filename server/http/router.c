@@ -29,6 +29,8 @@ const char *dems_role_name(unsigned role)
         return "device";
     if (role == DEMS_ROLE_DISCLOSURE)
         return "disclosure";
+    if (role == DEMS_ROLE_SUBMITTER)
+        return "submitter";
     for (unsigned i = 0; i < 3; i++) {
         if (role == 1u << i)
             return role_names[i];
