@@ -58,8 +58,7 @@ static int annex_b(const uint8_t *head, size_t n)
     bool forbidden = (head[i] & 0x80) != 0;
     if (forbidden)
         return 0;
-    return avc == 7 || avc == 9 || avc == 6 || avc == 5 || hevc == 32 || hevc == 35 ||
-           hevc == 39;
+    return avc == 7 || avc == 9 || avc == 6 || avc == 5 || hevc == 32 || hevc == 35 || hevc == 39;
 }
 
 /* An MPEG transport stream: sync bytes one packet apart (188, or 192 for M2TS). */
@@ -139,7 +138,8 @@ struct dems_sniffed dems_sniff(const uint8_t *head, size_t n)
         return is(DEMS_SNIFF_ARCHIVE, "rar", "RAR archive", "application/vnd.rar");
     if (AT(0, "\x1f\x8b"))
         return is(DEMS_SNIFF_ARCHIVE, "gzip", "gzip archive", "application/gzip");
-    if (AT(0, "\xfd" "7zXZ\x00"))
+    if (AT(0, "\xfd"
+              "7zXZ\x00"))
         return is(DEMS_SNIFF_ARCHIVE, "xz", "xz archive", "application/x-xz");
     if (AT(257, "ustar"))
         return is(DEMS_SNIFF_ARCHIVE, "tar", "tar archive", "application/x-tar");
@@ -147,7 +147,8 @@ struct dems_sniffed dems_sniff(const uint8_t *head, size_t n)
     if (AT(0, "MZ"))
         return is(DEMS_SNIFF_OTHER, "windows-program", "a Windows program",
                   "application/vnd.microsoft.portable-executable");
-    if (AT(0, "\x7f" "ELF"))
+    if (AT(0, "\x7f"
+              "ELF"))
         return is(DEMS_SNIFF_OTHER, "elf-program", "a Linux program", "application/x-executable");
     if (AT(0, "%PDF-"))
         return is(DEMS_SNIFF_OTHER, "pdf", "a PDF document", "application/pdf");

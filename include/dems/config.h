@@ -47,6 +47,11 @@ struct dems_config {
     uint64_t refusal_window;         /* seconds */
     uint64_t public_rate_per_minute; /* unauthenticated requests per client address (buckets) */
     uint64_t public_rate_burst;
+    uint64_t portal_link_rate_per_minute; /* submissions a link may start (buckets) */
+    uint64_t portal_link_burst;
+    uint64_t portal_link_days;     /* a public submission link's default life */
+    uint64_t portal_link_max_days; /* and its longest */
+    uint64_t portal_reject_retention_days;
     uint64_t upload_max_size;
     uint64_t upload_expiry;
     uint64_t upload_max_unfinished_per_user;

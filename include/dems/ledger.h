@@ -84,8 +84,8 @@ enum dems_ledger_type {
     DEMS_LEDGER_SHARE_REVOKED, /* a share with a prosecutor ended early */
     DEMS_LEDGER_DISCLOSED,     /* a prosecutor issued a disclosure link to the defence */
     DEMS_LEDGER_DISCLOSURE_REVOKED,
-    DEMS_LEDGER_DISCLOSURE_OPENED, /* a link holder opened the link (a session began) */
-    DEMS_LEDGER_DISCLOSURE_VIEWED, /* a link holder read the exhibit list */
+    DEMS_LEDGER_DISCLOSURE_OPENED,    /* a link holder opened the link (a session began) */
+    DEMS_LEDGER_DISCLOSURE_VIEWED,    /* a link holder read the exhibit list */
     DEMS_LEDGER_SUBMISSION_REQUESTED, /* an officer made a public submission link */
     DEMS_LEDGER_SUBMISSION_LINK_REVOKED,
     DEMS_LEDGER_SUBMITTED,           /* a member of the public finished a submission */

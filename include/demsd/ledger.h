@@ -29,7 +29,7 @@ struct dems_server;
 struct dems_ledger;
 
 /* Most parameters an item's pre-statement may take. */
-#define DEMS_LEDGER_PRE_MAX 12
+#define DEMS_LEDGER_PRE_MAX 20
 
 /* One entry to append. Filled by the caller; owned by the ledger once queued. */
 struct dems_ledger_item {

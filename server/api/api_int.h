@@ -27,6 +27,12 @@
 bool api_get_str(struct dems_req *req, const char *key, size_t max, bool required,
                  const char **ret);
 
+/* True when t looks like a token dems made (dems_token_new: 16..63 of A-Z a-z 0-9 _ -). */
+bool api_token_text_ok(const char *t);
+
+/* Reads an optional boolean member; def when absent (400 answered, false, when not a boolean). */
+bool api_get_bool(struct dems_req *req, const char *key, bool def, bool *ret);
+
 /* Reads an optional integer member in [min, max]; def when absent. */
 bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max, int64_t def,
                  int64_t *ret);
@@ -182,6 +188,12 @@ void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item,
  * share_max_days, answered) when bad. Shares and disclosure links use it.
  */
 bool api_case_expiry(struct dems_req *req, char out[static 24]);
+
+/* As api_case_expiry for any "expires_at": optional when default_days > 0
+ * (then that many days from now), at most max_days ahead (max_name: the
+ * setting that says so, named in the error). */
+bool api_expiry_field(struct dems_req *req, uint64_t default_days, uint64_t max_days,
+                      const char *max_name, char out[static 24]);
 
 #define API_SELECTION_MAX 10000 /* exhibits one request may name */
 
@@ -412,6 +424,17 @@ void api_disclosure_preview(struct dems_req *req);
 void api_disclosure_poster(struct dems_req *req);
 void api_disclosure_thumbnails(struct dems_req *req);
 void api_disclosure_sprite(struct dems_req *req);
+void api_submission_links_create(struct dems_req *req);
+void api_submission_links_list(struct dems_req *req);
+void api_submission_links_revoke(struct dems_req *req);
+void api_portal_open(struct dems_req *req);
+void api_portal_submit(struct dems_req *req);
+void api_portal_submission(struct dems_req *req);
+void api_portal_finish(struct dems_req *req);
+void api_portal_receipt(struct dems_req *req);
+void api_submissions_list(struct dems_req *req);
+void api_submissions_accept(struct dems_req *req);
+void api_submissions_reject(struct dems_req *req);
 void api_evidence_custody(struct dems_req *req);
 void api_qr(struct dems_req *req);
 
@@ -423,6 +446,10 @@ void api_qr(struct dems_req *req);
  * buckets idle long enough to be full again.
  */
 void api_rate_take(struct dems_req *req, const char *what, void (*next)(struct dems_req *req));
+/* As api_rate_take for the bucket "<what>:<link>" of a public submission
+ * link (portal_link_rate_per_minute, portal_link_burst), whoever calls. */
+void api_rate_take_link(struct dems_req *req, const char *what, int64_t link,
+                        void (*next)(struct dems_req *req));
 struct dems_config;
 struct dems_db_pool;
 void api_rate_prune(struct dems_db_pool *db, const struct dems_config *cfg);

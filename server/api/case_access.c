@@ -136,32 +136,41 @@ void api_case_changed(struct dems_req *req, const struct dems_ledger_item *item,
 
 /* ---- an expiry ---- */
 
-bool api_case_expiry(struct dems_req *req, char out[static 24])
+bool api_expiry_field(struct dems_req *req, uint64_t default_days, uint64_t max_days,
+                      const char *max_name, char out[static 24])
 {
     const char *exp;
     int64_t t;
-    if (!api_get_str(req, "expires_at", 64, true, &exp))
+    int64_t now = (int64_t)time(NULL);
+    if (!api_get_str(req, "expires_at", 64, default_days == 0, &exp))
         return false;
+    if (exp == NULL) {
+        snprintf(out, 24, "%lld", (long long)(now + (int64_t)default_days * 86400));
+        return true;
+    }
     if (!upload_parse_rfc3339(exp, strlen(exp), &t)) {
         dems_resp_error(req, 400, "invalid_field", "field \"expires_at\" must be an RFC 3339 time");
         return false;
     }
-    int64_t now = (int64_t)time(NULL);
-    uint64_t max_days = dems_req_loop(req)->srv->cfg->share_max_days;
     if (t <= now) {
         dems_resp_error(req, 400, "expiry_in_past", "field \"expires_at\" is not in the future");
         return false;
     }
     if ((uint64_t)(t - now) > max_days * 86400) {
         char detail[120];
-        snprintf(detail, sizeof(detail),
-                 "field \"expires_at\" is more than %llu days ahead (share_max_days)",
-                 (unsigned long long)max_days);
+        snprintf(detail, sizeof(detail), "field \"expires_at\" is more than %llu days ahead (%s)",
+                 (unsigned long long)max_days, max_name);
         dems_resp_error(req, 400, "expiry_too_far", detail);
         return false;
     }
     snprintf(out, 24, "%lld", (long long)t);
     return true;
+}
+
+bool api_case_expiry(struct dems_req *req, char out[static 24])
+{
+    return api_expiry_field(req, 0, dems_req_loop(req)->srv->cfg->share_max_days, "share_max_days",
+                            out);
 }
 
 /* ---- a choice of exhibits ---- */

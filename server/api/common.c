@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dems/buf.h"
+#include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/str.h"
 #include "demsd/auth.h"
@@ -65,6 +66,36 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
         return false;
     }
     *ret = json_integer_value(v);
+    return true;
+}
+
+bool api_token_text_ok(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 16 || n >= DEMS_TOKEN_TEXT_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool api_get_bool(struct dems_req *req, const char *key, bool def, bool *ret)
+{
+    json_t *body = dems_req_json(req);
+    json_t *v = body != NULL ? json_object_get(body, key) : NULL;
+    if (v == NULL) {
+        *ret = def;
+        return true;
+    }
+    if (!json_is_boolean(v)) {
+        bad_field(req, key, "must be true or false");
+        return false;
+    }
+    *ret = json_is_true(v);
     return true;
 }
 

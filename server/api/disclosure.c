@@ -248,20 +248,6 @@ static void on_link(struct dems_req *req, const PGresult *res, int err)
 }
 
 /* A token's text: the prefix and base64url, as dems_token_new writes it. */
-static bool token_text_ok(const char *t)
-{
-    size_t n = strlen(t);
-    if (n < 16 || n >= DEMS_TOKEN_TEXT_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 static void open_admitted(struct dems_req *req);
 
 /* Guessing tokens or passcodes is bounded per client address (rate.c). */
@@ -283,7 +269,7 @@ static void open_admitted(struct dems_req *req)
     if (!api_get_str(req, "token", DEMS_TOKEN_TEXT_MAX - 1, true, &token) ||
         !api_get_str(req, "passcode", MAX_PASSCODE, false, &passcode))
         return;
-    if (!token_text_ok(token)) {
+    if (!api_token_text_ok(token)) {
         dems_resp_error(req, 400, "invalid_field",
                         "field \"token\" is not a disclosure link's token");
         return;

@@ -40,6 +40,7 @@ struct take {
     struct dems_req *req;
     void (*next)(struct dems_req *req);
     double rate; /* tokens a second */
+    bool per_link;
 };
 
 static void on_taken(void *arg, const PGresult *res, int err)
@@ -56,8 +57,8 @@ static void on_taken(void *arg, const PGresult *res, int err)
             double wait = ceil((1.0 - left) / t->rate);
             char retry[24], detail[160];
             snprintf(retry, sizeof(retry), "%.0f", wait < 1 ? 1.0 : wait);
-            snprintf(detail, sizeof(detail),
-                     "too many requests from your address; try again in %s seconds", retry);
+            snprintf(detail, sizeof(detail), "too many requests %s; try again in %s seconds",
+                     t->per_link ? "through this link" : "from your address", retry);
             /* Counted, not written line by line: a client chooses how often. */
             DEMS_LOG_LIMITED(
                 DEMS_LOG_WARN, dems_req_id(req),
@@ -71,19 +72,20 @@ static void on_taken(void *arg, const PGresult *res, int err)
     free(t);
 }
 
-void api_rate_take(struct dems_req *req, const char *what, void (*next)(struct dems_req *req))
+/* Takes a token from bucket key (per_minute, burst); next(req) when one was there. */
+static void take(struct dems_req *req, const char *key, uint64_t per_minute, uint64_t burst_n,
+                 bool per_link, void (*next)(struct dems_req *req))
 {
-    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
     struct take *t = malloc(sizeof(*t));
     if (t == NULL) {
         dems_resp_err(req, DEMS_ENOMEM);
         return;
     }
-    *t = (struct take){.req = req, .next = next, .rate = (double)cfg->public_rate_per_minute / 60};
-    char key[200], rate[32], burst[24];
-    snprintf(key, sizeof(key), "%s:%s", what, dems_req_peer(req));
+    *t = (struct take){
+        .req = req, .next = next, .rate = (double)per_minute / 60, .per_link = per_link};
+    char rate[32], burst[24];
     snprintf(rate, sizeof(rate), "%.6f", t->rate);
-    snprintf(burst, sizeof(burst), "%llu", (unsigned long long)cfg->public_rate_burst);
+    snprintf(burst, sizeof(burst), "%llu", (unsigned long long)burst_n);
     const char *params[] = {key, rate, burst};
     dems_req_ref(req);
     int r = dems_db_query(dems_req_loop(req)->db, take_sql, 3, params, on_taken, t);
@@ -92,6 +94,29 @@ void api_rate_take(struct dems_req *req, const char *what, void (*next)(struct d
         free(t);
         dems_resp_err(req, r);
     }
+}
+
+void api_rate_take(struct dems_req *req, const char *what, void (*next)(struct dems_req *req))
+{
+    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
+    char key[200];
+    snprintf(key, sizeof(key), "%s:%s", what, dems_req_peer(req));
+    take(req, key, cfg->public_rate_per_minute, cfg->public_rate_burst, false, next);
+}
+
+void api_rate_take_link(struct dems_req *req, const char *what, int64_t link,
+                        void (*next)(struct dems_req *req))
+{
+    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
+    char key[200];
+    snprintf(key, sizeof(key), "%s:%lld", what, (long long)link);
+    take(req, key, cfg->portal_link_rate_per_minute, cfg->portal_link_burst, true, next);
+}
+
+/* Seconds after which a bucket of this rate is full again. */
+static double refill_secs(uint64_t burst, uint64_t per_minute)
+{
+    return ceil((double)burst * 60 / (double)per_minute) + 1;
 }
 
 static void on_pruned(void *arg, const PGresult *res, int err)
@@ -104,9 +129,10 @@ static void on_pruned(void *arg, const PGresult *res, int err)
 void api_rate_prune(struct dems_db_pool *db, const struct dems_config *cfg)
 {
     /* A bucket idle for burst / rate seconds is full again: dropping it changes nothing. */
+    double a = refill_secs(cfg->public_rate_burst, cfg->public_rate_per_minute);
+    double b = refill_secs(cfg->portal_link_burst, cfg->portal_link_rate_per_minute);
     char secs[32];
-    snprintf(secs, sizeof(secs), "%.0f",
-             ceil((double)cfg->public_rate_burst * 60 / (double)cfg->public_rate_per_minute) + 1);
+    snprintf(secs, sizeof(secs), "%.0f", a > b ? a : b);
     const char *params[] = {secs};
     dems_db_query(db,
                   "DELETE FROM rate_buckets"

@@ -25,7 +25,7 @@
         .body = api_uploads_body, .handle = (h)                                                    \
     }
 
-#define UPLOADERS        (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_DEVICE)
+#define UPLOADERS        (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_DEVICE | DEMS_ROLE_SUBMITTER)
 #define EVIDENCE_READERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR)
 #define CASE_CREATORS    (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
 #define NO_LIMIT         SIZE_MAX /* bounded by each upload's Upload-Length instead */
@@ -123,6 +123,18 @@ const struct dems_route dems_routes[] = {
           api_disclosure_thumbnails),
     ROUTE(DEMS_HTTP_GET, "/v1/disclosure/exhibits/{xid}/sprite.jpg", DEMS_ROLE_DISCLOSURE, 0,
           api_disclosure_sprite),
+    /* Public submissions: officers' links (submission_links.c), the portal (portal.c). */
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/submission-links", CASE_CREATORS, J,
+          api_submission_links_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/submission-links", CASE_CREATORS, 0,
+          api_submission_links_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/submission-links/{lid}/revoke", CASE_CREATORS, J,
+          api_submission_links_revoke),
+    ROUTE(DEMS_HTTP_POST, "/v1/portal/open", DEMS_ROLE_PUBLIC, 4 * 1024, api_portal_open),
+    ROUTE(DEMS_HTTP_POST, "/v1/portal/submissions", DEMS_ROLE_PUBLIC, 32 * 1024, api_portal_submit),
+    ROUTE(DEMS_HTTP_GET, "/v1/portal/submission", DEMS_ROLE_SUBMITTER, 0, api_portal_submission),
+    ROUTE(DEMS_HTTP_POST, "/v1/portal/submission/finish", DEMS_ROLE_SUBMITTER, J,
+          api_portal_finish),
     ROUTE(DEMS_HTTP_OPTIONS, "/v1/uploads", DEMS_ROLE_PUBLIC, 0, api_uploads_options),
     STREAM(DEMS_HTTP_POST, "/v1/uploads", UPLOADERS, NO_LIMIT, api_uploads_create_begin,
            api_uploads_patch_end),

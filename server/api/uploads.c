@@ -498,7 +498,8 @@ int api_uploads_patch_begin(struct dems_req *req)
     int r = dems_db_req(req,
                         "SELECT length, state, " OWNER_SQL " AS owner, expires_at > now() AS live,"
                         " " HTTP_DATE("expires_at") " AS expires, evidence_id,"
-                        " " SUBMISSION_ENDED_SQL " AS link_ended FROM uploads WHERE id = $1",
+                                                    " " SUBMISSION_ENDED_SQL
+                                                    " AS link_ended FROM uploads WHERE id = $1",
                         1, params, on_patch_row);
     return r < 0 ? r : DEMS_EAGAIN;
 }
@@ -750,7 +751,8 @@ static bool submitter_meta_ok(struct dems_req *req, json_t *meta)
 {
     const char *key;
     json_t *v;
-    json_object_foreach(meta, key, v) {
+    json_object_foreach(meta, key, v)
+    {
         if (strcmp(key, "filename") != 0 && strcmp(key, "content_type") != 0 &&
             strcmp(key, "sha256") != 0) {
             char msg[160];
@@ -841,7 +843,9 @@ int api_uploads_create_begin(struct dems_req *req)
     char owner[24], length[24], expiry[24], cap[24];
     bool device = who->role == DEMS_ROLE_DEVICE;
     snprintf(owner, sizeof(owner), "%lld",
-             (long long)(device ? who->device_id : submitter ? who->submission_id : who->user_id));
+             (long long)(device      ? who->device_id
+                         : submitter ? who->submission_id
+                                     : who->user_id));
     snprintf(length, sizeof(length), "%llu", (unsigned long long)p->length);
     snprintf(expiry, sizeof(expiry), "%llu", (unsigned long long)cfg(req)->upload_expiry);
     if (submitter) {

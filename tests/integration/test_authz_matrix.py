@@ -6,7 +6,8 @@ Callers: no credentials; an officer (session token); another officer with no
 relation to the officer's objects; a prosecutor; an administrator; a revoked
 session token; the officer's API token; the officer's session as a cookie
 only; an enrolled dock (mutual TLS); the holder of a defence disclosure
-link (its dems_disclosure session cookie). A route the router serves without a row
+link (its dems_disclosure session cookie); a member of the public with a
+submission's bearer token (dems_ps_..., the portal). A route the router serves without a row
 here fails the test, as does a row for a route that no longer exists.
 
 Requests are chosen to show the authorisation decision without side effects
@@ -22,19 +23,19 @@ import time
 from harness import Server, enrol_pinned_dock, run_tests
 
 CALLERS = ("none", "officer", "other", "prosecutor", "admin", "revoked", "api", "cookie",
-           "device", "link")
+           "device", "link", "submitter")
 
 # Statuses in CALLERS order. Shorthands for the common shapes:
-PUB = lambda s: (s,) * 10                                            # noqa: E731
-STAFF = lambda s: (401, s, s, s, s, 401, s, s, 403, 403)             # noqa: E731
-ADMIN = lambda s: (401, 403, 403, 403, s, 401, 403, 403, 403, 403)   # noqa: E731
+PUB = lambda s: (s,) * 11                                            # noqa: E731
+STAFF = lambda s: (401, s, s, s, s, 401, s, s, 403, 403, 403)             # noqa: E731
+ADMIN = lambda s: (401, 403, 403, 403, s, 401, 403, 403, 403, 403, 403)   # noqa: E731
 # A state change: the cookie never authorises one (401); API tokens may not
 # mint tokens or enrol TOTP (403 session_required).
-STAFF_POST = lambda s: (401, s, s, s, s, 401, s, 401, 403, 401)      # noqa: E731
-ADMIN_POST = lambda s: (401, 403, 403, 403, s, 401, 403, 401, 403, 401)  # noqa: E731
-SESSION_ONLY = lambda s: (401, s, s, s, s, 401, 403, 401, 403, 401)  # noqa: E731
+STAFF_POST = lambda s: (401, s, s, s, s, 401, s, 401, 403, 401, 403)      # noqa: E731
+ADMIN_POST = lambda s: (401, 403, 403, 403, s, 401, 403, 401, 403, 401, 403)  # noqa: E731
+SESSION_ONLY = lambda s: (401, s, s, s, s, 401, 403, 401, 403, 401, 403)  # noqa: E731
 # Only a disclosure link's holder, by the dems_disclosure cookie.
-HOLDER = lambda s: (401, 403, 403, 403, 403, 401, 403, 403, 403, s)  # noqa: E731
+HOLDER = lambda s: (401, 403, 403, 403, 403, 401, 403, 403, 403, s, 403)  # noqa: E731
 # The defence page is built into demsd when its file is in the tree.
 DISCLOSURE_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "server",
                                "web", "disclosure.html")
@@ -68,15 +69,15 @@ TABLE = {
     ("GET", "/v1/ledger/export"): STAFF(200),
     # Evidence: officers, prosecutors and administrators; another officer
     # and a prosecutor with no share see none of the officer's evidence.
-    ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403, 403),
-    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("GET", "/v1/evidence/{id}/custody"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}/content"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}/custody"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
     # No worker runs here, so no preview exists: 404 for everyone let in.
-    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
-    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
-    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
-    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403),
+    ("GET", "/v1/evidence/{id}/preview"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}/poster"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}/thumbnails"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403, 403),
+    ("GET", "/v1/evidence/{id}/sprite.jpg"): (401, 404, 404, 404, 404, 401, 404, 404, 403, 403, 403),
     ("GET", "/v1/admin/devices"): ADMIN(200),
     ("POST", "/v1/admin/devices"): ADMIN_POST(400),
     ("POST", "/v1/admin/devices/{id}/revoke"): ADMIN_POST(404),
@@ -89,51 +90,51 @@ TABLE = {
     # Uploads: officers, administrators and docks; an upload is its owner's
     # (the officer's here): others get 404 as for a missing one, except that
     # administrators see any upload's state. Only the owner writes bytes.
-    ("POST", "/v1/uploads"): (401, 400, 400, 403, 400, 401, 400, 401, 400, 401),
-    ("PATCH", "/v1/uploads/{id}"): (401, 409, 404, 403, 404, 401, 409, 401, 404, 401),
-    ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404, 403),
+    ("POST", "/v1/uploads"): (401, 400, 400, 403, 400, 401, 400, 401, 400, 401, 400),
+    ("PATCH", "/v1/uploads/{id}"): (401, 409, 404, 403, 404, 401, 409, 401, 404, 401, 404),
+    ("GET", "/v1/uploads/{id}"): (401, 200, 404, 403, 200, 401, 200, 200, 404, 403, 404),
     # The administrator's own unfinished upload: only its owner ends it.
-    ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404, 401),
+    ("DELETE", "/v1/uploads/{id}"): (401, 404, 404, 403, 204, 401, 404, 401, 404, 401, 404),
     # Cases: the officer leads MATRIX-1; the other officer and the prosecutor
     # (no share) have no relation to it, so it is hidden from them (404).
     # Prosecutors never change a case (403 by role). Bodies fail validation
     # once let in (400), ids that do not exist give 404; test_cases.py walks
     # every case route by case role and relation.
-    ("POST", "/v1/cases"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401),
+    ("POST", "/v1/cases"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401, 403),
     ("GET", "/v1/cases"): STAFF(200),
-    ("GET", "/v1/cases/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("PATCH", "/v1/cases/{id}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
-    ("POST", "/v1/cases/{id}/close"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
-    ("POST", "/v1/cases/{id}/reopen"): (401, 409, 404, 403, 409, 401, 409, 401, 403, 401),
+    ("GET", "/v1/cases/{id}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("PATCH", "/v1/cases/{id}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("POST", "/v1/cases/{id}/close"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("POST", "/v1/cases/{id}/reopen"): (401, 409, 404, 403, 409, 401, 409, 401, 403, 401, 403),
     ("GET", "/v1/exhibits"): STAFF(200),
-    ("GET", "/v1/cases/{id}/exhibits"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("POST", "/v1/cases/{id}/exhibits"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
-    ("PATCH", "/v1/cases/{id}/exhibits/{xid}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
-    ("DELETE", "/v1/cases/{id}/exhibits/{xid}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401),
-    ("GET", "/v1/cases/{id}/members"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("PUT", "/v1/cases/{id}/members/{username}"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401),
-    ("DELETE", "/v1/cases/{id}/members/{username}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401),
-    ("GET", "/v1/cases/{id}/shares"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
-    ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401),
+    ("GET", "/v1/cases/{id}/exhibits"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("POST", "/v1/cases/{id}/exhibits"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("PATCH", "/v1/cases/{id}/exhibits/{xid}"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("DELETE", "/v1/cases/{id}/exhibits/{xid}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401, 403),
+    ("GET", "/v1/cases/{id}/members"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("PUT", "/v1/cases/{id}/members/{username}"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("DELETE", "/v1/cases/{id}/members/{username}"): (401, 404, 404, 403, 404, 401, 404, 401, 403, 401, 403),
+    ("GET", "/v1/cases/{id}/shares"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("POST", "/v1/cases/{id}/shares"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
+    ("POST", "/v1/cases/{id}/shares/{sid}/revoke"): (401, 400, 404, 403, 400, 401, 400, 401, 403, 401, 403),
     ("GET", "/v1/me/shares"): STAFF(200),
     ("POST", "/v1/qr"): STAFF_POST(400),
     # Bundles of a case the officer leads (the prosecutor holds no share of
     # it): others see no case (404). The POST names an exhibit the case does
     # not have (400 once let in); no worker runs, so the bundle stays queued
     # and its content is not ready (409).
-    ("POST", "/v1/cases/{id}/bundles"): (401, 400, 404, 404, 400, 401, 400, 401, 403, 401),
-    ("GET", "/v1/cases/{id}/bundles"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
-    ("GET", "/v1/cases/{id}/bundles/{bid}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("POST", "/v1/cases/{id}/bundles"): (401, 400, 404, 404, 400, 401, 400, 401, 403, 401, 403),
+    ("GET", "/v1/cases/{id}/bundles"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
+    ("GET", "/v1/cases/{id}/bundles/{bid}"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
     ("GET", "/v1/cases/{id}/bundles/{bid}/content"): (401, 409, 404, 404, 409, 401, 409, 409,
-                                                      403, 403),
+                                                      403, 403, 403),
     # Disclosure links: only a prosecutor with a download share issues one
     # (the lead and admin 403 by case role); the case's people list them;
     # the lead or the issuer revokes (a body that fails validation: 400).
-    ("POST", "/v1/cases/{id}/disclosures"): (401, 403, 404, 404, 403, 401, 403, 401, 403, 401),
-    ("GET", "/v1/cases/{id}/disclosures"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403),
+    ("POST", "/v1/cases/{id}/disclosures"): (401, 403, 404, 404, 403, 401, 403, 401, 403, 401, 403),
+    ("GET", "/v1/cases/{id}/disclosures"): (401, 200, 404, 404, 200, 401, 200, 200, 403, 403, 403),
     ("POST", "/v1/cases/{id}/disclosures/{did}/revoke"): (401, 400, 404, 404, 400, 401, 400, 401,
-                                                          403, 401),
+                                                          403, 401, 403),
     # The holder's side: the page and the opening are public (an empty body
     # is 400); the rest take only the holder's dems_disclosure cookie. No
     # worker runs, so the link's bundle is queued (content 409) and no
@@ -147,6 +148,21 @@ TABLE = {
     ("GET", "/v1/disclosure/exhibits/{xid}/poster"): HOLDER(404),
     ("GET", "/v1/disclosure/exhibits/{xid}/thumbnails"): HOLDER(404),
     ("GET", "/v1/disclosure/exhibits/{xid}/sprite.jpg"): HOLDER(404),
+    # Public submissions: the case's officers make and revoke links
+    # (prosecutors: 403 by role); the portal's two public routes take a link
+    # token in the body (400 without); the rest only a submission's bearer
+    # token (finishing one without files: 409).
+    ("POST", "/v1/cases/{id}/submission-links"): (401, 400, 404, 403, 400, 401, 400, 401, 403,
+                                                  401, 403),
+    ("GET", "/v1/cases/{id}/submission-links"): (401, 200, 404, 403, 200, 401, 200, 200, 403,
+                                                 403, 403),
+    ("POST", "/v1/cases/{id}/submission-links/{lid}/revoke"): (401, 400, 404, 403, 400, 401, 400,
+                                                               401, 403, 401, 403),
+    ("POST", "/v1/portal/open"): PUB(400),
+    ("POST", "/v1/portal/submissions"): PUB(400),
+    ("GET", "/v1/portal/submission"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 200),
+    ("POST", "/v1/portal/submission/finish"): (401, 403, 403, 403, 403, 401, 403, 401, 403, 401,
+                                               409),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -231,6 +247,15 @@ def setup():
     st, doc, r = c.srv.request("POST", "/v1/disclosure/open", {"token": doc["token"]})
     assert st == 200, doc
     c.link_cookie = r.getheader("Set-Cookie").split(";")[0]
+    # A member of the public's submission through an appeal link of MATRIX-1.
+    st, doc, _ = c.srv.request("POST", f"/v1/cases/{c.case}/submission-links",
+                               {"kind": "appeal", "title": "matrix appeal"}, token=c.off)
+    assert st == 201, doc
+    st, doc, _ = c.srv.request("POST", "/v1/portal/submissions",
+                               {"token": doc["token"], "description": "d", "location": "l",
+                                "declaration": True})
+    assert st == 201, doc
+    c.submitter = doc["submission_token"]
     # A dock with a pinned certificate.
     c.dock_cert, c.dock_key, c.device = enrol_pinned_dock(c.srv, c.admin, "MDOCK")
     return c
@@ -256,6 +281,8 @@ def credentials(c, who, fresh):
         return {}, True
     if who == "link":
         return {"Cookie": c.link_cookie}, False
+    if who == "submitter":
+        return {"Authorization": f"Bearer {c.submitter}"}, False
     if who == "revoked":
         tok = session(c, "mother")
         assert c.srv.request("POST", "/v1/auth/logout", token=tok)[0] == 204
@@ -293,6 +320,7 @@ def concrete(c, method, pattern):
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))
     path = path.replace("{xid}", "999999").replace("{sid}", "999999").replace("{did}", "999999")
+    path = path.replace("{lid}", "999999")
     path = path.replace("{username}", "nobody")
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
@@ -315,6 +343,11 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/shares/{sid}/revoke": {"reason": 5},
         "/v1/cases/{id}/disclosures/{did}/revoke": {"reason": 5},
         "/v1/disclosure/open": {},
+        "/v1/portal/open": {},
+        "/v1/portal/submissions": {},
+        "/v1/portal/submission/finish": {},
+        "/v1/cases/{id}/submission-links": {},
+        "/v1/cases/{id}/submission-links/{lid}/revoke": {"reason": 5},
         "/v1/qr": {},
     }
     if method == "POST" and pattern in bodies:

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Magic-number sniffing (common/media/sniff.c): each family, the edges of
  * the head, and what is refused by the portal's allow-list. */
+/* clang-format off */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <cmocka.h>
+/* clang-format on */
+
 #include <stdint.h>
 #include <string.h>
-
-#include <cmocka.h>
 
 #include "dems/sniff.h"
 
@@ -32,12 +34,18 @@ static void check(struct dems_sniffed s, enum dems_sniff_kind kind, const char *
 static void test_video(void **state)
 {
     (void)state;
-    check(SNIFF("\x00\x00\x00\x20" "ftypisom\x00\x00\x02\x00"), DEMS_SNIFF_VIDEO, "mp4");
-    check(SNIFF("\x00\x00\x00\x14" "ftypqt  \x00\x00\x02\x00"), DEMS_SNIFF_VIDEO, "quicktime");
+    check(SNIFF("\x00\x00\x00\x20"
+                "ftypisom\x00\x00\x02\x00"),
+          DEMS_SNIFF_VIDEO, "mp4");
+    check(SNIFF("\x00\x00\x00\x14"
+                "ftypqt  \x00\x00\x02\x00"),
+          DEMS_SNIFF_VIDEO, "quicktime");
     check(SNIFF("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm"), DEMS_SNIFF_VIDEO, "webm");
     check(SNIFF("\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x88matroska"), DEMS_SNIFF_VIDEO,
           "matroska");
-    check(SNIFF("RIFF\x10\x00\x00\x00" "AVI LIST"), DEMS_SNIFF_VIDEO, "avi");
+    check(SNIFF("RIFF\x10\x00\x00\x00"
+                "AVI LIST"),
+          DEMS_SNIFF_VIDEO, "avi");
     check(SNIFF("DHAV\xfd\x00\x00\x00"), DEMS_SNIFF_VIDEO, "dahua-dav");
     check(SNIFF("IMKH\x01\x01\x00\x00"), DEMS_SNIFF_VIDEO, "hikvision");
     check(SNIFF("\x00\x00\x00\x01\x67\x42\xc0\x1e"), DEMS_SNIFF_VIDEO, "h26x-annexb");
@@ -57,10 +65,16 @@ static void test_stills_audio_archives(void **state)
     (void)state;
     check(SNIFF("\xff\xd8\xff\xe0\x00\x10JFIF"), DEMS_SNIFF_IMAGE, "jpeg");
     check(SNIFF("\x89PNG\r\n\x1a\n\x00\x00"), DEMS_SNIFF_IMAGE, "png");
-    check(SNIFF("\x00\x00\x00\x18" "ftypheic\x00\x00"), DEMS_SNIFF_IMAGE, "heic");
-    check(SNIFF("RIFF\x10\x00\x00\x00" "WAVEfmt "), DEMS_SNIFF_AUDIO, "wav");
+    check(SNIFF("\x00\x00\x00\x18"
+                "ftypheic\x00\x00"),
+          DEMS_SNIFF_IMAGE, "heic");
+    check(SNIFF("RIFF\x10\x00\x00\x00"
+                "WAVEfmt "),
+          DEMS_SNIFF_AUDIO, "wav");
     check(SNIFF("ID3\x04\x00"), DEMS_SNIFF_AUDIO, "mp3");
-    check(SNIFF("\x00\x00\x00\x18" "ftypM4A \x00\x00"), DEMS_SNIFF_AUDIO, "m4a");
+    check(SNIFF("\x00\x00\x00\x18"
+                "ftypM4A \x00\x00"),
+          DEMS_SNIFF_AUDIO, "m4a");
     check(SNIFF("PK\x03\x04\x14\x00"), DEMS_SNIFF_ARCHIVE, "zip");
     check(SNIFF("7z\xbc\xaf\x27\x1c\x00\x04"), DEMS_SNIFF_ARCHIVE, "7z");
     uint8_t tar[512] = {'a'};
@@ -86,8 +100,7 @@ static void test_refused_kinds(void **state)
     /* Empty and one-byte heads are unknown, never read past. */
     assert_int_equal(dems_sniff((const uint8_t *)"", 0).kind, DEMS_SNIFF_UNKNOWN);
     assert_int_equal(dems_sniff((const uint8_t *)"\xff", 1).kind, DEMS_SNIFF_UNKNOWN);
-    assert_int_equal(dems_sniff((const uint8_t *)"\x00\x00\x00\x01", 4).kind,
-                     DEMS_SNIFF_UNKNOWN);
+    assert_int_equal(dems_sniff((const uint8_t *)"\x00\x00\x00\x01", 4).kind, DEMS_SNIFF_UNKNOWN);
     /* A NAL with the forbidden bit is not Annex B. */
     assert_int_equal(SNIFF("\x00\x00\x00\x01\xe7\x42").kind, DEMS_SNIFF_UNKNOWN);
     assert_true(dems_sniff_portal_allowed(DEMS_SNIFF_VIDEO));
