@@ -309,6 +309,30 @@ void api_page_answer(struct dems_req *req, const PGresult *res, const char *name
 /* As api_page_answer for items already made (stolen) and a next cursor (NULL = last page). */
 void api_page_send(struct dems_req *req, const char *name, json_t *items, const char *next);
 
+/* ---- the ledger (ledger.c, prover.c) ---- */
+
+/* The note verifier key ("name+hash+key") of a ledger key: its name and
+ * public key in hex. False when they are malformed. */
+bool api_vkey(const char *name, const char *pk_hex, char out[static DEMS_NOTE_VKEY_MAX]);
+
+/*
+ * Inclusion proofs of n leaves (index, each < size) against the tree of size
+ * leaves, with one query: api_prover_new plans (DEMS_EINVAL for an index
+ * past size), api_prover_wanted gives the ledger_subtrees rows to fetch as
+ * array literals ($1::smallint[] levels, $2::bigint[] starts; free both),
+ * api_prover_feed takes the rows (columns level, start, hash in hex), then
+ * api_prover_prove gives leaf i's proof and api_prover_root the root
+ * (DEMS_ENOTFOUND when a fed row was missing).
+ */
+struct api_prover;
+struct dems_merkle_proof;
+int api_prover_new(uint64_t size, const uint64_t *index, size_t n, struct api_prover **ret);
+int api_prover_wanted(const struct api_prover *p, char **ret_levels, char **ret_starts);
+void api_prover_feed(struct api_prover *p, const PGresult *res);
+int api_prover_prove(struct api_prover *p, size_t i, struct dems_merkle_proof *ret);
+int api_prover_root(struct api_prover *p, uint8_t ret[static 32]);
+void api_prover_free(struct api_prover *p);
+
 /* ---- serving a stored blob (serve_blob.c) ---- */
 
 /*

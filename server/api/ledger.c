@@ -25,17 +25,21 @@
 #define MAX_NEEDED 256
 
 /* The verifier key string for a ledger_keys row (name, hex public key). */
-static bool row_vkey(const PGresult *res, int row, char out[static DEMS_NOTE_VKEY_MAX])
+bool api_vkey(const char *name, const char *pk_hex, char out[static DEMS_NOTE_VKEY_MAX])
 {
     struct dems_note_verifier v;
-    const char *name = PQgetvalue(res, row, 0);
-    if (strlen(name) >= sizeof(v.name) ||
-        dems_hex_decode(PQgetvalue(res, row, 1), 64, v.pk, 32) < 0)
+    if (strlen(name) >= sizeof(v.name) || strlen(pk_hex) != 64 ||
+        dems_hex_decode(pk_hex, 64, v.pk, 32) < 0)
         return false;
     memcpy(v.name, name, strlen(name) + 1);
     dems_note_keyhash(v.name, strlen(v.name), v.pk, v.keyhash);
     dems_note_verifier_format(&v, out);
     return true;
+}
+
+static bool row_vkey(const PGresult *res, int row, char out[static DEMS_NOTE_VKEY_MAX])
+{
+    return api_vkey(PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), out);
 }
 
 static void on_key(struct dems_req *req, const PGresult *res, int err)

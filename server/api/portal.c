@@ -553,9 +553,11 @@ static void on_finish_row(struct dems_req *req, const PGresult *res, int err)
             "submission_link", (json_int_t)api_col_int(res, 0, "link_id"), "reference",
             api_col(res, 0, "reference"), "files", (json_int_t)api_col_int(res, 0, "files"),
             "bytes", (json_int_t)api_col_int(res, 0, "bytes"));
-        it->pre_sql = strdup("UPDATE submissions SET state = 'submitted', submitted_at = now()"
-                             " WHERE id = $1::bigint AND state = 'open'");
+        it->pre_sql =
+            strdup("UPDATE submissions SET state = 'submitted', submitted_at = now(),"
+                   " submitted_seq = $2::bigint WHERE id = $1::bigint AND state = 'open'");
         it->pre_nparams = 1;
+        it->pre_seq = true; /* $2: the receipt proves this entry */
         it->pre_must_change = true;
         it->pre_params[0] = strdup(f->id);
     }

@@ -27,6 +27,7 @@
 #include "dems/bundle.h"
 #include "dems/err.h"
 #include "dems/ledger.h"
+#include "dems/receipt.h"
 #include "dems/str.h"
 #include "dems/version.h"
 
@@ -473,6 +474,67 @@ static int cmd_bundle(int argc, char **argv)
     return EXIT_VALID;
 }
 
+static int cmd_receipt(int argc, char **argv)
+{
+    struct opt opts[] = {
+        {"key", false, NULL}, {"checkpoint", false, NULL}, {"consistency", false, NULL}, {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 1);
+    struct dems_receipt_report rep;
+    char root[65];
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 1)
+        return usage_error("the receipt (a .json file) is required");
+    if ((opts[1].value == NULL) != (opts[2].value == NULL))
+        return usage_error("--checkpoint and --consistency go together");
+    size_t len = 0, later_len = 0, cons_len = 0;
+    char *text = slurp(pos[0], DEMS_RECEIPT_MAX_BYTES, &len);
+    if (text == NULL)
+        return EXIT_USAGE;
+    char *later = NULL, *cons = NULL;
+    if (opts[1].value != NULL) {
+        later = slurp(opts[1].value, DEMS_NOTE_MAX_BYTES, &later_len);
+        cons = later != NULL ? slurp(opts[2].value, 1 << 20, &cons_len) : NULL;
+        if (cons == NULL) {
+            free(text);
+            free(later);
+            return EXIT_USAGE;
+        }
+    }
+    struct dems_receipt_opts ro = {.vkey = opts[0].value,
+                                   .later_note = later,
+                                   .later_len = later_len,
+                                   .consistency = cons,
+                                   .consistency_len = cons_len};
+    int r = dems_receipt_verify(text, len, &ro, &rep);
+    free(text);
+    free(later);
+    free(cons);
+    if (r == DEMS_EINVAL)
+        return invalid("%s: %s", pos[0], rep.detail);
+    if (r == DEMS_ECRYPTO)
+        return invalid("%s: %s", rep.code, rep.detail);
+    if (r < 0)
+        return usage_error("verifying %s failed: %s", pos[0], dems_strerror(r));
+    hex32(rep.checkpoint.root, root);
+    printf("Receipt %s: submission %s\n", pos[0], rep.reference);
+    printf("  %llu files (%llu bytes), each recorded by an INGESTED entry, and the SUBMITTED\n"
+           "  entry: all in checkpoint %s size %llu root %s\n"
+           "  signed by %s\n",
+           (unsigned long long)rep.files, (unsigned long long)rep.bytes, rep.checkpoint.origin,
+           (unsigned long long)rep.checkpoint.size, root,
+           opts[0].value != NULL ? "the pinned key"
+                                 : "the receipt's own key (no --key given: compare it with the "
+                                   "force's published key)");
+    if (rep.later.size > 0)
+        printf("  and still in the later checkpoint of size %llu (consistency proof checked)\n",
+               (unsigned long long)rep.later.size);
+    printf("OK: receipt %s verifies\n", rep.reference);
+    return EXIT_VALID;
+}
+
 static const struct cmd cmds[] = {
     {"ledger", "ledger EXPORT [--key VKEY] [--fast] [--threads N]",
      "Verifies a ledger export (GET /v1/ledger/export; '-' reads stdin): every entry's\n"
@@ -516,6 +578,15 @@ static const struct cmd cmds[] = {
      "records its SHA-256 and size. Prints one line per exhibit; the first fault is one\n"
      "INVALID: <code>: <what and where> line.",
      cmd_bundle},
+    {"receipt", "receipt FILE.json [--key VKEY] [--checkpoint LATER --consistency PROOF.json]",
+     "Verifies a public submission's receipt (GET /v1/portal/receipt): the checkpoint's\n"
+     "signature (--key pins the log's verifier key; without it the receipt's own key is\n"
+     "used), every entry's inclusion proof against it, that each file's entry is the\n"
+     "INGESTED entry of its SHA-256 and size, and the SUBMITTED entry. With --checkpoint\n"
+     "(GET /v1/ledger/checkpoint, fetched later) and --consistency (the JSON of GET\n"
+     "/v1/ledger/proof/consistency?old=<receipt's size>&new=<its size>) it also shows the\n"
+     "entries are still in the log as it is now.",
+     cmd_receipt},
 };
 
 static void version(void)

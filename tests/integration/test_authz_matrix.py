@@ -65,7 +65,7 @@ TABLE = {
     ("GET", "/v1/ledger/checkpoint"): PUB(200),
     ("GET", "/v1/ledger/entries"): STAFF(200),
     ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
-    ("GET", "/v1/ledger/proof/consistency"): STAFF(200),
+    ("GET", "/v1/ledger/proof/consistency"): PUB(200),
     ("GET", "/v1/ledger/export"): STAFF(200),
     # Evidence: officers, prosecutors and administrators; another officer
     # and a prosecutor with no share see none of the officer's evidence.
@@ -163,6 +163,8 @@ TABLE = {
     ("GET", "/v1/portal/submission"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 200),
     ("POST", "/v1/portal/submission/finish"): (401, 403, 403, 403, 403, 401, 403, 401, 403, 401,
                                                409),
+    # The submission is open: no receipt yet.
+    ("GET", "/v1/portal/receipt"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 409),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}

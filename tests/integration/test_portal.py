@@ -11,13 +11,17 @@ is ledgered (SUBMITTED) as each file was (INGESTED by the actor
 submission/<id>, naming the submission and the link); bad input of every
 kind is a 4xx with a stable code; and nothing here sets a cookie."""
 import base64
+import copy
 import hashlib
+import json
 import os
+import subprocess
 import time
 
 from harness import Server, eventually, ledger_entries, run_tests
 
 TUS = {"Tus-Resumable": "1.0.0"}
+VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
 SETTINGS = {"refusal_max_per_principal": 1000000, "refusal_max_per_address": 1000000,
             "public_rate_per_minute": 600, "public_rate_burst": 600,
             "portal_link_rate_per_minute": 6, "portal_link_burst": 8}
@@ -314,6 +318,85 @@ def test_finishing_is_ledgered_once(c):
     sub = [e["body"] for e in ledger_entries(c.srv, c.admin) if e["body"]["type"] == "SUBMITTED"]
     assert len(sub) == 1 and sub[0]["case"] == "PT/1", sub
     assert sub[0]["payload"]["reference"] == c.ref and sub[0]["payload"]["files"] == 3, sub
+
+
+def verify(c, doc, *extra):
+    path = os.path.join(c.srv.root, "receipt.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return subprocess.run([VERIFY, "receipt", path, *extra], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_receipt_proves_each_file_offline(c):
+    other = start(c, c.appeal["token"])["submission_token"]
+    st, doc, _ = req(c, "GET", "/v1/portal/receipt", token=other)
+    assert st == 409 and doc["code"] == "submission_open", doc
+
+    def ready():
+        st, doc, r = req(c, "GET", "/v1/portal/receipt", token=c.sub)
+        assert st in (200, 202), (st, doc)
+        if st == 202:
+            assert doc["state"] == "pending" and r.getheader("Retry-After"), doc
+        return doc if st == 200 else None
+    rc = eventually(ready, timeout=60, interval=0.5)
+    assert rc and rc["reference"] == c.ref and len(rc["files"]) == 3, rc
+    assert rc["files"][0]["name"] == "front door.mp4" and rc["files"][0]["sha256"] == c.clip_sha
+    key = c.srv.request("GET", "/v1/ledger/key")[1].decode().strip()
+    r = verify(c, rc, "--key", key)
+    assert r.returncode == 0 and "OK: receipt " + c.ref in r.stdout, r.stdout + r.stderr
+    r = verify(c, rc)  # the receipt's own key: valid, with a warning to compare it
+    assert r.returncode == 0 and "compare it" in r.stdout, r.stdout + r.stderr
+    # Later: a new checkpoint and the consistency proof, both public.
+    size = int(rc["checkpoint"].split("\n")[1])
+    assert new_link(c, kind="appeal", title="a later entry")[0] == 201
+
+    def grown():
+        st, note, _ = c.srv.request("GET", "/v1/ledger/checkpoint")
+        note = note.decode() if isinstance(note, bytes) else note
+        return note if int(note.split("\n")[1]) > size else None
+    later = eventually(grown, timeout=60, interval=0.5)
+    assert later, "no later checkpoint"
+    new = int(later.split("\n")[1])
+    st, proof, _ = req(c, "GET", f"/v1/ledger/proof/consistency?old={size}&new={new}")
+    assert st == 200, proof
+    lp, pp = os.path.join(c.srv.root, "later.txt"), os.path.join(c.srv.root, "cons.json")
+    open(lp, "w").write(later)
+    open(pp, "w").write(json.dumps(proof))
+    r = verify(c, rc, "--key", key, "--checkpoint", lp, "--consistency", pp)
+    assert r.returncode == 0 and f"later checkpoint of size {new}" in r.stdout, r.stdout + r.stderr
+    # Each kind of tampering is caught, with its code.
+    bad = copy.deepcopy(rc)
+    bad["files"][0]["sha256"] = hashlib.sha256(b"other").hexdigest()
+    r = verify(c, bad, "--key", key)
+    assert r.returncode == 1 and "file_mismatch" in r.stdout + r.stderr, r.stdout + r.stderr
+    bad = copy.deepcopy(rc)
+    raw = bytearray(base64.b64decode(bad["entries"][0]["entry"]))
+    raw[raw.index(b'"size":') + 7] ^= 1
+    bad["entries"][0]["entry"] = base64.b64encode(bytes(raw)).decode()
+    r = verify(c, bad, "--key", key)
+    assert r.returncode == 1 and "proof_invalid" in r.stdout + r.stderr, r.stdout + r.stderr
+    bad = copy.deepcopy(rc)
+    bad["submitted_index"] = bad["files"][0]["ledger_index"]
+    r = verify(c, bad, "--key", key)
+    assert r.returncode == 1 and "submitted_mismatch" in r.stdout + r.stderr
+    # Pinned to another key (the log's next one): the checkpoint is not signed by it.
+    st, rot, _ = req(c, "POST", "/v1/admin/ledger/rotate-key", {"reason": "receipt test"},
+                     c.admin)
+    assert st == 201, rot
+    r = verify(c, rc, "--key", rot["vkey"])
+    assert r.returncode == 1 and "checkpoint_invalid" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = verify(c, rc, "--key", "not a key")
+    assert r.returncode == 1 and "key_malformed" in r.stdout + r.stderr, r.stdout + r.stderr
+    bad_proof = dict(proof, proof=[("0" * 64) for _ in proof["proof"]] or ["0" * 64])
+    open(pp, "w").write(json.dumps(bad_proof))
+    r = verify(c, rc, "--key", key, "--checkpoint", lp, "--consistency", pp)
+    assert r.returncode == 1 and "consistency_" in r.stdout + r.stderr, r.stdout + r.stderr
+    r = subprocess.run([VERIFY, "receipt", "/nonexistent.json"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    open(pp, "w").write("not json")
+    r = verify(c, {"dems_receipt": 7})
+    assert r.returncode == 1 and "not a dems receipt" in r.stdout + r.stderr
 
 
 def test_revoked_link_ends_uploads_in_flight(c):
