@@ -47,7 +47,9 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
  *  - exhibits of the cases they are a current member of (any case role);
  *  - exhibits a live share gives them (a prosecutor: not revoked, not expired,
  *    the whole case or that exhibit), when the share also satisfies share_cond
- *    (an SQL condition on the share "vs", e.g. "vs.can_download").
+ *    (an SQL condition on the share "vs", e.g. "vs.can_download");
+ *  - material the public submitted through a link of a case they are a
+ *    current member of (triage), until it is disposed of.
  * Removed exhibits and members give nothing.
  */
 #define API_SEES_SQL(id, uid, all, share_cond)                                                     \
@@ -60,7 +62,9 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
     " OR EXISTS (SELECT 1 FROM shares vs WHERE vs.case_id = vx.case_id"                            \
     " AND vs.prosecutor = " uid "::bigint AND vs.revoked_at IS NULL AND vs.expires_at > now()"     \
     " AND (" share_cond ") AND (vs.whole_case OR EXISTS (SELECT 1 FROM share_exhibits vse"         \
-    " WHERE vse.share_id = vs.id AND vse.exhibit_id = vx.id))))))"
+    " WHERE vse.share_id = vs.id AND vse.exhibit_id = vx.id)))))"                                  \
+    " OR EXISTS (SELECT 1 FROM submission_viewers vp WHERE vp.artefact = " id                      \
+    " AND vp.user_id = " uid "::bigint))"
 /* Sees at all (metadata, previews). */
 #define API_VISIBLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "true")
 /* May read the original: a prosecutor needs a share with download rights. */
@@ -104,6 +108,13 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
     " AND ss.prosecutor = " uid "::bigint AND ss.revoked_at IS NULL AND ss.expires_at > now()"     \
     " AND (" share_cond ") AND (ss.whole_case OR EXISTS (SELECT 1 FROM share_exhibits sse"         \
     " WHERE sse.share_id = ss.id AND sse.exhibit_id = " x ".id))))))"
+
+/* An artefact's preview state (id: an SQL expression naming it): ready,
+ * pending, failed, or none (no preview job). */
+#define API_PREVIEW_STATE_SQL(id)                                                                  \
+    "coalesce((SELECT CASE j.state WHEN 'done' THEN 'ready' WHEN 'dead' THEN 'failed'"             \
+    " ELSE 'pending' END FROM jobs j WHERE j.kind = 'preview'"                                     \
+    " AND j.dedupe_key = 'preview-' || " id "), 'none')"
 
 /* The parameters of API_VISIBLE_SQL for the request's caller. */
 struct api_viewer {

@@ -36,10 +36,7 @@
  * each page is a range scan of the artefacts_newest index either way.
  */
 /* clang-format off */
-#define PREVIEW_STATE_SQL                                                                          \
-    "coalesce((SELECT CASE j.state WHEN 'done' THEN 'ready' WHEN 'dead' THEN 'failed'"             \
-    " ELSE 'pending' END FROM jobs j WHERE j.kind = 'preview'"                                     \
-    " AND j.dedupe_key = 'preview-' || a.id), 'none')"
+#define PREVIEW_STATE_SQL API_PREVIEW_STATE_SQL("a.id")
 #define LIST_SQL(cmp, dir)                                                                                   \
     "SELECT c.ok, p.id, p.filename, p.content_type, p.size, p.created_at, p.uploaded_by,"          \
     " p.preview_job, p.has_preview, p.preview, p.metadata"                                         \

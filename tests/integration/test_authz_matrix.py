@@ -158,6 +158,14 @@ TABLE = {
                                                  403, 403),
     ("POST", "/v1/cases/{id}/submission-links/{lid}/revoke"): (401, 400, 404, 403, 400, 401, 400,
                                                                401, 403, 401, 403),
+    # Triage: the case's officers (an unknown submission: 404; a reject
+    # without its reason: 400).
+    ("GET", "/v1/cases/{id}/submissions"): (401, 200, 404, 403, 200, 401, 200, 200, 403, 403,
+                                            403),
+    ("POST", "/v1/cases/{id}/submissions/{sid}/accept"): (401, 404, 404, 403, 404, 401, 404, 401,
+                                                          403, 401, 403),
+    ("POST", "/v1/cases/{id}/submissions/{sid}/reject"): (401, 400, 404, 403, 400, 401, 400, 401,
+                                                          403, 401, 403),
     ("POST", "/v1/portal/open"): PUB(400),
     ("POST", "/v1/portal/submissions"): PUB(400),
     ("GET", "/v1/portal/submission"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 200),
@@ -346,6 +354,8 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/disclosures/{did}/revoke": {"reason": 5},
         "/v1/disclosure/open": {},
         "/v1/portal/open": {},
+        "/v1/cases/{id}/submissions/{sid}/accept": {},
+        "/v1/cases/{id}/submissions/{sid}/reject": {},
         "/v1/portal/submissions": {},
         "/v1/portal/submission/finish": {},
         "/v1/cases/{id}/submission-links": {},

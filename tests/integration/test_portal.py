@@ -399,6 +399,73 @@ def test_receipt_proves_each_file_offline(c):
     assert r.returncode == 1 and "not a dems receipt" in r.stdout + r.stderr
 
 
+def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
+    st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/submissions", token=c.officer)
+    assert st == 200, doc
+    queue = {s["reference"]: s for s in doc["submissions"]}
+    assert set(s["state"] for s in doc["submissions"]) == {"submitted"}, doc
+    sub = queue[c.ref]
+    assert [f["filename"] for f in sub["files"]][:2] == ["front door.mp4", "still.jpg"], sub
+    assert sub["statement"]["contact_email"] == "shop@example.org" and sub["link"]["kind"] == \
+        "request", sub
+    assert all(f["exhibit"] is None for f in sub["files"]), sub
+    # The case's officers see the material before it is an exhibit; others do not.
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.clip_sha}", token=c.officer)
+    assert st == 200, doc
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.clip_sha}", token=c.other)
+    assert st == 404, doc
+    for who, want in ((c.other, 404), (c.pros, 403)):
+        st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/submissions", token=who)
+        assert st == want, doc
+    st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/submissions?state=bogus", token=c.officer)
+    assert st == 400 and doc["code"] == "invalid_parameter", doc
+    # An open submission is not for triage yet.
+    st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/submissions?state=open", token=c.officer)
+    open_id = doc["submissions"][0]["id"]
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{open_id}/accept", {},
+                     c.officer)
+    assert st == 409 and doc["code"] == "submission_not_pending", doc
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{sub['id']}/accept",
+                     {"reference_prefix": "bad prefix!"}, c.officer)
+    assert st == 400, doc
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{sub['id']}/accept",
+                     {"reference_prefix": "SHOP", "description": "High St CCTV"}, c.officer)
+    assert st == 200 and doc["state"] == "accepted" and doc["decided_by"] == "pofficer", doc
+    assert [x["reference"] for x in doc["exhibits_added"]] == ["SHOP/1", "SHOP/2", "SHOP/3"], doc
+    assert all(f["exhibit"] for f in doc["files"]), doc
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{sub['id']}/accept", {},
+                     c.officer)
+    assert st == 409 and doc["code"] == "submission_not_pending", doc
+    st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/exhibits", token=c.officer)
+    refs = {x["reference"] for x in doc["exhibits"]}
+    assert {"SHOP/1", "SHOP/2", "SHOP/3"} <= refs, doc
+    ents = [e["body"] for e in ledger_entries(c.srv, c.admin)]
+    added = [e for e in ents if e["type"] == "EXHIBIT_ADDED" and e["payload"].get("submission")]
+    assert len(added) == 3 and added[0]["artefact"] == c.clip_sha, added
+    acc = [e for e in ents if e["type"] == "SUBMISSION_ACCEPTED"]
+    assert len(acc) == 1 and acc[0]["case"] == "PT/1" and acc[0]["payload"]["reference"] == \
+        c.ref, acc
+    # Reject another, with a reason (required).
+    other = start(c, c.appeal["token"])["submission_token"]
+    st, _, _, _ = send(c, other, video(1500))
+    assert st == 204
+    st, doc, _ = req(c, "POST", "/v1/portal/submission/finish", {}, other)
+    assert st == 200, doc
+    rid = c.srv.psql("SELECT id FROM submissions WHERE state = 'submitted'")[1].strip()
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{rid}/reject", {}, c.officer)
+    assert st == 400, doc
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{rid}/reject",
+                     {"reason": "not the incident"}, c.officer)
+    assert st == 200 and doc["state"] == "rejected" and doc["reason"] == "not the incident", doc
+    assert doc["dispose_after"], doc
+    rej = [e["body"] for e in ledger_entries(c.srv, c.admin)
+           if e["body"]["type"] == "SUBMISSION_REJECTED"]
+    assert len(rej) == 1 and rej[0]["payload"]["reason"] == "not the incident", rej
+    st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/999999/reject",
+                     {"reason": "x"}, c.officer)
+    assert st == 404 and doc["code"] == "submission_not_found", doc
+
+
 def test_revoked_link_ends_uploads_in_flight(c):
     st, doc, _ = new_link(c, kind="appeal", title="to revoke")
     assert st == 201
