@@ -459,6 +459,8 @@ void api_disclosure_preview(struct dems_req *req);
 void api_disclosure_poster(struct dems_req *req);
 void api_disclosure_thumbnails(struct dems_req *req);
 void api_disclosure_sprite(struct dems_req *req);
+void api_portal_page(struct dems_req *req);
+void api_portal_file(struct dems_req *req);
 void api_submission_links_create(struct dems_req *req);
 void api_submission_links_list(struct dems_req *req);
 void api_submission_links_revoke(struct dems_req *req);

@@ -135,6 +135,8 @@ const struct dems_route dems_routes[] = {
           api_submissions_accept),
     ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/submissions/{sid}/reject", CASE_CREATORS, J,
           api_submissions_reject),
+    ROUTE(DEMS_HTTP_GET, "/portal/", DEMS_ROLE_PUBLIC, 0, api_portal_page),
+    ROUTE(DEMS_HTTP_GET, "/portal/{file}", DEMS_ROLE_PUBLIC, 0, api_portal_file),
     ROUTE(DEMS_HTTP_POST, "/v1/portal/open", DEMS_ROLE_PUBLIC, 4 * 1024, api_portal_open),
     ROUTE(DEMS_HTTP_POST, "/v1/portal/submissions", DEMS_ROLE_PUBLIC, 32 * 1024, api_portal_submit),
     ROUTE(DEMS_HTTP_GET, "/v1/portal/submission", DEMS_ROLE_SUBMITTER, 0, api_portal_submission),

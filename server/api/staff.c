@@ -4,11 +4,11 @@
  * static files of server/web/, compiled into demsd by server/web/embed.py;
  * GET / and GET /staff redirect to /staff/; GET /disclosure/ is the defence
  * link holder's page (disclosure.html: the link's token stays in the URL
- * fragment, which browsers never send). Public routes: the files hold no
- * data (everything comes from the API after login). Every answer carries a
- * strict Content-Security-Policy (same origin only, no inline script or
- * style), an ETag (the file's SHA-256) and Cache-Control: no-cache, so
- * browsers revalidate and get 304 until demsd is upgraded.
+ * fragment, which browsers never send); GET /portal/ and /portal/{file} the
+ * public submission portal (portal.html and the few files it loads). Public routes: the files hold
+ * no data (everything comes from the API after login). Every answer carries a strict
+ * Content-Security-Policy (same origin only, no inline script or style), an ETag (the file's
+ * SHA-256) and Cache-Control: no-cache, so browsers revalidate and get 304 until demsd is upgraded.
  */
 #include <string.h>
 
@@ -95,6 +95,34 @@ void api_staff_file(struct dems_req *req)
         return;
     }
     send_file(req, f);
+}
+
+/* The public portal's page: the same files, but only those the portal needs
+ * (a member of the public has no business with the staff application's). */
+void api_portal_page(struct dems_req *req)
+{
+    const struct dems_web_file *f = find(dems_str_from("portal.html"));
+    if (f == NULL) {
+        dems_resp_error(req, 404, "not_found", "this demsd was built without the portal page");
+        return;
+    }
+    send_file(req, f);
+}
+
+void api_portal_file(struct dems_req *req)
+{
+    static const char *const portal[] = {"portal.js", "portal.css", "upload-kit.js", "licenses.txt",
+                                         "favicon.svg"};
+    struct dems_str name = dems_req_param(req, 0);
+    for (size_t i = 0; i < sizeof(portal) / sizeof(portal[0]); i++) {
+        const struct dems_web_file *f =
+            dems_str_eq(name, dems_str_from(portal[i])) ? find(name) : NULL;
+        if (f != NULL) {
+            send_file(req, f);
+            return;
+        }
+    }
+    dems_resp_error(req, 404, "not_found", "no such file");
 }
 
 void api_staff_redirect(struct dems_req *req)

@@ -166,6 +166,8 @@ TABLE = {
                                                           403, 401, 403),
     ("POST", "/v1/cases/{id}/submissions/{sid}/reject"): (401, 400, 404, 403, 400, 401, 400, 401,
                                                           403, 401, 403),
+    ("GET", "/portal/"): PUB(200),
+    ("GET", "/portal/{file}"): PUB(200),
     ("POST", "/v1/portal/open"): PUB(400),
     ("POST", "/v1/portal/submissions"): PUB(400),
     ("GET", "/v1/portal/submission"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 200),
@@ -321,6 +323,7 @@ def concrete(c, method, pattern):
     """The request for a route: (path with query, body, extra headers)."""
     ids = {
         "/staff/{file}": "/staff/app.js",
+        "/portal/{file}": "/portal/portal.js",
         "/v1/me/tokens/{id}": "/v1/me/tokens/999999",
         "/v1/admin/devices/{id}/revoke": "/v1/admin/devices/999999/revoke",
         "/v1/admin/devices/{id}/assign": f"/v1/admin/devices/{c.device}/assign",

@@ -177,6 +177,21 @@ def test_open_tells_what_the_link_asks_and_nothing_of_the_case(c):
         assert st == 400, doc
 
 
+def test_the_portal_serves_only_its_own_files(c):
+    st, body, r = c.srv.request("GET", "/portal/")
+    assert st == 200 and b"Hand in footage" in body, st
+    csp = r.getheader("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp, csp
+    assert r.getheader("Set-Cookie") is None
+    for name in ("portal.js", "portal.css", "upload-kit.js", "licenses.txt"):
+        assert c.srv.request("GET", "/portal/" + name)[0] == 200, name
+    for name in ("app.js", "index.html", "cases.js", "..%2Fstaff%2Fapp.js", "portal.html"):
+        st, doc, _ = c.srv.request("GET", "/portal/" + name)
+        assert st in (400, 404), (name, st)
+    lic = c.srv.request("GET", "/portal/licenses.txt")[1]
+    assert b"tus-js-client" in lic and b"MIT" in lic, lic[:200]
+
+
 def test_statement_is_checked_before_anything_is_made(c):
     tok = c.request["token"]
     cases = ((statement(tok, declaration=False), "declaration_required"),
