@@ -11,6 +11,7 @@ import { route, go } from './router.js';
 import { player } from './player.js';
 import { caseShares } from './shares.js';
 import { bundles } from './bundles.js';
+import { publicSubmissions } from './submissions.js';
 
 
 const th = (...names) => el('thead', {}, el('tr', {}, ...names.map((t) => el('th', { scope: 'col', textContent: t }))));
@@ -346,8 +347,9 @@ async function renderCase(view, params, page) {
   if (can.seeMembers) {
     const members = membersSection(page, c, can);
     const shares = caseShares(page, c, can, () => exhibits.exhibits);
-    view.append(members, shares);
-    loads.push(members.load(), shares.load());
+    const subs = publicSubmissions(page, c, can, p);
+    view.append(members, shares, subs);
+    loads.push(members.load(), shares.load(), subs.load());
   }
   if (can.bundle) {
     const b = bundles(page, c.id, { canRequest: true });

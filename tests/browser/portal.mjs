@@ -1,15 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 // Drives the public submission portal in headless Chromium (Debian's
 // chromium through playwright-core) as a member of the public on a phone:
-//   node portal.mjs submit CONFIG.json
-// opens the link an officer sent, is told what the empty statement lacks,
+//   node portal.mjs submit|triage CONFIG.json
+// submit: opens the link an officer sent, is told what the empty statement lacks,
 // gives a statement, chooses three files (one large), reloads the page while
 // the large one is being sent (the upload throttled so that the reload
 // falls mid-file), chooses it again as the page asks, sees it continue,
 // finishes, and downloads the receipt. axe-core checks every view (no
 // serious or critical violation); screenshots go to CONFIG.shots.
+// triage: the officer signs in to the staff application at laptop size,
+// opens the case, makes an appeal link (its URL and QR code shown once),
+// finds the submission in the triage queue with its statement, plays the
+// clip's preview, and accepts it into the case with a reference prefix: the
+// files appear among the exhibits.
 // CONFIG.json: {"url", "link", "files": {"clip", "still", "big"}, "receipt",
-// "shots"} (test_portal_page.py writes it). Prints one JSON line (the summary
+// "shots"; for triage "user", "password", "case", "reference", "prefix"}
+// (test_portal_page.py writes it). Prints one JSON line (the summary
 // the Python test asserts on); exits 0 when the journey ran to its end
 // without console or page errors, 1 otherwise. Bounded by TIMEOUT_MS.
 import { createRequire } from 'node:module';
@@ -23,8 +29,8 @@ const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const TIMEOUT_MS = 150_000;
 const [journey, configPath] = process.argv.slice(2);
 const cfg = configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : null;
-if (!cfg || journey !== 'submit') {
-  console.error('usage: node portal.mjs submit CONFIG.json');
+if (!cfg || !['submit', 'triage'].includes(journey)) {
+  console.error('usage: node portal.mjs submit|triage CONFIG.json');
   process.exit(2);
 }
 
@@ -68,11 +74,8 @@ async function waitText(loc, re, timeout) {
 }
 
 let browser;
-try {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-dev-shm-usage'],
-  });
+
+async function submit() {
   const context = await browser.newContext({
     ignoreHTTPSErrors: true, acceptDownloads: true,
     viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
@@ -162,6 +165,67 @@ try {
   await axe(p2, 'ended');
   await shot(p2, 'ended');
 
+}
+
+async function triage() {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  page.on('console', (m) => {
+    // Before signing in the page asks GET /v1/me, and the browser logs its 401.
+    if (m.type() === 'error' && !/401/.test(m.text())) summary.console_errors.push(m.text());
+  });
+  page.on('pageerror', (e) => summary.page_errors.push(String(e)));
+
+  step('sign in');
+  await page.goto(`${cfg.url}/staff/`);
+  await page.getByLabel('Username').fill(cfg.user);
+  await page.getByLabel('Password').fill(cfg.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.goto(`${cfg.url}/staff/#/cases/${cfg.case}`);
+  await page.locator('#submissions-title').waitFor();
+
+  step('make a link');
+  await page.getByText('Ask the public for footage').click();
+  await page.selectOption('#link-kind', 'appeal');
+  await page.fill('#link-title', 'Appeal: fire on Mill Lane');
+  await page.getByRole('button', { name: 'Make the link' }).click();
+  await page.locator('#link-made svg.qr').waitFor();
+  summary.made_link = await text(page.locator('#made-link'));
+  summary.qr_modules = await page.locator('#link-made svg.qr path').evaluate((p) => (p.getAttribute('d').match(/M/g) || []).length);
+  summary.link_rows = await page.locator('#link-rows tr').count();
+
+  step('triage');
+  const card = page.locator(`article[data-submission="${cfg.reference}"]`);
+  await card.waitFor();
+  summary.statement = await text(card.locator('dl.statement'));
+  await axe(page, 'case-triage');
+  await shot(page, 'triage');
+  await card.getByRole('button', { name: `Preview ${basename(cfg.files.clip)}` }).click();
+  await page.waitForFunction(() => {
+    const v = document.getElementById('video');
+    return v.getAttribute('src') && v.readyState >= 2;
+  }, null, { timeout: 30_000 });
+  summary.video = await page.locator('#video').evaluate((v) => ({ ready: v.readyState, duration: v.duration, src: new URL(v.src).pathname }));
+
+  step('accept');
+  await card.getByLabel('Exhibit references start with').fill(cfg.prefix);
+  await card.getByRole('button', { name: 'Accept into the case' }).click();
+  await page.locator(`#exhibit-rows tr[data-exhibit="${cfg.prefix}/1"]`).waitFor();
+  summary.exhibits = await page.locator('#exhibit-rows tr').evaluateAll((rows) => rows.map((r) => r.dataset.exhibit));
+  await page.selectOption('#triage-state', 'accepted');
+  await page.locator(`article[data-submission="${cfg.reference}"]`).waitFor();
+  summary.accepted_card = await text(page.locator(`article[data-submission="${cfg.reference}"] h4`));
+  await axe(page, 'case-accepted');
+  await shot(page, 'accepted');
+}
+
+try {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
+  await (journey === 'submit' ? submit() : triage());
   summary.ok = summary.console_errors.length === 0 && summary.page_errors.length === 0;
   step('done');
 } catch (e) {

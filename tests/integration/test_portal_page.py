@@ -142,6 +142,33 @@ def test_a_member_of_the_public_submits_from_a_phone(c):
     assert len(sub) == 1 and sub[0]["payload"]["reference"] == s["reference"], sub
 
 
+def test_an_officer_triages_it_in_the_staff_application(c):
+    clip = c.files[0]
+    ev = sha(clip)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        doc = ok(c, "GET", f"/v1/evidence/{ev}", token=c.officer)
+        if doc.get("preview_job") in ("done", "dead"):
+            break
+        time.sleep(0.5)
+    assert doc.get("preview_job") == "done", doc.get("preview_job")
+    reference = c.srv.psql("SELECT reference FROM submissions")[1]
+    s = browser(c, "triage", {"user": "oona", "password": "correct horse", "case": c.case,
+                              "reference": reference, "prefix": "PUB", "files": {"clip": clip}})
+    assert s["made_link"].startswith(f"https://127.0.0.1:{c.srv.port}/portal/#dems_sl_"), s
+    assert s["qr_modules"] > 100 and s["link_rows"] == 2, s
+    assert "12 High St, Anytown" in s["statement"] and "shop@example.org" in s["statement"], s
+    assert s["video"]["ready"] >= 2 and ev in s["video"]["src"], s
+    assert {"PUB/1", "PUB/2", "PUB/3"} <= set(s["exhibits"]), s
+    assert "(accepted)" in s["accepted_card"], s
+    for view, bad in s["axe"].items():
+        assert bad == [], (view, bad)
+    assert c.srv.psql("SELECT state FROM submissions")[1] == "accepted"
+    acc = [e["body"] for e in ledger_entries(c.srv, c.admin)
+           if e["body"]["type"] == "SUBMISSION_ACCEPTED"]
+    assert len(acc) == 1 and acc[0]["actor"]["id"] == "oona", acc
+
+
 def sha(path):
     import hashlib
     h = hashlib.sha256()
