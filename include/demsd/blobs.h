@@ -94,6 +94,10 @@ void dems_blob_out_free(struct dems_blob_out *o);
 /* True when blob id is in the store (its file exists). */
 bool dems_blob_exists(const char *data_dir, const char *id);
 
+/* Deletes blob id for good (disposal), its directory fsynced: 0 (also when
+ * it was gone already) or DEMS_EIO. */
+int dems_blob_remove(const char *data_dir, const char *id);
+
 /* Opened blob for sequential decryption. */
 struct dems_blob;
 

@@ -490,6 +490,10 @@ void api_rate_take_link(struct dems_req *req, const char *what, int64_t link,
 struct dems_config;
 struct dems_db_pool;
 void api_rate_prune(struct dems_db_pool *db, const struct dems_config *cfg);
+/* Disposes of the material of rejected public submissions whose retention
+ * has ended (disposal.c; housekeeping on loop 0). */
+struct dems_loop;
+void api_disposal_run(struct dems_loop *loop);
 void api_cases_create(struct dems_req *req);
 void api_cases_list(struct dems_req *req);
 void api_cases_get(struct dems_req *req);

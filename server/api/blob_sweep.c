@@ -177,8 +177,9 @@ void api_evidence_sweep(struct dems_loop *loop)
         return;
     sweep_last = now;
     sweep_running = true;
-    int r = dems_db_query(loop->db, "SELECT id FROM artefacts ORDER BY id", 0, NULL, on_sweep_ids,
-                          loop);
+    int r =
+        dems_db_query(loop->db, "SELECT id FROM artefacts WHERE disposed_at IS NULL ORDER BY id", 0,
+                      NULL, on_sweep_ids, loop);
     if (r < 0) {
         dems_log(DEMS_LOG_WARN, NULL, json_pack("{s:s}", "event", "blob_integrity_sweep"),
                  "integrity sweep: cannot list the evidence: %s", dems_strerror(r));

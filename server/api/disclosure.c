@@ -365,7 +365,7 @@ static void view_free(void *p)
     " " API_TS("d.expires_at") " AS expires_at, x.id, x.reference, x.description,"                 \
     " array_to_json(x.tags)::text AS tags, a.id AS sha256, a.filename, a.content_type, a.size,"    \
     " a.metadata::text AS metadata, " API_TS("a.created_at") " AS ingested_at,"                    \
-    " coalesce(u.username, 'device:' || dv.serial) AS uploaded_by,"                                \
+    " coalesce(u.username, 'device:' || dv.serial, 'public') AS uploaded_by,"                              \
     " (SELECT array_to_json(array_agg(k.kind ORDER BY k.kind)) FROM derivatives k"                 \
     "  WHERE k.artefact = a.id)::text AS previews,"                                                \
     " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \

@@ -74,14 +74,15 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
                             json_integer(api_col_int(res, 0, "preview_made_seq")));
     if (!api_col_null(res, 0, "preview_job"))
         json_object_set_new(body, "preview_job", json_string(api_col(res, 0, "preview_job")));
+    json_object_set_new(body, "disposed_at", api_col_json_str(res, 0, "disposed_at"));
     dems_resp_json(req, 200, body);
 }
 
 /* clang-format off */
 #define EVIDENCE_SQL                                                                               \
     "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text AS metadata,"               \
-    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
-    " " API_TS("a.created_at") " AS created_at,"                                                   \
+    " coalesce(u.username, 'device:' || d.serial, 'public:' || ps.reference) AS uploaded_by,"      \
+    " " API_TS("a.created_at") " AS created_at, " API_TS("a.disposed_at") " AS disposed_at,"      \
     " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \
     "  AND e.type = 'INGESTED') AS ingested_seq,"                                                  \
     " a.media::text AS media,"                                                                     \
@@ -95,7 +96,8 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
     " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
     " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \
-    " LEFT JOIN devices d ON d.id = a.uploaded_by_device WHERE a.id = $1"
+    " LEFT JOIN devices d ON d.id = a.uploaded_by_device"                                          \
+    " LEFT JOIN submissions ps ON ps.id = a.uploaded_by_submission WHERE a.id = $1"
 /* clang-format on */
 
 void api_evidence_get(struct dems_req *req)
@@ -117,7 +119,7 @@ void api_evidence_get(struct dems_req *req)
 /* clang-format off */
 #define CONTENT_SQL                                                                                \
     "SELECT a.size, coalesce(a.content_type, '') AS content_type,"                                 \
-    " coalesce(a.filename, '') AS filename,"                                                       \
+    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"         \
     " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
     " " API_DOWNLOADABLE_SQL("a.id", "$2", "$3") " AS downloadable,"                               \
     " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
@@ -126,7 +128,8 @@ void api_evidence_get(struct dems_req *req)
  * without the derivative: a hidden artefact is refused (and recorded)
  * whether or not its preview exists. */
 #define DERIVATIVE_SQL                                                                             \
-    "SELECT d.blob, d.size, d.content_type, d.kind, EXISTS (SELECT 1 FROM"                         \
+    "SELECT d.blob, d.size, d.content_type, d.kind, " API_TS("a.disposed_at") " AS disposed_at,"  \
+    " EXISTS (SELECT 1 FROM"                                                                       \
     " evidence_views v WHERE v.artefact = a.id AND v.kind = $2"                                    \
     " AND v.user_id = $3::bigint) AS viewed,"                                                      \
     " " API_VISIBLE_SQL("a.id", "$3", "$4") " AS visible,"                                         \
@@ -134,6 +137,18 @@ void api_evidence_get(struct dems_req *req)
     " FROM artefacts a LEFT JOIN derivatives d ON d.artefact = a.id AND d.kind = $2"               \
     " WHERE a.id = $1"
 /* clang-format on */
+
+/* 410 evidence_disposed for an artefact disposed of (its bytes are gone). */
+static bool evidence_disposed(struct dems_req *req, const PGresult *res)
+{
+    if (api_col_null(res, 0, "disposed_at"))
+        return false;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "this evidence was disposed of at %s (its retention ended)",
+             api_col(res, 0, "disposed_at"));
+    dems_resp_error(req, 410, "evidence_disposed", msg);
+    return true;
+}
 
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
@@ -144,6 +159,8 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
         api_evidence_hidden(req, res, d->id, "not_found", "no such evidence");
         return;
     }
+    if (evidence_disposed(req, res))
+        return;
     if (!api_col_bool(res, 0, "downloadable")) { /* a prosecutor's view-only share */
         dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
                          "this evidence is shared with you to view, not to download");
@@ -205,6 +222,8 @@ static void on_derivative(struct dems_req *req, const PGresult *res, int err)
         api_evidence_hidden(req, res, d->id, "preview_not_ready", not_ready);
         return;
     }
+    if (evidence_disposed(req, res))
+        return;
     if (api_col_null(res, 0, "blob")) {
         dems_resp_error(req, 404, "preview_not_ready", not_ready);
         return;

@@ -44,7 +44,7 @@
     " AND " API_VISIBLE_SQL("a.id", "$4", "$5") ") AS ok) c"                                       \
     " LEFT JOIN LATERAL (SELECT a.id, a.filename, a.content_type, a.size,"                         \
     " " API_TS("a.created_at") " AS created_at, a.metadata::text AS metadata,"                     \
-    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
+    " coalesce(u.username, 'device:' || d.serial, 'public') AS uploaded_by,"                               \
     " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
     " AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                      \
     " EXISTS (SELECT 1 FROM derivatives x WHERE x.artefact = a.id"                                 \

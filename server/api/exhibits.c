@@ -51,7 +51,7 @@ struct exhibit_req {
     " array_to_json(x.tags)::text AS tags, ab.username AS added_by,"                               \
     " " API_TS("x.added_at") " AS added_at, a.id AS evidence, a.filename, a.content_type,"         \
     " a.size, a.metadata::text AS metadata, " API_TS("a.created_at") " AS ingested_at,"            \
-    " coalesce(u.username, 'device:' || d.serial) AS uploaded_by,"                                 \
+    " coalesce(u.username, 'device:' || d.serial, 'public') AS uploaded_by,"                               \
     " EXISTS (SELECT 1 FROM derivatives dv WHERE dv.artefact = a.id AND dv.kind = 'poster')"       \
     "  AS has_poster,"                                                                             \
     " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \

@@ -161,6 +161,7 @@ void dems_api_periodic(struct dems_loop *loop)
     static bool started; /* loop 0 only */
     api_uploads_expire(loop->db);
     api_rate_prune(loop->db, loop->srv->cfg);
+    api_disposal_run(loop);
     upload_record_housekeeping(loop, !started);
     if (started)
         api_evidence_sweep(loop);

@@ -222,6 +222,16 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
     return fsync_dir(dir);
 }
 
+int dems_blob_remove(const char *data_dir, const char *id)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 80];
+    blob_path(data_dir, id, path, sizeof(path), false);
+    blob_path(data_dir, id, dir, sizeof(dir), true);
+    if (unlink(path) != 0)
+        return errno == ENOENT ? 0 : DEMS_EIO;
+    return fsync_dir(dir);
+}
+
 bool dems_blob_exists(const char *data_dir, const char *id)
 {
     char path[PATH_MAX + 80];

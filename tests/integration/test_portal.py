@@ -24,7 +24,7 @@ TUS = {"Tus-Resumable": "1.0.0"}
 VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
 SETTINGS = {"refusal_max_per_principal": 1000000, "refusal_max_per_address": 1000000,
             "public_rate_per_minute": 600, "public_rate_burst": 600,
-            "portal_link_rate_per_minute": 6, "portal_link_burst": 8}
+            "portal_link_rate_per_minute": 6, "portal_link_burst": 8, "housekeeping_interval": 1}
 MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41"
 
 
@@ -460,10 +460,19 @@ def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
     acc = [e for e in ents if e["type"] == "SUBMISSION_ACCEPTED"]
     assert len(acc) == 1 and acc[0]["case"] == "PT/1" and acc[0]["payload"]["reference"] == \
         c.ref, acc
-    # Reject another, with a reason (required).
+    # Reject another, with a reason (required). One of its files was also
+    # uploaded by an officer: disposal must leave that one alone.
     other = start(c, c.appeal["token"])["submission_token"]
-    st, _, _, _ = send(c, other, video(1500))
+    mine = video(1500)
+    st, _, r, _ = send(c, other, mine)
     assert st == 204
+    c.disposable = r.getheader("Evidence-Id")
+    shared = video(1600)
+    st, _, r, _ = send(c, c.officer, shared)
+    assert st == 204
+    st, _, r, _ = send(c, other, shared)
+    assert st == 204
+    c.kept = r.getheader("Evidence-Id")
     st, doc, _ = req(c, "POST", "/v1/portal/submission/finish", {}, other)
     assert st == 200, doc
     rid = c.srv.psql("SELECT id FROM submissions WHERE state = 'submitted'")[1].strip()
@@ -479,6 +488,41 @@ def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
     st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/999999/reject",
                      {"reason": "x"}, c.officer)
     assert st == 404 and doc["code"] == "submission_not_found", doc
+    c.rejected = rid
+    c.rejected_token = other
+
+
+def test_rejected_material_is_disposed_of_after_its_retention(c):
+    # Kept until dispose_after: nothing happens while it is ahead.
+    time.sleep(2)
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.disposable}", token=c.admin)
+    assert st == 200 and doc["disposed_at"] is None, doc
+    blob = os.path.join(c.srv.data, "blobs", c.disposable[:2], c.disposable)
+    assert os.path.exists(blob)
+    c.srv.psql(f"UPDATE submissions SET dispose_after = now() WHERE id = {c.rejected}")
+
+    def disposed():
+        return c.srv.psql(f"SELECT state FROM submissions WHERE id = {c.rejected}")[1] == \
+            "disposed"
+    assert eventually(disposed, timeout=30), c.srv.tail()
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.disposable}", token=c.admin)
+    assert st == 200 and doc["disposed_at"], doc
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.disposable}/content", token=c.admin)
+    assert st == 410 and doc["code"] == "evidence_disposed", doc
+    assert not os.path.exists(blob)
+    # The file an officer also uploaded is untouched, bytes and all.
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.kept}", token=c.officer)
+    assert st == 200 and doc["disposed_at"] is None, doc
+    st, body, _ = c.srv.request("GET", f"/v1/evidence/{c.kept}/content", token=c.officer)
+    assert st == 200 and hashlib.sha256(body).hexdigest() == c.kept
+    ents = [e["body"] for e in ledger_entries(c.srv, c.admin) if e["body"]["type"] == "DISPOSED"]
+    assert len(ents) == 1 and ents[0]["artefact"] == c.disposable, ents
+    assert ents[0]["actor"] == {"kind": "system", "id": "retention"} and ents[0]["case"] == "PT/1"
+    # The case's officers no longer see it; its submitter's token opens nothing.
+    st, doc, _ = req(c, "GET", f"/v1/evidence/{c.disposable}", token=c.officer)
+    assert st == 404, doc
+    st, doc, _ = req(c, "GET", "/v1/portal/submission", token=c.rejected_token)
+    assert st == 401, doc
 
 
 def test_revoked_link_ends_uploads_in_flight(c):
