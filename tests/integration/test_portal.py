@@ -18,7 +18,7 @@ import os
 import subprocess
 import time
 
-from harness import Server, eventually, ledger_entries, run_tests
+from harness import Server, eventually, ledger_entries, raw_tls, run_tests
 
 TUS = {"Tus-Resumable": "1.0.0"}
 VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
@@ -314,6 +314,32 @@ def test_one_submitter_sees_only_their_own(c):
     assert st == 403, doc
 
 
+def test_a_connection_lost_mid_file_resumes_where_it_stopped(c):
+    """The submitter's browser closes in the middle of a PATCH: what arrived
+    is kept, a HEAD gives the offset, and the rest completes the file."""
+    data = video(3_000_000)
+    st, doc, loc = create(c, c.sub, len(data), sha256=hashlib.sha256(data).hexdigest(),
+                          filename="dropped.mp4")
+    assert st == 201, doc
+    t = raw_tls(c.srv, timeout=30)
+    head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: Bearer {c.sub}\r\nUpload-Offset: 0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n").encode()
+    t.sendall(head + data[:1_200_000])
+    time.sleep(0.5)
+    t.close()  # gone, mid-body
+
+    def offset():
+        st, _, r = req(c, "HEAD", loc, token=c.sub, headers=TUS)
+        return int(r.getheader("Upload-Offset")) if st == 200 else None
+    assert eventually(lambda: (offset() or 0) > 0, timeout=10), offset()
+    off = offset()
+    assert 0 < off <= 1_200_000, off
+    st, doc, r = patch(c, c.sub, loc, off, data[off:])
+    assert st == 204 and r.getheader("Evidence-Id") == hashlib.sha256(data).hexdigest(), doc
+
+
 def test_finishing_is_ledgered_once(c):
     empty = start(c, c.appeal["token"])["submission_token"]
     st, doc, _ = req(c, "POST", "/v1/portal/submission/finish", {}, empty)
@@ -332,7 +358,7 @@ def test_finishing_is_ledgered_once(c):
     assert st == 409 and doc["code"] == "submission_closed", doc
     sub = [e["body"] for e in ledger_entries(c.srv, c.admin) if e["body"]["type"] == "SUBMITTED"]
     assert len(sub) == 1 and sub[0]["case"] == "PT/1", sub
-    assert sub[0]["payload"]["reference"] == c.ref and sub[0]["payload"]["files"] == 3, sub
+    assert sub[0]["payload"]["reference"] == c.ref and sub[0]["payload"]["files"] == 4, sub
 
 
 def verify(c, doc, *extra):
@@ -355,7 +381,7 @@ def test_receipt_proves_each_file_offline(c):
             assert doc["state"] == "pending" and r.getheader("Retry-After"), doc
         return doc if st == 200 else None
     rc = eventually(ready, timeout=60, interval=0.5)
-    assert rc and rc["reference"] == c.ref and len(rc["files"]) == 3, rc
+    assert rc and rc["reference"] == c.ref and len(rc["files"]) == 4, rc
     assert rc["files"][0]["name"] == "front door.mp4" and rc["files"][0]["sha256"] == c.clip_sha
     key = c.srv.request("GET", "/v1/ledger/key")[1].decode().strip()
     r = verify(c, rc, "--key", key)
@@ -446,17 +472,18 @@ def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
     st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{sub['id']}/accept",
                      {"reference_prefix": "SHOP", "description": "High St CCTV"}, c.officer)
     assert st == 200 and doc["state"] == "accepted" and doc["decided_by"] == "pofficer", doc
-    assert [x["reference"] for x in doc["exhibits_added"]] == ["SHOP/1", "SHOP/2", "SHOP/3"], doc
+    assert [x["reference"] for x in doc["exhibits_added"]] == ["SHOP/1", "SHOP/2", "SHOP/3",
+                                                               "SHOP/4"], doc
     assert all(f["exhibit"] for f in doc["files"]), doc
     st, doc, _ = req(c, "POST", f"/v1/cases/{c.case}/submissions/{sub['id']}/accept", {},
                      c.officer)
     assert st == 409 and doc["code"] == "submission_not_pending", doc
     st, doc, _ = req(c, "GET", f"/v1/cases/{c.case}/exhibits", token=c.officer)
     refs = {x["reference"] for x in doc["exhibits"]}
-    assert {"SHOP/1", "SHOP/2", "SHOP/3"} <= refs, doc
+    assert {"SHOP/1", "SHOP/2", "SHOP/3", "SHOP/4"} <= refs, doc
     ents = [e["body"] for e in ledger_entries(c.srv, c.admin)]
     added = [e for e in ents if e["type"] == "EXHIBIT_ADDED" and e["payload"].get("submission")]
-    assert len(added) == 3 and added[0]["artefact"] == c.clip_sha, added
+    assert len(added) == 4 and added[0]["artefact"] == c.clip_sha, added
     acc = [e for e in ents if e["type"] == "SUBMISSION_ACCEPTED"]
     assert len(acc) == 1 and acc[0]["case"] == "PT/1" and acc[0]["payload"]["reference"] == \
         c.ref, acc
