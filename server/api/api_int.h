@@ -544,8 +544,10 @@ typedef void (*upload_record_cb)(struct dems_req *req, const struct upload_outco
  * its bytes, stores it as complete or rejected, moves it into the blob
  * store and records it. With a waiter (the final PATCH, referenced until
  * then) cb answers it once the outcome is known, unless it was aborted.
- * Returns 0, DEMS_EAGAIN (a completion of id is running already: cb never
- * runs) or DEMS_ENOMEM. Loop thread.
+ * Returns 0 (also when the waiter joined a completion of id already running
+ * on this loop that nobody waited for: cb answers from it), DEMS_EAGAIN (one
+ * is running already with a waiter or on another loop: cb never runs) or
+ * DEMS_ENOMEM. Loop thread.
  */
 int upload_record_start(struct dems_loop *loop, const char *id, struct dems_req *waiter,
                         upload_record_cb cb);

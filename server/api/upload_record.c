@@ -56,19 +56,36 @@ struct rec {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct rec *running;
 
-/* Registers id as being completed; false when it already is. */
-static bool claim(struct rec *r)
+/*
+ * Registers id as being completed: CLAIMED. When it already is, by a
+ * completion of the same loop that nobody waits for (housekeeping, a
+ * HEAD), a waiter joins it (JOINED: its answer comes from that one);
+ * otherwise BUSY. Joining only on the same loop keeps every callback on the
+ * waiter's own thread.
+ */
+enum claim { CLAIMED, JOINED, BUSY };
+
+static enum claim claim(struct rec *r, struct dems_req *waiter, upload_record_cb cb)
 {
     pthread_mutex_lock(&mu);
-    bool ok = true;
-    for (const struct rec *o = running; o != NULL && ok; o = o->next)
-        ok = strcmp(o->id, r->id) != 0;
-    if (ok) {
+    enum claim c = CLAIMED;
+    for (struct rec *o = running; o != NULL && c == CLAIMED; o = o->next) {
+        if (strcmp(o->id, r->id) != 0)
+            continue;
+        c = BUSY;
+        if (waiter != NULL && o->waiter == NULL && o->loop == r->loop) {
+            o->waiter = waiter;
+            o->cb = cb;
+            dems_req_ref(waiter);
+            c = JOINED;
+        }
+    }
+    if (c == CLAIMED) {
         r->next = running;
         running = r;
     }
     pthread_mutex_unlock(&mu);
-    return ok;
+    return c;
 }
 
 static void unclaim(struct rec *r)
@@ -417,9 +434,10 @@ int upload_record_start(struct dems_loop *loop, const char *id, struct dems_req 
         return DEMS_ENOMEM;
     r->loop = loop;
     snprintf(r->id, sizeof(r->id), "%s", id);
-    if (!claim(r)) {
+    enum claim c = claim(r, waiter, cb);
+    if (c != CLAIMED) {
         free(r);
-        return DEMS_EAGAIN;
+        return c == JOINED ? 0 : DEMS_EAGAIN;
     }
     r->cb = cb;
     r->waiter = waiter;
