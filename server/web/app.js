@@ -20,16 +20,23 @@ import * as store from './store.js';
 import { api, onSessionExpired, ApiError } from './api.js';
 import { $, el } from './ui.js';
 import { navigate, leave } from './router.js';
+import './find.js';
 import './evidence.js';
+import './upload.js';
+import './account.js';
+import './admin.js';
 import './cases.js';
 import './shares.js';
 
 let reauth = null; // {username, resolve, promise} while a lapsed session waits for its user
 
 const NAV = [
+  ['admin', '/admin', 'Overview', ['admin']],
   ['evidence', '/evidence', 'Evidence', ['admin', 'officer']],
+  ['upload', '/upload', 'Upload', ['admin', 'officer']],
   ['cases', '/cases', 'Cases', ['admin', 'officer']],
   ['shared', '/shared', 'Shared with me', ['prosecutor']],
+  ['account', '/account', 'Account', ['admin', 'officer', 'prosecutor']],
 ];
 
 function showNav(me) {
@@ -133,7 +140,11 @@ async function login(ev) {
       const r = reauth;
       reauth = null;
       if (same) {
-        signedIn(me);
+        // The page as it was: nav, view and their state untouched.
+        store.set({ me, csrf: me.csrf_token || store.get().csrf });
+        $('login-view').hidden = true;
+        $('login-title').textContent = 'Sign in';
+        $('nav').hidden = false;
         const view = $('view');
         view.inert = false;
         view.hidden = false;

@@ -6,15 +6,13 @@
 // controls on show are those the caller's case role (my_role) allows; the
 // server decides anyway and its refusals are shown as they come.
 import { api, all } from './api.js';
-import { el, field, form, guard, when, bytes } from './ui.js';
+import { el, field, form, guard, when, bytes, thead } from './ui.js';
 import { route, go } from './router.js';
 import { player } from './player.js';
 import { caseShares } from './shares.js';
 import { bundles } from './bundles.js';
 import { publicSubmissions } from './submissions.js';
 
-
-const th = (...names) => el('thead', {}, el('tr', {}, ...names.map((t) => el('th', { scope: 'col', textContent: t }))));
 const input = (attrs) => el('input', attrs);
 const select = (name, options, value) => {
   const s = el('select', { name });
@@ -83,7 +81,7 @@ function renderList(view, params, page) {
     el('details', { class: 'panel' }, el('summary', { textContent: 'New case' }), create),
     search,
     el('div', { class: 'table-wrap' }, el('table', {},
-      th('Reference', 'Title', 'Offence', 'Status', 'My role', 'Exhibits', 'Updated'), body)),
+      thead('Reference', 'Title', 'Offence', 'Status', 'My role', 'Exhibits', 'Updated'), body)),
     more));
   view.append(status); // below the table: "Loading…", "No cases found."
   return load(false);
@@ -217,7 +215,7 @@ export function exhibitsSection(page, c, can, p, onError) {
   more.addEventListener('click', guard(() => load(true), () => status));
 
   node.append(status, el('div', { class: 'table-wrap' }, el('table', { class: 'exhibits' },
-    th('Poster', 'Exhibit', 'Description', 'Tags', 'File', 'Size', 'SHA-256', ''), body)), more);
+    thead('Poster', 'Exhibit', 'Description', 'Tags', 'File', 'Size', 'SHA-256', ''), body)), more);
   if (can.addExhibit) node.append(addExhibitPanel(page, c));
   node.load = guard(async () => {
     try {
@@ -273,7 +271,7 @@ function membersSection(page, c, can) {
   const roles = [['lead', 'lead'], ['investigator', 'investigator'], ['viewer', 'viewer']];
   const node = el('section', { 'aria-labelledby': 'members-title' },
     el('h3', { id: 'members-title', textContent: 'Members' }), status,
-    el('div', { class: 'table-wrap' }, el('table', {}, th('User', 'Role', 'Added', ''), body)));
+    el('div', { class: 'table-wrap' }, el('table', {}, thead('User', 'Role', 'Added', ''), body)));
 
   const setRole = async (username, role) => {
     await api(`/v1/cases/${c.id}/members/${encodeURIComponent(username)}`, { method: 'PUT', body: { role } });

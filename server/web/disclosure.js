@@ -9,7 +9,7 @@
 // court bundle with its progress and download. Read only: nothing here
 // changes anything but the record, which notes every view and download.
 import { api, problem } from './api.js';
-import { $, el, when, bytes } from './ui.js';
+import { $, el, when, bytes, thead } from './ui.js';
 import { player } from './player.js';
 
 const POLL_MS = 1000;
@@ -153,8 +153,7 @@ async function show() {
     el('section', { 'aria-labelledby': 'exhibits-title' },
       el('h3', { id: 'exhibits-title', textContent: 'Exhibits' }),
       el('div', { class: 'table-wrap' }, el('table', { class: 'exhibits' },
-        el('thead', {}, el('tr', {}, ...['Poster', 'Exhibit', 'Description', 'File', 'Size', 'Recorded', 'SHA-256', '']
-          .map((t) => el('th', { scope: 'col', textContent: t })))), rows))),
+        thead('Poster', 'Exhibit', 'Description', 'File', 'Size', 'Recorded', 'SHA-256', ''), rows))),
     p.node,
     el('section', { 'aria-labelledby': 'bundle-title' },
       el('h3', { id: 'bundle-title', textContent: 'Court bundle' }), bundle));

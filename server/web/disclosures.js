@@ -6,10 +6,7 @@
 // links issued with their state, and revoke one. The holder's page is
 // disclosure.html (disclosure.js).
 import { api, all } from './api.js';
-import { el, field, form, guard, when, isoFromLocal, localIn } from './ui.js';
-
-
-const th = (...names) => el('thead', {}, el('tr', {}, ...names.map((t) => el('th', { scope: 'col', textContent: t }))));
+import { el, field, form, guard, when, isoFromLocal, localIn, thead } from './ui.js';
 
 // The section for case c; refs() lists the references shown on the page
 // (the exhibits the share covers); onError sees share_ended first.
@@ -22,7 +19,7 @@ export function disclosures(page, c, refs, onError) {
     el('p', { class: 'hint', textContent: 'A read-only link for the defence: the chosen exhibits, their previews, hashes and a court bundle, until the link expires or you revoke it. Every use is on the record.' }),
     issued, status,
     el('div', { class: 'table-wrap' }, el('table', {},
-      th('Label', 'Exhibits', 'Expires', 'State', 'Opened', ''), body)));
+      thead('Label', 'Exhibits', 'Expires', 'State', 'Opened', ''), body)));
 
   const fail = (e) => {
     if (onError && onError(e)) return true;

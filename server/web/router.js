@@ -23,6 +23,7 @@ export function route(pattern, opts) {
 export function home(me = store.get().me) {
   if (!me) return '/';
   if (me.role === 'prosecutor') return '/shared';
+  if (me.role === 'admin') return '/admin';
   return '/evidence';
 }
 

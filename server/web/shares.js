@@ -7,15 +7,13 @@
 // was revoked or has expired shows "This share has ended", whether the list
 // already says so or the server answers 403 share_ended.
 import { api, all } from './api.js';
-import { el, field, form, guard, when, isoFromLocal, localIn } from './ui.js';
+import { el, field, form, guard, when, isoFromLocal, localIn, thead } from './ui.js';
 import { route, go } from './router.js';
 import { player } from './player.js';
 import { exhibitsSection, details as caseDetails } from './cases.js';
 import { bundles } from './bundles.js';
 import { disclosures } from './disclosures.js';
 
-
-const th = (...names) => el('thead', {}, el('tr', {}, ...names.map((t) => el('th', { scope: 'col', textContent: t }))));
 const scope = (s) => (s.whole_case ? 'whole case' : `exhibits ${(s.exhibits || []).join(', ')}`);
 const access = (s) => (s.can_download ? 'view and download' : 'view only');
 const stateText = (s) => {
@@ -32,7 +30,7 @@ export function caseShares(page, c, can, exhibits) {
   const node = el('section', { 'aria-labelledby': 'shares-title' },
     el('h3', { id: 'shares-title', textContent: 'Shared with prosecutors' }), status,
     el('div', { class: 'table-wrap' }, el('table', {},
-      th('Prosecutor', 'Scope', 'Access', 'Expires', 'State', 'Shared', ''), body)));
+      thead('Prosecutor', 'Scope', 'Access', 'Expires', 'State', 'Shared', ''), body)));
 
   async function load() {
     const list = await all(`/v1/cases/${c.id}/shares`, 'shares');
@@ -121,7 +119,7 @@ async function renderMine(view, params, page) {
       el('span', { class: 'meta', textContent: `${scope(s)} · ${access(s)} · shared by ${s.created_by}` }),
       el('span', { class: `meta state-${s.state}`, textContent: s.state === 'live' ? `until ${when(s.expires_at)}` : stateText(s) })));
   }
-  status.textContent = shares.length ? '' : 'Nothing has been shared with you.';
+  status.textContent = shares.length ? '' : 'Nothing has been shared with you yet. When an officer shares a case with you, it appears here.';
 }
 
 function ended(view, s, why) {

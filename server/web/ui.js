@@ -175,3 +175,11 @@ export function copyButton(label, text, name) {
   }, () => said));
   return el('span', { class: 'copy-wrap' }, b, said);
 }
+
+// A table's head row; an empty name is the actions column, named for
+// screen readers only.
+export function thead(...names) {
+  return el('thead', {}, el('tr', {}, ...names.map((t) => (t
+    ? el('th', { scope: 'col', textContent: t })
+    : el('th', { scope: 'col' }, el('span', { class: 'offscreen', textContent: 'Actions' }))))));
+}

@@ -132,7 +132,7 @@ async function officer(browser) {
   const page = await context.newPage();
   watch(page, [/status of 4(00|09)/]); // the refused references below
   await signIn(page, cfg.officer);
-  await page.locator('#evidence-list button').first().waitFor();
+  await page.locator('#evidence-rows tr').first().waitFor();
   summary.nav = await text(page.locator('#nav'));
 
   summary.step = 'case list';

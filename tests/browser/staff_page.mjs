@@ -72,7 +72,7 @@ try {
   });
   page.on('response', (r) => {
     if (r.status() >= 400 && !(r.status() === 401 && probe(r.url()))) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
-    const m = /^\/v1\/evidence\/([0-9a-f]{64})\/([^/]+)$/.exec(new URL(r.url()).pathname);
+    const m = /^\/v1\/evidence\/([0-9a-f]{64})\/(poster|preview|thumbnails|sprite\.jpg)$/.exec(new URL(r.url()).pathname);
     if (m) summary.media_responses.push({ id: m[1], path: m[2], status: r.status(), type: r.headers()['content-type'] || '' });
   });
 
@@ -85,10 +85,10 @@ try {
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  const item = page.locator(`#evidence-list button[data-id="${evidenceId}"]`);
+  const item = page.locator(`#evidence-list a[data-id="${evidenceId}"]`);
   await item.waitFor({ state: 'visible' });
-  summary.list_items = await page.locator('#evidence-list li').count();
-  summary.item_text = (await item.innerText()).replace(/\s+/g, ' ').trim();
+  summary.list_items = await page.locator('#evidence-rows tr').count();
+  summary.item_text = (await page.locator(`#evidence-rows tr[data-id="${evidenceId}"]`).innerText()).replace(/\s+/g, ' ').trim();
   summary.cookie = (await context.cookies(url.replace(/\/staff\/?$/, '/v1/')))
     .filter((c) => c.name === 'dems_session')
     .map((c) => ({ httpOnly: c.httpOnly, secure: c.secure, sameSite: c.sameSite, path: c.path }))[0] || null;
@@ -168,15 +168,14 @@ try {
 
   if (failedId) {
     summary.step = 'evidence without a preview';
-    await page.locator(`#evidence-list button[data-id="${failedId}"]`).click();
-    await page.waitForFunction(() => !/^Loading/.test(document.getElementById('player-status').textContent) &&
-      document.getElementById('player-status').textContent !== '', null, { timeout: 10_000 });
-    summary.failed_message = await page.locator('#player-status').innerText();
-    summary.failed_player = await page.evaluate(() => ({
-      video_hidden: document.getElementById('video').hidden,
-      src: document.getElementById('video').getAttribute('src'),
-      tiles: document.querySelectorAll('#strip button').length,
-    }));
+    await page.goBack();
+    await page.locator(`#evidence-list a[data-id="${failedId}"]`).click();
+    await page.locator('#no-preview-text').waitFor({ timeout: 10_000 });
+    summary.failed_message = await page.locator('#no-preview-text').innerText();
+    summary.failed_player = await page.evaluate(() => {
+      const v = document.getElementById('video');
+      return { video_hidden: !v || v.hidden, src: v ? v.getAttribute('src') : null, tiles: document.querySelectorAll('#strip button').length };
+    });
   }
   summary.step = 'done';
   await context.close();

@@ -167,7 +167,7 @@ def test_officer_journey(c):
                                "evidence": c.ev, "case_title": "Burglary at 4 Elm Road",
                                "case_reference": "01/000002/26",
                                "taken_reference": "01/000001/26"})
-    assert s["nav"] == "Evidence Cases", s["nav"]
+    assert s["nav"] == "Evidence Upload Cases Account", s["nav"]
     assert s["hash_cases"] == "#/cases", s["hash_cases"]
     # The server's refusals, word for word.
     st, bad = req(c, "POST", "/v1/cases", {"reference": "not a reference", "title": "x"},
@@ -251,7 +251,7 @@ def test_prosecutor_journey(c):
     s = browser(c, "prosecutor", {"prosecutor": "pam", "live_share": c.live_share,
                                   "live_case": c.case_id, "expired_share": expired,
                                   "revoked_share": revoked, "lead_token": c.tok["olivia"]})
-    assert s["landing_hash"] == "#/shared" and s["nav"] == "Shared with me", s
+    assert s["landing_hash"] == "#/shared" and s["nav"] == "Shared with me Account", s
     assert {x["id"]: x["state"] for x in s["shares"]} == mine, s["shares"]
     live = [x for x in s["shares"] if x["id"] == c.live_share][0]
     assert "01/000002/26" in live["text"] and "view and download" in live["text"], live

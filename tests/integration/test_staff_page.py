@@ -231,7 +231,8 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
     assert s["error_responses"] == [], s["error_responses"]
     assert s["cookie"] == {"httpOnly": True, "secure": True, "sameSite": "Strict",
                            "path": "/v1/"}, s["cookie"]
-    assert "street-cam 2026-11-24.mp4" in s["item_text"] and "preview ready" in s["item_text"]
+    assert "street-cam 2026-11-24.mp4" in s["item_text"] and s["item_text"].endswith(" ready"), s
+    assert s["list_items"] == 2, s["list_items"]
     assert s["ready_state"] >= 2 and abs(s["duration"] - CLIP_SECONDS) < 0.5, s
     assert s["video_size"] == [640, 360], s["video_size"]
     assert s["poster"].endswith(f"/v1/evidence/{c.ev}/poster")
@@ -245,7 +246,8 @@ def test_browser_plays_preview_seeks_and_scrubs(c):
     assert s["tile_current"] == "true"
     assert s["keyboard_seek"] == 20, s["keyboard_seek"]
     # The file that is no video: a message, no player, no requests for media.
-    assert s["failed_message"].startswith("preview failed: "), s["failed_message"]
+    assert s["failed_message"].startswith("No preview can be made of this file "), s["failed_message"]
+    assert "[media_invalid]" in s["failed_message"], s["failed_message"]
     assert s["failed_player"] == {"video_hidden": True, "src": None, "tiles": 0}, s
     assert not [m for m in s["media_responses"] if m["id"] == c.bad], s["media_responses"]
     # Every media answer was a success, served under the cookie.
