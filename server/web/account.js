@@ -134,8 +134,8 @@ function tokensSection(page) {
       revoke.addEventListener('click', guard(async () => {
         if (!window.confirm(`Revoke the token "${t.name}"? Scripts using it stop working at once.`)) return;
         await api(`/v1/me/tokens/${t.id}`, { method: 'DELETE' });
-        status.textContent = `Token "${t.name}" revoked.`;
         await load();
+        status.textContent = `Token "${t.name}" revoked.`;
       }, () => status));
       rows.append(el('tr', { 'data-token': String(t.id) },
         el('td', { textContent: t.name }), el('td', {}, localTime(t.created_at)),
