@@ -18,6 +18,8 @@ static const struct command commands[] = {
     {"serve", dems_cli_serve, "serve the HTTPS API (embedded database by default)"},
     {"worker", dems_cli_worker, "run background jobs from the database's queue"},
     {"media-sandbox", dems_cli_media_sandbox, "internal: one sandboxed preview for a worker"},
+    {"unpack-sandbox", dems_cli_unpack_sandbox,
+     "internal: one sandboxed ZIP unpacking for a worker"},
     {"migrate", dems_cli_migrate, "apply pending database schema migrations"},
     {"admin", dems_cli_admin, "administration: create-user, verify-blobs"},
     {"routes", dems_cli_routes, "print the HTTP route table as JSON lines"},

@@ -10,6 +10,10 @@
  * handing it the input on fd 3 and the outputs on fds 4-7, and this process
  * calls dems_media_preview_sandboxed. The answer is one JSON line on stdout:
  * {"result": {...}} or {"error": {"code", "message"}}.
+ *
+ * demsd unpack-sandbox does the same for an archive (dems_unpack_sandboxed,
+ * include/dems/unpack.h): the archive on fd 3, its members as frames on
+ * fd 4 (a pipe the worker reads while this runs), the summary on stdout.
  */
 #include "dems/media.h"
 
@@ -24,6 +28,7 @@
 
 #include "dems/err.h"
 #include "dems/str.h"
+#include "dems/unpack.h"
 #include "demsd/cli.h"
 
 static const char usage[] =
@@ -139,5 +144,99 @@ int dems_cli_media_sandbox(int argc, char **argv)
     printf("%s\n", s);
     free(s);
     json_decref(j);
+    return 0;
+}
+
+static const char unpack_usage[] =
+    "Usage: demsd unpack-sandbox --archive-size N [--max-members N] [--max-member-bytes N]\n"
+    "                            [--max-total-bytes N] [--max-ratio N] [--timeout S]\n"
+    "                            [--memory BYTES] [--sandbox-user NAME]\n\n"
+    "Internal: run by `demsd worker` for each ZIP archive to unpack. Reads the\n"
+    "archive (a regular file) on fd 3, writes its members as frames to fd 4 and\n"
+    "prints one JSON line with the summary (docs/media.md, \"Unpacking archives\").\n"
+    "The reader runs in the media sandbox, as NAME when this runs as root.\n";
+
+/* Applies one of the options both runners take; false when arg is not one. */
+static bool sandbox_option(int argc, char **argv, int *i, struct dems_media_limits *lim, bool *ok,
+                           bool *bad_user)
+{
+    uint64_t v = 0;
+    if (strcmp(argv[*i], "--timeout") == 0) {
+        *ok = number(argc, argv, i, 7 * 86400, &v);
+        lim->timeout = (uint32_t)v;
+        if (lim->cpu_seconds < 2 * lim->timeout)
+            lim->cpu_seconds = 2 * lim->timeout;
+    } else if (strcmp(argv[*i], "--memory") == 0) {
+        *ok = number(argc, argv, i, UINT64_MAX, &v);
+        lim->memory = v;
+    } else if (strcmp(argv[*i], "--sandbox-user") == 0 && *i + 1 < argc) {
+        *bad_user = sandbox_account(argv[++*i], lim) < 0;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+int dems_cli_unpack_sandbox(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(unpack_usage, stdout);
+        return 0;
+    }
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+        return answer_error("media_internal", "the worker that started this runner is gone");
+    struct dems_media_limits lim;
+    dems_media_limits_init(&lim);
+    struct dems_unpack_limits ul = {.max_members = 10000,
+                                    .max_member_bytes = 1ULL << 36,
+                                    .max_total_bytes = 1ULL << 38,
+                                    .max_ratio = 100};
+    struct {
+        const char *name;
+        uint64_t *v;
+    } const nums[] = {{"--max-members", &ul.max_members},
+                      {"--max-member-bytes", &ul.max_member_bytes},
+                      {"--max-total-bytes", &ul.max_total_bytes},
+                      {"--max-ratio", &ul.max_ratio},
+                      {"--archive-size", &ul.archive_size}};
+    for (int i = 1; i < argc; i++) {
+        bool ok = true, bad_user = false, known = false;
+        for (size_t k = 0; k < sizeof(nums) / sizeof(nums[0]) && !known; k++) {
+            if (strcmp(argv[i], nums[k].name) == 0) {
+                ok = number(argc, argv, &i, UINT64_MAX, nums[k].v);
+                known = true;
+            }
+        }
+        if (!known && !sandbox_option(argc, argv, &i, &lim, &ok, &bad_user)) {
+            fprintf(stderr, "demsd unpack-sandbox: unknown option %s\n", argv[i]);
+            return 2;
+        }
+        if (bad_user)
+            return answer_error("media_internal", "the sandbox account (sandbox_user) does "
+                                                  "not exist or is root");
+        if (!ok) {
+            fprintf(stderr, "demsd unpack-sandbox: %s needs a positive number\n", argv[i - 1]);
+            return 2;
+        }
+    }
+    if (ul.archive_size == 0) {
+        fprintf(stderr, "demsd unpack-sandbox: --archive-size is required\n");
+        return 2;
+    }
+    if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0)
+        return answer_error("media_internal", "no archive on fd 3 or no frame pipe on fd 4");
+    json_t *summary = NULL;
+    struct dems_media_error err = {.code = DEMS_MEDIA_OK};
+    int r = dems_unpack_sandboxed(3, 4, &ul, &lim, &summary, &err);
+    close(4); /* the worker sees the frames end with the child */
+    if (r < 0)
+        return answer_error(dems_media_code_str(err.code), err.message);
+    json_t *j = json_pack("{s:o}", "result", summary);
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s == NULL)
+        return answer_error("media_internal", "out of memory");
+    printf("%s\n", s);
+    free(s);
     return 0;
 }
