@@ -146,6 +146,16 @@ static const struct key keys[] = {
      "wall-clock seconds before a preview's sandboxed decoder is killed"},
     {"media_memory", K_U64, OFF(media_memory), 64ULL << 20, 1ULL << 40, "4294967296",
      "address-space limit, in bytes, of the sandboxed decoder"},
+    {"unpack_max_members", K_U64, OFF(unpack_max_members), 1, 1000000, "10000",
+     "entries (files, directories, links) a submitted ZIP archive may have; more: it is refused"},
+    {"unpack_max_member_bytes", K_U64, OFF(unpack_max_member_bytes), 1, 1ULL << 46, "68719476736",
+     "bytes one member of a submitted ZIP archive may unpack to; a larger one is "
+     "left in the archive and listed (too_large)"},
+    {"unpack_max_total_bytes", K_U64, OFF(unpack_max_total_bytes), 1, 1ULL << 46, "274877906944",
+     "bytes one submitted ZIP archive may unpack to in all; more: it is refused"},
+    {"unpack_max_ratio", K_U64, OFF(unpack_max_ratio), 1, 1000000, "100",
+     "bytes a submitted ZIP archive may unpack to per byte of its own size; more: it is refused "
+     "(a ZIP bomb)"},
     {"sandbox_user", K_STR, OFF(sandbox_user), 0, 0, "dems-sandbox",
      "account the media decoder switches to when its runner runs as root (otherwise it keeps "
      "the worker's unprivileged account)"},

@@ -76,6 +76,12 @@ struct dems_config {
     uint64_t media_memory;           /* sandbox RLIMIT_AS, bytes */
     char *sandbox_user;              /* the decoder's account when its runner is root */
     char *log_level;
+
+    /* A submitted ZIP archive's unpacking (docs/media.md, "Unpacking archives"). */
+    uint64_t unpack_max_members;      /* entries at most */
+    uint64_t unpack_max_member_bytes; /* one member's bytes (larger: skipped) */
+    uint64_t unpack_max_total_bytes;  /* bytes unpacked from one archive */
+    uint64_t unpack_max_ratio;        /* bytes unpacked per byte of the archive */
 };
 
 /* Fills c with defaults. Strings are owned; free with dems_config_done. */

@@ -130,6 +130,16 @@ enum dems_job_result dems_job_bundle(const struct dems_job *job, struct dems_job
                                      char *err, size_t errlen);
 int dems_job_bundle_check(const json_t *payload, char *err, size_t errlen);
 
+/*
+ * unpack: unpacks a ZIP archive from the public in the media sandbox
+ * ({"evidence": "<sha256 hex>", "submission": <id>}; server/jobs/unpack.c):
+ * each member kept becomes an artefact derived from it, with an INGESTED
+ * entry and its preview job; the members left out are listed with why.
+ */
+enum dems_job_result dems_job_unpack(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                     char *err, size_t errlen);
+int dems_job_unpack_check(const json_t *payload, char *err, size_t errlen);
+
 /* ---- the worker's ledger appender (server/jobs/job_ledger.c) ---- */
 
 struct dems_ledger_item;

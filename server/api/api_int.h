@@ -116,6 +116,35 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
     " ELSE 'pending' END FROM jobs j WHERE j.kind = 'preview'"                                     \
     " AND j.dedupe_key = 'preview-' || " id "), 'none')"
 
+/*
+ * What unpacking the archive id (an SQL expression naming an artefact) gave,
+ * as JSON, or NULL when it is no archive being or having been unpacked
+ * (docs/api.md, "Triage"): {"state": pending|done|refused|failed, "error",
+ * "entries", "extracted", "skipped", "bytes", "members_total", "members":
+ * the first max by their place in the archive, each {"index", "path",
+ * "evidence", "size", "format", "kind", "preview", "needs_conversion",
+ * "exhibit" (its reference in case c, an SQL bigint or NULL), "skipped",
+ * "detail"}}.
+ */
+/* clang-format off */
+#define API_ARCHIVE_SQL(id, c, max)                                                                \
+    "(SELECT CASE WHEN o.archive IS NULL AND uj.id IS NULL THEN NULL ELSE json_build_object("      \
+    "'state', coalesce(o.state, CASE uj.state WHEN 'dead' THEN 'failed' ELSE 'pending' END),"      \
+    " 'error', coalesce(o.error, CASE WHEN uj.state = 'dead' THEN uj.last_error END),"             \
+    " 'entries', o.entries, 'extracted', o.extracted, 'skipped', o.skipped, 'bytes', o.bytes,"     \
+    " 'members_total', (SELECT count(*) FROM archive_members cm WHERE cm.archive = " id "),"       \
+    " 'members', (SELECT coalesce(json_agg(json_build_object('index', am.idx, 'path', am.path,"    \
+    " 'evidence', am.artefact, 'size', am.size, 'format', am.format, 'kind', am.kind,"             \
+    " 'preview', CASE WHEN am.artefact IS NOT NULL THEN " API_PREVIEW_STATE_SQL("am.artefact")     \
+    " END, 'needs_conversion', ma.needs_conversion, 'exhibit', (SELECT x.reference"                \
+    " FROM exhibits x WHERE x.case_id = " c " AND x.artefact = am.artefact"                        \
+    " AND x.removed_at IS NULL), 'skipped', am.skipped, 'detail', am.detail) ORDER BY am.idx),"    \
+    " '[]') FROM (SELECT * FROM archive_members WHERE archive = " id " ORDER BY idx"               \
+    " LIMIT " max ") am LEFT JOIN artefacts ma ON ma.id = am.artefact)) END"                       \
+    " FROM (SELECT 1) AS one LEFT JOIN archive_unpacks o ON o.archive = " id                       \
+    " LEFT JOIN jobs uj ON uj.kind = 'unpack' AND uj.dedupe_key = 'unpack-' || " id ")"
+/* clang-format on */
+
 /* The parameters of API_VISIBLE_SQL for the request's caller. */
 struct api_viewer {
     char user_id[24];

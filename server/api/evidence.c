@@ -75,6 +75,18 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     if (!api_col_null(res, 0, "preview_job"))
         json_object_set_new(body, "preview_job", json_string(api_col(res, 0, "preview_job")));
     json_object_set_new(body, "disposed_at", api_col_json_str(res, 0, "disposed_at"));
+    /* What its first bytes are, whether no decoder could read it, and for a
+     * submitted ZIP archive what unpacking it gave; the archives it came from. */
+    json_object_set_new(body, "format", api_col_json_str(res, 0, "format"));
+    json_object_set_new(body, "needs_conversion",
+                        json_boolean(api_col_bool(res, 0, "needs_conversion")));
+    json_t *archive =
+        api_col_null(res, 0, "archive") ? NULL : json_loads(api_col(res, 0, "archive"), 0, &jerr);
+    json_t *from = api_col_null(res, 0, "derived_from")
+                       ? NULL
+                       : json_loads(api_col(res, 0, "derived_from"), 0, &jerr);
+    json_object_set_new(body, "archive", archive != NULL ? archive : json_null());
+    json_object_set_new(body, "derived_from", from != NULL ? from : json_array());
     dems_resp_json(req, 200, body);
 }
 
@@ -93,6 +105,11 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     "  AND e.type = 'PREVIEW_MADE') AS preview_made_seq,"                                          \
     " (SELECT j.state FROM jobs j WHERE j.kind = 'preview'"                                        \
     "  AND j.dedupe_key = 'preview-' || a.id) AS preview_job,"                                     \
+    " a.format, a.needs_conversion,"                                                               \
+    " " API_ARCHIVE_SQL("a.id", "NULL::bigint", "1000") "::text AS archive,"                       \
+    " (SELECT json_agg(json_build_object('archive', dm.archive, 'path', dm.path, 'index', dm.idx)" \
+    "  ORDER BY dm.archive, dm.idx) FROM archive_members dm"                                       \
+    "  WHERE dm.artefact = a.id)::text AS derived_from,"                                           \
     " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
     " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
     " FROM artefacts a LEFT JOIN users u ON u.id = a.uploaded_by"                                  \

@@ -9,7 +9,9 @@
  *                                                  portal_reject_retention_days, then disposed of
  *
  * Submitted material is evidence already (hashed, encrypted, INGESTED) but
- * no exhibit until accepted. Accepting appends one EXHIBIT_ADDED entry per
+ * no exhibit until accepted; so is what was extracted from its ZIP archives
+ * (server/jobs/unpack.c), listed under each archive and made an exhibit
+ * with it when it may be media. Accepting appends one EXHIBIT_ADDED entry per
  * file (each inserting its exhibit, naming the submission) and then
  * SUBMISSION_ACCEPTED, which marks the submission; rejecting appends
  * SUBMISSION_REJECTED. Each entry is in the transaction of its change.
@@ -27,7 +29,7 @@
 
 #include "api_int.h"
 
-#define MAX_FILES    1000
+#define MAX_FILES    10000 /* the files of one submission and what its archives held */
 #define MAX_PREFIX   24
 #define TRIAGE_ROLES (API_CASE_ADMIN | API_CASE_MEMBERS)
 
@@ -73,7 +75,9 @@ static struct triage *triage_new(struct dems_req *req)
     "  u.metadata->>'filename', 'size', u.length, 'content_type', a.content_type,"                 \
     "  'preview', " API_PREVIEW_STATE_SQL("u.evidence_id") ", 'exhibit', (SELECT x.reference"      \
     "  FROM exhibits x WHERE x.case_id = l.case_id AND x.artefact = u.evidence_id"                 \
-    "  AND x.removed_at IS NULL)) ORDER BY u.created_at, u.id), '[]') FROM uploads u"              \
+    "  AND x.removed_at IS NULL), 'format', a.format, 'needs_conversion', a.needs_conversion,"     \
+    "  'archive', " API_ARCHIVE_SQL("u.evidence_id", "l.case_id", "100") ")"                        \
+    "  ORDER BY u.created_at, u.id), '[]') FROM uploads u"                                         \
     "  JOIN artefacts a ON a.id = u.evidence_id WHERE u.owner_submission_id = s.id"                \
     "  AND u.state = 'complete')::text AS files"                                                   \
     " FROM submissions s JOIN submission_links l ON l.id = s.link_id"                              \
@@ -192,12 +196,21 @@ static void load_submission(struct dems_req *req, struct triage *t,
         req,
         "SELECT s.state, s.reference, s.link_id,"
         " (SELECT coalesce(json_agg(json_build_object('evidence', f.evidence_id, 'filename',"
-        "  f.filename) ORDER BY f.created_at, f.id), '[]') FROM (SELECT DISTINCT ON"
-        "  (u.evidence_id) u.evidence_id, u.metadata->>'filename' AS filename, u.created_at, u.id"
-        "  FROM uploads u WHERE u.owner_submission_id = s.id AND u.state = 'complete'"
-        "  AND u.evidence_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM exhibits x"
-        "  WHERE x.case_id = l.case_id AND x.artefact = u.evidence_id AND x.removed_at IS NULL)"
-        "  ORDER BY u.evidence_id, u.created_at, u.id) f)::text AS files,"
+        "  f.filename) ORDER BY f.created_at, f.id, f.idx), '[]') FROM (SELECT DISTINCT ON"
+        "  (v.evidence_id) v.* FROM (SELECT u.evidence_id, u.metadata->>'filename' AS filename,"
+        "  u.created_at, u.id, -1 AS idx FROM uploads u WHERE u.owner_submission_id = s.id"
+        "  AND u.state = 'complete' AND u.evidence_id IS NOT NULL"
+        /* and what was extracted from its archives that may be media (docs/api.md) */
+        "  UNION ALL SELECT m.artefact, m.path, u.created_at, u.id, m.idx FROM uploads u"
+        "  JOIN archive_members m ON m.archive = u.evidence_id WHERE u.owner_submission_id = s.id"
+        "  AND u.state = 'complete' AND m.artefact IS NOT NULL"
+        "  AND m.kind IN ('video', 'image', 'audio', 'unknown')) v WHERE NOT EXISTS"
+        "  (SELECT 1 FROM exhibits x WHERE x.case_id = l.case_id AND x.artefact = v.evidence_id"
+        "  AND x.removed_at IS NULL) ORDER BY v.evidence_id, v.created_at, v.id, v.idx) f)::text"
+        "  AS files,"
+        " (SELECT count(*) FROM uploads u JOIN jobs j ON j.kind = 'unpack'"
+        "  AND j.dedupe_key = 'unpack-' || u.evidence_id WHERE u.owner_submission_id = s.id"
+        "  AND j.state IN ('queued', 'running', 'failed')) AS unpacking,"
         " (SELECT count(*) FROM uploads u WHERE u.owner_submission_id = s.id"
         "  AND u.state = 'complete') AS complete,"
         " (SELECT count(*) FROM uploads u WHERE u.owner_submission_id = s.id"
@@ -376,6 +389,11 @@ static void on_accept_row(struct dems_req *req, const PGresult *res, int err)
     if (api_col_int(res, 0, "unrecorded") > 0) {
         dems_resp_error(req, 409, "submission_recording",
                         "some files are still being recorded: accept in a moment");
+        return;
+    }
+    if (api_col_int(res, 0, "unpacking") > 0) {
+        dems_resp_error(req, 409, "submission_unpacking",
+                        "an archive is still being unpacked: accept in a moment");
         return;
     }
     snprintf(t->reference, sizeof(t->reference), "%s", api_col(res, 0, "reference"));

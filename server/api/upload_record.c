@@ -2,8 +2,10 @@
 /*
  * Completing an upload whose bytes have all arrived: seal and fsync its
  * staging file, decide complete or rejected (the declared SHA-256), move the
- * file into the blob store, and record it (the artefact row,
- * uploads.evidence_id and the INGESTED entry, in one ledger transaction).
+ * file into the blob store, and record it (the artefact row with the format
+ * its first bytes show, uploads.evidence_id, the INGESTED entry and its
+ * preview job, or for a ZIP archive from the public its unpack job, in one
+ * ledger transaction).
  *
  * This runs apart from any request, because a crash, a dropped connection
  * or a ledger or database failure can stop it at any step, and an upload
@@ -26,6 +28,7 @@
 
 #include "dems/config.h"
 #include "dems/err.h"
+#include "dems/sniff.h"
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
@@ -46,6 +49,7 @@ struct rec {
     enum dems_ledger_actor actor_kind;
     char actor[DEMS_LEDGER_MAX_ID + 1];
     int64_t submission, link; /* a public submission's upload: its ids; else 0 */
+    const char *format;       /* what its first bytes are (dems_sniff, static); NULL: unread */
     uint8_t digest[32];
     int err;          /* of the step on the work pool */
     int rereads;      /* the row changed under us: read it again, once */
@@ -157,6 +161,9 @@ static void on_ingested(struct dems_ledger_item *item, void *arg)
  * makes a second entry for one upload impossible: when the upload already
  * names its evidence it inserts the upload's own row again, the primary key
  * refuses it (a unique violation), and the ledger drops this entry alone.
+ * The artefact's preview is queued in the same transaction (once per
+ * content; $3 is the format its first bytes show); for a ZIP archive from
+ * the public ($4, the submission) its unpacking instead (server/jobs/unpack.c).
  */
 #define INGEST_SQL                                                                                 \
     "WITH guard AS (INSERT INTO uploads (id, owner_user_id, owner_device_id, owner_submission_id," \
@@ -164,14 +171,14 @@ static void on_ingested(struct dems_ledger_item *item, void *arg)
     " owner_submission_id, length, metadata, expires_at"                                           \
     " FROM uploads WHERE id = $2 AND evidence_id IS NOT NULL),"                                    \
     " a AS (INSERT INTO artefacts (id, size, content_type, filename, metadata, uploaded_by,"       \
-    " upload_id, uploaded_by_device, uploaded_by_submission) SELECT $1, length,"                   \
+    " upload_id, uploaded_by_device, uploaded_by_submission, format) SELECT $1, length,"           \
     " metadata->>'content_type', metadata->>'filename', metadata, owner_user_id, id,"              \
-    " owner_device_id, owner_submission_id FROM uploads"                                           \
-    " WHERE id = $2 ON CONFLICT (id) DO NOTHING RETURNING id)," /* Its preview, queued in the same \
-                                                                   transaction (once per content). \
-                                                                 */                                \
+    " owner_device_id, owner_submission_id, $3 FROM uploads"                                       \
+    " WHERE id = $2 ON CONFLICT (id) DO NOTHING RETURNING id),"                                    \
     " j AS (SELECT dems_enqueue_job('preview', jsonb_build_object('evidence', $1::text),"          \
-    " 'preview-' || $1) AS job)"                                                                   \
+    " 'preview-' || $1) AS job WHERE $4::bigint IS NULL OR $3::text IS DISTINCT FROM 'zip'"        \
+    " UNION ALL SELECT dems_enqueue_job('unpack', jsonb_build_object('evidence', $1::text,"        \
+    " 'submission', $4::bigint), 'unpack-' || $1) WHERE $4::bigint IS NOT NULL AND $3 = 'zip')"    \
     " UPDATE uploads SET evidence_id = $1 FROM j WHERE id = $2 AND evidence_id IS NULL"
 
 static void step_record(struct rec *r)
@@ -194,14 +201,19 @@ static void step_record(struct rec *r)
         json_object_set_new(it->payload, "submission", json_integer(r->submission));
         json_object_set_new(it->payload, "submission_link", json_integer(r->link));
     }
+    char sub[24];
+    snprintf(sub, sizeof(sub), "%lld", (long long)r->submission);
     it->pre_sql = strdup(INGEST_SQL);
-    it->pre_nparams = 2;
+    it->pre_nparams = 4;
     it->pre_params[0] = strdup(r->out.sha);
     it->pre_params[1] = strdup(r->id);
+    it->pre_params[2] = r->format != NULL ? strdup(r->format) : NULL;
+    it->pre_params[3] = r->submission > 0 ? strdup(sub) : NULL;
     it->done = on_ingested;
     it->arg = r;
     if (it->payload == NULL || it->pre_sql == NULL || it->pre_params[0] == NULL ||
-        it->pre_params[1] == NULL) {
+        it->pre_params[1] == NULL || (r->format != NULL && it->pre_params[2] == NULL) ||
+        (r->submission > 0 && it->pre_params[3] == NULL)) {
         dems_ledger_item_free(it);
         finish(r, UPLOAD_RECORDING, DEMS_ENOMEM);
         return;
@@ -215,6 +227,25 @@ static void step_record(struct rec *r)
 
 /* ---- the blob: the sealed staging file becomes it ---- */
 
+/*
+ * What the stored blob id is, from its first bytes (its first chunk
+ * decrypted): the artefact's format, and for a public submission whether
+ * it is a ZIP archive to unpack. NULL when it cannot be read now (the
+ * preview job sniffs again). Blocking: work pool.
+ */
+static const char *sniff_blob(const struct dems_server *srv, const char *id)
+{
+    struct dems_blob *b = NULL;
+    uint8_t *chunk = malloc(DEMS_BLOB_CHUNK);
+    long n = chunk != NULL ? dems_blob_open(srv->cfg->data_dir, srv->master_key, id, &b) : -1;
+    if (n == 0)
+        n = dems_blob_read(b, chunk);
+    dems_blob_close(b);
+    const char *format = n >= 0 ? dems_sniff(chunk, (size_t)n).format : NULL;
+    free(chunk);
+    return format;
+}
+
 static void adopt_work(void *arg)
 {
     struct rec *r = arg;
@@ -227,6 +258,8 @@ static void adopt_work(void *arg)
         /* Moved already (a crash or a failure after the move). */
         r->err = dems_blob_exists(data_dir, r->out.sha) ? 0 : DEMS_ENOTFOUND;
     }
+    if (r->err == 0)
+        r->format = sniff_blob(r->loop->srv, r->out.sha);
 }
 
 static void adopt_done(void *arg)

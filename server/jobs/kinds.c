@@ -15,6 +15,7 @@ const struct dems_job_kind dems_job_kinds[] = {
     {"verify-blob", dems_job_verify_blob, dems_job_verify_blob_check},
     {"preview", dems_job_preview, dems_job_verify_blob_check},
     {"bundle", dems_job_bundle, dems_job_bundle_check},
+    {"unpack", dems_job_unpack, dems_job_unpack_check},
 };
 
 const size_t dems_job_nkinds = sizeof(dems_job_kinds) / sizeof(dems_job_kinds[0]);

@@ -13,8 +13,10 @@
  * content-addressed, and the derivatives rows go in with the ledger entry or
  * not at all. Media the decoder refuses (invalid, unsupported, over budget,
  * or a child killed by seccomp) fails for good and the reason is kept on the
- * artefact; a crash, timeout or resource limit is retried (the machine may
- * have been busy), then the job is dead with its last error.
+ * artefact, which is marked as needing conversion when no decoder could read
+ * it (its format, from its first bytes, says what it seems to be); a crash,
+ * timeout or resource limit is retried (the machine may have been busy),
+ * then the job is dead with its last error.
  *
  * The worker has no event loop: the entry is appended by the process's
  * ledger appender (server/jobs/job_ledger.c), and the slot waits for it to
@@ -43,6 +45,7 @@ extern char **environ;
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/media.h"
+#include "dems/sniff.h"
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
@@ -173,17 +176,40 @@ static PGresult *query(PGconn *db, const char *sql, int n, const char *const *pa
     return res;
 }
 
-/* Keeps a permanent failure on the artefact, for GET /v1/evidence/{id}. */
-static void record_failure(PGconn *db, const char *id, const struct dems_media_error *me)
+/*
+ * Keeps a permanent failure on the artefact, for GET /v1/evidence/{id}.
+ * When no decoder could read the data (invalid, unsupported) of a file that
+ * is not an archive, it needs conversion: a proprietary CCTV format, say,
+ * which the format its first bytes show (artefacts.format) names.
+ */
+static void record_failure(PGconn *db, const char *id, const struct dems_media_error *me,
+                           const struct dems_sniffed *what)
 {
     json_t *m = json_pack("{s:{s:s,s:s}}", "preview_error", "code", dems_media_code_str(me->code),
                           "message", me->message);
+    bool undecodable = me->code == DEMS_MEDIA_INVALID || me->code == DEMS_MEDIA_UNSUPPORTED;
     char *text = m != NULL ? json_dumps(m, JSON_COMPACT) : NULL;
-    const char *params[] = {id, text};
+    const char *params[] = {id, text,
+                            undecodable && what->kind != DEMS_SNIFF_ARCHIVE ? "true" : "false"};
     if (text != NULL)
-        PQclear(query(db, "UPDATE artefacts SET media = $2::jsonb WHERE id = $1", 2, params));
+        PQclear(query(db,
+                      "UPDATE artefacts SET media = $2::jsonb, needs_conversion = $3::boolean"
+                      " WHERE id = $1",
+                      3, params));
     free(text);
     json_decref(m);
+}
+
+/* What the input is from its first bytes; kept on the artefact when it has no format yet. */
+static struct dems_sniffed sniff_input(PGconn *db, const char *id, int fd)
+{
+    uint8_t head[DEMS_SNIFF_HEAD];
+    ssize_t n = pread(fd, head, sizeof(head), 0);
+    struct dems_sniffed what = dems_sniff(head, n > 0 ? (size_t)n : 0);
+    const char *params[] = {id, what.format};
+    PQclear(
+        query(db, "UPDATE artefacts SET format = $2 WHERE id = $1 AND format IS NULL", 2, params));
+    return what;
 }
 
 /* ---- the job ---- */
@@ -484,6 +510,7 @@ enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_jo
         snprintf(err, errlen, "cannot read evidence %s: %s", id, dems_strerror(r));
         goto done;
     }
+    struct dems_sniffed what = sniff_input(ctx->db, id, w.in_fd);
     for (size_t i = 0; i < NOUT; i++) {
         w.out_fd[i] = open(w.path[i], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (w.out_fd[i] < 0) {
@@ -507,7 +534,7 @@ enum dems_job_result dems_job_preview(const struct dems_job *job, struct dems_jo
         case DEMS_MEDIA_UNSUPPORTED:
         case DEMS_MEDIA_TOO_LARGE:
         case DEMS_MEDIA_SECCOMP:
-            record_failure(ctx->db, id, &me);
+            record_failure(ctx->db, id, &me, &what);
             out = DEMS_JOB_FAIL; /* the same bytes will fail the same way */
             break;
         default:
