@@ -4,7 +4,9 @@
  * operations.md, "Retention and disposal"). A submission rejected in triage
  * is kept until its dispose_after (portal_reject_retention_days); then each
  * of its artefacts that nothing else holds (no upload by anyone else, never
- * an exhibit, not disposed of already) is disposed of: a DISPOSED entry by
+ * an exhibit, not disposed of already), and what was extracted from its
+ * archives that nothing else holds, is disposed of (once no unpack job of
+ * its archives is still to run): a DISPOSED entry by
  * the system actor "retention" marks the artefact (disposed_at, in the
  * entry's transaction), and only once that entry is durable are the
  * artefact's blob and its derivatives' blobs (those no other artefact
@@ -195,25 +197,37 @@ static void on_due(void *arg, const PGresult *res, int err)
 }
 
 /*
- * Due submissions and, for each, the artefacts it alone holds with the
- * derivative blobs only they name.
+ * Due submissions and, for each, the artefacts it alone holds (its uploads
+ * nobody else uploaded, and what was extracted from those archives that no
+ * other archive or upload holds), never an exhibit, with the derivative
+ * blobs only they name.
  */
 /* clang-format off */
 #define DUE_SQL                                                                                    \
     "SELECT s.id, s.reference, c.reference AS case_reference,"                                     \
-    " (SELECT coalesce(json_agg(json_build_object('id', a.id, 'blobs', (SELECT"                     \
+    " (WITH own AS (SELECT DISTINCT u.evidence_id AS id FROM uploads u"                            \
+    "  WHERE u.owner_submission_id = s.id AND u.evidence_id IS NOT NULL"                           \
+    "  AND NOT EXISTS (SELECT 1 FROM uploads o WHERE o.evidence_id = u.evidence_id"                \
+    "  AND o.owner_submission_id IS DISTINCT FROM s.id)),"                                         \
+    "  mem AS (SELECT DISTINCT am.artefact AS id FROM archive_members am"                          \
+    "  WHERE am.archive IN (SELECT id FROM own) AND am.artefact IS NOT NULL"                       \
+    "  AND NOT EXISTS (SELECT 1 FROM uploads o WHERE o.evidence_id = am.artefact)"                 \
+    "  AND NOT EXISTS (SELECT 1 FROM archive_members a2 WHERE a2.artefact = am.artefact"           \
+    "  AND a2.archive NOT IN (SELECT id FROM own)))"                                               \
+    "  SELECT coalesce(json_agg(json_build_object('id', a.id, 'blobs', (SELECT"                    \
     "  coalesce(json_agg(DISTINCT d.blob), '[]') FROM derivatives d WHERE d.artefact = a.id"        \
     "  AND NOT EXISTS (SELECT 1 FROM derivatives o JOIN artefacts oa ON oa.id = o.artefact"        \
     "  WHERE o.blob = d.blob AND o.artefact <> a.id AND oa.disposed_at IS NULL)"                   \
-    "  AND NOT EXISTS (SELECT 1 FROM artefacts b WHERE b.id = d.blob)))), '[]')"                   \
-    "  FROM artefacts a WHERE a.disposed_at IS NULL AND a.id IN (SELECT u.evidence_id"             \
-    "  FROM uploads u WHERE u.owner_submission_id = s.id AND u.evidence_id IS NOT NULL)"           \
-    "  AND NOT EXISTS (SELECT 1 FROM uploads o WHERE o.evidence_id = a.id"                         \
-    "  AND o.owner_submission_id IS DISTINCT FROM s.id)"                                           \
+    "  AND NOT EXISTS (SELECT 1 FROM artefacts b WHERE b.id = d.blob))) ORDER BY a.id), '[]')"      \
+    "  FROM artefacts a WHERE a.disposed_at IS NULL"                                               \
+    "  AND a.id IN (SELECT id FROM own UNION SELECT id FROM mem)"                                  \
     "  AND NOT EXISTS (SELECT 1 FROM exhibits x WHERE x.artefact = a.id))::text AS artefacts"       \
     " FROM submissions s JOIN submission_links l ON l.id = s.link_id"                              \
     " JOIN cases c ON c.id = l.case_id"                                                            \
     " WHERE s.state = 'rejected' AND s.dispose_after <= now()"                                     \
+    " AND NOT EXISTS (SELECT 1 FROM uploads u JOIN jobs j ON j.kind = 'unpack'"                    \
+    " AND j.dedupe_key = 'unpack-' || u.evidence_id WHERE u.owner_submission_id = s.id"            \
+    " AND j.state IN ('queued', 'running', 'failed'))"                                             \
     " ORDER BY s.dispose_after LIMIT 5"
 /* clang-format on */
 

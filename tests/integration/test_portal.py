@@ -13,10 +13,12 @@ kind is a 4xx with a stable code; and nothing here sets a cookie."""
 import base64
 import copy
 import hashlib
+import io
 import json
 import os
 import subprocess
 import time
+import zipfile
 
 from harness import Server, eventually, ledger_entries, raw_tls, run_tests
 
@@ -500,6 +502,20 @@ def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
     st, _, r, _ = send(c, other, shared)
     assert st == 204
     c.kept = r.getheader("Evidence-Id")
+    # And a ZIP export: what is extracted from it goes with it.
+    buf = io.BytesIO()
+    member = video(2500)
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("export/cam1.mp4", member)
+    st, _, r, _ = send(c, other, buf.getvalue(), "export.zip")
+    assert st == 204
+    c.archive = r.getheader("Evidence-Id")
+    c.member = hashlib.sha256(member).hexdigest()
+
+    def unpacked():
+        st, doc, _ = req(c, "GET", f"/v1/evidence/{c.archive}", token=c.admin)
+        return (doc.get("archive") or {}).get("state") == "done"
+    assert eventually(unpacked, timeout=120), c.srv.tail()
     st, doc, _ = req(c, "POST", "/v1/portal/submission/finish", {}, other)
     assert st == 200, doc
     rid = c.srv.psql("SELECT id FROM submissions WHERE state = 'submitted'")[1].strip()
@@ -543,8 +559,13 @@ def test_rejected_material_is_disposed_of_after_its_retention(c):
     st, body, _ = c.srv.request("GET", f"/v1/evidence/{c.kept}/content", token=c.officer)
     assert st == 200 and hashlib.sha256(body).hexdigest() == c.kept
     ents = [e["body"] for e in ledger_entries(c.srv, c.admin) if e["body"]["type"] == "DISPOSED"]
-    assert len(ents) == 1 and ents[0]["artefact"] == c.disposable, ents
-    assert ents[0]["actor"] == {"kind": "system", "id": "retention"} and ents[0]["case"] == "PT/1"
+    assert {e["artefact"] for e in ents} == {c.disposable, c.archive, c.member}, ents
+    for gone in (c.archive, c.member):
+        st, doc, _ = req(c, "GET", f"/v1/evidence/{gone}/content", token=c.admin)
+        assert st == 410 and doc["code"] == "evidence_disposed", doc
+        assert not os.path.exists(os.path.join(c.srv.data, "blobs", gone[:2], gone))
+    assert all(e["actor"] == {"kind": "system", "id": "retention"} and e["case"] == "PT/1"
+               for e in ents), ents
     # The case's officers no longer see it; its submitter's token opens nothing.
     st, doc, _ = req(c, "GET", f"/v1/evidence/{c.disposable}", token=c.officer)
     assert st == 404, doc
