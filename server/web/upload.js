@@ -169,7 +169,7 @@ function render(view, params, page) {
       bar.hidden = item.state === 'ready' || item.state === 'failed';
       pause.hidden = !(item.state === 'uploading' || item.state === 'queued');
       resume.hidden = item.state !== 'paused';
-      retry.hidden = item.state !== 'failed';
+      retry.hidden = item.state !== 'failed' || Boolean(item.refused);
       stop.hidden = item.state !== 'hashing';
       removeBtn.hidden = item.state === 'recording';
       box.disabled = !(item.state === 'ready' || (item.state === 'failed' && !item.url));

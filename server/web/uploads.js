@@ -26,6 +26,7 @@ import * as store from './store.js';
 import { api, csrfHeaders, sessionExpired, problem } from './api.js';
 import { sha256File } from './hash.js';
 import { metadataProblems, mediaTypeOk } from './meta.js';
+import { bytes } from './ui.js';
 
 const ENDPOINT = '/v1/uploads';
 const CHUNK = 32 << 20; // bytes per PATCH
@@ -36,6 +37,8 @@ const FIELDS = ['filename', 'device_serial', 'recording_start', 'recording_end',
 
 let seq = 0;
 let owner = null; // the username the queue belongs to
+
+let maxSize = null; // the server's Tus-Max-Size, asked once
 
 const items = () => store.get().uploads;
 const changed = (item) => store.set({ uploads: items(), upload: item });
@@ -112,6 +115,30 @@ function newItem(file, fields) {
   };
 }
 
+// The largest upload the server takes (OPTIONS: Tus-Max-Size), so a file
+// too large is refused before it is hashed; unknown: no limit here (the
+// server still refuses with 413).
+async function serverMax() {
+  if (maxSize === null) {
+    try {
+      const r = await fetch(ENDPOINT, { method: 'OPTIONS', credentials: 'same-origin', cache: 'no-store' });
+      maxSize = Number(r.headers.get('Tus-Max-Size')) || Infinity;
+    } catch (e) {
+      return Infinity; // asked again next time
+    }
+  }
+  return maxSize;
+}
+
+function tooLarge(item, max) {
+  if (item.size <= max) return false;
+  item.state = 'failed';
+  item.message = `Too large: this server takes files of up to ${max.toLocaleString('en')} bytes (${bytes(max)}); ` +
+    `this one has ${item.size.toLocaleString('en')}.`;
+  item.refused = true;
+  return true;
+}
+
 // Adds files with the given default fields. A file that matches an
 // unfinished upload (a waiting item, or one remembered from before) is
 // attached to it and resumes at once; the others wait for start().
@@ -136,7 +163,9 @@ export async function addFiles(files, defaults = {}) {
     }
     const item = newItem(file, Object.assign({}, defaults));
     const prev = await urlStorage.findUploadsByFingerprint(fp);
-    if (prev.length && prev[0].metadata && prev[0].metadata.sha256) {
+    if (tooLarge(item, await serverMax())) {
+      out.added++;
+    } else if (prev.length && prev[0].metadata && prev[0].metadata.sha256) {
       // Begun before (another tab, or its waiting item was dismissed).
       Object.assign(item.fields, pick(prev[0].metadata));
       item.sha256 = prev[0].metadata.sha256;
@@ -157,7 +186,7 @@ const pick = (meta) => Object.fromEntries(FIELDS.filter((k) => meta[k] !== undef
 
 // Queues the item for hashing and sending if its fields pass.
 export function start(item) {
-  if (item.state !== 'ready' && item.state !== 'failed') return false;
+  if ((item.state !== 'ready' && item.state !== 'failed') || item.refused) return false;
   if (!check(item)) {
     changed(item);
     return false;
@@ -395,8 +424,15 @@ async function failed(item, err) {
   if (code === 'sha256_mismatch') {
     message = `The server received other bytes than those hashed here, so nothing was kept (${detail}). ` +
       'Was the file changed while it was sent? Upload it again.';
-    item.tus = null; // that upload is rejected: a retry starts a new one
+    // That upload is rejected for good: a retry hashes again and makes a
+    // new one (and must not find this one to resume).
+    item.tus = null;
     item.sha256 = null;
+    item.url = null;
+    item.storageKey = null;
+    for (const u of await urlStorage.findUploadsByFingerprint(fingerprint(item.file))) {
+      await urlStorage.removeUpload(u.urlStorageKey);
+    }
   } else if (detail) {
     message = `${detail} (HTTP ${status}).`;
   } else if (status) {
@@ -408,7 +444,7 @@ async function failed(item, err) {
 }
 
 export function retry(item) {
-  if (item.state !== 'failed') return;
+  if (item.state !== 'failed' || item.refused) return;
   item.message = '';
   if (!item.file) {
     item.state = 'waiting';

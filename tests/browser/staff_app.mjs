@@ -375,6 +375,42 @@ async function officer(browser) {
   await look(page, 'upload-done');
   await tablet(page, 'upload');
 
+  step('upload: a file dropped, one too large, one altered on its way');
+  await defaults.getByLabel(/^Description/).fill('');
+  await defaults.getByLabel(/^Description/).blur();
+  const dt = await page.evaluateHandle(() => {
+    const d = new DataTransfer();
+    d.items.add(new File(['dropped on the page\n'.repeat(100)], 'dropped.txt', { type: 'text/plain' }));
+    return d;
+  });
+  await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer: dt });
+  const dropped = item(page, 'dropped.txt');
+  summary.dropped = (await waitItem(dropped, inState('ready'))).text;
+  await dropped.getByRole('button', { name: 'Remove dropped.txt' }).click();
+  await dropped.waitFor({ state: 'detached' });
+  await page.locator('#file-input').setInputFiles([cfg.files.huge.path]);
+  const huge = item(page, cfg.files.huge.name);
+  summary.too_large = await waitItem(huge, inState('failed'));
+  summary.too_large.retry = await huge.getByRole('button', { name: /^Retry/ }).isVisible();
+  // The declared hash is changed on its way: the server refuses the bytes.
+  const wrong = Buffer.from('0'.repeat(64)).toString('base64');
+  await page.route('**/v1/uploads', (route) => {
+    const r = route.request();
+    if (r.method() !== 'POST') return route.continue();
+    const h = r.headers();
+    h['upload-metadata'] = h['upload-metadata'].replace(/sha256 [^,]+/, `sha256 ${wrong}`);
+    return route.continue({ headers: h });
+  });
+  await page.locator('#file-input').setInputFiles([cfg.files.altered.path]);
+  const altered = item(page, cfg.files.altered.name);
+  await waitItem(altered, inState('ready'));
+  await page.getByRole('button', { name: 'Upload', exact: true }).click();
+  summary.mismatch = await waitItem(altered, inState('failed'));
+  await page.unroute('**/v1/uploads');
+  await altered.getByRole('button', { name: `Retry ${cfg.files.altered.name}` }).click();
+  summary.mismatch_retried = await waitItem(altered, inState('done'));
+  await shot(page, 'upload-failures');
+
   step('find: paging');
   await page.getByRole('link', { name: 'Evidence', exact: true }).click();
   await page.locator('#evidence-rows tr').first().waitFor();

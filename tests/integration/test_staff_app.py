@@ -18,7 +18,10 @@ is made on what the page showed and on the server's state.
   the session holds, the upload waits for its file and, chosen again,
   resumes at the server's offset (three creations in all); each file's
   declared SHA-256 is the server's evidence id, and each links to its
-  page. The officer pages through the list, finds the files by device and
+  page. A file dropped on the page is listed (and removed), one over the
+  server's size limit is refused before it is hashed, and one whose
+  declared hash is altered on its way is refused by the server (422) in
+  its words, then sent again. The officer pages through the list, finds the files by device and
   type (the address holds the query: a reload shows the same), by text in
   either order, with the session revoked during a search; opens the clip,
   whose preview appears without a reload, plays it, copies its hash,
@@ -47,6 +50,7 @@ WEB_DIR = os.path.join(HERE, "..", "..", "server", "web")
 PASSWORD = "correct horse battery"
 USERS = {"olivia": "officer", "ivan": "officer", "pam": "prosecutor", "ada": "admin"}
 BIG = 210 * 1000 * 1000  # bytes: over 200 MB
+MAX_SIZE = 220 * 1000 * 1000  # upload_max_size
 SEEDED = 24  # the officer's evidence before the journey: with three more, two pages of 25
 DEVICE = "CAM-42"
 DESCRIPTION = "Night patrol, High Street"
@@ -107,7 +111,16 @@ def make_files(root):
             f.seek(at)
             f.write(os.urandom(1 << 20))
         f.truncate(BIG)
-    for key, path in (("clip", clip), ("image", image), ("big", big)):
+    # Over the server's upload_max_size (a hole: no disk), and a small file
+    # whose declared hash the browser test alters on its way.
+    huge = os.path.join(root, "too-large.bin")
+    with open(huge, "wb") as f:
+        f.truncate(MAX_SIZE + 1)
+    altered = os.path.join(root, "altered.bin")
+    with open(altered, "wb") as f:
+        f.write(os.urandom(200_000))
+    for key, path in (("clip", clip), ("image", image), ("big", big), ("huge", huge),
+                      ("altered", altered)):
         files[key] = {"path": path, "name": os.path.basename(path), "sha256": sha256_file(path),
                       "size": os.path.getsize(path)}
     return files
@@ -119,7 +132,7 @@ def iso(t):
 
 def setup():
     c = Ctx()
-    c.srv = Server().start()  # one worker process: previews
+    c.srv = Server({"upload_max_size": MAX_SIZE}).start()  # one worker process: previews
     c.admin = c.srv.admin_token()
     c.tok = {}
     for name, role in USERS.items():
@@ -294,6 +307,21 @@ def test_officer_journey(c):
     assert rows[f["big"]["name"]]["link"] == f"#/evidence/{f['big']['sha256']}", rows
     assert rows[f["clip"]["name"]]["link"] == f"#/evidence/{f['clip']['sha256']}", rows
     assert s["upload_live"] == "polite" and s["upload_summary"] == "All 2 files uploaded (200.5 MiB).", s
+    # Dropped on the page, then removed before anything was sent.
+    assert s["dropped"] == "Ready to upload", s["dropped"]
+    # Too large for the server (Tus-Max-Size): refused before hashing, for good.
+    tl = s["too_large"]
+    assert tl["text"] == (f"Failed: Too large: this server takes files of up to {MAX_SIZE:,} bytes "
+                          f"(209.8 MiB); this one has {MAX_SIZE + 1:,}."), tl
+    assert tl["retry"] is False, tl
+    # Another hash declared than the bytes': the server's 422 in its words;
+    # Retry hashes again and makes a new upload, which is kept.
+    mm = s["mismatch"]
+    assert mm["text"].startswith("Failed: The server received other bytes than those hashed "
+                                 "here, so nothing was kept ("), mm
+    assert "Upload it again." in mm["text"], mm
+    assert s["mismatch_retried"]["state"] == "done", s["mismatch_retried"]
+    ok(c, "GET", f"/v1/evidence/{f['altered']['sha256']}", token=c.tok["olivia"])
     # The server holds what was declared, under the declared hash.
     for key in ("clip", "image", "big"):
         doc = ok(c, "GET", f"/v1/evidence/{f[key]['sha256']}", token=c.tok["olivia"])
@@ -305,7 +333,7 @@ def test_officer_journey(c):
         assert doc["metadata"]["filename"] == f[key]["name"], (key, doc["metadata"])
     # Find: two pages, then filters the address holds.
     assert s["page1"]["rows"] == 25 and s["page1"]["count"] == "25 items on this page.", s["page1"]
-    assert s["page2"] == {"rows": SEEDED + 3 - 25, "next": 0}, s["page2"]
+    assert s["page2"] == {"rows": SEEDED + 4 - 25, "next": 0}, s["page2"]
     assert s["by_device"]["hash"] == f"#/evidence?device={DEVICE}&content_type=video%2F", s["by_device"]
     assert s["by_device"]["rows"] == [f["clip"]["sha256"]], s["by_device"]
     assert s["by_device_reloaded"] == {"rows": [f["clip"]["sha256"]], "device": DEVICE,
@@ -367,6 +395,7 @@ def test_officer_journey(c):
                 "GET /v1/uploads/ID: 401",  # the revoked session, resuming
                 "GET /v1/evidence: 401",  # the revoked session, searching
                 "GET /v1/evidence/ID: 404",  # the unknown id
+                "PATCH /v1/uploads/ID: 422",  # the altered hash
                 "POST /v1/me/totp/confirm: 400",  # the wrong code
                 "POST /v1/auth/login: 401"}  # no code
     assert set(s["error_responses"]) == expected, s["error_responses"]
@@ -403,7 +432,8 @@ def test_screenshots_of_every_view(c):
         s = c.summaries.get(name)
         assert s, f"the {name} journey did not run"
         shots |= set(s["shots"])
-    want = {"sign-in", "upload-paused", "upload-after-reload", "upload-done", "find", "evidence",
+    want = {"sign-in", "upload-paused", "upload-after-reload", "upload-done", "upload-failures",
+            "find", "evidence",
             "evidence-no-preview", "account-totp", "account", "prosecutor-landing",
             "admin-landing", "tablet-upload", "tablet-find", "tablet-evidence", "tablet-admin"}
     assert want <= shots, want - shots
