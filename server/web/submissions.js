@@ -144,19 +144,57 @@ export function publicSubmissions(page, c, can, p) {
     }
   }
 
+  function previewButton(s, evidence, name) {
+    const b = el('button', { type: 'button', textContent: 'Preview' });
+    b.setAttribute('aria-label', `Preview ${name}`);
+    b.addEventListener('click', guard(async () => {
+      p.node.scrollIntoView({ block: 'nearest' });
+      await p.showEvidence(evidence, `${s.reference}: ${name}`);
+    }, () => p.status));
+    return b;
+  }
+
+  // What a file is and whether it plays: its preview, or that it needs
+  // converting (with the format its bytes show), or that it is an archive.
+  function fileNote(f) {
+    const parts = [bytes(f.size)];
+    if (f.format) parts.push(f.format);
+    if (f.needs_conversion) parts.push(`needs conversion: no decoder reads this ${f.format || 'file'}`);
+    else if (f.preview) parts.push({ ready: 'preview ready', pending: 'preview being made', failed: 'no preview could be made', none: 'no preview' }[f.preview] || f.preview);
+    if (f.exhibit) parts.push(`exhibit ${f.exhibit}`);
+    return parts.join(', ');
+  }
+
+  function archiveList(s, a) {
+    const head = a.state === 'done'
+      ? `Archive: ${a.extracted} extracted, ${a.skipped} left out (${a.entries} entries)`
+      : a.state === 'pending' ? 'Archive: being unpacked…' : `Archive ${a.state}: ${a.error || ''}`;
+    const ul = el('ul', { class: 'archive-members' });
+    for (const m of a.members || []) {
+      const li = el('li', { 'data-member': m.path }, el('span', { class: 'name', textContent: m.path }), ' ');
+      if (m.skipped) {
+        li.append(el('span', { class: 'hint', textContent: `left out: ${m.skipped}${m.detail ? ` (${m.detail})` : ''}` }));
+      } else {
+        li.append(el('span', { class: 'hint', textContent: fileNote(m) }), ' ');
+        if (m.kind === 'video' || m.kind === 'image' || m.kind === 'audio') li.append(previewButton(s, m.evidence, m.path));
+      }
+      ul.append(li);
+    }
+    if (a.members_total > (a.members || []).length) {
+      ul.append(el('li', { class: 'hint', textContent: `… and ${a.members_total - a.members.length} more` }));
+    }
+    return el('div', { class: 'archive' }, el('p', { textContent: head }), ul);
+  }
+
   function card(s) {
     const files = el('ul', { class: 'submission-files' });
     for (const f of s.files) {
-      const b = el('button', { type: 'button', textContent: 'Preview' });
-      b.setAttribute('aria-label', `Preview ${f.filename}`);
-      b.addEventListener('click', guard(async () => {
-        p.node.scrollIntoView({ block: 'nearest' });
-        await p.showEvidence(f.evidence, `${s.reference}: ${f.filename}`);
-      }, () => p.status));
-      const preview = { ready: 'preview ready', pending: 'preview being made', failed: 'no preview could be made', none: 'no preview' }[f.preview] || f.preview;
-      files.append(el('li', { 'data-evidence': f.evidence },
+      const li = el('li', { 'data-evidence': f.evidence },
         el('span', { class: 'name', textContent: f.filename }), ' ',
-        el('span', { class: 'hint', textContent: `${bytes(f.size)}, ${preview}${f.exhibit ? `, exhibit ${f.exhibit}` : ''}` }), ' ', b));
+        el('span', { class: 'hint', textContent: fileNote(f) }), ' ');
+      if (!f.archive) li.append(previewButton(s, f.evidence, f.filename));
+      else li.append(archiveList(s, f.archive));
+      files.append(li);
     }
     const box = el('article', { class: 'submission', 'data-submission': s.reference, 'aria-labelledby': `sub-${s.id}` },
       el('h4', { id: `sub-${s.id}`, textContent: `${s.reference} (${s.state})` }), statementList(s), files);

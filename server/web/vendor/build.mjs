@@ -7,7 +7,7 @@
 // record is exactly what is shipped). Run by meson (server/web/meson.build):
 //   node build.mjs OUTDIR
 import { createRequire } from 'node:module';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -48,13 +48,20 @@ const result = await esbuild.build({
   logLevel: 'warning',
 });
 
-// Each file esbuild read belongs to the package whose directory holds it.
+// Each file esbuild read belongs to the package whose directory holds it
+// (real paths both: node_modules may be a symbolic link, and esbuild
+// reports where the files really are).
+const realModules = realpathSync(modules);
 const packages = new Map();
 for (const file of Object.keys(result.metafile.inputs)) {
-  const parts = relative(modules, join(here, file)).split(sep);
+  const parts = relative(realModules, realpathSync(join(here, file))).split(sep);
   if (parts[0] === '..') continue; // ours (the entry)
   const dir = join(modules, ...(parts[0].startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)));
   packages.set(dir, true);
+}
+if (packages.size === 0) {
+  console.error('server/web/vendor: the bundle holds no package: cannot say whose code it is');
+  process.exit(1);
 }
 const texts = [];
 for (const dir of [...packages.keys()].sort()) {
