@@ -166,5 +166,33 @@ def test_fifty_submitters_on_one_appeal_link(c):
     assert c.srv.request("GET", "/healthz")[0] == 200
 
 
+def test_one_submission_of_a_hundred_files(c):
+    """A CCTV export handed in file by file: 100 files in one submission
+    (an appeal's default limit), then a 101st is refused."""
+    st, link, _ = c.srv.request("POST", f"/v1/cases/{c.case}/submission-links",
+                                {"kind": "appeal", "title": "Many files"}, token=c.officer)
+    assert st == 201 and link["limits"]["max_files"] == 100, link
+    st, doc, _ = c.srv.request("POST", "/v1/portal/submissions",
+                               {"token": link["token"], "description": "all cameras",
+                                "location": "depot", "declaration": True})
+    tok = doc["submission_token"]
+    conn = c.srv.conn(timeout=60)
+    shas = set()
+    for i in range(100):
+        data = MP4_HEAD + i.to_bytes(4, "big") + os.urandom(2000)
+        st, doc, r = c.srv.request("POST", "/v1/uploads", data, token=tok, conn=conn, headers=dict(
+            TUS, **{"Upload-Length": str(len(data)), "Upload-Metadata": meta(filename=f"ch{i}.mp4"),
+                    "Content-Type": "application/offset+octet-stream"}))
+        assert st == 201 and r.getheader("Evidence-Id"), (i, st, doc)
+        shas.add(r.getheader("Evidence-Id"))
+    st, doc, _ = c.srv.request("POST", "/v1/uploads", token=tok, conn=conn, headers=dict(
+        TUS, **{"Upload-Length": "10", "Upload-Metadata": meta(filename="ch100.mp4")}))
+    assert st == 409 and doc["code"] == "file_limit_reached", doc
+    conn.close()
+    st, doc, _ = c.srv.request("POST", "/v1/portal/submission/finish", {}, token=tok)
+    assert st == 200 and len(doc["files"]) == 100, doc
+    assert {f["sha256"] for f in doc["files"]} == shas
+
+
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
