@@ -29,6 +29,7 @@ import { readFileSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 const { chromium, request: pwRequest } = require('playwright-core');
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const TIMEOUT_MS = 75_000;
 const [journey, configPath] = process.argv.slice(2);
@@ -39,7 +40,7 @@ if (!cfg || !['officer', 'prosecutor', 'disclosure', 'roles'].includes(journey))
 }
 
 const started = Date.now();
-const summary = { ok: false, journey, step: 'launch', console_errors: [], page_errors: [], failed_requests: [], error_responses: [] };
+const summary = { ok: false, journey, step: 'launch', console_errors: [], page_errors: [], failed_requests: [], error_responses: [], axe: {} };
 const done = (code) => {
   summary.ms = Date.now() - started;
   console.log(JSON.stringify(summary));
@@ -71,6 +72,17 @@ function watch(page, expected) {
   page.on('response', (r) => {
     if (r.status() >= 400 && !(r.status() === 401 && probe(r.url()))) summary.error_responses.push(`${r.request().method()} ${new URL(r.url()).pathname}: ${r.status()}`);
   });
+}
+
+// axe-core on the page as it is (over CDP: the page's CSP stays as it is);
+// the violations by view, for test_case_pages.py to judge.
+async function axe(page, name) {
+  await page.evaluate(AXE + '\n;0');
+  const res = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+    resultTypes: ['violations'],
+  }));
+  summary.axe[name] = res.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) }));
 }
 
 async function signIn(page, user) {
@@ -139,6 +151,7 @@ async function officer(browser) {
   await page.getByRole('link', { name: 'Cases' }).click();
   await page.getByRole('heading', { name: 'Cases' }).waitFor();
   summary.hash_cases = new URL(page.url()).hash;
+  await axe(page, 'case-list');
 
   summary.step = 'new case: refused references';
   await page.getByText('New case', { exact: true }).click();
@@ -216,6 +229,7 @@ async function officer(browser) {
 
   summary.step = 'download the bundle';
   summary.download = await download(page, doneRow.getByRole('link', { name: /Download bundle/ }));
+  await axe(page, 'case-page');
 
   summary.step = 'phone width';
   await page.setViewportSize({ width: 390, height: 844 });
@@ -238,6 +252,7 @@ async function prosecutor(browser) {
   summary.landing_hash = new URL(page.url()).hash;
   summary.nav = await text(page.locator('#nav'));
   await page.locator('#share-list li').first().waitFor();
+  await axe(page, 'shared-list');
   summary.shares = await page.locator('#share-list li').evaluateAll((lis) => lis.map((li) => ({
     id: Number(li.dataset.share), state: li.dataset.state, text: li.innerText.replace(/\s+/g, ' ').trim(),
   })));
@@ -246,6 +261,7 @@ async function prosecutor(browser) {
   await page.locator(`#share-list li[data-share="${cfg.expired_share}"] a`).click();
   await page.locator('#share-ended').waitFor();
   summary.expired_message = await text(page.locator('#share-ended'));
+  await axe(page, 'share-ended');
   await page.getByRole('link', { name: '← Shared with me' }).click();
 
   summary.step = 'revoked share';
@@ -269,6 +285,7 @@ async function prosecutor(browser) {
     return v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 20_000 });
   summary.video = await page.locator('#video').evaluate((v) => ({ ready: v.readyState, duration: v.duration, src: new URL(v.src).pathname }));
+  await axe(page, 'shared-case');
 
   summary.step = 'request a bundle';
   await page.getByRole('button', { name: 'Request bundle' }).click();
@@ -316,6 +333,7 @@ async function disclosure(browser) {
   await page.locator('#disclosure-rows tr').first().waitFor();
   summary.disclosure_id = Number(await page.locator('#disclosure-rows tr').first().getAttribute('data-disclosure'));
   summary.list_row = await text(page.locator('#disclosure-rows tr').first());
+  await axe(page, 'disclosure-issued');
 
   summary.step = 'the defence opens the link';
   const dctx = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true });
@@ -324,6 +342,7 @@ async function disclosure(browser) {
   await def.goto(summary.link, { waitUntil: 'load' });
   await def.locator('#passcode-view').waitFor();
   summary.passcode_prompt = await text(def.locator('#passcode-title'));
+  await axe(def, 'disclosure-passcode');
   await def.getByRole('textbox', { name: /^Passcode/ }).fill(passcode === '0000000000' ? '1111111111' : '0000000000');
   await def.getByRole('button', { name: 'Open' }).click();
   await def.locator('#passcode-error').filter({ hasText: /./ }).waitFor();
@@ -349,6 +368,7 @@ async function disclosure(browser) {
     return v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 20_000 });
   summary.defence_video = await def.locator('#video').evaluate((v) => new URL(v.src).pathname);
+  await axe(def, 'disclosure-page');
 
   summary.step = 'the defence downloads the bundle';
   await def.locator('#bundle[data-state="done"]').waitFor({ timeout: 50_000 });
@@ -365,6 +385,7 @@ async function disclosure(browser) {
   await again.goto(summary.link, { waitUntil: 'load' });
   await again.locator('#ended-view').waitFor();
   summary.ended = await text(again.locator('#ended-view'));
+  await axe(again, 'disclosure-ended');
   await dctx.close();
   await pctx.close();
 }

@@ -121,8 +121,9 @@ def teardown(c):
 def browser(c, journey, cfg):
     missing = [p for p in ("/usr/bin/chromium", shutil.which("node") or "/nonexistent/node")
                if not os.path.exists(p)]
-    if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
-        missing.append("tests/browser/node_modules/playwright-core")
+    for pkg in ("playwright-core", "axe-core"):
+        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", pkg)):
+            missing.append(f"tests/browser/node_modules/{pkg}")
     assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
     cfg = dict(cfg, url=f"https://127.0.0.1:{c.srv.port}/staff/",
                passwords={u: PASSWORD for u in USERS})
@@ -140,6 +141,12 @@ def browser(c, journey, cfg):
     print(f"     {journey}: {took:.1f} s, summary {json.dumps(s)[:1500]}")
     assert r.returncode == 0 and s["ok"], s
     assert s["console_errors"] == [] and s["page_errors"] == [] and s["failed_requests"] == [], s
+    # axe-core on each view the journey shows: no serious or critical finding.
+    for view, violations in s.get("axe", {}).items():
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert not bad, (journey, view, bad)
+        for v in violations:
+            print(f"     axe {view}: {v['impact']} {v['id']} ×{v['nodes']} {v['targets'][:2]}")
     return s
 
 
