@@ -66,6 +66,8 @@ void api_evidence_custody(struct dems_req *req)
     struct api_page page;
     if (!api_evidence_id(req, id) || !api_page_by_id(req, &page, after, limit))
         return;
+    if (!page.has_cursor)
+        snprintf(after, sizeof(after), "-1"); /* the ledger starts at seq 0 */
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {id, who.user_id, who.sees_all, after, limit};

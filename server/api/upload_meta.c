@@ -10,7 +10,7 @@
 #include "dems/http.h"
 #include "dems/str.h"
 
-#define META_VALUE_MAX 1024
+#define META_VALUE_MAX 2048 /* a decoded value: descriptions are up to 2000 bytes */
 
 bool upload_id_ok(struct dems_str id)
 {
@@ -55,16 +55,19 @@ bool upload_parse_rfc3339(const char *s, size_t len, int64_t *ret_unix)
             return false;
     }
     int offset = 0;
+    bool zoned = false; /* a time without its zone (Z or an offset) is refused */
     if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
         i++;
+        zoned = true;
     } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
         int oh, om;
         if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) || oh > 23 || om > 59)
             return false;
         offset = (oh * 60 + om) * 60 * (s[i] == '+' ? 1 : -1);
         i += 6;
+        zoned = true;
     }
-    if (i != len)
+    if (!zoned || i != len)
         return false;
     struct tm tm = {.tm_year = y - 1900,
                     .tm_mon = mo - 1,

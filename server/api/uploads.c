@@ -593,6 +593,18 @@ void api_uploads_patch_end(struct dems_req *req)
         return;
     }
     struct dems_staged *s = p->staged;
+    if (p->sniffing && p->head_len > 0) {
+        /* A submitter's first request ended before the head could be judged:
+         * nothing of it is kept, so the type is never decided on less. */
+        dems_staging_rollback(s, &p->start);
+        p->finished = true;
+        tus_headers(req);
+        offset_header(req, s->offset);
+        dems_resp_error(req, 400, "first_chunk_too_small",
+                        "the first request of a file must carry its first 512 bytes (or all of "
+                        "a smaller file), so that its type can be checked");
+        return;
+    }
     if (p->has_checksum) {
         uint8_t got[32];
         dems_sha256_final(&p->chunk_sha, got);

@@ -10,8 +10,9 @@
 const encoder = new TextEncoder();
 export const utf8Bytes = (s) => encoder.encode(s).length;
 
-// The server caps every decoded metadata value at 1 KiB (META_VALUE_MAX).
-export const VALUE_MAX = 1024;
+// The server caps every decoded metadata value at 2 KiB (META_VALUE_MAX;
+// a description at 2000 bytes).
+export const VALUE_MAX = 2048;
 // Recording times: from 2000-01-01 to one day after the server's now.
 const EARLIEST = Date.UTC(2000, 0, 1) / 1000;
 const SLACK = 86400;
@@ -38,10 +39,12 @@ export function filenameProblem(v) {
   return textProblem(v);
 }
 
+export const DESCRIPTION_MAX = 2000; // upload_meta.c's description_problem
+
 export function descriptionProblem(v) {
   const n = utf8Bytes(v);
   if (n === 0) return 'is empty';
-  if (n > VALUE_MAX) return `is too long (${n} bytes; at most ${VALUE_MAX})`;
+  if (n > DESCRIPTION_MAX) return `is too long (${n} bytes; at most ${DESCRIPTION_MAX})`;
   return textProblem(v);
 }
 
@@ -60,7 +63,7 @@ export function mediaTypeOk(v) {
 
 // upload_parse_rfc3339: seconds since the epoch, or null.
 export function parseTime(s) {
-  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$/.exec(s);
+  const m = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/.exec(s);
   if (!m || s.length < 20) return null;
   const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number);
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return null;

@@ -7,9 +7,8 @@
 // files, previews in the page's player, accept into the case as exhibits
 // or reject with a reason. The public's page is portal.html (portal.js).
 import { api, all } from './api.js';
-import { el, field, form, guard, when, bytes, isoFromLocal, copyButton } from './ui.js';
+import { el, field, form, guard, when, bytes, isoFromLocal, copyButton, thead } from './ui.js';
 
-const th = (...names) => el('thead', {}, el('tr', {}, ...names.map((t) => el('th', { scope: 'col', textContent: t }))));
 const SVG = 'http://www.w3.org/2000/svg';
 
 // A QR code as SVG squares, from POST /v1/qr's rows ("0110…", 1 dark).
@@ -241,7 +240,7 @@ export function publicSubmissions(page, c, can, p) {
   }
   node.append(made,
     el('h4', { textContent: 'Links' }),
-    el('div', { class: 'table-wrap' }, el('table', {}, th('Title', 'Kind', 'State', 'Ends', 'Submissions', 'Received', ''), linkRows)),
+    el('div', { class: 'table-wrap' }, el('table', {}, thead('Title', 'Kind', 'State', 'Ends', 'Submissions', 'Received', ''), linkRows)),
     el('div', { class: 'bar' }, el('h4', { textContent: 'Triage' }), field('Show', filter)),
     queue);
   node.load = guard(async () => {

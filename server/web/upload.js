@@ -33,7 +33,7 @@ function detailInputs(prefix, withName) {
   const inputs = {};
   const mk = (k) => {
     if (k === 'recording_start' || k === 'recording_end') return el('input', { type: 'datetime-local', step: 1, name: k });
-    if (k === 'description') return el('input', { name: k, maxLength: 1024, autocomplete: 'off' });
+    if (k === 'description') return el('input', { name: k, maxLength: 2000, autocomplete: 'off' });
     return el('input', { name: k, autocomplete: 'off', spellcheck: false });
   };
   for (const k of uploads.FIELD_NAMES) {

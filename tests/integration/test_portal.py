@@ -259,6 +259,17 @@ def test_what_is_not_media_is_refused_at_its_first_bytes(c):
         assert fmt in doc["detail"], doc
         # The upload is ended (just after the answer): its bytes gone, its state terminated.
         assert eventually(lambda: req(c, "HEAD", loc, token=c.sub, headers=TUS)[0] == 404)
+    # The head is judged on its first 512 bytes, never less: a first request
+    # that brings fewer (of a larger file) keeps nothing.
+    data = video(4000)
+    one = start(c, c.appeal["token"])["submission_token"]
+    st, doc, loc = create(c, one, len(data))
+    assert st == 201
+    st, doc, r = patch(c, one, loc, 0, data[:100])
+    assert st == 400 and doc["code"] == "first_chunk_too_small", doc
+    assert r.getheader("Upload-Offset") == "0"
+    st, doc, r = patch(c, one, loc, 0, data)
+    assert st == 204 and r.getheader("Evidence-Id"), doc
     # A name or a claimed type changes nothing; a tiny file is judged whole.
     st, doc, r, _ = send(c, c.sub, b"MZ", "clip.mp4")
     assert st == 415, doc

@@ -219,6 +219,7 @@ def test_metadata_rules_match_the_server(c):
         {"filename": "del\x7f"}, {"filename": "c1\x85"}, {"filename": "\u05e9\u05dc\u05d5\u05dd\u200f.mp4"},
         {"filename": "isolate\u2066x"},
         {"description": "Front door"}, {"description": "x" * 1024}, {"description": "x" * 1025},
+        {"description": "x" * 2000}, {"description": "x" * 2001},
         {"description": "two\nlines"}, {"description": ""},
         {"device_serial": DEVICE}, {"device_serial": "cam_1.2"}, {"device_serial": "CAM 42"},
         {"device_serial": "x" * 64}, {"device_serial": "x" * 65}, {"device_serial": "kamera-ü"},

@@ -32,6 +32,8 @@ static void test_rfc3339(void **state)
     assert_false(upload_parse_rfc3339("2026-11-24T24:00:00Z", 20, &t));
     assert_false(upload_parse_rfc3339("2026-11-24T08:30:00", 19, &t));
     assert_false(upload_parse_rfc3339("2026-11-24T08:30:00.Z", 21, &t));
+    /* A fraction does not stand for the zone. */
+    assert_false(upload_parse_rfc3339("2026-11-24T08:30:00.123", 23, &t));
     assert_false(upload_parse_rfc3339("2026-11-24T08:30:00+0100", 24, &t));
 }
 
@@ -99,6 +101,29 @@ static json_t *parse_filename(const char *raw, size_t n, char *err)
                       sodium_base64_VARIANT_ORIGINAL);
     snprintf(header, sizeof(header), "filename %s", b64);
     return parse(header, declared, err);
+}
+
+/* A description as long as documented (2000 bytes) is kept whole; one byte more is refused. */
+static void test_description_length(void **state)
+{
+    (void)state;
+    static char raw[2001], b64[2800], header[2900];
+    char err[200], declared[65];
+    memset(raw, 'd', sizeof(raw));
+    for (size_t n = 2000; n <= 2001; n++) {
+        sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)raw, n,
+                          sodium_base64_VARIANT_ORIGINAL);
+        snprintf(header, sizeof(header), "description %s", b64);
+        json_t *m = parse(header, declared, err);
+        if (n == 2000) {
+            assert_non_null(m);
+            assert_int_equal(json_string_length(json_object_get(m, "description")), 2000);
+            json_decref(m);
+        } else {
+            assert_null(m);
+            assert_non_null(strstr(err, "description"));
+        }
+    }
 }
 
 static void test_filename_utf8_and_bidi(void **state)
@@ -176,6 +201,7 @@ int main(void)
         cmocka_unit_test(test_metadata_ok),
         cmocka_unit_test(test_metadata_errors),
         cmocka_unit_test(test_filename_utf8_and_bidi),
+        cmocka_unit_test(test_description_length),
         cmocka_unit_test(test_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
