@@ -571,10 +571,21 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
     return p->sniffing ? sniff(req, p, data, n) : 0;
 }
 
+/* Lets the upload go before answering: the client's next PATCH may come at
+ * once, on another connection (another loop), and must not find it busy. */
+static uint64_t let_go(struct patch *p)
+{
+    uint64_t offset = p->staged->offset;
+    dems_staging_release(p->staged);
+    p->staged = NULL;
+    return offset;
+}
+
 static void reply_progress(struct dems_req *req, struct patch *p, int status)
 {
+    uint64_t offset = let_go(p);
     tus_headers(req);
-    offset_header(req, p->staged->offset);
+    offset_header(req, offset);
     expires_header(req, p->expires);
     dems_resp_header(req, "Upload-State", "receiving");
     if (p->is_create) {
@@ -599,7 +610,7 @@ void api_uploads_patch_end(struct dems_req *req)
         dems_staging_rollback(s, &p->start);
         p->finished = true;
         tus_headers(req);
-        offset_header(req, s->offset);
+        offset_header(req, let_go(p));
         dems_resp_error(req, 400, "first_chunk_too_small",
                         "the first request of a file must carry its first 512 bytes (or all of "
                         "a smaller file), so that its type can be checked");
@@ -612,7 +623,7 @@ void api_uploads_patch_end(struct dems_req *req)
             dems_staging_rollback(s, &p->start);
             p->finished = true;
             tus_headers(req);
-            offset_header(req, s->offset);
+            offset_header(req, let_go(p));
             dems_resp_error(req, 460, "checksum_mismatch",
                             "the chunk's SHA-256 differs from Upload-Checksum; it was discarded");
             return;

@@ -504,22 +504,22 @@ def test_triage_accepts_into_the_case_and_rejects_with_a_reason(c):
     # uploaded by an officer: disposal must leave that one alone.
     other = start(c, c.appeal["token"])["submission_token"]
     mine = video(1500)
-    st, _, r, _ = send(c, other, mine)
-    assert st == 204
+    st, doc, r, _ = send(c, other, mine)
+    assert st == 204, (st, doc)
     c.disposable = r.getheader("Evidence-Id")
     shared = video(1600)
-    st, _, r, _ = send(c, c.officer, shared)
-    assert st == 204
-    st, _, r, _ = send(c, other, shared)
-    assert st == 204
+    st, doc, r, _ = send(c, c.officer, shared)
+    assert st == 204, (st, doc)
+    st, doc, r, _ = send(c, other, shared)
+    assert st == 204, (st, doc)
     c.kept = r.getheader("Evidence-Id")
     # And a ZIP export: what is extracted from it goes with it.
     buf = io.BytesIO()
     member = video(2500)
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("export/cam1.mp4", member)
-    st, _, r, _ = send(c, other, buf.getvalue(), "export.zip")
-    assert st == 204
+    st, doc, r, _ = send(c, other, buf.getvalue(), "export.zip")
+    assert st == 204, (st, doc)
     c.archive = r.getheader("Evidence-Id")
     c.member = hashlib.sha256(member).hexdigest()
 
