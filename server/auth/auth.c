@@ -51,35 +51,33 @@ struct auth_ctx {
     bool from_cookie; /* only login sessions may come as a cookie */
 };
 
-static void on_lookup(void *arg, const PGresult *res, int err)
+/*
+ * The common end of a lookup: answers a failed query (DEMS_EDB) or a token
+ * found nowhere (DEMS_EAUTH) and returns NULL; otherwise the principal to
+ * fill from row 0, after which the caller calls ctx->p.done. Either way the
+ * caller then calls lookup_end.
+ */
+static struct dems_principal *lookup_found(struct auth_ctx *ctx, const PGresult *res, int err)
 {
-    struct auth_ctx *ctx = arg;
-    if (!dems_req_is_aborted(ctx->req)) {
-        if (err < 0) {
-            ctx->p.done(ctx->req, DEMS_EDB);
-        } else if (PQntuples(res) != 1) {
-            ctx->p.done(ctx->req, DEMS_EAUTH);
-        } else {
-            struct dems_principal *o = ctx->p.out;
-            o->user_id = parse_id(col(res, "user_id"));
-            snprintf(o->username, sizeof(o->username), "%s", col(res, "username"));
-            o->role = dems_role_parse(col(res, "role"));
-            o->token_id = parse_id(col(res, "token_id"));
-            snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
-            bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
-            ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
-        }
+    if (dems_req_is_aborted(ctx->req))
+        return NULL;
+    if (err < 0 || PQntuples(res) != 1) {
+        ctx->p.done(ctx->req, err < 0 ? DEMS_EDB : DEMS_EAUTH);
+        return NULL;
     }
+    return ctx->p.out;
+}
+
+static void lookup_end(struct auth_ctx *ctx)
+{
     dems_req_unref(ctx->req);
     free(ctx);
 }
 
-static int device_begin(struct dems_req *req, struct dems_principal *out,
-                        void (*done)(struct dems_req *req, int err));
-
-/* Looks up a token's text (from the header or the cookie). */
-static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
-                       struct dems_principal *out, void (*done)(struct dems_req *req, int err))
+/* Starts the lookup of a presented token by its SHA-256 ($1, hex) with sql. */
+static int lookup_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
+                        const char *sql, void (*cb)(void *, const PGresult *, int),
+                        struct dems_principal *out, void (*done)(struct dems_req *req, int err))
 {
     uint8_t hash[32];
     char hex[65];
@@ -90,20 +88,46 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
         return DEMS_ENOMEM;
     *ctx =
         (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = from_cookie};
-    dems_auth_csrf(tok.ptr, tok.len, out->csrf);
     const char *params[] = {hex};
-    int r = dems_db_query(dems_req_loop(req)->db,
-                          "SELECT u.id AS user_id, u.username, u.role, t.id AS token_id, t.kind"
-                          " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
-                          " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
-                          " AND t.expires_at > now() AND NOT u.disabled",
-                          1, params, on_lookup, ctx);
+    int r = dems_db_query(dems_req_loop(req)->db, sql, 1, params, cb, ctx);
     if (r < 0) {
         free(ctx);
         return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
     }
     dems_req_ref(req);
     return 0;
+}
+
+static void on_lookup(void *arg, const PGresult *res, int err)
+{
+    struct auth_ctx *ctx = arg;
+    struct dems_principal *o = lookup_found(ctx, res, err);
+    if (o != NULL) {
+        o->user_id = parse_id(col(res, "user_id"));
+        snprintf(o->username, sizeof(o->username), "%s", col(res, "username"));
+        o->role = dems_role_parse(col(res, "role"));
+        o->token_id = parse_id(col(res, "token_id"));
+        snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
+        bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
+        ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
+    }
+    lookup_end(ctx);
+}
+
+static int device_begin(struct dems_req *req, struct dems_principal *out,
+                        void (*done)(struct dems_req *req, int err));
+
+/* Looks up a token's text (from the header or the cookie). */
+static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
+                       struct dems_principal *out, void (*done)(struct dems_req *req, int err))
+{
+    dems_auth_csrf(tok.ptr, tok.len, out->csrf);
+    return lookup_begin(req, tok, from_cookie,
+                        "SELECT u.id AS user_id, u.username, u.role, t.id AS token_id, t.kind"
+                        " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
+                        " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
+                        " AND t.expires_at > now() AND NOT u.disabled",
+                        on_lookup, out, done);
 }
 
 /*
@@ -115,48 +139,25 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
 static void on_disclosure(void *arg, const PGresult *res, int err)
 {
     struct auth_ctx *ctx = arg;
-    if (!dems_req_is_aborted(ctx->req)) {
-        if (err < 0) {
-            ctx->p.done(ctx->req, DEMS_EDB);
-        } else if (PQntuples(res) != 1) {
-            ctx->p.done(ctx->req, DEMS_EAUTH);
-        } else {
-            struct dems_principal *o = ctx->p.out;
-            o->role = DEMS_ROLE_DISCLOSURE;
-            o->token_id = parse_id(col(res, "id"));
-            o->disclosure_id = parse_id(col(res, "disclosure_id"));
-            snprintf(o->username, sizeof(o->username), "disclosure/%lld",
-                     (long long)o->disclosure_id);
-            snprintf(o->token_kind, sizeof(o->token_kind), "disclosure");
-            ctx->p.done(ctx->req, o->disclosure_id > 0 ? 0 : DEMS_EAUTH);
-        }
+    struct dems_principal *o = lookup_found(ctx, res, err);
+    if (o != NULL) {
+        o->role = DEMS_ROLE_DISCLOSURE;
+        o->token_id = parse_id(col(res, "id"));
+        o->disclosure_id = parse_id(col(res, "disclosure_id"));
+        snprintf(o->username, sizeof(o->username), "disclosure/%lld", (long long)o->disclosure_id);
+        snprintf(o->token_kind, sizeof(o->token_kind), "disclosure");
+        ctx->p.done(ctx->req, o->disclosure_id > 0 ? 0 : DEMS_EAUTH);
     }
-    dems_req_unref(ctx->req);
-    free(ctx);
+    lookup_end(ctx);
 }
 
 static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
                             void (*done)(struct dems_req *req, int err))
 {
-    uint8_t hash[32];
-    char hex[65];
-    dems_token_hash(tok.ptr, tok.len, hash);
-    dems_hex_encode(hash, sizeof(hash), hex);
-    struct auth_ctx *ctx = malloc(sizeof(*ctx));
-    if (ctx == NULL)
-        return DEMS_ENOMEM;
-    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = true};
-    const char *params[] = {hex};
-    int r = dems_db_query(dems_req_loop(req)->db,
-                          "SELECT id, disclosure_id FROM disclosure_sessions"
-                          " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
-                          1, params, on_disclosure, ctx);
-    if (r < 0) {
-        free(ctx);
-        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
-    }
-    dems_req_ref(req);
-    return 0;
+    return lookup_begin(req, tok, true,
+                        "SELECT id, disclosure_id FROM disclosure_sessions"
+                        " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
+                        on_disclosure, out, done);
 }
 
 /*
@@ -168,47 +169,24 @@ static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct de
 static void on_submitter(void *arg, const PGresult *res, int err)
 {
     struct auth_ctx *ctx = arg;
-    if (!dems_req_is_aborted(ctx->req)) {
-        if (err < 0) {
-            ctx->p.done(ctx->req, DEMS_EDB);
-        } else if (PQntuples(res) != 1) {
-            ctx->p.done(ctx->req, DEMS_EAUTH);
-        } else {
-            struct dems_principal *o = ctx->p.out;
-            o->role = DEMS_ROLE_SUBMITTER;
-            o->submission_id = parse_id(col(res, "id"));
-            snprintf(o->username, sizeof(o->username), "submission/%lld",
-                     (long long)o->submission_id);
-            snprintf(o->token_kind, sizeof(o->token_kind), "submission");
-            ctx->p.done(ctx->req, o->submission_id > 0 ? 0 : DEMS_EAUTH);
-        }
+    struct dems_principal *o = lookup_found(ctx, res, err);
+    if (o != NULL) {
+        o->role = DEMS_ROLE_SUBMITTER;
+        o->submission_id = parse_id(col(res, "id"));
+        snprintf(o->username, sizeof(o->username), "submission/%lld", (long long)o->submission_id);
+        snprintf(o->token_kind, sizeof(o->token_kind), "submission");
+        ctx->p.done(ctx->req, o->submission_id > 0 ? 0 : DEMS_EAUTH);
     }
-    dems_req_unref(ctx->req);
-    free(ctx);
+    lookup_end(ctx);
 }
 
 static int submitter_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
                            void (*done)(struct dems_req *req, int err))
 {
-    uint8_t hash[32];
-    char hex[65];
-    dems_token_hash(tok.ptr, tok.len, hash);
-    dems_hex_encode(hash, sizeof(hash), hex);
-    struct auth_ctx *ctx = malloc(sizeof(*ctx));
-    if (ctx == NULL)
-        return DEMS_ENOMEM;
-    *ctx = (struct auth_ctx){.req = req, .p = {.out = out, .done = done}};
-    const char *params[] = {hex};
-    int r = dems_db_query(dems_req_loop(req)->db,
-                          "SELECT id FROM submissions WHERE token_hash = decode($1, 'hex')"
-                          " AND state <> 'disposed'",
-                          1, params, on_submitter, ctx);
-    if (r < 0) {
-        free(ctx);
-        return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
-    }
-    dems_req_ref(req);
-    return 0;
+    return lookup_begin(req, tok, false,
+                        "SELECT id FROM submissions WHERE token_hash = decode($1, 'hex')"
+                        " AND state <> 'disposed'",
+                        on_submitter, out, done);
 }
 
 /* Safe methods: the cookie alone authorises these only. The method as
