@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -444,3 +445,35 @@ def enrol_pinned_dock(server, admin_token, serial):
     assert st == 201, doc
     st, doc, _ = server.request("GET", "/v1/admin/devices?limit=200", token=admin_token)
     return cert, key, [d["id"] for d in doc["devices"] if d["serial"] == serial][0]
+
+
+BROWSER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "browser")
+
+
+def browser_journey(server, script, journey, cfg, timeout=120):
+    """Runs tests/browser/<script> JOURNEY CONFIG.json (headless Debian
+    chromium through playwright-core) with cfg, and returns its one-line
+    JSON summary once it says the journey ran to its end; asserts that
+    chromium, node and the pinned npm packages are there and that demsd
+    outlived the journey."""
+    missing = [p for p in ("/usr/bin/chromium", shutil.which("node") or "/nonexistent/node")
+               if not os.path.exists(p)]
+    for pkg in ("playwright-core", "axe-core"):
+        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", pkg)):
+            missing.append(f"tests/browser/node_modules/{pkg}")
+    assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
+    path = os.path.join(server.root, f"{journey}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    t0 = time.time()
+    r = subprocess.run(["node", os.path.join(BROWSER_DIR, script), journey, path],
+                       capture_output=True, text=True, timeout=timeout)
+    took = time.time() - t0
+    assert server.proc.poll() is None, \
+        f"demsd died during the {journey} journey: {server.tail(3000)}"
+    lines = r.stdout.strip().splitlines()
+    assert lines, f"no summary from the browser (exit {r.returncode}): {r.stderr[-2000:]}"
+    s = json.loads(lines[-1])
+    print(f"     {journey}: {took:.1f} s, summary {json.dumps(s)[:1500]}")
+    assert r.returncode == 0 and s["ok"], s
+    return s

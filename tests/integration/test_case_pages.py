@@ -28,14 +28,11 @@ what the page showed and on the server's state through the API and ledger.
 import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 
-from harness import Server, ledger_entries, run_tests
+from harness import Server, browser_journey, ledger_entries, run_tests
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "..", "browser")
 PATTERN = "^[0-9]{2}/[0-9]{6}/[0-9]{2}$"
 USERS = {"olivia": "officer", "ivan": "officer", "vera": "officer", "pam": "prosecutor"}
 PASSWORD = "correct horse battery"
@@ -119,27 +116,9 @@ def teardown(c):
 
 
 def browser(c, journey, cfg):
-    missing = [p for p in ("/usr/bin/chromium", shutil.which("node") or "/nonexistent/node")
-               if not os.path.exists(p)]
-    for pkg in ("playwright-core", "axe-core"):
-        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", pkg)):
-            missing.append(f"tests/browser/node_modules/{pkg}")
-    assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
     cfg = dict(cfg, url=f"https://127.0.0.1:{c.srv.port}/staff/",
                passwords={u: PASSWORD for u in USERS})
-    path = os.path.join(c.srv.root, f"{journey}.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    t0 = time.time()
-    r = subprocess.run(["node", os.path.join(BROWSER_DIR, "case_pages.mjs"), journey, path],
-                       capture_output=True, text=True, timeout=120)
-    took = time.time() - t0
-    assert c.srv.proc.poll() is None, f"demsd died during the {journey} journey: {c.srv.tail(3000)}"
-    lines = r.stdout.strip().splitlines()
-    assert lines, f"no summary from the browser (exit {r.returncode}): {r.stderr[-2000:]}"
-    s = json.loads(lines[-1])
-    print(f"     {journey}: {took:.1f} s, summary {json.dumps(s)[:1500]}")
-    assert r.returncode == 0 and s["ok"], s
+    s = browser_journey(c.srv, "case_pages.mjs", journey, cfg)
     assert s["console_errors"] == [] and s["page_errors"] == [] and s["failed_requests"] == [], s
     # axe-core on each view the journey shows: no serious or critical finding.
     for view, violations in s.get("axe", {}).items():

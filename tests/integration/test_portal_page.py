@@ -12,14 +12,12 @@ for the large file (resumed, not restarted), its bytes whole, the statement
 as given, the SUBMITTED entry."""
 import json
 import os
-import shutil
 import subprocess
 import time
 
-from harness import Server, ledger_entries, run_tests
+from harness import Server, browser_journey, ledger_entries, run_tests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER_DIR = os.path.join(HERE, "..", "browser")
 VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
 SHOTS = os.path.join(HERE, "..", "..", "build", "screenshots")
 BIG = 200 * 1000 * 1000
@@ -82,27 +80,8 @@ def teardown(c):
 
 
 def browser(c, journey, cfg):
-    missing = [p for p in ("/usr/bin/chromium", shutil.which("node") or "/nonexistent/node")
-               if not os.path.exists(p)]
-    for pkg in ("playwright-core", "axe-core"):
-        if not os.path.isdir(os.path.join(BROWSER_DIR, "node_modules", pkg)):
-            missing.append("tests/browser/node_modules/" + pkg)
-    assert not missing, "cannot run the browser test; missing: " + ", ".join(missing)
     cfg = dict(cfg, url=f"https://127.0.0.1:{c.srv.port}", shots=SHOTS)
-    path = os.path.join(c.srv.root, f"{journey}.json")
-    with open(path, "w") as f:
-        json.dump(cfg, f)
-    t0 = time.time()
-    r = subprocess.run(["node", os.path.join(BROWSER_DIR, "portal.mjs"), journey, path],
-                       capture_output=True, text=True, timeout=200)
-    took = time.time() - t0
-    assert c.srv.proc.poll() is None, f"demsd died during the {journey} journey: {c.srv.tail(3000)}"
-    lines = r.stdout.strip().splitlines()
-    assert lines, f"no summary from the browser (exit {r.returncode}): {r.stderr[-2000:]}"
-    s = json.loads(lines[-1])
-    print(f"     {journey}: {took:.1f} s, summary {json.dumps(s)[:1500]}")
-    assert r.returncode == 0 and s["ok"], s
-    return s
+    return browser_journey(c.srv, "portal.mjs", journey, cfg, timeout=200)
 
 
 def test_a_member_of_the_public_submits_from_a_phone(c):
