@@ -48,6 +48,16 @@ json_t *media_probe_json(AVFormatContext *fmt, int64_t file_size);
 /* Rotation in degrees clockwise (0, 90, 180, 270) to make st upright. */
 int media_stream_rotation(const AVStream *st);
 
+/* The index of the best stream of type that is not an attached picture
+ * (cover art), or -1. */
+int media_pick_stream(AVFormatContext *fmt, enum AVMediaType type);
+
+/* The input's start in st's time base: times are counted from it. */
+int64_t media_stream_start(const AVFormatContext *fmt, const AVStream *st);
+
+/* The limits as JSON, for results. NULL when out of memory. */
+json_t *media_limits_json(const struct dems_media_limits *l);
+
 /* Writes all of buf to fd at offset 0 after truncating it. */
 int media_write_file(int fd, const uint8_t *buf, size_t len);
 

@@ -251,7 +251,7 @@ static int open_mux(struct job *j)
 
 /* --- input ------------------------------------------------------------- */
 
-static int pick_stream(AVFormatContext *fmt, enum AVMediaType type)
+int media_pick_stream(AVFormatContext *fmt, enum AVMediaType type)
 {
     int best = av_find_best_stream(fmt, type, -1, -1, NULL, 0);
 
@@ -317,7 +317,7 @@ static void plan_video(struct job *j)
     v->sh = v->rot == 90 || v->rot == 270 ? v->ow : v->oh;
 }
 
-static int64_t start_in(const AVFormatContext *fmt, const AVStream *st)
+int64_t media_stream_start(const AVFormatContext *fmt, const AVStream *st)
 {
     if (fmt->start_time == AV_NOPTS_VALUE)
         return st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
@@ -326,7 +326,8 @@ static int64_t start_in(const AVFormatContext *fmt, const AVStream *st)
 
 static int open_streams(struct job *j)
 {
-    int vi = pick_stream(j->in, AVMEDIA_TYPE_VIDEO), ai = pick_stream(j->in, AVMEDIA_TYPE_AUDIO);
+    int vi = media_pick_stream(j->in, AVMEDIA_TYPE_VIDEO),
+        ai = media_pick_stream(j->in, AVMEDIA_TYPE_AUDIO);
     int threads = j->p->threads > 0 ? j->p->threads : av_cpu_count() * 3 / 2;
     int r;
 
@@ -336,7 +337,7 @@ static int open_streams(struct job *j)
     if (vi >= 0) {
         j->has_v = true;
         j->v.ist = j->in->streams[vi];
-        j->v.start = start_in(j->in, j->v.ist);
+        j->v.start = media_stream_start(j->in, j->v.ist);
         j->v.last_pts = INT64_MIN;
         if (j->v.ist->codecpar->width <= 0 || j->v.ist->codecpar->height <= 0)
             return media_fail(j->err, DEMS_MEDIA_INVALID,
@@ -348,7 +349,7 @@ static int open_streams(struct job *j)
     if (ai >= 0) {
         j->has_a = true;
         j->a.ist = j->in->streams[ai];
-        j->a.start = start_in(j->in, j->a.ist);
+        j->a.start = media_stream_start(j->in, j->a.ist);
         if ((r = open_decoder(j, j->a.ist, 1, &j->a.dec)) < 0)
             return r;
     }
@@ -695,7 +696,7 @@ static json_t *params_json(const struct job *j)
     return o;
 }
 
-static json_t *limits_json(const struct dems_media_limits *l)
+json_t *media_limits_json(const struct dems_media_limits *l)
 {
     return json_pack("{s:I, s:i, s:I, s:f, s:I, s:I}", "max_pixels", (json_int_t)l->max_pixels,
                      "max_side", (int)l->max_side, "max_total_pixels",
@@ -749,7 +750,7 @@ static int result_json(struct job *j, json_t **ret)
     }
     json_object_set_new(res, "outputs", outputs);
     json_object_set_new(res, "params", params);
-    json_object_set_new(res, "limits", limits_json(j->lim));
+    json_object_set_new(res, "limits", media_limits_json(j->lim));
     json_object_set_new(res, "ffmpeg", dems_media_versions());
     if (r < 0) {
         json_decref(res);

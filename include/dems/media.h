@@ -3,7 +3,9 @@
  * Media previews with FFmpeg's libraries (libavformat, libavcodec, libavutil,
  * libswscale, libswresample): a probe of any container/codec FFmpeg reads,
  * and from one input an H.264 + AAC MP4 proxy (at most 720p, upright,
- * faststart), a poster JPEG and a thumbnail sprite with a WebVTT index.
+ * faststart), a poster JPEG and a thumbnail sprite with a WebVTT index; and
+ * for face indexing, upright RGB24 frames sampled at a few per second and
+ * streamed to the worker over a pipe, with the reader for that stream.
  *
  * Everything is fd-based: the caller opens the input (any readable fd; a
  * regular file is read with pread, a pipe or socket is read once, without
@@ -16,7 +18,8 @@
  * network access decodes it, and every failure, including a crash, a hang or
  * memory exhaustion of the child, comes back as a struct dems_media_error with
  * a stable code. The in-process functions (dems_media_probe,
- * dems_media_preview) are for the child, for tools and for trusted input.
+ * dems_media_preview, dems_media_frames) are for the child, for tools and
+ * for trusted input.
  *
  * Limits are refused before decoding where the container declares them
  * (frame size, duration) and enforced again on every decoded frame (a stream
@@ -189,5 +192,119 @@ int dems_media_probe_sandboxed(int in_fd, const struct dems_media_limits *lim, j
 int dems_media_sandbox_run(const int *keep, int nkeep, const struct dems_media_limits *lim,
                            int (*fn)(void *arg, json_t **ret_result, struct dems_media_error *err),
                            void *arg, json_t **ret_result, struct dems_media_error *err);
+
+/* --- frame sampling for face indexing (common/media/frames.c) ------------ */
+
+/*
+ * The frame stream: each frame is a DEMS_MEDIA_FRAME_HEAD-byte header, all
+ * integers little-endian,
+ *   0  "DFRM"           magic
+ *   4  u32 version      DEMS_MEDIA_FRAME_VERSION (1)
+ *   8  i64 t_us         presentation time in microseconds from the stream's start
+ *   16 u32 width
+ *   20 u32 height
+ *   24 u32 stride       bytes per row: always width * 3
+ *   28 u32 index        0, 1, 2, ... in the order written
+ * followed by height * stride bytes of RGB24 (R, G, B per pixel, top row
+ * first, upright). Times strictly increase. The stream ends (EOF) after the
+ * last whole frame; docs/media.md, "Frame sampling for face indexing".
+ */
+#define DEMS_MEDIA_FRAME_HEAD    32
+#define DEMS_MEDIA_FRAME_VERSION 1
+
+/* Sampling parameters; dems_media_frames_params_init sets the defaults shown. */
+struct dems_media_frames_params {
+    double fps;        /* frames per second of video kept, 0 < fps <= 30: 2 */
+    uint32_t max_side; /* longer side of a frame written, 16 .. 16384: 1920 (never upscaled) */
+    bool skip_nonref;  /* the decoder skips non-reference frames (AVDISCARD_NONREF): true */
+    int threads;       /* decoder (and scaler) threads, 1 .. 16: 1 */
+};
+
+void dems_media_frames_params_init(struct dems_media_frames_params *p);
+
+/*
+ * Decodes the best video stream of in_fd in this process (no sandbox: trusted
+ * input or inside the sandbox child) and writes sampled frames to out_fd (a
+ * pipe, or any writable fd) in the frame format above: for each multiple of
+ * 1/p->fps seconds, the first decoded frame whose presentation time (from
+ * the stream's start) is at or after it, once each (a gap in the video
+ * yields one frame, not copies). Frames are made upright (display matrix or
+ * "rotate" tag, multiples of 90 degrees, as the proxy), given square pixels,
+ * scaled with swscale (bicubic) so that the longer side is at most
+ * p->max_side, and converted to RGB24. A still image (JPEG, PNG, ... read
+ * by an image demuxer) gives one frame at t = 0. Every limit of lim applies
+ * (declared and decoded frame size, total decoded pixels, duration).
+ *
+ * Returns 0 and *ret_result (owned; json_decref):
+ *   {"frames": n, "decoded": n, "duration": s, "width": w, "height": h,
+ *    "source": {"codec", "width", "height", "fps", "rotation", "still"},
+ *    "params": {"fps", "max_side", "skip_nonref", "threads", "pix_fmt": "rgb24",
+ *               "scale": "bicubic", "rotation_applied", "format": "DFRM", "version"},
+ *    "limits": {...}, "ffmpeg": {...versions...}}
+ * (width and height of the first frame written; 0 when none), or a negative
+ * DEMS_E* (dems_media_code_err(err->code)) with err filled: the decoding
+ * codes of dems_media_preview, media_unsupported for input without video,
+ * and media_output_failed when out_fd cannot be written, notably a pipe
+ * whose reader has gone ("frame pipe closed by the reader"): SIGPIPE is
+ * blocked in the calling thread for the call, and one raised by our write
+ * is discarded, so that ends the call, never the process. Parameters out
+ * of range fail with media_internal. Blocking; any thread may call it.
+ */
+int dems_media_frames(int in_fd, int out_fd, const struct dems_media_frames_params *p,
+                      const struct dems_media_limits *lim, json_t **ret_result,
+                      struct dems_media_error *err);
+
+/*
+ * dems_media_frames in the sandbox of dems_media_preview_sandboxed (same
+ * contract: single-threaded caller, SIGCHLD not ignored, blocking up to
+ * lim->timeout). The child keeps in_fd and out_fd; it writes frames while
+ * the caller's reader takes them, so the caller must read out_fd from
+ * another process or thread, or the child blocks on a full pipe until the
+ * timeout: lim->timeout covers the reader's pace too. out_fd stays open
+ * in the caller: close it after the call so that the reader sees EOF.
+ */
+int dems_media_frames_sandboxed(int in_fd, int out_fd, const struct dems_media_frames_params *p,
+                                const struct dems_media_limits *lim, json_t **ret_result,
+                                struct dems_media_error *err);
+
+/*
+ * One frame read back from a frame stream. Initialise with
+ * dems_media_frame_init; dems_media_frame_read fills it, reusing and
+ * growing rgb (cap bytes); free with dems_media_frame_done. next_index is
+ * the reader's state (the index the next frame must carry).
+ */
+struct dems_media_frame {
+    int64_t t_us;    /* microseconds from the stream's start */
+    uint32_t index;  /* 0, 1, 2, ... */
+    uint32_t width;  /* pixels, 1 .. max_side */
+    uint32_t height; /* pixels, 1 .. max_side */
+    size_t stride;   /* width * 3 */
+    uint8_t *rgb;    /* height * stride bytes of RGB24; owned by the struct */
+    size_t cap;      /* bytes allocated at rgb */
+    uint32_t next_index;
+};
+
+void dems_media_frame_init(struct dems_media_frame *f);
+
+/*
+ * Reads the next frame of a frame stream from fd, which was written by code
+ * that parsed hostile input: every header field is checked before anything
+ * is allocated. Returns 1 with the frame in f; 0 at a clean end of the
+ * stream (EOF before the first byte of a header); or a negative DEMS_E*
+ * with one line in err (errlen bytes), after which the stream is not to be
+ * read further: DEMS_EINVAL for a bad magic or version, a zero side, a
+ * stride other than width * 3, an index out of sequence, a time not after
+ * the previous one (or negative), or a frame cut short by EOF;
+ * DEMS_ETOOBIG for a side over max_side or a size that overflows;
+ * DEMS_ENOMEM; DEMS_EIO when read fails. Blocks until a whole frame has
+ * arrived (a non-blocking fd is polled); to wait with a timeout, poll fd
+ * for input first: once a frame has begun, the rest follows as fast as the
+ * writer writes, and a writer that dies closes the pipe.
+ */
+int dems_media_frame_read(int fd, struct dems_media_frame *f, uint32_t max_side, char *err,
+                          size_t errlen);
+
+/* Frees f's pixel buffer and zeroes f. */
+void dems_media_frame_done(struct dems_media_frame *f);
 
 #endif
