@@ -20,6 +20,8 @@ static const struct command commands[] = {
     {"media-sandbox", dems_cli_media_sandbox, "internal: one sandboxed preview for a worker"},
     {"unpack-sandbox", dems_cli_unpack_sandbox,
      "internal: one sandboxed ZIP unpacking for a worker"},
+    {"media-frames", dems_cli_media_frames,
+     "internal: sampled frames of a video for a worker's face indexing"},
     {"migrate", dems_cli_migrate, "apply pending database schema migrations"},
     {"admin", dems_cli_admin, "administration: create-user, verify-blobs"},
     {"routes", dems_cli_routes, "print the HTTP route table as JSON lines"},

@@ -12,6 +12,7 @@ int dems_cli_serve(int argc, char **argv);
 int dems_cli_worker(int argc, char **argv);
 int dems_cli_media_sandbox(int argc, char **argv);
 int dems_cli_unpack_sandbox(int argc, char **argv);
+int dems_cli_media_frames(int argc, char **argv);
 int dems_cli_migrate(int argc, char **argv);
 int dems_cli_admin(int argc, char **argv);
 int dems_cli_routes(int argc, char **argv);

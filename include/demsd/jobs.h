@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct dems_config;
 
@@ -139,6 +140,71 @@ int dems_job_bundle_check(const json_t *payload, char *err, size_t errlen);
 enum dems_job_result dems_job_unpack(const struct dems_job *job, struct dems_job_ctx *ctx,
                                      char *err, size_t errlen);
 int dems_job_unpack_check(const json_t *payload, char *err, size_t errlen);
+
+/* ---- media runners (server/jobs/media_runner.c) ---- */
+
+struct dems_media_error;
+
+/* Most fds a runner is given (on 3, 4, ...). */
+#define DEMS_MEDIA_RUNNER_MAX_FDS 8
+
+/*
+ * Starts `demsd SUBCOMMAND EXTRA_ARGS... --timeout T --memory M
+ * [--sandbox-user U]` (T, M, U from cfg's media_timeout, media_memory and
+ * sandbox_user) with posix_spawn of /proc/self/exe: a fresh single-threaded
+ * process (whose media sandbox may fork safely) in its own process group,
+ * with an empty signal mask and SIGCHLD, SIGPIPE and SIGTERM at their
+ * defaults. fds[i] becomes its fd 3 + i (-1: that number is closed, e.g. a
+ * skipped output); nfds <= DEMS_MEDIA_RUNNER_MAX_FDS; extra_args is
+ * NULL-terminated (at most 32 words; NULL for none). The caller's fds are
+ * borrowed (duplicated for the child): close your copy of a pipe's write
+ * end after this returns, or its reader never sees EOF. Returns 0 with
+ * *ret_pid and *ret_answer_fd (the read end of the runner's stdout,
+ * O_CLOEXEC; owned, closed by dems_media_runner_finish), or DEMS_EINVAL,
+ * DEMS_ENOMEM or DEMS_EINTERNAL with one line in err. Blocking but quick.
+ *
+ * For face indexing (docs/media.md, "Frame sampling for face indexing"):
+ *   int fp[2]; pipe2(fp, O_CLOEXEC);
+ *   const char *args[] = {"--fps", "2", "--max-pixels", px, ..., NULL};
+ *   dems_media_runner_spawn(cfg, "media-frames", args, (int[]){in_fd, fp[1]}, 2,
+ *                           &pid, &answer, err, errlen);
+ *   close(fp[1]);
+ *   double deadline = dems_media_runner_deadline(cfg);
+ *   while ((r = dems_media_frame_read(fp[0], &frame, 1920, e, sizeof(e))) > 0) { detect... }
+ *   if (r < 0) dems_media_runner_kill(pid);      (a broken stream: stop the child)
+ *   close(fp[0]);
+ *   rc = dems_media_runner_finish(pid, answer, deadline, ctx, &result, &me);
+ * When both fail, the runner's error names the cause (a child that died
+ * mid-frame leaves a truncated stream).
+ */
+int dems_media_runner_spawn(const struct dems_config *cfg, const char *subcommand,
+                            const char *const *extra_args, const int *fds, int nfds, pid_t *ret_pid,
+                            int *ret_answer_fd, char *err, size_t errlen);
+
+/*
+ * Reads the runner's answer until EOF, kills its process group at deadline
+ * (seconds on dems_media_runner_clock) or as soon as the worker is stopping
+ * (ctx may be NULL: no such check), closes answer_fd and reaps pid, always.
+ * Returns 0 with *ret_result (owned; json_decref), the runner's media error
+ * as dems_media_code_err(me->code) with *me filled, DEMS_EUNAVAIL when it
+ * was killed because the worker is stopping (the job should be released),
+ * or DEMS_EINTERNAL (me: media_internal, "the media runner was killed: no
+ * answer in time", "... was killed by a signal", "... gave no answer").
+ * Blocking: until the runner ends or the deadline.
+ */
+int dems_media_runner_finish(pid_t pid, int answer_fd, double deadline,
+                             const struct dems_job_ctx *ctx, json_t **ret_result,
+                             struct dems_media_error *me);
+
+/* Kills the runner's process group (it and its sandboxed child). */
+void dems_media_runner_kill(pid_t pid);
+
+/* CLOCK_MONOTONIC in seconds, the clock of the deadlines. */
+double dems_media_runner_clock(void);
+
+/* The usual deadline: now + cfg->media_timeout (enforced by the runner
+ * itself) + 60 s. */
+double dems_media_runner_deadline(const struct dems_config *cfg);
 
 /* ---- the worker's ledger appender (server/jobs/job_ledger.c) ---- */
 

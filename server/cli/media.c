@@ -14,6 +14,10 @@
  * demsd unpack-sandbox does the same for an archive (dems_unpack_sandboxed,
  * include/dems/unpack.h): the archive on fd 3, its members as frames on
  * fd 4 (a pipe the worker reads while this runs), the summary on stdout.
+ *
+ * demsd media-frames samples a video's frames for face indexing
+ * (dems_media_frames_sandboxed): the input on fd 3, upright RGB24 frames on
+ * fd 4 (a pipe the worker reads while this runs), the result on stdout.
  */
 #include "dems/media.h"
 
@@ -232,6 +236,112 @@ int dems_cli_unpack_sandbox(int argc, char **argv)
     if (r < 0)
         return answer_error(dems_media_code_str(err.code), err.message);
     json_t *j = json_pack("{s:o}", "result", summary);
+    char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (s == NULL)
+        return answer_error("media_internal", "out of memory");
+    printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+static const char frames_usage[] =
+    "Usage: demsd media-frames [--fps F] [--max-side N] [--threads N] [--keep-nonref]\n"
+    "                          [--max-pixels N] [--max-total-pixels N] [--max-duration S]\n"
+    "                          [--timeout S] [--memory BYTES] [--sandbox-user NAME]\n\n"
+    "Internal: run by `demsd worker` to sample a video's frames for face indexing.\n"
+    "Reads the input on fd 3, writes F frames per second of video (default 2) as\n"
+    "upright RGB24 frames, the longer side at most N pixels (default 1920), to\n"
+    "fd 4 (a pipe the worker reads while this runs; docs/media.md, \"Frame\n"
+    "sampling for face indexing\") and prints one JSON line with the result. The\n"
+    "decoder skips non-reference frames unless --keep-nonref, and uses one thread\n"
+    "unless --threads. It runs in the media sandbox, as NAME when this runs as root.\n";
+
+/* A decimal number in (0, max], such as 2 or 0.5. */
+static bool decimal(int argc, char **argv, int *i, double max, double *ret)
+{
+    if (*i + 1 >= argc)
+        return false;
+    const char *v = argv[++*i];
+    char *end = NULL;
+    if (v[0] < '0' || v[0] > '9')
+        return false; /* no sign, space, "inf" or "nan" */
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || !(d > 0 && d <= max))
+        return false;
+    *ret = d;
+    return true;
+}
+
+/* Applies a frame-sampling or limit option; false when arg is not one. */
+static bool frames_option(int argc, char **argv, int *i, struct dems_media_frames_params *p,
+                          struct dems_media_limits *lim, bool *ok)
+{
+    uint64_t v = 0;
+    const char *a = argv[*i];
+    if (strcmp(a, "--fps") == 0) {
+        *ok = decimal(argc, argv, i, 30, &p->fps);
+    } else if (strcmp(a, "--max-side") == 0) {
+        *ok = number(argc, argv, i, 16384, &v) && v >= 16;
+        p->max_side = (uint32_t)v;
+    } else if (strcmp(a, "--threads") == 0) {
+        *ok = number(argc, argv, i, 16, &v);
+        p->threads = (int)v;
+    } else if (strcmp(a, "--keep-nonref") == 0) {
+        p->skip_nonref = false;
+    } else if (strcmp(a, "--max-pixels") == 0) {
+        *ok = number(argc, argv, i, UINT64_MAX, &v);
+        lim->max_pixels = v;
+    } else if (strcmp(a, "--max-total-pixels") == 0) {
+        *ok = number(argc, argv, i, UINT64_MAX, &v);
+        lim->max_total_pixels = v;
+    } else if (strcmp(a, "--max-duration") == 0) {
+        *ok = number(argc, argv, i, 366ULL * 86400, &v);
+        lim->max_duration = (double)v;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+int dems_cli_media_frames(int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(frames_usage, stdout);
+        return 0;
+    }
+    struct dems_media_limits lim;
+    struct dems_media_frames_params p;
+    dems_media_limits_init(&lim);
+    dems_media_frames_params_init(&p);
+    for (int i = 1; i < argc; i++) {
+        bool ok = true, bad_user = false;
+        const char *opt = argv[i];
+        if (!frames_option(argc, argv, &i, &p, &lim, &ok) &&
+            !sandbox_option(argc, argv, &i, &lim, &ok, &bad_user)) {
+            fprintf(stderr, "demsd media-frames: unknown option %s\n", opt);
+            return 2;
+        }
+        if (bad_user)
+            return answer_error("media_internal", "the sandbox account (sandbox_user) does "
+                                                  "not exist or is root");
+        if (!ok) {
+            fprintf(stderr, "demsd media-frames: %s needs a number in its range\n", opt);
+            return 2;
+        }
+    }
+    /* Die with the worker that started us (its sandboxed child dies with us). */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+        return answer_error("media_internal", "the worker that started this runner is gone");
+    if (fcntl(3, F_GETFD) < 0 || fcntl(4, F_GETFD) < 0)
+        return answer_error("media_internal", "no input on fd 3 or no frame pipe on fd 4");
+    json_t *result = NULL;
+    struct dems_media_error err = {.code = DEMS_MEDIA_OK};
+    int r = dems_media_frames_sandboxed(3, 4, &p, &lim, &result, &err);
+    close(4); /* the worker sees the frames end with the child */
+    if (r < 0)
+        return answer_error(dems_media_code_str(err.code), err.message);
+    json_t *j = json_pack("{s:o}", "result", result);
     char *s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (s == NULL)

@@ -40,7 +40,7 @@ LIBRARIES = {
 # put before the bogus option so that it is the option that is refused.
 SUBCOMMANDS = {
     "demsd": {"serve": [], "worker": [], "migrate": [], "admin": None, "routes": [], "face": None,
-              "media-sandbox": [], "unpack-sandbox": []},
+              "media-sandbox": [], "unpack-sandbox": [], "media-frames": []},
     "dems-verify": {"ledger": [], "inclusion": [], "consistency": [], "checkpoint": [],
                     "file": [], "bundle": []},
     "dems-media": {"probe": ["FILE"], "preview": ["FILE", "DIR"], "versions": []},
