@@ -25,19 +25,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #include "dems/buf.h"
 #include "dems/config.h"
@@ -214,159 +206,41 @@ static struct dems_sniffed sniff_input(PGconn *db, const char *id, int fd)
 
 /* ---- the job ---- */
 
-/* Largest answer accepted from the sandbox runner. */
-#define ANSWER_MAX (8u << 20)
-
-static enum dems_media_code code_from(const char *name)
-{
-    for (int c = DEMS_MEDIA_OK; c <= DEMS_MEDIA_INTERNAL; c++) {
-        if (name != NULL && strcmp(dems_media_code_str((enum dems_media_code)c), name) == 0)
-            return (enum dems_media_code)c;
-    }
-    return DEMS_MEDIA_INTERNAL;
-}
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * Runs the preview in `demsd media-sandbox` (server/cli/media.c), started
- * with posix_spawn: a fresh single-threaded process whose sandboxed child
- * forks safely, which a worker's threads would not allow. Input on fd 3,
- * outputs on 4-7, one JSON line back on a pipe. The runner enforces the
- * configured timeout itself; it gets a minute more before its whole process
- * group is killed from here.
+ * by dems_media_runner_spawn (server/jobs/media_runner.c): a fresh
+ * single-threaded process whose sandboxed child forks safely, which a
+ * worker's threads would not allow. Input on fd 3, outputs on 4-7, one JSON
+ * line back on a pipe. The runner enforces the configured timeout itself;
+ * it gets a minute more before its whole process group is killed from here.
  */
 static int run_sandbox(const struct dems_job_ctx *ctx, const struct work *w, json_t **ret,
                        struct dems_media_error *me, bool *ret_released)
 {
     const struct dems_config *cfg = ctx->cfg;
-    char pix[24], tot[24], dur[24], tmo[24], mem[24];
+    char pix[24], tot[24], dur[24];
     snprintf(pix, sizeof(pix), "%llu", (unsigned long long)cfg->media_max_pixels);
     snprintf(tot, sizeof(tot), "%llu", (unsigned long long)cfg->media_max_total_pixels);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)cfg->media_max_duration);
-    snprintf(tmo, sizeof(tmo), "%llu", (unsigned long long)cfg->media_timeout);
-    snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg->media_memory);
-    /* posix_spawn takes char *const[]: writable copies of the words. */
-    char w0[] = "demsd", w1[] = "media-sandbox", w2[] = "--max-pixels", w3[] = "--max-total-pixels",
-         w4[] = "--max-duration", w5[] = "--timeout", w6[] = "--memory", w7[] = "--sandbox-user";
-    char *argv[] = {w0,  w1, w2, pix, w3, tot, w4, dur, w5, tmo, w6, mem, w7, cfg->sandbox_user,
-                    NULL};
-    if (cfg->sandbox_user[0] == '\0')
-        argv[12] = NULL; /* the runner's default (nobody) if it is root */
-    me->code = DEMS_MEDIA_INTERNAL;
-    int pfd[2] = {-1, -1}, src[1 + NOUT];
-    for (size_t i = 0; i <= NOUT; i++)
-        src[i] = -1;
-    /* Sources above the targets (3-7), so no dup2 overwrites another's source. */
-    bool ok = pipe2(pfd, O_CLOEXEC) == 0;
-    for (size_t i = 0; ok && i <= NOUT; i++)
-        ok = (src[i] = fcntl(i == 0 ? w->in_fd : w->out_fd[i - 1], F_DUPFD_CLOEXEC, 64)) >= 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    sigset_t none, deflt;
-    sigemptyset(&none);
-    sigemptyset(&deflt);
-    sigaddset(&deflt, SIGCHLD);
-    sigaddset(&deflt, SIGPIPE);
-    sigaddset(&deflt, SIGTERM);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &deflt);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETPGROUP);
-    for (size_t i = 0; ok && i <= NOUT; i++)
-        ok = posix_spawn_file_actions_adddup2(&fa, src[i], 3 + (int)i) == 0;
-    if (ok)
-        ok = posix_spawn_file_actions_adddup2(&fa, pfd[1], 1) == 0;
+    const char *args[] = {
+        "--max-pixels", pix, "--max-total-pixels", tot, "--max-duration", dur, NULL};
+    int fds[1 + NOUT] = {w->in_fd};
+    for (size_t i = 0; i < NOUT; i++)
+        fds[1 + i] = w->out_fd[i];
     pid_t pid = -1;
-    int r = ok ? posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, environ) : errno;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    for (size_t i = 0; i <= NOUT; i++)
-        if (src[i] >= 0)
-            close(src[i]);
-    if (pfd[1] >= 0)
-        close(pfd[1]);
-    if (!ok || r != 0) {
-        if (pfd[0] >= 0)
-            close(pfd[0]);
-        snprintf(me->message, sizeof(me->message), "cannot start the media sandbox: %s",
-                 strerror(r != 0 ? r : errno));
+    int answer = -1;
+    *ret_released = false;
+    me->code = DEMS_MEDIA_INTERNAL;
+    if (dems_media_runner_spawn(cfg, "media-sandbox", args, fds, 1 + NOUT, &pid, &answer,
+                                me->message, sizeof(me->message)) < 0)
+        return DEMS_EINTERNAL;
+    int r = dems_media_runner_finish(pid, answer, dems_media_runner_deadline(cfg), ctx, ret, me);
+    if (r == DEMS_EUNAVAIL) {
+        /* The worker is stopping: the job goes back to the queue. */
+        *ret_released = true;
         return DEMS_EINTERNAL;
     }
-    /* Read the answer until EOF or the deadline. */
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap + 1);
-    double deadline = mono() + (double)cfg->media_timeout + 60;
-    bool killed = false;
-    *ret_released = false;
-    while (buf != NULL) {
-        double left = deadline - mono();
-        if (left <= 0 || dems_job_stopping(ctx)) {
-            /* Overran, or the worker is stopping: the job goes back to the queue. */
-            *ret_released = left > 0;
-            kill(-pid, SIGKILL);
-            killed = true;
-            break;
-        }
-        struct pollfd q = {.fd = pfd[0], .events = POLLIN};
-        int n = poll(&q, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
-        if (len == cap) {
-            char *nb = cap < ANSWER_MAX ? realloc(buf, 2 * cap + 1) : NULL;
-            if (nb == NULL) {
-                kill(-pid, SIGKILL);
-                killed = true;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t k = read(pfd[0], buf + len, cap - len);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        len += (size_t)k;
-    }
-    close(pfd[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    json_error_t jerr;
-    json_t *ans = buf != NULL && !killed ? (buf[len] = '\0', json_loads(buf, 0, &jerr)) : NULL;
-    free(buf);
-    json_t *res = json_object_get(ans, "result");
-    json_t *e = json_object_get(ans, "error");
-    int rc;
-    if (json_is_object(res)) {
-        *ret = json_incref(res);
-        me->code = DEMS_MEDIA_OK;
-        rc = 0;
-    } else if (json_is_object(e)) {
-        me->code = code_from(json_string_value(json_object_get(e, "code")));
-        const char *m = json_string_value(json_object_get(e, "message"));
-        snprintf(me->message, sizeof(me->message), "%s", m != NULL ? m : "(no message)");
-        rc = dems_media_code_err(me->code);
-    } else {
-        snprintf(me->message, sizeof(me->message), "the media sandbox runner %s",
-                 killed                ? "was killed: no answer in time"
-                 : WIFSIGNALED(status) ? "was killed by a signal"
-                                       : "gave no answer");
-        rc = DEMS_EINTERNAL;
-    }
-    json_decref(ans);
-    return rc;
+    return r;
 }
 
 /*
