@@ -3,13 +3,12 @@
  * Frame sampling for face indexing: one pass over the best video stream
  * keeps, for each multiple of 1/fps seconds, the first decoded frame at or
  * after it, turns it upright, gives it square pixels, scales it (never up)
- * to RGB24 with swscale and writes it to a pipe as a "DFRM" frame
- * (include/dems/media.h) for the worker, which detects faces on them while
- * this decodes on. The decoder may skip non-reference frames: most frames
- * are never kept, and an H.264 decoder that skips what no other frame
- * needs does much less work (docs/media.md has the measurement). Every
- * decoded frame is checked against the frame-size, total-pixel and
- * duration limits, as in the preview pipeline.
+ * to RGB24 with swscale (with the stream's YUV matrix and range) and writes it to a pipe as a
+ * "DFRM" frame (include/dems/media.h) for the worker, which detects faces on them while this
+ * decodes on. The decoder may skip non-reference frames: most frames are never kept, and an H.264
+ * decoder that skips what no other frame needs does much less work (docs/media.md has the
+ * measurement). Every decoded frame is checked against the frame-size, total-pixel and duration
+ * limits, as in the preview pipeline.
  */
 #include <errno.h>
 #include <libavcodec/avcodec.h>
@@ -147,6 +146,15 @@ static struct SwsContext *scaler(const AVFrame *in, int w, int h, int threads)
     if (sws_init_context(c, NULL, NULL) < 0) {
         sws_freeContext(c);
         return NULL;
+    }
+    /* The stream's YUV matrix (BT.709 for most HD video; swscale assumes
+     * BT.601) and range, so that faces keep their colours. */
+    int *inv, *tab, src_range, dst_range, brightness, contrast, saturation;
+    if (sws_getColorspaceDetails(c, &inv, &src_range, &tab, &dst_range, &brightness, &contrast,
+                                 &saturation) >= 0) {
+        src_range |= in->color_range == AVCOL_RANGE_JPEG;
+        sws_setColorspaceDetails(c, sws_getCoefficients((int)in->colorspace), src_range, tab,
+                                 dst_range, brightness, contrast, saturation);
     }
     return c;
 }
@@ -461,10 +469,11 @@ static json_t *source_json(const struct sampler *s)
 
 static json_t *params_json(const struct sampler *s)
 {
-    return json_pack("{s:f, s:i, s:b, s:i, s:s, s:s, s:i, s:s, s:i, s:s}", "fps", s->p->fps,
+    return json_pack("{s:f, s:i, s:b, s:i, s:s, s:s, s:s, s:i, s:s, s:i, s:s}", "fps", s->p->fps,
                      "max_side", (int)s->p->max_side, "skip_nonref", s->p->skip_nonref, "threads",
-                     s->p->threads, "pix_fmt", "rgb24", "scale", "bicubic", "rotation_applied",
-                     s->rot, "format", "DFRM", "version", DEMS_MEDIA_FRAME_VERSION, "sampling",
+                     s->p->threads, "pix_fmt", "rgb24", "scale", "bicubic", "yuv_matrix",
+                     "the stream's (bt601 when unspecified)", "rotation_applied", s->rot, "format",
+                     "DFRM", "version", DEMS_MEDIA_FRAME_VERSION, "sampling",
                      "first decoded frame at or after each multiple of 1/fps");
 }
 

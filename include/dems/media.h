@@ -231,15 +231,16 @@ void dems_media_frames_params_init(struct dems_media_frames_params *p);
  * yields one frame, not copies). Frames are made upright (display matrix or
  * "rotate" tag, multiples of 90 degrees, as the proxy), given square pixels,
  * scaled with swscale (bicubic) so that the longer side is at most
- * p->max_side, and converted to RGB24. A still image (JPEG, PNG, ... read
- * by an image demuxer) gives one frame at t = 0. Every limit of lim applies
- * (declared and decoded frame size, total decoded pixels, duration).
+ * p->max_side, and converted to RGB24 with the stream's YUV matrix and range. A still image (JPEG,
+ * PNG, ... read by an image demuxer) gives one frame at t = 0. Every limit of lim applies (declared
+ * and decoded frame size, total decoded pixels, duration).
  *
  * Returns 0 and *ret_result (owned; json_decref):
  *   {"frames": n, "decoded": n, "duration": s, "width": w, "height": h,
  *    "source": {"codec", "width", "height", "fps", "rotation", "still"},
  *    "params": {"fps", "max_side", "skip_nonref", "threads", "pix_fmt": "rgb24",
- *               "scale": "bicubic", "rotation_applied", "format": "DFRM", "version"},
+ *               "scale": "bicubic", "yuv_matrix", "rotation_applied", "format": "DFRM",
+ *               "version", "sampling"},
  *    "limits": {...}, "ffmpeg": {...versions...}}
  * (width and height of the first frame written; 0 when none), or a negative
  * DEMS_E* (dems_media_code_err(err->code)) with err filled: the decoding

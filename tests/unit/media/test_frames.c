@@ -5,10 +5,10 @@
  * with the ffmpeg command line: 10 s at 25 fps whose every frame carries its
  * number in its colour (red = 20 x second, green = 8 x frame in the second),
  * so a frame read back tells which source frame it was; the same with
- * B-frames, a rotated phone video, a 4K clip, a JPEG, a PNG, audio only, and
- * hostile files. Samplings run in the sandbox (and once in process) into a
- * file or a pipe read by another process; the reader is fed hand-made
- * streams, good and corrupt.
+ * B-frames, a rotated phone video, a 4K clip, a BT.709 colour, a JPEG, a
+ * PNG, audio only, and hostile files. Samplings run in the sandbox (and
+ * once in process) into a file or a pipe read by another process; the
+ * reader is fed hand-made streams, good and corrupt.
  */
 /* cmocka.h needs these first, in this order. */
 /* clang-format off */
@@ -145,6 +145,11 @@ static int setup_corpus(void **state)
                     "drawbox=x=0:y=0:w=80:h=60:color=white:t=fill -c:v libx264 -preset ultrafast");
     make_rotated();
     gen("uhd.mp4", "-f lavfi -i testsrc=s=3840x2160:r=25:d=0.4 -c:v libx264 -preset ultrafast");
+    /* One colour, BT.709 limited range, losslessly coded. */
+    gen("bt709.mp4", "-f lavfi -i color=c=0xC04020:s=64x64:r=25:d=1 "
+                     "-vf scale=out_color_matrix=bt709:out_range=tv,format=yuv420p "
+                     "-colorspace bt709 -color_primaries bt709 -color_trc bt709 "
+                     "-c:v libx264 -preset ultrafast -qp 0");
     gen("still.jpg", "-f lavfi -i testsrc=s=320x240:d=1 -frames:v 1");
     gen("still.png", "-f lavfi -i testsrc=s=200x100:d=1 -frames:v 1");
     gen("audio.m4a", "-f lavfi -i sine=f=440:sample_rate=48000:d=2 -c:a aac");
@@ -452,6 +457,24 @@ static void test_stills(void **state)
         assert_true(json_is_true(json_object_get(json_object_get(g.res, "source"), "still")));
         json_decref(g.res);
     }
+}
+
+/* HD video's BT.709 colours come back as they went in (read with BT.601's
+ * matrix, this red would lose about 13 levels). */
+static void test_colour_matrix(void **state)
+{
+    struct dems_media_frames_params p;
+    struct got g;
+
+    (void)state;
+    dems_media_frames_params_init(&p);
+    sample_ok("bt709.mp4", &p, &g);
+    assert_int_equal(g.n, 2);
+    const uint8_t want[3] = {0xc0, 0x40, 0x20};
+    for (int i = 0; i < 3; i++)
+        if (abs(g.px[0][0][i] - want[i]) > 5)
+            fail_msg("channel %d: %d, want %d +- 5", i, g.px[0][0][i], want[i]);
+    json_decref(g.res);
 }
 
 /* --- refusals ------------------------------------------------------------ */
@@ -775,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_rotated),
         cmocka_unit_test(test_scaled),
         cmocka_unit_test(test_stills),
+        cmocka_unit_test(test_colour_matrix),
         cmocka_unit_test(test_hostile),
         cmocka_unit_test(test_reader_gone),
         cmocka_unit_test(test_through_a_pipe),
