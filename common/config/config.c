@@ -16,13 +16,13 @@
 #include "dems/limits.h"
 #include "dems/str.h"
 
-enum kind { K_STR, K_U64, K_BOOL, K_HOSTPORT, K_LEVEL };
+enum kind { K_STR, K_U64, K_BOOL, K_HOSTPORT, K_LEVEL, K_REAL };
 
 struct key {
     const char *name;
     enum kind kind;
     size_t off;
-    uint64_t min, max; /* K_U64 */
+    uint64_t min, max; /* K_U64; K_REAL: a value v must lie in (min, max] */
     const char *def;
     const char *help;
 };
@@ -159,6 +159,20 @@ static const struct key keys[] = {
     {"sandbox_user", K_STR, OFF(sandbox_user), 0, 0, "dems-sandbox",
      "account the media decoder switches to when its runner runs as root (otherwise it keeps "
      "the worker's unprivileged account)"},
+    {"face_models", K_STR, OFF(face_models), 0, 0, "",
+     "directory of the face networks (empty = found as `demsd face` finds them: DEMS_MODELS, "
+     ".models/ of the checkout, /usr/share/dems/face-models)"},
+    {"face_sample_fps", K_REAL, OFF(face_sample_fps), 0, 30, "2",
+     "frames per second a face-index job samples from a video"},
+    {"face_max_side", K_U64, OFF(face_max_side), 64, 8192, "1920",
+     "sampled frames are scaled down so their longer side is at most this many pixels"},
+    {"face_threshold", K_REAL, OFF(face_threshold), 0, 1, "0.5",
+     "default and lowest score (1 - descriptor distance) a face-search candidate must reach; "
+     "a searcher may only raise it (docs/face.md, \"Matching threshold\")"},
+    {"face_legal_bases", K_STR, OFF(face_legal_bases), 0, 0,
+     "DPA 2018 s.35 law enforcement processing|PACE 1984 s.64A custody images|"
+     "Common law: prevention and detection of crime",
+     "the legal bases a face search may name, separated by |"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 
@@ -233,6 +247,18 @@ static int set_key(struct dems_config *c, const struct key *k, const char *value
             strcmp(value, "warn") != 0 && strcmp(value, "error") != 0)
             return bad(err, errlen, k->name, "expected debug, info, warn or error", value);
         break;
+    case K_REAL: {
+        char *end = NULL;
+        double v = strtod(value, &end);
+        if (value[0] == '\0' || end == NULL || *end != '\0' || !(v > (double)k->min) ||
+            !(v <= (double)k->max)) {
+            snprintf(why, sizeof(why), "expected a number above %llu and at most %llu",
+                     (unsigned long long)k->min, (unsigned long long)k->max);
+            return bad(err, errlen, k->name, why, value);
+        }
+        *(double *)field(c, k) = v;
+        return 0;
+    }
     case K_STR:
         break;
     }
@@ -260,7 +286,7 @@ int dems_config_init(struct dems_config *c)
 void dems_config_done(struct dems_config *c)
 {
     for (size_t i = 0; i < NKEYS; i++) {
-        if (keys[i].kind != K_U64 && keys[i].kind != K_BOOL) {
+        if (keys[i].kind != K_U64 && keys[i].kind != K_BOOL && keys[i].kind != K_REAL) {
             char **slot = (char **)field(c, &keys[i]);
             free(*slot);
             *slot = NULL;

@@ -56,6 +56,15 @@ bool wt_pinned_sha256(const char *file, const char **ret_hex)
     return false;
 }
 
+bool dems_face_model_file(size_t i, const char **ret_file, const char **ret_sha256)
+{
+    if (i >= sizeof(pinned) / sizeof(pinned[0]))
+        return false;
+    *ret_file = pinned[i].file;
+    *ret_sha256 = pinned[i].sha256;
+    return true;
+}
+
 int wt_missing(const char *model, const char *name, char *err, size_t errlen)
 {
     if (err != NULL)

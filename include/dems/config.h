@@ -82,6 +82,13 @@ struct dems_config {
     uint64_t unpack_max_member_bytes; /* one member's bytes (larger: skipped) */
     uint64_t unpack_max_total_bytes;  /* bytes unpacked from one archive */
     uint64_t unpack_max_ratio;        /* bytes unpacked per byte of the archive */
+
+    /* Face search (docs/face-search.md). */
+    char *face_models;       /* the networks' directory ("" = the usual places) */
+    double face_sample_fps;  /* frames sampled per second of video */
+    uint64_t face_max_side;  /* sampled frames' longer side, pixels */
+    double face_threshold;   /* lowest candidate score (1 - distance) */
+    char *face_legal_bases;  /* "|"-separated */
 };
 
 /* Fills c with defaults. Strings are owned; free with dems_config_done. */

@@ -104,6 +104,13 @@ int dems_face_models_find(const char *dir, const char *exe_path, char *buf, size
 int dems_face_models_load(const char *dir, struct dems_face_models **ret_models, char *err,
                           size_t errlen);
 
+/*
+ * The i-th model file (from 0) and its pinned SHA-256 (hex), which every
+ * loaded file was checked against, for records such as FACE_INDEXED.
+ * False past the last one.
+ */
+bool dems_face_model_file(size_t i, const char **ret_file, const char **ret_sha256);
+
 /* Frees models (NULL is fine). No context may still use them. */
 void dems_face_models_free(struct dems_face_models *models);
 

@@ -91,6 +91,15 @@ int dems_blob_out_write(struct dems_blob_out *o, const uint8_t *p, size_t n);
 int dems_blob_out_close(struct dems_blob_out *o, uint8_t sha256[static 32], uint64_t *ret_size);
 void dems_blob_out_free(struct dems_blob_out *o);
 
+/*
+ * Stores len bytes of plaintext from memory as a blob (through a temporary
+ * file under data_dir/work, fsynced and adopted) and writes its id (hex
+ * SHA-256) to ret_id. Blocking: a work-pool thread or a worker. Returns 0 or
+ * a dems_blob_out / dems_blob_adopt error.
+ */
+int dems_blob_put_mem(const char *data_dir, const uint8_t master[static 32], const uint8_t *data,
+                      size_t len, char ret_id[static 65]);
+
 /* True when blob id is in the store (its file exists). */
 bool dems_blob_exists(const char *data_dir, const char *id);
 

@@ -56,6 +56,7 @@ struct dems_principal {
     int64_t disclosure_id; /* disclosure link holders only (username "disclosure/<id>") */
     int64_t submission_id; /* submitters only (username "submission/<id>") */
     char csrf[65];         /* login sessions: the token's CSRF token (dems_auth_csrf) */
+    bool face_search;      /* staff: an admin granted the face-search permission */
 };
 
 struct dems_route {

@@ -14,6 +14,7 @@
 
 #include "dems/ledger.h"
 #include "demsd/blobs.h"
+#include "demsd/access.h"
 #include "demsd/http.h"
 
 /* SQL that renders a timestamptz column as RFC 3339 UTC. */
@@ -37,34 +38,8 @@ bool api_get_bool(struct dems_req *req, const char *key, bool def, bool *ret);
 bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max, int64_t def,
                  int64_t *ret);
 
-/*
- * Who sees which evidence (docs/api.md, "Who sees what"): an SQL condition,
- * true when the caller may see the artefact whose id is the expression id.
- * Parameter all is 'true' for administrators, who see everything. Anyone
- * else (user id in parameter uid) sees:
- *  - what they or a dock assigned to them uploaded (any upload that produced
- *    the artefact counts, so two officers who upload the same file both see it);
- *  - exhibits of the cases they are a current member of (any case role);
- *  - exhibits a live share gives them (a prosecutor: not revoked, not expired,
- *    the whole case or that exhibit), when the share also satisfies share_cond
- *    (an SQL condition on the share "vs", e.g. "vs.can_download");
- *  - material the public submitted through a link of a case they are a
- *    current member of (triage), until it is disposed of.
- * Removed exhibits and members give nothing.
- */
-#define API_SEES_SQL(id, uid, all, share_cond)                                                     \
-    "(" all "::boolean OR EXISTS (SELECT 1 FROM uploads vu WHERE vu.evidence_id = " id             \
-    " AND (vu.owner_user_id = " uid "::bigint OR vu.owner_device_id IN"                            \
-    " (SELECT vd.id FROM devices vd WHERE vd.assigned_user = " uid "::bigint)))"                   \
-    " OR EXISTS (SELECT 1 FROM exhibits vx WHERE vx.artefact = " id " AND vx.removed_at IS NULL"   \
-    " AND (EXISTS (SELECT 1 FROM case_members vm WHERE vm.case_id = vx.case_id"                    \
-    " AND vm.user_id = " uid "::bigint AND vm.removed_at IS NULL)"                                 \
-    " OR EXISTS (SELECT 1 FROM shares vs WHERE vs.case_id = vx.case_id"                            \
-    " AND vs.prosecutor = " uid "::bigint AND vs.revoked_at IS NULL AND vs.expires_at > now()"     \
-    " AND (" share_cond ") AND (vs.whole_case OR EXISTS (SELECT 1 FROM share_exhibits vse"         \
-    " WHERE vse.share_id = vs.id AND vse.exhibit_id = vx.id)))))"                                  \
-    " OR EXISTS (SELECT 1 FROM submission_viewers vp WHERE vp.artefact = " id                      \
-    " AND vp.user_id = " uid "::bigint))"
+/* Who sees which evidence: DEMS_SEES_SQL (demsd/access.h), the one rule. */
+#define API_SEES_SQL(id, uid, all, share_cond) DEMS_SEES_SQL(id, uid, all, share_cond)
 /* Sees at all (metadata, previews). */
 #define API_VISIBLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "true")
 /* May read the original: a prosecutor needs a share with download rights. */
@@ -304,6 +279,17 @@ void api_ledger_submit(struct dems_req *req, struct dems_ledger_item *item,
                        void (*done)(struct dems_ledger_item *item, void *req));
 
 /*
+ * A ledgered change by the calling user: an item of type naming case_ref
+ * (NULL: none), with payload (stolen, even on failure) and the
+ * pre-statement sql run in the entry's transaction with n params (copied;
+ * a NULL is SQL NULL). NULL (after answering 500) when out of memory. The
+ * caller sets anything else (artefact, pre_must_change) and submits it.
+ */
+struct dems_ledger_item *api_change_new(struct dems_req *req, enum dems_ledger_type type,
+                                        const char *case_ref, json_t *payload, const char *sql,
+                                        int n, const char *const *params);
+
+/*
  * One paging style for every list (docs/api.md, "Lists"): ?limit= (1 to
  * API_PAGE_MAX, default API_PAGE_DEFAULT) and ?cursor= (opaque: the
  * "next_cursor" of the previous page, passed back unchanged). The answer is
@@ -423,6 +409,24 @@ void api_download_start(struct dems_req *req, struct api_download *d);
 struct dems_ledger_item;
 void api_download_recorded(struct dems_ledger_item *item, void *arg);
 
+/* ---- face search (face_cases.c, face_galleries.c, face_searches.c) ---- */
+
+/* True when the caller holds the face-search permission; otherwise answers
+ * 403 face_search_not_permitted (the refusal ledgered) and returns false. */
+bool api_face_permitted(struct dems_req *req);
+
+/* A face track row (track_id, artefact, t_first, t_last, best_t,
+ * detections, score, quality, best_box) as JSON with its crop's URL. */
+json_t *api_face_track_json(const PGresult *res, int row);
+
+/*
+ * Decodes b64 (a JPEG or PNG of at most 10 MiB) and stores it as a blob on
+ * the work pool, then runs next on the loop with its SHA-256; a bad image
+ * is answered 400 invalid_field naming "image", a big one 413.
+ */
+typedef void (*api_face_image_cb)(struct dems_req *req, const char *sha);
+void api_face_image_put(struct dems_req *req, const char *b64, api_face_image_cb next);
+
 /* Routes are attached in routes.c. */
 void api_healthz(struct dems_req *req);
 void api_readyz(struct dems_req *req);
@@ -503,6 +507,22 @@ void api_submissions_accept(struct dems_req *req);
 void api_submissions_reject(struct dems_req *req);
 void api_evidence_custody(struct dems_req *req);
 void api_qr(struct dems_req *req);
+void api_admin_users_update(struct dems_req *req);
+void api_face_case_status(struct dems_req *req);
+void api_face_case_indexing(struct dems_req *req);
+void api_face_case_tracks(struct dems_req *req);
+void api_face_track_crop(struct dems_req *req);
+void api_face_galleries_create(struct dems_req *req);
+void api_face_galleries_list(struct dems_req *req);
+void api_face_gallery_users_set(struct dems_req *req);
+void api_face_subjects_list(struct dems_req *req);
+void api_face_subjects_create(struct dems_req *req);
+void api_face_subjects_remove(struct dems_req *req);
+void api_face_subject_crop(struct dems_req *req);
+void api_face_searches_create(struct dems_req *req);
+void api_face_searches_list(struct dems_req *req);
+void api_face_searches_get(struct dems_req *req);
+void api_face_searches_oversight(struct dems_req *req);
 
 /*
  * Rate limits of public routes (rate.c): takes a token from the PostgreSQL

@@ -239,6 +239,34 @@ void api_ledger_submit(struct dems_req *req, struct dems_ledger_item *item,
     }
 }
 
+struct dems_ledger_item *api_change_new(struct dems_req *req, enum dems_ledger_type type,
+                                        const char *case_ref, json_t *payload, const char *sql,
+                                        int n, const char *const *params)
+{
+    const struct dems_principal *who = dems_req_principal(req);
+    struct dems_ledger_item *it = dems_ledger_item_new(type, DEMS_LEDGER_ACTOR_USER, who->username);
+    bool ok = it != NULL && payload != NULL && n <= DEMS_LEDGER_PRE_MAX;
+    if (ok) {
+        it->payload = payload;
+        payload = NULL;
+        if (case_ref != NULL)
+            snprintf(it->case_id, sizeof(it->case_id), "%s", case_ref);
+    }
+    if (ok && sql != NULL) {
+        ok = (it->pre_sql = strdup(sql)) != NULL;
+        it->pre_nparams = n;
+        for (int i = 0; ok && i < n; i++)
+            ok = params[i] == NULL || (it->pre_params[i] = strdup(params[i])) != NULL;
+    }
+    json_decref(payload);
+    if (!ok) {
+        dems_ledger_item_free(it);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return NULL;
+    }
+    return it;
+}
+
 /* ---- paging ---- */
 
 static bool cursor_char(char c)

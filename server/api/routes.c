@@ -28,6 +28,8 @@
 #define UPLOADERS        (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_DEVICE | DEMS_ROLE_SUBMITTER)
 #define EVIDENCE_READERS (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER | DEMS_ROLE_PROSECUTOR)
 #define CASE_CREATORS    (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
+/* A JSON body carrying a base64 image of up to 10 MiB. */
+#define FACE_IMAGE_BODY ((size_t)(10u << 20) / 3 * 4 + 64 * 1024)
 #define NO_LIMIT         SIZE_MAX /* bounded by each upload's Upload-Length instead */
 
 const struct dems_route dems_routes[] = {
@@ -47,6 +49,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/me/tokens/{id}", DEMS_ROLE_STAFF, 0, api_tokens_revoke),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/users", DEMS_ROLE_ADMIN, 0, api_admin_users_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/users", DEMS_ROLE_ADMIN, J, api_admin_users_create),
+    ROUTE(DEMS_HTTP_PATCH, "/v1/admin/users/{id}", DEMS_ROLE_ADMIN, J, api_admin_users_update),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/lockouts", DEMS_ROLE_ADMIN, 0, api_lockouts_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/lockouts/lift", DEMS_ROLE_ADMIN, J, api_lockouts_lift),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/key", DEMS_ROLE_PUBLIC, 0, api_ledger_key),
@@ -150,6 +153,34 @@ const struct dems_route dems_routes[] = {
            api_uploads_patch_end),
     ROUTE(DEMS_HTTP_GET, "/v1/uploads/{id}", UPLOADERS, 0, api_uploads_get),
     ROUTE(DEMS_HTTP_DELETE, "/v1/uploads/{id}", UPLOADERS, 0, api_uploads_delete),
+    /* Face search (docs/face-search.md): the permission is checked by the handlers. */
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face", CASE_CREATORS, 0, api_face_case_status),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/face/indexing", CASE_CREATORS, J,
+          api_face_case_indexing),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/tracks", CASE_CREATORS, 0, api_face_case_tracks),
+    ROUTE(DEMS_HTTP_GET, "/v1/face/tracks/{id}/crop", CASE_CREATORS, 0, api_face_track_crop),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/face/searches", CASE_CREATORS, FACE_IMAGE_BODY,
+          api_face_searches_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/searches", CASE_CREATORS, 0,
+          api_face_searches_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/searches/{sid}", CASE_CREATORS, 0,
+          api_face_searches_get),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/face/searches", DEMS_ROLE_ADMIN, 0,
+          api_face_searches_oversight),
+    ROUTE(DEMS_HTTP_GET, "/v1/face/galleries", CASE_CREATORS, 0, api_face_galleries_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/face/galleries", DEMS_ROLE_ADMIN, J,
+          api_face_galleries_create),
+    ROUTE(DEMS_HTTP_PUT, "/v1/admin/face/galleries/{id}/users/{username}", DEMS_ROLE_ADMIN, 0,
+          api_face_gallery_users_set),
+    ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/users/{username}", DEMS_ROLE_ADMIN, 0,
+          api_face_gallery_users_set),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/face/galleries/{id}/subjects", DEMS_ROLE_ADMIN, 0,
+          api_face_subjects_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/face/galleries/{id}/subjects", DEMS_ROLE_ADMIN,
+          FACE_IMAGE_BODY, api_face_subjects_create),
+    ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/subjects/{sid}", DEMS_ROLE_ADMIN, J,
+          api_face_subjects_remove),
+    ROUTE(DEMS_HTTP_GET, "/v1/face/subjects/{id}/crop", CASE_CREATORS, 0, api_face_subject_crop),
 };
 
 const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);

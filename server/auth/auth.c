@@ -107,6 +107,7 @@ static void on_lookup(void *arg, const PGresult *res, int err)
         snprintf(o->username, sizeof(o->username), "%s", col(res, "username"));
         o->role = dems_role_parse(col(res, "role"));
         o->token_id = parse_id(col(res, "token_id"));
+        o->face_search = strcmp(col(res, "face_search"), "t") == 0;
         snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
         bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
         ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
@@ -123,7 +124,8 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
 {
     dems_auth_csrf(tok.ptr, tok.len, out->csrf);
     return lookup_begin(req, tok, from_cookie,
-                        "SELECT u.id AS user_id, u.username, u.role, t.id AS token_id, t.kind"
+                        "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"
+                        " t.kind"
                         " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
                         " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
                         " AND t.expires_at > now() AND NOT u.disabled",

@@ -14,6 +14,10 @@
  * Memory: OUT_NBUF buffers of OUT_BUFSZ bytes, plus one cipher chunk.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -24,6 +28,7 @@
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/sstream.h"
+#include "dems/str.h"
 #include "demsd/blobs.h"
 
 #define OUT_NBUF  4
@@ -294,4 +299,37 @@ void dems_blob_out_free(struct dems_blob_out *o)
     free(o->plain);
     free(o->cipher);
     free(o);
+}
+
+int dems_blob_put_mem(const char *data_dir, const uint8_t master[static 32], const uint8_t *data,
+                      size_t len, char ret_id[static 65])
+{
+    static atomic_uint_fast64_t serial;
+    char dir[PATH_MAX], tmp[PATH_MAX + 64];
+    int n = snprintf(dir, sizeof(dir), "%s/work", data_dir);
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return DEMS_EIO;
+    mkdir(dir, 0700);
+    snprintf(tmp, sizeof(tmp), "%s/mem-%ld-%llu.blob", dir, (long)getpid(),
+             (unsigned long long)atomic_fetch_add(&serial, 1));
+    unlink(tmp);
+    struct dems_blob_out *o = NULL;
+    int r = dems_blob_out_open(tmp, master, &o);
+    for (size_t off = 0; r == 0 && off < len;) {
+        size_t k = len - off < DEMS_BLOB_CHUNK ? len - off : DEMS_BLOB_CHUNK;
+        r = dems_blob_out_write(o, data + off, k);
+        off += k;
+    }
+    uint8_t digest[32];
+    uint64_t size = 0;
+    if (r == 0)
+        r = dems_blob_out_close(o, digest, &size);
+    dems_blob_out_free(o);
+    if (r == 0) {
+        dems_hex_encode(digest, 32, ret_id);
+        r = dems_blob_adopt(data_dir, ret_id, tmp);
+    }
+    if (r < 0)
+        unlink(tmp);
+    return r;
 }

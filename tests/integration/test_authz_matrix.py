@@ -175,6 +175,31 @@ TABLE = {
                                                409),
     # The submission is open: no receipt yet.
     ("GET", "/v1/portal/receipt"): (401, 403, 403, 403, 403, 401, 403, 403, 403, 403, 409),
+    # Face search: the officer holds the face-search permission (granted in
+    # setup); the other officer and the administrator do not (403, ledgered),
+    # except on the admin routes and the galleries list, which admins manage.
+    ("PATCH", "/v1/admin/users/{id}"): ADMIN_POST(404),
+    ("GET", "/v1/cases/{id}/face"): (401, 200, 404, 403, 200, 401, 200, 200, 403, 403, 403),
+    ("POST", "/v1/cases/{id}/face/indexing"): (401, 400, 400, 403, 400, 401, 400, 401, 403, 401,
+                                               403),
+    ("GET", "/v1/cases/{id}/face/tracks"): (401, 200, 403, 403, 403, 401, 200, 200, 403, 403, 403),
+    ("GET", "/v1/face/tracks/{id}/crop"): (401, 404, 403, 403, 403, 401, 404, 404, 403, 403, 403),
+    ("POST", "/v1/cases/{id}/face/searches"): (401, 400, 403, 403, 403, 401, 400, 401, 403, 401,
+                                               403),
+    ("GET", "/v1/cases/{id}/face/searches"): (401, 200, 403, 403, 403, 401, 200, 200, 403, 403,
+                                              403),
+    ("GET", "/v1/cases/{id}/face/searches/{sid}"): (401, 404, 403, 403, 403, 401, 404, 404, 403,
+                                                    403, 403),
+    ("GET", "/v1/admin/face/searches"): ADMIN(200),
+    ("GET", "/v1/face/galleries"): (401, 200, 403, 403, 200, 401, 200, 200, 403, 403, 403),
+    ("POST", "/v1/admin/face/galleries"): ADMIN_POST(400),
+    ("PUT", "/v1/admin/face/galleries/{id}/users/{username}"): ADMIN_POST(404),
+    ("DELETE", "/v1/admin/face/galleries/{id}/users/{username}"): ADMIN_POST(404),
+    ("GET", "/v1/admin/face/galleries/{id}/subjects"): ADMIN(404),
+    ("POST", "/v1/admin/face/galleries/{id}/subjects"): ADMIN_POST(404),
+    ("DELETE", "/v1/admin/face/galleries/{id}/subjects/{sid}"): ADMIN_POST(404),
+    ("GET", "/v1/face/subjects/{id}/crop"): (401, 404, 403, 403, 404, 401, 404, 404, 403, 403,
+                                             403),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -206,6 +231,9 @@ def setup():
     c.admin = c.srv.admin_token()
     user(c, "mofficer", "officer")
     user(c, "mother", "officer")
+    # The officer may search faces (an admin's grant); nobody else here may.
+    st, out, err = c.srv.psql("UPDATE users SET face_search = true WHERE username = 'mofficer'")
+    assert st == 0, err
     user(c, "mprosecutor", "prosecutor")
     c.off = session(c, "mofficer")
     st, doc, _ = c.srv.request("POST", "/v1/me/tokens", {"name": "matrix"}, token=c.off)
@@ -364,6 +392,10 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/submission-links": {},
         "/v1/cases/{id}/submission-links/{lid}/revoke": {"reason": 5},
         "/v1/qr": {},
+        "/v1/cases/{id}/face/indexing": {},
+        "/v1/cases/{id}/face/searches": {},
+        "/v1/admin/face/galleries": {},
+        "/v1/admin/face/galleries/{id}/subjects": {},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])
