@@ -9,13 +9,10 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,8 +23,6 @@
 #include "demsd/blobs.h"
 
 #include "face_int.h"
-
-extern char **environ;
 
 /* ---- models and contexts ---- */
 
@@ -90,13 +85,6 @@ int dems_job_face_id_check(const json_t *payload, char *err, size_t errlen)
 
 /* ---- frames ---- */
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void work_remove(struct face_frames *fr)
 {
     if (fr->input[0] != '\0')
@@ -150,64 +138,36 @@ int face_frames_start(const struct dems_job_ctx *ctx, const char *id, const char
         work_remove(fr);
         return r;
     }
-    int in = open(fr->input, O_RDONLY | O_CLOEXEC);
-    char sfps[32], side[24], pix[24], tot[24], dur[24], tmo[24], mem[24];
+    char sfps[32], side[24], pix[24], tot[24], dur[24];
     snprintf(sfps, sizeof(sfps), "%.6g", fps > 0 ? fps : 1.0);
     snprintf(side, sizeof(side), "%u", fr->max_side);
     snprintf(pix, sizeof(pix), "%llu", (unsigned long long)cfg->media_max_pixels);
     snprintf(tot, sizeof(tot), "%llu", (unsigned long long)cfg->media_max_total_pixels);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)cfg->media_max_duration);
-    snprintf(tmo, sizeof(tmo), "%llu", (unsigned long long)cfg->media_timeout);
-    snprintf(mem, sizeof(mem), "%llu", (unsigned long long)cfg->media_memory);
-    char w0[] = "demsd", w1[] = "media-frames", w2[] = "--fps", w3[] = "--max-side",
-         w4[] = "--max-pixels", w5[] = "--max-total-pixels", w6[] = "--max-duration",
-         w7[] = "--timeout", w8[] = "--memory", w9[] = "--sandbox-user";
-    char *argv[] = {w0, w1,  w2, sfps, w3, side, w4, pix, w5,  tot, w6,
-                    dur, w7, tmo, w8,  mem,  w9, cfg->sandbox_user, NULL};
-    if (cfg->sandbox_user[0] == '\0')
-        argv[16] = NULL;
-    int fpipe[2] = {-1, -1}, apipe[2] = {-1, -1}, src_in = -1, src_fr = -1;
-    bool ok = in >= 0 && pipe2(fpipe, O_CLOEXEC) == 0 && pipe2(apipe, O_CLOEXEC) == 0;
-    /* Sources above the targets (3, 4), so no dup2 overwrites another's source. */
-    if (ok)
-        ok = (src_in = fcntl(in, F_DUPFD_CLOEXEC, 64)) >= 0 &&
-             (src_fr = fcntl(fpipe[1], F_DUPFD_CLOEXEC, 64)) >= 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    sigset_t none, deflt;
-    sigemptyset(&none);
-    sigemptyset(&deflt);
-    sigaddset(&deflt, SIGCHLD);
-    sigaddset(&deflt, SIGPIPE);
-    sigaddset(&deflt, SIGTERM);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &deflt);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                        POSIX_SPAWN_SETPGROUP);
-    if (ok)
-        ok = posix_spawn_file_actions_adddup2(&fa, src_in, 3) == 0 &&
-             posix_spawn_file_actions_adddup2(&fa, src_fr, 4) == 0 &&
-             posix_spawn_file_actions_adddup2(&fa, apipe[1], 1) == 0;
-    int sr = ok ? posix_spawn(&fr->pid, "/proc/self/exe", &fa, &attr, argv, environ) : errno;
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    int fds[] = {in, src_in, src_fr, fpipe[1], apipe[1]};
-    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-    fr->frames_fd = fpipe[0];
-    fr->answer_fd = apipe[0];
-    if (!ok || sr != 0) {
-        snprintf(err, errlen, "cannot start the media sandbox: %s", strerror(sr != 0 ? sr : errno));
-        fr->pid = -1;
-        struct dems_media_error me;
-        face_frames_finish(fr, NULL, &me);
-        return DEMS_EINTERNAL;
+    const char *args[] = {"--fps", sfps, "--max-side", side, "--max-pixels", pix,
+                          "--max-total-pixels", tot, "--max-duration", dur, NULL};
+    int in = open(fr->input, O_RDONLY | O_CLOEXEC);
+    int fp[2] = {-1, -1};
+    if (in < 0 || pipe2(fp, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "cannot open the input: %s", strerror(errno));
+        if (in >= 0)
+            close(in);
+        work_remove(fr);
+        return DEMS_EIO;
     }
-    fr->deadline = mono() + (double)cfg->media_timeout + 60;
+    r = dems_media_runner_spawn(cfg, "media-frames", args, (int[]){in, fp[1]}, 2, &fr->pid,
+                                &fr->answer_fd, err, errlen);
+    close(in);
+    close(fp[1]); /* the child's copy is the only writer: its end is our EOF */
+    fr->frames_fd = fp[0];
+    if (r < 0) {
+        fr->pid = -1;
+        close(fp[0]);
+        fr->frames_fd = -1;
+        work_remove(fr);
+        return r;
+    }
+    fr->deadline = dems_media_runner_deadline(cfg);
     return 0;
 }
 
@@ -215,7 +175,7 @@ int face_frames_next(struct face_frames *fr, const struct dems_job_ctx *ctx, cha
                      size_t errlen)
 {
     for (;;) {
-        double left = fr->deadline - mono();
+        double left = fr->deadline - dems_media_runner_clock();
         if (left <= 0) {
             snprintf(err, errlen, "the media sandbox gave no frame in time");
             return DEMS_ETOOBIG;
@@ -235,83 +195,25 @@ int face_frames_next(struct face_frames *fr, const struct dems_job_ctx *ctx, cha
     }
 }
 
-/* Largest answer accepted from the sampler. */
-#define ANSWER_MAX (1u << 20)
-
-static enum dems_media_code code_from(const char *name)
+int face_frames_finish(struct face_frames *fr, const struct dems_job_ctx *ctx, json_t **ret_result,
+                       struct dems_media_error *me)
 {
-    for (int c = DEMS_MEDIA_OK; c <= DEMS_MEDIA_INTERNAL; c++) {
-        if (name != NULL && strcmp(dems_media_code_str((enum dems_media_code)c), name) == 0)
-            return (enum dems_media_code)c;
-    }
-    return DEMS_MEDIA_INTERNAL;
-}
-
-int face_frames_finish(struct face_frames *fr, json_t **ret_result, struct dems_media_error *me)
-{
-    me->code = DEMS_MEDIA_INTERNAL;
-    snprintf(me->message, sizeof(me->message), "the media sandbox gave no answer");
     /* Closing our end first: a child still writing frames gets EPIPE and ends. */
     if (fr->frames_fd >= 0)
         close(fr->frames_fd);
     fr->frames_fd = -1;
-    char *buf = NULL;
-    size_t len = 0;
-    bool killed = false;
-    if (fr->answer_fd >= 0 && fr->pid > 0) {
-        buf = malloc(ANSWER_MAX + 1);
-        while (buf != NULL && len < ANSWER_MAX) {
-            double left = fr->deadline - mono();
-            if (left <= 0) {
-                kill(-fr->pid, SIGKILL);
-                killed = true;
-                break;
-            }
-            struct pollfd q = {.fd = fr->answer_fd, .events = POLLIN};
-            int n = poll(&q, 1, left > 1 ? 1000 : (int)(left * 1000) + 1);
-            if (n <= 0)
-                continue;
-            ssize_t k = read(fr->answer_fd, buf + len, ANSWER_MAX - len);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k <= 0)
-                break;
-            len += (size_t)k;
-        }
-    }
-    if (fr->answer_fd >= 0)
-        close(fr->answer_fd);
-    fr->answer_fd = -1;
-    int status = 0;
-    if (fr->pid > 0) {
-        if (len >= ANSWER_MAX)
-            kill(-fr->pid, SIGKILL);
-        while (waitpid(fr->pid, &status, 0) < 0 && errno == EINTR)
-            ;
-    }
+    int rc = DEMS_EINTERNAL;
+    json_t *result = NULL;
+    if (fr->pid > 0)
+        rc = dems_media_runner_finish(fr->pid, fr->answer_fd, fr->deadline, ctx, &result, me);
     fr->pid = -1;
+    fr->answer_fd = -1;
     dems_media_frame_done(&fr->frame);
     work_remove(fr);
-    json_t *ans = buf != NULL && !killed ? (buf[len] = '\0', json_loads(buf, 0, NULL)) : NULL;
-    free(buf);
-    json_t *res = json_object_get(ans, "result");
-    json_t *e = json_object_get(ans, "error");
-    int rc = DEMS_EINTERNAL;
-    if (json_is_object(res)) {
-        if (ret_result != NULL)
-            *ret_result = json_incref(res);
-        me->code = DEMS_MEDIA_OK;
-        me->message[0] = '\0';
-        rc = 0;
-    } else if (json_is_object(e)) {
-        me->code = code_from(json_string_value(json_object_get(e, "code")));
-        const char *m = json_string_value(json_object_get(e, "message"));
-        snprintf(me->message, sizeof(me->message), "%s", m != NULL ? m : "(no message)");
-        rc = dems_media_code_err(me->code);
-    } else if (killed || WIFSIGNALED(status)) {
-        snprintf(me->message, sizeof(me->message), "the media sandbox runner was killed");
-    }
-    json_decref(ans);
+    if (rc == 0 && ret_result != NULL)
+        *ret_result = result;
+    else
+        json_decref(result);
     return rc;
 }
 

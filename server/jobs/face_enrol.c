@@ -141,9 +141,9 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
         rc = DEMS_EINVAL;
     }
     struct dems_media_error me;
-    int mr = face_frames_finish(&fr, NULL, &me);
+    int mr = face_frames_finish(&fr, ctx, NULL, &me);
     free(faces);
-    if (rc == DEMS_EUNAVAIL) {
+    if (rc == DEMS_EUNAVAIL || mr == DEMS_EUNAVAIL) {
         free(jpeg);
         snprintf(err, errlen, "the worker stopped during enrolment");
         return DEMS_JOB_RELEASE;

@@ -456,10 +456,10 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
         if (rc < 0)
             break;
     }
-    bool stopping = rc == DEMS_EUNAVAIL;
     json_t *result = NULL;
     struct dems_media_error me;
-    int mr = face_frames_finish(&fr, &result, &me);
+    int mr = face_frames_finish(&fr, ctx, &result, &me);
+    bool stopping = rc == DEMS_EUNAVAIL || mr == DEMS_EUNAVAIL;
     free(faces);
     enum dems_job_result out = DEMS_JOB_RETRY;
     if (stopping) {

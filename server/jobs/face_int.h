@@ -76,11 +76,14 @@ int face_frames_next(struct face_frames *fr, const struct dems_job_ctx *ctx, cha
                      size_t errlen);
 
 /*
- * Ends the sampler: reads its answer and reaps it, removes the work
- * directory. Returns 0 and *ret_result (owned) when the sampler finished,
- * or the failure with me filled (me->code says whether the media was bad).
+ * Ends the sampler (dems_media_runner_finish): reads its answer and reaps
+ * it, removes the work directory. Returns 0 and *ret_result (owned, when
+ * not NULL) when the sampler finished; DEMS_EUNAVAIL when the worker is
+ * stopping; or the failure with me filled (me->code says whether the media
+ * was bad).
  */
-int face_frames_finish(struct face_frames *fr, json_t **ret_result, struct dems_media_error *me);
+int face_frames_finish(struct face_frames *fr, const struct dems_job_ctx *ctx, json_t **ret_result,
+                       struct dems_media_error *me);
 
 /* An RGB frame as the face engine takes it. */
 void face_image_of(const struct dems_media_frame *f, struct dems_face_image *img);

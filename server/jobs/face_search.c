@@ -195,9 +195,9 @@ static int probe_of(const struct dems_job *job, struct dems_job_ctx *ctx, const 
         }
     }
     struct dems_media_error me;
-    int mr = face_frames_finish(&fr, NULL, &me);
+    int mr = face_frames_finish(&fr, ctx, NULL, &me);
     free(faces);
-    if (rc == DEMS_EUNAVAIL) {
+    if (rc == DEMS_EUNAVAIL || mr == DEMS_EUNAVAIL) {
         snprintf(err, errlen, "the worker is stopping");
         return DEMS_EUNAVAIL;
     }
