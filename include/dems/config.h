@@ -84,11 +84,11 @@ struct dems_config {
     uint64_t unpack_max_ratio;        /* bytes unpacked per byte of the archive */
 
     /* Face search (docs/face-search.md). */
-    char *face_models;       /* the networks' directory ("" = the usual places) */
-    double face_sample_fps;  /* frames sampled per second of video */
-    uint64_t face_max_side;  /* sampled frames' longer side, pixels */
-    double face_threshold;   /* lowest candidate score (1 - distance) */
-    char *face_legal_bases;  /* "|"-separated */
+    char *face_models;      /* the networks' directory ("" = the usual places) */
+    double face_sample_fps; /* frames sampled per second of video */
+    uint64_t face_max_side; /* sampled frames' longer side, pixels */
+    double face_threshold;  /* lowest candidate score (1 - distance) */
+    char *face_legal_bases; /* "|"-separated */
 };
 
 /* Fills c with defaults. Strings are owned; free with dems_config_done. */

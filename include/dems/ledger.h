@@ -91,12 +91,12 @@ enum dems_ledger_type {
     DEMS_LEDGER_SUBMITTED,           /* a member of the public finished a submission */
     DEMS_LEDGER_SUBMISSION_ACCEPTED, /* triage: its material became exhibits */
     DEMS_LEDGER_SUBMISSION_REJECTED,
-    DEMS_LEDGER_USER_UPDATED,           /* an admin changed an account (e.g. face_search) */
-    DEMS_LEDGER_FACE_INDEXING_CHANGED,  /* face indexing of a case switched on or off */
-    DEMS_LEDGER_FACE_GALLERY_CREATED,   /* a gallery of reference images (e.g. custody) */
-    DEMS_LEDGER_FACE_GALLERY_ACCESS,    /* a user may (no longer) search a gallery */
-    DEMS_LEDGER_FACE_ENROLLED,          /* a subject's descriptor joined a gallery */
-    DEMS_LEDGER_FACE_SUBJECT_REMOVED,   /* a subject's descriptors and images were deleted */
+    DEMS_LEDGER_USER_UPDATED,          /* an admin changed an account (e.g. face_search) */
+    DEMS_LEDGER_FACE_INDEXING_CHANGED, /* face indexing of a case switched on or off */
+    DEMS_LEDGER_FACE_GALLERY_CREATED,  /* a gallery of reference images (e.g. custody) */
+    DEMS_LEDGER_FACE_GALLERY_ACCESS,   /* a user may (no longer) search a gallery */
+    DEMS_LEDGER_FACE_ENROLLED,         /* a subject's descriptor joined a gallery */
+    DEMS_LEDGER_FACE_SUBJECT_REMOVED,  /* a subject's descriptors and images were deleted */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

@@ -22,7 +22,7 @@
  *    current member of (triage), until it is disposed of.
  * Removed exhibits and members give nothing.
  */
-#define DEMS_SEES_SQL(id, uid, all, share_cond)                                                     \
+#define DEMS_SEES_SQL(id, uid, all, share_cond)                                                    \
     "(" all "::boolean OR EXISTS (SELECT 1 FROM uploads vu WHERE vu.evidence_id = " id             \
     " AND (vu.owner_user_id = " uid "::bigint OR vu.owner_device_id IN"                            \
     " (SELECT vd.id FROM devices vd WHERE vd.assigned_user = " uid "::bigint)))"                   \

@@ -119,9 +119,8 @@ void api_admin_users_create(struct dems_req *req)
 static json_t *user_json(struct dems_req *req, const PGresult *res, int row)
 {
     (void)req;
-    return json_pack("{s:I,s:s,s:s,s:b,s:b,s:b,s:s}", "id",
-                     (json_int_t)api_col_int(res, row, "id"), "username",
-                     api_col(res, row, "username"), "role", api_col(res, row, "role"),
+    return json_pack("{s:I,s:s,s:s,s:b,s:b,s:b,s:s}", "id", (json_int_t)api_col_int(res, row, "id"),
+                     "username", api_col(res, row, "username"), "role", api_col(res, row, "role"),
                      "totp_enabled", api_col_bool(res, row, "totp_enabled"), "disabled",
                      api_col_bool(res, row, "disabled"), "face_search",
                      api_col_bool(res, row, "face_search"), "created_at",
@@ -198,14 +197,14 @@ static void on_user_found(struct dems_req *req, const PGresult *res, int err)
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)u->id);
     const char *params[] = {id, u->face_search ? "true" : "false"};
-    struct dems_ledger_item *it = api_change_new(
-        req, DEMS_LEDGER_USER_UPDATED, NULL,
-        json_pack("{s:I,s:s,s:{s:{s:b,s:b}}}", "user_id", (json_int_t)u->id, "username",
-                  api_col(res, 0, "username"), "changes", "face_search", "from", had, "to",
-                  u->face_search),
-        "UPDATE users SET face_search = $2::boolean WHERE id = $1::bigint"
-        " AND face_search <> $2::boolean",
-        2, params);
+    struct dems_ledger_item *it =
+        api_change_new(req, DEMS_LEDGER_USER_UPDATED, NULL,
+                       json_pack("{s:I,s:s,s:{s:{s:b,s:b}}}", "user_id", (json_int_t)u->id,
+                                 "username", api_col(res, 0, "username"), "changes", "face_search",
+                                 "from", had, "to", u->face_search),
+                       "UPDATE users SET face_search = $2::boolean WHERE id = $1::bigint"
+                       " AND face_search <> $2::boolean",
+                       2, params);
     if (it == NULL)
         return;
     it->pre_must_change = true;

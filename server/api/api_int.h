@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "dems/ledger.h"
-#include "demsd/blobs.h"
 #include "demsd/access.h"
+#include "demsd/blobs.h"
 #include "demsd/http.h"
 
 /* SQL that renders a timestamptz column as RFC 3339 UTC. */

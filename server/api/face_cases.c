@@ -61,16 +61,17 @@ static void on_status(struct dems_req *req, const PGresult *res, int err)
                                "failed", 0, "not_indexed", 0);
     int64_t tracks = 0;
     for (int i = 0; arts != NULL && counts != NULL && i < PQntuples(res); i++) {
-        const char *state = api_col_null(res, i, "state") ? "not_indexed" : api_col(res, i, "state");
+        const char *state =
+            api_col_null(res, i, "state") ? "not_indexed" : api_col(res, i, "state");
         json_object_set_new(counts, state,
                             json_integer(json_integer_value(json_object_get(counts, state)) + 1));
         tracks += api_col_int(res, i, "tracks");
-        json_array_append_new(
-            arts, json_pack("{s:s,s:s,s:s,s:o,s:I,s:I}", "artefact", api_col(res, i, "artefact"),
-                            "exhibit", api_col(res, i, "exhibit"), "state", state, "error",
-                            api_col_json_str(res, i, "error"), "frames",
-                            (json_int_t)api_col_int(res, i, "frames"), "tracks",
-                            (json_int_t)api_col_int(res, i, "tracks")));
+        json_array_append_new(arts, json_pack("{s:s,s:s,s:s,s:o,s:I,s:I}", "artefact",
+                                              api_col(res, i, "artefact"), "exhibit",
+                                              api_col(res, i, "exhibit"), "state", state, "error",
+                                              api_col_json_str(res, i, "error"), "frames",
+                                              (json_int_t)api_col_int(res, i, "frames"), "tracks",
+                                              (json_int_t)api_col_int(res, i, "tracks")));
     }
     bool on = PQntuples(res) > 0 ? !api_col_null(res, 0, "since") : false;
     json_t *o = json_pack("{s:b,s:o,s:o,s:I,s:o,s:o}", "enabled", on, "since",
@@ -87,13 +88,18 @@ static void status_loaded(struct dems_req *req, struct api_case *c)
     /* One row per live exhibit (the case's own row when it has none). */
     int r = dems_db_req(
         req,
-        "SELECT " API_TS("c.face_indexing_since") " AS since, u.username AS enabled_by,"
-        " x.artefact, x.reference AS exhibit, fi.state, fi.error, fi.frames, fi.tracks"
-        " FROM cases c LEFT JOIN users u ON u.id = c.face_indexing_by"
-        " LEFT JOIN exhibits x ON x.case_id = c.id AND x.removed_at IS NULL"
-        " LEFT JOIN face_index fi ON fi.artefact = x.artefact"
-        " WHERE c.id = $1::bigint AND (x.id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM exhibits"
-        "  x2 WHERE x2.case_id = c.id AND x2.removed_at IS NULL)) ORDER BY x.id",
+        "SELECT " API_TS(
+            "c.face_indexing_since") " AS since, u.username AS enabled_by,"
+                                     " x.artefact, x.reference AS exhibit, fi.state, fi.error, "
+                                     "fi.frames, fi.tracks"
+                                     " FROM cases c LEFT JOIN users u ON u.id = c.face_indexing_by"
+                                     " LEFT JOIN exhibits x ON x.case_id = c.id AND x.removed_at "
+                                     "IS NULL"
+                                     " LEFT JOIN face_index fi ON fi.artefact = x.artefact"
+                                     " WHERE c.id = $1::bigint AND (x.id IS NOT NULL OR NOT EXISTS "
+                                     "(SELECT 1 FROM exhibits"
+                                     "  x2 WHERE x2.case_id = c.id AND x2.removed_at IS NULL)) "
+                                     "ORDER BY x.id",
         1, params, on_status);
     if (r < 0)
         dems_resp_err(req, r);
@@ -115,9 +121,9 @@ static void on_switched(struct dems_ledger_item *item, void *arg)
         if (item->err < 0)
             api_case_changed(req, item, "the case's face indexing");
         else
-            dems_resp_json(req, 200,
-                           json_pack("{s:b,s:I}", "enabled", f->enabled, "seq",
-                                     (json_int_t)item->seq));
+            dems_resp_json(
+                req, 200,
+                json_pack("{s:b,s:I}", "enabled", f->enabled, "seq", (json_int_t)item->seq));
     }
     dems_req_unref(req);
 }
@@ -142,15 +148,14 @@ static void on_indexing_state(struct dems_req *req, const PGresult *res, int err
         req, DEMS_LEDGER_FACE_INDEXING_CHANGED, f->c.reference,
         json_pack("{s:I,s:b,s:I}", "case_id", (json_int_t)f->c.id, "enabled", f->enabled,
                   "exhibits", (json_int_t)api_col_int(res, 0, "exhibits")),
-        f->enabled
-            ? "WITH c AS (UPDATE cases SET face_indexing_since = now(),"
-              " face_indexing_by = $2::bigint WHERE id = $1::bigint"
-              " AND face_indexing_since IS NULL RETURNING id)"
-              " SELECT dems_face_index_queue(x.artefact) FROM c JOIN exhibits x"
-              " ON x.case_id = c.id AND x.removed_at IS NULL UNION ALL SELECT NULL FROM c"
-            : "UPDATE cases SET face_indexing_since = NULL, face_indexing_by = NULL"
-              " WHERE id = $1::bigint AND face_indexing_since IS NOT NULL"
-              " AND $2::bigint IS NOT NULL",
+        f->enabled ? "WITH c AS (UPDATE cases SET face_indexing_since = now(),"
+                     " face_indexing_by = $2::bigint WHERE id = $1::bigint"
+                     " AND face_indexing_since IS NULL RETURNING id)"
+                     " SELECT dems_face_index_queue(x.artefact) FROM c JOIN exhibits x"
+                     " ON x.case_id = c.id AND x.removed_at IS NULL UNION ALL SELECT NULL FROM c"
+                   : "UPDATE cases SET face_indexing_since = NULL, face_indexing_by = NULL"
+                     " WHERE id = $1::bigint AND face_indexing_since IS NOT NULL"
+                     " AND $2::bigint IS NOT NULL",
         2, params);
     if (it == NULL)
         return;
@@ -195,16 +200,14 @@ json_t *api_face_track_json(const PGresult *res, int row)
     snprintf(crop, sizeof(crop), "/v1/face/tracks/%lld/crop",
              (long long)api_col_int(res, row, "track_id"));
     json_t *box = json_loads(api_col(res, row, "best_box"), 0, NULL);
-    return json_pack("{s:I,s:s,s:f,s:f,s:f,s:I,s:f,s:f,s:o,s:s}", "id",
-                     (json_int_t)api_col_int(res, row, "track_id"), "artefact",
-                     api_col(res, row, "artefact"), "t_first",
-                     atof(api_col(res, row, "t_first")), "t_last",
-                     atof(api_col(res, row, "t_last")), "best_t",
-                     atof(api_col(res, row, "best_t")), "detections",
-                     (json_int_t)api_col_int(res, row, "detections"), "score",
-                     atof(api_col(res, row, "score")), "quality",
-                     atof(api_col(res, row, "quality")), "box", box != NULL ? box : json_null(),
-                     "crop", crop);
+    return json_pack(
+        "{s:I,s:s,s:f,s:f,s:f,s:I,s:f,s:f,s:o,s:s}", "id",
+        (json_int_t)api_col_int(res, row, "track_id"), "artefact", api_col(res, row, "artefact"),
+        "t_first", atof(api_col(res, row, "t_first")), "t_last", atof(api_col(res, row, "t_last")),
+        "best_t", atof(api_col(res, row, "best_t")), "detections",
+        (json_int_t)api_col_int(res, row, "detections"), "score", atof(api_col(res, row, "score")),
+        "quality", atof(api_col(res, row, "quality")), "box", box != NULL ? box : json_null(),
+        "crop", crop);
 }
 
 static json_t *track_row(struct dems_req *req, const PGresult *res, int row)
@@ -293,11 +296,11 @@ void api_face_track_crop(struct dems_req *req)
     api_viewer(req, &who);
     const char *params[] = {ids, who.user_id, who.sees_all};
     int r = dems_db_req(req,
-                        "SELECT t.crop_blob, t.crop_size, " API_VISIBLE_SQL("t.artefact", "$2",
-                                                                            "$3") " AS visible"
-                                                                                  " FROM face_tracks t"
-                                                                                  " WHERE t.id = "
-                                                                                  "$1::bigint",
+                        "SELECT t.crop_blob, t.crop_size, " API_VISIBLE_SQL(
+                            "t.artefact", "$2", "$3") " AS visible"
+                                                      " FROM face_tracks t"
+                                                      " WHERE t.id = "
+                                                      "$1::bigint",
                         3, params, on_crop);
     if (r < 0)
         dems_resp_err(req, r);

@@ -149,9 +149,8 @@ static json_t *gallery_json(struct dems_req *req, const PGresult *res, int row)
                      "name", api_col(res, row, "name"), "description",
                      api_col_json_str(res, row, "description"), "subjects",
                      (json_int_t)api_col_int(res, row, "subjects"), "created_by",
-                     api_col(res, row, "created_by"), "created_at",
-                     api_col(res, row, "created_at"), "may_search",
-                     api_col_bool(res, row, "may_search"));
+                     api_col(res, row, "created_by"), "created_at", api_col(res, row, "created_at"),
+                     "may_search", api_col_bool(res, row, "may_search"));
 }
 
 static void on_galleries(struct dems_req *req, const PGresult *res, int err)
@@ -179,15 +178,18 @@ void api_face_galleries_list(struct dems_req *req)
     int r = dems_db_req(
         req,
         "SELECT g.id, g.name, g.description, u.username AS created_by,"
-        " " API_TS("g.created_at") " AS created_at,"
-        " (SELECT count(*) FROM face_subjects s WHERE s.gallery_id = g.id"
-        "  AND s.state = 'enrolled') AS subjects,"
-        " ($5::boolean AND EXISTS (SELECT 1 FROM face_gallery_users gu WHERE gu.gallery_id = g.id"
-        "  AND gu.user_id = $3::bigint)) AS may_search"
-        " FROM face_galleries g JOIN users u ON u.id = g.created_by WHERE g.id > $1::bigint"
-        " AND ($4::boolean OR EXISTS (SELECT 1 FROM face_gallery_users gu"
-        "  WHERE gu.gallery_id = g.id AND gu.user_id = $3::bigint))"
-        " ORDER BY g.id LIMIT $2::integer",
+        " " API_TS(
+            "g.created_at") " AS created_at,"
+                            " (SELECT count(*) FROM face_subjects s WHERE s.gallery_id = g.id"
+                            "  AND s.state = 'enrolled') AS subjects,"
+                            " ($5::boolean AND EXISTS (SELECT 1 FROM face_gallery_users gu WHERE "
+                            "gu.gallery_id = g.id"
+                            "  AND gu.user_id = $3::bigint)) AS may_search"
+                            " FROM face_galleries g JOIN users u ON u.id = g.created_by WHERE g.id "
+                            "> $1::bigint"
+                            " AND ($4::boolean OR EXISTS (SELECT 1 FROM face_gallery_users gu"
+                            "  WHERE gu.gallery_id = g.id AND gu.user_id = $3::bigint))"
+                            " ORDER BY g.id LIMIT $2::integer",
         5, params, on_galleries);
     if (r < 0)
         dems_resp_err(req, r);
@@ -207,8 +209,8 @@ static void on_grantee(struct dems_req *req, const PGresult *res, int err)
     bool has = api_col_bool(res, 0, "granted");
     if (has == g->grant) {
         dems_resp_json(req, 200,
-                       json_pack("{s:I,s:s,s:b,s:n}", "gallery", (json_int_t)g->gallery,
-                                 "username", g->username, "may_search", has, "seq"));
+                       json_pack("{s:I,s:s,s:b,s:n}", "gallery", (json_int_t)g->gallery, "username",
+                                 g->username, "may_search", has, "seq"));
         return;
     }
     char uid[24];
@@ -263,14 +265,13 @@ static json_t *subject_json(struct dems_req *req, const PGresult *res, int row)
     char crop[80];
     snprintf(crop, sizeof(crop), "/v1/face/subjects/%lld/crop",
              (long long)api_col_int(res, row, "id"));
-    return json_pack("{s:I,s:s,s:s,s:o,s:s,s:s,s:o,s:o}", "id",
-                     (json_int_t)api_col_int(res, row, "id"), "reference",
-                     api_col(res, row, "reference"), "state", api_col(res, row, "state"), "error",
-                     api_col_json_str(res, row, "error"), "image_sha256",
-                     api_col(res, row, "image_sha256"), "enrolled_at",
-                     api_col(res, row, "enrolled_at"), "removed_at",
-                     api_col_json_str(res, row, "removed_at"), "crop",
-                     api_col_null(res, row, "crop_blob") ? json_null() : json_string(crop));
+    return json_pack(
+        "{s:I,s:s,s:s,s:o,s:s,s:s,s:o,s:o}", "id", (json_int_t)api_col_int(res, row, "id"),
+        "reference", api_col(res, row, "reference"), "state", api_col(res, row, "state"), "error",
+        api_col_json_str(res, row, "error"), "image_sha256", api_col(res, row, "image_sha256"),
+        "enrolled_at", api_col(res, row, "enrolled_at"), "removed_at",
+        api_col_json_str(res, row, "removed_at"), "crop",
+        api_col_null(res, row, "crop_blob") ? json_null() : json_string(crop));
 }
 
 static void on_subjects(struct dems_req *req, const PGresult *res, int err)
@@ -291,14 +292,18 @@ void api_face_subjects_list(struct dems_req *req)
     if (g == NULL || !api_page_by_id(req, &page, after, limit))
         return;
     const char *params[] = {g->gallery_s, after, limit};
-    int r = dems_db_req(req,
-                        "SELECT s.id, s.reference, s.state, s.error, s.image_sha256, s.crop_blob,"
-                        " " API_TS("s.enrolled_at") " AS enrolled_at,"
-                        " " API_TS("s.removed_at") " AS removed_at"
-                        " FROM face_galleries g LEFT JOIN face_subjects s ON s.gallery_id = g.id"
-                        " AND s.id > $2::bigint WHERE g.id = $1::bigint"
-                        " ORDER BY s.id LIMIT $3::integer",
-                        3, params, on_subjects);
+    int r = dems_db_req(
+        req,
+        "SELECT s.id, s.reference, s.state, s.error, s.image_sha256, s.crop_blob,"
+        " " API_TS(
+            "s.enrolled_at") " AS enrolled_at,"
+                             " " API_TS(
+                                 "s.removed_at") " AS removed_at"
+                                                 " FROM face_galleries g LEFT JOIN face_subjects s "
+                                                 "ON s.gallery_id = g.id"
+                                                 " AND s.id > $2::bigint WHERE g.id = $1::bigint"
+                                                 " ORDER BY s.id LIMIT $3::integer",
+        3, params, on_subjects);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -315,11 +320,11 @@ static void on_enrol_queued(struct dems_req *req, const PGresult *res, int err)
     }
     if (!api_found(req, res, err, "gallery_not_found", "no such gallery"))
         return;
-    dems_resp_json(req, 202,
-                   json_pack("{s:I,s:I,s:s,s:s,s:s,s:I}", "id",
-                             (json_int_t)api_col_int(res, 0, "id"), "gallery",
-                             (json_int_t)g->gallery, "reference", g->reference, "state", "pending",
-                             "image_sha256", g->sha, "job", (json_int_t)api_col_int(res, 0, "job")));
+    dems_resp_json(
+        req, 202,
+        json_pack("{s:I,s:I,s:s,s:s,s:s,s:I}", "id", (json_int_t)api_col_int(res, 0, "id"),
+                  "gallery", (json_int_t)g->gallery, "reference", g->reference, "state", "pending",
+                  "image_sha256", g->sha, "job", (json_int_t)api_col_int(res, 0, "job")));
 }
 
 /* ---- an image sent in base64 (enrolments here, probes in face_searches.c) ---- */
@@ -516,10 +521,10 @@ static void on_subject(struct dems_req *req, const PGresult *res, int err)
     char uid[24];
     snprintf(uid, sizeof(uid), "%lld", (long long)dems_req_principal(req)->user_id);
     const char *params[] = {g->gallery_s, g->subject_s, uid, g->reason};
-    json_t *payload = json_pack("{s:I,s:I,s:s,s:I}", "gallery_id", (json_int_t)g->gallery,
-                                "subject_id", (json_int_t)g->subject, "image_sha256",
-                                api_col(res, 0, "image_sha256"), "descriptors",
-                                (json_int_t)api_col_int(res, 0, "descriptors"));
+    json_t *payload =
+        json_pack("{s:I,s:I,s:s,s:I}", "gallery_id", (json_int_t)g->gallery, "subject_id",
+                  (json_int_t)g->subject, "image_sha256", api_col(res, 0, "image_sha256"),
+                  "descriptors", (json_int_t)api_col_int(res, 0, "descriptors"));
     if (payload != NULL) {
         dems_ledger_payload_set_text(payload, "reference", g->reference, strlen(g->reference), 64);
         dems_ledger_payload_set_text(payload, "reason", g->reason, strlen(g->reason), 500);

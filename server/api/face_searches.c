@@ -168,8 +168,8 @@ static void on_checked(struct dems_req *req, const PGresult *res, int err)
         insert_search(req);
         return;
     }
-    const char *image = json_string_value(
-        json_object_get(json_object_get(dems_req_json(req), "probe"), "image"));
+    const char *image =
+        json_string_value(json_object_get(json_object_get(dems_req_json(req), "probe"), "image"));
     api_face_image_put(req, image, probe_stored);
 }
 
@@ -222,8 +222,9 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
         threshold = json_is_number(t) ? json_number_value(t) : -1;
         if (threshold < cfg->face_threshold || threshold > 1) {
             char why[120];
-            snprintf(why, sizeof(why), "must be a number from %.3g (the default) to 1: it may only"
-                                       " be raised",
+            snprintf(why, sizeof(why),
+                     "must be a number from %.3g (the default) to 1: it may only"
+                     " be raised",
                      cfg->face_threshold);
             refuse_field(req, "threshold", why);
             return;
@@ -240,10 +241,13 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
     int r = dems_db_req(
         req,
         "SELECT (SELECT t.crop_blob FROM face_tracks t WHERE t.id = $1::bigint"
-        "  AND " API_VISIBLE_SQL("t.artefact", "$2", "$3") ") AS track_blob,"
-        " EXISTS (SELECT 1 FROM face_galleries g WHERE g.id = $4::bigint) AS gallery_exists,"
-        " EXISTS (SELECT 1 FROM face_gallery_users gu WHERE gu.gallery_id = $4::bigint"
-        "  AND gu.user_id = $2::bigint) AS gallery_ok",
+        "  AND " API_VISIBLE_SQL(
+            "t.artefact", "$2",
+            "$3") ") AS track_blob,"
+                  " EXISTS (SELECT 1 FROM face_galleries g WHERE g.id = $4::bigint) AS "
+                  "gallery_exists,"
+                  " EXISTS (SELECT 1 FROM face_gallery_users gu WHERE gu.gallery_id = $4::bigint"
+                  "  AND gu.user_id = $2::bigint) AS gallery_ok",
         4, params, on_checked);
     if (r < 0)
         dems_resp_err(req, r);
@@ -269,13 +273,13 @@ void api_face_searches_create(struct dems_req *req)
 /* ---- reading searches ---- */
 
 #define SEARCH_COLS                                                                                \
-    "f.id, f.case_id, c.reference AS case_reference, u.username, f.scope, f.gallery_id,"          \
-    " g.name AS gallery, f.probe_track, f.probe_sha256, f.purpose, f.legal_basis,"                \
-    " f.authorisation, f.threshold, f.max_results, f.state, f.error, f.results,"                  \
+    "f.id, f.case_id, c.reference AS case_reference, u.username, f.scope, f.gallery_id,"           \
+    " g.name AS gallery, f.probe_track, f.probe_sha256, f.purpose, f.legal_basis,"                 \
+    " f.authorisation, f.threshold, f.max_results, f.state, f.error, f.results,"                   \
     " f.ledger_seq, " API_TS("f.created_at") " AS created_at,"                                     \
-    " " API_TS("f.finished_at") " AS finished_at"
+                                             " " API_TS("f.finished_at") " AS finished_at"
 #define SEARCH_FROM                                                                                \
-    " FROM face_searches f JOIN cases c ON c.id = f.case_id JOIN users u ON u.id = f.user_id"     \
+    " FROM face_searches f JOIN cases c ON c.id = f.case_id JOIN users u ON u.id = f.user_id"      \
     " LEFT JOIN face_galleries g ON g.id = f.gallery_id"
 
 static json_t *search_json(struct dems_req *req, const PGresult *res, int row)
@@ -292,12 +296,11 @@ static json_t *search_json(struct dems_req *req, const PGresult *res, int row)
         "gallery_name", api_col_json_str(res, row, "gallery"), "probe_track",
         api_col_null(res, row, "probe_track") ? json_null()
                                               : json_integer(api_col_int(res, row, "probe_track")),
-        "probe_sha256", api_col(res, row, "probe_sha256"), "purpose",
-        api_col(res, row, "purpose"), "legal_basis", api_col(res, row, "legal_basis"),
-        "authorisation", api_col(res, row, "authorisation"), "threshold",
-        atof(api_col(res, row, "threshold")), "max_results",
-        (json_int_t)api_col_int(res, row, "max_results"), "state", api_col(res, row, "state"),
-        "error", api_col_json_str(res, row, "error"), "results",
+        "probe_sha256", api_col(res, row, "probe_sha256"), "purpose", api_col(res, row, "purpose"),
+        "legal_basis", api_col(res, row, "legal_basis"), "authorisation",
+        api_col(res, row, "authorisation"), "threshold", atof(api_col(res, row, "threshold")),
+        "max_results", (json_int_t)api_col_int(res, row, "max_results"), "state",
+        api_col(res, row, "state"), "error", api_col_json_str(res, row, "error"), "results",
         api_col_null(res, row, "results") ? json_null()
                                           : json_integer(api_col_int(res, row, "results")),
         "ledger_seq",
@@ -362,8 +365,8 @@ static void on_results(struct dems_req *req, const PGresult *res, int err)
             withheld++; /* footage the caller may no longer see */
             continue;
         }
-        json_t *r = json_pack("{s:I,s:f}", "rank", (json_int_t)api_col_int(res, i, "rank"),
-                              "score", atof(api_col(res, i, "rscore")));
+        json_t *r = json_pack("{s:I,s:f}", "rank", (json_int_t)api_col_int(res, i, "rank"), "score",
+                              atof(api_col(res, i, "rscore")));
         if (!api_col_null(res, i, "track_id")) {
             char preview[160];
             json_object_set_new(r, "track", api_face_track_json(res, i));
@@ -372,8 +375,9 @@ static void on_results(struct dems_req *req, const PGresult *res, int err)
             json_object_set_new(r, "artefact", json_string(api_col(res, i, "artefact")));
             json_object_set_new(r, "t", json_real(atof(api_col(res, i, "best_t"))));
             json_object_set_new(r, "preview", json_string(preview));
-            json_object_set_new(r, "crop", json_string(json_string_value(json_object_get(
-                                               json_object_get(r, "track"), "crop"))));
+            json_object_set_new(r, "crop",
+                                json_string(json_string_value(
+                                    json_object_get(json_object_get(r, "track"), "crop"))));
         } else {
             char crop[80];
             snprintf(crop, sizeof(crop), "/v1/face/subjects/%lld/crop",
@@ -401,16 +405,19 @@ static void get_loaded(struct dems_req *req, struct api_case *c)
     /* Removed subjects and hidden footage never show, whatever was stored. */
     int r = dems_db_req(
         req,
-        "SELECT " SEARCH_COLS ", r.rank, r.score AS rscore, r.subject_id, s.reference AS subject_reference,"
+        "SELECT " SEARCH_COLS
+        ", r.rank, r.score AS rscore, r.subject_id, s.reference AS subject_reference,"
         " t.id AS track_id, t.artefact, t.t_first, t.t_last, t.best_t, t.detections,"
         " t.score, t.quality, t.best_box::text AS best_box,"
-        " (t.id IS NULL OR " API_VISIBLE_SQL("t.artefact", "$3", "$4") ") AS visible" SEARCH_FROM
-        " LEFT JOIN face_search_results r ON r.search_id = f.id"
-        " LEFT JOIN face_tracks t ON t.id = r.track_id"
-        " LEFT JOIN face_subjects s ON s.id = r.subject_id"
-        " WHERE f.case_id = $1::bigint AND f.id = $2::bigint"
-        " AND (r.subject_id IS NULL OR s.state = 'enrolled')"
-        " ORDER BY r.rank",
+        " (t.id IS NULL OR " API_VISIBLE_SQL(
+            "t.artefact", "$3",
+            "$4") ") AS visible" SEARCH_FROM
+                  " LEFT JOIN face_search_results r ON r.search_id = f.id AND (r.subject_id IS NULL"
+                  "  OR EXISTS (SELECT 1 FROM face_subjects e WHERE e.id = r.subject_id"
+                  "  AND e.state = 'enrolled'))"
+                  " LEFT JOIN face_tracks t ON t.id = r.track_id"
+                  " LEFT JOIN face_subjects s ON s.id = r.subject_id"
+                  " WHERE f.case_id = $1::bigint AND f.id = $2::bigint ORDER BY r.rank",
         4, params, on_results);
     if (r < 0)
         dems_resp_err(req, r);
@@ -462,9 +469,9 @@ static void on_oversight(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     static const char *const cols[] = {
-        "id",        "created_at",    "finished_at", "username",   "case_reference",
-        "purpose",   "legal_basis",   "authorisation", "scope",    "gallery",
-        "threshold", "probe_sha256",  "state",       "results",    "ledger_seq"};
+        "id",        "created_at",   "finished_at",   "username", "case_reference",
+        "purpose",   "legal_basis",  "authorisation", "scope",    "gallery",
+        "threshold", "probe_sha256", "state",         "results",  "ledger_seq"};
     const size_t ncols = sizeof(cols) / sizeof(cols[0]);
     struct dems_buf b;
     dems_buf_init(&b, 64u << 20);

@@ -39,12 +39,11 @@ static void on_me(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     const struct dems_principal *p = dems_req_principal(req);
-    json_t *o =
-        json_pack("{s:I,s:s,s:s,s:b,s:b,s:s,s:s}", "id", (json_int_t)api_col_int(res, 0, "id"),
-                  "username", api_col(res, 0, "username"), "role", api_col(res, 0, "role"),
-                  "totp_enabled", api_col_bool(res, 0, "totp_enabled"), "face_search",
-                  api_col_bool(res, 0, "face_search"), "created_at", api_col(res, 0, "created_at"),
-                  "token_kind", p->token_kind);
+    json_t *o = json_pack(
+        "{s:I,s:s,s:s,s:b,s:b,s:s,s:s}", "id", (json_int_t)api_col_int(res, 0, "id"), "username",
+        api_col(res, 0, "username"), "role", api_col(res, 0, "role"), "totp_enabled",
+        api_col_bool(res, 0, "totp_enabled"), "face_search", api_col_bool(res, 0, "face_search"),
+        "created_at", api_col(res, 0, "created_at"), "token_kind", p->token_kind);
     /* A login session's CSRF token, for state changes by its cookie (docs/api.md). */
     if (o != NULL && strcmp(p->token_kind, "session") == 0 && p->csrf[0] != '\0')
         json_object_set_new(o, "csrf_token", json_string(p->csrf));

@@ -30,7 +30,7 @@
 #define CASE_CREATORS    (DEMS_ROLE_ADMIN | DEMS_ROLE_OFFICER)
 /* A JSON body carrying a base64 image of up to 10 MiB. */
 #define FACE_IMAGE_BODY ((size_t)(10u << 20) / 3 * 4 + 64 * 1024)
-#define NO_LIMIT         SIZE_MAX /* bounded by each upload's Upload-Length instead */
+#define NO_LIMIT        SIZE_MAX /* bounded by each upload's Upload-Length instead */
 
 const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, api_healthz),
@@ -155,14 +155,12 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/uploads/{id}", UPLOADERS, 0, api_uploads_delete),
     /* Face search (docs/face-search.md): the permission is checked by the handlers. */
     ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face", CASE_CREATORS, 0, api_face_case_status),
-    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/face/indexing", CASE_CREATORS, J,
-          api_face_case_indexing),
+    ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/face/indexing", CASE_CREATORS, J, api_face_case_indexing),
     ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/tracks", CASE_CREATORS, 0, api_face_case_tracks),
     ROUTE(DEMS_HTTP_GET, "/v1/face/tracks/{id}/crop", CASE_CREATORS, 0, api_face_track_crop),
     ROUTE(DEMS_HTTP_POST, "/v1/cases/{id}/face/searches", CASE_CREATORS, FACE_IMAGE_BODY,
           api_face_searches_create),
-    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/searches", CASE_CREATORS, 0,
-          api_face_searches_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/searches", CASE_CREATORS, 0, api_face_searches_list),
     ROUTE(DEMS_HTTP_GET, "/v1/cases/{id}/face/searches/{sid}", CASE_CREATORS, 0,
           api_face_searches_get),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/face/searches", DEMS_ROLE_ADMIN, 0,

@@ -123,13 +123,14 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
                        struct dems_principal *out, void (*done)(struct dems_req *req, int err))
 {
     dems_auth_csrf(tok.ptr, tok.len, out->csrf);
-    return lookup_begin(req, tok, from_cookie,
-                        "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"
-                        " t.kind"
-                        " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
-                        " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
-                        " AND t.expires_at > now() AND NOT u.disabled",
-                        on_lookup, out, done);
+    return lookup_begin(
+        req, tok, from_cookie,
+        "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"
+        " t.kind"
+        " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
+        " AND t.expires_at > now() AND NOT u.disabled",
+        on_lookup, out, done);
 }
 
 /*

@@ -159,8 +159,8 @@ static void cache_save(const struct dems_config *cfg, int k, struct cache *c)
         r = write_file(meta, text, strlen(text));
     free(text);
     if (r < 0)
-        dems_log(DEMS_LOG_WARN, NULL, json_pack("{s:s,s:s}", "event", "face_cache_save_failed",
-                                                "cache", names[k]),
+        dems_log(DEMS_LOG_WARN, NULL,
+                 json_pack("{s:s,s:s}", "event", "face_cache_save_failed", "cache", names[k]),
                  "cannot write the %s face cache: %s (it is rebuilt from the database)", names[k],
                  dems_strerror(r));
     else

@@ -144,8 +144,9 @@ int face_frames_start(const struct dems_job_ctx *ctx, const char *id, const char
     snprintf(pix, sizeof(pix), "%llu", (unsigned long long)cfg->media_max_pixels);
     snprintf(tot, sizeof(tot), "%llu", (unsigned long long)cfg->media_max_total_pixels);
     snprintf(dur, sizeof(dur), "%llu", (unsigned long long)cfg->media_max_duration);
-    const char *args[] = {"--fps", sfps, "--max-side", side, "--max-pixels", pix,
-                          "--max-total-pixels", tot, "--max-duration", dur, NULL};
+    const char *args[] = {
+        "--fps",          sfps, "--max-side", side, "--max-pixels", pix, "--max-total-pixels", tot,
+        "--max-duration", dur,  NULL};
     int in = open(fr->input, O_RDONLY | O_CLOEXEC);
     int fp[2] = {-1, -1};
     if (in < 0 || pipe2(fp, O_CLOEXEC) != 0) {
@@ -219,10 +220,8 @@ int face_frames_finish(struct face_frames *fr, const struct dems_job_ctx *ctx, j
 
 void face_image_of(const struct dems_media_frame *f, struct dems_face_image *img)
 {
-    *img = (struct dems_face_image){.width = (int)f->width,
-                                    .height = (int)f->height,
-                                    .stride = f->stride,
-                                    .rgb = f->rgb};
+    *img = (struct dems_face_image){
+        .width = (int)f->width, .height = (int)f->height, .stride = f->stride, .rgb = f->rgb};
 }
 
 /* ---- descriptors ---- */

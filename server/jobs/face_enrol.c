@@ -92,8 +92,7 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
                           " JOIN users u ON u.id = s.enrolled_by WHERE s.id = $1::bigint",
                           1, params);
     if (res == NULL || PQntuples(res) != 1) {
-        snprintf(err, errlen, res == NULL ? "database: cannot look up subject %s"
-                                          : "no subject %s",
+        snprintf(err, errlen, res == NULL ? "database: cannot look up subject %s" : "no subject %s",
                  sid);
         bool missing = res != NULL;
         PQclear(res);
@@ -158,9 +157,10 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
             snprintf(err, errlen, "no face found: enrol a clear, frontal image of the subject");
         else
             snprintf(err, errlen, "%zu faces found: enrol an image of the subject alone", n);
-        bool transient = mr < 0 && (me.code == DEMS_MEDIA_TIMEOUT || me.code == DEMS_MEDIA_CRASHED ||
-                                    me.code == DEMS_MEDIA_INTERNAL || me.code == DEMS_MEDIA_LIMIT ||
-                                    me.code == DEMS_MEDIA_OUT_OF_MEMORY);
+        bool transient =
+            mr < 0 && (me.code == DEMS_MEDIA_TIMEOUT || me.code == DEMS_MEDIA_CRASHED ||
+                       me.code == DEMS_MEDIA_INTERNAL || me.code == DEMS_MEDIA_LIMIT ||
+                       me.code == DEMS_MEDIA_OUT_OF_MEMORY);
         if (transient && job->attempt < job->max_attempts)
             return DEMS_JOB_RETRY;
         failed(ctx->db, sid, err);
@@ -179,10 +179,10 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
     snprintf(q, sizeof(q), "%.4f", quality);
     struct dems_ledger_item *it =
         dems_ledger_item_new(DEMS_LEDGER_FACE_ENROLLED, DEMS_LEDGER_ACTOR_USER, user);
-    json_t *payload = json_pack("{s:I,s:s,s:I,s:s,s:s,s:o}", "gallery_id",
-                                (json_int_t)atoll(gallery), "gallery", gname, "subject_id",
-                                (json_int_t)atoll(sid), "image_sha256", image_sha, "crop_sha256",
-                                crop, "engine", face_engine_json());
+    json_t *payload =
+        json_pack("{s:I,s:s,s:I,s:s,s:s,s:o}", "gallery_id", (json_int_t)atoll(gallery), "gallery",
+                  gname, "subject_id", (json_int_t)atoll(sid), "image_sha256", image_sha,
+                  "crop_sha256", crop, "engine", face_engine_json());
     if (payload != NULL)
         dems_ledger_payload_set_text(payload, "reference", reference, strlen(reference), 64);
     bool ok = it != NULL && payload != NULL;
@@ -191,12 +191,12 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
         dems_hex_decode(image_sha, 64, it->sha256, 32);
         it->payload = payload;
         payload = NULL;
-        it->pre_sql = strdup(
-            "WITH d AS (INSERT INTO face_descriptors (subject_id, vec)"
-            " VALUES ($1::bigint, $2::bytea) RETURNING 1)"
-            " UPDATE face_subjects SET state = 'enrolled', error = NULL, crop_blob = $3,"
-            " crop_size = $4::integer, quality = $5::real, enrolled_seq = $6::bigint"
-            " WHERE id = $1::bigint AND state = 'pending' AND (SELECT count(*) FROM d) = 1");
+        it->pre_sql =
+            strdup("WITH d AS (INSERT INTO face_descriptors (subject_id, vec)"
+                   " VALUES ($1::bigint, $2::bytea) RETURNING 1)"
+                   " UPDATE face_subjects SET state = 'enrolled', error = NULL, crop_blob = $3,"
+                   " crop_size = $4::integer, quality = $5::real, enrolled_seq = $6::bigint"
+                   " WHERE id = $1::bigint AND state = 'pending' AND (SELECT count(*) FROM d) = 1");
         const char *pp[] = {sid, vec, crop, size, q};
         it->pre_nparams = 5;
         for (int i = 0; i < 5; i++)

@@ -296,8 +296,9 @@ static int store(const struct dems_job_ctx *ctx, const char *id, struct run *r, 
         char *vj = vs != NULL ? json_dumps(vs, JSON_COMPACT) : NULL;
         json_decref(ts);
         json_decref(vs);
-        const char *params[] = {id, t0, t1, nd, bt, box, sc, q,
-                                (const char *)d->jpeg, d->jpeg != NULL ? size : NULL, tj, vj};
+        const char *params[] = {
+            id, t0, t1, nd, bt, box, sc, q, (const char *)d->jpeg, d->jpeg != NULL ? size : NULL,
+            tj, vj};
         PGresult *res =
             tj != NULL && vj != NULL
                 ? query(db,
@@ -345,11 +346,10 @@ static int record(const struct dems_job_ctx *ctx, const char *id, const struct r
         "tracks", "iou_min", iou, "max_distance", dist, "jump_distance", jump, "max_gap", gap,
         "max_descriptors", (json_int_t)tp.max_descriptors, "crops", "margin", "0.25", "max_side",
         (json_int_t)CROP_SIDE, "quality", (json_int_t)CROP_QUALITY);
-    json_t *payload = json_pack("{s:o,s:O,s:{s:I,s:I,s:I,s:I},s:s}", "engine", face_engine_json(),
-                                "params", params, "counts", "frames", (json_int_t)r->frames,
-                                "detections", (json_int_t)r->detections, "tracks",
-                                (json_int_t)r->ndone, "descriptors",
-                                (json_int_t)r->descriptors, "duration", dur);
+    json_t *payload = json_pack(
+        "{s:o,s:O,s:{s:I,s:I,s:I,s:I},s:s}", "engine", face_engine_json(), "params", params,
+        "counts", "frames", (json_int_t)r->frames, "detections", (json_int_t)r->detections,
+        "tracks", (json_int_t)r->ndone, "descriptors", (json_int_t)r->descriptors, "duration", dur);
     char *params_text = params != NULL ? json_dumps(params, JSON_COMPACT) : NULL;
     json_decref(params);
     struct dems_ledger_item *it =
@@ -480,7 +480,8 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
         out = DEMS_JOB_FAIL;
     } else if (dems_face_tracker_finish(r.tr) < 0 || collect(&r) < 0) {
         snprintf(err, errlen, "out of memory");
-    } else if (store(ctx, id, &r, err, errlen) == 0 && record(ctx, id, &r, result, err, errlen) == 0) {
+    } else if (store(ctx, id, &r, err, errlen) == 0 &&
+               record(ctx, id, &r, result, err, errlen) == 0) {
         out = DEMS_JOB_OK;
     }
     json_decref(result);

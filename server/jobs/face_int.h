@@ -114,8 +114,8 @@ enum face_cache_kind {
  * result, or a negative DEMS_E* with err set.
  */
 struct dems_vector_index;
-typedef int (*face_cache_fn)(struct dems_vector_index *index, const uint32_t *owner,
-                             size_t nowner, void *arg);
+typedef int (*face_cache_fn)(struct dems_vector_index *index, const uint32_t *owner, size_t nowner,
+                             void *arg);
 int face_cache_use(const struct dems_job_ctx *ctx, enum face_cache_kind kind, face_cache_fn fn,
                    void *arg, char *err, size_t errlen);
 

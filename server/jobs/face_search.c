@@ -140,7 +140,7 @@ static int load(PGconn *db, const char *id, struct search *s, bool *ret_queued)
     s->sees_all = strcmp(col(res, 0, "sees_all"), "t") == 0;
     s->gallery_scope = strcmp(col(res, 0, "scope"), "gallery") == 0;
     s->threshold = atof(col(res, 0, "threshold"));
-    s->max_results = atoi(col(res, 0, "max_results"));
+    s->max_results = (int)atoll(col(res, 0, "max_results"));
     *ret_queued = strcmp(col(res, 0, "state"), "queued") == 0;
     PQclear(res);
     return 0;
@@ -223,8 +223,8 @@ static int allowed(PGconn *db, const struct search *s, uint64_t **ret_bits, uint
         const char *params[] = {s->uid, s->sees_all ? "true" : "false"};
         /* The rule of every evidence route (a searcher holds no prosecutor's shares). */
         res = query(db,
-                    "SELECT fi.n FROM face_index fi WHERE fi.state = 'done' AND "
-                    DEMS_SEES_SQL("fi.artefact", "$1", "$2", "true"),
+                    "SELECT fi.n FROM face_index fi WHERE fi.state = 'done' AND " DEMS_SEES_SQL(
+                        "fi.artefact", "$1", "$2", "true"),
                     2, params);
     }
     if (res == NULL)
@@ -325,8 +325,8 @@ static int rank(PGconn *db, const struct search *s, const struct hitset *h, json
     for (size_t i = 0; rows != NULL && i < nc; i++) {
         char sc[32];
         snprintf(sc, sizeof(sc), "%.4f", c[i].score);
-        json_array_append_new(rows, json_pack("{s:I,s:s,s:I}", "rank", (json_int_t)(i + 1),
-                                              "score", sc, "owner", (json_int_t)c[i].owner_id));
+        json_array_append_new(rows, json_pack("{s:I,s:s,s:I}", "rank", (json_int_t)(i + 1), "score",
+                                              sc, "owner", (json_int_t)c[i].owner_id));
     }
     free(c);
     if (rows == NULL)
@@ -343,12 +343,12 @@ static int record(const struct search *s, json_t *rows, size_t n, const char *fa
     char thr[32];
     snprintf(thr, sizeof(thr), "%.4f", s->threshold);
     json_t *payload = json_pack(
-        "{s:I,s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:s}", "search_id", (json_int_t)atoll(s->id),
-        "scope", s->gallery_scope ? "gallery" : "footage", "probe_sha256", s->probe_sha, "probe",
+        "{s:I,s:s,s:s,s:s,s:o,s:o,s:s,s:I,s:s}", "search_id", (json_int_t)atoll(s->id), "scope",
+        s->gallery_scope ? "gallery" : "footage", "probe_sha256", s->probe_sha, "probe",
         s->probe_track[0] != '\0' ? "track" : "image", "probe_track",
-        s->probe_track[0] != '\0' ? json_integer(atoll(s->probe_track)) : json_null(),
-        "gallery_id", s->gallery_scope ? json_integer(atoll(s->gallery)) : json_null(),
-        "threshold", thr, "results", (json_int_t)n, "state", failure != NULL ? "failed" : "done");
+        s->probe_track[0] != '\0' ? json_integer(atoll(s->probe_track)) : json_null(), "gallery_id",
+        s->gallery_scope ? json_integer(atoll(s->gallery)) : json_null(), "threshold", thr,
+        "results", (json_int_t)n, "state", failure != NULL ? "failed" : "done");
     if (payload != NULL) {
         dems_ledger_payload_set_text(payload, "purpose", s->purpose, strlen(s->purpose), 500);
         dems_ledger_payload_set_text(payload, "legal_basis", s->basis, strlen(s->basis), 200);

@@ -14,15 +14,15 @@
  * Memory: OUT_NBUF buffers of OUT_BUFSZ bytes, plus one cipher chunk.
  */
 #include <errno.h>
-#include <limits.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <sys/stat.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dems/crypto.h"
