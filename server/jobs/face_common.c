@@ -224,6 +224,17 @@ void face_image_of(const struct dems_media_frame *f, struct dems_face_image *img
         .width = (int)f->width, .height = (int)f->height, .stride = f->stride, .rgb = f->rgb};
 }
 
+PGresult *face_query(PGconn *db, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
 /* ---- descriptors ---- */
 
 void face_vec_text(const float d[static DEMS_FACE_DESCRIPTOR], char out[static 1027])

@@ -24,24 +24,13 @@
 
 #include "face_int.h"
 
-static PGresult *query(PGconn *db, const char *sql, int n, const char *const *params)
-{
-    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
 static void failed(PGconn *db, const char *sid, const char *why)
 {
     const char *params[] = {sid, why};
-    PQclear(query(db,
-                  "UPDATE face_subjects SET state = 'failed', error = left($2, 1000)"
-                  " WHERE id = $1::bigint AND state = 'pending'",
-                  2, params));
+    PQclear(face_query(db,
+                       "UPDATE face_subjects SET state = 'failed', error = left($2, 1000)"
+                       " WHERE id = $1::bigint AND state = 'pending'",
+                       2, params));
 }
 
 int face_best_face(struct dems_face_ctx *fc, const struct dems_face_image *img,
@@ -85,12 +74,13 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
     char sid[24];
     snprintf(sid, sizeof(sid), "%lld", (long long)json_integer_value(sj));
     const char *params[] = {sid};
-    PGresult *res = query(ctx->db,
-                          "SELECT s.state, s.image_blob, s.image_sha256, s.reference, s.gallery_id,"
-                          " g.name, u.username FROM face_subjects s"
-                          " JOIN face_galleries g ON g.id = s.gallery_id"
-                          " JOIN users u ON u.id = s.enrolled_by WHERE s.id = $1::bigint",
-                          1, params);
+    PGresult *res =
+        face_query(ctx->db,
+                   "SELECT s.state, s.image_blob, s.image_sha256, s.reference, s.gallery_id,"
+                   " g.name, u.username FROM face_subjects s"
+                   " JOIN face_galleries g ON g.id = s.gallery_id"
+                   " JOIN users u ON u.id = s.enrolled_by WHERE s.id = $1::bigint",
+                   1, params);
     if (res == NULL || PQntuples(res) != 1) {
         snprintf(err, errlen, res == NULL ? "database: cannot look up subject %s" : "no subject %s",
                  sid);

@@ -67,20 +67,9 @@ struct run {
     uint64_t frames, detections, descriptors;
 };
 
-static PGresult *query(PGconn *db, const char *sql, int n, const char *const *params)
-{
-    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
 static bool run_sql(PGconn *db, const char *sql, int n, const char *const *params)
 {
-    PGresult *res = query(db, sql, n, params);
+    PGresult *res = face_query(db, sql, n, params);
     PQclear(res);
     return res != NULL;
 }
@@ -301,16 +290,17 @@ static int store(const struct dems_job_ctx *ctx, const char *id, struct run *r, 
             tj, vj};
         PGresult *res =
             tj != NULL && vj != NULL
-                ? query(db,
-                        "WITH t AS (INSERT INTO face_tracks (artefact, t_first, t_last,"
-                        " detections, best_t, best_box, score, quality, crop_blob, crop_size)"
-                        " VALUES ($1, $2::float8, $3::float8, $4::integer, $5::float8,"
-                        " $6::jsonb, $7::real, $8::real, $9, $10::integer) RETURNING id)"
-                        " INSERT INTO face_descriptors (track_id, t, vec)"
-                        " SELECT t.id, d.t, d.v::bytea FROM t,"
-                        " unnest(ARRAY(SELECT jsonb_array_elements_text($11::jsonb))::float8[],"
-                        "        ARRAY(SELECT jsonb_array_elements_text($12::jsonb))) AS d(t, v)",
-                        12, params)
+                ? face_query(
+                      db,
+                      "WITH t AS (INSERT INTO face_tracks (artefact, t_first, t_last,"
+                      " detections, best_t, best_box, score, quality, crop_blob, crop_size)"
+                      " VALUES ($1, $2::float8, $3::float8, $4::integer, $5::float8,"
+                      " $6::jsonb, $7::real, $8::real, $9, $10::integer) RETURNING id)"
+                      " INSERT INTO face_descriptors (track_id, t, vec)"
+                      " SELECT t.id, d.t, d.v::bytea FROM t,"
+                      " unnest(ARRAY(SELECT jsonb_array_elements_text($11::jsonb))::float8[],"
+                      "        ARRAY(SELECT jsonb_array_elements_text($12::jsonb))) AS d(t, v)",
+                      12, params)
                 : NULL;
         ok = res != NULL;
         PQclear(res);
@@ -400,10 +390,11 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
         return DEMS_JOB_FAIL;
     const char *id = json_string_value(json_object_get(job->payload, "evidence"));
     const char *params[] = {id};
-    PGresult *res = query(ctx->db,
-                          "SELECT fi.state, a.disposed_at IS NOT NULL AS disposed FROM face_index"
-                          " fi JOIN artefacts a ON a.id = fi.artefact WHERE fi.artefact = $1",
-                          1, params);
+    PGresult *res =
+        face_query(ctx->db,
+                   "SELECT fi.state, a.disposed_at IS NOT NULL AS disposed FROM face_index"
+                   " fi JOIN artefacts a ON a.id = fi.artefact WHERE fi.artefact = $1",
+                   1, params);
     if (res == NULL) {
         snprintf(err, errlen, "database: cannot look up %s", id);
         return DEMS_JOB_RETRY;

@@ -88,6 +88,9 @@ int face_frames_finish(struct face_frames *fr, const struct dems_job_ctx *ctx, j
 /* An RGB frame as the face engine takes it. */
 void face_image_of(const struct dems_media_frame *f, struct dems_face_image *img);
 
+/* Runs one statement on the slot's connection: its result (PQclear it) or NULL on failure. */
+PGresult *face_query(PGconn *db, const char *sql, int n, const char *const *params);
+
 /* ---- descriptors as stored (bytea of 128 little-endian float32) ---- */
 
 /* Writes d as "\\x..." hex bytea text (1027 bytes with the NUL). */

@@ -76,17 +76,6 @@ static int run_search(struct dems_vector_index *index, const uint32_t *owner, si
     return 0;
 }
 
-static PGresult *query(PGconn *db, const char *sql, int n, const char *const *params)
-{
-    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-        PQclear(res);
-        return NULL;
-    }
-    return res;
-}
-
 static const char *col(const PGresult *res, int row, const char *name)
 {
     int c = PQfnumber(res, name);
@@ -107,14 +96,15 @@ struct search {
 static int load(PGconn *db, const char *id, struct search *s, bool *ret_queued)
 {
     const char *params[] = {id};
-    PGresult *res = query(db,
-                          "SELECT f.state, f.case_id, c.reference, u.username, u.id AS uid,"
-                          " u.role = 'admin' AS sees_all, f.scope, f.gallery_id, f.probe_track,"
-                          " f.probe_sha256, f.probe_blob, f.purpose, f.legal_basis,"
-                          " f.authorisation, f.threshold, f.max_results"
-                          " FROM face_searches f JOIN cases c ON c.id = f.case_id"
-                          " JOIN users u ON u.id = f.user_id WHERE f.id = $1::bigint",
-                          1, params);
+    PGresult *res =
+        face_query(db,
+                   "SELECT f.state, f.case_id, c.reference, u.username, u.id AS uid,"
+                   " u.role = 'admin' AS sees_all, f.scope, f.gallery_id, f.probe_track,"
+                   " f.probe_sha256, f.probe_blob, f.purpose, f.legal_basis,"
+                   " f.authorisation, f.threshold, f.max_results"
+                   " FROM face_searches f JOIN cases c ON c.id = f.case_id"
+                   " JOIN users u ON u.id = f.user_id WHERE f.id = $1::bigint",
+                   1, params);
     if (res == NULL)
         return DEMS_EDB;
     if (PQntuples(res) != 1) {
@@ -153,10 +143,10 @@ static int probe_of(const struct dems_job *job, struct dems_job_ctx *ctx, const 
     p->n = 0;
     if (s->probe_track[0] != '\0') {
         const char *params[] = {s->probe_track};
-        PGresult *res = query(ctx->db,
-                              "SELECT vec FROM face_descriptors WHERE track_id = $1::bigint"
-                              " ORDER BY id LIMIT 8",
-                              1, params);
+        PGresult *res = face_query(ctx->db,
+                                   "SELECT vec FROM face_descriptors WHERE track_id = $1::bigint"
+                                   " ORDER BY id LIMIT 8",
+                                   1, params);
         if (res == NULL) {
             snprintf(err, errlen, "database: cannot read the probe track");
             return DEMS_EDB;
@@ -218,14 +208,15 @@ static int allowed(PGconn *db, const struct search *s, uint64_t **ret_bits, uint
     PGresult *res;
     if (s->gallery_scope) {
         const char *params[] = {s->gallery};
-        res = query(db, "SELECT $1::bigint AS n", 1, params);
+        res = face_query(db, "SELECT $1::bigint AS n", 1, params);
     } else {
         const char *params[] = {s->uid, s->sees_all ? "true" : "false"};
         /* The rule of every evidence route (a searcher holds no prosecutor's shares). */
-        res = query(db,
-                    "SELECT fi.n FROM face_index fi WHERE fi.state = 'done' AND " DEMS_SEES_SQL(
-                        "fi.artefact", "$1", "$2", "true"),
-                    2, params);
+        res =
+            face_query(db,
+                       "SELECT fi.n FROM face_index fi WHERE fi.state = 'done' AND " DEMS_SEES_SQL(
+                           "fi.artefact", "$1", "$2", "true"),
+                       2, params);
     }
     if (res == NULL)
         return DEMS_EDB;
@@ -277,18 +268,18 @@ static int rank(PGconn *db, const struct search *s, const struct hitset *h, json
     if (text == NULL)
         return DEMS_ENOMEM;
     const char *params[] = {text, s->probe_track[0] != '\0' ? s->probe_track : NULL};
-    PGresult *res =
-        query(db,
-              s->gallery_scope
-                  ? "SELECT d.id, d.subject_id AS owner, NULL::float8 AS t FROM face_descriptors d"
-                    " JOIN face_subjects s ON s.id = d.subject_id AND s.state = 'enrolled'"
-                    " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
-                    " AND ($2::bigint IS NULL OR $2::bigint IS NOT NULL)"
-                  : "SELECT d.id, d.track_id AS owner, t.best_t AS t FROM face_descriptors d"
-                    " JOIN face_tracks t ON t.id = d.track_id"
-                    " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
-                    " AND d.track_id IS DISTINCT FROM $2::bigint",
-              2, params);
+    PGresult *res = face_query(
+        db,
+        s->gallery_scope
+            ? "SELECT d.id, d.subject_id AS owner, NULL::float8 AS t FROM face_descriptors d"
+              " JOIN face_subjects s ON s.id = d.subject_id AND s.state = 'enrolled'"
+              " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+              " AND ($2::bigint IS NULL OR $2::bigint IS NOT NULL)"
+            : "SELECT d.id, d.track_id AS owner, t.best_t AS t FROM face_descriptors d"
+              " JOIN face_tracks t ON t.id = d.track_id"
+              " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+              " AND d.track_id IS DISTINCT FROM $2::bigint",
+        2, params);
     free(text);
     if (res == NULL)
         return DEMS_EDB;
