@@ -458,7 +458,8 @@ static int find_pairs(struct dems_face_tracker *tr, size_t n, size_t *ret_n)
  * Returns the number of faces left to start new tracks. */
 static size_t assign_pairs(struct dems_face_tracker *tr, size_t np, size_t n)
 {
-    qsort(tr->pairs, np, sizeof(*tr->pairs), pair_cmp);
+    if (np > 1) /* tr->pairs is NULL until the first pair */
+        qsort(tr->pairs, np, sizeof(*tr->pairs), pair_cmp);
     size_t left = n;
     for (size_t i = 0; i < np; i++) {
         struct pair *pr = &tr->pairs[i];
