@@ -97,6 +97,7 @@ enum dems_ledger_type {
     DEMS_LEDGER_FACE_GALLERY_ACCESS,   /* a user may (no longer) search a gallery */
     DEMS_LEDGER_FACE_ENROLLED,         /* a subject's descriptor joined a gallery */
     DEMS_LEDGER_FACE_SUBJECT_REMOVED,  /* a subject's descriptors and images were deleted */
+    DEMS_LEDGER_FACE_GALLERY_IMPORTED, /* a ZIP of images became pending subjects */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

@@ -113,6 +113,8 @@ struct dems_blob;
 /* Opens blob id; returns 0, DEMS_ENOTFOUND, DEMS_ECRYPTO (bad header/key) or DEMS_EIO. */
 int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
                    struct dems_blob **ret);
+/* The same for a blob file outside the store (e.g. one dems_blob_out sealed, not yet adopted). */
+int dems_blob_open_file(const char *path, const uint8_t master[static 32], struct dems_blob **ret);
 
 /*
  * Decrypts the next chunk into out (DEMS_BLOB_CHUNK bytes). Returns the

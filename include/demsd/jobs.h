@@ -210,7 +210,8 @@ double dems_media_runner_deadline(const struct dems_config *cfg);
  * face-index ({"evidence": "<sha256>"}) finds and tracks the faces of an
  * artefact of a case with face indexing on; face-enrol ({"subject": id})
  * computes a gallery subject's descriptor; face-search ({"search": id})
- * runs a search. Each records its ledger entry.
+ * runs a search; face-import ({"import": id}) turns a ZIP of images with a
+ * manifest into pending subjects of a gallery. Each records its ledger entry.
  */
 enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems_job_ctx *ctx,
                                          char *err, size_t errlen);
@@ -218,7 +219,9 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
                                          char *err, size_t errlen);
 enum dems_job_result dems_job_face_search(const struct dems_job *job, struct dems_job_ctx *ctx,
                                           char *err, size_t errlen);
-/* Checks {"subject": id} or {"search": id}: a positive integer. */
+enum dems_job_result dems_job_face_import(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                          char *err, size_t errlen);
+/* Checks {"subject": id}, {"search": id} or {"import": id}: a positive integer. */
 int dems_job_face_id_check(const json_t *payload, char *err, size_t errlen);
 
 /* ---- the worker's ledger appender (server/jobs/job_ledger.c) ---- */

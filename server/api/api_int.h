@@ -409,7 +409,7 @@ void api_download_start(struct dems_req *req, struct api_download *d);
 struct dems_ledger_item;
 void api_download_recorded(struct dems_ledger_item *item, void *arg);
 
-/* ---- face search (face_cases.c, face_galleries.c, face_searches.c) ---- */
+/* ---- face search (face_cases.c, face_galleries.c, face_imports.c, face_searches.c) ---- */
 
 /* True when the caller holds the face-search permission; otherwise answers
  * 403 face_search_not_permitted (the refusal ledgered) and returns false. */
@@ -523,6 +523,9 @@ void api_face_searches_create(struct dems_req *req);
 void api_face_searches_list(struct dems_req *req);
 void api_face_searches_get(struct dems_req *req);
 void api_face_searches_oversight(struct dems_req *req);
+void api_face_imports_create(struct dems_req *req);
+void api_face_imports_list(struct dems_req *req);
+void api_face_imports_get(struct dems_req *req);
 
 /*
  * Rate limits of public routes (rate.c): takes a token from the PostgreSQL

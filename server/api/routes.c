@@ -179,6 +179,12 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/subjects/{sid}", DEMS_ROLE_ADMIN, J,
           api_face_subjects_remove),
     ROUTE(DEMS_HTTP_GET, "/v1/face/subjects/{id}/crop", CASE_CREATORS, 0, api_face_subject_crop),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/face/galleries/{id}/imports", DEMS_ROLE_ADMIN, J,
+          api_face_imports_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/face/galleries/{id}/imports", DEMS_ROLE_ADMIN, 0,
+          api_face_imports_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/face/galleries/{id}/imports/{iid}", DEMS_ROLE_ADMIN, 0,
+          api_face_imports_get),
 };
 
 const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);

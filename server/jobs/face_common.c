@@ -21,6 +21,7 @@
 #include "dems/str.h"
 #include "dems/version.h"
 #include "demsd/blobs.h"
+#include "demsd/ledger.h"
 
 #include "face_int.h"
 
@@ -74,10 +75,13 @@ void face_opts(struct dems_face_opts *o)
 
 int dems_job_face_id_check(const json_t *payload, char *err, size_t errlen)
 {
-    json_t *s = json_object_get(payload, "subject"), *q = json_object_get(payload, "search");
-    json_t *v = s != NULL ? s : q;
-    if ((s != NULL) == (q != NULL) || !json_is_integer(v) || json_integer_value(v) <= 0) {
-        snprintf(err, errlen, "the payload must be {\"subject\": id} or {\"search\": id}");
+    static const char *const keys[] = {"subject", "search", "import"};
+    json_t *v = NULL;
+    for (size_t i = 0; v == NULL && i < sizeof(keys) / sizeof(keys[0]); i++)
+        v = json_object_get(payload, keys[i]);
+    if (json_object_size(payload) != 1 || !json_is_integer(v) || json_integer_value(v) <= 0) {
+        snprintf(err, errlen,
+                 "the payload must be {\"subject\": id}, {\"search\": id} or {\"import\": id}");
         return DEMS_EINVAL;
     }
     return 0;
@@ -233,6 +237,28 @@ PGresult *face_query(PGconn *db, const char *sql, int n, const char *const *para
         return NULL;
     }
     return res;
+}
+
+struct dems_ledger_item *face_item(enum dems_ledger_type type, enum dems_ledger_actor kind,
+                                   const char *actor, json_t *payload, const char *sql, int n,
+                                   const char *const *params)
+{
+    struct dems_ledger_item *it = dems_ledger_item_new(type, kind, actor);
+    bool ok = it != NULL && payload != NULL && n <= DEMS_LEDGER_PRE_MAX &&
+              (it->pre_sql = strdup(sql)) != NULL;
+    if (ok) {
+        it->payload = payload;
+        payload = NULL;
+        it->pre_nparams = n;
+        for (int i = 0; ok && i < n; i++)
+            ok = params[i] == NULL || (it->pre_params[i] = strdup(params[i])) != NULL;
+    }
+    json_decref(payload);
+    if (!ok) {
+        dems_ledger_item_free(it);
+        return NULL;
+    }
+    return it;
 }
 
 /* ---- descriptors ---- */

@@ -167,40 +167,29 @@ enum dems_job_result dems_job_face_enrol(const struct dems_job *job, struct dems
     face_vec_text(best.descriptor, vec);
     snprintf(size, sizeof(size), "%zu", jlen);
     snprintf(q, sizeof(q), "%.4f", quality);
-    struct dems_ledger_item *it =
-        dems_ledger_item_new(DEMS_LEDGER_FACE_ENROLLED, DEMS_LEDGER_ACTOR_USER, user);
     json_t *payload =
         json_pack("{s:I,s:s,s:I,s:s,s:s,s:o}", "gallery_id", (json_int_t)atoll(gallery), "gallery",
                   gname, "subject_id", (json_int_t)atoll(sid), "image_sha256", image_sha,
                   "crop_sha256", crop, "engine", face_engine_json());
     if (payload != NULL)
         dems_ledger_payload_set_text(payload, "reference", reference, strlen(reference), 64);
-    bool ok = it != NULL && payload != NULL;
-    if (ok) {
-        it->has_sha256 = true;
-        dems_hex_decode(image_sha, 64, it->sha256, 32);
-        it->payload = payload;
-        payload = NULL;
-        it->pre_sql =
-            strdup("WITH d AS (INSERT INTO face_descriptors (subject_id, vec)"
-                   " VALUES ($1::bigint, $2::bytea) RETURNING 1)"
-                   " UPDATE face_subjects SET state = 'enrolled', error = NULL, crop_blob = $3,"
-                   " crop_size = $4::integer, quality = $5::real, enrolled_seq = $6::bigint"
-                   " WHERE id = $1::bigint AND state = 'pending' AND (SELECT count(*) FROM d) = 1");
-        const char *pp[] = {sid, vec, crop, size, q};
-        it->pre_nparams = 5;
-        for (int i = 0; i < 5; i++)
-            ok = ok && (it->pre_params[i] = strdup(pp[i])) != NULL;
-        it->pre_must_change = true;
-        it->pre_seq = true;
-        ok = ok && it->pre_sql != NULL;
-    }
-    json_decref(payload);
-    if (!ok) {
-        dems_ledger_item_free(it);
+    const char *pp[] = {sid, vec, crop, size, q};
+    struct dems_ledger_item *it =
+        face_item(DEMS_LEDGER_FACE_ENROLLED, DEMS_LEDGER_ACTOR_USER, user, payload,
+                  "WITH d AS (INSERT INTO face_descriptors (subject_id, vec)"
+                  " VALUES ($1::bigint, $2::bytea) RETURNING 1)"
+                  " UPDATE face_subjects SET state = 'enrolled', error = NULL, crop_blob = $3,"
+                  " crop_size = $4::integer, quality = $5::real, enrolled_seq = $6::bigint"
+                  " WHERE id = $1::bigint AND state = 'pending' AND (SELECT count(*) FROM d) = 1",
+                  5, pp);
+    if (it == NULL) {
         snprintf(err, errlen, "out of memory");
         return DEMS_JOB_RETRY;
     }
+    it->has_sha256 = true;
+    dems_hex_decode(image_sha, 64, it->sha256, 32);
+    it->pre_must_change = true;
+    it->pre_seq = true;
     uint64_t seq;
     rc = dems_job_ledger_append(it, &seq);
     if (rc == DEMS_ENOTFOUND)

@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include "dems/face.h"
+#include "dems/ledger.h"
 #include "dems/media.h"
 #include "demsd/jobs.h"
 
@@ -90,6 +91,15 @@ void face_image_of(const struct dems_media_frame *f, struct dems_face_image *img
 
 /* Runs one statement on the slot's connection: its result (PQclear it) or NULL on failure. */
 PGresult *face_query(PGconn *db, const char *sql, int n, const char *const *params);
+
+/*
+ * A ledger item of type by actor with its payload (taken, also on failure)
+ * and its pre-statement sql with n parameters (copied; a NULL stays NULL).
+ * NULL when out of memory.
+ */
+struct dems_ledger_item *face_item(enum dems_ledger_type type, enum dems_ledger_actor kind,
+                                   const char *actor, json_t *payload, const char *sql, int n,
+                                   const char *const *params);
 
 /* ---- descriptors as stored (bytea of 128 little-endian float32) ---- */
 

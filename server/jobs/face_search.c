@@ -351,45 +351,43 @@ static int record(const struct search *s, json_t *rows, size_t n, const char *fa
     char *rows_text = json_dumps(rows, JSON_COMPACT);
     char count[24];
     snprintf(count, sizeof(count), "%zu", n);
+    const char *pp[] = {s->id, rows_text, count, failure != NULL ? "failed" : "done", failure};
     struct dems_ledger_item *it =
-        dems_ledger_item_new(DEMS_LEDGER_FACE_SEARCH, DEMS_LEDGER_ACTOR_USER, s->user);
-    bool ok = it != NULL && payload != NULL && rows_text != NULL;
-    if (ok) {
-        snprintf(it->case_id, sizeof(it->case_id), "%s", s->case_ref);
-        it->has_sha256 = true;
-        dems_hex_decode(s->probe_sha, 64, it->sha256, 32);
-        it->payload = payload;
-        payload = NULL;
-        it->pre_sql = strdup(
-            s->gallery_scope
-                ? "WITH r AS (INSERT INTO face_search_results (search_id, rank, score,"
-                  " subject_id) SELECT $1::bigint, (e->>'rank')::integer, (e->>'score')::real,"
-                  " (e->>'owner')::bigint FROM jsonb_array_elements($2::jsonb) e RETURNING 1)"
-                  " UPDATE face_searches SET state = $4, error = $5, results = $3::integer,"
-                  " ledger_seq = $6::bigint, finished_at = now()"
-                  " WHERE id = $1::bigint AND state = 'queued' AND (SELECT count(*) FROM r) >= 0"
-                : "WITH r AS (INSERT INTO face_search_results (search_id, rank, score,"
-                  " track_id, t) SELECT $1::bigint, (e->>'rank')::integer, (e->>'score')::real,"
-                  " (e->>'owner')::bigint, t.best_t FROM jsonb_array_elements($2::jsonb) e"
-                  " JOIN face_tracks t ON t.id = (e->>'owner')::bigint RETURNING 1)"
-                  " UPDATE face_searches SET state = $4, error = $5, results = $3::integer,"
-                  " ledger_seq = $6::bigint, finished_at = now()"
-                  " WHERE id = $1::bigint AND state = 'queued' AND (SELECT count(*) FROM r) >= 0");
-        const char *pp[] = {s->id, rows_text, count, failure != NULL ? "failed" : "done", failure};
-        it->pre_nparams = 5;
-        for (int i = 0; i < 5; i++)
-            ok = ok && (pp[i] == NULL || (it->pre_params[i] = strdup(pp[i])) != NULL);
-        it->pre_must_change = true;
-        it->pre_seq = true;
-        ok = ok && it->pre_sql != NULL;
-    }
+        rows_text == NULL
+            ? NULL
+            : face_item(
+                  DEMS_LEDGER_FACE_SEARCH, DEMS_LEDGER_ACTOR_USER, s->user, payload,
+                  s->gallery_scope
+                      ? "WITH r AS (INSERT INTO face_search_results (search_id, rank, score,"
+                        " subject_id) SELECT $1::bigint, (e->>'rank')::integer, "
+                        "(e->>'score')::real,"
+                        " (e->>'owner')::bigint FROM jsonb_array_elements($2::jsonb) e RETURNING 1)"
+                        " UPDATE face_searches SET state = $4, error = $5, results = $3::integer,"
+                        " ledger_seq = $6::bigint, finished_at = now()"
+                        " WHERE id = $1::bigint AND state = 'queued' AND (SELECT count(*) FROM r) "
+                        ">= 0"
+                      : "WITH r AS (INSERT INTO face_search_results (search_id, rank, score,"
+                        " track_id, t) SELECT $1::bigint, (e->>'rank')::integer, "
+                        "(e->>'score')::real,"
+                        " (e->>'owner')::bigint, t.best_t FROM jsonb_array_elements($2::jsonb) e"
+                        " JOIN face_tracks t ON t.id = (e->>'owner')::bigint RETURNING 1)"
+                        " UPDATE face_searches SET state = $4, error = $5, results = $3::integer,"
+                        " ledger_seq = $6::bigint, finished_at = now()"
+                        " WHERE id = $1::bigint AND state = 'queued' AND (SELECT count(*) FROM r) "
+                        ">= 0",
+                  5, pp);
+    if (rows_text == NULL)
+        json_decref(payload);
     free(rows_text);
-    json_decref(payload);
-    if (!ok) {
-        dems_ledger_item_free(it);
+    if (it == NULL) {
         snprintf(err, errlen, "out of memory");
         return DEMS_ENOMEM;
     }
+    snprintf(it->case_id, sizeof(it->case_id), "%s", s->case_ref);
+    it->has_sha256 = true;
+    dems_hex_decode(s->probe_sha, 64, it->sha256, 32);
+    it->pre_must_change = true;
+    it->pre_seq = true;
     uint64_t seq;
     int rc = dems_job_ledger_append(it, &seq);
     if (rc == DEMS_ENOTFOUND)

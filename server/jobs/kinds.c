@@ -19,6 +19,7 @@ const struct dems_job_kind dems_job_kinds[] = {
     {"face-index", dems_job_face_index, dems_job_verify_blob_check},
     {"face-enrol", dems_job_face_enrol, dems_job_face_id_check},
     {"face-search", dems_job_face_search, dems_job_face_id_check},
+    {"face-import", dems_job_face_import, dems_job_face_id_check},
 };
 
 const size_t dems_job_nkinds = sizeof(dems_job_kinds) / sizeof(dems_job_kinds[0]);

@@ -244,6 +244,11 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
 {
     char path[PATH_MAX + 80];
     blob_path(data_dir, id, path, sizeof(path), false);
+    return dems_blob_open_file(path, master, ret);
+}
+
+int dems_blob_open_file(const char *path, const uint8_t master[static 32], struct dems_blob **ret)
+{
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;

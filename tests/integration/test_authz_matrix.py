@@ -200,6 +200,9 @@ TABLE = {
     ("DELETE", "/v1/admin/face/galleries/{id}/subjects/{sid}"): ADMIN_POST(404),
     ("GET", "/v1/face/subjects/{id}/crop"): (401, 404, 403, 403, 404, 401, 404, 404, 403, 403,
                                              403),
+    ("POST", "/v1/admin/face/galleries/{id}/imports"): ADMIN_POST(404),
+    ("GET", "/v1/admin/face/galleries/{id}/imports"): ADMIN(404),
+    ("GET", "/v1/admin/face/galleries/{id}/imports/{iid}"): ADMIN(404),
 }
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -361,7 +364,7 @@ def concrete(c, method, pattern):
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))
     path = path.replace("{xid}", "999999").replace("{sid}", "999999").replace("{did}", "999999")
-    path = path.replace("{lid}", "999999")
+    path = path.replace("{lid}", "999999").replace("{iid}", "999999")
     path = path.replace("{username}", "nobody")
     if pattern == "/v1/uploads/{id}":
         path = f"/v1/uploads/{c.admin_upload if method == 'DELETE' else c.upload}"
@@ -396,6 +399,7 @@ def concrete(c, method, pattern):
         "/v1/cases/{id}/face/searches": {},
         "/v1/admin/face/galleries": {},
         "/v1/admin/face/galleries/{id}/subjects": {},
+        "/v1/admin/face/galleries/{id}/imports": {},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])

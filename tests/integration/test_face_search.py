@@ -19,9 +19,11 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import os
 import subprocess
 import time
+import zipfile
 
 from harness import Server, eventually, ledger_entries, run_tests
 
@@ -411,6 +413,122 @@ def test_gallery_enrolment_search_and_removal(c):
     st, out, err = c.srv.psql(
         f"SELECT count(*) FROM face_descriptors WHERE subject_id = {ids['CUST/A']}")
     assert st == 0 and out.strip() == "0", (out, err)
+
+
+def zip_of(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def start_import(c, gallery, data, name):
+    ev = upload(c, c.admin, data, name)
+    st, doc, _ = req(c, "POST", f"/v1/admin/face/galleries/{gallery}/imports", {"evidence": ev},
+                     c.admin)
+    assert st == 202 and doc["state"] == "queued" and doc["archive"] == ev, (st, doc)
+    iid = doc["id"]
+
+    def done():
+        st, d, _ = req(c, "GET", f"/v1/admin/face/galleries/{gallery}/imports/{iid}",
+                       token=c.admin)
+        assert st == 200, d
+        return d if d["state"] != "queued" else None
+    return wait(c, f"import {iid}", done)
+
+
+def test_gallery_import_by_zip_with_manifest(c):
+    g = c.gallery
+    lines = [
+        {"file": "img/a.jpg", "reference": "IMP/A"},           # 1 enrolled
+        {"file": "img/noface.jpg", "reference": "IMP/NOFACE"},  # 2 accepted, enrolment fails
+        {"file": "img/missing.jpg", "reference": "IMP/M"},      # 3 missing_file
+        {"file": "notes.txt", "reference": "IMP/T"},            # 4 not_an_image
+        {"file": "img/a.jpg", "reference": "imp/a"},            # 5 duplicate_reference
+        {"file": "img/a.jpg", "reference": "cust/b"},           # 6 subject_exists (CUST/B)
+        {"file": "img/a.jpg", "reference": ""},                 # 7 invalid_reference
+        {"file": "img/a.jpg"},                                  # 8 invalid_line
+        {"file": "img/a.png", "reference": "IMP/PNG"},          # 9 enrolled (same face, PNG)
+    ]
+    png = ffmpeg(os.path.join(c.srv.root, "probe.png"), "-i", image("portrait.jpg"))
+    data = zip_of({"manifest.json": json.dumps({"subjects": lines}), "img/a.jpg": c.probe,
+                   "img/noface.jpg": c.noface, "img/a.png": png, "notes.txt": b"custody notes\n"})
+    imp = start_import(c, g, data, "custody.zip")
+    assert imp["state"] == "done" and imp["entries"] == 9, imp
+    assert imp["accepted"] == 3 and imp["rejected"] == 6, imp
+    reasons = {r["line"]: r["reason"] for r in imp["rejections"]}
+    assert reasons == {3: "missing_file", 4: "not_an_image", 5: "duplicate_reference",
+                       6: "subject_exists", 7: "invalid_reference", 8: "invalid_line"}, reasons
+    assert [r["reference"] for r in imp["rejections"] if r["line"] == 5] == ["imp/a"]
+    # Each accepted line is enrolled (or fails) as a single image would be.
+    subs = wait(c, "imported enrolment", lambda: (lambda s: s if all(
+        s.get(r, {}).get("state", "pending") != "pending"
+        for r in ("IMP/A", "IMP/NOFACE", "IMP/PNG")) else None)(subjects(c, g)))
+    assert subs["IMP/A"]["state"] == "enrolled" and subs["IMP/PNG"]["state"] == "enrolled", subs
+    assert subs["IMP/NOFACE"]["state"] == "failed" and "no face" in subs["IMP/NOFACE"]["error"]
+    assert subs["IMP/A"]["image_sha256"] == sha(c.probe), subs["IMP/A"]
+    st, doc, _ = req(c, "GET", f"/v1/admin/face/galleries/{g}/imports/{imp['id']}",
+                     token=c.admin)
+    assert doc["subjects"] == {"pending": 0, "enrolled": 2, "failed": 1, "removed": 0}, doc
+    # Ledgered: the import (by the admin, naming the archive) and each enrolment.
+    e = [x for x in entries_of(c, "FACE_GALLERY_IMPORTED")]
+    assert len(e) == 1, e
+    body = e[0]["body"]
+    assert body["actor"] == {"kind": "user", "id": "admin"}, body
+    assert body["artefact"] == imp["archive"], body
+    assert (body["payload"]["entries"], body["payload"]["accepted"],
+            body["payload"]["rejected"]) == (9, 3, 6), body
+    enrolled = {p["reference"] for p in (x["body"]["payload"] for x in
+                                         entries_of(c, "FACE_ENROLLED"))}
+    assert {"IMP/A", "IMP/PNG"} <= enrolled and "IMP/NOFACE" not in enrolled, enrolled
+    # The imported subjects are found by a gallery search.
+    res = search(c, c.case, c.off, purpose(scope="gallery", gallery=g,
+                                            probe={"track": c.a_track["id"]}))
+    refs = sorted(x["subject"]["reference"] for x in res["candidates"])
+    assert refs == ["IMP/A", "IMP/PNG"], res
+    st, doc, _ = req(c, "GET", f"/v1/admin/face/galleries/{g}/imports", token=c.admin)
+    assert st == 200 and [i["id"] for i in doc["imports"]] == [imp["id"]], doc
+
+
+def test_gallery_import_refuses_bad_archives_and_requests(c):
+    g = c.gallery
+    before = subjects(c, g)
+    no_manifest = start_import(c, g, zip_of({"a.jpg": c.probe}), "nomanifest.zip")
+    assert no_manifest["state"] == "failed" and "manifest.json" in no_manifest["error"]
+    bad_json = start_import(c, g, zip_of({"manifest.json": b"{not json", "a.jpg": c.probe}),
+                            "badjson.zip")
+    assert bad_json["state"] == "failed" and "not valid JSON" in bad_json["error"], bad_json
+    shape = start_import(c, g, zip_of({"manifest.json": b'{"subjects": "a.jpg"}'}), "shape.zip")
+    assert shape["state"] == "failed" and "subjects" in shape["error"], shape
+    # A ZIP bomb: 64 MiB of zeros deflate to ~64 KiB, over unpack_max_ratio.
+    bomb = zip_of({"manifest.json": b'{"subjects": []}', "zeros.jpg": bytes(64 << 20)})
+    refused = start_import(c, g, bomb, "bomb.zip")
+    assert refused["state"] == "refused" and "ratio" in refused["error"], refused
+    damaged = zip_of({"manifest.json": b'{"subjects": []}', "a.jpg": c.probe})
+    cut = start_import(c, g, damaged[:len(damaged) // 2] + os.urandom(200), "cut.zip")
+    assert cut["state"] == "failed" and cut["error"], cut
+    for imp in (no_manifest, bad_json, shape, refused, cut):
+        assert imp["accepted"] is None and imp["ledger_seq"] is None, imp
+    assert subjects(c, g) == before  # nothing was added
+    # Requests: not a ZIP, no such evidence, no such gallery, bad id, not an admin.
+    st, doc, _ = req(c, "POST", f"/v1/admin/face/galleries/{g}/imports",
+                     {"evidence": c.video_id}, c.admin)
+    assert st == 400 and doc["code"] == "invalid_field" and "ZIP" in doc["detail"], doc
+    st, doc, _ = req(c, "POST", f"/v1/admin/face/galleries/{g}/imports",
+                     {"evidence": "0" * 64}, c.admin)
+    assert st == 404 and doc["code"] == "evidence_not_found", doc
+    st, doc, _ = req(c, "POST", "/v1/admin/face/galleries/99999/imports",
+                     {"evidence": c.video_id}, c.admin)
+    assert st == 404 and doc["code"] == "gallery_not_found", doc
+    st, doc, _ = req(c, "POST", f"/v1/admin/face/galleries/{g}/imports",
+                     {"evidence": "ZZ"}, c.admin)
+    assert st == 400 and '"evidence"' in doc["detail"], doc
+    st, doc, _ = req(c, "GET", f"/v1/admin/face/galleries/{g}/imports/99999", token=c.admin)
+    assert st == 404 and doc["code"] == "import_not_found", doc
+    st, doc, _ = req(c, "POST", f"/v1/admin/face/galleries/{g}/imports",
+                     {"evidence": c.video_id}, c.off)
+    assert st == 403, doc
 
 
 def test_oversight_lists_every_search(c):
