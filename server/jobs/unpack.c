@@ -30,6 +30,8 @@
  * by an earlier run is refused by its archive_members key (the entry is not
  * appended twice); blobs are content-addressed.
  */
+#include "dems/unpack.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +43,6 @@
 #include "dems/media.h"
 #include "dems/sniff.h"
 #include "dems/str.h"
-#include "dems/unpack.h"
 #include "demsd/blobs.h"
 #include "demsd/jobs.h"
 #include "demsd/ledger.h"
@@ -188,8 +189,8 @@ static int record_outcome(struct unpack *u, const char *state, const json_t *sum
     json_decref(skipped);
     char v[4][24];
     const uint64_t nums[] = {(uint64_t)json_integer_value(json_object_get(summary, "entries")),
-                             extracted, strcmp(state, "done") == 0 ? (uint64_t)u->x.n - extracted : 0,
-                             bytes};
+                             extracted,
+                             strcmp(state, "done") == 0 ? (uint64_t)u->x.n - extracted : 0, bytes};
     for (int i = 0; i < 4; i++)
         snprintf(v[i], sizeof(v[i]), "%llu", (unsigned long long)nums[i]);
     const char *lib = json_string_value(json_object_get(summary, "libarchive"));

@@ -142,8 +142,8 @@ static bool next_index(struct unpack_run *u, uint32_t index)
 }
 
 /* "reason\0detail": the reason (one of reasons) and the detail made printable. */
-static bool reason_detail(struct unpack_run *u, const uint8_t *p, size_t len, struct unpack_member *m,
-                          size_t *ret_used)
+static bool reason_detail(struct unpack_run *u, const uint8_t *p, size_t len,
+                          struct unpack_member *m, size_t *ret_used)
 {
     const uint8_t *nul = memchr(p, 0, len);
     if (nul == NULL)
@@ -393,8 +393,7 @@ static int read_answer(int fd, char *buf, size_t *len)
     }
 }
 
-int unpack_read(struct unpack_run *u, json_t **ret, struct dems_media_error *me,
-                      bool *ret_released)
+int unpack_read(struct unpack_run *u, json_t **ret, struct dems_media_error *me, bool *ret_released)
 {
     me->code = DEMS_MEDIA_INTERNAL;
     *ret_released = false;
