@@ -92,6 +92,8 @@ static const struct key keys[] = {
      "days a public submission link lasts when the officer gives no expiry"},
     {"portal_link_max_days", K_U64, OFF(portal_link_max_days), 1, 365, "30",
      "the longest a public submission link may last, in days"},
+    {"disposal_recover_days", K_U64, OFF(disposal_recover_days), 0, 3650, "7",
+     "days an approved disposal can be undone before the artefact is crypto-erased"},
     {"portal_reject_retention_days", K_U64, OFF(portal_reject_retention_days), 0, 3650, "90",
      "days material of a rejected public submission is kept before it is disposed of"},
     {"refusal_max_per_principal", K_U64, OFF(refusal_max_per_principal), 1, 1000000, "30",

@@ -52,6 +52,7 @@ struct dems_config {
     uint64_t portal_link_days;     /* a public submission link's default life */
     uint64_t portal_link_max_days; /* and its longest */
     uint64_t portal_reject_retention_days;
+    uint64_t disposal_recover_days; /* soft-deleted before crypto-erasure (docs/operations.md) */
     uint64_t upload_max_size;
     uint64_t upload_expiry;
     uint64_t upload_max_unfinished_per_user;

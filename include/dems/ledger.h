@@ -98,6 +98,11 @@ enum dems_ledger_type {
     DEMS_LEDGER_FACE_ENROLLED,         /* a subject's descriptor joined a gallery */
     DEMS_LEDGER_FACE_SUBJECT_REMOVED,  /* a subject's descriptors and images were deleted */
     DEMS_LEDGER_FACE_GALLERY_IMPORTED, /* a ZIP of images became pending subjects */
+    DEMS_LEDGER_RETENTION_POLICY_CREATED,
+    DEMS_LEDGER_RETENTION_SET,      /* a case's or an artefact's retention policy */
+    DEMS_LEDGER_HOLD_RELEASED,      /* a legal hold lifted (HOLD_PLACED put it on) */
+    DEMS_LEDGER_DISPOSAL_APPROVED,  /* an artefact soft-deleted by an approved batch */
+    DEMS_LEDGER_DISPOSAL_RECOVERED, /* brought back within its recovery window */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

@@ -100,12 +100,18 @@ void dems_blob_out_free(struct dems_blob_out *o);
 int dems_blob_put_mem(const char *data_dir, const uint8_t master[static 32], const uint8_t *data,
                       size_t len, char ret_id[static 65]);
 
+/*
+ * Crypto-erasure of blob id (disposal): its wrapped key and stream header
+ * are overwritten in place with random bytes and synced, then the file is
+ * removed and its directory synced. Any other name of the same file (a hard
+ * link, a descriptor still open) is then unreadable even with the master
+ * key; copies made elsewhere (backups) are not reached (docs/operations.md).
+ * 0 (also when it was gone already) or DEMS_EIO.
+ */
+int dems_blob_erase(const char *data_dir, const char *id);
+
 /* True when blob id is in the store (its file exists). */
 bool dems_blob_exists(const char *data_dir, const char *id);
-
-/* Deletes blob id for good (disposal), its directory fsynced: 0 (also when
- * it was gone already) or DEMS_EIO. */
-int dems_blob_remove(const char *data_dir, const char *id);
 
 /* Opened blob for sequential decryption. */
 struct dems_blob;

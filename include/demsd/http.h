@@ -138,6 +138,11 @@ void dems_resp_json(struct dems_req *req, int status, json_t *body);
 /* Sends {"error":{"code","message"}} with status. */
 void dems_resp_error(struct dems_req *req, int status, const char *code, const char *message);
 
+/* dems_resp_error with extension members (RFC 9457 section 3.2) from extra (stolen; may be NULL).
+ */
+void dems_resp_problem(struct dems_req *req, int status, const char *code, const char *message,
+                       json_t *extra);
+
 /* dems_resp_error for a DEMS_E* value, using the error table. */
 void dems_resp_err(struct dems_req *req, int err);
 

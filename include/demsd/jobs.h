@@ -221,6 +221,14 @@ enum dems_job_result dems_job_face_search(const struct dems_job *job, struct dem
                                           char *err, size_t errlen);
 enum dems_job_result dems_job_face_import(const struct dems_job *job, struct dems_job_ctx *ctx,
                                           char *err, size_t errlen);
+/*
+ * Disposal of a batch ({"batch": id}; server/jobs/disposal.c, docs/operations.md
+ * "Retention, holds and disposal"): lists what is due, soft-deletes an approved
+ * batch, crypto-erases it once its recovery window has passed.
+ */
+enum dems_job_result dems_job_disposal(const struct dems_job *job, struct dems_job_ctx *ctx,
+                                       char *err, size_t errlen);
+int dems_job_disposal_check(const json_t *payload, char *err, size_t errlen);
 /* Checks {"subject": id}, {"search": id} or {"import": id}: a positive integer. */
 int dems_job_face_id_check(const json_t *payload, char *err, size_t errlen);
 

@@ -28,6 +28,9 @@
 bool api_get_str(struct dems_req *req, const char *key, size_t max, bool required,
                  const char **ret);
 
+/* A name, reference or label: not empty, no control characters (UTF-8 otherwise free). */
+bool api_label_ok(const char *s);
+
 /* True when t looks like a token dems made (dems_token_new: 16..63 of A-Z a-z 0-9 _ -). */
 bool api_token_text_ok(const char *t);
 
@@ -523,6 +526,23 @@ void api_face_searches_create(struct dems_req *req);
 void api_face_searches_list(struct dems_req *req);
 void api_face_searches_get(struct dems_req *req);
 void api_face_searches_oversight(struct dems_req *req);
+void api_retention_policies_list(struct dems_req *req);
+void api_retention_policies_create(struct dems_req *req);
+void api_retention_case_set(struct dems_req *req);
+void api_retention_evidence_set(struct dems_req *req);
+void api_holds_list(struct dems_req *req);
+void api_holds_create(struct dems_req *req);
+void api_holds_release(struct dems_req *req);
+void api_disposal_due(struct dems_req *req);
+void api_disposal_batches_create(struct dems_req *req);
+void api_disposal_batches_list(struct dems_req *req);
+void api_disposal_batches_get(struct dems_req *req);
+void api_disposal_batch_items(struct dems_req *req);
+void api_disposal_batches_approve(struct dems_req *req);
+void api_disposal_batches_cancel(struct dems_req *req);
+void api_disposal_recover(struct dems_req *req);
+/* Housekeeping: queues the erasure of batches whose recovery window has passed. */
+void api_disposals_run(struct dems_loop *loop);
 void api_face_imports_create(struct dems_req *req);
 void api_face_imports_list(struct dems_req *req);
 void api_face_imports_get(struct dems_req *req);

@@ -69,6 +69,14 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
     return true;
 }
 
+bool api_label_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return false;
+    return s[0] != '\0';
+}
+
 bool api_token_text_ok(const char *t)
 {
     size_t n = strlen(t);

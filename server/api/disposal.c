@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Disposal of rejected public submissions (housekeeping, loop 0; docs/
- * operations.md, "Retention and disposal"). A submission rejected in triage
+ * operations.md, "Retention, holds and disposal"). A submission rejected in triage
  * is kept until its dispose_after (portal_reject_retention_days); then each
  * of its artefacts that nothing else holds (no upload by anyone else, never
  * an exhibit, not disposed of already), and what was extracted from its
@@ -80,9 +80,9 @@ static void purge_work(void *arg)
 {
     struct purge *p = arg;
     const char *dir = p->s->loop->srv->cfg->data_dir;
-    p->err = dems_blob_remove(dir, p->id);
+    p->err = dems_blob_erase(dir, p->id);
     for (size_t i = 0; p->err == 0 && i < json_array_size(p->blobs); i++)
-        p->err = dems_blob_remove(dir, json_string_value(json_array_get(p->blobs, i)));
+        p->err = dems_blob_erase(dir, json_string_value(json_array_get(p->blobs, i)));
 }
 
 static void purge_done(void *arg)

@@ -75,6 +75,16 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
     if (!api_col_null(res, 0, "preview_job"))
         json_object_set_new(body, "preview_job", json_string(api_col(res, 0, "preview_job")));
     json_object_set_new(body, "disposed_at", api_col_json_str(res, 0, "disposed_at"));
+    json_object_set_new(body, "disposal_seq",
+                        api_col_null(res, 0, "disposed_seq")
+                            ? json_null()
+                            : json_integer(api_col_int(res, 0, "disposed_seq")));
+    json_object_set_new(body, "deleted_at", api_col_json_str(res, 0, "deleted_at"));
+    json_object_set_new(body, "recover_until", api_col_json_str(res, 0, "recover_until"));
+    json_object_set_new(body, "retention_policy",
+                        api_col_null(res, 0, "retention_policy_id")
+                            ? json_null()
+                            : json_integer(api_col_int(res, 0, "retention_policy_id")));
     /* What its first bytes are, whether no decoder could read it, and for a
      * submitted ZIP archive what unpacking it gave; the archives it came from. */
     json_object_set_new(body, "format", api_col_json_str(res, 0, "format"));
@@ -94,7 +104,9 @@ static void on_evidence(struct dems_req *req, const PGresult *res, int err)
 #define EVIDENCE_SQL                                                                               \
     "SELECT a.id, a.size, a.content_type, a.filename, a.metadata::text AS metadata,"               \
     " coalesce(u.username, 'device:' || d.serial, 'public:' || ps.reference) AS uploaded_by,"      \
-    " " API_TS("a.created_at") " AS created_at, " API_TS("a.disposed_at") " AS disposed_at,"      \
+    " " API_TS("a.created_at") " AS created_at, " API_TS("a.disposed_at") " AS disposed_at,"  \
+    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
+    " a.disposed_seq, a.retention_policy_id,"      \
     " (SELECT min(seq) FROM ledger_entries e WHERE e.artefact = a.id"                              \
     "  AND e.type = 'INGESTED') AS ingested_seq,"                                                  \
     " a.media::text AS media,"                                                                     \
@@ -136,7 +148,9 @@ void api_evidence_get(struct dems_req *req)
 /* clang-format off */
 #define CONTENT_SQL                                                                                \
     "SELECT a.size, coalesce(a.content_type, '') AS content_type,"                                 \
-    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"         \
+    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"  \
+    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
+    " a.disposed_seq, a.retention_policy_id,"         \
     " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
     " " API_DOWNLOADABLE_SQL("a.id", "$2", "$3") " AS downloadable,"                               \
     " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
@@ -146,6 +160,8 @@ void api_evidence_get(struct dems_req *req)
  * whether or not its preview exists. */
 #define DERIVATIVE_SQL                                                                             \
     "SELECT d.blob, d.size, d.content_type, d.kind, " API_TS("a.disposed_at") " AS disposed_at,"  \
+    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
+    " a.disposed_seq, a.retention_policy_id,"  \
     " EXISTS (SELECT 1 FROM"                                                                       \
     " evidence_views v WHERE v.artefact = a.id AND v.kind = $2"                                    \
     " AND v.user_id = $3::bigint) AS viewed,"                                                      \
@@ -155,16 +171,34 @@ void api_evidence_get(struct dems_req *req)
     " WHERE a.id = $1"
 /* clang-format on */
 
-/* 410 evidence_disposed for an artefact disposed of (its bytes are gone). */
+/*
+ * 410 evidence_disposed for an artefact disposed of (its bytes are gone;
+ * "disposal_seq": its DISPOSED entry), 410 evidence_deleted for one an
+ * approved disposal soft-deleted ("recover_until": an admin may recover it
+ * until then).
+ */
 static bool evidence_disposed(struct dems_req *req, const PGresult *res)
 {
-    if (api_col_null(res, 0, "disposed_at"))
-        return false;
     char msg[160];
-    snprintf(msg, sizeof(msg), "this evidence was disposed of at %s (its retention ended)",
-             api_col(res, 0, "disposed_at"));
-    dems_resp_error(req, 410, "evidence_disposed", msg);
-    return true;
+    if (!api_col_null(res, 0, "disposed_at")) {
+        snprintf(msg, sizeof(msg), "this evidence was disposed of at %s (its retention ended)",
+                 api_col(res, 0, "disposed_at"));
+        dems_resp_problem(req, 410, "evidence_disposed", msg,
+                          json_pack("{s:o}", "disposal_seq",
+                                    api_col_null(res, 0, "disposed_seq")
+                                        ? json_null()
+                                        : json_integer(api_col_int(res, 0, "disposed_seq"))));
+        return true;
+    }
+    if (!api_col_null(res, 0, "deleted_at")) {
+        snprintf(msg, sizeof(msg),
+                 "this evidence is deleted by an approved disposal (recoverable until %s)",
+                 api_col(res, 0, "recover_until"));
+        dems_resp_problem(req, 410, "evidence_deleted", msg,
+                          json_pack("{s:s}", "recover_until", api_col(res, 0, "recover_until")));
+        return true;
+    }
+    return false;
 }
 
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)

@@ -77,15 +77,6 @@ static struct gal *gal_new(struct dems_req *req, bool with_gallery)
     return g;
 }
 
-/* A reference or name: printable, no control characters. */
-static bool label_ok(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return false;
-    return s[0] != '\0';
-}
-
 static void on_changed(struct dems_ledger_item *item, void *arg)
 {
     struct dems_req *req = arg;
@@ -116,7 +107,7 @@ void api_face_galleries_create(struct dems_req *req)
     if (g == NULL || !api_get_str(req, "name", 100, true, &name) ||
         !api_get_str(req, "description", 2000, false, &desc))
         return;
-    if (!label_ok(name) || (desc != NULL && desc[0] == '\0')) {
+    if (!api_label_ok(name) || (desc != NULL && desc[0] == '\0')) {
         dems_resp_error(req, 400, "invalid_field",
                         desc != NULL && desc[0] == '\0'
                             ? "field \"description\" must not be empty"
@@ -431,7 +422,7 @@ void api_face_subjects_create(struct dems_req *req)
     if (g == NULL || !api_get_str(req, "reference", 64, true, &ref) ||
         !api_get_str(req, "image", (size_t)IMAGE_MAX / 3 * 4 + 8, true, &image))
         return;
-    if (!label_ok(ref)) {
+    if (!api_label_ok(ref)) {
         dems_resp_error(req, 400, "invalid_field",
                         "field \"reference\" must be 1-64 printable characters");
         return;
@@ -447,7 +438,7 @@ static void unlink_work(void *arg)
     struct gal *g = arg;
     const struct dems_config *cfg = dems_req_loop(g->req)->srv->cfg;
     for (size_t i = 0; i < g->nblobs; i++)
-        if (dems_blob_remove(cfg->data_dir, g->blobs[i]) < 0)
+        if (dems_blob_erase(cfg->data_dir, g->blobs[i]) < 0)
             g->err = DEMS_EIO;
 }
 

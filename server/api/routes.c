@@ -179,6 +179,33 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/subjects/{sid}", DEMS_ROLE_ADMIN, J,
           api_face_subjects_remove),
     ROUTE(DEMS_HTTP_GET, "/v1/face/subjects/{id}/crop", CASE_CREATORS, 0, api_face_subject_crop),
+    /* Retention, holds and disposal (docs/operations.md). */
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/retention/policies", DEMS_ROLE_ADMIN, 0,
+          api_retention_policies_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/retention/policies", DEMS_ROLE_ADMIN, J,
+          api_retention_policies_create),
+    ROUTE(DEMS_HTTP_PUT, "/v1/admin/cases/{id}/retention", DEMS_ROLE_ADMIN, J,
+          api_retention_case_set),
+    ROUTE(DEMS_HTTP_PUT, "/v1/admin/evidence/{id}/retention", DEMS_ROLE_ADMIN, J,
+          api_retention_evidence_set),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/holds", DEMS_ROLE_ADMIN, 0, api_holds_list),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/holds", DEMS_ROLE_ADMIN, J, api_holds_create),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/holds/{id}/release", DEMS_ROLE_ADMIN, J, api_holds_release),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/disposal/due", DEMS_ROLE_ADMIN, 0, api_disposal_due),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/disposal/batches", DEMS_ROLE_ADMIN, 0,
+          api_disposal_batches_create),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/disposal/batches", DEMS_ROLE_ADMIN, 0,
+          api_disposal_batches_list),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/disposal/batches/{id}", DEMS_ROLE_ADMIN, 0,
+          api_disposal_batches_get),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/disposal/batches/{id}/items", DEMS_ROLE_ADMIN, 0,
+          api_disposal_batch_items),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/disposal/batches/{id}/approve", DEMS_ROLE_ADMIN, J,
+          api_disposal_batches_approve),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/disposal/batches/{id}/cancel", DEMS_ROLE_ADMIN, J,
+          api_disposal_batches_cancel),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/evidence/{id}/recover", DEMS_ROLE_ADMIN, J,
+          api_disposal_recover),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/face/galleries/{id}/imports", DEMS_ROLE_ADMIN, J,
           api_face_imports_create),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/face/galleries/{id}/imports", DEMS_ROLE_ADMIN, 0,
@@ -197,6 +224,7 @@ void dems_api_periodic(struct dems_loop *loop)
     api_uploads_expire(loop->db);
     api_rate_prune(loop->db, loop->srv->cfg);
     api_disposal_run(loop);
+    api_disposals_run(loop);
     upload_record_housekeeping(loop, !started);
     if (started)
         api_evidence_sweep(loop);

@@ -4,6 +4,7 @@
  * reach the database directly. They work whether or not a demsd is serving
  * the same data directory (they use its embedded cluster if so).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -313,7 +314,8 @@ static int verify_blobs(int argc, char **argv)
         rc = 1;
     }
     if (db != NULL) {
-        PGresult *res = PQexec(db, "SELECT id FROM artefacts ORDER BY id");
+        PGresult *res =
+            PQexec(db, "SELECT id FROM artefacts WHERE disposed_at IS NULL ORDER BY id");
         int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
         int bad = 0;
         for (int i = 0; i < n; i++) {
@@ -342,6 +344,90 @@ static int verify_blobs(int argc, char **argv)
     return rc;
 }
 
+/* Decrypts one blob file with the master key to stdout (a backup's, or for an inquiry). */
+static int decrypt_blob(int argc, char **argv)
+{
+    char *flags[16];
+    size_t nflags = 0;
+    const char *config_file = NULL;
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'}, {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},  {"file", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
+    const char *file = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = dems_cli_getopt(argc, argv, opts, "admin decrypt-blob")) != -1) {
+        if (opt == 'h') {
+            printf("Usage: demsd admin decrypt-blob --data DIR --file PATH [--config FILE]\n"
+                   "\n"
+                   "Decrypts one blob file (the store's format: a key wrapped by the master\n"
+                   "key, then authenticated chunks) to standard output, e.g. a file from a\n"
+                   "backup of the blob store. One line and exit 1 when it cannot: a file that\n"
+                   "is not a blob, another master key, or a blob crypto-erased by disposal.\n"
+                   "\n"
+                   "Options:\n"
+                   "  --data DIR        data directory (for its master key)\n"
+                   "  --file PATH       the blob file\n"
+                   "  --config FILE     configuration file\n"
+                   "  --set KEY=VALUE   set a configuration key (repeatable)\n"
+                   "  --help            show this help\n");
+            return 0;
+        }
+        if (opt == 'f') {
+            file = optarg;
+            continue;
+        }
+        if (dems_cli_common_opt(opt, optarg, flags, &nflags, &config_file) < 0)
+            return 2;
+    }
+    if (optind < argc || file == NULL) {
+        fprintf(stderr, "demsd admin decrypt-blob: %s%s\n",
+                file == NULL ? "--file PATH is required" : "unexpected argument ",
+                file == NULL ? "" : argv[optind]);
+        return 2;
+    }
+    struct dems_setup s = {0};
+    int rc = dems_setup_config(&s, config_file, flags, nflags);
+    if (rc != 0)
+        return rc;
+    char err[1024] = "cannot initialise libsodium", path[4200];
+    uint8_t *master = dems_crypto_init() == 0 ? sodium_malloc(32) : NULL;
+    if (s.cfg.master_key_file[0] != '\0')
+        snprintf(path, sizeof(path), "%s", s.cfg.master_key_file);
+    else
+        snprintf(path, sizeof(path), "%s/keys/master.key", s.cfg.data_dir);
+    if (master != NULL && access(path, R_OK) != 0) /* never make a new key here */
+        snprintf(err, sizeof(err), "no master key at %.900s: %s", path, strerror(errno));
+    if (master == NULL || access(path, R_OK) != 0 ||
+        dems_master_key_load(path, master, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd admin decrypt-blob: %s\n", master == NULL ? "out of memory" : err);
+        rc = 1;
+    }
+    struct dems_blob *b = NULL;
+    uint8_t *chunk = malloc(DEMS_BLOB_CHUNK);
+    int r = rc != 0 ? 0 : chunk == NULL ? DEMS_ENOMEM : dems_blob_open_file(file, master, &b);
+    long n = 0;
+    while (rc == 0 && r == 0 && (n = dems_blob_read(b, chunk)) > 0)
+        if (fwrite(chunk, 1, (size_t)n, stdout) != (size_t)n)
+            r = DEMS_EIO;
+    if (rc == 0 && r == 0 && n < 0)
+        r = (int)n;
+    if (rc == 0 && r < 0) {
+        fprintf(stderr, "demsd admin decrypt-blob: cannot decrypt %s: %s\n", file,
+                r == DEMS_ECRYPTO ? "not a blob of this master key (or crypto-erased, or altered)"
+                                  : dems_strerror(r));
+        rc = 1;
+    }
+    if (b != NULL)
+        dems_blob_close(b);
+    free(chunk);
+    if (master != NULL)
+        sodium_free(master);
+    dems_setup_done(&s);
+    return rc;
+}
+
 int dems_cli_admin(int argc, char **argv)
 {
     bool help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
@@ -351,6 +437,7 @@ int dems_cli_admin(int argc, char **argv)
                 "Usage: demsd admin COMMAND [options]\n\nCommands:\n"
                 "  create-user   create a staff account\n"
                 "  verify-blobs  re-check every stored evidence blob against its SHA-256\n"
+                "  decrypt-blob  decrypt one blob file with the master key to stdout\n"
                 "\nRun `demsd admin COMMAND --help` for a command's options.\n");
         return help ? 0 : 2;
     }
@@ -358,6 +445,8 @@ int dems_cli_admin(int argc, char **argv)
         return create_user(argc - 1, argv + 1);
     if (strcmp(argv[1], "verify-blobs") == 0)
         return verify_blobs(argc - 1, argv + 1);
+    if (strcmp(argv[1], "decrypt-blob") == 0)
+        return decrypt_blob(argc - 1, argv + 1);
     fprintf(stderr, "demsd admin: unknown command %s (try demsd admin --help)\n", argv[1]);
     return 2;
 }

@@ -515,8 +515,16 @@ void dems_resp_json(struct dems_req *req, int status, json_t *body)
  */
 void dems_resp_error(struct dems_req *req, int status, const char *code, const char *message)
 {
-    if (req->responded || req->aborted)
+    dems_resp_problem(req, status, code, message, NULL);
+}
+
+void dems_resp_problem(struct dems_req *req, int status, const char *code, const char *message,
+                       json_t *extra)
+{
+    if (req->responded || req->aborted) {
+        json_decref(extra);
         return;
+    }
     if (status == 401) {
         bool sent_token =
             req->head != NULL && dems_http_head_get(req->head, "authorization") != NULL;
@@ -526,9 +534,12 @@ void dems_resp_error(struct dems_req *req, int status, const char *code, const c
     }
     char type[96];
     snprintf(type, sizeof(type), "urn:dems:problem:%s", code);
-    send_json(req, status, "application/problem+json",
-              json_pack("{s:s,s:s,s:i,s:s,s:s}", "type", type, "title", reason(status), "status",
-                        status, "detail", message, "code", code));
+    json_t *body = json_pack("{s:s,s:s,s:i,s:s,s:s}", "type", type, "title", reason(status),
+                             "status", status, "detail", message, "code", code);
+    if (body != NULL && extra != NULL)
+        json_object_update_missing(body, extra);
+    json_decref(extra);
+    send_json(req, status, "application/problem+json", body);
 }
 
 void dems_resp_err(struct dems_req *req, int err)

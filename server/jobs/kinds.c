@@ -20,6 +20,7 @@ const struct dems_job_kind dems_job_kinds[] = {
     {"face-enrol", dems_job_face_enrol, dems_job_face_id_check},
     {"face-search", dems_job_face_search, dems_job_face_id_check},
     {"face-import", dems_job_face_import, dems_job_face_id_check},
+    {"disposal", dems_job_disposal, dems_job_disposal_check},
 };
 
 const size_t dems_job_nkinds = sizeof(dems_job_kinds) / sizeof(dems_job_kinds[0]);

@@ -222,13 +222,26 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
     return fsync_dir(dir);
 }
 
-int dems_blob_remove(const char *data_dir, const char *id)
+int dems_blob_erase(const char *data_dir, const char *id)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];
     blob_path(data_dir, id, path, sizeof(path), false);
     blob_path(data_dir, id, dir, sizeof(dir), true);
-    if (unlink(path) != 0)
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
         return errno == ENOENT ? 0 : DEMS_EIO;
+    /* The wrapped key and the stream header: random bytes in their place. */
+    uint8_t noise[HEADER_LEN - MAGIC_LEN];
+    randombytes_buf(noise, sizeof(noise));
+    bool ok =
+        pwrite(fd, noise, sizeof(noise), MAGIC_LEN) == (ssize_t)sizeof(noise) && fdatasync(fd) == 0;
+    sodium_memzero(noise, sizeof(noise));
+    if (close(fd) != 0)
+        ok = false;
+    if (!ok)
+        return DEMS_EIO;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return DEMS_EIO;
     return fsync_dir(dir);
 }
 

@@ -200,6 +200,22 @@ TABLE = {
     ("DELETE", "/v1/admin/face/galleries/{id}/subjects/{sid}"): ADMIN_POST(404),
     ("GET", "/v1/face/subjects/{id}/crop"): (401, 404, 403, 403, 404, 401, 404, 404, 403, 403,
                                              403),
+    # Retention, holds and disposal: admins only ({id} stays unparsable: 404).
+    ("GET", "/v1/admin/retention/policies"): ADMIN(200),
+    ("POST", "/v1/admin/retention/policies"): ADMIN_POST(400),
+    ("PUT", "/v1/admin/cases/{id}/retention"): ADMIN_POST(404),
+    ("PUT", "/v1/admin/evidence/{id}/retention"): ADMIN_POST(404),
+    ("GET", "/v1/admin/holds"): ADMIN(200),
+    ("POST", "/v1/admin/holds"): ADMIN_POST(400),
+    ("POST", "/v1/admin/holds/{id}/release"): ADMIN_POST(404),
+    ("GET", "/v1/admin/disposal/due"): ADMIN(200),
+    ("POST", "/v1/admin/disposal/batches"): ADMIN_POST(202),
+    ("GET", "/v1/admin/disposal/batches"): ADMIN(200),
+    ("GET", "/v1/admin/disposal/batches/{id}"): ADMIN(404),
+    ("GET", "/v1/admin/disposal/batches/{id}/items"): ADMIN(404),
+    ("POST", "/v1/admin/disposal/batches/{id}/approve"): ADMIN_POST(404),
+    ("POST", "/v1/admin/disposal/batches/{id}/cancel"): ADMIN_POST(404),
+    ("POST", "/v1/admin/evidence/{id}/recover"): ADMIN_POST(404),
     ("POST", "/v1/admin/face/galleries/{id}/imports"): ADMIN_POST(404),
     ("GET", "/v1/admin/face/galleries/{id}/imports"): ADMIN(404),
     ("GET", "/v1/admin/face/galleries/{id}/imports/{iid}"): ADMIN(404),
@@ -400,6 +416,8 @@ def concrete(c, method, pattern):
         "/v1/admin/face/galleries": {},
         "/v1/admin/face/galleries/{id}/subjects": {},
         "/v1/admin/face/galleries/{id}/imports": {},
+        "/v1/admin/retention/policies": {},
+        "/v1/admin/holds": {},
     }
     if method == "POST" and pattern in bodies:
         body = json.dumps(bodies[pattern])

@@ -47,7 +47,7 @@ SUBCOMMANDS = {
     "dems-vector-bench": {"build": [], "search": [], "gen": [], "recall": [], "stats": [],
                           "crc": []},
 }
-NESTED = {("demsd", "admin"): ["create-user", "verify-blobs"], ("demsd", "face"): ["detect", "embed"]}
+NESTED = {("demsd", "admin"): ["create-user", "verify-blobs", "decrypt-blob"], ("demsd", "face"): ["detect", "embed"]}
 
 
 def project_version():
