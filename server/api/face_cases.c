@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Face indexing of a case's footage (docs/face-search.md):
- *   GET  /v1/cases/{id}/face           whether indexing is on, per-artefact progress
+ *   GET  /v1/cases/{id}/face           whether indexing is on, per-artefact progress,
+ *                                      and what a search form offers (the configured
+ *                                      legal bases, the default and lowest threshold)
  *   POST /v1/cases/{id}/face/indexing  {"enabled": true|false} (ledgered
  *                                      FACE_INDEXING_CHANGED; enabling queues a
  *                                      face-index job per exhibit, and new exhibits
@@ -16,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dems/config.h"
 #include "dems/err.h"
 #include "demsd/auth.h"
+#include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
 
@@ -50,6 +54,22 @@ static struct face_case *face_case_new(struct dems_req *req)
 
 /* ---- progress ---- */
 
+/* What a search form offers: the configured legal bases (face_legal_bases,
+ * "|"-separated) as a list, in their order. */
+static json_t *legal_bases(const struct dems_config *cfg)
+{
+    json_t *a = json_array();
+    const char *p = cfg->face_legal_bases;
+    while (a != NULL && p != NULL && *p != '\0') {
+        const char *bar = strchr(p, '|');
+        size_t len = bar != NULL ? (size_t)(bar - p) : strlen(p);
+        if (len > 0)
+            json_array_append_new(a, json_stringn(p, len));
+        p = bar != NULL ? bar + 1 : NULL;
+    }
+    return a;
+}
+
 static void on_status(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
@@ -74,11 +94,13 @@ static void on_status(struct dems_req *req, const PGresult *res, int err)
                                               (json_int_t)api_col_int(res, i, "tracks")));
     }
     bool on = PQntuples(res) > 0 ? !api_col_null(res, 0, "since") : false;
-    json_t *o = json_pack("{s:b,s:o,s:o,s:I,s:o,s:o}", "enabled", on, "since",
+    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
+    json_t *o = json_pack("{s:b,s:o,s:o,s:I,s:o,s:o,s:o,s:f}", "enabled", on, "since",
                           PQntuples(res) > 0 ? api_col_json_str(res, 0, "since") : json_null(),
                           "enabled_by",
                           PQntuples(res) > 0 ? api_col_json_str(res, 0, "enabled_by") : json_null(),
-                          "tracks", (json_int_t)tracks, "counts", counts, "artefacts", arts);
+                          "tracks", (json_int_t)tracks, "counts", counts, "artefacts", arts,
+                          "legal_bases", legal_bases(cfg), "threshold", cfg->face_threshold);
     dems_resp_json(req, 200, o);
 }
 

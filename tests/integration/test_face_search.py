@@ -256,6 +256,9 @@ def test_indexing_finds_tracks_and_hostile_media_fails(c):
     c.hostile_id = upload(c, c.off, c.hostile, "broken.mp4")
     add_exhibit(c, c.case, c.off, c.hostile_id, "EX2")
     doc = wait_indexed(c, c.case, c.off)
+    # What a search form offers: the configured legal bases, the lowest threshold.
+    assert BASIS in doc["legal_bases"] and len(doc["legal_bases"]) == 3, doc["legal_bases"]
+    assert doc["threshold"] == 0.5, doc["threshold"]
     arts = {a["artefact"]: a for a in doc["artefacts"]}
     assert arts[c.video_id]["state"] == "done", arts
     assert arts[c.video_id]["frames"] >= int(15 * FPS) - 1, arts  # 15 s at FPS a second
