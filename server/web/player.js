@@ -2,8 +2,9 @@
 // The preview player: the poster, the proxy in <video controls
 // preload="metadata">, and a strip of thumbnails cut from sprite.jpg by the
 // WebVTT index's #xywh fragments; choosing a thumbnail seeks there.
-// player() makes one; the evidence page, a case's exhibits, a shared case
-// and the defence disclosure page all use it. Only one is on show at a
+// player() makes one; the evidence page, a case's exhibits, a shared case,
+// the defence disclosure page and the face search's results all use it
+// (showEvidence's start option opens the proxy at a moment and plays it). Only one is on show at a
 // time (its elements keep the ids the first staff page had).
 import { api } from './api.js';
 import { el, when, bytes, clock } from './ui.js';
@@ -103,7 +104,7 @@ export function player({ closable = true, heading = 'h2' } = {}) {
   // Shows media under base (base/poster, base/preview, base/thumbnails)
   // given which derivatives exist (kinds) and why there is no proxy
   // (noPreview) when there is none.
-  async function media(mine, base, kinds, noPreview) {
+  async function media(mine, base, kinds, noPreview, at) {
     if (!kinds.has('proxy')) {
       status.textContent = noPreview;
       if (kinds.has('poster')) {
@@ -116,6 +117,7 @@ export function player({ closable = true, heading = 'h2' } = {}) {
     video.src = `${base}/preview`;
     video.hidden = false;
     status.textContent = '';
+    if (at) startAt(mine, at);
     if (kinds.has('sprite_vtt') && kinds.has('sprite')) await loadStrip(mine, `${base}/thumbnails`);
   }
 
@@ -129,12 +131,25 @@ export function player({ closable = true, heading = 'h2' } = {}) {
     return mine;
   }
 
-  // Evidence the signed-in user may see, by id (GET /v1/evidence/{id}).
-  async function showEvidence(id, heading) {
+  // Once the proxy's length is known: seek to at.start seconds and, with
+  // at.play, play from there (a refusal to autoplay leaves it paused).
+  function startAt(mine, at) {
+    video.addEventListener('loadedmetadata', () => {
+      if (showing !== mine) return;
+      const t = Number(at.start) || 0;
+      video.currentTime = Number.isFinite(video.duration) ? Math.min(t, video.duration) : t;
+      if (at.play) video.play().catch(() => {});
+    }, { once: true });
+  }
+
+  // Evidence the signed-in user may see, by id (GET /v1/evidence/{id});
+  // opts.start (seconds) and opts.play: where the proxy opens, and whether
+  // it plays from there.
+  async function showEvidence(id, heading, opts = {}) {
     const mine = begin(heading || 'Preview');
     const ev = await api(`/v1/evidence/${id}`);
     if (showing !== mine) return;
-    await present(mine, ev, heading || ev.filename || id, true);
+    await present(mine, ev, heading || ev.filename || id, true, undefined, opts.start !== undefined ? opts : null);
   }
 
   // An answer of GET /v1/evidence/{id} the caller already has; noPreview
@@ -144,14 +159,14 @@ export function player({ closable = true, heading = 'h2' } = {}) {
     await present(mine, ev, heading, false, noPreview);
   }
 
-  async function present(mine, ev, heading, withDetails, noPreview) {
+  async function present(mine, ev, heading, withDetails, noPreview, at) {
     const id = ev.id;
     title.textContent = heading;
     const kinds = new Set((ev.previews || []).map((p) => p.kind));
     const why = ev.media && ev.media.preview_error ? `: ${ev.media.preview_error.message}` : '';
     const message = noPreview || `${previewText({ has_preview: false, preview_job: ev.preview_job })}${why}.`;
     if (!withDetails) {
-      await media(mine, `/v1/evidence/${id}`, kinds, message);
+      await media(mine, `/v1/evidence/${id}`, kinds, message, at);
       return;
     }
     detail('SHA-256', ev.sha256);
@@ -164,7 +179,7 @@ export function player({ closable = true, heading = 'h2' } = {}) {
     const vs = (probe.streams || []).find((s) => s.type === 'video' && !s.attached_pic);
     if (vs && vs.width) detail('Video', `${vs.codec || ''} ${vs.width}×${vs.height}`.trim());
     if (probe.creation_time) detail('Recorded', when(probe.creation_time));
-    await media(mine, `/v1/evidence/${id}`, kinds, message);
+    await media(mine, `/v1/evidence/${id}`, kinds, message, at);
   }
 
   // Media described by the caller (the disclosure page): rows are
