@@ -13,8 +13,8 @@
 // per view: find.js (#/evidence), evidence.js (#/evidence/ID), upload.js
 // (#/upload, with uploads.js, meta.js, hash.js and the vendored
 // upload-kit.js), account.js (#/account), admin.js (#/admin), cases.js,
-// shares.js (with bundles.js, disclosures.js), and player.js, the preview
-// player several views use. docs/architecture.md, "The staff web
+// shares.js (with bundles.js, disclosures.js), face.js (#/cases/ID/face,
+// face search), and player.js, the preview player several views use. docs/architecture.md, "The staff web
 // application", says where a new page goes.
 import * as store from './store.js';
 import { api, onSessionExpired, ApiError } from './api.js';
@@ -27,6 +27,7 @@ import './account.js';
 import './admin.js';
 import './cases.js';
 import './shares.js';
+import './face.js';
 
 let reauth = null; // {username, resolve, promise} while a lapsed session waits for its user
 

@@ -2,7 +2,8 @@
 // Cases (docs/api.md, "Cases"): the case list (#/cases: search, filters,
 // paging, a new case) and the case page (#/cases/ID: details with edit,
 // close and reopen; exhibits with posters, adding evidence and removing
-// exhibits; members; shares (shares.js); court bundles (bundles.js)). The
+// exhibits; the way to face search (face.js) for users with the
+// permission; members; shares (shares.js); court bundles (bundles.js)). The
 // controls on show are those the caller's case role (my_role) allows; the
 // server decides anyway and its refusals are shown as they come.
 import { api, all } from './api.js';
@@ -12,6 +13,7 @@ import { player } from './player.js';
 import { caseShares } from './shares.js';
 import { bundles } from './bundles.js';
 import { publicSubmissions } from './submissions.js';
+import { faceLink } from './face.js';
 
 const input = (attrs) => el('input', attrs);
 const select = (name, options, value) => {
@@ -341,6 +343,8 @@ async function renderCase(view, params, page) {
   if (can.manage) head.append(closeForm(c, page.reload));
   const exhibits = exhibitsSection(page, c, can, p);
   view.append(head, exhibits, p.node);
+  const face = faceLink(c);
+  if (face) view.append(face);
   const loads = [exhibits.load()];
   if (can.seeMembers) {
     const members = membersSection(page, c, can);
