@@ -207,7 +207,7 @@ const utf8 = (s) => new TextEncoder().encode(s).length;
 function searchSection(page, c, galleries, onQueued) {
   const probeTrack = radio('probe', 'track', true);
   const probePhoto = radio('probe', 'photo', false);
-  const chosen = el('div', { id: 'face-chosen', class: 'chosen' },
+  const chosen = el('div', { id: 'face-chosen', class: 'chosen', role: 'status' },
     el('span', { class: 'hint', textContent: 'Choose "Search with this face" on a face above.' }));
   const photo = el('input', { type: 'file', id: 'face-photo', accept: 'image/jpeg,image/png' });
   const scopeFootage = radio('scope', 'footage', true);
@@ -263,7 +263,8 @@ function searchSection(page, c, galleries, onQueued) {
     check(basis, body.legal_basis, 'Choose the legal basis.');
     check(auth, body.authorisation && utf8(body.authorisation) <= 200, 'Give the authorisation reference (at most 200 bytes).');
     const min = lowest;
-    if (threshold.value !== '') {
+    if (threshold.validity.badInput) check(threshold, false, `A number from ${min} to 1, or nothing.`);
+    else if (threshold.value !== '') {
       const t = Number(threshold.value);
       check(threshold, Number.isFinite(t) && t >= min && t <= 1, `A number from ${min} to 1: the threshold may only be raised.`);
       body.threshold = t;

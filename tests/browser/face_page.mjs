@@ -9,7 +9,8 @@
 //             faces, searches from one (first without a purpose, then with
 //             a legal basis the server refuses, then as it should be),
 //             sees the results under the notice, plays the best one at its
-//             moment, and reloads the page on the same results;
+//             moment, searches again with a photo chosen from disk, and
+//             reloads the page on the same results;
 //   plain     an officer of the case without the permission: no link on
 //             the case page, only the explanation at the page's address.
 // CONFIG.json holds the URL, the case, the users' passwords and where
@@ -208,8 +209,6 @@ async function searcher(browser) {
     rank: Number(l.dataset.rank), artefact: l.dataset.artefact, t: Number(l.dataset.t),
     score: l.querySelector('.score').textContent,
   })));
-  await page.locator(`#face-searches tr[data-search="${summary.search_id}"][data-state="done"]`).waitFor();
-  summary.history = await page.locator('#face-searches tr').evaluateAll((rs) => rs.map((r) => [Number(r.dataset.search), r.dataset.state]));
   await look(page, 'face-results');
 
   summary.step = 'play the best result';
@@ -230,9 +229,23 @@ async function searcher(browser) {
   summary.player_title = await text(page.locator('#player-title'));
   await look(page, 'face-playing');
 
+  summary.step = 'search with a photo';
+  await page.locator('#face-photo').setInputFiles(cfg.photo);
+  summary.photo_checked = await page.locator('#face-probe-photo').isChecked();
+  await f.getByRole('button', { name: 'Start the search' }).click();
+  await page.locator(`#face-result:not([data-search="${summary.search_id}"])`).waitFor({ timeout: LONG });
+  await page.locator('#face-result[data-state="done"], #face-result[data-state="failed"]').waitFor({ timeout: LONG });
+  summary.photo_search_id = Number(await page.locator('#face-result').getAttribute('data-search'));
+  summary.photo_results = await page.locator('#face-results li').evaluateAll((ls) => ls.map((l) => ({
+    rank: Number(l.dataset.rank), artefact: l.dataset.artefact, t: Number(l.dataset.t),
+  })));
+  await page.locator(`#face-searches tr[data-search="${summary.photo_search_id}"][data-state="done"]`).waitFor();
+  summary.history = await page.locator('#face-searches tr').evaluateAll((rs) => rs.map((r) => [Number(r.dataset.search), r.dataset.state]));
+
   summary.step = 'reload on the results';
   await page.reload({ waitUntil: 'load' });
   await page.locator('#face-result[data-state="done"]').waitFor();
+  summary.reloaded_search = Number(await page.locator('#face-result').getAttribute('data-search'));
   summary.reloaded_results = await page.locator('#face-results li').count();
   await context.close();
 }

@@ -23,12 +23,15 @@ for 3 s, person A (portrait.jpg) from 3 s to 6 s, a photo of other people
   identification", each with a score, finds them all at A's times, opens
   the best one and the footage plays from that moment; the search is in the
   case's list of searches and on the record (FACE_SEARCH, with the purpose
-  fields) as the page showed it.
+  fields) as the page showed it. A second search, from a photo of A chosen
+  from disk (read by the page as base64), finds both of A's appearances;
+  reloaded, the page shows the same results (the address keeps them).
 - An officer of the same case without the permission sees no link on the
   case page and, at the page's address, only what the permission is.
 axe-core runs on each view (no serious or critical violation); screenshots
 are kept under build/.../screenshots/face_page/."""
 import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -120,6 +123,12 @@ def setup():
     c.case = case["id"]
     c.video = make_video(os.path.join(c.srv.root, "street.mp4"))
     c.ev = upload(c, c.tok["fiona"], c.video, "street camera.mp4")
+    # "A different photo" of A (as test_face_search.py makes it).
+    c.photo = os.path.join(c.srv.root, "probe.jpg")
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-i",
+                    os.path.join(IMAGES, "portrait.jpg"), "-vf",
+                    "crop=300:360:25:40,eq=brightness=0.06:contrast=1.1,scale=220:-2", "-q:v", "7",
+                    c.photo], check=True, timeout=60)
     ok(c, "POST", f"/v1/cases/{c.case}/exhibits", {"evidence": c.ev, "reference": "EX1"},
        c.tok["fiona"])
     ok(c, "PUT", f"/v1/cases/{c.case}/members/oscar", {"role": "investigator"}, c.tok["fiona"])
@@ -150,7 +159,7 @@ def browser(c, journey, cfg):
 
 def test_searcher_journey(c):
     s = browser(c, "searcher", {"user": "fiona", "evidence": c.ev, "basis": BASIS,
-                                "stale_basis": "Because we can"})
+                                "stale_basis": "Because we can", "photo": c.photo})
     assert s["face_link"], "no face-search link on the case page"
     # Indexing: enabled by the page, followed to done; nothing asked while away.
     assert s["toggle_before"] == "Enable face indexing", s["toggle_before"]
@@ -183,9 +192,10 @@ def test_searcher_journey(c):
         s["error_responses"]
     # The search as the server holds it, and its results as the page showed them.
     searches = ok(c, "GET", f"/v1/cases/{c.case}/face/searches", token=c.tok["fiona"])["searches"]
-    assert len(searches) == 1, searches
-    sid = searches[0]["id"]
-    assert s["search_id"] == sid and s["history"] == [[sid, "done"]], s
+    assert len(searches) == 2, searches
+    sid, pid = searches[0]["id"], searches[1]["id"]
+    assert s["search_id"] == sid and s["photo_search_id"] == pid, s
+    assert s["history"] == [[pid, "done"], [sid, "done"]], s  # newest first
     res = ok(c, "GET", f"/v1/cases/{c.case}/face/searches/{sid}", token=c.tok["fiona"])
     assert res["state"] == "done" and res["probe_track"] == probe["id"], res
     assert res["purpose"] == "Find where the suspect appears again" and \
@@ -203,16 +213,30 @@ def test_searcher_journey(c):
     assert v["src"] == f"/v1/evidence/{c.ev}/preview", v
     assert abs(v["current_time"] - cands[0]["t"]) < 1.0, (v, cands[0])
     assert NOTICE in s["player_title"], s["player_title"]
-    assert s["reloaded_results"] == len(cands), s  # ?search= in the address
-    # On the record: the switch and the search, by the officer.
+    # The photo: the bytes chosen on disk are the probe; both appearances of A.
+    assert s["photo_checked"], s
+    with open(c.photo, "rb") as f:
+        photo_sha = hashlib.sha256(f.read()).hexdigest()
+    res2 = ok(c, "GET", f"/v1/cases/{c.case}/face/searches/{pid}", token=c.tok["fiona"])
+    assert res2["state"] == "done" and res2["probe_sha256"] == photo_sha, res2
+    assert res2["probe_track"] is None, res2
+    got = res2["candidates"]
+    assert s["photo_results"] == [{"rank": x["rank"], "artefact": x["artefact"], "t": x["t"]}
+                                  for x in got], (s["photo_results"], got)
+    assert all(in_a_times(x["t"]) for x in got), got
+    assert {lo for lo, hi in A_TIMES if any(lo - 0.6 <= x["t"] <= hi + 0.6 for x in got)} == \
+        {lo for lo, _ in A_TIMES}, got  # both appearances
+    assert s["reloaded_search"] == pid and s["reloaded_results"] == len(got), s
+    # On the record: the switch and the searches, by the officer.
     ents = [e["body"] for e in ledger_entries(c.srv, c.admin)]
     switched = [e for e in ents if e["type"] == "FACE_INDEXING_CHANGED"]
     assert [(e["actor"]["id"], e["payload"]["enabled"]) for e in switched] == [("fiona", True)]
     found = [e for e in ents if e["type"] == "FACE_SEARCH"]
-    assert len(found) == 1 and found[0]["actor"]["id"] == "fiona", found
+    assert [e["actor"]["id"] for e in found] == ["fiona", "fiona"], found
     p = found[0]["payload"]
     assert p["legal_basis"] == BASIS and p["authorisation"] == "DI Jones, AUTH-42", p
     assert p["results"] == len(cands), p
+    assert found[1]["payload"]["probe_sha256"] == photo_sha, found[1]
 
 
 def test_officer_without_the_permission(c):
