@@ -41,7 +41,4 @@ size_t bundle_note_text_len(const char *note, size_t len);
 int bundle_html(const json_t *manifest, const struct bundle_decoded *entries, size_t n,
                 const char *vkey, struct dems_buf *out);
 
-/* Appends s[0..len) HTML-escaped (& < > " ') to out. */
-int bundle_html_escape(struct dems_buf *out, const char *s, size_t len);
-
 #endif

@@ -23,39 +23,6 @@
     "font-size:.85em}code,.h{font-family:monospace;word-break:break-all}"                          \
     "section{page-break-inside:avoid}@media print{h2{page-break-before:auto}}"
 
-int bundle_html_escape(struct dems_buf *out, const char *s, size_t len)
-{
-    int r = 0;
-    size_t start = 0;
-    for (size_t i = 0; r == 0 && i < len; i++) {
-        const char *rep = NULL;
-        switch (s[i]) {
-        case '&':
-            rep = "&amp;";
-            break;
-        case '<':
-            rep = "&lt;";
-            break;
-        case '>':
-            rep = "&gt;";
-            break;
-        case '"':
-            rep = "&quot;";
-            break;
-        case '\'':
-            rep = "&#39;";
-            break;
-        default:
-            continue;
-        }
-        r = dems_buf_append(out, s + start, i - start);
-        if (r == 0)
-            r = dems_buf_append(out, rep, strlen(rep));
-        start = i + 1;
-    }
-    return r == 0 ? dems_buf_append(out, s + start, len - start) : r;
-}
-
 /* Appends trusted markup. */
 static int raw(struct dems_buf *out, const char *s)
 {
@@ -76,7 +43,7 @@ static int rawf(struct dems_buf *out, const char *fmt, ...)
 
 static int esc(struct dems_buf *out, const char *s)
 {
-    return s != NULL ? bundle_html_escape(out, s, strlen(s)) : 0;
+    return s != NULL ? dems_buf_html_escape(out, s, strlen(s)) : 0;
 }
 
 /* A manifest value as text: strings as they are, integers in decimal, anything else as JSON. */
@@ -85,7 +52,7 @@ static int value(struct dems_buf *out, const json_t *v)
     if (v == NULL || json_is_null(v))
         return raw(out, "&#8212;");
     if (json_is_string(v))
-        return bundle_html_escape(out, json_string_value(v), json_string_length(v));
+        return dems_buf_html_escape(out, json_string_value(v), json_string_length(v));
     if (json_is_integer(v))
         return rawf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);

@@ -29,6 +29,16 @@ void dems_buf_done(struct dems_buf *b);
  */
 int dems_buf_append(struct dems_buf *b, const void *p, size_t n);
 
+/* Appends s[0..len) HTML-escaped (& < > " ' as entities): 0 or as dems_buf_append. */
+int dems_buf_html_escape(struct dems_buf *b, const char *s, size_t len);
+
+/*
+ * Appends s as one RFC 4180 CSV field (always quoted, quotes doubled); a
+ * leading = + - @ gets a ' first so that a spreadsheet does not run it as a
+ * formula. 0 or as dems_buf_append.
+ */
+int dems_buf_csv_field(struct dems_buf *b, const char *s);
+
 /* Forgets the contents but keeps the allocation. */
 void dems_buf_reset(struct dems_buf *b);
 

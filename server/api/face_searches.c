@@ -439,21 +439,6 @@ void api_face_searches_get(struct dems_req *req)
 
 /* ---- oversight ---- */
 
-static void csv_field(struct dems_buf *b, const char *s)
-{
-    /* RFC 4180 quoting; a leading = + - @ is prefixed with ' so that a
-     * spreadsheet does not run it as a formula. */
-    dems_buf_append(b, "\"", 1);
-    if (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')
-        dems_buf_append(b, "'", 1);
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p == '"')
-            dems_buf_append(b, "\"", 1);
-        dems_buf_append(b, p, 1);
-    }
-    dems_buf_append(b, "\"", 1);
-}
-
 static void on_oversight(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
@@ -476,12 +461,12 @@ static void on_oversight(struct dems_req *req, const PGresult *res, int err)
     struct dems_buf b;
     dems_buf_init(&b, 64u << 20);
     for (size_t c = 0; c < ncols; c++) {
-        csv_field(&b, cols[c]);
+        dems_buf_csv_field(&b, cols[c]);
         dems_buf_append(&b, c + 1 < ncols ? "," : "\r\n", c + 1 < ncols ? 1 : 2);
     }
     for (int i = 0; i < PQntuples(res); i++) {
         for (size_t c = 0; c < ncols; c++) {
-            csv_field(&b, api_col(res, i, cols[c]));
+            dems_buf_csv_field(&b, api_col(res, i, cols[c]));
             dems_buf_append(&b, c + 1 < ncols ? "," : "\r\n", c + 1 < ncols ? 1 : 2);
         }
     }

@@ -200,6 +200,10 @@ TABLE = {
     ("DELETE", "/v1/admin/face/galleries/{id}/subjects/{sid}"): ADMIN_POST(404),
     ("GET", "/v1/face/subjects/{id}/crop"): (401, 404, 403, 403, 404, 401, 404, 404, 403, 403,
                                              403),
+    # Audit reports: admins only ({id} unparsable: 404; no period: 400).
+    ("GET", "/v1/admin/audit/evidence/{id}"): ADMIN(404),
+    ("GET", "/v1/admin/audit/cases/{id}"): ADMIN(404),
+    ("GET", "/v1/admin/audit/users/{username}"): ADMIN(400),
     # Retention, holds and disposal: admins only ({id} stays unparsable: 404).
     ("GET", "/v1/admin/retention/policies"): ADMIN(200),
     ("POST", "/v1/admin/retention/policies"): ADMIN_POST(400),
