@@ -179,6 +179,8 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/subjects/{sid}", DEMS_ROLE_ADMIN, J,
           api_face_subjects_remove),
     ROUTE(DEMS_HTTP_GET, "/v1/face/subjects/{id}/crop", CASE_CREATORS, 0, api_face_subject_crop),
+    /* Prometheus metrics (docs/operations.md, "Metrics and alerts"). */
+    ROUTE(DEMS_HTTP_GET, "/metrics", DEMS_ROLE_ADMIN, 0, api_metrics),
     /* Audit reports from the ledger (docs/api.md, "Audit reports"). */
     ROUTE(DEMS_HTTP_GET, "/v1/admin/audit/evidence/{id}", DEMS_ROLE_ADMIN, 0, api_audit_evidence),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/audit/cases/{id}", DEMS_ROLE_ADMIN, 0, api_audit_case),

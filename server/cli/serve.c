@@ -25,6 +25,7 @@
 #include "demsd/jobs.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
+#include "demsd/metrics.h"
 #include "demsd/setup.h"
 #include "demsd/store.h"
 
@@ -327,6 +328,10 @@ int dems_cli_serve(int argc, char **argv)
     }
     if (rc == 0 && dems_revoked_load(srv.revoked, s.app_conninfo, err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && dems_metrics_init(dems_nroutes) < 0) {
+        fprintf(stderr, "demsd: out of memory\n");
         rc = 1;
     }
     if (rc == 0) {

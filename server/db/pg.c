@@ -22,6 +22,7 @@
 #include "demsd/db.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
+#include "demsd/metrics.h"
 
 enum pgc_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -102,6 +103,7 @@ static void fail_queue(struct dems_db_pool *pool, int err)
         if (pool->head == NULL)
             pool->tail = NULL;
         pool->queued--;
+        dems_metrics_db_waiting(-1);
         finish_query(q, NULL, err);
     }
 }
@@ -179,6 +181,7 @@ static void dispatch(struct dems_db_pool *pool)
         if (pool->head == NULL)
             pool->tail = NULL;
         pool->queued--;
+        dems_metrics_db_waiting(-1);
         start_query(c, q);
     }
 }
@@ -361,6 +364,7 @@ int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
         pool->head = q;
     pool->tail = q;
     pool->queued++;
+    dems_metrics_db_waiting(1);
     dispatch(pool);
     return 0;
 }

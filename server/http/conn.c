@@ -39,6 +39,7 @@
 #include "demsd/core.h"
 #include "demsd/http.h"
 #include "demsd/log.h"
+#include "demsd/metrics.h"
 
 #define EXTRA_HEADERS_MAX 4096
 
@@ -128,6 +129,8 @@ void dems_req_unref(struct dems_req *req)
     if (--req->refs > 0)
         return;
     struct dems_conn *c = req->conn;
+    if (req->route != NULL)
+        dems_metrics_in_flight((size_t)(req->route - dems_routes), -1);
     dems_buf_done(&req->body);
     dems_buf_done(&req->extra);
     dems_http_query_done(&req->query);
@@ -549,12 +552,24 @@ void dems_resp_err(struct dems_req *req, int err)
 
 /* ---- request lifecycle ---- */
 
+/* The HTTP bytes a connection reads (arg non-NULL: its input buffer) and writes. */
+static void count_bytes(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    if (arg != NULL)
+        dems_metrics_bytes(info->n_added, 0);
+    else
+        dems_metrics_bytes(0, info->n_deleted);
+}
+
 static void log_request(const struct dems_req *req)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     double ms = (double)(now.tv_sec - req->start.tv_sec) * 1e3 +
                 (double)(now.tv_nsec - req->start.tv_nsec) / 1e6;
+    dems_metrics_request(req->route != NULL ? (size_t)(req->route - dems_routes) : dems_nroutes,
+                         req->status, ms / 1e3);
     json_t *f = json_pack("{s:s,s:i,s:f,s:s}", "peer", req->conn->peer, "status", req->status,
                           "duration_ms", ms, "event", "request");
     if (f != NULL && req->head != NULL) {
@@ -832,6 +847,8 @@ static int on_head(void *arg, const struct dems_http_head *head)
     char allow[128];
     req->route = dems_router_match(req->method, head->path, req->params, &req->nparams, &status,
                                    allow, sizeof(allow));
+    if (req->route != NULL)
+        dems_metrics_in_flight((size_t)(req->route - dems_routes), 1);
     if (req->route == NULL) {
         if (status == 405) {
             dems_resp_header(req, "Allow", allow);
@@ -1077,6 +1094,8 @@ void dems_conn_accept(struct dems_loop *loop, int fd, const struct sockaddr *sa,
     ssl = NULL; /* owned by the bufferevent now */
     fd = -1;
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    evbuffer_add_cb(bufferevent_get_input(c->bev), count_bytes, c); /* non-NULL: input */
+    evbuffer_add_cb(bufferevent_get_output(c->bev), count_bytes, NULL);
     bufferevent_setwatermark(c->bev, EV_READ, 0, DEMS_MAX_CONN_INPUT);
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

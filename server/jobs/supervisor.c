@@ -27,6 +27,7 @@
 
 #include "demsd/jobs.h"
 #include "demsd/log.h"
+#include "demsd/metrics.h"
 
 extern char **environ;
 
@@ -52,7 +53,17 @@ struct dems_supervisor {
     char **envp; /* environ with the extra variables */
     int devnull;
     bool stopping; /* no more restarts */
+    uint64_t restarts;
 };
+
+/* What GET /metrics says about the workers. */
+static void publish(const struct dems_supervisor *s)
+{
+    unsigned alive = 0;
+    for (unsigned i = 0; i < s->n; i++)
+        alive += s->child[i].pid > 0;
+    dems_metrics_workers(alive, s->n, s->restarts);
+}
 
 static int64_t now_ms(void)
 {
@@ -98,6 +109,7 @@ static void spawn(struct dems_supervisor *s, unsigned i)
     c->pid = pid;
     c->pidfd = pidfd_open(pid, 0);
     c->started_ms = t;
+    publish(s);
     dems_log(
         DEMS_LOG_INFO, NULL,
         json_pack("{s:s,s:i,s:i}", "event", "worker_spawned", "pid", (int)pid, "worker", (int)i),
@@ -133,6 +145,9 @@ static void check_exit(struct dems_supervisor *s, unsigned i)
         close(c->pidfd);
     c->pidfd = -1;
     c->pid = 0;
+    if (!s->stopping)
+        s->restarts++;
+    publish(s);
     c->restart_at_ms = t + c->backoff_ms;
     c->backoff_ms = c->backoff_ms * 2 > RESTART_MAX_MS ? RESTART_MAX_MS : c->backoff_ms * 2;
 }

@@ -25,6 +25,7 @@
 #include "demsd/db.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
+#include "demsd/metrics.h"
 
 #include "ledger_int.h"
 
@@ -513,10 +514,13 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, b
     l->reconnect_at_ms = 0; /* entries are waiting: try now */
     if (!connected(l))
         return DEMS_EDB;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (ledger_exec(l, "BEGIN", 0, NULL) < 0)
         return DEMS_EDB;
     int r = ledger_lock_head(l);
     struct dems_merkle_frontier saved = l->frontier;
+    uint64_t size_before = l->frontier.size;
     struct arrays a;
     arrays_init(&a);
     struct dems_buf bytes;
@@ -540,6 +544,10 @@ static int append_batch(struct dems_ledger *l, struct dems_ledger_item *batch, b
         *ret_retry = locked && items_done && PQstatus(l->db) == CONNECTION_OK;
     } else {
         l->seen_size = l->frontier.size;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        dems_metrics_ledger_commit((double)(t1.tv_sec - t0.tv_sec) +
+                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+                                   (size_t)(l->frontier.size - size_before));
     }
     if (r == 0 && next != NULL) {
         dems_ledger_key_free(l->key);
