@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include "dems/config.h"
 #include "dems/err.h"
@@ -27,6 +29,7 @@
 #include "demsd/blobs.h"
 #include "demsd/jobs.h"
 #include "demsd/ledger.h"
+#include "demsd/log.h"
 
 #include "face_int.h"
 
@@ -65,7 +68,26 @@ struct run {
     size_t nbatches, batches_cap;
     int frame_w, frame_h;
     uint64_t frames, detections, descriptors;
+    /* Monotonic seconds per stage, for the completion log (docs/face-search.md). */
+    double t_read, t_detect, t_landmarks, t_describe, t_track, t_crop, t_store;
 };
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds (user + system) of this process's reaped children. */
+static double children_cpu(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_CHILDREN, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 static bool run_sql(PGconn *db, const char *sql, int n, const char *const *params)
 {
@@ -182,15 +204,23 @@ static int frame(struct run *r, struct dems_face_ctx *fc, const struct dems_medi
     struct dems_face_opts o;
     face_opts(&o);
     size_t n = 0;
+    double t0 = mono();
     int rc = dems_face_detect(fc, &img, &o, faces, FACE_MAX_PER_FRAME, &n);
+    double t1 = mono();
+    r->t_detect += t1 - t0;
     if (rc < 0) {
         snprintf(err, errlen, "face detection failed: %s", dems_strerror(rc));
         return rc;
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (dems_face_landmarks(fc, &img, &faces[i]) < 0 ||
-            dems_face_describe(fc, &img, &faces[i]) < 0)
+        bool ok = dems_face_landmarks(fc, &img, &faces[i]) >= 0;
+        double t2 = mono();
+        r->t_landmarks += t2 - t1;
+        ok = ok && dems_face_describe(fc, &img, &faces[i]) >= 0;
+        t1 = mono();
+        r->t_describe += t1 - t2;
+        if (!ok)
             continue; /* a box at the very edge: not a usable face */
         if (k != i)
             faces[k] = faces[i];
@@ -203,6 +233,8 @@ static int frame(struct run *r, struct dems_face_ctx *fc, const struct dems_medi
     struct dems_face_track_assign assign[FACE_MAX_PER_FRAME];
     rc = dems_face_tracker_add(r->tr, (double)f->t_us / 1e6, faces, k, img.width, img.height,
                                assign);
+    double t2 = mono();
+    r->t_track += t2 - t1;
     if (rc < 0) {
         snprintf(err, errlen, "face tracking failed: %s", dems_strerror(rc));
         return rc;
@@ -220,7 +252,11 @@ static int frame(struct run *r, struct dems_face_ctx *fc, const struct dems_medi
         if (rc < 0)
             return rc;
     }
-    return collect(r);
+    double t3 = mono();
+    r->t_crop += t3 - t2;
+    rc = collect(r);
+    r->t_track += mono() - t3;
+    return rc;
 }
 
 static void set_state(PGconn *db, const char *id, const char *state, const char *why)
@@ -383,6 +419,28 @@ static int record(const struct dems_job_ctx *ctx, const char *id, const struct r
     return rc;
 }
 
+/*
+ * One line with the counts and where the time went (seconds; docs/face-search.md):
+ * read = waiting for frames (decryption, the sampler's start and decoding
+ * beyond what overlapped with the networks), sampler_cpu = CPU of the
+ * reaped media children (the sampler and its sandbox: decode and scale).
+ */
+static void log_done(const char *id, const struct run *r, const json_t *result, double wall,
+                     double sampler_cpu)
+{
+    double dur = json_number_value(json_object_get(result, "duration"));
+    json_t *f = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}",
+                          "event", "face_indexed", "artefact", id, "frames", (json_int_t)r->frames,
+                          "detections", (json_int_t)r->detections, "tracks", (json_int_t)r->ndone,
+                          "descriptors", (json_int_t)r->descriptors, "duration", dur, "wall_s",
+                          wall, "read_s", r->t_read, "detect_s", r->t_detect, "landmarks_s",
+                          r->t_landmarks, "describe_s", r->t_describe, "track_s", r->t_track,
+                          "crop_s", r->t_crop, "store_s", r->t_store, "sampler_cpu_s", sampler_cpu);
+    dems_log(DEMS_LOG_INFO, NULL, f,
+             "face indexing of %s: %llu frames, %zu tracks in %.1f s (%.1fx real time)", id,
+             (unsigned long long)r->frames, r->ndone, wall, wall > 0 ? dur / wall : 0.0);
+}
+
 enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems_job_ctx *ctx,
                                          char *err, size_t errlen)
 {
@@ -434,6 +492,7 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
     }
     char tag[48];
     snprintf(tag, sizeof(tag), "face-%lld", (long long)job->id);
+    double started = mono(), cpu0 = children_cpu();
     struct face_frames fr;
     int rc = face_frames_start(ctx, id, tag, ctx->cfg->face_sample_fps, &fr, err, errlen);
     if (rc < 0) {
@@ -442,14 +501,20 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
         return DEMS_JOB_RETRY;
     }
     char ferr[256] = "";
+    double t0 = mono();
+    r.t_read = t0 - started; /* decrypting the input and starting the sampler */
     while ((rc = face_frames_next(&fr, ctx, ferr, sizeof(ferr))) == 1) {
+        double t1 = mono();
+        r.t_read += t1 - t0;
         rc = frame(&r, fc, &fr.frame, faces, ferr, sizeof(ferr));
         if (rc < 0)
             break;
+        t0 = mono();
     }
     json_t *result = NULL;
     struct dems_media_error me;
     int mr = face_frames_finish(&fr, ctx, &result, &me);
+    double sampler_cpu = children_cpu() - cpu0;
     bool stopping = rc == DEMS_EUNAVAIL || mr == DEMS_EUNAVAIL;
     free(faces);
     enum dems_job_result out = DEMS_JOB_RETRY;
@@ -471,10 +536,14 @@ enum dems_job_result dems_job_face_index(const struct dems_job *job, struct dems
         out = DEMS_JOB_FAIL;
     } else if (dems_face_tracker_finish(r.tr) < 0 || collect(&r) < 0) {
         snprintf(err, errlen, "out of memory");
-    } else if (store(ctx, id, &r, err, errlen) == 0 &&
-               record(ctx, id, &r, result, err, errlen) == 0) {
-        out = DEMS_JOB_OK;
+    } else {
+        double t1 = mono();
+        if (store(ctx, id, &r, err, errlen) == 0 && record(ctx, id, &r, result, err, errlen) == 0)
+            out = DEMS_JOB_OK;
+        r.t_store = mono() - t1;
     }
+    if (out == DEMS_JOB_OK)
+        log_done(id, &r, result, mono() - started, sampler_cpu);
     json_decref(result);
     run_free(&r);
     return out;
