@@ -32,6 +32,7 @@
  *       durable transaction per image, CONC connections; no blob, no ledger.
  */
 #include <errno.h>
+#include <libpq-fe.h>
 #include <math.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -42,8 +43,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-#include <libpq-fe.h>
 
 #include "dems/config.h"
 #include "dems/err.h"
@@ -510,10 +509,10 @@ static void *enrol_slot(void *arg)
         randombytes_buf(ih, sizeof(ih));
         dems_hex_encode(ih, 32, image_sha);
         json_t *engine = json_loads(e->engine, 0, NULL);
-        json_t *payload = json_pack("{s:I,s:s,s:I,s:s,s:s,s:o,s:s}", "gallery_id", (json_int_t)1,
-                                    "gallery", "bench gallery", "subject_id",
-                                    (json_int_t)(e->first + i), "image_sha256", image_sha,
-                                    "crop_sha256", sha, "engine", engine, "reference", sid);
+        json_t *payload =
+            json_pack("{s:I,s:s,s:I,s:s,s:s,s:o,s:s}", "gallery_id", (json_int_t)1, "gallery",
+                      "bench gallery", "subject_id", (json_int_t)(e->first + i), "image_sha256",
+                      image_sha, "crop_sha256", sha, "engine", engine, "reference", sid);
         struct dems_ledger_item *it =
             dems_ledger_item_new(DEMS_LEDGER_FACE_ENROLLED, DEMS_LEDGER_ACTOR_USER, "admin");
         if (it == NULL || payload == NULL)
