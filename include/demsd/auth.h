@@ -36,6 +36,13 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
                     void (*done)(struct dems_req *req, int err));
 
 /*
+ * True for the routes an account that must set up TOTP first may reach
+ * (its own /v1/me, the TOTP setup, sign-out); every other route answers it
+ * 403 totp_setup_required.
+ */
+bool dems_auth_totp_setup_route(const struct dems_route *route);
+
+/*
  * Creates a user synchronously (command-line bootstrap). role is one of
  * admin, officer, prosecutor. Returns 0, DEMS_ECONFLICT (name taken),
  * DEMS_EINVAL (bad name/role/password) or DEMS_EDB; err gets one line.

@@ -57,6 +57,7 @@ struct dems_principal {
     int64_t submission_id; /* submitters only (username "submission/<id>") */
     char csrf[65];         /* login sessions: the token's CSRF token (dems_auth_csrf) */
     bool face_search;      /* staff: an admin granted the face-search permission */
+    bool totp_setup;       /* staff: TOTP is required and not set up: only the setup routes */
 };
 
 struct dems_route {

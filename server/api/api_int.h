@@ -511,6 +511,7 @@ void api_submissions_reject(struct dems_req *req);
 void api_evidence_custody(struct dems_req *req);
 void api_qr(struct dems_req *req);
 void api_admin_users_update(struct dems_req *req);
+void api_admin_users_password(struct dems_req *req);
 void api_face_case_status(struct dems_req *req);
 void api_face_case_indexing(struct dems_req *req);
 void api_face_case_tracks(struct dems_req *req);

@@ -173,7 +173,8 @@ static void create_session(struct login *l)
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)cfg_of(l)->session_ttl);
     const char *params[] = {hex, l->user_id, ttl};
     login_query(l,
-                "INSERT INTO auth_tokens (token_hash, user_id, kind, expires_at)"
+                "WITH u AS (UPDATE users SET last_login_at = now() WHERE id = $2::bigint)"
+                " INSERT INTO auth_tokens (token_hash, user_id, kind, expires_at)"
                 " VALUES (decode($1, 'hex'), $2, 'session',"
                 " now() + make_interval(secs => $3::int))"
                 " RETURNING " API_TS("expires_at") " AS expires_at",

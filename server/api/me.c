@@ -47,6 +47,10 @@ static void on_me(struct dems_req *req, const PGresult *res, int err)
     /* A login session's CSRF token, for state changes by its cookie (docs/api.md). */
     if (o != NULL && strcmp(p->token_kind, "session") == 0 && p->csrf[0] != '\0')
         json_object_set_new(o, "csrf_token", json_string(p->csrf));
+    /* An admin may require TOTP: until it is set up only these routes answer. */
+    if (o != NULL)
+        json_object_set_new(o, "totp_required",
+                            json_boolean(api_col_bool(res, 0, "totp_required")));
     dems_resp_json(req, 200, o);
 }
 
@@ -56,7 +60,7 @@ void api_me(struct dems_req *req)
     user_id_param(req, uid);
     const char *params[] = {uid};
     int r = dems_db_req(req,
-                        "SELECT id, username, role, totp_enabled, face_search,"
+                        "SELECT id, username, role, totp_enabled, face_search, totp_required,"
                         " " API_TS("created_at") " AS created_at FROM users WHERE id = $1",
                         1, params, on_me);
     if (r < 0)

@@ -50,6 +50,8 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/admin/users", DEMS_ROLE_ADMIN, 0, api_admin_users_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/users", DEMS_ROLE_ADMIN, J, api_admin_users_create),
     ROUTE(DEMS_HTTP_PATCH, "/v1/admin/users/{id}", DEMS_ROLE_ADMIN, J, api_admin_users_update),
+    ROUTE(DEMS_HTTP_POST, "/v1/admin/users/{id}/password", DEMS_ROLE_ADMIN, J,
+          api_admin_users_password),
     ROUTE(DEMS_HTTP_GET, "/v1/admin/lockouts", DEMS_ROLE_ADMIN, 0, api_lockouts_list),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/lockouts/lift", DEMS_ROLE_ADMIN, J, api_lockouts_lift),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/key", DEMS_ROLE_PUBLIC, 0, api_ledger_key),

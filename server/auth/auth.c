@@ -108,6 +108,7 @@ static void on_lookup(void *arg, const PGresult *res, int err)
         o->role = dems_role_parse(col(res, "role"));
         o->token_id = parse_id(col(res, "token_id"));
         o->face_search = strcmp(col(res, "face_search"), "t") == 0;
+        o->totp_setup = strcmp(col(res, "totp_setup"), "t") == 0;
         snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
         bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
         ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
@@ -126,7 +127,7 @@ static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cook
     return lookup_begin(
         req, tok, from_cookie,
         "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"
-        " t.kind"
+        " t.kind, u.totp_required AND NOT u.totp_enabled AS totp_setup"
         " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
         " AND t.expires_at > now() AND NOT u.disabled",
@@ -519,4 +520,14 @@ static int device_begin(struct dems_req *req, struct dems_principal *out,
     }
     dems_req_ref(req);
     return 0;
+}
+
+bool dems_auth_totp_setup_route(const struct dems_route *route)
+{
+    static const char *const allowed[] = {"/v1/me", "/v1/me/totp", "/v1/me/totp/confirm",
+                                          "/v1/auth/logout"};
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+        if (strcmp(route->pattern, allowed[i]) == 0)
+            return true;
+    return false;
 }

@@ -770,6 +770,12 @@ static void on_auth_done(struct dems_req *req, int err)
                          "your role may not use this endpoint");
         return;
     }
+    if (req->principal.totp_setup && !dems_auth_totp_setup_route(req->route)) {
+        dems_resp_error(req, 403, "totp_setup_required",
+                        "an administrator requires this account to use a one-time code: set it"
+                        " up first (POST /v1/me/totp, then /v1/me/totp/confirm)");
+        return;
+    }
     if (proceed(req) == 0) {
         dems_http_parser_resume(req->conn->parser);
         conn_process(req->conn);
