@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Docks and other devices (admin): enrol with a CSR, which the internal
- * device CA signs, or with a certificate to pin; list; revoke. Enrolment and
- * revocation are ledgered (DEVICE_ENROLLED, DEVICE_REVOKED) in the same
- * transaction as the change itself. A device then authenticates by its TLS
+ * device CA signs, or with a certificate to pin; list; rename; re-enrol with
+ * a new certificate; revoke; the CA's certificate. Every change is ledgered
+ * (DEVICE_ENROLLED, DEVICE_UPDATED, DEVICE_REVOKED) in the same transaction
+ * as the change itself. A device then authenticates by its TLS
  * client certificate (server/auth/auth.c).
  */
 #include <openssl/pem.h>
@@ -279,6 +280,227 @@ void api_devices_revoke(struct dems_req *req)
                         "SELECT id, serial, cert_sha256, revoked_at IS NOT NULL AS revoked"
                         " FROM devices WHERE id = $1",
                         1, params, on_device_row);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+/* ---- the device CA, renaming, re-enrolment ---- */
+
+/* GET /v1/admin/devices/ca: the internal device CA's certificate (PEM). */
+void api_devices_ca(struct dems_req *req)
+{
+    char *ca = ca_pem(dems_req_loop(req)->srv);
+    if (ca == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_resp_header(req, "Content-Disposition", "attachment; filename=\"dems-device-ca.pem\"");
+    dems_resp_bytes(req, 200, "application/x-pem-file", ca, strlen(ca));
+    free(ca);
+}
+
+struct device_change {
+    char id[24];
+    char name[101];
+    char *certificate; /* re-enrolment: the new certificate (PEM) */
+    char sha[65];
+    bool issued;
+};
+
+static void change_free(void *p)
+{
+    struct device_change *d = p;
+    free(d->certificate);
+    free(d);
+}
+
+static struct device_change *device_change_new(struct dems_req *req)
+{
+    struct dems_str p = dems_req_param(req, 0);
+    int64_t id = api_id(p.ptr, p.len);
+    if (id <= 0) {
+        dems_resp_error(req, 404, "not_found", "no such device");
+        return NULL;
+    }
+    struct device_change *d = calloc(1, sizeof(*d));
+    if (d == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return NULL;
+    }
+    dems_req_set_data(req, d, change_free);
+    snprintf(d->id, sizeof(d->id), "%lld", (long long)id);
+    return d;
+}
+
+static void on_device_answer(struct dems_req *req, const PGresult *res, int err)
+{
+    if (!api_found(req, res, err, "not_found", "no such device"))
+        return;
+    json_t *o = device_json(req, res, 0);
+    if (o != NULL) {
+        json_object_set_new(o, "seq", json_integer(api_col_int(res, 0, "seq")));
+        json_object_set_new(o, "certificate", json_string(api_col(res, 0, "certificate")));
+    }
+    dems_resp_json(req, 200, o);
+}
+
+static void on_device_changed(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    struct device_change *d = dems_req_data(req);
+    if (!dems_req_is_aborted(req)) {
+        if (item->err == DEMS_ECONFLICT) {
+            dems_resp_error(req, 409, "device_exists",
+                            "another device is enrolled with that certificate");
+        } else if (item->err == DEMS_ENOTFOUND) {
+            dems_resp_error(req, 409, "device_revoked", "the device is revoked");
+        } else if (item->err < 0) {
+            api_case_changed(req, item, "the device");
+        } else {
+            char seq[24];
+            snprintf(seq, sizeof(seq), "%llu", (unsigned long long)item->seq);
+            const char *params[] = {d->id, seq};
+            int r = dems_db_req(
+                req,
+                "SELECT d.id, d.name, d.serial, d.cert_sha256, d.issued,"
+                " " API_TS("d.created_at") " AS created_at, " API_TS(
+                    "d.revoked_at") " AS"
+                                    " revoked_at, u.username AS assigned_to, $2::bigint AS seq, "
+                                    "d.certificate"
+                                    " FROM devices d LEFT JOIN users u ON u.id = d.assigned_user"
+                                    " WHERE d.id = $1::bigint",
+                2, params, on_device_answer);
+            if (r < 0)
+                dems_resp_err(req, r);
+        }
+    }
+    dems_req_unref(req);
+}
+
+static void on_rename_row(struct dems_req *req, const PGresult *res, int err)
+{
+    struct device_change *d = dems_req_data(req);
+    if (!api_found(req, res, err, "not_found", "no such device"))
+        return;
+    json_t *payload = json_pack("{s:s}", "serial", api_col(res, 0, "serial"));
+    if (payload != NULL) {
+        json_t *ch = json_object();
+        json_object_set_new(payload, "changes", ch);
+        json_t *nm = json_object();
+        json_object_set_new(ch, "name", nm);
+        dems_ledger_payload_set_text(nm, "from", api_col(res, 0, "name"),
+                                     strlen(api_col(res, 0, "name")), 100);
+        dems_ledger_payload_set_text(nm, "to", d->name, strlen(d->name), 100);
+    }
+    const char *params[] = {d->id, d->name};
+    struct dems_ledger_item *it = api_change_new(
+        req, DEMS_LEDGER_DEVICE_UPDATED, NULL, payload,
+        "UPDATE devices SET name = $2 WHERE id = $1::bigint AND name <> $2", 2, params);
+    if (it == NULL)
+        return;
+    it->pre_must_change = true;
+    api_ledger_submit(req, it, on_device_changed);
+}
+
+/* PATCH /v1/admin/devices/{id}: {"name"} (DEVICE_UPDATED). */
+void api_devices_update(struct dems_req *req)
+{
+    struct device_change *d = device_change_new(req);
+    const char *name;
+    if (d == NULL || !api_get_str(req, "name", 100, true, &name))
+        return;
+    if (!api_label_ok(name)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "field \"name\" must be 1-100 printable characters");
+        return;
+    }
+    snprintf(d->name, sizeof(d->name), "%s", name);
+    const char *params[] = {d->id};
+    int r = dems_db_req(req, "SELECT serial, name FROM devices WHERE id = $1::bigint", 1, params,
+                        on_rename_row);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_reenrol_row(struct dems_req *req, const PGresult *res, int err)
+{
+    struct device_change *d = dems_req_data(req);
+    if (!api_found(req, res, err, "not_found", "no such device"))
+        return;
+    if (api_col_bool(res, 0, "revoked")) {
+        dems_resp_error(req, 409, "device_revoked",
+                        "the device is revoked: enrol it anew under another serial");
+        return;
+    }
+    const char *serial = api_col(res, 0, "serial");
+    if (d->issued) {
+        /* The CA signs the CSR for this device's serial. */
+        char *pem = NULL;
+        if (dems_tls_issue_device_cert(dems_req_loop(req)->srv, d->certificate, serial, &pem,
+                                       d->sha) < 0) {
+            dems_resp_error(req, 400, "invalid_field",
+                            "field \"csr\" is not a valid, self-signed PEM CSR");
+            return;
+        }
+        free(d->certificate);
+        d->certificate = pem;
+    }
+    json_t *payload = json_pack("{s:s,s:s,s:s,s:s,s:b}", "serial", serial, "cert_sha256", d->sha,
+                                "mode", d->issued ? "issued" : "pinned", "previous_cert_sha256",
+                                api_col(res, 0, "cert_sha256"), "reenrolled", 1);
+    const char *params[] = {d->id, d->sha, d->certificate, d->issued ? "true" : "false"};
+    struct dems_ledger_item *it =
+        api_change_new(req, DEMS_LEDGER_DEVICE_ENROLLED, NULL, payload,
+                       "UPDATE devices SET cert_sha256 = $2, certificate = $3, issued = $4::boolean"
+                       " WHERE id = $1::bigint AND revoked_at IS NULL",
+                       4, params);
+    if (it == NULL)
+        return;
+    it->pre_must_change = true;
+    api_ledger_submit(req, it, on_device_changed);
+}
+
+/*
+ * POST /v1/admin/devices/{id}/reenrol: {"csr"} (the CA signs it) or
+ * {"certificate"} (pinned): the device keeps its id, serial, name and
+ * assignment; the old certificate no longer authenticates (DEVICE_ENROLLED
+ * naming the one it replaces).
+ */
+void api_devices_reenrol(struct dems_req *req)
+{
+    struct device_change *d = device_change_new(req);
+    const char *csr, *cert;
+    if (d == NULL || !api_get_str(req, "csr", PEM_MAX, false, &csr) ||
+        !api_get_str(req, "certificate", PEM_MAX, false, &cert))
+        return;
+    if ((csr == NULL) == (cert == NULL)) {
+        dems_resp_error(req, 400, "invalid_field",
+                        "give exactly one of \"csr\" (to be signed) or \"certificate\" (to pin)");
+        return;
+    }
+    if (cert != NULL) {
+        if (dems_tls_cert_sha256(cert, d->sha) < 0) {
+            dems_resp_error(req, 400, "invalid_field",
+                            "field \"certificate\" is not a PEM certificate");
+            return;
+        }
+        const char *problem = dems_tls_cert_problem(cert, time(NULL));
+        if (problem != NULL) {
+            dems_resp_error(req, 400, problem, dems_tls_cert_problem_text(problem));
+            return;
+        }
+    }
+    d->issued = csr != NULL;
+    d->certificate = strdup(csr != NULL ? csr : cert);
+    if (d->certificate == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    const char *params[] = {d->id};
+    int r = dems_db_req(req,
+                        "SELECT serial, cert_sha256, revoked_at IS NOT NULL AS revoked"
+                        " FROM devices WHERE id = $1::bigint",
+                        1, params, on_reenrol_row);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -261,6 +261,47 @@ def test_enrol_with_csr_and_upload_over_mtls(c):
     c.dock = (cert, key)
 
 
+def test_rename_reenrol_and_the_ca(c):
+    cert, key = enrol_csr(c, "dock9", "DOCK-9")
+    did = device_id(c, "DOCK-9")
+    st, doc, _ = c.srv.request("PATCH", f"/v1/admin/devices/{did}", {"name": "Dock 9 (custody)"},
+                               token=c.tok)
+    assert st == 200 and doc["name"] == "Dock 9 (custody)" and doc["seq"] > 0, doc
+    st, doc, _ = c.srv.request("PATCH", f"/v1/admin/devices/{did}", {"name": ""}, token=c.tok)
+    assert st == 400 and '"name"' in doc["detail"], doc
+    # The CA's certificate, as served, verifies the device's certificate.
+    st, pem, r = c.srv.request("GET", "/v1/admin/devices/ca", token=c.tok)
+    assert st == 200 and r.getheader("Content-Type") == "application/x-pem-file", st
+    ca = os.path.join(c.dir, "served-ca.pem")
+    open(ca, "wb").write(pem)
+    r = subprocess.run(["openssl", "verify", "-CAfile", ca, cert], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # Re-enrolment: a new key and certificate under the same serial; the old
+    # certificate no longer authenticates, the new one does.
+    key2, csr2 = make_key_and_csr(c, "dock9b", "DOCK-9")
+    st, doc, _ = c.srv.request("POST", f"/v1/admin/devices/{did}/reenrol", {"csr": csr2},
+                               token=c.tok)
+    assert st == 200 and doc["serial"] == "DOCK-9" and doc["id"] == did, doc
+    cert2 = os.path.join(c.dir, "dock9b.pem")
+    open(cert2, "w").write(doc["certificate"])
+    st, doc, _ = dev_request(c, cert, key, "GET", "/v1/uploads/none")
+    assert st == 401, (st, doc)
+    st, doc, _ = dev_request(c, cert2, key2, "GET", "/v1/uploads/none")
+    assert st == 404, (st, doc)
+    bodies = [e["body"] for e in ledger_entries(c.srv, c.tok)]
+    re = [b["payload"] for b in bodies if b["type"] == "DEVICE_ENROLLED"
+          and b["payload"].get("reenrolled")]
+    assert re and re[-1]["serial"] == "DOCK-9" and re[-1]["previous_cert_sha256"], re
+    upd = [b["payload"] for b in bodies if b["type"] == "DEVICE_UPDATED"]
+    assert upd[-1]["changes"]["name"] == {"from": "dock9", "to": "Dock 9 (custody)"}, upd
+    for body in ({}, {"csr": csr2, "certificate": "x"}, {"csr": "not a csr"}):
+        st, doc, _ = c.srv.request("POST", f"/v1/admin/devices/{did}/reenrol", body, token=c.tok)
+        assert st == 400, (body, doc)
+    st, doc, _ = c.srv.request("POST", "/v1/admin/devices/99999/reenrol", {"csr": csr2},
+                               token=c.tok)
+    assert st == 404, doc
+
+
 def test_unknown_certificate_is_refused(c):
     key = os.path.join(c.dir, "stranger.key")
     cert = os.path.join(c.dir, "stranger.pem")
@@ -294,7 +335,7 @@ def test_enrolment_validation(c):
         st, doc, _ = c.srv.request("POST", "/v1/admin/devices", bad, token=c.tok)
         assert st == 400, (bad, doc)
     st, doc, _ = c.srv.request("GET", "/v1/admin/devices", token=c.tok)
-    assert [d["serial"] for d in doc["devices"]] == ["DOCK-1", "GW-7"]
+    assert [d["serial"] for d in doc["devices"]] == ["DOCK-1", "DOCK-9", "GW-7"]
     officer = c.srv.request("POST", "/v1/admin/users",
                             {"username": "pc", "password": "password12", "role": "officer"},
                             token=c.tok)
