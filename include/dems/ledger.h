@@ -104,6 +104,7 @@ enum dems_ledger_type {
     DEMS_LEDGER_DISPOSAL_APPROVED,  /* an artefact soft-deleted by an approved batch */
     DEMS_LEDGER_DISPOSAL_RECOVERED, /* brought back within its recovery window */
     DEMS_LEDGER_DEVICE_UPDATED,     /* a device renamed */
+    DEMS_LEDGER_SETTING_CHANGED,    /* a setting that changes at run time */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

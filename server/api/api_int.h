@@ -548,6 +548,11 @@ void api_disposal_recover(struct dems_req *req);
 /* Housekeeping: queues the erasure of batches whose recovery window has passed. */
 void api_disposals_run(struct dems_loop *loop);
 void api_metrics(struct dems_req *req);
+void api_settings_list(struct dems_req *req);
+void api_settings_put(struct dems_req *req);
+void api_settings_history(struct dems_req *req);
+/* Housekeeping: puts other nodes' setting changes in force here. */
+void api_settings_refresh(struct dems_loop *loop);
 void api_audit_evidence(struct dems_req *req);
 void api_audit_case(struct dems_req *req);
 void api_audit_user(struct dems_req *req);

@@ -26,6 +26,7 @@
 #include "demsd/db.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -175,7 +176,13 @@ static void start_sub(struct dems_loop *loop, const PGresult *res, int row)
         sub_done(s); /* nothing of its own to dispose of */
         return;
     }
+    struct dems_runtime *rt = malloc(sizeof(*rt));
     uint64_t keep = loop->srv->cfg->portal_reject_retention_days;
+    if (rt != NULL) {
+        dems_runtime_get(rt);
+        keep = rt->portal_reject_retention_days;
+        free(rt);
+    }
     s->pending = n + 1; /* held while the items are queued */
     for (size_t i = 0; i < n; i++) {
         if (dispose_one(s, json_array_get(s->artefacts, i), keep) < 0) {

@@ -25,6 +25,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -382,9 +383,13 @@ void api_disposal_batches_approve(struct dems_req *req)
 {
     struct disp *d = disp_new(req, true);
     int64_t days;
-    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
+    struct dems_runtime *rt = malloc(sizeof(*rt));
+    if (rt != NULL)
+        dems_runtime_get(rt);
+    uint64_t def = rt != NULL ? rt->disposal_recover_days : 7;
+    free(rt);
     if (d == NULL || !read_reason(req, d->reason) ||
-        !api_get_int(req, "recover_days", 0, 3650, (int64_t)cfg->disposal_recover_days, &days))
+        !api_get_int(req, "recover_days", 0, 3650, (int64_t)def, &days))
         return;
     char uid[24], ds[24];
     snprintf(uid, sizeof(uid), "%lld", (long long)dems_req_principal(req)->user_id);

@@ -24,6 +24,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -54,12 +55,12 @@ static struct face_case *face_case_new(struct dems_req *req)
 
 /* ---- progress ---- */
 
-/* What a search form offers: the configured legal bases (face_legal_bases,
- * "|"-separated) as a list, in their order. */
-static json_t *legal_bases(const struct dems_config *cfg)
+/* What a search form offers: the legal bases in force (face_legal_bases,
+ * "|"-separated; demsd/runtime.h) as a list, in their order. */
+static json_t *legal_bases(const char *bases)
 {
     json_t *a = json_array();
-    const char *p = cfg->face_legal_bases;
+    const char *p = bases;
     while (a != NULL && p != NULL && *p != '\0') {
         const char *bar = strchr(p, '|');
         size_t len = bar != NULL ? (size_t)(bar - p) : strlen(p);
@@ -94,13 +95,21 @@ static void on_status(struct dems_req *req, const PGresult *res, int err)
                                               (json_int_t)api_col_int(res, i, "tracks")));
     }
     bool on = PQntuples(res) > 0 ? !api_col_null(res, 0, "since") : false;
-    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
-    json_t *o = json_pack("{s:b,s:o,s:o,s:I,s:o,s:o,s:o,s:f}", "enabled", on, "since",
-                          PQntuples(res) > 0 ? api_col_json_str(res, 0, "since") : json_null(),
-                          "enabled_by",
-                          PQntuples(res) > 0 ? api_col_json_str(res, 0, "enabled_by") : json_null(),
-                          "tracks", (json_int_t)tracks, "counts", counts, "artefacts", arts,
-                          "legal_bases", legal_bases(cfg), "threshold", cfg->face_threshold);
+    struct dems_runtime *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        json_decref(counts);
+        json_decref(arts);
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_runtime_get(rt);
+    json_t *o = json_pack(
+        "{s:b,s:o,s:o,s:I,s:o,s:o,s:o,s:f}", "enabled", on, "since",
+        PQntuples(res) > 0 ? api_col_json_str(res, 0, "since") : json_null(), "enabled_by",
+        PQntuples(res) > 0 ? api_col_json_str(res, 0, "enabled_by") : json_null(), "tracks",
+        (json_int_t)tracks, "counts", counts, "artefacts", arts, "legal_bases",
+        legal_bases(rt->face_legal_bases), "threshold", rt->face_threshold);
+    free(rt);
     dems_resp_json(req, 200, o);
 }
 

@@ -29,6 +29,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -77,10 +78,10 @@ static bool text_field(struct dems_req *req, const char *key, size_t max, char *
     return true;
 }
 
-/* True when basis is one of the configured legal bases. */
-static bool basis_known(const struct dems_config *cfg, const char *basis)
+/* True when basis is one of the legal bases in force ("|"-separated). */
+static bool basis_known(const char *bases, const char *basis)
 {
-    const char *p = cfg->face_legal_bases;
+    const char *p = bases;
     size_t n = strlen(basis);
     while (p != NULL && *p != '\0') {
         const char *bar = strchr(p, '|');
@@ -173,17 +174,30 @@ static void on_checked(struct dems_req *req, const PGresult *res, int err)
     api_face_image_put(req, image, probe_stored);
 }
 
+static void create_checked(struct dems_req *req, struct search *s, const struct dems_runtime *rt);
+
 static void create_loaded(struct dems_req *req, struct api_case *c)
 {
     struct search *s = (struct search *)c;
-    const struct dems_config *cfg = dems_req_loop(req)->srv->cfg;
+    struct dems_runtime *rt = malloc(sizeof(*rt)); /* the settings in force */
+    if (rt == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_runtime_get(rt);
+    create_checked(req, s, rt);
+    free(rt);
+}
+
+static void create_checked(struct dems_req *req, struct search *s, const struct dems_runtime *rt)
+{
     json_t *body = dems_req_json(req);
     /* The purpose fields first: they are what oversight reads. */
     if (!text_field(req, "purpose", 500, s->purpose, sizeof(s->purpose)) ||
         !text_field(req, "legal_basis", 200, s->basis, sizeof(s->basis)) ||
         !text_field(req, "authorisation", 200, s->authorisation, sizeof(s->authorisation)))
         return;
-    if (!basis_known(cfg, s->basis)) {
+    if (!basis_known(rt->face_legal_bases, s->basis)) {
         refuse_field(req, "legal_basis", "is not one of the configured legal bases");
         return;
     }
@@ -217,15 +231,15 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
         return;
     }
     json_t *t = json_object_get(body, "threshold");
-    double threshold = cfg->face_threshold;
+    double threshold = rt->face_threshold;
     if (t != NULL) {
         threshold = json_is_number(t) ? json_number_value(t) : -1;
-        if (threshold < cfg->face_threshold || threshold > 1) {
+        if (threshold < rt->face_threshold || threshold > 1) {
             char why[120];
             snprintf(why, sizeof(why),
                      "must be a number from %.3g (the default) to 1: it may only"
                      " be raised",
-                     cfg->face_threshold);
+                     rt->face_threshold);
             refuse_field(req, "threshold", why);
             return;
         }

@@ -185,6 +185,11 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_DELETE, "/v1/admin/face/galleries/{id}/subjects/{sid}", DEMS_ROLE_ADMIN, J,
           api_face_subjects_remove),
     ROUTE(DEMS_HTTP_GET, "/v1/face/subjects/{id}/crop", CASE_CREATORS, 0, api_face_subject_crop),
+    /* Settings that change at run time (docs/configuration.md). */
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/settings", DEMS_ROLE_ADMIN, 0, api_settings_list),
+    ROUTE(DEMS_HTTP_PUT, "/v1/admin/settings/{key}", DEMS_ROLE_ADMIN, 8192, api_settings_put),
+    ROUTE(DEMS_HTTP_GET, "/v1/admin/settings/{key}/history", DEMS_ROLE_ADMIN, 0,
+          api_settings_history),
     /* Prometheus metrics (docs/operations.md, "Metrics and alerts"). */
     ROUTE(DEMS_HTTP_GET, "/metrics", DEMS_ROLE_ADMIN, 0, api_metrics),
     /* Audit reports from the ledger (docs/api.md, "Audit reports"). */
@@ -237,6 +242,7 @@ void dems_api_periodic(struct dems_loop *loop)
     api_rate_prune(loop->db, loop->srv->cfg);
     api_disposal_run(loop);
     api_disposals_run(loop);
+    api_settings_refresh(loop);
     upload_record_housekeeping(loop, !started);
     if (started)
         api_evidence_sweep(loop);

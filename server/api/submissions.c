@@ -26,6 +26,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -500,7 +501,14 @@ static void on_reject_row(struct dems_req *req, const PGresult *res, int err)
         return;
     const char *reason = json_string_value(json_object_get(dems_req_json(req), "reason"));
     char days[24];
-    uint64_t keep = dems_req_loop(req)->srv->cfg->portal_reject_retention_days;
+    struct dems_runtime *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return;
+    }
+    dems_runtime_get(rt);
+    uint64_t keep = rt->portal_reject_retention_days;
+    free(rt);
     snprintf(days, sizeof(days), "%llu", (unsigned long long)keep);
     json_t *payload = json_pack("{s:I,s:I,s:s,s:I}", "case_id", (json_int_t)t->c.id, "submission",
                                 (json_int_t)api_id(t->sid, strlen(t->sid)), "reference",

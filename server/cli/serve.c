@@ -26,6 +26,7 @@
 #include "demsd/ledger.h"
 #include "demsd/log.h"
 #include "demsd/metrics.h"
+#include "demsd/runtime.h"
 #include "demsd/setup.h"
 #include "demsd/store.h"
 
@@ -243,6 +244,33 @@ static struct dems_supervisor *start_workers(struct dems_setup *s, char **flags,
     return sup;
 }
 
+/* The settings that change at run time: the configuration, then the database's overrides. */
+static int load_settings(struct dems_setup *s, char *err, size_t errlen)
+{
+    dems_runtime_init(&s->cfg);
+    PGconn *db = dems_db_connect_sync(s->app_conninfo, err, errlen);
+    if (db == NULL)
+        return DEMS_EDB;
+    PGresult *res = PQexec(db, "SELECT key, value FROM settings");
+    int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
+    const char **keys = n >= 0 ? calloc((size_t)n + 1, sizeof(*keys)) : NULL;
+    const char **values = n >= 0 ? calloc((size_t)n + 1, sizeof(*values)) : NULL;
+    int r = keys != NULL && values != NULL ? 0 : DEMS_EDB;
+    for (int i = 0; r == 0 && i < n; i++) {
+        keys[i] = PQgetvalue(res, i, 0);
+        values[i] = PQgetvalue(res, i, 1);
+    }
+    if (r == 0)
+        dems_runtime_apply(keys, values, (size_t)n);
+    else
+        snprintf(err, errlen, "cannot read the settings table: %s", PQerrorMessage(db));
+    free(keys);
+    free(values);
+    PQclear(res);
+    PQfinish(db);
+    return r;
+}
+
 int dems_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -327,6 +355,10 @@ int dems_cli_serve(int argc, char **argv)
         rc = 1;
     }
     if (rc == 0 && dems_revoked_load(srv.revoked, s.app_conninfo, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
+    if (rc == 0 && load_settings(&s, err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         rc = 1;
     }

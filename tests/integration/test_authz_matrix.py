@@ -204,6 +204,9 @@ TABLE = {
     ("GET", "/v1/admin/devices/ca"): ADMIN(200),
     ("PATCH", "/v1/admin/devices/{id}"): ADMIN_POST(404),
     ("POST", "/v1/admin/devices/{id}/reenrol"): ADMIN_POST(404),
+    ("GET", "/v1/admin/settings"): ADMIN(200),
+    ("PUT", "/v1/admin/settings/{key}"): ADMIN_POST(404),
+    ("GET", "/v1/admin/settings/{key}/history"): ADMIN(404),
     ("GET", "/metrics"): ADMIN(200),
     # Audit reports: admins only ({id} unparsable: 404; no period: 400).
     ("GET", "/v1/admin/audit/evidence/{id}"): ADMIN(404),
