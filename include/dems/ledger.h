@@ -593,4 +593,16 @@ int dems_ledger_verifier_finish(struct dems_ledger_verifier *v,
 int dems_ledger_verify_file(FILE *in, const struct dems_ledger_verify_opts *opts,
                             struct dems_ledger_report *ret_report);
 
+/*
+ * Whole-export verification as dems-verify and demsctl do it:
+ * dems_ledger_verify_file on in, and when opts->skip_entry_sigs found the
+ * root wrong with no entry to blame (something was rewritten together with
+ * its hash), a second pass over the same bytes with the entry signatures,
+ * so that the report names the first rewritten entry. The second pass needs
+ * in to be seekable (a file; a pipe gets the first verdict only). Returns
+ * as dems_ledger_verify_file.
+ */
+int dems_ledger_verify_export(FILE *in, const struct dems_ledger_verify_opts *opts,
+                              struct dems_ledger_report *ret_report);
+
 #endif

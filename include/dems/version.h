@@ -35,6 +35,7 @@ void dems_version_seccomp(struct dems_version_lib *ret);
 void dems_version_libjpeg(struct dems_version_lib *ret);
 void dems_version_libpng(struct dems_version_lib *ret);
 void dems_version_libarchive(struct dems_version_lib *ret);
+void dems_version_libcurl(struct dems_version_lib *ret);
 
 /* FFmpeg: the release, then libavformat, libavcodec, libavutil, libswscale,
  * libswresample; fills up to cap entries and returns how many (6). */

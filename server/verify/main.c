@@ -206,26 +206,6 @@ static void hex32(const uint8_t h[static 32], char out[static 65])
     dems_hex_encode(h, 32, out);
 }
 
-/* One pass over the export at path ("-" is stdin). Returns 0, or a usage exit code. */
-static int ledger_pass(const char *path, const struct dems_ledger_verify_opts *vo,
-                       struct dems_ledger_report *rep, int *ret_r)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (f == NULL)
-        return usage_error("cannot open %s: %s", path, strerror(errno));
-    int r = dems_ledger_verify_file(f, vo, rep);
-    if (f != stdin)
-        fclose(f);
-    if (r == DEMS_EIO)
-        return usage_error("reading %s failed", path);
-    if (r == DEMS_ENOMEM) {
-        fprintf(stderr, "dems-verify: out of memory\n");
-        return EXIT_USAGE;
-    }
-    *ret_r = r;
-    return 0;
-}
-
 static int cmd_ledger(int argc, char **argv)
 {
     struct opt opts[] = {{"key", false, NULL}, {"fast", true, NULL}, {"threads", false, NULL}, {0}};
@@ -251,23 +231,23 @@ static int cmd_ledger(int argc, char **argv)
     struct dems_note_verifier pin;
     if (vo.vkey != NULL && dems_note_verifier_parse(vo.vkey, strlen(vo.vkey), &pin) < 0)
         return usage_error("--key: not a note verifier key (name+hash+base64)");
-    struct dems_ledger_report rep;
-    int r = 0, u = ledger_pass(pos[0], &vo, &rep, &r);
-    if (u != 0)
-        return u;
     /*
-     * --fast found the root wrong but no entry to blame: something was
-     * rewritten with its hash. A second pass with the entry signatures names
-     * it (a file can be read twice; stdin cannot).
+     * --fast that finds the root wrong but no entry to blame reads the file
+     * again with the entry signatures to name it (a file can be read twice;
+     * a pipe cannot).
      */
-    if (r != 0 && vo.skip_entry_sigs && rep.fault == DEMS_LEDGER_FAULT_ROOT &&
-        strcmp(pos[0], "-") != 0) {
-        struct dems_ledger_report again;
-        vo.skip_entry_sigs = false;
-        if ((u = ledger_pass(pos[0], &vo, &again, &r)) != 0)
-            return u;
-        if (r != 0)
-            rep = again;
+    FILE *f = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
+    if (f == NULL)
+        return usage_error("cannot open %s: %s", pos[0], strerror(errno));
+    struct dems_ledger_report rep;
+    int r = dems_ledger_verify_export(f, &vo, &rep);
+    if (f != stdin)
+        fclose(f);
+    if (r == DEMS_EIO)
+        return usage_error("reading %s failed", pos[0]);
+    if (r == DEMS_ENOMEM) {
+        fprintf(stderr, "dems-verify: out of memory\n");
+        return EXIT_USAGE;
     }
     if (r != 0) /* the detail says which entry or line */
         return invalid("%s: %s", dems_ledger_fault_name(rep.fault), rep.detail);
