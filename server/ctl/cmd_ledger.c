@@ -164,20 +164,10 @@ static int check_inclusion(struct ctl_http *h, const struct dems_checkpoint *exp
     return r;
 }
 
-static int verify(struct ctl_http *h, const struct ctl_config *cfg, const struct ctl_opt *opts)
+static int verify(struct ctl_http *h, const char *pin, int64_t threads,
+                  const struct ctl_opt *opts)
 {
-    const char *pin = ctl_opt_get(opts, "key");
-    const char *pin_from = "--key";
-    if (pin == NULL && cfg->ledger_key != NULL)
-        pin = cfg->ledger_key, pin_from = "ledger_key in the config file";
-    struct dems_note_verifier pinned, served;
-    if (pin != NULL && dems_note_verifier_parse(pin, strlen(pin), &pinned) < 0)
-        return ctl_usage_error("%s: not a note verifier key (name+hash+base64)", pin_from);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int64_t threads = cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1;
-    if (ctl_opt_get(opts, "threads") != NULL &&
-        !ctl_int_arg("--threads", ctl_opt_get(opts, "threads"), 1, 64, &threads))
-        return CTL_USAGE;
+    struct dems_note_verifier served;
     const char *save = ctl_opt_get(opts, "save");
     FILE *f = save != NULL ? fopen(save, "w+") : tmpfile();
     if (f == NULL)
@@ -269,13 +259,30 @@ static int run_verify(int argc, char **argv, const struct ctl_cmd *self)
     int n = ctl_parse(argc, argv, opts, pos, 0);
     if (n < 0)
         return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
+    /* Bad input first, before any request. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int64_t threads = cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1;
+    if (ctl_opt_get(opts, "threads") != NULL &&
+        !ctl_int_arg("--threads", ctl_opt_get(opts, "threads"), 1, 64, &threads))
+        return CTL_USAGE;
+    const char *pin = ctl_opt_get(opts, "key");
+    struct dems_note_verifier pinned;
+    if (pin != NULL && dems_note_verifier_parse(pin, strlen(pin), &pinned) < 0)
+        return ctl_usage_error("--key: not a note verifier key (name+hash+base64)");
     struct ctl_config cfg;
     struct ctl_token tok;
     struct ctl_http h;
     int r = ctl_session(&cfg, &tok, &h);
     if (r != CTL_OK)
         return r;
-    r = verify(&h, &cfg, opts);
+    if (pin == NULL && cfg.ledger_key != NULL) {
+        pin = cfg.ledger_key;
+        if (dems_note_verifier_parse(pin, strlen(pin), &pinned) < 0)
+            r = ctl_fail(CTL_USAGE, "ledger_key in the config file: not a note verifier key "
+                                    "(name+hash+base64)");
+    }
+    if (r == CTL_OK)
+        r = verify(&h, pin, threads, opts);
     ctl_session_done(&cfg, &tok, &h);
     return r;
 }

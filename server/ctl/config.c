@@ -22,11 +22,18 @@
 #define MAX_FILE  16384
 #define MAX_ANSWER_LINE 4096
 
+/* An environment variable; an empty one counts as unset. */
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
 /* $XDG_CONFIG_HOME/dems/<name>, else ~/.config/dems/<name>; owned or NULL. */
 static char *default_path(const char *name)
 {
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    const char *home = getenv("HOME");
+    const char *xdg = env("XDG_CONFIG_HOME");
+    const char *home = env("HOME");
     char buf[PATH_MAX];
     if (xdg != NULL && xdg[0] == '/') {
         snprintf(buf, sizeof(buf), "%s/dems/%s", xdg, name);
@@ -157,7 +164,7 @@ static void file_settings_done(struct file_settings *fs)
 /* Reads the config file; a missing default one is no error. */
 static int read_config(struct file_settings *fs)
 {
-    const char *given = ctl_global.config != NULL ? ctl_global.config : getenv("DEMS_CONFIG");
+    const char *given = ctl_global.config != NULL ? ctl_global.config : env("DEMS_CONFIG");
     char *path = given != NULL ? strdup(given) : default_path("demsctl.conf");
     if (path == NULL)
         return CTL_OK;
@@ -239,13 +246,13 @@ int ctl_config_load(struct ctl_config *cfg, bool need_server)
     const char *timeout = ctl_global.timeout != NULL ? ctl_global.timeout : fs.timeout;
     if (ctl_global.server != NULL)
         server = ctl_global.server, where = "--server";
-    else if (getenv("DEMS_URL") != NULL)
-        server = getenv("DEMS_URL"), where = "DEMS_URL";
+    else if (env("DEMS_URL") != NULL)
+        server = env("DEMS_URL"), where = "DEMS_URL";
     else if (fs.server != NULL)
         server = fs.server, where = "the config file";
-    ca = ctl_global.ca != NULL ? ctl_global.ca : getenv("DEMS_CA") != NULL ? getenv("DEMS_CA") : fs.ca;
+    ca = ctl_global.ca != NULL ? ctl_global.ca : env("DEMS_CA") != NULL ? env("DEMS_CA") : fs.ca;
     tf = ctl_global.token_file != NULL        ? ctl_global.token_file
-         : getenv("DEMS_TOKEN_FILE") != NULL ? getenv("DEMS_TOKEN_FILE")
+         : env("DEMS_TOKEN_FILE") != NULL ? env("DEMS_TOKEN_FILE")
                                              : fs.token_file;
     cfg->token_path = tf != NULL ? strdup(tf) : default_path("token");
     cfg->ledger_key = fs.ledger_key != NULL ? strdup(fs.ledger_key) : NULL;
