@@ -18,9 +18,15 @@ static int run_list(int argc, char **argv, const struct ctl_cmd *self)
     if (n < 0)
         return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
     static const struct ctl_col cols[] = {
-        {"id", "id"},           {"name", "name"},         {"serial", "serial"},
-        {"assigned_to", "assigned_to"}, {"issued", "issued"}, {"revoked", "revoked_at"},
-        {"created", "created_at"}, {"cert_sha256", "cert_sha256"}, {0},
+        {"id", "id"},
+        {"name", "name"},
+        {"serial", "serial"},
+        {"assigned_to", "assigned_to"},
+        {"issued", "issued"},
+        {"revoked", "revoked_at"},
+        {"created", "created_at"},
+        {"cert_sha256", "cert_sha256"},
+        {0},
     };
     return ctl_one_list("/v1/admin/devices", "devices", ctl_opt_get(opts, "limit"), cols);
 }
@@ -60,9 +66,12 @@ static bool write_text(const char *path, const char *text)
 static int run_enrol(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
-    struct ctl_opt opts[] = {{"name", false, NULL},     {"serial", false, NULL},
-                             {"csr", false, NULL},      {"certificate", false, NULL},
-                             {"cert-out", false, NULL}, {"ca-out", false, NULL},
+    struct ctl_opt opts[] = {{"name", false, NULL},
+                             {"serial", false, NULL},
+                             {"csr", false, NULL},
+                             {"certificate", false, NULL},
+                             {"cert-out", false, NULL},
+                             {"ca-out", false, NULL},
                              {0}};
     const char *pos[1];
     int n = ctl_parse(argc, argv, opts, pos, 0);
@@ -157,8 +166,9 @@ static int run_assign(int argc, char **argv, const struct ctl_cmd *self)
 
 static const struct ctl_cmd cmds[] = {
     {"list", "[--limit N]", "Lists the enrolled docks (GET /v1/admin/devices).", run_list},
-    {"enrol", "--name NAME --serial SERIAL (--csr FILE | --certificate FILE) "
-              "[--cert-out FILE] [--ca-out FILE]",
+    {"enrol",
+     "--name NAME --serial SERIAL (--csr FILE | --certificate FILE) "
+     "[--cert-out FILE] [--ca-out FILE]",
      "Enrols a dock (POST /v1/admin/devices). With --csr (PEM PKCS#10) the server's\n"
      "device CA issues its client certificate; with --certificate that certificate is\n"
      "pinned as it is. The issued certificate is written to --cert-out (else printed)\n"

@@ -46,7 +46,7 @@ static int run_due(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
     static const struct ctl_col cols[] = {
-        {"evidence", "evidence"}, {"due_at", "due_at"}, {"ingested_at", "ingested_at"},
+        {"evidence", "evidence"}, {"due_at", "due_at"},     {"ingested_at", "ingested_at"},
         {"size", "size"},         {"filename", "filename"}, {0},
     };
     return no_args_list(argc, argv, "/v1/admin/disposal/due", "due", cols);
@@ -120,8 +120,8 @@ static int run_propose(int argc, char **argv, const struct ctl_cmd *self)
     if (n < 0)
         return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
     static const char *const busy[] = {"listing", NULL};
-    return batch_call("POST", "/v1/admin/disposal/batches", NULL,
-                      ctl_opt_get(opts, "wait") != NULL, busy);
+    return batch_call("POST", "/v1/admin/disposal/batches", NULL, ctl_opt_get(opts, "wait") != NULL,
+                      busy);
 }
 
 static int run_show(int argc, char **argv, const struct ctl_cmd *self)
@@ -135,10 +135,15 @@ static int run_show(int argc, char **argv, const struct ctl_cmd *self)
         return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
     if (n == 0) {
         static const struct ctl_col cols[] = {
-            {"id", "id"},         {"state", "state"},         {"proposed", "items.proposed"},
-            {"destroyed", "items.destroyed"}, {"created_by", "created_by"},
-            {"created_at", "created_at"}, {"approved_by", "approved_by"},
-            {"reason", "reason"}, {0},
+            {"id", "id"},
+            {"state", "state"},
+            {"proposed", "items.proposed"},
+            {"destroyed", "items.destroyed"},
+            {"created_by", "created_by"},
+            {"created_at", "created_at"},
+            {"approved_by", "approved_by"},
+            {"reason", "reason"},
+            {0},
         };
         return ctl_one_list("/v1/admin/disposal/batches", "batches", ctl_opt_get(opts, "limit"),
                             cols);
@@ -166,9 +171,14 @@ static int run_items(int argc, char **argv, const struct ctl_cmd *self)
     char path[64];
     snprintf(path, sizeof(path), "/v1/admin/disposal/batches/%lld/items", (long long)id);
     static const struct ctl_col cols[] = {
-        {"evidence", "evidence"}, {"state", "state"},         {"due_at", "due_at"},
-        {"approved_seq", "approved_seq"}, {"disposed_seq", "disposed_seq"},
-        {"filename", "filename"}, {"detail", "detail"},       {0},
+        {"evidence", "evidence"},
+        {"state", "state"},
+        {"due_at", "due_at"},
+        {"approved_seq", "approved_seq"},
+        {"disposed_seq", "disposed_seq"},
+        {"filename", "filename"},
+        {"detail", "detail"},
+        {0},
     };
     return ctl_one_list(path, "items", ctl_opt_get(opts, "limit"), cols);
 }

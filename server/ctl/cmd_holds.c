@@ -39,9 +39,14 @@ static int run_list(int argc, char **argv, const struct ctl_cmd *self)
                        : released ? "/v1/admin/holds?active=false"
                                   : "/v1/admin/holds";
     static const struct ctl_col cols[] = {
-        {"id", "id"},           {"active", "active"},       {"case", "case_reference"},
-        {"evidence", "evidence"}, {"placed_by", "placed_by"}, {"placed_at", "placed_at"},
-        {"reason", "reason"},   {0},
+        {"id", "id"},
+        {"active", "active"},
+        {"case", "case_reference"},
+        {"evidence", "evidence"},
+        {"placed_by", "placed_by"},
+        {"placed_at", "placed_at"},
+        {"reason", "reason"},
+        {0},
     };
     return ctl_one_list(path, "holds", ctl_opt_get(opts, "limit"), cols);
 }

@@ -42,9 +42,14 @@ static int run_list(int argc, char **argv, const struct ctl_cmd *self)
             return CTL_USAGE;
     }
     static const struct ctl_col cols[] = {
-        {"id", "id"},       {"kind", "kind"},           {"state", "state"},
-        {"attempts", "attempts"}, {"created", "created_at"}, {"payload", "payload"},
-        {"last_error", "last_error"}, {0},
+        {"id", "id"},
+        {"kind", "kind"},
+        {"state", "state"},
+        {"attempts", "attempts"},
+        {"created", "created_at"},
+        {"payload", "payload"},
+        {"last_error", "last_error"},
+        {0},
     };
     return ctl_one_list(path, "jobs", ctl_opt_get(opts, "limit"), cols);
 }
@@ -81,8 +86,8 @@ static int run_retry(int argc, char **argv, const struct ctl_cmd *self)
 static int run_enqueue(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
-    struct ctl_opt opts[] = {{"payload", false, NULL},  {"evidence", false, NULL},
-                             {"dedupe-key", false, NULL}, {"priority", false, NULL},
+    struct ctl_opt opts[] = {{"payload", false, NULL},      {"evidence", false, NULL},
+                             {"dedupe-key", false, NULL},   {"priority", false, NULL},
                              {"max-attempts", false, NULL}, {0}};
     const char *pos[1];
     int n = ctl_parse(argc, argv, opts, pos, 1);
@@ -137,8 +142,7 @@ static const struct ctl_cmd cmds[] = {
      "Lists jobs, newest first (GET /v1/admin/jobs). --state is queued, running,\n"
      "failed, done or dead; --kind a job kind (e.g. verify-blob).",
      run_list},
-    {"show", "JOB", "Shows one job (GET /v1/admin/jobs/{id}), its last error included.",
-     run_show},
+    {"show", "JOB", "Shows one job (GET /v1/admin/jobs/{id}), its last error included.", run_show},
     {"retry", "JOB",
      "Sets a failed or dead job back to queued, due now (POST /v1/admin/jobs/{id}/retry).",
      run_retry},

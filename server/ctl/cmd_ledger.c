@@ -164,8 +164,7 @@ static int check_inclusion(struct ctl_http *h, const struct dems_checkpoint *exp
     return r;
 }
 
-static int verify(struct ctl_http *h, const char *pin, int64_t threads,
-                  const struct ctl_opt *opts)
+static int verify(struct ctl_http *h, const char *pin, int64_t threads, const struct ctl_opt *opts)
 {
     struct dems_note_verifier served;
     const char *save = ctl_opt_get(opts, "save");

@@ -64,9 +64,12 @@ static int sign_in(struct ctl_http *h, const char *user, const char *password, c
 static int run_login(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
-    struct ctl_opt opts[] = {{"username", false, NULL},   {"password-stdin", true, NULL},
-                             {"totp", false, NULL},       {"session", true, NULL},
-                             {"token-name", false, NULL}, {"ttl-days", false, NULL},
+    struct ctl_opt opts[] = {{"username", false, NULL},
+                             {"password-stdin", true, NULL},
+                             {"totp", false, NULL},
+                             {"session", true, NULL},
+                             {"token-name", false, NULL},
+                             {"ttl-days", false, NULL},
                              {0}};
     const char *pos[1];
     int n = ctl_parse(argc, argv, opts, pos, 1);
@@ -157,9 +160,9 @@ static int run_login(int argc, char **argv, const struct ctl_cmd *self)
     if (r == CTL_OK)
         r = ctl_token_write(cfg.token_path, &tok);
     if (r == CTL_OK) {
-        json_t *out = json_pack("{s:s,s:s,s:s,s:s?,s:s}", "server", cfg.server, "username", user,
-                                "kind", tok.kind, "expires_at", expires, "token_file",
-                                cfg.token_path);
+        json_t *out =
+            json_pack("{s:s,s:s,s:s,s:s?,s:s}", "server", cfg.server, "username", user, "kind",
+                      tok.kind, "expires_at", expires, "token_file", cfg.token_path);
         if (ctl_global.json)
             ctl_print_json(out);
         else
@@ -229,8 +232,9 @@ static int run_logout(int argc, char **argv, const struct ctl_cmd *self)
             printf("Logged out of %s: the token is revoked and %s removed\n", cfg.server,
                    cfg.token_path);
     } else {
-        ctl_fail(r, "the token was not revoked and is kept in %s (demsctl logout --local only "
-                    "removes it)",
+        ctl_fail(r,
+                 "the token was not revoked and is kept in %s (demsctl logout --local only "
+                 "removes it)",
                  cfg.token_path);
     }
     ctl_session_done(&cfg, &tok, &h);
@@ -257,9 +261,10 @@ static int run_whoami(int argc, char **argv, const struct ctl_cmd *self)
         json_object_del(me, "csrf_token");
         json_object_set_new(me, "server", json_string(cfg.server));
         static const struct ctl_col cols[] = {
-            {"server", "server"},         {"username", "username"},     {"role", "role"},
-            {"token", "token_kind"},      {"totp", "totp_enabled"},     {"id", "id"},
-            {"created", "created_at"},    {0},
+            {"server", "server"},      {"username", "username"},
+            {"role", "role"},          {"token", "token_kind"},
+            {"totp", "totp_enabled"},  {"id", "id"},
+            {"created", "created_at"}, {0},
         };
         ctl_print_object(me, cols);
     }
@@ -269,8 +274,9 @@ static int run_whoami(int argc, char **argv, const struct ctl_cmd *self)
 }
 
 static const struct ctl_cmd login_cmd[] = {
-    {NULL, "[USERNAME] [--password-stdin] [--totp CODE] [--session] [--token-name NAME] "
-           "[--ttl-days N]",
+    {NULL,
+     "[USERNAME] [--password-stdin] [--totp CODE] [--session] [--token-name NAME] "
+     "[--ttl-days N]",
      "Signs in to the server and keeps a token for the next commands in the token file\n"
      "(~/.config/dems/token, mode 0600, in a directory made 0700). The password is asked\n"
      "for on the terminal without echo, or read from the first line of standard input\n"
@@ -300,9 +306,8 @@ static const struct ctl_cmd whoami_cmd[] = {
     {NULL, "", "Shows who the kept token signs in as (GET /v1/me).", run_whoami},
 };
 
-const struct ctl_group ctl_group_login = {"login", "sign in and keep a token", NULL, login_cmd,
-                                          1};
+const struct ctl_group ctl_group_login = {"login", "sign in and keep a token", NULL, login_cmd, 1};
 const struct ctl_group ctl_group_logout = {"logout", "revoke the token and remove it", NULL,
                                            logout_cmd, 1};
-const struct ctl_group ctl_group_whoami = {"whoami", "who the token signs in as", NULL,
-                                           whoami_cmd, 1};
+const struct ctl_group ctl_group_whoami = {"whoami", "who the token signs in as", NULL, whoami_cmd,
+                                           1};

@@ -17,9 +17,14 @@ static int run_policies(int argc, char **argv, const struct ctl_cmd *self)
     if (n < 0)
         return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
     static const struct ctl_col cols[] = {
-        {"id", "id"},           {"name", "name"},         {"days", "period_days"},
-        {"from", "counted_from"}, {"created_by", "created_by"}, {"created", "created_at"},
-        {"description", "description"}, {0},
+        {"id", "id"},
+        {"name", "name"},
+        {"days", "period_days"},
+        {"from", "counted_from"},
+        {"created_by", "created_by"},
+        {"created", "created_at"},
+        {"description", "description"},
+        {0},
     };
     return ctl_one_list("/v1/admin/retention/policies", "policies", ctl_opt_get(opts, "limit"),
                         cols);
@@ -84,8 +89,8 @@ static int set_policy(int argc, char **argv, bool is_case)
     bool none = strcmp(pos[1], "none") == 0;
     if (!none && !ctl_id_arg("POLICY", pos[1], &policy))
         return CTL_USAGE;
-    json_t *body = none ? json_pack("{s:n}", "policy")
-                        : json_pack("{s:I}", "policy", (json_int_t)policy);
+    json_t *body =
+        none ? json_pack("{s:n}", "policy") : json_pack("{s:I}", "policy", (json_int_t)policy);
     static const struct ctl_col case_cols[] = {{"case", "case"},
                                                {"policy", "policy"},
                                                {"policy_name", "policy_name"},

@@ -8,9 +8,14 @@
 #include "ctl.h"
 
 static const struct ctl_col user_cols[] = {
-    {"id", "id"},         {"username", "username"},       {"role", "role"},
-    {"totp", "totp_enabled"}, {"disabled", "disabled"},   {"face_search", "face_search"},
-    {"created", "created_at"}, {0},
+    {"id", "id"},
+    {"username", "username"},
+    {"role", "role"},
+    {"totp", "totp_enabled"},
+    {"disabled", "disabled"},
+    {"face_search", "face_search"},
+    {"created", "created_at"},
+    {0},
 };
 
 static int run_list(int argc, char **argv, const struct ctl_cmd *self)

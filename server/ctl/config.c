@@ -19,7 +19,7 @@
 
 #include "ctl.h"
 
-#define MAX_FILE  16384
+#define MAX_FILE        16384
 #define MAX_ANSWER_LINE 4096
 
 /* An environment variable; an empty one counts as unset. */
@@ -251,9 +251,9 @@ int ctl_config_load(struct ctl_config *cfg, bool need_server)
     else if (fs.server != NULL)
         server = fs.server, where = "the config file";
     ca = ctl_global.ca != NULL ? ctl_global.ca : env("DEMS_CA") != NULL ? env("DEMS_CA") : fs.ca;
-    tf = ctl_global.token_file != NULL        ? ctl_global.token_file
+    tf = ctl_global.token_file != NULL    ? ctl_global.token_file
          : env("DEMS_TOKEN_FILE") != NULL ? env("DEMS_TOKEN_FILE")
-                                             : fs.token_file;
+                                          : fs.token_file;
     cfg->token_path = tf != NULL ? strdup(tf) : default_path("token");
     cfg->ledger_key = fs.ledger_key != NULL ? strdup(fs.ledger_key) : NULL;
     cfg->timeout = 60;

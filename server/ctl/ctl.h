@@ -111,10 +111,10 @@ void ctl_config_done(struct ctl_config *cfg);
 /* A stored credential. */
 struct ctl_token {
     char *server;
-    char *ca;    /* NULL when none was given */
-    char *token; /* the bearer token (secret) */
+    char *ca;      /* NULL when none was given */
+    char *token;   /* the bearer token (secret) */
     char kind[16]; /* "api" or "session" */
-    char *id;    /* an API token's id (for logout), or NULL */
+    char *id;      /* an API token's id (for logout), or NULL */
 };
 
 /*
@@ -230,8 +230,7 @@ int ctl_one(const char *method, const char *path, json_t *body, const struct ctl
             const char *done);
 
 /* Opens a session, reads the whole list (up to limit items; NULL: all), prints it, closes. */
-int ctl_one_list(const char *path, const char *key, const char *limit,
-                 const struct ctl_col *cols);
+int ctl_one_list(const char *path, const char *key, const char *limit, const struct ctl_col *cols);
 
 /* A positive integer id argument; prints a usage error and returns false otherwise. */
 bool ctl_id_arg(const char *what, const char *s, int64_t *ret);
@@ -307,8 +306,8 @@ int ctl_group_run(const struct ctl_group *g, int argc, char **argv);
 
 /* A command that is the whole group (login, logout, whoami): group with one nameless cmd. */
 
-extern const struct ctl_group ctl_group_login, ctl_group_logout, ctl_group_whoami,
-    ctl_group_users, ctl_group_devices, ctl_group_jobs, ctl_group_holds, ctl_group_retention,
-    ctl_group_disposal, ctl_group_audit, ctl_group_ledger;
+extern const struct ctl_group ctl_group_login, ctl_group_logout, ctl_group_whoami, ctl_group_users,
+    ctl_group_devices, ctl_group_jobs, ctl_group_holds, ctl_group_retention, ctl_group_disposal,
+    ctl_group_audit, ctl_group_ledger;
 
 #endif

@@ -70,9 +70,9 @@ bool ctl_query_add(char *path, size_t cap, const char *name, const char *value)
 {
     char *e = ctl_escape(value);
     size_t len = strlen(path);
-    bool ok = e != NULL && (size_t)snprintf(path + len, cap - len, "%c%s=%s",
-                                            strchr(path, '?') != NULL ? '&' : '?', name,
-                                            e) < cap - len;
+    bool ok =
+        e != NULL && (size_t)snprintf(path + len, cap - len, "%c%s=%s",
+                                      strchr(path, '?') != NULL ? '&' : '?', name, e) < cap - len;
     free(e);
     if (!ok) {
         path[len] = '\0';
@@ -317,8 +317,7 @@ int ctl_call(struct ctl_http *h, const char *method, const char *path, const jso
     return r;
 }
 
-int ctl_list(struct ctl_http *h, const char *path, const char *key, uint64_t max,
-             json_t **ret_json)
+int ctl_list(struct ctl_http *h, const char *path, const char *key, uint64_t max, json_t **ret_json)
 {
     json_t *all = json_array();
     char *cursor = NULL, *raw = NULL; /* the cursor escaped, and as given */

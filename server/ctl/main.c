@@ -14,9 +14,9 @@
 #include "ctl.h"
 
 static const struct ctl_group *const groups[] = {
-    &ctl_group_login,   &ctl_group_logout,    &ctl_group_whoami,   &ctl_group_users,
-    &ctl_group_devices, &ctl_group_jobs,      &ctl_group_holds,    &ctl_group_retention,
-    &ctl_group_disposal, &ctl_group_audit,    &ctl_group_ledger,
+    &ctl_group_login,    &ctl_group_logout, &ctl_group_whoami, &ctl_group_users,
+    &ctl_group_devices,  &ctl_group_jobs,   &ctl_group_holds,  &ctl_group_retention,
+    &ctl_group_disposal, &ctl_group_audit,  &ctl_group_ledger,
 };
 #define NGROUPS (sizeof(groups) / sizeof(groups[0]))
 
@@ -71,12 +71,12 @@ static void group_usage(const struct ctl_group *g, FILE *f)
         fprintf(f, "usage: demsctl %s %s\n\n%s\n", g->name, g->cmds[0].usage, g->cmds[0].help);
         return;
     }
-    fprintf(f, "usage: demsctl %s COMMAND [OPTIONS] [ARGS]\n\n%s\n\nCommands:\n", g->name,
-            g->help);
+    fprintf(f, "usage: demsctl %s COMMAND [OPTIONS] [ARGS]\n\n%s\n\nCommands:\n", g->name, g->help);
     for (size_t i = 0; i < g->ncmds; i++)
         fprintf(f, "  %-14s %s\n", g->cmds[i].name, g->cmds[i].usage);
-    fprintf(f, "\n'demsctl %s COMMAND --help' explains one. Global options and exit status: "
-               "demsctl --help.\n",
+    fprintf(f,
+            "\n'demsctl %s COMMAND --help' explains one. Global options and exit status: "
+            "demsctl --help.\n",
             g->name);
 }
 

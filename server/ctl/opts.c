@@ -46,8 +46,12 @@ int ctl_fail(int code, const char *fmt, ...)
 
 /* The global options, matched after the command's own. */
 static struct ctl_opt globals[] = {
-    {"server", false, NULL},  {"ca", false, NULL},      {"config", false, NULL},
-    {"token-file", false, NULL}, {"timeout", false, NULL}, {"json", true, NULL},
+    {"server", false, NULL},
+    {"ca", false, NULL},
+    {"config", false, NULL},
+    {"token-file", false, NULL},
+    {"timeout", false, NULL},
+    {"json", true, NULL},
     {0},
 };
 

@@ -36,8 +36,7 @@ int ctl_one(const char *method, const char *path, json_t *body, const struct ctl
     return r;
 }
 
-int ctl_one_list(const char *path, const char *key, const char *limit,
-                 const struct ctl_col *cols)
+int ctl_one_list(const char *path, const char *key, const char *limit, const struct ctl_col *cols)
 {
     int64_t max = 0;
     if (limit != NULL && !ctl_int_arg("--limit", limit, 1, INT64_C(1) << 40, &max))
