@@ -229,9 +229,12 @@ static int verify(struct ctl_http *h, const char *pin, int64_t threads, const st
         } else {
             printf("OK: %s; origin %s, tree size %llu, root %s\n", rep->detail,
                    rep->checkpoint.origin, (unsigned long long)rep->checkpoint.size, root);
-            printf("  the checkpoint served now (size %llu) is consistent with it; the inclusion "
-                   "proof of its last entry verifies\n",
-                   (unsigned long long)live.size);
+            if (rep->checkpoint.size > 0)
+                printf("  the checkpoint served before it (size %llu) is consistent with it; the "
+                       "inclusion proof of its last entry verifies\n",
+                       (unsigned long long)live.size);
+            else
+                printf("  the log is empty: no proof to check\n");
             printf("  key: %s%s\n", vo.vkey,
                    pin != NULL ? " (pinned)"
                                : " (as served: pin it with --key or ledger_key in the config)");

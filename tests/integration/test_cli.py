@@ -23,6 +23,7 @@ PROGRAMS = {
     "dems-verify": "DEMS_VERIFY",
     "dems-media": "DEMS_MEDIA",
     "dems-vector-bench": "DEMS_VECTOR_BENCH",
+    "demsctl": "DEMS_CTL",
 }
 
 # The libraries each program's --version must name (demsd's face engine adds
@@ -34,6 +35,7 @@ LIBRARIES = {
     "dems-verify": ["glibc", "OpenSSL", "libsodium", "jansson", "libarchive"],
     "dems-media": ["glibc", "libseccomp", "jansson"] + FFMPEG,
     "dems-vector-bench": ["glibc"],
+    "demsctl": ["glibc", "OpenSSL", "jansson", "libcurl"],
 }
 
 # Sub-commands that must be listed (and each must have --help). Positionals
@@ -46,8 +48,19 @@ SUBCOMMANDS = {
     "dems-media": {"probe": ["FILE"], "preview": ["FILE", "DIR"], "versions": []},
     "dems-vector-bench": {"build": [], "search": [], "gen": [], "recall": [], "stats": [],
                           "crc": []},
+    "demsctl": {"login": [], "logout": [], "whoami": [], "users": None, "devices": None,
+                "jobs": None, "holds": None, "retention": None, "disposal": None, "audit": None,
+                "ledger": None},
 }
-NESTED = {("demsd", "admin"): ["create-user", "verify-blobs", "decrypt-blob"], ("demsd", "face"): ["detect", "embed"]}
+NESTED = {("demsd", "admin"): ["create-user", "verify-blobs", "decrypt-blob"], ("demsd", "face"): ["detect", "embed"],
+          ("demsctl", "users"): ["list", "create", "update"],
+          ("demsctl", "devices"): ["list", "enrol", "revoke", "assign"],
+          ("demsctl", "jobs"): ["list", "show", "retry", "enqueue"],
+          ("demsctl", "holds"): ["list", "place", "release"],
+          ("demsctl", "retention"): ["policies", "create-policy", "set-case", "set-evidence"],
+          ("demsctl", "disposal"): ["due", "propose", "show", "items", "approve", "cancel",
+                                    "recover"],
+          ("demsctl", "audit"): ["custody"], ("demsctl", "ledger"): ["verify"]}
 
 
 def project_version():
