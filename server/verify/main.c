@@ -234,13 +234,15 @@ static int cmd_ledger(int argc, char **argv)
     /*
      * --fast that finds the root wrong but no entry to blame reads the file
      * again with the entry signatures to name it (a file can be read twice;
-     * a pipe cannot).
+     * stdin is read once).
      */
-    FILE *f = strcmp(pos[0], "-") == 0 ? stdin : fopen(pos[0], "r");
+    bool is_stdin = strcmp(pos[0], "-") == 0;
+    FILE *f = is_stdin ? stdin : fopen(pos[0], "r");
     if (f == NULL)
         return usage_error("cannot open %s: %s", pos[0], strerror(errno));
     struct dems_ledger_report rep;
-    int r = dems_ledger_verify_export(f, &vo, &rep);
+    int r =
+        is_stdin ? dems_ledger_verify_file(f, &vo, &rep) : dems_ledger_verify_export(f, &vo, &rep);
     if (f != stdin)
         fclose(f);
     if (r == DEMS_EIO)
