@@ -60,7 +60,7 @@ NESTED = {("demsd", "admin"): ["create-user", "verify-blobs", "decrypt-blob"], (
           ("demsctl", "retention"): ["policies", "create-policy", "set-case", "set-evidence"],
           ("demsctl", "disposal"): ["due", "propose", "show", "items", "approve", "cancel",
                                     "recover"],
-          ("demsctl", "audit"): ["custody"], ("demsctl", "ledger"): ["verify"]}
+          ("demsctl", "audit"): ["evidence", "case", "user", "custody"], ("demsctl", "ledger"): ["verify"]}
 
 
 def project_version():

@@ -367,6 +367,46 @@ def test_ledger_verify(c):
     assert "(pinned)" in ok(c, "ledger", "verify", "--config", conf)
 
 
+def test_audit_reports_are_checked(c):
+    st, doc, _ = c.srv.request("POST", "/v1/cases", {"reference": "CTL/1", "title": "Ctl case"},
+                               token=c.admin)
+    assert st == 201, doc
+    case = doc["id"]
+    st, doc, _ = c.srv.request("POST", f"/v1/cases/{case}/exhibits",
+                               {"evidence": c.ev["held"], "reference": "EX1"}, token=c.admin)
+    assert st == 201, doc
+    # Wait for a checkpoint that covers the exhibit's entry.
+    size = js(c, "ledger", "verify", "--fast")["size"]
+    wait("checkpoint", lambda: int(c.srv.request("GET", "/v1/ledger/checkpoint")[1]
+                                   .decode().split("\n")[1]) > size)
+    st, vkey, _ = c.srv.request("GET", "/v1/ledger/key")
+    vkey = vkey.decode().strip()
+    rep = js(c, "audit", "evidence", c.ev["held"], "--key", vkey)
+    assert rep["evidence"] == c.ev["held"] and rep["entries"], rep
+    types = [e["body"]["type"] for e in rep["entries"]]
+    assert types[0] == "INGESTED" and "HOLD_PLACED" in types, types
+    out = ok(c, "audit", "evidence", c.ev["held"], "--key", vkey)
+    assert "proven included" in out and "(pinned)" in out and "HOLD_RELEASED" in out, out
+    out = ok(c, "audit", "case", str(case))
+    assert "EXHIBIT_ADDED" in out and "CASE_CREATED" in out, out
+    line = fails(c, 1, "audit", "evidence", c.ev["held"], "--key", other_key(vkey))
+    assert line.startswith("demsctl: audit report INVALID: the checkpoint is not signed"), line
+    line = fails(c, 1, "audit", "case", "999999")
+    assert line.startswith("demsctl: 404 case_not_found: "), line
+    html = ok(c, "audit", "case", str(case), "--html", "-")
+    assert "<html" in html.lower() and "CTL/1" in html, html[:200]
+    now = time.time()
+    span = [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (now - 86400,
+                                                                         now + 86400)]
+    csv_path = os.path.join(c.home, "admin.csv")
+    ok(c, "audit", "user", "admin", "--from", span[0], "--to", span[1], "--output", csv_path)
+    text = open(csv_path).read()
+    assert text.startswith("index,time,type") or text.startswith('"index","time","type"'), text
+    assert "HOLD_PLACED" in text, text
+    line = fails(c, 1, "audit", "user", "admin", "--from", "yesterday", "--to", span[1])
+    assert line.startswith("demsctl: 400 "), line
+
+
 def test_totp_login_and_session_token(c):
     st, doc, _ = c.srv.request("POST", "/v1/admin/users",
                                {"username": "ctltotp", "password": "correct horse",
