@@ -152,13 +152,21 @@ static int run_login(int argc, char **argv, const struct ctl_cmd *self)
             tok.id = idbuf;
             expires = json_string_value(json_object_get(minted, "expires_at"));
         }
+    }
+    if (r == CTL_OK && (r = ctl_token_write(cfg.token_path, &tok)) != CTL_OK && !keep_session) {
+        /* Not kept: do not leave a live token behind. */
+        char path[64];
+        struct ctl_resp resp;
+        snprintf(path, sizeof(path), "/v1/me/tokens/%s", idbuf);
+        if (ctl_http_do(&h, "DELETE", path, NULL, &resp) == CTL_OK)
+            ctl_resp_done(&resp);
+    }
+    if (!keep_session) {
         /* The session was only for minting: end it. */
         struct ctl_resp resp;
         if (ctl_http_do(&h, "POST", "/v1/auth/logout", NULL, &resp) == CTL_OK)
             ctl_resp_done(&resp);
     }
-    if (r == CTL_OK)
-        r = ctl_token_write(cfg.token_path, &tok);
     if (r == CTL_OK) {
         json_t *out =
             json_pack("{s:s,s:s,s:s,s:s?,s:s}", "server", cfg.server, "username", user, "kind",

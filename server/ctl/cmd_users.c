@@ -65,7 +65,7 @@ static int run_create(int argc, char **argv, const struct ctl_cmd *self)
 /* USER as an id, or a username looked up in the list. */
 static int user_id(struct ctl_http *h, const char *user, int64_t *ret)
 {
-    if (user[0] >= '0' && user[0] <= '9')
+    if (strspn(user, "0123456789") == strlen(user))
         return ctl_id_arg("USER", user, ret) ? CTL_OK : CTL_USAGE;
     json_t *all;
     int r = ctl_list(h, "/v1/admin/users", "users", 0, &all);

@@ -13,7 +13,7 @@
 
 #include "ctl.h"
 
-#define MAX_CELL 60 /* a table cell's widest, in characters; longer ones are cut */
+#define MAX_CELL 80 /* a table cell's widest (an evidence id fits); longer ones are cut */
 
 void ctl_print_json(const json_t *json)
 {
