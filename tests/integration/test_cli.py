@@ -53,7 +53,7 @@ SUBCOMMANDS = {
                 "ledger": None},
 }
 NESTED = {("demsd", "admin"): ["create-user", "verify-blobs", "decrypt-blob"], ("demsd", "face"): ["detect", "embed"],
-          ("demsctl", "users"): ["list", "create", "update"],
+          ("demsctl", "users"): ["list", "create", "update", "reset-password"],
           ("demsctl", "devices"): ["list", "enrol", "revoke", "assign"],
           ("demsctl", "jobs"): ["list", "show", "retry", "enqueue"],
           ("demsctl", "holds"): ["list", "place", "release"],
