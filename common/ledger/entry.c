@@ -130,6 +130,8 @@ int dems_ledger_time_format(int64_t time_ms, char out[static 25])
     int64_t days = time_ms / 86400000, rem = time_ms % 86400000, y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
+    if (y < 1970 || y > 9999 || m < 1 || m > 12 || d < 1 || d > 31)
+        return DEMS_EINVAL; /* cannot happen in range; tells the compiler the widths */
     snprintf(out, 25, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", (int)y, m, d, (int)(rem / 3600000),
              (int)(rem / 60000 % 60), (int)(rem / 1000 % 60), (int)(rem % 1000));
     return 0;
