@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* demsctl devices: docks (/v1/admin/devices: list, enrol, revoke, assign). */
+/* demsctl devices: docks (/v1/admin/devices: list, enrol, rename, re-enrol, revoke, assign, ca). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +123,81 @@ static int run_enrol(int argc, char **argv, const struct ctl_cmd *self)
     return r;
 }
 
+static int run_rename(int argc, char **argv, const struct ctl_cmd *self)
+{
+    (void)self;
+    struct ctl_opt opts[] = {{0}};
+    const char *pos[2];
+    int64_t id;
+    int n = ctl_parse(argc, argv, opts, pos, 2);
+    if (n < 0)
+        return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
+    if (n != 2)
+        return ctl_usage_error("give the device id and its new name");
+    if (!ctl_id_arg("DEVICE", pos[0], &id))
+        return CTL_USAGE;
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/admin/devices/%lld", (long long)id);
+    static const struct ctl_col cols[] = {
+        {"id", "id"}, {"name", "name"}, {"serial", "serial"}, {"ledger entry", "seq"}, {0}};
+    return ctl_one("PATCH", path, json_pack("{s:s}", "name", pos[1]), cols, NULL);
+}
+
+static int run_reenrol(int argc, char **argv, const struct ctl_cmd *self)
+{
+    (void)self;
+    struct ctl_opt opts[] = {
+        {"csr", false, NULL}, {"certificate", false, NULL}, {"cert-out", false, NULL}, {0}};
+    const char *pos[1];
+    int64_t id;
+    int n = ctl_parse(argc, argv, opts, pos, 1);
+    if (n < 0)
+        return n == CTL_HELP ? CTL_HELP : CTL_USAGE;
+    const char *csr = ctl_opt_get(opts, "csr"), *cert = ctl_opt_get(opts, "certificate");
+    if (n != 1)
+        return ctl_usage_error("the device id is required");
+    if (!ctl_id_arg("DEVICE", pos[0], &id))
+        return CTL_USAGE;
+    if ((csr == NULL) == (cert == NULL))
+        return ctl_usage_error("give exactly one of --csr FILE and --certificate FILE");
+    char *pem = read_pem(csr != NULL ? "--csr" : "--certificate", csr != NULL ? csr : cert);
+    if (pem == NULL)
+        return CTL_USAGE;
+    json_t *body = json_pack("{s:s}", csr != NULL ? "csr" : "certificate", pem);
+    free(pem);
+    char path[64];
+    snprintf(path, sizeof(path), "/v1/admin/devices/%lld/reenrol", (long long)id);
+    struct ctl_config cfg;
+    struct ctl_token tok;
+    struct ctl_http h;
+    int r = ctl_session(&cfg, &tok, &h);
+    if (r != CTL_OK) {
+        json_decref(body);
+        return r;
+    }
+    json_t *answer = NULL;
+    r = ctl_call(&h, "POST", path, body, &answer);
+    json_decref(body);
+    if (r == CTL_OK) {
+        const char *cert_out = ctl_opt_get(opts, "cert-out");
+        const char *c = json_string_value(json_object_get(answer, "certificate"));
+        if (cert_out != NULL && c != NULL && !write_text(cert_out, c))
+            r = CTL_USAGE;
+        static const struct ctl_col cols[] = {{"id", "id"},
+                                              {"serial", "serial"},
+                                              {"issued", "issued"},
+                                              {"cert_sha256", "cert_sha256"},
+                                              {"ledger entry", "seq"},
+                                              {0}};
+        ctl_print_object(answer, cols);
+        if (!ctl_global.json && cert_out == NULL && c != NULL)
+            printf("%s", c);
+    }
+    json_decref(answer);
+    ctl_session_done(&cfg, &tok, &h);
+    return r;
+}
+
 static int run_revoke(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
@@ -174,6 +249,14 @@ static const struct ctl_cmd cmds[] = {
      "pinned as it is. The issued certificate is written to --cert-out (else printed)\n"
      "and the device CA's to --ca-out. A DEVICE_ENROLLED ledger entry records it.",
      run_enrol},
+    {"rename", "DEVICE NAME",
+     "Renames a dock (PATCH /v1/admin/devices/{id}; a DEVICE_UPDATED ledger entry).", run_rename},
+    {"reenrol", "DEVICE (--csr FILE | --certificate FILE) [--cert-out FILE]",
+     "Gives a dock a new certificate under the same id and serial (POST\n"
+     "/v1/admin/devices/{id}/reenrol): the CA signs --csr, or --certificate is pinned.\n"
+     "The old certificate stops authenticating at once. A DEVICE_ENROLLED entry names\n"
+     "the certificate it replaced.",
+     run_reenrol},
     {"revoke", "DEVICE",
      "Revokes a dock (POST /v1/admin/devices/{id}/revoke): its certificate is refused\n"
      "from then on. A DEVICE_REVOKED ledger entry records it.",
@@ -184,7 +267,8 @@ static const struct ctl_cmd cmds[] = {
      run_assign},
 };
 
-const struct ctl_group ctl_group_devices = {"devices", "enrol, revoke and assign docks",
+const struct ctl_group ctl_group_devices = {"devices",
+                                            "enrol, rename, re-enrol, revoke, assign docks",
                                             "Docks that upload with mutual TLS (administrators "
                                             "only).",
                                             cmds, sizeof(cmds) / sizeof(cmds[0])};

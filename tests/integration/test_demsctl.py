@@ -272,6 +272,20 @@ def test_devices_enrol_assign_revoke(c):
     dev = [d for d in js(c, "devices", "list")["devices"] if d["serial"] == "CTL-DOCK-1"][0]
     doc = js(c, "devices", "assign", str(dev["id"]), "ctlofficer")
     assert doc["assigned_to"] == "ctlofficer", doc
+    doc = js(c, "devices", "rename", str(dev["id"]), "Dock 1 (front desk)")
+    assert doc["name"] == "Dock 1 (front desk)" and doc["seq"] > 0, doc
+    key2 = os.path.join(c.home, "dock2.key")
+    cert2 = os.path.join(c.home, "dock2.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key2, "-out", cert2,
+                    "-subj", "/CN=CTL-DOCK-1", "-days", "30",
+                    "-addext", "extendedKeyUsage=clientAuth",
+                    "-addext", "keyUsage=critical,digitalSignature"],
+                   check=True, capture_output=True)
+    doc = js(c, "devices", "reenrol", str(dev["id"]), "--certificate", cert2)
+    assert doc["id"] == dev["id"] and doc["cert_sha256"] != dev["cert_sha256"], doc
+    line = fails(c, 2, "devices", "reenrol", str(dev["id"]))
+    assert "--csr" in line, line
     ok(c, "devices", "assign", str(dev["id"]), "--none")
     assert "revoked" in ok(c, "devices", "revoke", str(dev["id"]))
     line = fails(c, 1, "devices", "revoke", str(dev["id"]))
