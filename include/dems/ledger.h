@@ -105,6 +105,7 @@ enum dems_ledger_type {
     DEMS_LEDGER_DISPOSAL_RECOVERED, /* brought back within its recovery window */
     DEMS_LEDGER_DEVICE_UPDATED,     /* a device renamed */
     DEMS_LEDGER_SETTING_CHANGED,    /* a setting that changes at run time */
+    DEMS_LEDGER_USER_CREATED,       /* an admin created an account */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

@@ -43,19 +43,39 @@ static void create_free(struct create *c)
     free(c);
 }
 
-static void on_created(struct dems_req *req, const PGresult *res, int err)
+static void on_created_row(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0) {
-        if (dems_db_is_unique_violation(res))
-            dems_resp_error(req, 409, "user_exists", "a user with that name already exists");
-        else
-            api_db_error(req, res, err);
+    if (!api_found(req, res, err, "user_not_found", "no such user"))
         return;
-    }
     dems_resp_json(req, 201,
-                   json_pack("{s:I,s:s,s:s}", "id", (json_int_t)api_col_int(res, 0, "id"),
+                   json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)api_col_int(res, 0, "id"),
                              "username", api_col(res, 0, "username"), "role",
-                             api_col(res, 0, "role")));
+                             api_col(res, 0, "role"), "seq",
+                             (json_int_t)api_col_int(res, 0, "seq")));
+}
+
+static void on_created(struct dems_ledger_item *item, void *arg)
+{
+    struct dems_req *req = arg;
+    if (!dems_req_is_aborted(req)) {
+        if (item->err == DEMS_ECONFLICT) {
+            dems_resp_error(req, 409, "user_exists", "a user with that name already exists");
+        } else if (item->err < 0) {
+            api_case_changed(req, item, "the account");
+        } else {
+            char seq[24];
+            snprintf(seq, sizeof(seq), "%llu", (unsigned long long)item->seq);
+            const char *username = json_string_value(json_object_get(item->payload, "username"));
+            const char *params[] = {username, seq};
+            int r = dems_db_req(req,
+                                "SELECT id, username, role, $2::bigint AS seq FROM users"
+                                " WHERE username = $1",
+                                2, params, on_created_row);
+            if (r < 0)
+                dems_resp_err(req, r);
+        }
+    }
+    dems_req_unref(req);
 }
 
 static void hash_work(void *arg)
@@ -70,12 +90,16 @@ static void hash_done(void *arg)
     if (!dems_req_is_aborted(c->req)) {
         const char *params[] = {c->username, c->role, c->hash};
         int r = c->err;
-        if (r == 0)
-            r = dems_db_req(c->req,
-                            "INSERT INTO users (username, role, password_hash)"
-                            " VALUES ($1, $2, $3) RETURNING id, username, role",
-                            3, params, on_created);
-        if (r < 0)
+        struct dems_ledger_item *it =
+            r < 0 ? NULL
+                  : api_change_new(c->req, DEMS_LEDGER_USER_CREATED, NULL,
+                                   json_pack("{s:s,s:s}", "username", c->username, "role", c->role),
+                                   "INSERT INTO users (username, role, password_hash)"
+                                   " VALUES ($1, $2, $3)",
+                                   3, params);
+        if (it != NULL)
+            api_ledger_submit(c->req, it, on_created);
+        else if (r < 0)
             dems_resp_err(c->req, r);
     }
     create_free(c);

@@ -66,6 +66,19 @@ def teardown(c):
     assert c.srv.stop() == 0
 
 
+def test_creation_is_ledgered_and_names_are_unique(c):
+    made = [(e["body"]["payload"]["username"], e["body"]["payload"]["role"],
+             e["body"]["actor"]["id"]) for e in ledger_entries(c.srv, c.admin)
+            if e["body"]["type"] == "USER_CREATED"]
+    assert made == [("olly", "officer", "admin"), ("paula", "prosecutor", "admin"),
+                    ("tim", "officer", "admin")], made
+    st, doc = req(c, "POST", "/v1/admin/users",
+                  {"username": "OLLY", "password": "correct horse", "role": "officer"})
+    assert st == 409 and doc["code"] == "user_exists", doc
+    assert len([e for e in ledger_entries(c.srv, c.admin)
+                if e["body"]["type"] == "USER_CREATED"]) == 3
+
+
 def test_list_filters_and_last_sign_in(c):
     st, doc = req(c, "GET", "/v1/admin/users?role=officer")
     assert [u["username"] for u in doc["users"]] == ["olly", "tim"], doc
