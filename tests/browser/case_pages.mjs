@@ -192,7 +192,7 @@ async function officer(browser) {
 
   summary.step = 'preview an exhibit';
   await exRow.getByRole('button', { name: 'Preview exhibit JS/1' }).click();
-  await page.waitForFunction(() => document.getElementById('video').readyState >= 2, null, { timeout: 20_000 });
+  await page.waitForFunction(() => (document.getElementById('video') || {}).readyState >= 2, null, { timeout: 20_000 });
   summary.player_title = await text(page.locator('#player-title'));
 
   summary.step = 'add a member';
@@ -282,7 +282,7 @@ async function prosecutor(browser) {
   await exRow.getByRole('button', { name: /^Preview exhibit/ }).click();
   await page.waitForFunction(() => {
     const v = document.getElementById('video');
-    return v.getAttribute('src') && v.readyState >= 2;
+    return v !== null && v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 20_000 });
   summary.video = await page.locator('#video').evaluate((v) => ({ ready: v.readyState, duration: v.duration, src: new URL(v.src).pathname }));
   await axe(page, 'shared-case');
@@ -365,7 +365,7 @@ async function disclosure(browser) {
   await row.getByRole('button', { name: /^Preview exhibit/ }).click();
   await def.waitForFunction(() => {
     const v = document.getElementById('video');
-    return v.getAttribute('src') && v.readyState >= 2;
+    return v !== null && v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 20_000 });
   summary.defence_video = await def.locator('#video').evaluate((v) => new URL(v.src).pathname);
   await axe(def, 'disclosure-page');

@@ -204,7 +204,7 @@ async function triage() {
   await card.getByRole('button', { name: `Preview ${basename(cfg.files.clip)}` }).click();
   await page.waitForFunction(() => {
     const v = document.getElementById('video');
-    return v.getAttribute('src') && v.readyState >= 2;
+    return v !== null && v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 30_000 });
   summary.video = await page.locator('#video').evaluate((v) => ({ ready: v.readyState, duration: v.duration, src: new URL(v.src).pathname }));
 

@@ -97,8 +97,8 @@ try {
   await item.click();
   const video = page.locator('#video');
   await page.waitForFunction(() => {
-    const v = document.getElementById('video');
-    return v.getAttribute('src') && v.readyState >= 2;
+    const v = document.getElementById('video'); // the evidence page renders after its answer
+    return v !== null && v.getAttribute('src') && v.readyState >= 2;
   }, null, { timeout: 30_000 });
   const first = await video.evaluate((v) => ({ readyState: v.readyState, duration: v.duration, width: v.videoWidth, height: v.videoHeight, poster: v.poster }));
   Object.assign(summary, { ready_state: first.readyState, duration: first.duration, video_size: [first.width, first.height], poster: first.poster });
@@ -150,7 +150,7 @@ try {
     v.addEventListener('seeked', () => window.__seeks.push(v.currentTime));
   });
   await tile.click();
-  await page.waitForFunction(() => window.__seeks.length > 0 && document.getElementById('video').readyState >= 2,
+  await page.waitForFunction(() => window.__seeks.length > 0 && (document.getElementById('video') || {}).readyState >= 2,
     null, { timeout: 20_000 });
   summary.tile_seek = { tile: pick, start, current_time: await page.evaluate(() => window.__seeks[0]) };
   summary.tile_current = await tile.getAttribute('aria-current');
@@ -161,7 +161,7 @@ try {
   const lastStart = Number(await last.getAttribute('data-start'));
   await last.focus();
   await page.keyboard.press('Enter');
-  await page.waitForFunction((t) => Math.abs(document.getElementById('video').currentTime - t) < 0.5, lastStart, { timeout: 10_000 });
+  await page.waitForFunction((t) => Math.abs((document.getElementById('video') || {}).currentTime - t) < 0.5, lastStart, { timeout: 10_000 });
   summary.keyboard_seek = lastStart;
 
   if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });

@@ -145,8 +145,10 @@ def test_migrations_rerun_is_noop_and_app_role_is_least_privilege():
     r = srv.demsd("migrate", "--data", srv.data)
     assert r.returncode == 0
     assert srv.psql("SELECT version, sha256, applied_at FROM schema_migrations")[1] == before
-    # The application role may not delete accounts, change roles or alter tables.
-    for sql in ("DELETE FROM users", "UPDATE users SET role = 'admin'",
+    # The application role may not delete accounts, rename them, alter tables
+    # or touch the ledger (role changes are the admin API's, ledgered: 0025).
+    for sql in ("DELETE FROM users", "UPDATE users SET username = 'root'",
+                "UPDATE ledger_entries SET type = 'X'", "DELETE FROM settings_history",
                 "UPDATE auth_tokens SET expires_at = now()", "DROP TABLE users",
                 "CREATE TABLE evil (x int)", "DELETE FROM schema_migrations"):
         rc, _, err = srv.psql(sql, user="dems_app")
