@@ -358,6 +358,14 @@ struct dems_merkle_proof;
 int api_prover_new(uint64_t size, const uint64_t *index, size_t n, struct api_prover **ret);
 int api_prover_wanted(const struct api_prover *p, char **ret_levels, char **ret_starts);
 void api_prover_feed(struct api_prover *p, const PGresult *res);
+/*
+ * Plans the proofs of n leaves against size (api_prover_new into *ret) and
+ * asks the database for the subtrees they need; cb then feeds them
+ * (api_prover_feed). Answers the request's error itself and returns false.
+ */
+bool api_prover_fetch(struct dems_req *req, uint64_t size, const uint64_t *index, size_t n,
+                      struct api_prover **ret,
+                      void (*cb)(struct dems_req *req, const PGresult *res, int err));
 int api_prover_prove(struct api_prover *p, size_t i, struct dems_merkle_proof *ret);
 int api_prover_root(struct api_prover *p, uint8_t ret[static 32]);
 void api_prover_free(struct api_prover *p);

@@ -280,23 +280,7 @@ static void on_entries(struct dems_req *req, const PGresult *res, int err)
         answer(req, a);
         return;
     }
-    int e = api_prover_new(a->size, a->seq, a->n, &a->prover);
-    char *lv = NULL, *st = NULL;
-    if (e == 0)
-        e = api_prover_wanted(a->prover, &lv, &st);
-    if (e < 0) {
-        dems_resp_err(req, e);
-        return;
-    }
-    const char *params[] = {lv, st};
-    e = dems_db_req(req,
-                    "SELECT level, start, encode(hash, 'hex') AS hash FROM ledger_subtrees"
-                    " WHERE (level, start) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-                    2, params, on_subtrees);
-    free(lv);
-    free(st);
-    if (e < 0)
-        dems_resp_err(req, e);
+    api_prover_fetch(req, a->size, a->seq, a->n, &a->prover, on_subtrees);
 }
 
 /* The latest checkpoint and its key, beside each row of the entries CTE e (seq, bytes). */

@@ -74,7 +74,7 @@ static json_t *due_json(struct dems_req *req, const PGresult *res, int row)
 static void on_due(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
-        dems_resp_err(req, err);
+        api_db_error(req, res, err);
         return;
     }
     api_page_answer(req, res, "due", "artefact", due_json);
@@ -266,7 +266,7 @@ void api_disposal_batches_create(struct dems_req *req)
 static void on_batches(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
-        dems_resp_err(req, err);
+        api_db_error(req, res, err);
         return;
     }
     api_page_answer(req, res, "batches", "id", batch_json);

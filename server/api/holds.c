@@ -75,7 +75,7 @@ static json_t *hold_json(struct dems_req *req, const PGresult *res, int row)
 static void on_list(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
-        dems_resp_err(req, err);
+        api_db_error(req, res, err);
         return;
     }
     api_page_answer(req, res, "holds", "id", hold_json);

@@ -14,6 +14,7 @@
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
+#include "demsd/db.h"
 
 #include "api_int.h"
 
@@ -186,4 +187,27 @@ int api_prover_root(struct api_prover *p, uint8_t ret[static 32])
 {
     struct dems_merkle_reader rd = {.get_subtree = get, .ctx = p};
     return dems_merkle_root(&rd, p->size, ret);
+}
+
+bool api_prover_fetch(struct dems_req *req, uint64_t size, const uint64_t *index, size_t n,
+                      struct api_prover **ret,
+                      void (*cb)(struct dems_req *req, const PGresult *res, int err))
+{
+    int e = api_prover_new(size, index, n, ret);
+    char *lv = NULL, *st = NULL;
+    if (e == 0)
+        e = api_prover_wanted(*ret, &lv, &st);
+    if (e == 0) {
+        const char *params[] = {lv, st};
+        e = dems_db_req(req,
+                        "SELECT level, start, encode(hash, 'hex') AS hash FROM ledger_subtrees"
+                        " WHERE (level, start) IN"
+                        " (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
+                        2, params, cb);
+    }
+    free(lv);
+    free(st);
+    if (e < 0)
+        dems_resp_err(req, e);
+    return e == 0;
 }

@@ -208,23 +208,11 @@ static void on_submission(struct dems_req *req, const PGresult *res, int err)
                        "submitted_at", api_col(res, 0, "submitted_at"), "vkey", vkey, "checkpoint",
                        api_col(res, 0, "note"), "files", files, "submitted_index",
                        (json_int_t)api_col_int(res, 0, "submitted_seq"));
-    int e = r->doc == NULL ? DEMS_ENOMEM : api_prover_new(size, r->seq, r->n, &r->prover);
-    char *lv = NULL, *st = NULL;
-    if (e == 0)
-        e = api_prover_wanted(r->prover, &lv, &st);
-    if (e < 0) {
-        dems_resp_err(req, e);
+    if (r->doc == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
         return;
     }
-    const char *params[] = {lv, st};
-    e = dems_db_req(req,
-                    "SELECT level, start, encode(hash, 'hex') AS hash FROM ledger_subtrees"
-                    " WHERE (level, start) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-                    2, params, on_subtrees);
-    free(lv);
-    free(st);
-    if (e < 0)
-        dems_resp_err(req, e);
+    api_prover_fetch(req, size, r->seq, r->n, &r->prover, on_subtrees);
 }
 
 /* $1 submission id. A file's INGESTED entry is the one naming its upload. */

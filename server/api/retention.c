@@ -61,7 +61,7 @@ static json_t *policy_json(struct dems_req *req, const PGresult *res, int row)
 static void on_policies(struct dems_req *req, const PGresult *res, int err)
 {
     if (err < 0) {
-        dems_resp_err(req, err);
+        api_db_error(req, res, err);
         return;
     }
     api_page_answer(req, res, "policies", "id", policy_json);

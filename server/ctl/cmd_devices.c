@@ -63,6 +63,40 @@ static bool write_text(const char *path, const char *text)
     return ok;
 }
 
+/*
+ * Sends body (stolen) to path and writes the certificate the answer holds to
+ * cert_out (else prints it after the summary) and the CA's to ca_out.
+ */
+static int send_cert(const char *path, json_t *body, const char *cert_out, const char *ca_out,
+                     const struct ctl_col *cols)
+{
+    struct ctl_config cfg;
+    struct ctl_token tok;
+    struct ctl_http h;
+    int r = ctl_session(&cfg, &tok, &h);
+    if (r != CTL_OK) {
+        json_decref(body);
+        return r;
+    }
+    json_t *answer = NULL;
+    r = ctl_call(&h, "POST", path, body, &answer);
+    json_decref(body);
+    if (r == CTL_OK) {
+        const char *c = json_string_value(json_object_get(answer, "certificate"));
+        const char *ca = json_string_value(json_object_get(answer, "ca_certificate"));
+        if (cert_out != NULL && c != NULL && !write_text(cert_out, c))
+            r = CTL_USAGE;
+        if (ca_out != NULL && ca != NULL && !write_text(ca_out, ca))
+            r = CTL_USAGE;
+        ctl_print_object(answer, cols);
+        if (!ctl_global.json && cert_out == NULL && c != NULL)
+            printf("%s", c);
+    }
+    json_decref(answer);
+    ctl_session_done(&cfg, &tok, &h);
+    return r;
+}
+
 static int run_enrol(int argc, char **argv, const struct ctl_cmd *self)
 {
     (void)self;
@@ -89,38 +123,13 @@ static int run_enrol(int argc, char **argv, const struct ctl_cmd *self)
     json_t *body = json_pack("{s:s,s:s,s:s}", "name", name, "serial", serial,
                              csr != NULL ? "csr" : "certificate", pem);
     free(pem);
-    struct ctl_config cfg;
-    struct ctl_token tok;
-    struct ctl_http h;
-    int r = ctl_session(&cfg, &tok, &h);
-    if (r != CTL_OK) {
-        json_decref(body);
-        return r;
-    }
-    json_t *answer = NULL;
-    r = ctl_call(&h, "POST", "/v1/admin/devices", body, &answer);
-    json_decref(body);
-    if (r == CTL_OK) {
-        const char *cert_out = ctl_opt_get(opts, "cert-out");
-        const char *ca_out = ctl_opt_get(opts, "ca-out");
-        const char *c = json_string_value(json_object_get(answer, "certificate"));
-        const char *ca = json_string_value(json_object_get(answer, "ca_certificate"));
-        if (cert_out != NULL && c != NULL && !write_text(cert_out, c))
-            r = CTL_USAGE;
-        if (ca_out != NULL && ca != NULL && !write_text(ca_out, ca))
-            r = CTL_USAGE;
-        static const struct ctl_col cols[] = {{"name", "name"},
-                                              {"serial", "serial"},
-                                              {"issued", "issued"},
-                                              {"cert_sha256", "cert_sha256"},
-                                              {0}};
-        ctl_print_object(answer, cols);
-        if (!ctl_global.json && cert_out == NULL && c != NULL)
-            printf("%s", c);
-    }
-    json_decref(answer);
-    ctl_session_done(&cfg, &tok, &h);
-    return r;
+    static const struct ctl_col cols[] = {{"name", "name"},
+                                          {"serial", "serial"},
+                                          {"issued", "issued"},
+                                          {"cert_sha256", "cert_sha256"},
+                                          {0}};
+    return send_cert("/v1/admin/devices", body, ctl_opt_get(opts, "cert-out"),
+                     ctl_opt_get(opts, "ca-out"), cols);
 }
 
 static int run_rename(int argc, char **argv, const struct ctl_cmd *self)
@@ -167,35 +176,13 @@ static int run_reenrol(int argc, char **argv, const struct ctl_cmd *self)
     free(pem);
     char path[64];
     snprintf(path, sizeof(path), "/v1/admin/devices/%lld/reenrol", (long long)id);
-    struct ctl_config cfg;
-    struct ctl_token tok;
-    struct ctl_http h;
-    int r = ctl_session(&cfg, &tok, &h);
-    if (r != CTL_OK) {
-        json_decref(body);
-        return r;
-    }
-    json_t *answer = NULL;
-    r = ctl_call(&h, "POST", path, body, &answer);
-    json_decref(body);
-    if (r == CTL_OK) {
-        const char *cert_out = ctl_opt_get(opts, "cert-out");
-        const char *c = json_string_value(json_object_get(answer, "certificate"));
-        if (cert_out != NULL && c != NULL && !write_text(cert_out, c))
-            r = CTL_USAGE;
-        static const struct ctl_col cols[] = {{"id", "id"},
-                                              {"serial", "serial"},
-                                              {"issued", "issued"},
-                                              {"cert_sha256", "cert_sha256"},
-                                              {"ledger entry", "seq"},
-                                              {0}};
-        ctl_print_object(answer, cols);
-        if (!ctl_global.json && cert_out == NULL && c != NULL)
-            printf("%s", c);
-    }
-    json_decref(answer);
-    ctl_session_done(&cfg, &tok, &h);
-    return r;
+    static const struct ctl_col cols[] = {{"id", "id"},
+                                          {"serial", "serial"},
+                                          {"issued", "issued"},
+                                          {"cert_sha256", "cert_sha256"},
+                                          {"ledger entry", "seq"},
+                                          {0}};
+    return send_cert(path, body, ctl_opt_get(opts, "cert-out"), NULL, cols);
 }
 
 static int run_revoke(int argc, char **argv, const struct ctl_cmd *self)
