@@ -259,25 +259,33 @@ static int by_score(const void *a, const void *b)
 static int rank(PGconn *db, const struct search *s, const struct hitset *h, json_t **ret_rows,
                 size_t *ret_n)
 {
-    /* Which track or subject each hit's descriptor belongs to, still there. */
-    json_t *ids = json_array();
-    for (size_t i = 0; ids != NULL && i < h->nhits; i++)
-        json_array_append_new(ids, json_integer((json_int_t)h->hits[i].label));
-    char *text = ids != NULL ? json_dumps(ids, JSON_COMPACT) : NULL;
-    json_decref(ids);
+    /* Which track or subject each hit's descriptor belongs to, still there:
+     * only hits that can pass the threshold, as an array literal the primary
+     * key's index answers (a jsonb list made PostgreSQL scan). */
+    char *text = malloc(h->nhits * 21 + 3);
     if (text == NULL)
         return DEMS_ENOMEM;
+    size_t o = 0;
+    text[o++] = '{';
+    for (size_t i = 0; i < h->nhits; i++) {
+        if (face_score(sqrt((double)h->hits[i].distance)) < s->threshold)
+            continue;
+        o += (size_t)snprintf(text + o, 22, "%s%llu", o > 1 ? "," : "",
+                              (unsigned long long)h->hits[i].label);
+    }
+    text[o++] = '}';
+    text[o] = '\0';
     const char *params[] = {text, s->probe_track[0] != '\0' ? s->probe_track : NULL};
     PGresult *res = face_query(
         db,
         s->gallery_scope
             ? "SELECT d.id, d.subject_id AS owner, NULL::float8 AS t FROM face_descriptors d"
               " JOIN face_subjects s ON s.id = d.subject_id AND s.state = 'enrolled'"
-              " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+              " WHERE d.id = ANY ($1::bigint[])"
               " AND ($2::bigint IS NULL OR $2::bigint IS NOT NULL)"
             : "SELECT d.id, d.track_id AS owner, t.best_t AS t FROM face_descriptors d"
               " JOIN face_tracks t ON t.id = d.track_id"
-              " WHERE d.id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)"
+              " WHERE d.id = ANY ($1::bigint[])"
               " AND d.track_id IS DISTINCT FROM $2::bigint",
         2, params);
     free(text);
