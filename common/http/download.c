@@ -133,9 +133,10 @@ int dems_http_content_disposition(const char *type, const char *name, const char
 }
 
 /*
- * Formats evidence arrives in and that a browser or player may handle. A
- * type outside the list is never echoed: text/html or image/svg+xml from an
- * uploader must not reach a browser as such, even as an attachment.
+ * Formats evidence arrives in (and court bundles: ZIP) that a browser or
+ * player may handle. A type outside the list is never echoed: text/html or
+ * image/svg+xml from an uploader must not reach a browser as such, even as
+ * an attachment.
  */
 static const char *const allowed_types[] = {
     "video/mp4",       "video/quicktime", "video/x-msvideo", "video/x-matroska", "video/webm",
@@ -143,7 +144,7 @@ static const char *const allowed_types[] = {
     "image/jpeg",      "image/png",       "image/gif",       "image/webp",       "image/heic",
     "image/tiff",      "image/bmp",       "audio/mpeg",      "audio/mp4",        "audio/aac",
     "audio/wav",       "audio/x-wav",     "audio/ogg",       "audio/flac",       "audio/webm",
-    "application/pdf", "text/plain",
+    "application/pdf", "text/plain",      "application/zip",
 };
 
 const char *dems_http_served_type(const char *declared)

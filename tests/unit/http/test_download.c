@@ -109,6 +109,8 @@ static void test_served_type_allow_list(void **state)
     assert_string_equal(dems_http_served_type("video/mp4"), "video/mp4");
     assert_string_equal(dems_http_served_type("Video/MP4; codecs=avc1"), "video/mp4");
     assert_string_equal(dems_http_served_type("image/jpeg"), "image/jpeg");
+    /* Court bundles and archives (always as attachments). */
+    assert_string_equal(dems_http_served_type("application/zip"), "application/zip");
     assert_string_equal(dems_http_served_type("text/html"), "application/octet-stream");
     assert_string_equal(dems_http_served_type("image/svg+xml"), "application/octet-stream");
     assert_string_equal(dems_http_served_type("video/mp4x"), "application/octet-stream");
