@@ -441,6 +441,7 @@ void api_face_image_put(struct dems_req *req, const char *b64, api_face_image_cb
 /* Routes are attached in routes.c. */
 void api_healthz(struct dems_req *req);
 void api_readyz(struct dems_req *req);
+void api_openapi(struct dems_req *req);
 void api_login(struct dems_req *req);
 void api_logout(struct dems_req *req);
 void api_me(struct dems_req *req);

@@ -2,7 +2,8 @@
 /*
  * The route table: every endpoint with the roles that may call it and the
  * largest body it accepts. Anything not listed here is 404; a route whose
- * roles are 0 is denied to all. Keep docs/api.md in step with this table.
+ * roles are 0 is denied to all. Keep docs/api.md and docs/openapi.yaml (the
+ * contract, checked by tests/integration/test_openapi.py) in step with this table.
  */
 #include <stdint.h>
 
@@ -35,6 +36,8 @@
 const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/healthz", DEMS_ROLE_PUBLIC, 0, api_healthz),
     ROUTE(DEMS_HTTP_GET, "/readyz", DEMS_ROLE_PUBLIC, 0, api_readyz),
+    /* The API contract, docs/openapi.yaml: every route below is in it (test_openapi.py). */
+    ROUTE(DEMS_HTTP_GET, "/v1/openapi.json", DEMS_ROLE_PUBLIC, 0, api_openapi),
     ROUTE(DEMS_HTTP_GET, "/", DEMS_ROLE_PUBLIC, 0, api_staff_redirect),
     ROUTE(DEMS_HTTP_GET, "/staff", DEMS_ROLE_PUBLIC, 0, api_staff_redirect),
     ROUTE(DEMS_HTTP_GET, "/staff/", DEMS_ROLE_PUBLIC, 0, api_staff_index),

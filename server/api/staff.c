@@ -9,6 +9,8 @@
  * no data (everything comes from the API after login). Every answer carries a strict
  * Content-Security-Policy (same origin only, no inline script or style), an ETag (the file's
  * SHA-256) and Cache-Control: no-cache, so browsers revalidate and get 304 until demsd is upgraded.
+ * GET /v1/openapi.json serves the API contract (docs/openapi.yaml, converted to JSON at build time
+ * by server/api/openapi_embed.py) the same way: public like these files, as it holds no data.
  */
 #include <string.h>
 
@@ -123,6 +125,13 @@ void api_portal_file(struct dems_req *req)
         }
     }
     dems_resp_error(req, 404, "not_found", "no such file");
+}
+
+extern const struct dems_web_file dems_openapi_file; /* openapi_embedded.c */
+
+void api_openapi(struct dems_req *req)
+{
+    send_file(req, &dems_openapi_file);
 }
 
 void api_staff_redirect(struct dems_req *req)

@@ -30,9 +30,10 @@ static json_t *roles_json(unsigned roles)
     static const struct {
         unsigned bit;
         const char *name;
-    } bits[] = {{DEMS_ROLE_PUBLIC, "public"},   {DEMS_ROLE_ADMIN, "admin"},
-                {DEMS_ROLE_OFFICER, "officer"}, {DEMS_ROLE_PROSECUTOR, "prosecutor"},
-                {DEMS_ROLE_DEVICE, "device"},   {DEMS_ROLE_DISCLOSURE, "disclosure"}};
+    } bits[] = {{DEMS_ROLE_PUBLIC, "public"},      {DEMS_ROLE_ADMIN, "admin"},
+                {DEMS_ROLE_OFFICER, "officer"},    {DEMS_ROLE_PROSECUTOR, "prosecutor"},
+                {DEMS_ROLE_DEVICE, "device"},      {DEMS_ROLE_DISCLOSURE, "disclosure"},
+                {DEMS_ROLE_SUBMITTER, "submitter"}};
     json_t *a = json_array();
     for (size_t i = 0; a != NULL && i < sizeof(bits) / sizeof(bits[0]); i++) {
         if (roles & bits[i].bit)

@@ -43,6 +43,7 @@ DISCLOSURE_PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
 TABLE = {
     ("GET", "/healthz"): PUB(200),
     ("GET", "/readyz"): PUB(200),
+    ("GET", "/v1/openapi.json"): PUB(200),
     ("GET", "/"): PUB(302),
     ("GET", "/staff"): PUB(302),
     ("GET", "/staff/"): PUB(200),
