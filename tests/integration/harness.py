@@ -15,7 +15,6 @@ stderr, and the embedded PostgreSQL's log) for each of them; one found fails
 the check and the run.
 """
 import base64
-import http.client
 import json
 import os
 import re
@@ -28,6 +27,8 @@ import sys
 import tempfile
 import time
 import traceback
+
+import contract
 
 DEMSD = os.environ.get("DEMSD", "build/plain/server/demsd")
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -260,8 +261,9 @@ class Server:
         return ctx
 
     def conn(self, timeout=30, ctx=None):
-        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
-                                           context=ctx or self.context())
+        # Each answer's status is checked against docs/openapi.yaml (contract.py).
+        return contract.CheckedHTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                               context=ctx or self.context())
 
     def request(self, method, path, body=None, token=None, headers=None, conn=None):
         c = conn or self.conn()
@@ -279,6 +281,8 @@ class Server:
         raw = r.read()
         if conn is None:
             c.close()
+        # Every answer against docs/openapi.yaml (tests/integration/contract.py).
+        contract.check(method, path, h, r.status, r.headers, raw)
         try:
             doc = json.loads(raw) if raw else None
         except ValueError:

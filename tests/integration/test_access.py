@@ -8,7 +8,6 @@ present the uploader's name and type safely (RFC 6266 filename*, no control
 or bidirectional characters, an allow-listed Content-Type)."""
 import base64
 import hashlib
-import http.client
 import json
 import os
 
@@ -35,7 +34,7 @@ def upload(c, token, data, name, filetype=None):
 def dock_upload(c, data):
     ctx = c.srv.context()
     ctx.load_cert_chain(c.dock_cert, c.dock_key)
-    conn = http.client.HTTPSConnection("127.0.0.1", c.srv.port, context=ctx, timeout=30)
+    conn = c.srv.conn(ctx=ctx)
     conn.request("POST", "/v1/uploads", body=data, headers=dict(
         TUS, **{"Upload-Length": str(len(data)), "Content-Type": "application/offset+octet-stream",
                 "Upload-Metadata": "device_serial " + base64.b64encode(b"DOCK-A").decode()}))

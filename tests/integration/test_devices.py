@@ -7,7 +7,6 @@ revocation refusing the device at the handshake without ledger work."""
 import base64
 import datetime
 import hashlib
-import http.client
 import json
 import os
 import socket
@@ -52,7 +51,7 @@ def make_key_and_csr(c, name, serial):
 def device_conn(c, cert_path, key_path):
     ctx = c.srv.context()
     ctx.load_cert_chain(cert_path, key_path)
-    return http.client.HTTPSConnection("127.0.0.1", c.srv.port, context=ctx, timeout=30)
+    return c.srv.conn(ctx=ctx)
 
 
 def dev_request(c, cert, key, method, path, body=None, headers=None):
