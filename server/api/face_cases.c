@@ -82,6 +82,10 @@ static void on_status(struct dems_req *req, const PGresult *res, int err)
                                "failed", 0, "not_indexed", 0);
     int64_t tracks = 0;
     for (int i = 0; arts != NULL && counts != NULL && i < PQntuples(res); i++) {
+        /* A case without exhibits is one row with no artefact: it only carries the case's own
+         * columns (since, enabled_by), not an artefact to list or count. */
+        if (api_col_null(res, i, "artefact"))
+            continue;
         const char *state =
             api_col_null(res, i, "state") ? "not_indexed" : api_col(res, i, "state");
         json_object_set_new(counts, state,
