@@ -24,6 +24,8 @@ struct dems_runtime {
     double face_threshold;
     uint64_t disposal_recover_days;
     uint64_t portal_reject_retention_days;
+    uint64_t share_max_days;       /* a limit: how far ahead a share may end */
+    uint64_t portal_link_max_days; /* a limit: how far ahead a public link may end */
 };
 
 /* The keys that may change at run time, and how many. */

@@ -19,6 +19,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 #include "upload_meta.h"
@@ -169,8 +170,15 @@ bool api_expiry_field(struct dems_req *req, uint64_t default_days, uint64_t max_
 
 bool api_case_expiry(struct dems_req *req, char out[static 24])
 {
-    return api_expiry_field(req, 0, dems_req_loop(req)->srv->cfg->share_max_days, "share_max_days",
-                            out);
+    struct dems_runtime *rt = malloc(sizeof(*rt)); /* share_max_days may change at run time */
+    if (rt == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return false;
+    }
+    dems_runtime_get(rt);
+    uint64_t max = rt->share_max_days;
+    free(rt);
+    return api_expiry_field(req, 0, max, "share_max_days", out);
 }
 
 /* ---- a choice of exhibits ---- */

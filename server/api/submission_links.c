@@ -24,6 +24,7 @@
 #include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/ledger.h"
+#include "demsd/runtime.h"
 
 #include "api_int.h"
 
@@ -286,6 +287,21 @@ static void on_ids(struct dems_req *req, const PGresult *res, int err)
     api_ledger_submit(req, it, on_changed);
 }
 
+/* The link's end: portal_link_days ahead by default, at most portal_link_max_days (a
+ * limit that may change at run time; the default never passes it). */
+static bool link_expiry(struct dems_req *req, const struct dems_config *cfg, char out[static 24])
+{
+    struct dems_runtime *rt = malloc(sizeof(*rt));
+    if (rt == NULL) {
+        dems_resp_err(req, DEMS_ENOMEM);
+        return false;
+    }
+    dems_runtime_get(rt);
+    uint64_t max = rt->portal_link_max_days;
+    free(rt);
+    uint64_t def = cfg->portal_link_days < max ? cfg->portal_link_days : max;
+    return api_expiry_field(req, def, max, "portal_link_max_days", out);
+}
 static void create_loaded(struct dems_req *req, struct api_case *c)
 {
     struct link_req *l = (struct link_req *)c;
@@ -296,8 +312,7 @@ static void create_loaded(struct dems_req *req, struct api_case *c)
         !api_get_str(req, "message", 4000, false, &message) ||
         !api_get_str(req, "submitter_name", 200, false, &name) ||
         !api_get_str(req, "submitter_contact", 200, false, &contact) ||
-        !api_expiry_field(req, cfg->portal_link_days, cfg->portal_link_max_days,
-                          "portal_link_max_days", l->expires))
+        !link_expiry(req, cfg, l->expires))
         return;
     if (strcmp(kind, "request") != 0 && strcmp(kind, "appeal") != 0) {
         dems_resp_error(req, 400, "invalid_field", "field \"kind\" must be request or appeal");

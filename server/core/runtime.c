@@ -15,8 +15,9 @@
 #include "dems/err.h"
 #include "demsd/log.h"
 
-const char *const dems_runtime_keys[] = {"face_legal_bases", "face_threshold",
-                                         "disposal_recover_days", "portal_reject_retention_days"};
+const char *const dems_runtime_keys[] = {"face_legal_bases",      "face_threshold",
+                                         "disposal_recover_days", "portal_reject_retention_days",
+                                         "share_max_days",        "portal_link_max_days"};
 const size_t dems_runtime_nkeys = sizeof(dems_runtime_keys) / sizeof(dems_runtime_keys[0]);
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -37,6 +38,8 @@ static void from_config(struct dems_runtime *r, const struct dems_config *cfg)
     r->face_threshold = cfg->face_threshold;
     r->disposal_recover_days = cfg->disposal_recover_days;
     r->portal_reject_retention_days = cfg->portal_reject_retention_days;
+    r->share_max_days = cfg->share_max_days;
+    r->portal_link_max_days = cfg->portal_link_max_days;
 }
 
 void dems_runtime_init(const struct dems_config *cfg)
@@ -64,6 +67,10 @@ static bool text_of(const struct dems_runtime *r, const char *key, char *out, si
         snprintf(out, len, "%llu", (unsigned long long)r->disposal_recover_days);
     else if (strcmp(key, "portal_reject_retention_days") == 0)
         snprintf(out, len, "%llu", (unsigned long long)r->portal_reject_retention_days);
+    else if (strcmp(key, "share_max_days") == 0)
+        snprintf(out, len, "%llu", (unsigned long long)r->share_max_days);
+    else if (strcmp(key, "portal_link_max_days") == 0)
+        snprintf(out, len, "%llu", (unsigned long long)r->portal_link_max_days);
     else
         return false;
     return true;
@@ -127,6 +134,10 @@ static int parse_into(struct dems_runtime *r, const char *key, const char *value
             r->face_threshold = parsed.face_threshold;
         else if (strcmp(key, "disposal_recover_days") == 0)
             r->disposal_recover_days = parsed.disposal_recover_days;
+        else if (strcmp(key, "share_max_days") == 0)
+            r->share_max_days = parsed.share_max_days;
+        else if (strcmp(key, "portal_link_max_days") == 0)
+            r->portal_link_max_days = parsed.portal_link_max_days;
         else
             r->portal_reject_retention_days = parsed.portal_reject_retention_days;
     }

@@ -57,7 +57,8 @@ def teardown(c):
 def test_listed_with_their_configured_values(c):
     s = settings(c)
     assert set(s) == {"face_legal_bases", "face_threshold", "disposal_recover_days",
-                      "portal_reject_retention_days"}, s
+                      "portal_reject_retention_days", "share_max_days",
+                      "portal_link_max_days"}, s
     assert s["face_legal_bases"]["value"] == "Basis one|Basis two", s
     assert s["face_threshold"]["source"] == "configuration" and s["face_threshold"]["stored"] is None
     st, doc = req(c, "GET", "/v1/admin/settings", token=c.off)
@@ -88,6 +89,31 @@ def test_a_change_is_in_force_at_once_and_ledgered(c):
     # The same value again changes nothing and records nothing.
     st, doc = req(c, "PUT", "/v1/admin/settings/face_threshold", {"value": "0.6"})
     assert st == 200 and doc["seq"] is None, doc
+
+
+def test_a_limit_changed_is_enforced(c):
+    st, doc = req(c, "POST", "/v1/admin/users",
+                  {"username": "spros", "password": "correct horse", "role": "prosecutor"})
+    assert st == 201, doc
+    ahead = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 20 * 86400))
+    body = {"prosecutor": "spros", "expires_at": ahead}
+    st, doc = req(c, "PUT", "/v1/admin/settings/share_max_days", {"value": 10})
+    assert st == 200 and doc["value"] == "10", doc
+    st, doc = req(c, "POST", f"/v1/cases/{c.case}/shares", body, c.off)
+    assert st == 400 and doc["code"] == "expiry_too_far" and "share_max_days" in doc["detail"], doc
+    st, doc = req(c, "PUT", "/v1/admin/settings/share_max_days", {"value": None})
+    assert st == 200 and doc["value"] == "365", doc
+    st, doc = req(c, "POST", f"/v1/cases/{c.case}/shares", body, c.off)
+    assert st == 201, doc
+    # A public link's default length never passes a lowered maximum.
+    st, doc = req(c, "PUT", "/v1/admin/settings/portal_link_max_days", {"value": 1})
+    assert st == 200, doc
+    st, doc = req(c, "POST", f"/v1/cases/{c.case}/submission-links",
+                  {"kind": "appeal", "title": "Witnesses to the theft"}, c.off)
+    assert st == 201, doc
+    left = time.mktime(time.strptime(doc["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(
+        time.gmtime())
+    assert left <= 86400 + 60, doc
 
 
 def test_bad_values_refused_and_nothing_changed(c):
