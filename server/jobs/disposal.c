@@ -219,17 +219,27 @@ static enum dems_job_result soft_delete(struct batch *b, char *err, size_t errle
 
 /* ---- destruction ---- */
 
-/* The blobs erased with artefact a: its own, derivatives only it names, its track crops. */
+/*
+ * The blobs erased with artefact a: its own and the derivatives only it
+ * names, unless another record (a gallery image, a search's probe, a crop)
+ * holds the same bytes: blobs are content-addressed. Its track crops are
+ * erased by the caller.
+ */
 static int erase_blobs(struct batch *b, const char *a, char *err, size_t errlen)
 {
     const char *params[] = {a};
     PGresult *res = q(b->ctx->db,
-                      "SELECT $1::text AS blob UNION SELECT d.blob FROM derivatives d"
-                      " WHERE d.artefact = $1 AND NOT EXISTS (SELECT 1 FROM derivatives o"
-                      " JOIN artefacts oa ON oa.id = o.artefact WHERE o.blob = d.blob"
-                      " AND o.artefact <> $1 AND oa.disposed_at IS NULL)"
+                      "SELECT b.blob FROM (SELECT $1::text AS blob UNION SELECT d.blob"
+                      " FROM derivatives d WHERE d.artefact = $1 AND NOT EXISTS (SELECT 1"
+                      " FROM derivatives o JOIN artefacts oa ON oa.id = o.artefact"
+                      " WHERE o.blob = d.blob AND o.artefact <> $1 AND oa.disposed_at IS NULL)"
                       " AND NOT EXISTS (SELECT 1 FROM artefacts x WHERE x.id = d.blob"
-                      " AND x.id <> $1)",
+                      " AND x.id <> $1)) b"
+                      /* The same bytes may be another record's too (content addressing). */
+                      " WHERE NOT EXISTS (SELECT 1 FROM face_subjects s WHERE s.image_blob"
+                      " = b.blob OR s.crop_blob = b.blob)"
+                      " AND NOT EXISTS (SELECT 1 FROM face_searches f WHERE f.probe_blob = b.blob)"
+                      " AND NOT EXISTS (SELECT 1 FROM face_tracks t WHERE t.crop_blob = b.blob)",
                       1, params);
     if (res == NULL) {
         snprintf(err, errlen, "database: cannot list the blobs of %.64s", a);

@@ -317,12 +317,22 @@ def test_recover_days_zero_erases_at_once_and_cancel(c):
     st, body, _ = c.srv.request("GET", f"/v1/evidence/{c.ev['case1']}/content", token=c.admin)
     assert st == 200 and body == c.data["case1"]
     b = batch(c)
+    # The same bytes are also a gallery's image (blobs are content-addressed):
+    # disposing of the artefact must not destroy the gallery's record.
+    ev = c.ev["case1"]
+    st, out, err = c.srv.psql(
+        "WITH g AS (INSERT INTO face_galleries (name, created_by) VALUES ('custody', 1)"
+        " RETURNING id) INSERT INTO face_subjects (gallery_id, reference, image_sha256,"
+        f" image_blob, enrolled_by) SELECT g.id, 'C/1', '{ev}', '{ev}', 1 FROM g")
+    assert st == 0, err
     st, doc, _ = req(c, "POST", f"/v1/admin/disposal/batches/{b['id']}/approve",
                      {"reason": "charged, retention ended", "recover_days": 0})
     assert st == 202, doc
     wait("batch done", lambda: req(c, "GET", f"/v1/admin/disposal/batches/{b['id']}")[1]
          ["state"] == "done")
-    assert not os.path.exists(blob_path(c, c.ev["case1"]))
+    r = decrypt(c, blob_path(c, ev))
+    assert r.returncode == 0 and r.stdout == c.data["case1"], r.stderr
+    assert items(c, b["id"])[ev]["state"] == "destroyed"
     st, doc, _ = req(c, "GET", f"/v1/evidence/{c.ev['case1']}/content")
     assert st == 410 and doc["code"] == "evidence_disposed", doc
     for bad in ("/v1/admin/disposal/batches/99999", "/v1/admin/disposal/batches/abc"):
