@@ -88,138 +88,36 @@ void api_disposal_due(struct dems_req *req)
     char limit[24];
     api_page_sql_limit(&page, limit);
     const char *params[] = {page.has_cursor ? page.cursor : "", limit};
-    int r =
-        dems_db_req(req,
-                    "SELECT r.artefact, " API_TS(
-                        "r.due_at") " AS due_at, a.filename, a.size,"
-                                    " " API_TS("a.created_at") " AS created_at"
-                                                               " FROM artefact_retention r JOIN "
-                                                               "artefacts a ON a.id = r.artefact"
-                                                               " WHERE r.due_at <= now() AND NOT "
-                                                               "r.held AND a.deleted_at IS NULL"
-                                                               " AND r.artefact > $1 ORDER BY "
-                                                               "r.artefact LIMIT $2::integer",
-                    2, params, on_due);
+    /* clang-format off */
+    int r = dems_db_req(req,
+                        "SELECT r.artefact, " API_TS("r.due_at") " AS due_at, a.filename, a.size,"
+                        " " API_TS("a.created_at") " AS created_at"
+                        " FROM artefact_retention r JOIN artefacts a ON a.id = r.artefact"
+                        " WHERE r.due_at <= now() AND NOT r.held AND a.deleted_at IS NULL"
+                        " AND r.artefact > $1 ORDER BY r.artefact LIMIT $2::integer",
+                        2, params, on_due);
+    /* clang-format on */
     if (r < 0)
         dems_resp_err(req, r);
 }
 
 /* ---- batches ---- */
 
+/* clang-format off */
 #define BATCH_COLS                                                                                 \
     "b.id, b.state, (SELECT username FROM users WHERE id = b.created_by) AS created_by,"           \
-    " " API_TS("b.created_at") " AS created_at, " API_TS(                                          \
-        "b.listed_at") " AS listed_at,"                                                            \
-                       " (SELECT username FROM users WHERE id = b.approved_by) AS approved_by,"    \
-                       " " API_TS("b.approved_at") " AS approved_at, b.reason, b.recover_days,"    \
-                                                   " " API_TS("b.recover_until") " AS "            \
-                                                                                 "recover_until,"  \
-                                                                                 " " API_TS(       \
-                                                                                     "b.finished_" \
-                                                                                     "at") " AS "  \
-                                                                                           "finis" \
-                                                                                           "hed_"  \
-                                                                                           "at,"   \
-                                                                                           " b."   \
-                                                                                           "error" \
-                                                                                           ", "    \
-                                                                                           "(SELE" \
-                                                                                           "CT "   \
-                                                                                           "json_" \
-                                                                                           "build" \
-                                                                                           "_obje" \
-                                                                                           "ct('"  \
-                                                                                           "propo" \
-                                                                                           "sed'," \
-                                                                                           " coun" \
-                                                                                           "t(*) " \
-                                                                                           "FILTE" \
-                                                                                           "R "    \
-                                                                                           "(WHER" \
-                                                                                           "E "    \
-                                                                                           "i."    \
-                                                                                           "state" \
-                                                                                           " = "   \
-                                                                                           "'prop" \
-                                                                                           "osed'" \
-                                                                                           "),"    \
-                                                                                           " '"    \
-                                                                                           "soft_" \
-                                                                                           "delet" \
-                                                                                           "ed', " \
-                                                                                           "count" \
-                                                                                           "(*) "  \
-                                                                                           "FILTE" \
-                                                                                           "R "    \
-                                                                                           "(WHER" \
-                                                                                           "E "    \
-                                                                                           "i."    \
-                                                                                           "state" \
-                                                                                           " = "   \
-                                                                                           "'soft" \
-                                                                                           "_dele" \
-                                                                                           "ted')" \
-                                                                                           ","     \
-                                                                                           " '"    \
-                                                                                           "recov" \
-                                                                                           "ered'" \
-                                                                                           ", "    \
-                                                                                           "count" \
-                                                                                           "(*) "  \
-                                                                                           "FILTE" \
-                                                                                           "R "    \
-                                                                                           "(WHER" \
-                                                                                           "E "    \
-                                                                                           "i."    \
-                                                                                           "state" \
-                                                                                           " = "   \
-                                                                                           "'reco" \
-                                                                                           "vered" \
-                                                                                           "'),"   \
-                                                                                           " '"    \
-                                                                                           "skipp" \
-                                                                                           "ed', " \
-                                                                                           "count" \
-                                                                                           "(*) "  \
-                                                                                           "FILTE" \
-                                                                                           "R "    \
-                                                                                           "(WHER" \
-                                                                                           "E "    \
-                                                                                           "i."    \
-                                                                                           "state" \
-                                                                                           " = "   \
-                                                                                           "'skip" \
-                                                                                           "ped')" \
-                                                                                           ","     \
-                                                                                           " '"    \
-                                                                                           "destr" \
-                                                                                           "oyed'" \
-                                                                                           ", "    \
-                                                                                           "count" \
-                                                                                           "(*) "  \
-                                                                                           "FILTE" \
-                                                                                           "R "    \
-                                                                                           "(WHER" \
-                                                                                           "E "    \
-                                                                                           "i."    \
-                                                                                           "state" \
-                                                                                           " = "   \
-                                                                                           "'dest" \
-                                                                                           "royed" \
-                                                                                           "'))"   \
-                                                                                           " FROM" \
-                                                                                           " disp" \
-                                                                                           "osal_" \
-                                                                                           "items" \
-                                                                                           " i "   \
-                                                                                           "WHERE" \
-                                                                                           " i."   \
-                                                                                           "batch" \
-                                                                                           "_id "  \
-                                                                                           "= "    \
-                                                                                           "b.id)" \
-                                                                                           " AS "  \
-                                                                                           "items"
+    " " API_TS("b.created_at") " AS created_at, " API_TS("b.listed_at") " AS listed_at,"           \
+    " (SELECT username FROM users WHERE id = b.approved_by) AS approved_by,"                       \
+    " " API_TS("b.approved_at") " AS approved_at, b.reason, b.recover_days,"                       \
+    " " API_TS("b.recover_until") " AS recover_until, " API_TS("b.finished_at") " AS finished_at," \
+    " b.error, (SELECT json_build_object("                                                          \
+    "'proposed', count(*) FILTER (WHERE i.state = 'proposed'),"                                    \
+    " 'soft_deleted', count(*) FILTER (WHERE i.state = 'soft_deleted'),"                           \
+    " 'recovered', count(*) FILTER (WHERE i.state = 'recovered'),"                                 \
+    " 'skipped', count(*) FILTER (WHERE i.state = 'skipped'),"                                     \
+    " 'destroyed', count(*) FILTER (WHERE i.state = 'destroyed'))"                                 \
+    " FROM disposal_items i WHERE i.batch_id = b.id) AS items"
+/* clang-format on */
 
 static json_t *batch_json(struct dems_req *req, const PGresult *res, int row)
 {

@@ -330,13 +330,13 @@ void api_face_track_crop(struct dems_req *req)
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {ids, who.user_id, who.sees_all};
+    /* clang-format off */
     int r = dems_db_req(req,
-                        "SELECT t.crop_blob, t.crop_size, " API_VISIBLE_SQL(
-                            "t.artefact", "$2", "$3") " AS visible"
-                                                      " FROM face_tracks t"
-                                                      " WHERE t.id = "
-                                                      "$1::bigint",
+                        "SELECT t.crop_blob, t.crop_size, "
+                        API_VISIBLE_SQL("t.artefact", "$2", "$3") " AS visible"
+                        " FROM face_tracks t WHERE t.id = $1::bigint",
                         3, params, on_crop);
+    /* clang-format on */
     if (r < 0)
         dems_resp_err(req, r);
 }

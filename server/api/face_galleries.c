@@ -283,18 +283,16 @@ void api_face_subjects_list(struct dems_req *req)
     if (g == NULL || !api_page_by_id(req, &page, after, limit))
         return;
     const char *params[] = {g->gallery_s, after, limit};
-    int r = dems_db_req(
-        req,
-        "SELECT s.id, s.reference, s.state, s.error, s.image_sha256, s.crop_blob,"
-        " " API_TS(
-            "s.enrolled_at") " AS enrolled_at,"
-                             " " API_TS(
-                                 "s.removed_at") " AS removed_at"
-                                                 " FROM face_galleries g LEFT JOIN face_subjects s "
-                                                 "ON s.gallery_id = g.id"
-                                                 " AND s.id > $2::bigint WHERE g.id = $1::bigint"
-                                                 " ORDER BY s.id LIMIT $3::integer",
-        3, params, on_subjects);
+    /* clang-format off */
+    int r = dems_db_req(req,
+                        "SELECT s.id, s.reference, s.state, s.error, s.image_sha256, s.crop_blob,"
+                        " " API_TS("s.enrolled_at") " AS enrolled_at,"
+                        " " API_TS("s.removed_at") " AS removed_at"
+                        " FROM face_galleries g LEFT JOIN face_subjects s ON s.gallery_id = g.id"
+                        " AND s.id > $2::bigint WHERE g.id = $1::bigint"
+                        " ORDER BY s.id LIMIT $3::integer",
+                        3, params, on_subjects);
+    /* clang-format on */
     if (r < 0)
         dems_resp_err(req, r);
 }

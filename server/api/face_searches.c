@@ -286,12 +286,14 @@ void api_face_searches_create(struct dems_req *req)
 
 /* ---- reading searches ---- */
 
+/* clang-format off */
 #define SEARCH_COLS                                                                                \
     "f.id, f.case_id, c.reference AS case_reference, u.username, f.scope, f.gallery_id,"           \
     " g.name AS gallery, f.probe_track, f.probe_sha256, f.purpose, f.legal_basis,"                 \
     " f.authorisation, f.threshold, f.max_results, f.state, f.error, f.results,"                   \
     " f.ledger_seq, " API_TS("f.created_at") " AS created_at,"                                     \
-                                             " " API_TS("f.finished_at") " AS finished_at"
+    " " API_TS("f.finished_at") " AS finished_at"
+/* clang-format on */
 #define SEARCH_FROM                                                                                \
     " FROM face_searches f JOIN cases c ON c.id = f.case_id JOIN users u ON u.id = f.user_id"      \
     " LEFT JOIN face_galleries g ON g.id = f.gallery_id"
