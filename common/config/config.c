@@ -175,6 +175,30 @@ static const struct key keys[] = {
      "DPA 2018 s.35 law enforcement processing|PACE 1984 s.64A custody images|"
      "Common law: prevention and detection of crime",
      "the legal bases a face search may name, separated by |"},
+    {"store", K_STR, OFF(store), 0, 0, "local",
+     "where blobs are kept: local (data_dir/blobs), azure (Azure Blob Storage) or s3"},
+    {"store_endpoint", K_STR, OFF(store_endpoint), 0, 0, "",
+     "the object store's base URL, e.g. https://ACCOUNT.blob.core.windows.net or "
+     "https://s3.eu-west-2.amazonaws.com (an emulator: http://127.0.0.1:10000/ACCOUNT)"},
+    {"store_container", K_STR, OFF(store_container), 0, 0, "dems",
+     "Azure container or S3 bucket holding the blobs (created when missing)"},
+    {"store_account", K_STR, OFF(store_account), 0, 0, "", "Azure storage account name"},
+    {"store_key", K_STR, OFF(store_key), 0, 0, "",
+     "Azure account key (base64) or S3 secret access key; @FILE reads it from FILE"},
+    {"store_access_key", K_STR, OFF(store_access_key), 0, 0, "", "S3 access key id"},
+    {"store_sas", K_STR, OFF(store_sas), 0, 0, "",
+     "Azure shared access signature (query string) used instead of store_key; @FILE reads it"},
+    {"store_region", K_STR, OFF(store_region), 0, 0, "us-east-1", "S3 signing region"},
+    {"store_addressing", K_STR, OFF(store_addressing), 0, 0, "path",
+     "S3 addressing: path (https://host/bucket/key) or virtual (https://bucket.host/key)"},
+    {"store_ca_file", K_STR, OFF(store_ca_file), 0, 0, "",
+     "PEM file of certificate authorities for the store's TLS (empty = the system's)"},
+    {"store_retries", K_U64, OFF(store_retries), 0, 20, "6",
+     "retries of an object-store request after a transient failure (with exponential backoff)"},
+    {"store_timeout", K_U64, OFF(store_timeout), 1, 3600, "120",
+     "seconds one object-store request may take"},
+    {"store_block_size", K_U64, OFF(store_block_size), 1ULL << 20, 1ULL << 30, "8388608",
+     "bytes per staged block (Azure) or part (S3); larger objects are sent in blocks"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 
@@ -400,6 +424,20 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
     }
     if (c->job_backoff_max < c->job_backoff_base) {
         snprintf(err, errlen, "config: job_backoff_max must be at least job_backoff_base");
+        return DEMS_EINVAL;
+    }
+    if (strcmp(c->store, "local") != 0 && strcmp(c->store, "azure") != 0 &&
+        strcmp(c->store, "s3") != 0) {
+        snprintf(err, errlen, "config: store: must be local, azure or s3 (got \"%.32s\")",
+                 c->store);
+        return DEMS_EINVAL;
+    }
+    if (strcmp(c->store_addressing, "path") != 0 && strcmp(c->store_addressing, "virtual") != 0) {
+        snprintf(err, errlen, "config: store_addressing: must be path or virtual");
+        return DEMS_EINVAL;
+    }
+    if (strcmp(c->store, "local") != 0 && c->store_endpoint[0] == '\0') {
+        snprintf(err, errlen, "config: store_endpoint: required when store = %s", c->store);
         return DEMS_EINVAL;
     }
     regex_t re;

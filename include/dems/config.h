@@ -90,6 +90,21 @@ struct dems_config {
     uint64_t face_max_side; /* sampled frames' longer side, pixels */
     double face_threshold;  /* lowest candidate score (1 - distance) */
     char *face_legal_bases; /* "|"-separated */
+
+    /* Where blobs live (docs/configuration.md, "Object stores"). */
+    char *store;            /* "local", "azure" or "s3" */
+    char *store_endpoint;   /* https://host[:port][/account] */
+    char *store_container;  /* Azure container or S3 bucket */
+    char *store_account;    /* Azure account name */
+    char *store_key;        /* Azure account key (base64) or S3 secret key; or @FILE */
+    char *store_access_key; /* S3 access key id */
+    char *store_sas;        /* Azure SAS token (instead of store_key) */
+    char *store_region;     /* S3 signing region */
+    char *store_addressing; /* S3: "path" or "virtual" */
+    char *store_ca_file;    /* trust store for the endpoint ("" = the system's) */
+    uint64_t store_retries;
+    uint64_t store_timeout;    /* seconds per request */
+    uint64_t store_block_size; /* bytes per staged block or part */
 };
 
 /* Fills c with defaults. Strings are owned; free with dems_config_done. */
