@@ -23,6 +23,20 @@
 #include <sys/types.h>
 
 #define DEMS_BLOB_CHUNK (64 * 1024)
+
+struct dems_objstore;
+
+/*
+ * Keeps blobs in an object store (include/demsd/objstore.h) rather than
+ * under data_dir/blobs: the same encrypted files, under the key
+ * "blobs/XX/ID". Called once at start-up, before any other thread uses the
+ * blob store; NULL returns to the local files. Adopt and put then send the
+ * file (staged blocks when large) and remove the local one; open and verify
+ * read by ranged GETs; erase deletes the object; list lists the keys.
+ * Errors from the store (DEMS_EUNAVAIL, DEMS_EAUTH, ...) pass through.
+ */
+void dems_blob_use_store(struct dems_objstore *s);
+struct dems_objstore *dems_blob_store(void);
 /* A blob file: magic, wrapped key, secretstream header, then cipher chunks. */
 #define DEMS_BLOB_HEADER_LEN                                                                       \
     (10 + crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + 32 +                           \

@@ -67,6 +67,15 @@ int dems_account_own_data(const struct dems_account *a, const char *data_dir, ch
                           size_t errlen);
 int dems_account_drop(const struct dems_account *a, char *err, size_t errlen);
 
+/*
+ * Points the blob store at the object store the configuration names (store
+ * = azure | s3: checks it answers and the credentials work, creating the
+ * container when missing); store = local leaves data_dir/blobs. Prints one
+ * line prefixed with prog and returns 1 on failure. _done frees the client.
+ */
+int dems_setup_blob_store(const struct dems_config *cfg, const char *prog);
+void dems_setup_blob_store_done(void);
+
 /* Prints the config keys for --help. */
 void dems_setup_print_keys(void);
 

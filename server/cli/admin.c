@@ -308,6 +308,8 @@ static int verify_blobs(int argc, char **argv)
         fprintf(stderr, "demsd admin verify-blobs: %s\n", master == NULL ? "out of memory" : err);
         rc = 1;
     }
+    if (rc == 0)
+        rc = dems_setup_blob_store(&s.cfg, "demsd admin verify-blobs");
     PGconn *db = rc == 0 ? dems_db_connect_sync(s.app_conninfo, err, sizeof(err)) : NULL;
     if (rc == 0 && db == NULL) {
         fprintf(stderr, "demsd: %s\n", err);
@@ -340,6 +342,7 @@ static int verify_blobs(int argc, char **argv)
     }
     if (master != NULL)
         sodium_free(master);
+    dems_setup_blob_store_done();
     dems_setup_done(&s);
     return rc;
 }

@@ -345,6 +345,8 @@ int dems_cli_serve(int argc, char **argv)
     if (rc == 0)
         rc = migrate_and_bootstrap(&s, &srv);
     if (rc == 0)
+        rc = dems_setup_blob_store(&s.cfg, "demsd");
+    if (rc == 0)
         rc = start_ledger(&s, &srv);
     if (rc == 0 && dems_staging_init(s.cfg.data_dir, srv.master_key) < 0) {
         fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
@@ -382,6 +384,7 @@ int dems_cli_serve(int argc, char **argv)
     if (srv.master_key != NULL)
         sodium_free(srv.master_key);
     dems_staging_done();
+    dems_setup_blob_store_done();
     dems_tls_done(&srv);
     free(srv.migrations_status);
     dems_setup_done(&s);

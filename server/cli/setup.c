@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include "dems/err.h"
+#include "demsd/blobs.h"
 #include "demsd/db.h"
+#include "demsd/objstore.h"
 
 extern char **environ;
 
@@ -110,6 +112,32 @@ void dems_setup_done(struct dems_setup *s)
         close(s->lock_fd);
     s->lock_fd = -1;
     dems_config_done(&s->cfg);
+}
+
+int dems_setup_blob_store(const struct dems_config *cfg, const char *prog)
+{
+    if (strcmp(cfg->store, "local") == 0)
+        return 0;
+    char err[1024];
+    struct dems_objstore *os;
+    int r = dems_objstore_new(cfg, &os, err, sizeof(err));
+    if (r == 0 && dems_objstore_prepare(os, err, sizeof(err)) < 0) {
+        dems_objstore_free(os);
+        r = -1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "%s: %s\n", prog, r == DEMS_ENOMEM ? "out of memory" : err);
+        return 1;
+    }
+    dems_blob_use_store(os);
+    return 0;
+}
+
+void dems_setup_blob_store_done(void)
+{
+    struct dems_objstore *os = dems_blob_store();
+    dems_blob_use_store(NULL);
+    dems_objstore_free(os);
 }
 
 static void print_key(const char *key, const char *def, const char *help, void *arg)

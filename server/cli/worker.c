@@ -134,12 +134,15 @@ int dems_cli_worker(int argc, char **argv)
     }
     if (rc == 0)
         rc = load_master(&s.cfg, master);
+    if (rc == 0)
+        rc = dems_setup_blob_store(&s.cfg, "demsd worker");
     if (rc == 0) {
         sodium_mprotect_readonly(master);
         rc = dems_worker_run(&s.cfg, app, master);
     }
     if (master != NULL)
         sodium_free(master);
+    dems_setup_blob_store_done();
     dems_config_done(&s.cfg);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/sstream.h"
+#include "demsd/objstore.h"
 
 #define MAGIC        "DEMSBLOB1\n"
 #define MAGIC_LEN    10
@@ -27,8 +28,37 @@ _Static_assert(HEADER_LEN ==
                    MAGIC_LEN + WRAPPED_LEN + crypto_secretstream_xchacha20poly1305_HEADERBYTES,
                "blob header layout");
 
+/*
+ * Where blobs live when not in data_dir/blobs: an object store (set once at
+ * start-up, before any thread uses the blob store; docs/architecture.md,
+ * "Blob store"). The same encrypted files, under the key blobs/XX/ID.
+ */
+static struct dems_objstore *remote;
+
+/* Bytes fetched per ranged GET when reading a blob from the object store. */
+#define REMOTE_WINDOW (2u << 20)
+
+void dems_blob_use_store(struct dems_objstore *s)
+{
+    remote = s;
+}
+
+struct dems_objstore *dems_blob_store(void)
+{
+    return remote;
+}
+
+static void blob_key(const char *id, char *out, size_t len)
+{
+    snprintf(out, len, "blobs/%.2s/%s", id, id);
+}
+
 struct dems_blob {
-    int fd;
+    int fd;             /* a local file, or -1 */
+    char key[96];       /* the object's key when fd is -1 */
+    uint64_t remote_at; /* the object's offset of the window's end */
+    uint8_t *win;       /* REMOTE_WINDOW bytes fetched ahead */
+    size_t win_len, win_pos;
     crypto_secretstream_xchacha20poly1305_state st;
     struct dems_sstream x; /* OpenSSL's ChaCha20-Poly1305 (dems/sstream.h) */
     bool done;
@@ -174,6 +204,34 @@ int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const c
                   const char *src)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80], tmp[PATH_MAX + 100];
+    if (remote != NULL) {
+        if (dems_blob_exists(data_dir, id))
+            return 0;
+        /* Encrypted beside the uploads being staged, then sent and removed. */
+        snprintf(dir, sizeof(dir), "%s/work", data_dir);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return DEMS_EIO;
+        snprintf(tmp, sizeof(tmp), "%s/blob-put.XXXXXX", dir);
+        int out = mkostemp(tmp, O_CLOEXEC);
+        if (out < 0)
+            return DEMS_EIO;
+        int in = open(src, O_RDONLY | O_CLOEXEC);
+        uint8_t digest[32];
+        int r = in >= 0 ? encrypt_into(out, in, master, digest) : DEMS_EIO;
+        char hex[65];
+        if (r == 0) {
+            sodium_bin2hex(hex, sizeof(hex), digest, 32);
+            if (strcmp(hex, id) != 0)
+                r = DEMS_ECRYPTO;
+        }
+        if (in >= 0)
+            close(in);
+        close(out);
+        if (r == 0)
+            r = dems_blob_adopt(data_dir, id, tmp);
+        unlink(tmp);
+        return r;
+    }
     if (make_dirs(data_dir, id, dir, sizeof(dir)) < 0)
         return DEMS_EIO;
     blob_path(data_dir, id, path, sizeof(path), false);
@@ -210,6 +268,17 @@ int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const c
 int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];
+    if (remote != NULL) {
+        char key[96];
+        blob_key(id, key, sizeof(key));
+        uint64_t size;
+        int r = dems_objstore_head(remote, key, &size);
+        if (r == DEMS_ENOTFOUND) /* only then: identical content is stored once */
+            r = dems_objstore_put_file(remote, key, src);
+        if (r == 0)
+            unlink(src);
+        return r;
+    }
     if (make_dirs(data_dir, id, dir, sizeof(dir)) < 0)
         return DEMS_EIO;
     blob_path(data_dir, id, path, sizeof(path), false);
@@ -225,6 +294,13 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
 int dems_blob_erase(const char *data_dir, const char *id)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];
+    if (remote != NULL) {
+        /* An object cannot be overwritten in place: its deletion is the erasure
+         * (versioned or locked containers keep copies: docs/operations.md). */
+        char key[96];
+        blob_key(id, key, sizeof(key));
+        return dems_objstore_delete(remote, key);
+    }
     blob_path(data_dir, id, path, sizeof(path), false);
     blob_path(data_dir, id, dir, sizeof(dir), true);
     int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -248,14 +324,95 @@ int dems_blob_erase(const char *data_dir, const char *id)
 bool dems_blob_exists(const char *data_dir, const char *id)
 {
     char path[PATH_MAX + 80];
+    if (remote != NULL) {
+        uint64_t size;
+        blob_key(id, path, sizeof(path));
+        return dems_objstore_head(remote, path, &size) == 0;
+    }
     blob_path(data_dir, id, path, sizeof(path), false);
     return access(path, F_OK) == 0;
+}
+
+/*
+ * Reads up to n bytes of the blob's file, fewer only at its end: from the
+ * local file, or from the object store through a window of ranged GETs.
+ * Returns the count or a DEMS_E* code.
+ */
+static ssize_t src_read(struct dems_blob *b, uint8_t *p, size_t n)
+{
+    if (b->fd >= 0) {
+        ssize_t got = dems_blob_read_full(b->fd, p, n);
+        return got < 0 ? DEMS_EIO : got;
+    }
+    size_t got = 0;
+    while (got < n) {
+        if (b->win_pos == b->win_len) {
+            size_t len;
+            int r = dems_objstore_get(remote, b->key, b->remote_at, b->win, REMOTE_WINDOW, &len);
+            if (r < 0)
+                return r;
+            if (len == 0)
+                break;
+            b->remote_at += len;
+            b->win_len = len;
+            b->win_pos = 0;
+        }
+        size_t take = b->win_len - b->win_pos < n - got ? b->win_len - b->win_pos : n - got;
+        memcpy(p + got, b->win + b->win_pos, take);
+        b->win_pos += take;
+        got += take;
+    }
+    return (ssize_t)got;
+}
+
+/* Opens a blob whose file is fd (>= 0) or, with fd -1, the object key. */
+static int open_blob(int fd, const char *key, const uint8_t master[static 32],
+                     struct dems_blob **ret)
+{
+    struct dems_blob *b = calloc(1, sizeof(*b));
+    if (b == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return DEMS_ENOMEM;
+    }
+    b->fd = fd;
+    int r = 0;
+    if (fd < 0) {
+        snprintf(b->key, sizeof(b->key), "%s", key);
+        b->win = malloc(REMOTE_WINDOW);
+        if (b->win == NULL)
+            r = DEMS_ENOMEM;
+    }
+    uint8_t head[HEADER_LEN];
+    ssize_t n = r == 0 ? src_read(b, head, sizeof(head)) : r;
+    r = n == (ssize_t)sizeof(head) ? 0 : n < 0 ? (int)n : DEMS_ECRYPTO;
+    if (r == 0)
+        r = dems_blob_stream_open(master, head, &b->st);
+    if (r == 0)
+        r = dems_sstream_init(&b->x);
+    if (r < 0) {
+        sodium_memzero(&b->st, sizeof(b->st));
+        if (fd >= 0)
+            close(fd);
+        free(b->win);
+        free(b);
+        return r;
+    }
+    if (fd >= 0)
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    b->done = false;
+    *ret = b;
+    return 0;
 }
 
 int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const char *id,
                    struct dems_blob **ret)
 {
     char path[PATH_MAX + 80];
+    if (remote != NULL) {
+        blob_key(id, path, sizeof(path));
+        return open_blob(-1, path, master, ret);
+    }
     blob_path(data_dir, id, path, sizeof(path), false);
     return dems_blob_open_file(path, master, ret);
 }
@@ -265,36 +422,16 @@ int dems_blob_open_file(const char *path, const uint8_t master[static 32], struc
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
-    uint8_t head[HEADER_LEN];
-    int r = dems_blob_read_full(fd, head, sizeof(head)) == (ssize_t)sizeof(head) ? 0 : DEMS_ECRYPTO;
-    struct dems_blob *b = r == 0 ? calloc(1, sizeof(*b)) : NULL;
-    if (r == 0 && b == NULL)
-        r = DEMS_ENOMEM;
-    if (r == 0)
-        r = dems_blob_stream_open(master, head, &b->st);
-    if (r == 0)
-        r = dems_sstream_init(&b->x);
-    if (r < 0) {
-        if (b != NULL)
-            sodium_memzero(&b->st, sizeof(b->st));
-        free(b);
-        close(fd);
-        return r;
-    }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    b->fd = fd;
-    b->done = false;
-    *ret = b;
-    return 0;
+    return open_blob(fd, NULL, master, ret);
 }
 
 long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
 {
     if (b->done)
         return 0;
-    ssize_t n = dems_blob_read_full(b->fd, b->buf, CIPHER_CHUNK);
+    ssize_t n = src_read(b, b->buf, CIPHER_CHUNK);
     if (n < 0)
-        return DEMS_EIO;
+        return (long)n;
     if (n < (ssize_t)crypto_secretstream_xchacha20poly1305_ABYTES)
         return DEMS_ECRYPTO; /* truncated: the FINAL chunk never came */
     size_t plen = 0;
@@ -303,7 +440,7 @@ long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
         return DEMS_ECRYPTO;
     if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
         uint8_t extra;
-        if (read(b->fd, &extra, 1) != 0)
+        if (src_read(b, &extra, 1) != 0)
             return DEMS_ECRYPTO; /* bytes after the end */
         b->done = true;
     } else if (n < (ssize_t)CIPHER_CHUNK) {
@@ -316,7 +453,9 @@ void dems_blob_close(struct dems_blob *b)
 {
     if (b == NULL)
         return;
-    close(b->fd);
+    if (b->fd >= 0)
+        close(b->fd);
+    free(b->win);
     dems_sstream_done(&b->x);
     sodium_memzero(&b->st, sizeof(b->st));
     free(b);
@@ -396,9 +535,41 @@ static int list_shard(const char *path, int64_t before, char ***names, size_t *n
     return r;
 }
 
+/* The object store's keys under blobs/ (a blob's name is its last segment). */
+static int list_remote(int64_t before, char ***ret_names, size_t *ret_n)
+{
+    struct dems_objstore_entry *e;
+    size_t ne;
+    int r = dems_objstore_list(remote, "blobs/", &e, &ne);
+    if (r < 0)
+        return r;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t i = 0; r == 0 && i < ne; i++) {
+        if (e[i].mtime >= before)
+            continue;
+        const char *slash = strrchr(e[i].key, '/');
+        r = names_add(&names, &n, &cap, slash != NULL ? slash + 1 : e[i].key);
+    }
+    dems_objstore_list_free(e, ne);
+    if (r < 0) {
+        dems_blob_list_free(names, n);
+        return r;
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), by_name);
+    *ret_names = names;
+    *ret_n = n;
+    return 0;
+}
+
 int dems_blob_list(const char *data_dir, int64_t before, char ***ret_names, size_t *ret_n)
 {
     char top[PATH_MAX];
+    *ret_names = NULL;
+    *ret_n = 0;
+    if (remote != NULL)
+        return list_remote(before, ret_names, ret_n);
     snprintf(top, sizeof(top), "%s/blobs", data_dir);
     char **names = NULL;
     size_t n = 0, cap = 0;
