@@ -178,4 +178,29 @@ struct obj_s3_signing {
 };
 int obj_s3_authorization(const struct obj_s3_signing *g, char *out, size_t outlen);
 
+/*
+ * Azure SharedKey (exposed for its unit test): the string to sign and the
+ * Authorization header value ("SharedKey account:signature") of a request.
+ * The Date header is not used (x-ms-date is among the headers).
+ */
+struct obj_azure_param {
+    const char *name;
+    const char *value; /* raw, not percent-encoded */
+};
+struct obj_azure_signing {
+    const char *method;
+    uint64_t content_length;    /* of the body; 0 is signed as empty */
+    const char *const *headers; /* "Name: value" lines as sent, any order */
+    size_t nheaders;
+    const char *account;
+    const char *path;                    /* the URL's path as sent (escaped) */
+    const struct obj_azure_param *query; /* any order, each name once */
+    size_t nquery;
+};
+/* Returns the length written (NUL-terminated) or DEMS_ETOOBIG. */
+int obj_azure_string_to_sign(const struct obj_azure_signing *g, char *out, size_t outlen);
+/* Returns 0, DEMS_ETOOBIG or DEMS_EINTERNAL (HMAC failed). */
+int obj_azure_authorization(const struct obj_azure_signing *g, const uint8_t *key, size_t keylen,
+                            char *out, size_t outlen);
+
 #endif
