@@ -129,13 +129,10 @@ int dems_objstore_new(const struct dems_config *cfg, struct dems_objstore **ret,
         return DEMS_ENOMEM;
     pthread_mutex_init(&s->lock, NULL);
     int r;
-#ifdef DEMS_OBJ_AZURE
     if (strcmp(cfg->store, "azure") == 0) {
         s->kind = DEMS_OBJSTORE_AZURE;
         s->ops = &obj_azure_ops;
-    } else
-#endif
-        if (strcmp(cfg->store, "s3") == 0) {
+    } else if (strcmp(cfg->store, "s3") == 0) {
         s->kind = DEMS_OBJSTORE_S3;
         s->ops = &obj_s3_ops;
     } else {
@@ -161,12 +158,8 @@ int dems_objstore_new(const struct dems_config *cfg, struct dems_objstore **ret,
     s->block_size = (size_t)cfg->store_block_size;
     if (s->block_size < s->ops->part_min)
         s->block_size = s->ops->part_min;
-#ifdef DEMS_OBJ_AZURE
-    if (s->kind == DEMS_OBJSTORE_AZURE)
-        r = obj_azure_init(s, cfg, err, errlen);
-    else
-#endif
-        r = obj_s3_init(s, cfg, err, errlen);
+    r = s->kind == DEMS_OBJSTORE_AZURE ? obj_azure_init(s, cfg, err, errlen)
+                                       : obj_s3_init(s, cfg, err, errlen);
     if (r < 0)
         goto fail;
     snprintf(s->where, sizeof(s->where), "%s %s://%s%s/%s",
