@@ -4,7 +4,10 @@
  * bundles): conditional requests on the SHA-256 ETag, one "bytes=" range
  * (206, 416), and the decrypted bytes streamed: decryption runs on the work
  * pool a few chunks at a time, paced by the connection's drain callback, so
- * memory per download stays bounded whatever the size.
+ * memory per download stays bounded whatever the size. The blob is opened
+ * (its header read and its key unwrapped: a ranged GET when blobs live in an
+ * object store) before the answer starts, so a blob that is missing or
+ * cannot be read gets an error answer rather than a cut connection.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +118,54 @@ static void produce(struct dems_req *req)
     }
 }
 
+static void start_answer(struct dems_req *req, struct api_download *d);
+
+static void open_work(void *arg)
+{
+    struct dems_req *req = arg;
+    struct api_download *d = dems_req_data(req);
+    const struct dems_server *srv = dems_req_loop(req)->srv;
+    d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->blob_id, &d->blob);
+}
+
+static void open_done(void *arg)
+{
+    struct dems_req *req = arg;
+    struct api_download *d = dems_req_data(req);
+    if (!dems_req_is_aborted(req)) {
+        if (d->err < 0) {
+            dems_log(DEMS_LOG_ERROR, dems_req_id(req),
+                     json_pack("{s:s,s:s,s:s}", "evidence", d->id, "event", "blob_unreadable",
+                               "code", dems_err_code(d->err)),
+                     "stored blob %s cannot be opened: %s", d->blob_id, dems_strerror(d->err));
+            if (d->err == DEMS_EUNAVAIL)
+                dems_resp_error(req, 503, "store_unavailable",
+                                "the evidence store does not answer now; try again later");
+            else
+                dems_resp_error(req, 500, "blob_unreadable",
+                                "the stored evidence is missing or damaged; the integrity "
+                                "sweep reports it to the administrators");
+        } else {
+            start_answer(req, d);
+        }
+    }
+    dems_req_unref(req);
+}
+
 void api_download_start(struct dems_req *req, struct api_download *d)
+{
+    if (d->size > 0 && d->blob == NULL) {
+        dems_req_ref(req);
+        if (dems_work_submit(dems_req_loop(req), open_work, open_done, req) < 0) {
+            dems_req_unref(req);
+            dems_resp_err(req, DEMS_EUNAVAIL);
+        }
+        return;
+    }
+    start_answer(req, d);
+}
+
+static void start_answer(struct dems_req *req, struct api_download *d)
 {
     char etag[70], disp[3 * sizeof(d->filename) + 160], range[80];
     snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);

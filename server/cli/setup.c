@@ -120,13 +120,12 @@ int dems_setup_blob_store(const struct dems_config *cfg, const char *prog)
         return 0;
     char err[1024];
     struct dems_objstore *os;
+    snprintf(err, sizeof(err), "out of memory");
     int r = dems_objstore_new(cfg, &os, err, sizeof(err));
-    if (r == 0 && dems_objstore_prepare(os, err, sizeof(err)) < 0) {
+    if (r == 0 && (r = dems_objstore_prepare(os, err, sizeof(err))) < 0)
         dems_objstore_free(os);
-        r = -1;
-    }
     if (r < 0) {
-        fprintf(stderr, "%s: %s\n", prog, r == DEMS_ENOMEM ? "out of memory" : err);
+        fprintf(stderr, "%s: %s\n", prog, err);
         return 1;
     }
     dems_blob_use_store(os);
