@@ -46,7 +46,7 @@ void dems_objstore_free(struct dems_objstore *s);
 
 enum dems_objstore_kind dems_objstore_kind(const struct dems_objstore *s);
 
-/* "azure https://host/container" or "s3 https://host/bucket": for logs and errors. */
+/* the kind and URL of the container or bucket: for logs and errors. */
 const char *dems_objstore_where(const struct dems_objstore *s);
 
 /*
@@ -102,12 +102,16 @@ size_t dems_objstore_part_min(const struct dems_objstore *s);
 /*
  * Staged writing: begin, put parts numbered 1, 2, ... (each at least
  * dems_objstore_part_min bytes except the last; a part may be put again),
- * then commit with the number of parts, which makes the object appear whole
- * under key; abort discards the staged parts. The stage's state is the
- * upload id (S3) or nothing (Azure's uncommitted blocks are named by the
- * part number): stage->id, a NUL-terminated string the store chose, so
- * another process may continue it.
+ * then commit with the tags of parts 1..nparts in order, which makes the
+ * object appear whole under key; abort discards the staged parts.
+ *
+ * A stage's state is small and plain so another process may continue it
+ * (a tus upload whose next PATCH reaches another node): st->id (S3's
+ * UploadId; "" for Azure, whose uncommitted blocks are named by the part
+ * number) and each part's tag (S3: its ETag; Azure: its block id), at most
+ * DEMS_OBJSTORE_TAG_MAX bytes with the NUL.
  */
+#define DEMS_OBJSTORE_TAG_MAX 80
 struct dems_objstore_stage {
     char key[256];
     char id[512];
@@ -115,9 +119,10 @@ struct dems_objstore_stage {
 int dems_objstore_stage_begin(struct dems_objstore *s, const char *key,
                               struct dems_objstore_stage *st);
 int dems_objstore_stage_put(struct dems_objstore *s, const struct dems_objstore_stage *st,
-                            unsigned part, const void *data, size_t len);
+                            unsigned part, const void *data, size_t len,
+                            char tag[static DEMS_OBJSTORE_TAG_MAX]);
 int dems_objstore_stage_commit(struct dems_objstore *s, const struct dems_objstore_stage *st,
-                               unsigned nparts);
+                               unsigned nparts, char (*tags)[DEMS_OBJSTORE_TAG_MAX]);
 int dems_objstore_stage_abort(struct dems_objstore *s, const struct dems_objstore_stage *st);
 
 #endif

@@ -28,9 +28,9 @@ struct obj_ops {
                 size_t *ret_n);
     int (*stage_begin)(struct dems_objstore *s, const char *key, struct dems_objstore_stage *st);
     int (*stage_put)(struct dems_objstore *s, const struct dems_objstore_stage *st, unsigned part,
-                     const void *data, size_t len);
+                     const void *data, size_t len, char tag[static DEMS_OBJSTORE_TAG_MAX]);
     int (*stage_commit)(struct dems_objstore *s, const struct dems_objstore_stage *st,
-                        unsigned nparts);
+                        unsigned nparts, char (*tags)[DEMS_OBJSTORE_TAG_MAX]);
     int (*stage_abort)(struct dems_objstore *s, const struct dems_objstore_stage *st);
     size_t part_min;
 };
@@ -42,7 +42,8 @@ struct dems_objstore {
     const struct obj_ops *ops;
     /* Parsed endpoint: scheme://host[:port] with no trailing slash. */
     char scheme[8];
-    char host[256]; /* host[:port] as sent in Host */
+    char host[256];        /* host[:port] as sent in Host */
+    char path_prefix[160]; /* the endpoint's path without a trailing '/' ("" or "/account") */
     char container[64];
     char account[128];
     uint8_t key[128]; /* Azure: the decoded account key; S3: the secret key */
@@ -55,7 +56,7 @@ struct dems_objstore {
     unsigned retries;
     long timeout; /* seconds for one request */
     size_t block_size;
-    char where[400];
+    char where[640];
 
     pthread_mutex_t lock; /* the idle curl handles */
     void *idle[OBJ_POOL];
@@ -123,7 +124,7 @@ int obj_escape(const char *src, bool keep_slash, char *dst, size_t dstlen);
 
 /*
  * A minimal scanner for the stores' XML answers (flat, known shapes): finds
- * the next <tag>...</tag> in [p, end) and sets *val/*vlen to its raw text;
+ * the next <tag>...</tag> in [p, end) and sets *val and *vlen to its raw text;
  * returns a pointer past the closing tag or NULL. obj_xml_text copies the
  * text with the five predefined entities decoded (DEMS_ETOOBIG if it does
  * not fit).
@@ -141,6 +142,13 @@ int obj_b64_decode(const char *src, uint8_t *dst, size_t dstlen);
 
 /* Lowercase hex SHA-256 of n bytes. */
 void obj_sha256_hex(const void *p, size_t n, char out[static 65]);
+
+/*
+ * A secret setting's value: the text itself or, written "@FILE", the first
+ * line of FILE with surrounding white space removed. err names key.
+ */
+int obj_read_secret(const char *value, const char *key, char *out, size_t cap, char *err,
+                    size_t errlen);
 
 /* The backends' tables and settings checks (called by dems_objstore_new). */
 extern const struct obj_ops obj_azure_ops;

@@ -1,0 +1,581 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The S3 backend: AWS Signature Version 4 over host, range (when sent),
+ * x-amz-content-sha256 (the payload's real SHA-256: the store checks the
+ * body it got) and x-amz-date; path-style (https://host/bucket/key) or
+ * virtual-host-style (https://bucket.host/key) addressing; multipart upload
+ * for staged writes (parts of at least 5 MiB but the last, at most 10,000).
+ *
+ * A staged upload's state is its UploadId alone: commit lists the parts the
+ * store holds (their ETags) rather than remembering them, so another process
+ * can finish an upload this one began.
+ */
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dems/config.h"
+#include "dems/err.h"
+
+#include "obj_int.h"
+
+#define S3_PART_MIN (5u << 20)
+
+struct s3_sign {
+    char uri[1200];   /* canonical URI, escaped */
+    char query[1400]; /* canonical query, sorted and escaped */
+    char host[330];
+    char payload[65];
+    char range[64]; /* "bytes=a-b" or "" */
+};
+
+static void hmac(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
+{
+    unsigned int len = 32;
+    HMAC(EVP_sha256(), key, (int)keylen, msg, n, out, &len);
+}
+
+int obj_s3_authorization(const struct obj_s3_signing *g, char *out, size_t outlen)
+{
+    char creq_hash[65];
+    char date[9];
+    memcpy(date, g->amz_date, 8);
+    date[8] = '\0';
+    size_t cap = strlen(g->method) + strlen(g->canonical_uri) + strlen(g->canonical_query) +
+                 strlen(g->canonical_headers) + strlen(g->signed_headers) +
+                 strlen(g->payload_hash) + 8;
+    char *creq = malloc(cap);
+    if (creq == NULL)
+        return DEMS_ENOMEM;
+    int n = snprintf(creq, cap, "%s\n%s\n%s\n%s\n%s\n%s", g->method, g->canonical_uri,
+                     g->canonical_query, g->canonical_headers, g->signed_headers, g->payload_hash);
+    obj_sha256_hex(creq, (size_t)n, creq_hash);
+    free(creq);
+    char scope[160];
+    snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date, g->region, g->service);
+    char sts[320];
+    int sl =
+        snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256\n%s\n%s\n%s", g->amz_date, scope, creq_hash);
+    if (sl < 0 || (size_t)sl >= sizeof(sts))
+        return DEMS_ETOOBIG;
+    uint8_t k[32];
+    uint8_t secret[4 + 128];
+    if (g->secretlen > 128)
+        return DEMS_EINVAL;
+    memcpy(secret, "AWS4", 4);
+    memcpy(secret + 4, g->secret, g->secretlen);
+    hmac(secret, 4 + g->secretlen, date, 8, k);
+    hmac(k, 32, g->region, strlen(g->region), k);
+    hmac(k, 32, g->service, strlen(g->service), k);
+    hmac(k, 32, "aws4_request", 12, k);
+    uint8_t sig[32];
+    hmac(k, 32, sts, (size_t)sl, sig);
+    char hex[65];
+    sodium_bin2hex(hex, sizeof(hex), sig, sizeof(sig));
+    sodium_memzero(secret, sizeof(secret));
+    sodium_memzero(k, sizeof(k));
+    n = snprintf(out, outlen, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
+                 g->access_key, scope, g->signed_headers, hex);
+    return n < 0 || (size_t)n >= outlen ? DEMS_ETOOBIG : 0;
+}
+
+static int s3_sign(struct dems_objstore *s, struct obj_req *r)
+{
+    struct s3_sign *sg = r->sign_arg;
+    char amz_date[17];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
+    char canon[1024];
+    bool range = sg->range[0] != '\0';
+    int n;
+    if (range)
+        n = snprintf(canon, sizeof(canon),
+                     "host:%s\nrange:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n", sg->host,
+                     sg->range, sg->payload, amz_date);
+    else
+        n = snprintf(canon, sizeof(canon), "host:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n",
+                     sg->host, sg->payload, amz_date);
+    if (n < 0 || (size_t)n >= sizeof(canon))
+        return DEMS_ETOOBIG;
+    const char *signed_headers = range ? "host;range;x-amz-content-sha256;x-amz-date"
+                                       : "host;x-amz-content-sha256;x-amz-date";
+    struct obj_s3_signing g = {
+        .method = r->method,
+        .canonical_uri = sg->uri,
+        .canonical_query = sg->query,
+        .canonical_headers = canon,
+        .signed_headers = signed_headers,
+        .payload_hash = sg->payload,
+        .amz_date = amz_date,
+        .region = s->region,
+        .service = "s3",
+        .access_key = s->access_key,
+        .secret = s->key,
+        .secretlen = s->keylen,
+    };
+    char auth[512];
+    int rc = obj_s3_authorization(&g, auth, sizeof(auth));
+    if (rc < 0)
+        return rc;
+    const char *lines[5];
+    char l_date[64], l_sha[100], l_range[80], l_auth[540];
+    size_t k = 0;
+    snprintf(l_date, sizeof(l_date), "x-amz-date: %s", amz_date);
+    snprintf(l_sha, sizeof(l_sha), "x-amz-content-sha256: %s", sg->payload);
+    snprintf(l_auth, sizeof(l_auth), "Authorization: %s", auth);
+    lines[k++] = l_date;
+    lines[k++] = l_sha;
+    if (range) {
+        snprintf(l_range, sizeof(l_range), "Range: %s", sg->range);
+        lines[k++] = l_range;
+    }
+    lines[k++] = l_auth;
+    for (size_t i = 0; i < k; i++) {
+        struct curl_slist *l = curl_slist_append(r->sent, lines[i]);
+        if (l == NULL)
+            return DEMS_ENOMEM;
+        r->sent = l;
+    }
+    return 0;
+}
+
+/*
+ * Builds the request's URL and signing context for key (NULL: the bucket
+ * itself) and a canonical query (already sorted and escaped, "" for none).
+ */
+static int s3_target(struct dems_objstore *s, struct obj_req *r, struct s3_sign *sg,
+                     const char *key, const char *query)
+{
+    char ekey[1024] = "";
+    sg->range[0] = '\0';
+    if (key != NULL && obj_escape(key, true, ekey, sizeof(ekey)) < 0)
+        return DEMS_ETOOBIG;
+    int n;
+    if (s->virtual_host) {
+        n = snprintf(sg->host, sizeof(sg->host), "%s.%s", s->container, s->host);
+        if (n < 0 || (size_t)n >= sizeof(sg->host))
+            return DEMS_ETOOBIG;
+        n = snprintf(sg->uri, sizeof(sg->uri), "%s/%s", s->path_prefix, ekey);
+    } else {
+        snprintf(sg->host, sizeof(sg->host), "%s", s->host);
+        n = key != NULL
+                ? snprintf(sg->uri, sizeof(sg->uri), "%s/%s/%s", s->path_prefix, s->container, ekey)
+                : snprintf(sg->uri, sizeof(sg->uri), "%s/%s", s->path_prefix, s->container);
+    }
+    if (n < 0 || (size_t)n >= sizeof(sg->uri))
+        return DEMS_ETOOBIG;
+    n = snprintf(sg->query, sizeof(sg->query), "%s", query);
+    if (n < 0 || (size_t)n >= sizeof(sg->query))
+        return DEMS_ETOOBIG;
+    n = snprintf(r->url, sizeof(r->url), "%s://%s%s%s%s", s->scheme, sg->host, sg->uri,
+                 query[0] != '\0' ? "?" : "", query);
+    if (n < 0 || (size_t)n >= sizeof(r->url))
+        return DEMS_ETOOBIG;
+    obj_sha256_hex(r->body != NULL ? (const void *)r->body : "", r->body_len, sg->payload);
+    r->sign = s3_sign;
+    r->sign_arg = sg;
+    return 0;
+}
+
+int obj_s3_init(struct dems_objstore *s, const struct dems_config *cfg, char *err, size_t errlen)
+{
+    char secret[sizeof(s->key) + 1];
+    int r = obj_read_secret(cfg->store_key, "store_key", secret, sizeof(secret), err, errlen);
+    if (r < 0)
+        return r;
+    if ((r = obj_read_secret(cfg->store_access_key, "store_access_key", s->access_key,
+                             sizeof(s->access_key), err, errlen)) < 0)
+        goto out;
+    if (secret[0] == '\0' || s->access_key[0] == '\0') {
+        snprintf(err, errlen,
+                 "config: store_access_key and store_key: both required when "
+                 "store = s3");
+        r = DEMS_EINVAL;
+        goto out;
+    }
+    if (strlen(secret) > sizeof(s->key)) {
+        snprintf(err, errlen, "config: store_key: too long");
+        r = DEMS_EINVAL;
+        goto out;
+    }
+    s->keylen = strlen(secret);
+    memcpy(s->key, secret, s->keylen);
+    if (cfg->store_region[0] == '\0' || strlen(cfg->store_region) >= sizeof(s->region) ||
+        strcspn(cfg->store_region, "/ \n") != strlen(cfg->store_region)) {
+        snprintf(err, errlen, "config: store_region: required, a plain name");
+        r = DEMS_EINVAL;
+        goto out;
+    }
+    snprintf(s->region, sizeof(s->region), "%s", cfg->store_region);
+    s->virtual_host = strcmp(cfg->store_addressing, "virtual") == 0;
+    r = 0;
+out:
+    sodium_memzero(secret, sizeof(secret));
+    return r;
+}
+
+static int s3_prepare(struct dems_objstore *s, char *err, size_t errlen)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "prepare", "", "HEAD");
+    r.quiet_status[0] = 404;
+    int rc = s3_target(s, &r, &sg, NULL, "");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    long st = r.status;
+    obj_req_done(&r);
+    if (rc == 0 && st == 404) {
+        char body[256] = "";
+        if (strcmp(s->region, "us-east-1") != 0)
+            snprintf(body, sizeof(body),
+                     "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                     "<LocationConstraint>%s</LocationConstraint></CreateBucketConfiguration>",
+                     s->region);
+        obj_req_init(&r, "create_bucket", "", "PUT");
+        r.body = (const uint8_t *)body;
+        r.body_len = strlen(body);
+        r.quiet_status[0] = 409; /* BucketAlreadyOwnedByYou: another node was first */
+        rc = s3_target(s, &r, &sg, NULL, "");
+        if (rc == 0)
+            rc = obj_http_do(s, &r);
+        obj_req_done(&r);
+    }
+    if (rc == DEMS_EAUTH)
+        snprintf(err, errlen, "store: %s: the access key or secret was refused (HTTP 403)",
+                 s->where);
+    else if (rc < 0)
+        snprintf(err, errlen, "store: %s: not reachable or refused the bucket (%s)", s->where,
+                 dems_strerror(rc));
+    return rc;
+}
+
+static int s3_put(struct dems_objstore *s, const char *key, const void *data, size_t len)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "put", key, "PUT");
+    r.body = data;
+    r.body_len = len;
+    int rc = s3_target(s, &r, &sg, key, "");
+    if (rc == 0)
+        rc = obj_req_header(&r, "Content-Type: application/octet-stream");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    obj_req_done(&r);
+    return rc;
+}
+
+static int s3_head(struct dems_objstore *s, const char *key, uint64_t *ret_size)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "head", key, "HEAD");
+    r.quiet_status[0] = 404;
+    int rc = s3_target(s, &r, &sg, key, "");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0 && r.status == 404)
+        rc = DEMS_ENOTFOUND;
+    if (rc == 0)
+        *ret_size = r.content_length;
+    obj_req_done(&r);
+    return rc;
+}
+
+static int s3_get(struct dems_objstore *s, const char *key, uint64_t offset, void *buf, size_t len,
+                  size_t *ret_n)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "get", key, "GET");
+    r.out = buf;
+    r.outcap = len;
+    r.quiet_status[0] = 416; /* at or past the end */
+    int rc = s3_target(s, &r, &sg, key, "");
+    snprintf(sg.range, sizeof(sg.range), "bytes=%llu-%llu", (unsigned long long)offset,
+             (unsigned long long)(offset + len - 1));
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0 && r.status == 416) {
+        uint64_t size;
+        rc = s3_head(s, key, &size); /* a missing object, or an offset past its end */
+        r.out_len = 0;
+    } else if (rc == 0 && r.status == 200 && offset > 0) {
+        rc = DEMS_EIO; /* the store ignored the range */
+    }
+    *ret_n = rc == 0 ? r.out_len : 0;
+    obj_req_done(&r);
+    return rc;
+}
+
+static int s3_del(struct dems_objstore *s, const char *key)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "delete", key, "DELETE");
+    r.quiet_status[0] = 404;
+    int rc = s3_target(s, &r, &sg, key, "");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    obj_req_done(&r);
+    return rc;
+}
+
+static int add_entry(struct dems_objstore_entry **v, size_t *n, size_t *cap,
+                     struct dems_objstore_entry e)
+{
+    if (*n == *cap) {
+        size_t nc = *cap != 0 ? *cap * 2 : 256;
+        struct dems_objstore_entry *nv = reallocarray(*v, nc, sizeof(**v));
+        if (nv == NULL)
+            return DEMS_ENOMEM;
+        *v = nv;
+        *cap = nc;
+    }
+    (*v)[(*n)++] = e;
+    return 0;
+}
+
+static uint64_t text_u64(const char *v, size_t n, bool *ok)
+{
+    uint64_t x = 0;
+    *ok = n > 0 && n <= 19;
+    for (size_t i = 0; i < n && *ok; i++) {
+        *ok = v[i] >= '0' && v[i] <= '9';
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    return x;
+}
+
+static int s3_list(struct dems_objstore *s, const char *prefix, struct dems_objstore_entry **ret,
+                   size_t *ret_n)
+{
+    char eprefix[600];
+    char token[1024] = "";
+    size_t cap = 0;
+    if (obj_escape(prefix, false, eprefix, sizeof(eprefix)) < 0)
+        return DEMS_ETOOBIG;
+    for (;;) {
+        char etok[1100] = "";
+        char query[1400];
+        if (token[0] != '\0' && obj_escape(token, false, etok, sizeof(etok)) < 0)
+            return DEMS_ETOOBIG;
+        if (token[0] != '\0')
+            snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", etok,
+                     eprefix);
+        else
+            snprintf(query, sizeof(query), "list-type=2&prefix=%s", eprefix);
+        struct obj_req r;
+        struct s3_sign sg;
+        obj_req_init(&r, "list", prefix, "GET");
+        r.out_grow = true;
+        int rc = s3_target(s, &r, &sg, NULL, query);
+        if (rc == 0)
+            rc = obj_http_do(s, &r);
+        if (rc < 0) {
+            obj_req_done(&r);
+            return rc;
+        }
+        const char *b = r.grow != NULL ? (const char *)r.grow : "";
+        const char *end = b + r.out_len;
+        const char *v;
+        size_t vl;
+        for (const char *p = b; (p = obj_xml_find(p, end, "Contents", &v, &vl)) != NULL;) {
+            const char *f;
+            size_t fl;
+            char keybuf[1024], tbuf[64];
+            bool ok = true;
+            struct dems_objstore_entry e = {0};
+            if (obj_xml_find(v, v + vl, "Key", &f, &fl) == NULL ||
+                obj_xml_text(f, fl, keybuf, sizeof(keybuf)) < 0)
+                ok = false;
+            if (ok && obj_xml_find(v, v + vl, "Size", &f, &fl) != NULL)
+                e.size = text_u64(f, fl, &ok);
+            if (ok && obj_xml_find(v, v + vl, "LastModified", &f, &fl) != NULL &&
+                obj_xml_text(f, fl, tbuf, sizeof(tbuf)) >= 0)
+                e.mtime = obj_parse_time(tbuf, strlen(tbuf));
+            if (!ok || (e.key = strdup(keybuf)) == NULL || add_entry(ret, ret_n, &cap, e) < 0) {
+                free(e.key);
+                obj_req_done(&r);
+                return ok ? DEMS_ENOMEM : DEMS_EIO;
+            }
+        }
+        bool more = obj_xml_find(b, end, "IsTruncated", &v, &vl) != NULL && vl == 4 &&
+                    memcmp(v, "true", 4) == 0;
+        token[0] = '\0';
+        if (more && (obj_xml_find(b, end, "NextContinuationToken", &v, &vl) == NULL ||
+                     obj_xml_text(v, vl, token, sizeof(token)) <= 0))
+            more = false;
+        obj_req_done(&r);
+        if (!more)
+            return 0;
+    }
+}
+
+static int s3_stage_begin(struct dems_objstore *s, const char *key, struct dems_objstore_stage *st)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "stage_begin", key, "POST");
+    r.out_grow = true;
+    int rc = s3_target(s, &r, &sg, key, "uploads=");
+    if (rc == 0)
+        rc = obj_req_header(&r, "Content-Type: application/octet-stream");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0) {
+        const char *b = r.grow != NULL ? (const char *)r.grow : "";
+        const char *v;
+        size_t vl;
+        if (obj_xml_find(b, b + r.out_len, "UploadId", &v, &vl) == NULL ||
+            obj_xml_text(v, vl, st->id, sizeof(st->id)) <= 0) {
+            snprintf(r.err_code, sizeof(r.err_code), "no UploadId");
+            obj_log_failure(s, &r, DEMS_EIO);
+            rc = DEMS_EIO;
+        }
+    }
+    obj_req_done(&r);
+    return rc;
+}
+
+static int upload_query(const struct dems_objstore_stage *st, const char *before, char *q,
+                        size_t cap)
+{
+    char eid[700];
+    if (obj_escape(st->id, false, eid, sizeof(eid)) < 0)
+        return DEMS_ETOOBIG;
+    int n = snprintf(q, cap, "%suploadId=%s", before, eid);
+    return n < 0 || (size_t)n >= cap ? DEMS_ETOOBIG : 0;
+}
+
+static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stage *st,
+                        unsigned part, const void *data, size_t len,
+                        char tag[static DEMS_OBJSTORE_TAG_MAX])
+{
+    char before[32], q[800];
+    snprintf(before, sizeof(before), "partNumber=%u&", part);
+    int rc = upload_query(st, before, q, sizeof(q));
+    if (rc < 0)
+        return rc;
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "stage_put", st->key, "PUT");
+    r.body = data;
+    r.body_len = len;
+    rc = s3_target(s, &r, &sg, st->key, q);
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0) {
+        size_t n = strlen(r.etag);
+        if (n == 0 || n >= DEMS_OBJSTORE_TAG_MAX || strcspn(r.etag, "<>&") != n) {
+            snprintf(r.err_code, sizeof(r.err_code), "no usable ETag");
+            obj_log_failure(s, &r, rc = DEMS_EIO);
+        } else {
+            memcpy(tag, r.etag, n + 1);
+        }
+    }
+    obj_req_done(&r);
+    return rc;
+}
+
+static int s3_stage_commit(struct dems_objstore *s, const struct dems_objstore_stage *st,
+                           unsigned nparts, char (*tags)[DEMS_OBJSTORE_TAG_MAX])
+{
+    size_t cap = (size_t)nparts * (DEMS_OBJSTORE_TAG_MAX + 64) + 64;
+    char *xml = malloc(cap);
+    int rc = DEMS_ENOMEM;
+    if (xml == NULL)
+        goto out;
+    size_t o = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
+    for (unsigned i = 0; i < nparts; i++) {
+        if (strcspn(tags[i], "<>&") != strlen(tags[i])) {
+            rc = DEMS_EINVAL;
+            goto out;
+        }
+        o += (size_t)snprintf(xml + o, cap - o,
+                              "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                              tags[i]);
+    }
+    o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
+    char q[800];
+    rc = upload_query(st, "", q, sizeof(q));
+    if (rc < 0)
+        goto out;
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "stage_commit", st->key, "POST");
+    r.body = (const uint8_t *)xml;
+    r.body_len = o;
+    r.out_grow = true;
+    r.quiet_status[0] = 404;
+    rc = s3_target(s, &r, &sg, st->key, q);
+    if (rc == 0)
+        rc = obj_req_header(&r, "Content-Type: application/xml");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0 && r.status == 404) {
+        /* NoSuchUpload: an earlier attempt whose answer was lost may have completed it. */
+        uint64_t size;
+        rc = s3_head(s, st->key, &size);
+        if (rc == DEMS_ENOTFOUND)
+            obj_log_failure(s, &r, rc = DEMS_EIO);
+    } else if (rc == 0) {
+        /* S3 may answer 200 and report a failure in the body. */
+        const char *b = r.grow != NULL ? (const char *)r.grow : "";
+        const char *v;
+        size_t vl;
+        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
+            const char *c;
+            size_t cl;
+            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
+                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
+            rc = DEMS_EIO;
+            obj_log_failure(s, &r, rc);
+        }
+    }
+    obj_req_done(&r);
+out:
+    free(xml);
+    return rc;
+}
+
+static int s3_stage_abort(struct dems_objstore *s, const struct dems_objstore_stage *st)
+{
+    if (st->id[0] == '\0')
+        return 0;
+    char q[800];
+    int rc = upload_query(st, "", q, sizeof(q));
+    if (rc < 0)
+        return rc;
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "stage_abort", st->key, "DELETE");
+    r.quiet_status[0] = 404;
+    rc = s3_target(s, &r, &sg, st->key, q);
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    obj_req_done(&r);
+    return rc;
+}
+
+const struct obj_ops obj_s3_ops = {
+    .prepare = s3_prepare,
+    .put = s3_put,
+    .get = s3_get,
+    .head = s3_head,
+    .del = s3_del,
+    .list = s3_list,
+    .stage_begin = s3_stage_begin,
+    .stage_put = s3_stage_put,
+    .stage_commit = s3_stage_commit,
+    .stage_abort = s3_stage_abort,
+    .part_min = S3_PART_MIN,
+};
