@@ -176,8 +176,11 @@ def make_data_root():
 
 
 class Server:
-    def __init__(self, settings=None, data=None):
+    def __init__(self, settings=None, data=None, env=None):
         self.root = data or make_data_root()
+        # Extra environment (DEMS_<KEY> settings, e.g. an object store's),
+        # on top of the test's own.
+        self.env = dict(os.environ, **env) if env else None
         self.data = os.path.join(self.root, "data")
         self.port = None
         self.proc = None
@@ -207,7 +210,7 @@ class Server:
         self.log = open(self.log_path, "ab")
         self.log_start = self.log.tell()
         # stdout too: under systemd both go to the journal.
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=self.env)
         if wait:
             self.wait_ready()
         return self

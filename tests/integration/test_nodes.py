@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Two demsd nodes, each with a job worker, sharing one PostgreSQL that this
+test starts itself (initdb, its own Unix socket: not an embedded cluster),
+one object store (s3rver behind the SigV4 gate, stores.py) and one master
+key, each with a data directory of its own (docs/operations.md, "Several
+nodes"):
+
+- evidence uploaded on one node is downloaded from the other;
+- uploads on both nodes append to one ledger that stays gapless and verifies
+  offline, and both nodes' checkpoints are consistent with it;
+- jobs are claimed by both nodes' workers;
+- a login throttle earned on one node holds on the other."""
+import base64
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import time
+
+from harness import Server, eventually, make_data_root, run_tests, service_account
+from stores import S3rver
+
+PG_BIN = os.environ.get("DEMS_PG_BIN", "/usr/lib/postgresql/15/bin")
+VERIFY = os.environ.get("DEMS_VERIFY", "build/plain/server/verify/dems-verify")
+TUS = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+
+
+class Postgres:
+    """A PostgreSQL cluster of the test's own: initdb into root/pg, a Unix
+    socket in root/sock, no TCP; roles and database as demsd expects them
+    (docs/operations.md, "An external PostgreSQL")."""
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "pg")
+        self.sock = os.path.join(root, "sock")
+        self.log = os.path.join(root, "pg.log")
+        os.makedirs(self.sock)
+        self.as_user = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.sock, pw.pw_uid, pw.pw_gid)
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.run(f"{PG_BIN}/initdb", "-D", self.dir, "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--no-sync")
+        self.run(f"{PG_BIN}/pg_ctl", "-D", self.dir, "-l", self.log, "-w", "-o",
+                 f"-k {self.sock} -c listen_addresses='' -c fsync=off", "start")
+        self.sql("postgres", "CREATE ROLE dems_owner LOGIN; CREATE ROLE dems_app LOGIN;")
+        self.sql("postgres", "CREATE DATABASE dems OWNER dems_owner")
+        self.sql("dems", "ALTER SCHEMA public OWNER TO dems_owner;"
+                 "REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+                 "GRANT USAGE ON SCHEMA public TO dems_app;"
+                 "REVOKE ALL ON DATABASE dems FROM PUBLIC;"
+                 "GRANT CONNECT ON DATABASE dems TO dems_owner, dems_app")
+
+    def run(self, *args):
+        r = subprocess.run(self.as_user + list(args), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def sql(self, db, text):
+        r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.sock, "-U",
+                            "postgres", "-d", db, "-At", "-c", text],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def url(self, user):
+        return f"host={self.sock} dbname=dems user={user}"
+
+    def stop(self):
+        subprocess.run(self.as_user + [f"{PG_BIN}/pg_ctl", "-D", self.dir, "-m", "fast", "-w",
+                                       "stop"], capture_output=True, timeout=60)
+
+
+class Ctx:
+    pass
+
+
+def node(c, name):
+    settings = {"database_url": c.pg.url("dems_app"),
+                "database_owner_url": c.pg.url("dems_owner"),
+                "master_key_file": c.master, "workers": 1, "login_max_failures": 3,
+                "housekeeping_interval": 1}
+    env = {k: v for k, v in c.s3.env(retries=3, timeout=10).items() if v != ""}
+    srv = Server(settings, env=env)
+    srv.name = name
+    return srv
+
+
+def setup():
+    c = Ctx()
+    c.root = make_data_root()
+    c.pg = Postgres(os.path.join(c.root, "db"))
+    c.s3 = S3rver(c.root)
+    keys = os.path.join(c.root, "keys")  # the shared key's directory: demsd's own account's
+    os.makedirs(keys, mode=0o700)
+    if service_account():
+        os.chown(keys, *service_account())
+    c.master = os.path.join(keys, "master.key")
+    c.a = node(c, "a").start()  # makes the master key, migrates, creates the administrator
+    c.b = node(c, "b").start()
+    c.tok = c.a.admin_token()
+    return c
+
+
+def teardown(c):
+    for s in (c.a, c.b):
+        assert s.stop() == 0
+    c.s3.stop()
+    c.pg.stop()
+
+
+def upload(srv, tok, data, name="clip.mp4"):
+    meta = "filename " + base64.b64encode(name.encode()).decode()
+    st, doc, r = srv.request("POST", "/v1/uploads", body=data, token=tok, headers=dict(
+        TUS, **{"Upload-Length": str(len(data)), "Upload-Metadata": meta}))
+    assert st == 201 and r.getheader("Evidence-Id"), (st, doc, r.getheaders())
+    return r.getheader("Evidence-Id")
+
+
+def test_both_nodes_serve_and_share_the_store(c):
+    data = os.urandom(7 << 20)  # a multipart upload into the store
+    sha = upload(c.a, c.tok, data)
+    assert sha == hashlib.sha256(data).hexdigest()
+    st, body, _ = c.b.request("GET", f"/v1/evidence/{sha}/content", token=c.tok)
+    assert st == 200 and body == data
+    data2 = os.urandom(100_000)
+    sha2 = upload(c.b, c.tok, data2)
+    st, body, _ = c.a.request("GET", f"/v1/evidence/{sha2}/content", token=c.tok,
+                              headers={"Range": "bytes=10-19"})
+    assert st == 206 and body == data2[10:20]
+    for s in (c.a, c.b):
+        assert not os.path.exists(os.path.join(s.data, "blobs", sha[:2], sha))
+
+
+def test_one_ledger_from_both_nodes(c):
+    for i in range(6):
+        upload((c.a, c.b)[i % 2], c.tok, os.urandom(5000 + i), f"n{i}.jpg")
+    st, body, r = c.a.request("GET", "/v1/ledger/export", token=c.tok)
+    assert st == 200
+    path = os.path.join(c.root, "export.jsonl")
+    with open(path, "wb") as f:
+        f.write(body if isinstance(body, bytes) else json.dumps(body).encode())
+    lines = [json.loads(x) for x in open(path, "rb").read().splitlines() if x.strip()]
+    st, vkey, _ = c.a.request("GET", "/v1/ledger/key")
+    st2, vkey2, _ = c.b.request("GET", "/v1/ledger/key")
+    assert vkey == vkey2, "the nodes sign with different keys"
+    r = subprocess.run([VERIFY, "ledger", path, "--key", vkey.decode().strip()],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+    assert len(lines) >= 8, len(lines)
+    # Both nodes' latest checkpoints are signed notes over this one log and
+    # verify; the larger one's size is at most the log's.
+    notes = []
+    for s in (c.a, c.b):
+        note = eventually(lambda: checkpoint_at_least(s, 8), timeout=20)
+        assert note, f"node {s.name} signs no checkpoint"
+        npath = os.path.join(c.root, f"checkpoint-{s.name}.txt")
+        open(npath, "w").write(note)
+        r = subprocess.run([VERIFY, "checkpoint", npath, "--key", vkey.decode().strip()],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        notes.append(note)
+
+
+def checkpoint_at_least(s, size):
+    st, note, _ = s.request("GET", "/v1/ledger/checkpoint")
+    if st != 200:
+        return None
+    text = note.decode()
+    return text if int(text.split("\n")[1]) >= size else None
+
+
+def test_jobs_claimed_by_both_workers(c):
+    sha = upload(c.a, c.tok, os.urandom(50_000), "jobs.bin")
+    ids = []
+    for _ in range(16):
+        st, doc, _ = c.a.request("POST", "/v1/admin/jobs",
+                                 {"kind": "verify-blob", "payload": {"evidence": sha}},
+                                 token=c.tok)
+        assert st == 201, doc
+        ids.append(doc["id"])
+
+    def done():
+        states = [c.b.request("GET", f"/v1/admin/jobs/{i}", token=c.tok)[1]["state"]
+                  for i in ids]
+        return all(s == "done" for s in states)
+
+    assert eventually(done, timeout=60), "the jobs did not finish"
+    by = {}
+    for s in (c.a, c.b):
+        log = open(s.log_path, "rb").read().decode(errors="replace")
+        by[s.name] = sum(f'"event":"job_finished","job":{i},' in log for i in ids)
+    assert by["a"] + by["b"] == len(ids), by
+    assert by["a"] > 0 and by["b"] > 0, f"one worker took every job: {by}"
+
+
+def test_login_throttle_is_shared(c):
+    st, doc, _ = c.a.request("POST", "/v1/admin/users",
+                             {"username": "nina", "password": "correct horse",
+                              "role": "officer"}, token=c.tok)
+    assert st == 201, doc
+    for _ in range(3):
+        assert c.a.login("nina", "wrong password")[0] == 401
+    st, doc, _ = c.b.login("nina", "correct horse")
+    assert st == 429 and doc["code"] == "too_many_attempts", (st, doc)
+
+
+if __name__ == "__main__":
+    run_tests(globals(), setup, teardown)
