@@ -28,7 +28,7 @@
 
 struct s3_sign {
     char uri[1200];   /* canonical URI, escaped */
-    char query[1400]; /* canonical query, sorted and escaped */
+    char query[2048]; /* canonical query, sorted and escaped */
     char host[330];
     char payload[65];
     char range[64]; /* "bytes=a-b" or "" */
@@ -365,14 +365,15 @@ static int s3_list(struct dems_objstore *s, const char *prefix, struct dems_objs
         return DEMS_ETOOBIG;
     for (;;) {
         char etok[1100] = "";
-        char query[1400];
+        char query[2048];
         if (token[0] != '\0' && obj_escape(token, false, etok, sizeof(etok)) < 0)
             return DEMS_ETOOBIG;
-        if (token[0] != '\0')
-            snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", etok,
-                     eprefix);
-        else
-            snprintf(query, sizeof(query), "list-type=2&prefix=%s", eprefix);
+        int qn = token[0] != '\0'
+                     ? snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s",
+                                etok, eprefix)
+                     : snprintf(query, sizeof(query), "list-type=2&prefix=%s", eprefix);
+        if (qn < 0 || (size_t)qn >= sizeof(query))
+            return DEMS_ETOOBIG;
         struct obj_req r;
         struct s3_sign sg;
         obj_req_init(&r, "list", prefix, "GET");
