@@ -562,20 +562,8 @@ static int azure_del(struct dems_objstore *s, const char *key)
 
 /* ---- Listing ------------------------------------------------------------- */
 
-struct entries {
-    struct dems_objstore_entry *e;
-    size_t n, cap;
-};
-
-static void entries_free(struct entries *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->e[i].key);
-    free(l->e);
-}
-
 /* Adds one <Blob> element's name, size and modification time. */
-static int add_blob(struct entries *l, const char *p, const char *end)
+static int add_blob(struct obj_entries *l, const char *p, const char *end)
 {
     const char *name, *len, *mod;
     size_t nlen, llen, mlen;
@@ -587,32 +575,11 @@ static int add_blob(struct entries *l, const char *p, const char *end)
     int64_t mtime = obj_parse_time(mod, mlen);
     if (dems_parse_u64(len, llen, UINT64_MAX, &size) != 0 || mtime < 0)
         return DEMS_EIO;
-    char *key = malloc(nlen + 1);
-    if (key == NULL)
-        return DEMS_ENOMEM;
-    if (obj_xml_text(name, nlen, key, nlen + 1) < 0) {
-        free(key);
-        return DEMS_EIO;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct dems_objstore_entry *e = realloc(l->e, cap * sizeof *e);
-        if (e == NULL) {
-            free(key);
-            return DEMS_ENOMEM;
-        }
-        l->e = e;
-        l->cap = cap;
-    }
-    l->e[l->n++] = (struct dems_objstore_entry){.key = key, .size = size, .mtime = mtime};
-    return 0;
+    return obj_entries_add(l, name, nlen, size, mtime);
 }
 
-/*
- * Parses one List Blobs answer into l and the continuation marker into
- * marker ("" on the last page).
- */
-static int parse_page(struct entries *l, const char *p, size_t n, char *marker, size_t markerlen)
+int obj_azure_list_page(const char *p, size_t n, struct obj_entries *l, char *marker,
+                        size_t markerlen)
 {
     const char *end = p + n, *val, *blobs;
     size_t vlen, blen;
@@ -634,7 +601,7 @@ static int parse_page(struct entries *l, const char *p, size_t n, char *marker, 
 }
 
 static int list_page(struct dems_objstore *s, const char *prefix, const char *marker,
-                     struct entries *l, char *next, size_t nextlen)
+                     struct obj_entries *l, char *next, size_t nextlen)
 {
     char page[16];
     snprintf(page, sizeof page, "%d", AZURE_LIST_PAGE);
@@ -651,7 +618,8 @@ static int list_page(struct dems_objstore *s, const char *prefix, const char *ma
     if (rc == 0)
         rc = obj_http_do(s, &r);
     if (rc == 0) {
-        rc = parse_page(l, (const char *)r.grow, r.out_len, next, nextlen);
+        rc = obj_azure_list_page(r.grow == NULL ? "" : (const char *)r.grow, r.out_len, l, next,
+                                 nextlen);
         if (rc == DEMS_EIO)
             obj_log_failure(s, &r, rc);
     }
@@ -662,7 +630,7 @@ static int list_page(struct dems_objstore *s, const char *prefix, const char *ma
 static int azure_list(struct dems_objstore *s, const char *prefix, struct dems_objstore_entry **ret,
                       size_t *ret_n)
 {
-    struct entries l = {0};
+    struct obj_entries l = {0};
     char marker[1024] = "", next[1024];
     int rc;
     do {
@@ -670,7 +638,7 @@ static int azure_list(struct dems_objstore *s, const char *prefix, struct dems_o
         memcpy(marker, next, sizeof marker);
     } while (rc == 0 && marker[0] != '\0');
     if (rc != 0) {
-        entries_free(&l);
+        obj_entries_free(&l);
         return rc;
     }
     *ret = l.e;

@@ -136,6 +136,30 @@ int obj_xml_text(const char *val, size_t vlen, char *dst, size_t dstlen);
 /* Parses an RFC 1123 date or an ISO 8601 UTC time into Unix seconds; -1 if neither. */
 int64_t obj_parse_time(const char *s, size_t n);
 
+/* A growing list of listed objects (both backends' listings). */
+struct obj_entries {
+    struct dems_objstore_entry *e;
+    size_t n, cap;
+};
+
+/*
+ * Adds an entry whose key is the XML text (entities decoded) of [key,
+ * key + keylen): 0, DEMS_EIO (bad text) or DEMS_ENOMEM.
+ */
+int obj_entries_add(struct obj_entries *l, const char *key, size_t keylen, uint64_t size,
+                    int64_t mtime);
+void obj_entries_free(struct obj_entries *l);
+
+/*
+ * One page of a listing, as the store answered it (untrusted bytes, n of
+ * them, not NUL-terminated): the objects go into l and the continuation
+ * (Azure's NextMarker, S3's NextContinuationToken) into next, "" on the
+ * last page. 0, DEMS_EIO (malformed) or DEMS_ENOMEM; l keeps what was
+ * added either way.
+ */
+int obj_azure_list_page(const char *p, size_t n, struct obj_entries *l, char *next, size_t nextlen);
+int obj_s3_list_page(const char *p, size_t n, struct obj_entries *l, char *next, size_t nextlen);
+
 /* Base64 helpers (standard alphabet, padded). Return length or DEMS_ETOOBIG/DEMS_EINVAL. */
 int obj_b64_encode(const uint8_t *src, size_t n, char *dst, size_t dstlen);
 int obj_b64_decode(const char *src, uint8_t *dst, size_t dstlen);

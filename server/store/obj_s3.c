@@ -329,21 +329,6 @@ static int s3_del(struct dems_objstore *s, const char *key)
     return rc;
 }
 
-static int add_entry(struct dems_objstore_entry **v, size_t *n, size_t *cap,
-                     struct dems_objstore_entry e)
-{
-    if (*n == *cap) {
-        size_t nc = *cap != 0 ? *cap * 2 : 256;
-        struct dems_objstore_entry *nv = reallocarray(*v, nc, sizeof(**v));
-        if (nv == NULL)
-            return DEMS_ENOMEM;
-        *v = nv;
-        *cap = nc;
-    }
-    (*v)[(*n)++] = e;
-    return 0;
-}
-
 static uint64_t text_u64(const char *v, size_t n, bool *ok)
 {
     uint64_t x = 0;
@@ -355,70 +340,84 @@ static uint64_t text_u64(const char *v, size_t n, bool *ok)
     return x;
 }
 
+int obj_s3_list_page(const char *b, size_t n, struct obj_entries *l, char *next, size_t nextlen)
+{
+    const char *end = b + n;
+    const char *v;
+    size_t vl;
+    next[0] = '\0';
+    for (const char *p = b; (p = obj_xml_find(p, end, "Contents", &v, &vl)) != NULL;) {
+        const char *f, *k;
+        size_t fl, kl;
+        bool ok = true;
+        uint64_t size = 0;
+        int64_t mtime = -1;
+        if (obj_xml_find(v, v + vl, "Key", &k, &kl) == NULL)
+            return DEMS_EIO;
+        if (obj_xml_find(v, v + vl, "Size", &f, &fl) != NULL)
+            size = text_u64(f, fl, &ok);
+        if (obj_xml_find(v, v + vl, "LastModified", &f, &fl) != NULL)
+            mtime = obj_parse_time(f, fl);
+        if (!ok || mtime < 0)
+            return DEMS_EIO;
+        int rc = obj_entries_add(l, k, kl, size, mtime);
+        if (rc < 0)
+            return rc;
+    }
+    bool more = obj_xml_find(b, end, "IsTruncated", &v, &vl) != NULL && vl == 4 &&
+                memcmp(v, "true", 4) == 0;
+    if (more && (obj_xml_find(b, end, "NextContinuationToken", &v, &vl) == NULL ||
+                 obj_xml_text(v, vl, next, nextlen) <= 0))
+        return DEMS_EIO; /* truncated, and no way to go on */
+    return 0;
+}
+
 static int s3_list(struct dems_objstore *s, const char *prefix, struct dems_objstore_entry **ret,
                    size_t *ret_n)
 {
     char eprefix[600];
     char token[1024] = "";
-    size_t cap = 0;
+    struct obj_entries l = {0};
     if (obj_escape(prefix, false, eprefix, sizeof(eprefix)) < 0)
         return DEMS_ETOOBIG;
-    for (;;) {
+    int rc;
+    do {
         char etok[1100] = "";
         char query[2048];
-        if (token[0] != '\0' && obj_escape(token, false, etok, sizeof(etok)) < 0)
-            return DEMS_ETOOBIG;
+        if (token[0] != '\0' && obj_escape(token, false, etok, sizeof(etok)) < 0) {
+            rc = DEMS_ETOOBIG;
+            break;
+        }
         int qn = token[0] != '\0'
                      ? snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s",
                                 etok, eprefix)
                      : snprintf(query, sizeof(query), "list-type=2&prefix=%s", eprefix);
-        if (qn < 0 || (size_t)qn >= sizeof(query))
-            return DEMS_ETOOBIG;
+        if (qn < 0 || (size_t)qn >= sizeof(query)) {
+            rc = DEMS_ETOOBIG;
+            break;
+        }
         struct obj_req r;
         struct s3_sign sg;
         obj_req_init(&r, "list", prefix, "GET");
         r.out_grow = true;
-        int rc = s3_target(s, &r, &sg, NULL, query);
+        rc = s3_target(s, &r, &sg, NULL, query);
         if (rc == 0)
             rc = obj_http_do(s, &r);
-        if (rc < 0) {
-            obj_req_done(&r);
-            return rc;
+        if (rc == 0) {
+            rc = obj_s3_list_page(r.grow != NULL ? (const char *)r.grow : "", r.out_len, &l, token,
+                                  sizeof(token));
+            if (rc == DEMS_EIO)
+                obj_log_failure(s, &r, rc);
         }
-        const char *b = r.grow != NULL ? (const char *)r.grow : "";
-        const char *end = b + r.out_len;
-        const char *v;
-        size_t vl;
-        for (const char *p = b; (p = obj_xml_find(p, end, "Contents", &v, &vl)) != NULL;) {
-            const char *f;
-            size_t fl;
-            char keybuf[1024], tbuf[64];
-            bool ok = true;
-            struct dems_objstore_entry e = {0};
-            if (obj_xml_find(v, v + vl, "Key", &f, &fl) == NULL ||
-                obj_xml_text(f, fl, keybuf, sizeof(keybuf)) < 0)
-                ok = false;
-            if (ok && obj_xml_find(v, v + vl, "Size", &f, &fl) != NULL)
-                e.size = text_u64(f, fl, &ok);
-            if (ok && obj_xml_find(v, v + vl, "LastModified", &f, &fl) != NULL &&
-                obj_xml_text(f, fl, tbuf, sizeof(tbuf)) >= 0)
-                e.mtime = obj_parse_time(tbuf, strlen(tbuf));
-            if (!ok || (e.key = strdup(keybuf)) == NULL || add_entry(ret, ret_n, &cap, e) < 0) {
-                free(e.key);
-                obj_req_done(&r);
-                return ok ? DEMS_ENOMEM : DEMS_EIO;
-            }
-        }
-        bool more = obj_xml_find(b, end, "IsTruncated", &v, &vl) != NULL && vl == 4 &&
-                    memcmp(v, "true", 4) == 0;
-        token[0] = '\0';
-        if (more && (obj_xml_find(b, end, "NextContinuationToken", &v, &vl) == NULL ||
-                     obj_xml_text(v, vl, token, sizeof(token)) <= 0))
-            more = false;
         obj_req_done(&r);
-        if (!more)
-            return 0;
+    } while (rc == 0 && token[0] != '\0');
+    if (rc < 0) {
+        obj_entries_free(&l);
+        return rc;
     }
+    *ret = l.e;
+    *ret_n = l.n;
+    return 0;
 }
 
 static int s3_stage_begin(struct dems_objstore *s, const char *key, struct dems_objstore_stage *st)

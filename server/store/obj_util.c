@@ -6,6 +6,7 @@
  */
 #include <openssl/sha.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -179,4 +180,37 @@ void obj_sha256_hex(const void *p, size_t n, char out[static 65])
     uint8_t md[32];
     SHA256(p, n, md);
     sodium_bin2hex(out, 65, md, sizeof(md));
+}
+
+int obj_entries_add(struct obj_entries *l, const char *key, size_t keylen, uint64_t size,
+                    int64_t mtime)
+{
+    char *k = malloc(keylen + 1);
+    if (k == NULL)
+        return DEMS_ENOMEM;
+    if (obj_xml_text(key, keylen, k, keylen + 1) <= 0) {
+        free(k);
+        return DEMS_EIO;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap != 0 ? l->cap * 2 : 256;
+        struct dems_objstore_entry *e = reallocarray(l->e, cap, sizeof(*e));
+        if (e == NULL) {
+            free(k);
+            return DEMS_ENOMEM;
+        }
+        l->e = e;
+        l->cap = cap;
+    }
+    l->e[l->n++] = (struct dems_objstore_entry){.key = k, .size = size, .mtime = mtime};
+    return 0;
+}
+
+void obj_entries_free(struct obj_entries *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->e[i].key);
+    free(l->e);
+    l->e = NULL;
+    l->n = l->cap = 0;
 }
