@@ -127,6 +127,12 @@ int dems_blob_erase(const char *data_dir, const char *id);
 /* True when blob id is in the store (its file exists). */
 bool dems_blob_exists(const char *data_dir, const char *id);
 
+/*
+ * The same, telling a store that cannot answer from a missing blob: 0 (it
+ * is there), DEMS_ENOTFOUND, or another DEMS_E* code (the store failed).
+ */
+int dems_blob_find(const char *data_dir, const char *id);
+
 /* Opened blob for sequential decryption. */
 struct dems_blob;
 

@@ -138,7 +138,7 @@ static void open_done(void *arg)
                      json_pack("{s:s,s:s,s:s}", "evidence", d->id, "event", "blob_unreadable",
                                "code", dems_err_code(d->err)),
                      "stored blob %s cannot be opened: %s", d->blob_id, dems_strerror(d->err));
-            if (d->err == DEMS_EUNAVAIL)
+            if (d->err == DEMS_EUNAVAIL || d->err == DEMS_EAUTH) /* the store, not the blob */
                 dems_resp_error(req, 503, "store_unavailable",
                                 "the evidence store does not answer now; try again later");
             else

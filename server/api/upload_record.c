@@ -256,7 +256,7 @@ static void adopt_work(void *arg)
         r->err = dems_blob_adopt(data_dir, r->out.sha, path);
     } else {
         /* Moved already (a crash or a failure after the move). */
-        r->err = dems_blob_exists(data_dir, r->out.sha) ? 0 : DEMS_ENOTFOUND;
+        r->err = dems_blob_find(data_dir, r->out.sha);
     }
     if (r->err == 0)
         r->format = sniff_blob(r->loop->srv, r->out.sha);

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "dems/sstream.h"
+#include "demsd/log.h"
 #include "demsd/objstore.h"
 
 #define MAGIC        "DEMSBLOB1\n"
@@ -57,6 +59,7 @@ struct dems_blob {
     int fd;             /* a local file, or -1 */
     char key[96];       /* the object's key when fd is -1 */
     uint64_t remote_at; /* the object's offset of the window's end */
+    bool remote_eof;    /* a GET came back short: the object ends at remote_at */
     uint8_t *win;       /* REMOTE_WINDOW bytes fetched ahead */
     size_t win_len, win_pos;
     crypto_secretstream_xchacha20poly1305_state st;
@@ -265,20 +268,49 @@ int dems_blob_put(const char *data_dir, const uint8_t master[static 32], const c
     return r;
 }
 
+/*
+ * Sends src to the object store as blob id, unless the store holds it
+ * already: an object of the same size (a blob's size follows from its
+ * plaintext's, and its plaintext is what its name hashes). One of another
+ * size is not that blob: it is replaced. The local file goes only once the
+ * store answers for the object, with the right size.
+ */
+static int adopt_remote(const char *id, const char *src)
+{
+    char key[96];
+    blob_key(id, key, sizeof(key));
+    struct stat st;
+    if (stat(src, &st) != 0)
+        return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
+    uint64_t want = (uint64_t)st.st_size, size = 0;
+    int r = dems_objstore_head(remote, key, &size);
+    if (r == 0 && size != want) {
+        dems_log(DEMS_LOG_ERROR, NULL,
+                 json_pack("{s:s,s:s,s:I,s:I}", "event", "blob_size_mismatch", "blob", id, "stored",
+                           (json_int_t)size, "expected", (json_int_t)want),
+                 "the object store holds blob %s with %llu bytes, not %llu: replacing it", id,
+                 (unsigned long long)size, (unsigned long long)want);
+        r = dems_objstore_delete(remote, key);
+        if (r == 0)
+            r = DEMS_ENOTFOUND;
+    }
+    if (r == DEMS_ENOTFOUND) {
+        r = dems_objstore_put_file(remote, key, src);
+        if (r == 0)
+            r = dems_objstore_head(remote, key, &size);
+        if (r == 0 && size != want)
+            r = DEMS_EIO; /* logged above on the next attempt */
+    }
+    if (r == 0)
+        unlink(src);
+    return r;
+}
+
 int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];
-    if (remote != NULL) {
-        char key[96];
-        blob_key(id, key, sizeof(key));
-        uint64_t size;
-        int r = dems_objstore_head(remote, key, &size);
-        if (r == DEMS_ENOTFOUND) /* only then: identical content is stored once */
-            r = dems_objstore_put_file(remote, key, src);
-        if (r == 0)
-            unlink(src);
-        return r;
-    }
+    if (remote != NULL)
+        return adopt_remote(id, src);
     if (make_dirs(data_dir, id, dir, sizeof(dir)) < 0)
         return DEMS_EIO;
     blob_path(data_dir, id, path, sizeof(path), false);
@@ -321,16 +353,23 @@ int dems_blob_erase(const char *data_dir, const char *id)
     return fsync_dir(dir);
 }
 
-bool dems_blob_exists(const char *data_dir, const char *id)
+int dems_blob_find(const char *data_dir, const char *id)
 {
     char path[PATH_MAX + 80];
     if (remote != NULL) {
         uint64_t size;
         blob_key(id, path, sizeof(path));
-        return dems_objstore_head(remote, path, &size) == 0;
+        return dems_objstore_head(remote, path, &size);
     }
     blob_path(data_dir, id, path, sizeof(path), false);
-    return access(path, F_OK) == 0;
+    if (access(path, F_OK) == 0)
+        return 0;
+    return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
+}
+
+bool dems_blob_exists(const char *data_dir, const char *id)
+{
+    return dems_blob_find(data_dir, id) == 0;
 }
 
 /*
@@ -348,9 +387,12 @@ static ssize_t src_read(struct dems_blob *b, uint8_t *p, size_t n)
     while (got < n) {
         if (b->win_pos == b->win_len) {
             size_t len;
+            if (b->remote_eof)
+                break;
             int r = dems_objstore_get(remote, b->key, b->remote_at, b->win, REMOTE_WINDOW, &len);
             if (r < 0)
                 return r;
+            b->remote_eof = len < REMOTE_WINDOW;
             if (len == 0)
                 break;
             b->remote_at += len;
@@ -440,7 +482,10 @@ long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])
         return DEMS_ECRYPTO;
     if (tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) {
         uint8_t extra;
-        if (src_read(b, &extra, 1) != 0)
+        ssize_t x = src_read(b, &extra, 1);
+        if (x < 0)
+            return (long)x; /* the store failed: not evidence of tampering */
+        if (x != 0)
             return DEMS_ECRYPTO; /* bytes after the end */
         b->done = true;
     } else if (n < (ssize_t)CIPHER_CHUNK) {

@@ -477,6 +477,8 @@ static int azure_put(struct dems_objstore *s, const char *key, const void *data,
     r.body = data;
     r.body_len = len;
     if (rc == 0)
+        rc = obj_req_content_md5(&r);
+    if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);
     return rc;
@@ -584,6 +586,10 @@ int obj_azure_list_page(const char *p, size_t n, struct obj_entries *l, char *ma
     const char *end = p + n, *val, *blobs;
     size_t vlen, blen;
     marker[0] = '\0';
+    if (obj_xml_find(p, end, "EnumerationResults", &val, &vlen) == NULL)
+        return DEMS_EIO; /* not a listing (a proxy's page?) */
+    p = val;
+    end = val + vlen;
     if (obj_xml_find(p, end, "Blobs", &blobs, &blen) != NULL) {
         const char *q = blobs, *bend = blobs + blen;
         while ((q = obj_xml_find(q, bend, "Blob", &val, &vlen)) != NULL) {
@@ -635,6 +641,8 @@ static int azure_list(struct dems_objstore *s, const char *prefix, struct dems_o
     int rc;
     do {
         rc = list_page(s, prefix, marker, &l, next, sizeof next);
+        if (rc == 0 && next[0] != '\0' && strcmp(next, marker) == 0)
+            rc = DEMS_EIO; /* the same page again: the store would keep us here */
         memcpy(marker, next, sizeof marker);
     } while (rc == 0 && marker[0] != '\0');
     if (rc != 0) {
@@ -649,14 +657,20 @@ static int azure_list(struct dems_objstore *s, const char *prefix, struct dems_o
 /* ---- Staged writing ------------------------------------------------------ */
 
 /*
- * A block id: base64 of "dems-blk-%08u" (all ids of a blob must have the
- * same length), 24 characters.
+ * A block id: base64 of the stage's nonce (12 hex digits, random per stage)
+ * and the part number, "NNNNNNNNNNNN-%08u": the same length for every block
+ * (Azure requires it of one blob's blocks), and different for two stages of
+ * the same key at once — two uploads of identical content (the key is the
+ * content's hash, the encrypted bytes differ) must not replace each other's
+ * uncommitted blocks and commit a mixture.
  */
-static int block_id(unsigned part, char out[static 32])
+static int block_id(const struct dems_objstore_stage *st, unsigned part, char out[static 32])
 {
-    char raw[18];
-    snprintf(raw, sizeof raw, "dems-blk-%08u", part);
-    return obj_b64_encode((const uint8_t *)raw, strlen(raw), out, 32);
+    char raw[24];
+    int n = snprintf(raw, sizeof raw, "%.12s-%08u", st->id, part);
+    if (n != 21 || strlen(st->id) != 12)
+        return DEMS_EINVAL;
+    return obj_b64_encode((const uint8_t *)raw, (size_t)n, out, 32);
 }
 
 static int azure_stage_begin(struct dems_objstore *s, const char *key,
@@ -667,7 +681,9 @@ static int azure_stage_begin(struct dems_objstore *s, const char *key,
     if (n == 0 || n >= sizeof st->key)
         return DEMS_EINVAL;
     memcpy(st->key, key, n + 1);
-    st->id[0] = '\0';
+    uint8_t nonce[6];
+    randombytes_buf(nonce, sizeof nonce);
+    sodium_bin2hex(st->id, sizeof st->id, nonce, sizeof nonce);
     return 0;
 }
 
@@ -676,7 +692,7 @@ static int azure_stage_put(struct dems_objstore *s, const struct dems_objstore_s
                            char tag[static DEMS_OBJSTORE_TAG_MAX])
 {
     char id[32];
-    if (part == 0 || part > AZURE_MAX_BLOCKS || block_id(part, id) < 0)
+    if (part == 0 || part > AZURE_MAX_BLOCKS || block_id(st, part, id) < 0)
         return DEMS_EINVAL;
     const struct obj_azure_param q[] = {{"comp", "block"}, {"blockid", id}};
     struct obj_req r;
@@ -687,6 +703,8 @@ static int azure_stage_put(struct dems_objstore *s, const struct dems_objstore_s
         rc = obj_req_header(&r, "Content-Type: application/octet-stream");
     r.body = data;
     r.body_len = len;
+    if (rc == 0)
+        rc = obj_req_content_md5(&r);
     if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);
@@ -745,25 +763,33 @@ static int azure_stage_commit(struct dems_objstore *s, const struct dems_objstor
     struct obj_req r;
     struct azure_call c;
     obj_req_init(&r, "stage_commit", st->key, "PUT");
+    /* Never over a committed blob: the key names its content, so one that
+     * exists (another upload of the same bytes was first) is the same. */
+    r.quiet_status[0] = 409;
     int rc = azure_target(s, &r, &c, st->key, q, 1);
     if (rc == 0)
         rc = obj_req_header(&r, "Content-Type: application/xml");
     if (rc == 0)
         rc = obj_req_header(&r, "x-ms-blob-content-type: application/octet-stream");
+    if (rc == 0)
+        rc = obj_req_header(&r, "If-None-Match: *");
     r.body = (const uint8_t *)body;
     r.body_len = blen;
     if (rc == 0)
         rc = obj_http_do(s, &r);
+    if (rc == 0 && r.status == 409 && strcmp(r.err_code, "BlobAlreadyExists") != 0) {
+        rc = DEMS_EIO;
+        obj_log_failure(s, &r, rc);
+    }
     obj_req_done(&r);
     free(body);
     return rc;
 }
 
 /*
- * Nothing to do: uncommitted blocks are not part of any blob, are replaced
- * by the next stage of the same key (ids come from part numbers), are
- * dropped when the blob is next committed, and the service garbage-collects
- * them after seven days. Deleting the blob instead would destroy the object
+ * Nothing to do: uncommitted blocks are not part of any blob, are dropped
+ * when the blob is next committed, and the service garbage-collects them
+ * after seven days. Deleting the blob instead would destroy the object
  * a failed overwrite must leave intact.
  */
 static int azure_stage_abort(struct dems_objstore *s, const struct dems_objstore_stage *st)

@@ -22,6 +22,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -269,6 +270,32 @@ static void sleep_ms(unsigned ms)
     }
 }
 
+/* Full jitter: a random wait up to 100 ms · 2^attempt, at most 8 s. */
+static unsigned backoff_ms(unsigned attempt)
+{
+    unsigned cap = OBJ_BACKOFF_MS << (attempt < 7 ? attempt : 7);
+    if (cap > OBJ_BACKOFF_CAP_MS)
+        cap = OBJ_BACKOFF_CAP_MS;
+    return randombytes_uniform(cap + 1);
+}
+
+void obj_backoff(unsigned attempt)
+{
+    sleep_ms(backoff_ms(attempt));
+}
+
+int obj_req_content_md5(struct obj_req *r)
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned n = 0;
+    char b64[32];
+    if (EVP_Digest(r->body != NULL ? (const void *)r->body : "", r->body_len, md, &n, EVP_md5(),
+                   NULL) != 1 ||
+        obj_b64_encode(md, n, b64, sizeof(b64)) < 0)
+        return DEMS_EINTERNAL;
+    return obj_req_header(r, "Content-MD5: %s", b64);
+}
+
 /* The store's own error code from an error body (<Code>...</Code>), when not in a header. */
 static void body_code(struct obj_req *r)
 {
@@ -281,6 +308,25 @@ static void body_code(struct obj_req *r)
         (void)obj_xml_text(v, vl, r->err_code, sizeof(r->err_code));
 }
 
+/* A request that reads or removes (a 404 means "no such object"), not one that writes. */
+static bool reading(const struct obj_req *r)
+{
+    return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 ||
+           strcmp(r->method, "DELETE") == 0;
+}
+
+/*
+ * A 404 about the container or bucket in a request about an object: the
+ * store is misconfigured, the object is not "missing". (A request about the
+ * container itself, with no key, takes it as the answer: prepare.)
+ */
+static bool container_gone(const struct obj_req *r)
+{
+    return r->key != NULL && r->key[0] != '\0' &&
+           (strcmp(r->err_code, "NoSuchBucket") == 0 ||
+            strcmp(r->err_code, "ContainerNotFound") == 0);
+}
+
 static CURLcode perform(struct dems_objstore *s, CURL *h, struct obj_req *r, struct attempt *a,
                         char *curl_err)
 {
@@ -290,6 +336,9 @@ static CURLcode perform(struct dems_objstore *s, CURL *h, struct obj_req *r, str
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, s->timeout);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    /* A stalled transfer fails long before the whole-request timeout. */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
     curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
     if (s->ca_file[0] != '\0')
@@ -374,22 +423,21 @@ int obj_http_do(struct dems_objstore *s, struct obj_req *r)
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
             r->status = st;
             body_code(r);
-            if ((st >= 200 && st < 300) || quiet(r)) {
+            if ((st >= 200 && st < 300) || (quiet(r) && !container_gone(r))) {
                 rc = 0;
                 break;
             }
-            retry = transient_status(st);
-            rc = st == 404                ? DEMS_ENOTFOUND
-                 : st == 401 || st == 403 ? DEMS_EAUTH
-                 : retry                  ? DEMS_EUNAVAIL
-                                          : DEMS_EIO;
+            /* S3's RequestTimeout (400): the store gave up waiting for our body. */
+            retry =
+                transient_status(st) || (st == 400 && strcmp(r->err_code, "RequestTimeout") == 0);
+            rc = st == 404 && reading(r) && !container_gone(r) ? DEMS_ENOTFOUND
+                 : st == 401 || st == 403                      ? DEMS_EAUTH
+                 : retry                                       ? DEMS_EUNAVAIL
+                                                               : DEMS_EIO;
         }
         if (!retry || attempt >= s->retries)
             break;
-        unsigned cap = OBJ_BACKOFF_MS << (attempt < 7 ? attempt : 7);
-        if (cap > OBJ_BACKOFF_CAP_MS)
-            cap = OBJ_BACKOFF_CAP_MS;
-        unsigned ms = a.retry_after > 0 ? a.retry_after * 1000u : randombytes_uniform(cap + 1);
+        unsigned ms = a.retry_after > 0 ? a.retry_after * 1000u : backoff_ms(attempt);
         dems_log(DEMS_LOG_INFO, NULL,
                  json_pack("{s:s,s:s,s:s,s:i,s:s,s:i,s:i}", "event", "objstore_retry", "op", r->op,
                            "key", r->key != NULL ? r->key : "", "status", (int)r->status,
@@ -402,6 +450,7 @@ int obj_http_do(struct dems_objstore *s, struct obj_req *r)
 out:
     if (rc < 0 && !(rc == DEMS_ENOTFOUND && quiet(r)))
         obj_log_failure(s, r, rc);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL); /* curl_err is about to go */
     handle_put(s, h);
     return rc;
 }

@@ -246,6 +246,14 @@ static int s3_prepare(struct dems_objstore *s, char *err, size_t errlen)
         rc = s3_target(s, &r, &sg, NULL, "");
         if (rc == 0)
             rc = obj_http_do(s, &r);
+        if (rc == 0 && r.status == 409 && strcmp(r.err_code, "BucketAlreadyOwnedByYou") != 0) {
+            obj_req_done(&r);
+            snprintf(err, errlen,
+                     "store: %s: the bucket name is taken by another account (%s); choose "
+                     "another store_container",
+                     s->where, r.err_code);
+            return DEMS_EIO;
+        }
         obj_req_done(&r);
     }
     if (rc == DEMS_EAUTH)
@@ -267,6 +275,8 @@ static int s3_put(struct dems_objstore *s, const char *key, const void *data, si
     int rc = s3_target(s, &r, &sg, key, "");
     if (rc == 0)
         rc = obj_req_header(&r, "Content-Type: application/octet-stream");
+    if (rc == 0)
+        rc = obj_req_content_md5(&r);
     if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);
@@ -299,6 +309,8 @@ static int s3_get(struct dems_objstore *s, const char *key, uint64_t offset, voi
     r.out = buf;
     r.outcap = len;
     r.quiet_status[0] = 416; /* at or past the end */
+    if (len - 1 > UINT64_MAX - offset)
+        return DEMS_EINVAL;
     int rc = s3_target(s, &r, &sg, key, "");
     snprintf(sg.range, sizeof(sg.range), "bytes=%llu-%llu", (unsigned long long)offset,
              (unsigned long long)(offset + len - 1));
@@ -307,6 +319,10 @@ static int s3_get(struct dems_objstore *s, const char *key, uint64_t offset, voi
     if (rc == 0 && r.status == 416) {
         uint64_t size;
         rc = s3_head(s, key, &size); /* a missing object, or an offset past its end */
+        if (rc == 0 && offset < size) {
+            snprintf(r.err_code, sizeof(r.err_code), "range refused inside the object");
+            obj_log_failure(s, &r, rc = DEMS_EIO);
+        }
         r.out_len = 0;
     } else if (rc == 0 && r.status == 200 && offset > 0) {
         rc = DEMS_EIO; /* the store ignored the range */
@@ -346,6 +362,10 @@ int obj_s3_list_page(const char *b, size_t n, struct obj_entries *l, char *next,
     const char *v;
     size_t vl;
     next[0] = '\0';
+    if (obj_xml_find(b, end, "ListBucketResult", &v, &vl) == NULL)
+        return DEMS_EIO; /* not a listing (a proxy's page?) */
+    end = v + vl;
+    b = v;
     for (const char *p = b; (p = obj_xml_find(p, end, "Contents", &v, &vl)) != NULL;) {
         const char *f, *k;
         size_t fl, kl;
@@ -381,7 +401,13 @@ static int s3_list(struct dems_objstore *s, const char *prefix, struct dems_objs
     if (obj_escape(prefix, false, eprefix, sizeof(eprefix)) < 0)
         return DEMS_ETOOBIG;
     int rc;
+    char prev[1024] = "";
     do {
+        if (token[0] != '\0' && strcmp(token, prev) == 0) {
+            rc = DEMS_EIO; /* the same page again: the store would keep us here */
+            break;
+        }
+        memcpy(prev, token, sizeof(prev));
         char etok[1100] = "";
         char query[2048];
         if (token[0] != '\0' && obj_escape(token, false, etok, sizeof(etok)) < 0) {
@@ -472,6 +498,8 @@ static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stag
     r.body_len = len;
     rc = s3_target(s, &r, &sg, st->key, q);
     if (rc == 0)
+        rc = obj_req_content_md5(&r);
+    if (rc == 0)
         rc = obj_http_do(s, &r);
     if (rc == 0) {
         size_t n = strlen(r.etag);
@@ -480,6 +508,52 @@ static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stag
             obj_log_failure(s, &r, rc = DEMS_EIO);
         } else {
             memcpy(tag, r.etag, n + 1);
+        }
+    }
+    obj_req_done(&r);
+    return rc;
+}
+
+/*
+ * One CompleteMultipartUpload. S3 may answer 200 and report a failure in the
+ * body, after the fact: *again when that failure is one to retry
+ * (InternalError, SlowDown, ServiceUnavailable).
+ */
+static int commit_once(struct dems_objstore *s, const struct dems_objstore_stage *st, const char *q,
+                       const char *xml, size_t len, bool *again)
+{
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "stage_commit", st->key, "POST");
+    r.body = (const uint8_t *)xml;
+    r.body_len = len;
+    r.out_grow = true;
+    r.quiet_status[0] = 404;
+    int rc = s3_target(s, &r, &sg, st->key, q);
+    if (rc == 0)
+        rc = obj_req_header(&r, "Content-Type: application/xml");
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0 && r.status == 404) {
+        /* NoSuchUpload: an earlier attempt whose answer was lost may have completed it. */
+        uint64_t size;
+        rc = s3_head(s, st->key, &size);
+        if (rc == DEMS_ENOTFOUND)
+            obj_log_failure(s, &r, rc = DEMS_EIO);
+    } else if (rc == 0) {
+        const char *b = r.grow != NULL ? (const char *)r.grow : "";
+        const char *v;
+        size_t vl;
+        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
+            const char *c;
+            size_t cl;
+            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
+                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
+            *again = strcmp(r.err_code, "InternalError") == 0 ||
+                     strcmp(r.err_code, "SlowDown") == 0 ||
+                     strcmp(r.err_code, "ServiceUnavailable") == 0;
+            rc = *again ? DEMS_EUNAVAIL : DEMS_EIO;
+            obj_log_failure(s, &r, rc);
         }
     }
     obj_req_done(&r);
@@ -507,41 +581,14 @@ static int s3_stage_commit(struct dems_objstore *s, const struct dems_objstore_s
     o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
     char q[800];
     rc = upload_query(st, "", q, sizeof(q));
-    if (rc < 0)
-        goto out;
-    struct obj_req r;
-    struct s3_sign sg;
-    obj_req_init(&r, "stage_commit", st->key, "POST");
-    r.body = (const uint8_t *)xml;
-    r.body_len = o;
-    r.out_grow = true;
-    r.quiet_status[0] = 404;
-    rc = s3_target(s, &r, &sg, st->key, q);
-    if (rc == 0)
-        rc = obj_req_header(&r, "Content-Type: application/xml");
-    if (rc == 0)
-        rc = obj_http_do(s, &r);
-    if (rc == 0 && r.status == 404) {
-        /* NoSuchUpload: an earlier attempt whose answer was lost may have completed it. */
-        uint64_t size;
-        rc = s3_head(s, st->key, &size);
-        if (rc == DEMS_ENOTFOUND)
-            obj_log_failure(s, &r, rc = DEMS_EIO);
-    } else if (rc == 0) {
-        /* S3 may answer 200 and report a failure in the body. */
-        const char *b = r.grow != NULL ? (const char *)r.grow : "";
-        const char *v;
-        size_t vl;
-        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
-            const char *c;
-            size_t cl;
-            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
-                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
-            rc = DEMS_EIO;
-            obj_log_failure(s, &r, rc);
-        }
+    for (unsigned attempt = 0; rc == 0; attempt++) {
+        bool again = false;
+        rc = commit_once(s, st, q, xml, o, &again);
+        if (!again || attempt >= s->retries)
+            break;
+        obj_backoff(attempt);
+        rc = 0;
     }
-    obj_req_done(&r);
 out:
     free(xml);
     return rc;

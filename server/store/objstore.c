@@ -98,6 +98,11 @@ static int parse_endpoint(struct dems_objstore *s, const char *url, char *err, s
     }
     memcpy(s->host, h, hl);
     s->host[hl] = '\0';
+    /* libcurl leaves a default port out of Host, and the signatures cover Host. */
+    size_t hn = strlen(s->host);
+    const char *dflt = strcmp(s->scheme, "https") == 0 ? ":443" : ":80";
+    if (hn > strlen(dflt) && strcmp(s->host + hn - strlen(dflt), dflt) == 0)
+        s->host[hn - strlen(dflt)] = '\0';
     const char *path = h + hl;
     size_t pl = strcspn(path, "?#");
     while (pl > 0 && path[pl - 1] == '/')

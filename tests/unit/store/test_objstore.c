@@ -139,6 +139,39 @@ static void test_base64(void **state)
     assert_int_equal(obj_b64_encode((const uint8_t *)"dems", 4, enc, 8), DEMS_ETOOBIG);
 }
 
+static void test_list_pages(void **state)
+{
+    (void)state;
+    struct obj_entries l = {0};
+    char next[64];
+    const char *s3 = "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"x\"><IsTruncated>true"
+                     "</IsTruncated><Contents><Key>blobs/ab/c</Key><LastModified>2013-05-24T00:00:"
+                     "00.000Z</LastModified><Size>42</Size></Contents><NextContinuationToken>t2"
+                     "</NextContinuationToken></ListBucketResult>";
+    assert_int_equal(obj_s3_list_page(s3, strlen(s3), &l, next, sizeof(next)), 0);
+    assert_int_equal(l.n, 1);
+    assert_string_equal(l.e[0].key, "blobs/ab/c");
+    assert_int_equal(l.e[0].size, 42);
+    assert_int_equal(l.e[0].mtime, 1369353600);
+    assert_string_equal(next, "t2");
+    /* Truncated without a token, or not a listing at all: refused, not an empty last page. */
+    const char *notok = "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>";
+    assert_int_equal(obj_s3_list_page(notok, strlen(notok), &l, next, sizeof(next)), DEMS_EIO);
+    const char *html = "<html><body>Gateway</body></html>";
+    assert_int_equal(obj_s3_list_page(html, strlen(html), &l, next, sizeof(next)), DEMS_EIO);
+    assert_int_equal(obj_azure_list_page(html, strlen(html), &l, next, sizeof(next)), DEMS_EIO);
+    const char *az = "<EnumerationResults ContainerName=\"dems\"><Blobs><Blob><Name>blobs/cd/e"
+                     "</Name><Properties><Last-Modified>Fri, 24 May 2013 00:00:00 GMT"
+                     "</Last-Modified><Content-Length>7</Content-Length></Properties></Blob>"
+                     "</Blobs><NextMarker/></EnumerationResults>";
+    assert_int_equal(obj_azure_list_page(az, strlen(az), &l, next, sizeof(next)), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.e[1].key, "blobs/cd/e");
+    assert_int_equal(l.e[1].size, 7);
+    assert_string_equal(next, "");
+    obj_entries_free(&l);
+}
+
 static int new_store(const char *pairs[][2], size_t n, char *err, size_t errlen)
 {
     struct dems_config cfg;
@@ -167,6 +200,21 @@ static void test_settings(void **state)
                              {"store_access_key", "AK"},
                              {"store_key", "SK"}};
     assert_int_equal(new_store(good, 5, err, sizeof(err)), 0);
+    /* A default port is not part of the Host that libcurl sends (and signs). */
+    const char *port443[][2] = {{"store", "s3"},
+                                {"store_endpoint", "https://s3.example:443"},
+                                {"store_container", "evidence"},
+                                {"store_access_key", "AK"},
+                                {"store_key", "SK"}};
+    struct dems_config cfg;
+    struct dems_objstore *os;
+    assert_int_equal(dems_config_init(&cfg), 0);
+    for (size_t i = 0; i < 5; i++)
+        assert_int_equal(dems_config_set(&cfg, port443[i][0], port443[i][1], err, sizeof(err)), 0);
+    assert_int_equal(dems_objstore_new(&cfg, &os, err, sizeof(err)), 0);
+    assert_string_equal(dems_objstore_where(os), "s3 https://s3.example/evidence");
+    dems_objstore_free(os);
+    dems_config_done(&cfg);
     const char *no_secret[][2] = {
         {"store", "s3"}, {"store_endpoint", "https://s3.example"}, {"store_access_key", "AK"}};
     assert_int_equal(new_store(no_secret, 3, err, sizeof(err)), DEMS_EINVAL);
@@ -206,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_time),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_settings),
+        cmocka_unit_test(test_list_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
