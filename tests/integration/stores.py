@@ -156,10 +156,13 @@ class Azurite(_Emulator):
         # --loose: ignore headers Azurite does not implement;
         # --skipApiVersionCheck: accept whatever x-ms-version the client sends;
         # --disableProductStyleUrl: the account is always the path's first
-        # segment (127.0.0.1 is never taken for ACCOUNT.blob.HOST).
+        # segment (127.0.0.1 is never taken for ACCOUNT.blob.HOST);
+        # --disableTelemetry: otherwise Azurite tries to send usage data out
+        # and installs its SIGTERM handler only once that is done.
         self.port = self._spawn([AZURITE_MAIN, "--blobHost", "127.0.0.1", "--blobPort", "0",
                                  "--location", self.dir, "--loose", "--skipApiVersionCheck",
-                                 "--disableProductStyleUrl", "--disableTelemetry", "--silent"], "azurite.log")
+                                 "--disableProductStyleUrl", "--disableTelemetry", "--silent"],
+                                "azurite.log")
         self.endpoint = f"http://127.0.0.1:{self.port}/{self.ACCOUNT}"
 
     def account_sas(self, permissions="rwdlacup", services="b", resource_types="sco",

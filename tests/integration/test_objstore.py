@@ -404,5 +404,35 @@ def test_s3gate_agrees_with_curls_sigv4(c):
     assert s3.gate.refused[-1][0] == "SignatureDoesNotMatch"
 
 
+
+def test_azurite_launcher_and_fault_proxy(c):
+    """The launcher's own requests (SharedKey and account SAS signed in
+    Python) and the proxy's faults against Azurite, without the driver: so
+    these hold before and beside the Azure backend."""
+    b = c.backends["azure"]
+    az, fp = b.store, b.proxy
+    st, _, body = az.request("PUT", "/selftest", query={"restype": "container"})
+    assert st in (201, 409), (st, body)
+    data = os.urandom(3000)
+    st, _, body = az.request("PUT", "/selftest/x", body=data, via=fp,
+                             headers={"x-ms-blob-type": "BlockBlob"})
+    assert st == 201, (st, body)
+    fp.reset()
+    fp.fail(1, "503", method="GET")
+    st, h, _ = az.request("GET", "/selftest/x", via=fp)
+    assert st == 503 and h["x-ms-error-code"] == "ServerBusy"
+    st, _, got = az.request("GET", "/selftest/x", via=fp)
+    assert st == 200 and got == data and fp.count == 2
+    sas = az.account_sas()
+    st, _, got = az.request("GET", "/selftest/x", sas=sas)
+    assert st == 200 and got == data
+    st, _, _ = az.request("GET", "/selftest/x", sas=az.account_sas(permissions="w"))
+    assert st == 403
+    st, _, _ = az.request("GET", "/selftest/x", sas=sas.replace("sig=", "sig=AAAA"))
+    assert st == 403
+    assert az.delete_blob("x", container="selftest")
+    assert az.request("HEAD", "/selftest/x")[0] == 404
+
+
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
