@@ -107,11 +107,13 @@ size_t dems_objstore_part_min(const struct dems_objstore *s);
  *
  * A stage's state is small and plain so another process may continue it
  * (a tus upload whose next PATCH reaches another node): st->id (S3's
- * UploadId; "" for Azure, whose uncommitted blocks are named by the part
- * number) and each part's tag (S3: its ETag; Azure: its block id), at most
- * DEMS_OBJSTORE_TAG_MAX bytes with the NUL.
+ * UploadId; for Azure a random nonce in the block ids, so that two stages
+ * of one key at once never mix their blocks) and each part's tag (S3: its
+ * ETag and SHA-256; Azure: its block id), at most DEMS_OBJSTORE_TAG_MAX
+ * bytes with the NUL. An Azure commit never replaces an existing blob (the
+ * keys name their content); S3's does.
  */
-#define DEMS_OBJSTORE_TAG_MAX 80
+#define DEMS_OBJSTORE_TAG_MAX 128
 struct dems_objstore_stage {
     char key[256];
     char id[512];

@@ -477,8 +477,6 @@ static int azure_put(struct dems_objstore *s, const char *key, const void *data,
     r.body = data;
     r.body_len = len;
     if (rc == 0)
-        rc = obj_req_content_md5(&r);
-    if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);
     return rc;
@@ -703,8 +701,6 @@ static int azure_stage_put(struct dems_objstore *s, const struct dems_objstore_s
         rc = obj_req_header(&r, "Content-Type: application/octet-stream");
     r.body = data;
     r.body_len = len;
-    if (rc == 0)
-        rc = obj_req_content_md5(&r);
     if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);

@@ -22,7 +22,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -282,18 +281,6 @@ static unsigned backoff_ms(unsigned attempt)
 void obj_backoff(unsigned attempt)
 {
     sleep_ms(backoff_ms(attempt));
-}
-
-int obj_req_content_md5(struct obj_req *r)
-{
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    char b64[32];
-    if (EVP_Digest(r->body != NULL ? (const void *)r->body : "", r->body_len, md, &n, EVP_md5(),
-                   NULL) != 1 ||
-        obj_b64_encode(md, n, b64, sizeof(b64)) < 0)
-        return DEMS_EINTERNAL;
-    return obj_req_header(r, "Content-MD5: %s", b64);
 }
 
 /* The store's own error code from an error body (<Code>...</Code>), when not in a header. */

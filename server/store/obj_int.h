@@ -116,9 +116,6 @@ int obj_http_do(struct dems_objstore *s, struct obj_req *r);
 /* Sleeps before retry number attempt + 1 (the backoff obj_http_do uses). */
 void obj_backoff(unsigned attempt);
 
-/* Adds "Content-MD5: <base64 MD5 of r->body>" (the store checks the bytes it got). */
-int obj_req_content_md5(struct obj_req *r);
-
 /* Logs one objstore_failed line for r (status, store error code, request id). */
 void obj_log_failure(struct dems_objstore *s, const struct obj_req *r, int err);
 

@@ -265,6 +265,21 @@ static int s3_prepare(struct dems_objstore *s, char *err, size_t errlen)
     return rc;
 }
 
+/*
+ * x-amz-checksum-sha256: the body's SHA-256 (already computed for the
+ * signature), which S3 checks against what it received and which buckets
+ * with Object Lock require of every write (or a Content-MD5, which would
+ * cost a second pass over the bytes).
+ */
+static int s3_checksum(struct obj_req *r, const struct s3_sign *sg, char b64[static 48])
+{
+    uint8_t raw[32];
+    if (sodium_hex2bin(raw, sizeof(raw), sg->payload, 64, NULL, NULL, NULL) != 0 ||
+        obj_b64_encode(raw, sizeof(raw), b64, 48) < 0)
+        return DEMS_EINTERNAL;
+    return obj_req_header(r, "x-amz-checksum-sha256: %s", b64);
+}
+
 static int s3_put(struct dems_objstore *s, const char *key, const void *data, size_t len)
 {
     struct obj_req r;
@@ -275,8 +290,9 @@ static int s3_put(struct dems_objstore *s, const char *key, const void *data, si
     int rc = s3_target(s, &r, &sg, key, "");
     if (rc == 0)
         rc = obj_req_header(&r, "Content-Type: application/octet-stream");
+    char sum[48];
     if (rc == 0)
-        rc = obj_req_content_md5(&r);
+        rc = s3_checksum(&r, &sg, sum);
     if (rc == 0)
         rc = obj_http_do(s, &r);
     obj_req_done(&r);
@@ -455,6 +471,8 @@ static int s3_stage_begin(struct dems_objstore *s, const char *key, struct dems_
     int rc = s3_target(s, &r, &sg, key, "uploads=");
     if (rc == 0)
         rc = obj_req_header(&r, "Content-Type: application/octet-stream");
+    if (rc == 0) /* each part then carries its SHA-256, checked by S3 */
+        rc = obj_req_header(&r, "x-amz-checksum-algorithm: SHA256");
     if (rc == 0)
         rc = obj_http_do(s, &r);
     if (rc == 0) {
@@ -497,17 +515,23 @@ static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stag
     r.body = data;
     r.body_len = len;
     rc = s3_target(s, &r, &sg, st->key, q);
+    char sum[48];
     if (rc == 0)
-        rc = obj_req_content_md5(&r);
+        rc = s3_checksum(&r, &sg, sum);
     if (rc == 0)
         rc = obj_http_do(s, &r);
     if (rc == 0) {
+        /* The tag: "ETAG SHA256", both named again at the completion. */
         size_t n = strlen(r.etag);
-        if (n == 0 || n >= DEMS_OBJSTORE_TAG_MAX || strcspn(r.etag, "<>&") != n) {
+        if (n == 0 || n + 1 + strlen(sum) >= DEMS_OBJSTORE_TAG_MAX ||
+            strcspn(r.etag, "<>& ") != n) {
             snprintf(r.err_code, sizeof(r.err_code), "no usable ETag");
             obj_log_failure(s, &r, rc = DEMS_EIO);
         } else {
-            memcpy(tag, r.etag, n + 1);
+            size_t m = strlen(sum);
+            memcpy(tag, r.etag, n);
+            tag[n] = ' ';
+            memcpy(tag + n + 1, sum, m + 1);
         }
     }
     obj_req_done(&r);
@@ -563,20 +587,20 @@ static int commit_once(struct dems_objstore *s, const struct dems_objstore_stage
 static int s3_stage_commit(struct dems_objstore *s, const struct dems_objstore_stage *st,
                            unsigned nparts, char (*tags)[DEMS_OBJSTORE_TAG_MAX])
 {
-    size_t cap = (size_t)nparts * (DEMS_OBJSTORE_TAG_MAX + 64) + 64;
+    size_t cap = (size_t)nparts * (DEMS_OBJSTORE_TAG_MAX + 100) + 64;
     char *xml = malloc(cap);
     int rc = DEMS_ENOMEM;
     if (xml == NULL)
         goto out;
     size_t o = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
     for (unsigned i = 0; i < nparts; i++) {
-        if (strcspn(tags[i], "<>&") != strlen(tags[i])) {
-            rc = DEMS_EINVAL;
-            goto out;
-        }
+        const char *sp = strchr(tags[i], ' ');
+        if (strcspn(tags[i], "<>&") != strlen(tags[i]) || sp == NULL || strchr(sp + 1, ' '))
+            goto bad_tag;
         o += (size_t)snprintf(xml + o, cap - o,
-                              "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>", i + 1,
-                              tags[i]);
+                              "<Part><PartNumber>%u</PartNumber><ETag>%.*s</ETag>"
+                              "<ChecksumSHA256>%s</ChecksumSHA256></Part>",
+                              i + 1, (int)(sp - tags[i]), tags[i], sp + 1);
     }
     o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
     char q[800];
@@ -592,6 +616,9 @@ static int s3_stage_commit(struct dems_objstore *s, const struct dems_objstore_s
 out:
     free(xml);
     return rc;
+bad_tag:
+    free(xml);
+    return DEMS_EINVAL;
 }
 
 static int s3_stage_abort(struct dems_objstore *s, const struct dems_objstore_stage *st)

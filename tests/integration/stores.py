@@ -920,7 +920,11 @@ class S3Gate(_Relay):
         if start >= size:
             return self._refuse(req, 416, "InvalidRange", "The requested range is not "
                                 "satisfiable", RangeRequested=rng, ActualObjectSize=size)
-        ans = self.forward(req, h, headers=other + [("Range", f"bytes={start}-")])
+        # s3rver serves "bytes=A-B" right when B >= 1 (it takes an end of 0
+        # for no end): ask for just the range then, so a small read of a big
+        # object does not pull all of it through here.
+        fwd = f"bytes={start}-{end}" if end >= 1 else f"bytes={start}-"
+        ans = self.forward(req, h, headers=other + [("Range", fwd)])
         if ans.status != 206:
             return ans
         hdrs = [(k, v) for k, v in ans.headers if k.lower() not in ("content-range",
