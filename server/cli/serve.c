@@ -371,7 +371,11 @@ int dems_cli_serve(int argc, char **argv)
     if (rc == 0) {
         snprintf(srv.db_conninfo, sizeof(srv.db_conninfo), "%s", s.app_conninfo);
         struct dems_supervisor *workers = start_workers(&s, flags, nflags);
-        if (dems_work_start(&srv, 2) < 0 || dems_loops_run(&srv) < 0)
+        /* Object-store calls wait on the network for seconds (retries, a slow
+         * store) on work-pool threads: more of them, so that logins and other
+         * short work do not queue behind blob transfers. */
+        unsigned pool = strcmp(s.cfg.store, "local") == 0 ? 2 : 8;
+        if (dems_work_start(&srv, pool) < 0 || dems_loops_run(&srv) < 0)
             rc = 1;
         srv.listen_fd = -1; /* dems_loops_run closed it */
         dems_supervisor_stop(workers, (unsigned)s.cfg.shutdown_timeout);
