@@ -50,19 +50,30 @@ def start_server(c, b, **override):
 def setup():
     c = Ctx()
     c.tmp = tempfile.mkdtemp(prefix="dems-stores-")
-    c.store = {"s3": S3rver(c.tmp), "azure": Azurite(c.tmp)}
-    remember_secret(c.store["azure"].key, "Azure account key")
-    c.proxy = {b: c.store[b].fault_proxy() for b in BACKENDS}
-    c.srv = {b: start_server(c, b) for b in BACKENDS}
-    c.tok = {b: c.srv[b].admin_token() for b in BACKENDS}
+    c.store, c.proxy, c.srv = {}, {}, {}
+    try:
+        for b, kind in (("s3", S3rver), ("azure", Azurite)):
+            c.store[b] = kind(c.tmp)
+            c.proxy[b] = c.store[b].fault_proxy()
+        remember_secret(c.store["azure"].key, "Azure account key")
+        for b in BACKENDS:
+            c.srv[b] = start_server(c, b)
+        c.tok = {b: c.srv[b].admin_token() for b in BACKENDS}
+    except BaseException:
+        stop_all(c)  # nothing left running behind a failed start
+        raise
     return c
 
 
+def stop_all(c):
+    codes = [s.stop() for s in c.srv.values()]
+    for x in list(c.proxy.values()) + list(c.store.values()):
+        x.stop()
+    return codes
+
+
 def teardown(c):
-    for b in BACKENDS:
-        assert c.srv[b].stop() == 0
-        c.proxy[b].stop()
-        c.store[b].stop()
+    assert stop_all(c) == [0] * len(BACKENDS)
 
 
 def upload(c, b, data, name="clip.mp4"):
