@@ -75,7 +75,8 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
         b->over = true;
         return;
     }
-    memcpy(b->p + b->len, s, n);
+    if (n > 0) /* s may be NULL then (an absent header) */
+        memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
 }
@@ -204,6 +205,8 @@ static void sb_resource(struct sbuf *b, const struct obj_azure_signing *g)
         b->over = true;
         return;
     }
+    if (g->nquery == 0)
+        return;
     memcpy(q, g->query, g->nquery * sizeof q[0]);
     qsort(q, g->nquery, sizeof q[0], cmp_param);
     for (size_t i = 0; i < g->nquery; i++) {
