@@ -265,7 +265,19 @@ static void adopt_work(void *arg)
 static void adopt_done(void *arg)
 {
     struct rec *r = arg;
-    if (r->err == DEMS_ENOTFOUND) {
+    if (r->err == DEMS_ENOTFOUND && dems_blob_store() != NULL) {
+        /* Several nodes share the database, each stages its own uploads: one
+         * complete here with neither a staging file nor its blob in the
+         * store is another node's, still sending it (docs/operations.md,
+         * "Several nodes"). Left to that node. */
+        dems_log(DEMS_LOG_INFO, NULL,
+                 json_pack("{s:s,s:s,s:s}", "event", "upload_elsewhere", "upload", r->id, "sha256",
+                           r->out.sha),
+                 "upload %s is complete but staged on another node (its blob is not in the "
+                 "store yet): left to that node",
+                 r->id);
+        finish(r, UPLOAD_RECORDING, DEMS_EAGAIN);
+    } else if (r->err == DEMS_ENOTFOUND) {
         dems_log(DEMS_LOG_ERROR, NULL,
                  json_pack("{s:s,s:s,s:s}", "event", "upload_bytes_lost", "upload", r->id, "sha256",
                            r->out.sha),
