@@ -79,12 +79,12 @@ class Ctx:
     pass
 
 
-def node(c, name):
+def node(c, name, via=None):
     settings = {"database_url": c.pg.url("dems_app"),
                 "database_owner_url": c.pg.url("dems_owner"),
                 "master_key_file": c.master, "workers": 1, "login_max_failures": 3,
                 "housekeeping_interval": 1}
-    env = {k: v for k, v in c.s3.env(retries=3, timeout=10).items() if v != ""}
+    env = {k: v for k, v in c.s3.env(via=via, retries=1, timeout=10).items() if v != ""}
     srv = Server(settings, env=env)
     srv.name = name
     return srv
@@ -93,16 +93,17 @@ def node(c, name):
 def setup():
     c = Ctx()
     c.root = make_data_root()
-    c.pg = c.s3 = c.a = c.b = None
+    c.pg = c.s3 = c.a = c.b = c.proxy = None
     try:
         c.pg = Postgres(os.path.join(c.root, "db"))
         c.s3 = S3rver(c.root)
+        c.proxy = c.s3.fault_proxy()  # node a's way to the store, to fail it alone
         keys = os.path.join(c.root, "keys")  # the shared key's directory: demsd's account's
         os.makedirs(keys, mode=0o700)
         if service_account():
             os.chown(keys, *service_account())
         c.master = os.path.join(keys, "master.key")
-        c.a = node(c, "a").start()  # makes the master key, migrates, creates the administrator
+        c.a = node(c, "a", via=c.proxy).start()  # makes the master key, migrates, the admin
         c.b = node(c, "b").start()
         c.tok = c.a.admin_token()
     except BaseException:
@@ -113,6 +114,8 @@ def setup():
 
 def stop_all(c):
     codes = [s.stop() for s in (c.a, c.b) if s is not None]
+    if c.proxy is not None:
+        c.proxy.stop()
     if c.s3 is not None:
         c.s3.stop()
     if c.pg is not None:
@@ -211,6 +214,35 @@ def test_jobs_claimed_by_both_workers(c):
         by[s.name] = sum(f'"event":"job_finished","job":{i},' in log for i in ids)
     assert by["a"] + by["b"] == len(ids), by
     assert by["a"] > 0 and by["b"] > 0, f"one worker took every job: {by}"
+
+
+def test_an_upload_waiting_on_one_node_is_left_to_it(c):
+    """Node a's store fails: its upload has all its bytes but stays
+    unrecorded, staged on node a. Node b's housekeeping sees it complete in
+    the shared database and leaves it to node a (no staging file, no blob in
+    the store: not "lost"); once the store answers node a again, node a
+    records it."""
+    c.proxy.fail(100000, "503")
+    data = os.urandom(150_000)
+    sha = hashlib.sha256(data).hexdigest()
+    meta = "filename " + base64.b64encode(b"waiting.jpg").decode()
+    st, doc, r = c.a.request("POST", "/v1/uploads", body=data, token=c.tok, headers=dict(
+        TUS, **{"Upload-Length": str(len(data)), "Upload-Metadata": meta}))
+    assert st == 201 and r.getheader("Upload-State") == "recording", (st, r.getheaders())
+    loc = r.getheader("Location")
+    want = f'"event":"upload_elsewhere","upload":"{loc.rsplit("/", 1)[1]}"'
+    assert eventually(lambda: want in c.b.tail(1000000), timeout=20), c.b.tail(3000)
+    c.proxy.reset()
+
+    def recorded():
+        st, _, r = c.a.request("HEAD", loc, token=c.tok, headers={"Tus-Resumable": "1.0.0"})
+        return r.getheader("Upload-State") == "complete"
+
+    assert eventually(recorded, timeout=30), "node a did not record its upload"
+    st, body, _ = c.b.request("GET", f"/v1/evidence/{sha}/content", token=c.tok)
+    assert st == 200 and body == data
+    for s in (c.a, c.b):
+        assert "upload_bytes_lost" not in s.tail(10000000), s.name
 
 
 def test_login_throttle_is_shared(c):
