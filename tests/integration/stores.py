@@ -31,6 +31,7 @@ import re
 import shutil
 import socket
 import socketserver
+import ssl
 import struct
 import subprocess
 import threading
@@ -117,20 +118,34 @@ class _Emulator:
     def __exit__(self, *exc):
         self.stop()
 
-    def fault_proxy(self):
-        """A FaultProxy in front of this store (started)."""
-        return FaultProxy("127.0.0.1", self.port, flavor=self.kind)
+    def fault_proxy(self, tls=None):
+        """A FaultProxy in front of this store (started); tls=(cert, key)
+        makes it answer HTTPS with that pair (make_tls_pair)."""
+        return FaultProxy("127.0.0.1", self.port, flavor=self.kind, tls=tls)
 
     def _endpoint_via(self, via):
         if via is None:
             return self.endpoint
         u = urllib.parse.urlsplit(self.endpoint)
-        return urllib.parse.urlunsplit((u.scheme, f"127.0.0.1:{via.port}", u.path, "", ""))
+        return urllib.parse.urlunsplit((via.scheme, f"127.0.0.1:{via.port}", u.path, "", ""))
 
     @staticmethod
     def _common_env(retries, timeout, block_size):
         return {"DEMS_STORE_RETRIES": str(retries), "DEMS_STORE_TIMEOUT": str(timeout),
                 "DEMS_STORE_BLOCK_SIZE": str(block_size)}
+
+
+def make_tls_pair(directory):
+    """A self-signed certificate for 127.0.0.1 and its key, made with the
+    openssl command line: (cert path, key path). The cert is also the CA a
+    client is given (store_ca_file)."""
+    cert, key = os.path.join(directory, "store-cert.pem"), os.path.join(directory, "store-key.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                        "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return cert, key
 
 
 # ---------------------------------------------------------------------------
@@ -544,12 +559,18 @@ class _Relay:
     """A threaded loopback HTTP/1.1 proxy: each client connection gets its own
     upstream connection (kept alive too). Subclasses decide per request."""
 
-    def __init__(self, upstream_host, upstream_port):
+    def __init__(self, upstream_host, upstream_port, tls=None):
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
         self.lock = threading.Lock()
         self.dropped = 0
         self.handlers = set()  # open client connections
         self.httpd = _Server(("127.0.0.1", 0), _Handler)
+        self.scheme = "http"
+        if tls:  # the client's side only: upstream stays plain HTTP
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.httpd.relay = self
         self.port = self.httpd.server_address[1]
         self.host = "127.0.0.1"
@@ -650,13 +671,13 @@ class FaultProxy(_Relay):
     (method, path) in order, .faults the faults injected, .dropped the
     connections dropped; reset() clears rules and counters."""
 
-    def __init__(self, upstream_host, upstream_port, flavor="s3"):
+    def __init__(self, upstream_host, upstream_port, flavor="s3", tls=None):
         self.flavor = flavor
         self.rules = []
         self.count = 0
         self.seen = []
         self.faults = []
-        super().__init__(upstream_host, upstream_port)
+        super().__init__(upstream_host, upstream_port, tls=tls)
 
     def fail(self, n, kind, method=None, path_contains=None, retry_after=None):
         assert kind in FAULT_KINDS, kind

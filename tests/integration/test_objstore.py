@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 
 from harness import run_tests
-from stores import Azurite, S3rver
+from stores import Azurite, S3rver, make_tls_pair
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIVER = os.environ.get("DEMS_OBJSTORE_DRIVER",
@@ -240,6 +240,28 @@ def concurrent_stages_of_one_key_never_mix(b):
         assert p.returncode == 0, err.decode(errors="replace")
     got = sha(b.get("blobs/tw/twin"))
     assert got in {sha(open(p, "rb").read()) for p in paths}, "the object mixes both writes"
+
+
+@check
+def tls_to_the_store(b):
+    """HTTPS to the store, its certificate checked: against store_ca_file it
+    works; without it (the system's trust store does not know this CA) the
+    request fails with one line, and nothing is retried for ever."""
+    cert, key = make_tls_pair(b.dir)
+    with b.store.fault_proxy(tls=(cert, key)) as tp:
+        env = {"DEMS_STORE_ENDPOINT": b.store._endpoint_via(tp), "DEMS_STORE_CA_FILE": cert,
+               "DEMS_STORE_RETRIES": "1"}
+        assert env["DEMS_STORE_ENDPOINT"].startswith("https://127.0.0.1:")
+        data = os.urandom(3000)
+        path = os.path.join(b.dir, "tls-in")
+        with open(path, "wb") as f:
+            f.write(data)
+        b.ok("put", "blobs/tl/tls", path, env=env)
+        assert b.ok("get", "blobs/tl/tls", env=env) == data
+        assert tp.count >= 2
+        env["DEMS_STORE_CA_FILE"] = ""
+        rc, _, err = b.run("head", "blobs/tl/tls", env=env)
+        assert rc == 1 and "certificate" in err.lower(), (rc, err)
 
 
 @check
