@@ -4,6 +4,7 @@
  * CSPRNG shown to the client as "dems_<kind>_<base64url>"; only SHA-256 of
  * that text is stored, so a stolen database holds no usable tokens.
  */
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -54,18 +55,51 @@ void dems_token_hash(const char *text, size_t len, uint8_t hash[static 32])
     crypto_hash_sha256(hash, (const unsigned char *)text, len);
 }
 
+/*
+ * Argon2id at the interactive limit holds 64 MiB while it hashes or checks
+ * one password. At most PW_AT_ONCE run at once in a process and the others
+ * wait their turn, so a burst of logins costs time rather than 64 MiB per
+ * thread that may run one (with an object store demsd's work pool has 8).
+ */
+#define PW_AT_ONCE 2
+
+static pthread_mutex_t pw_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pw_cv = PTHREAD_COND_INITIALIZER;
+static unsigned pw_running;
+
+static void pw_enter(void)
+{
+    pthread_mutex_lock(&pw_mu);
+    while (pw_running >= PW_AT_ONCE)
+        pthread_cond_wait(&pw_cv, &pw_mu);
+    pw_running++;
+    pthread_mutex_unlock(&pw_mu);
+}
+
+static void pw_leave(void)
+{
+    pthread_mutex_lock(&pw_mu);
+    pw_running--;
+    pthread_cond_signal(&pw_cv);
+    pthread_mutex_unlock(&pw_mu);
+}
+
 int dems_password_hash(const char *password, size_t len, bool fast,
                        char out[static DEMS_PASSWORD_HASH_MAX])
 {
     unsigned long long ops = fast ? crypto_pwhash_OPSLIMIT_MIN : crypto_pwhash_OPSLIMIT_INTERACTIVE;
     size_t mem = fast ? crypto_pwhash_MEMLIMIT_MIN : crypto_pwhash_MEMLIMIT_INTERACTIVE;
     /* crypto_pwhash_str picks Argon2id (libsodium >= 1.0.15). */
-    if (crypto_pwhash_str_alg(out, password, len, ops, mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
-        return DEMS_ENOMEM;
-    return 0;
+    pw_enter();
+    int r = crypto_pwhash_str_alg(out, password, len, ops, mem, crypto_pwhash_ALG_ARGON2ID13);
+    pw_leave();
+    return r != 0 ? DEMS_ENOMEM : 0;
 }
 
 bool dems_password_verify(const char *encoded, const char *password, size_t len)
 {
-    return crypto_pwhash_str_verify(encoded, password, len) == 0;
+    pw_enter();
+    bool ok = crypto_pwhash_str_verify(encoded, password, len) == 0;
+    pw_leave();
+    return ok;
 }

@@ -64,7 +64,11 @@ void dems_token_hash(const char *text, size_t len, uint8_t hash[static 32]);
 int dems_password_hash(const char *password, size_t len, bool fast,
                        char out[static DEMS_PASSWORD_HASH_MAX]);
 
-/* True when password matches the encoded hash. Slow: run off-loop. */
+/*
+ * True when password matches the encoded hash. Slow: run off-loop. Hashing
+ * and checking take 64 MiB each while they run; at most two run at once in
+ * a process (the others wait), which bounds that memory to 128 MiB.
+ */
 bool dems_password_verify(const char *encoded, const char *password, size_t len);
 
 #define DEMS_TOTP_SECRET_BYTES 20 /* 160 bits, as RFC 4226 recommends */

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import os
 import tempfile
+import threading
 import time
 
 from harness import Server, eventually, remember_secret, run_tests
@@ -188,6 +189,37 @@ def check_blob_deleted_behind_our_back_is_named(c, b):
     assert srv.request("GET", "/healthz")[0] == 200
 
 
+def vm_hwm_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def check_logins_at_once_stay_bounded(c, b):
+    """With an object store the work pool has 8 threads; 8 logins at once
+    must not each hold Argon2id's 64 MiB (512 MiB): at most two checks run at
+    a time (common/crypto/token.c), so the peak grows by about 128 MiB."""
+    srv = c.srv[b]
+    pid = srv.proc.pid
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+    base = vm_hwm_kib(pid)
+    results = []
+
+    def login(i):
+        results.append(srv.login(f"nobody{i}-{b}", "not the password")[0])
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == [401] * 8, results
+    grew = (vm_hwm_kib(pid) - base) // 1024
+    assert grew <= 200, f"peak RSS grew {grew} MiB for 8 logins at once"
+
+
 def check_wrong_credentials_stop_start(c, b):
     wrong = {"s3": {"store_key": "not-the-secret"},
              "azure": {"store_key": base64.b64encode(b"w" * 64).decode()}}[b]
@@ -222,6 +254,7 @@ test_lands_encrypted_in_the_store = _each(check_lands_encrypted_in_the_store)
 test_transient_failures_are_retried = _each(check_transient_failures_are_retried)
 test_store_down_records_nothing_until_back = _each(check_store_down_records_nothing_until_back)
 test_blob_deleted_behind_our_back_is_named = _each(check_blob_deleted_behind_our_back_is_named)
+test_logins_at_once_stay_bounded = _each(check_logins_at_once_stay_bounded)
 test_wrong_credentials_stop_start = _each(check_wrong_credentials_stop_start)
 
 if __name__ == "__main__":
