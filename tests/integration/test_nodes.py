@@ -113,13 +113,16 @@ def setup():
 
 
 def stop_all(c):
-    codes = [s.stop() for s in (c.a, c.b) if s is not None]
-    if c.proxy is not None:
-        c.proxy.stop()
-    if c.s3 is not None:
-        c.s3.stop()
-    if c.pg is not None:
-        c.pg.stop()
+    """Stops everything, whatever fails on the way; demsd's exit codes."""
+    codes = []
+    try:
+        for s in (c.a, c.b):
+            if s is not None:
+                codes.append(s.stop())
+    finally:
+        for x in (c.proxy, c.s3, c.pg):
+            if x is not None:
+                x.stop()
     return codes
 
 

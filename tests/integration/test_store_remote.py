@@ -67,9 +67,14 @@ def setup():
 
 
 def stop_all(c):
-    codes = [s.stop() for s in c.srv.values()]
-    for x in list(c.proxy.values()) + list(c.store.values()):
-        x.stop()
+    """Stops everything, whatever fails on the way; demsd's exit codes."""
+    codes = []
+    try:
+        for s in c.srv.values():
+            codes.append(s.stop())
+    finally:
+        for x in list(c.proxy.values()) + list(c.store.values()):
+            x.stop()
     return codes
 
 
