@@ -103,6 +103,19 @@ struct attempt {
     bool overflow;
 };
 
+/* Appends n bytes to r's growing buffer, kept NUL-terminated; false on ENOMEM. */
+static bool grow_append(struct obj_req *r, const char *p, size_t n)
+{
+    uint8_t *g = realloc(r->grow, r->out_len + n + 1);
+    if (g == NULL)
+        return false;
+    r->grow = g;
+    memcpy(g + r->out_len, p, n);
+    r->out_len += n;
+    g[r->out_len] = '\0';
+    return true;
+}
+
 static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 {
     struct attempt *a = arg;
@@ -113,28 +126,12 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
             a->overflow = true;
             return 0;
         }
-        uint8_t *g = realloc(r->grow, r->out_len + n + 1);
-        if (g == NULL)
-            return 0;
-        r->grow = g;
-        memcpy(g + r->out_len, p, n);
-        r->out_len += n;
-        g[r->out_len] = '\0';
-        return n;
+        return grow_append(r, p, n) ? n : 0;
     }
-    /* An error answer's body goes to the growing buffer for its code. */
+    /* An error answer's body goes to the growing buffer for its code (4 KiB of it). */
     if (r->status == 0 || r->status >= 300) {
         size_t keep = r->out_len < 4096 ? 4096 - r->out_len : 0;
-        if (keep > n)
-            keep = n;
-        uint8_t *g = realloc(r->grow, r->out_len + keep + 1);
-        if (g == NULL)
-            return 0;
-        r->grow = g;
-        memcpy(g + r->out_len, p, keep);
-        r->out_len += keep;
-        g[r->out_len] = '\0';
-        return n;
+        return grow_append(r, p, keep < n ? keep : n) ? n : 0;
     }
     if (r->out_len + n > r->outcap) {
         a->overflow = true;
