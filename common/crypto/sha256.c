@@ -1,20 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Streaming SHA-256 for evidence bytes (see dems/crypto.h). OpenSSL's EVP
+ * Streaming SHA-256 for evidence bytes (see dems/crypto.h). OpenSSL's
  * implementation is used rather than libsodium's because it picks the CPU's
  * SHA instructions at run time; hashing every uploaded byte is on the ingest
  * path, so the sixfold difference is the difference in throughput.
+ *
+ * It is OpenSSL's SHA256_CTX rather than an EVP context because an upload
+ * staged in an object store is continued by whichever node takes its next
+ * PATCH, so the running hash must be saved and restored (dems_sha256_save),
+ * which EVP cannot do. SHA256_Update is the same code EVP's provider runs;
+ * the functions are deprecated in OpenSSL 3 only in favour of EVP.
  */
-#include <openssl/evp.h>
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "dems/crypto.h"
 #include "dems/err.h"
 
 int dems_sha256_init(struct dems_sha256 *h)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
+    SHA256_CTX *ctx = malloc(sizeof(*ctx));
+    if (ctx == NULL || SHA256_Init(ctx) != 1) {
+        free(ctx);
         h->ctx = NULL;
         return DEMS_ENOMEM;
     }
@@ -24,29 +33,76 @@ int dems_sha256_init(struct dems_sha256 *h)
 
 void dems_sha256_update(struct dems_sha256 *h, const void *data, size_t n)
 {
-    EVP_DigestUpdate(h->ctx, data, n);
+    SHA256_Update(h->ctx, data, n);
 }
 
 int dems_sha256_copy(struct dems_sha256 *dst, const struct dems_sha256 *src)
 {
-    return EVP_MD_CTX_copy_ex(dst->ctx, src->ctx) == 1 ? 0 : DEMS_ENOMEM;
+    memcpy(dst->ctx, src->ctx, sizeof(SHA256_CTX));
+    return 0;
 }
 
 int dems_sha256_final(const struct dems_sha256 *h, uint8_t out[static 32])
 {
-    struct dems_sha256 tmp;
-    if (dems_sha256_init(&tmp) < 0 || dems_sha256_copy(&tmp, h) < 0) {
-        dems_sha256_done(&tmp);
-        return DEMS_ENOMEM;
-    }
-    unsigned int len = 0;
-    int ok = EVP_DigestFinal_ex(tmp.ctx, out, &len);
-    dems_sha256_done(&tmp);
-    return ok == 1 && len == 32 ? 0 : DEMS_EINTERNAL;
+    SHA256_CTX tmp;
+    memcpy(&tmp, h->ctx, sizeof(tmp));
+    int ok = SHA256_Final(out, &tmp);
+    memset(&tmp, 0, sizeof(tmp));
+    return ok == 1 ? 0 : DEMS_EINTERNAL;
 }
 
 void dems_sha256_done(struct dems_sha256 *h)
 {
-    EVP_MD_CTX_free(h->ctx);
+    free(h->ctx);
     h->ctx = NULL;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/*
+ * The saved form: the eight chaining words, the bit count (high, low), the
+ * bytes in the unfinished block and that block, all big-endian words: a
+ * layout of its own, so it does not depend on how OpenSSL lays out its
+ * struct or on the machine's byte order.
+ */
+void dems_sha256_save(const struct dems_sha256 *h, uint8_t out[static DEMS_SHA256_STATE_LEN])
+{
+    const SHA256_CTX *c = h->ctx;
+    for (int i = 0; i < 8; i++)
+        put32(out + 4 * i, c->h[i]);
+    put32(out + 32, c->Nh);
+    put32(out + 36, c->Nl);
+    put32(out + 40, c->num);
+    const uint8_t *block = (const uint8_t *)c->data;
+    memset(out + 44, 0, 64);
+    memcpy(out + 44, block, c->num < 64 ? c->num : 64);
+}
+
+int dems_sha256_restore(struct dems_sha256 *h, const uint8_t in[static DEMS_SHA256_STATE_LEN])
+{
+    SHA256_CTX *c = h->ctx;
+    uint32_t num = get32(in + 40), nl = get32(in + 36);
+    /* The unfinished block holds exactly the bytes past the last whole block. */
+    if (num >= 64 || (nl / 8) % 64 != num)
+        return DEMS_EINVAL;
+    if (SHA256_Init(c) != 1)
+        return DEMS_EINTERNAL;
+    for (int i = 0; i < 8; i++)
+        c->h[i] = get32(in + 4 * i);
+    c->Nh = get32(in + 32);
+    c->Nl = nl;
+    c->num = num;
+    memcpy(c->data, in + 44, num);
+    return 0;
 }

@@ -74,12 +74,59 @@ static void test_password(void **state)
     assert_false(dems_password_verify("garbage", "hunter22", 8));
 }
 
+/* FIPS 180-2's "abc" and the two-block message, and a state saved at every
+ * length from 0 to 200 and restored into a fresh hash gives the same digest. */
+static void test_sha256_save_restore(void **state)
+{
+    (void)state;
+    static const char msg[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    static const uint8_t want[32] = {0x24, 0x8d, 0x6a, 0x61, 0xd2, 0x06, 0x38, 0xb8,
+                                     0xe5, 0xc0, 0x26, 0x93, 0x0c, 0x3e, 0x60, 0x39,
+                                     0xa3, 0x3c, 0xe4, 0x59, 0x64, 0xff, 0x21, 0x67,
+                                     0xf6, 0xec, 0xed, 0xd4, 0x19, 0xdb, 0x06, 0xc1};
+    uint8_t buf[200], whole[32], got[32], saved[DEMS_SHA256_STATE_LEN];
+    struct dems_sha256 a, b;
+    assert_int_equal(dems_sha256_init(&a), 0);
+    dems_sha256_update(&a, msg, strlen(msg));
+    assert_int_equal(dems_sha256_final(&a, got), 0);
+    assert_memory_equal(got, want, 32);
+    dems_sha256_done(&a);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 7 + 3);
+    assert_int_equal(dems_sha256_init(&a), 0);
+    dems_sha256_update(&a, buf, sizeof(buf));
+    assert_int_equal(dems_sha256_final(&a, whole), 0);
+    dems_sha256_done(&a);
+    for (size_t cut = 0; cut <= sizeof(buf); cut++) {
+        assert_int_equal(dems_sha256_init(&a), 0);
+        assert_int_equal(dems_sha256_init(&b), 0);
+        dems_sha256_update(&a, buf, cut);
+        dems_sha256_save(&a, saved);
+        assert_int_equal(dems_sha256_restore(&b, saved), 0);
+        dems_sha256_update(&b, buf + cut, sizeof(buf) - cut);
+        assert_int_equal(dems_sha256_final(&b, got), 0);
+        assert_memory_equal(got, whole, 32);
+        dems_sha256_done(&a);
+        dems_sha256_done(&b);
+    }
+    /* A state whose block length disagrees with its bit count is refused. */
+    assert_int_equal(dems_sha256_init(&a), 0);
+    dems_sha256_update(&a, buf, 10);
+    dems_sha256_save(&a, saved);
+    saved[43] = 11;
+    assert_int_equal(dems_sha256_restore(&a, saved), DEMS_EINVAL);
+    saved[43] = 64;
+    assert_int_equal(dems_sha256_restore(&a, saved), DEMS_EINVAL);
+    dems_sha256_done(&a);
+}
+
 int main(void)
 {
     if (dems_crypto_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_totp_rfc6238_vectors),
+        cmocka_unit_test(test_sha256_save_restore),
         cmocka_unit_test(test_totp_verify_window),
         cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_password),
