@@ -76,6 +76,13 @@ int dems_objstore_get(struct dems_objstore *s, const char *key, uint64_t offset,
 /* Size of key: 0 or DEMS_ENOTFOUND. */
 int dems_objstore_head(struct dems_objstore *s, const char *key, uint64_t *ret_size);
 
+/*
+ * Copies src (size bytes) to dst, replacing it: server-side (Azure Copy
+ * Blob, polled while pending; S3 CopyObject up to 5 GiB), or for a larger
+ * S3 object through this process in block-size ranges staged into dst.
+ */
+int dems_objstore_copy(struct dems_objstore *s, const char *src, const char *dst, uint64_t size);
+
 /* Deletes key: 0 (also when it was not there). */
 int dems_objstore_delete(struct dems_objstore *s, const char *key);
 
@@ -100,16 +107,19 @@ void dems_objstore_list_free(struct dems_objstore_entry *e, size_t n);
 size_t dems_objstore_part_min(const struct dems_objstore *s);
 
 /*
- * Staged writing: begin, put parts numbered 1, 2, ... (each at least
- * dems_objstore_part_min bytes except the last; a part may be put again),
- * then commit with the tags of parts 1..nparts in order, which makes the
+ * Staged writing: begin, put parts numbered from 1 up to 10,000 (each at
+ * least dems_objstore_part_min bytes except the last; a part may be put
+ * again), then commit with the tags of the parts that make the object, in
+ * order and with ascending numbers (gaps allowed: a part put and then
+ * superseded by one with a higher number is left out), which makes the
  * object appear whole under key; abort discards the staged parts.
  *
  * A stage's state is small and plain so another process may continue it
  * (a tus upload whose next PATCH reaches another node): st->id (S3's
  * UploadId; for Azure a random nonce in the block ids, so that two stages
  * of one key at once never mix their blocks) and each part's tag (S3: its
- * ETag and SHA-256; Azure: its block id), at most DEMS_OBJSTORE_TAG_MAX
+ * number, ETag and SHA-256; Azure: its block id, which encodes the number),
+ * at most DEMS_OBJSTORE_TAG_MAX
  * bytes with the NUL. An Azure commit never replaces an existing blob (the
  * keys name their content); S3's does.
  */

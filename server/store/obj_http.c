@@ -198,6 +198,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
         r->content_length = 0;
         r->content_range_len = 0;
         r->etag[0] = '\0';
+        r->copy_status[0] = '\0';
         r->err_code[0] = '\0';
         a->retry_after = 0;
     } else if (header_is(p, n, "content-length", &v, &vl)) {
@@ -213,6 +214,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
         }
     } else if (header_is(p, n, "etag", &v, &vl)) {
         copy_text(r->etag, sizeof(r->etag), v, vl);
+    } else if (header_is(p, n, "x-ms-copy-status", &v, &vl)) {
+        copy_text(r->copy_status, sizeof(r->copy_status), v, vl);
     } else if (header_is(p, n, "x-ms-error-code", &v, &vl)) {
         copy_text(r->err_code, sizeof(r->err_code), v, vl);
     } else if (header_is(p, n, "x-ms-request-id", &v, &vl) ||

@@ -32,6 +32,9 @@ struct obj_ops {
     int (*stage_commit)(struct dems_objstore *s, const struct dems_objstore_stage *st,
                         unsigned nparts, char (*tags)[DEMS_OBJSTORE_TAG_MAX]);
     int (*stage_abort)(struct dems_objstore *s, const struct dems_objstore_stage *st);
+    /* A server-side copy of src to dst, for objects up to copy_max bytes. */
+    int (*copy)(struct dems_objstore *s, const char *src, const char *dst);
+    uint64_t copy_max;
     size_t part_min;
 };
 
@@ -95,6 +98,7 @@ struct obj_req {
     uint64_t content_length;    /* from the response, when given */
     uint64_t content_range_len; /* total from Content-Range: bytes a-b/TOTAL */
     char etag[128];
+    char copy_status[16]; /* Azure: x-ms-copy-status */
     char request_id[128];
     struct curl_slist *sent; /* the signed headers of the last attempt (owned) */
 };

@@ -21,6 +21,7 @@
 
 #include "dems/config.h"
 #include "dems/err.h"
+#include "dems/str.h"
 
 #include "obj_int.h"
 
@@ -31,7 +32,8 @@ struct s3_sign {
     char query[2048]; /* canonical query, sorted and escaped */
     char host[330];
     char payload[65];
-    char range[64]; /* "bytes=a-b" or "" */
+    char range[64];         /* "bytes=a-b" or "" */
+    char copy_source[1200]; /* x-amz-copy-source (CopyObject) or "" */
 };
 
 static void hmac(const void *key, size_t keylen, const void *msg, size_t n, uint8_t out[32])
@@ -92,20 +94,21 @@ static int s3_sign(struct dems_objstore *s, struct obj_req *r)
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(amz_date, sizeof(amz_date), "%Y%m%dT%H%M%SZ", &tm);
-    char canon[1024];
-    bool range = sg->range[0] != '\0';
-    int n;
-    if (range)
-        n = snprintf(canon, sizeof(canon),
-                     "host:%s\nrange:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n", sg->host,
-                     sg->range, sg->payload, amz_date);
-    else
-        n = snprintf(canon, sizeof(canon), "host:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n",
-                     sg->host, sg->payload, amz_date);
+    /* Canonical headers, sorted: host, range, x-amz-content-sha256,
+     * x-amz-copy-source, x-amz-date (those present). */
+    char canon[2600], names[128];
+    bool range = sg->range[0] != '\0', copy = sg->copy_source[0] != '\0';
+    int n = snprintf(canon, sizeof(canon),
+                     "host:%s\n%s%s%sx-amz-content-sha256:%s\n%s%s%s"
+                     "x-amz-date:%s\n",
+                     sg->host, range ? "range:" : "", range ? sg->range : "", range ? "\n" : "",
+                     sg->payload, copy ? "x-amz-copy-source:" : "", copy ? sg->copy_source : "",
+                     copy ? "\n" : "", amz_date);
     if (n < 0 || (size_t)n >= sizeof(canon))
         return DEMS_ETOOBIG;
-    const char *signed_headers = range ? "host;range;x-amz-content-sha256;x-amz-date"
-                                       : "host;x-amz-content-sha256;x-amz-date";
+    snprintf(names, sizeof(names), "host;%sx-amz-content-sha256;%sx-amz-date",
+             range ? "range;" : "", copy ? "x-amz-copy-source;" : "");
+    const char *signed_headers = names;
     struct obj_s3_signing g = {
         .method = r->method,
         .canonical_uri = sg->uri,
@@ -124,8 +127,8 @@ static int s3_sign(struct dems_objstore *s, struct obj_req *r)
     int rc = obj_s3_authorization(&g, auth, sizeof(auth));
     if (rc < 0)
         return rc;
-    const char *lines[5];
-    char l_date[64], l_sha[100], l_range[80], l_auth[540];
+    const char *lines[6];
+    char l_date[64], l_sha[100], l_range[80], l_auth[540], l_copy[1240];
     size_t k = 0;
     snprintf(l_date, sizeof(l_date), "x-amz-date: %s", amz_date);
     snprintf(l_sha, sizeof(l_sha), "x-amz-content-sha256: %s", sg->payload);
@@ -135,6 +138,10 @@ static int s3_sign(struct dems_objstore *s, struct obj_req *r)
     if (range) {
         snprintf(l_range, sizeof(l_range), "Range: %s", sg->range);
         lines[k++] = l_range;
+    }
+    if (copy) {
+        snprintf(l_copy, sizeof(l_copy), "x-amz-copy-source: %s", sg->copy_source);
+        lines[k++] = l_copy;
     }
     lines[k++] = l_auth;
     for (size_t i = 0; i < k; i++) {
@@ -155,6 +162,7 @@ static int s3_target(struct dems_objstore *s, struct obj_req *r, struct s3_sign 
 {
     char ekey[1024] = "";
     sg->range[0] = '\0';
+    sg->copy_source[0] = '\0';
     if (key != NULL && obj_escape(key, true, ekey, sizeof(ekey)) < 0)
         return DEMS_ETOOBIG;
     int n;
@@ -521,17 +529,13 @@ static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stag
     if (rc == 0)
         rc = obj_http_do(s, &r);
     if (rc == 0) {
-        /* The tag: "ETAG SHA256", both named again at the completion. */
+        /* The tag: "PART ETAG SHA256", all named again at the completion. */
         size_t n = strlen(r.etag);
-        if (n == 0 || n + 1 + strlen(sum) >= DEMS_OBJSTORE_TAG_MAX ||
-            strcspn(r.etag, "<>& ") != n) {
+        int k = snprintf(tag, DEMS_OBJSTORE_TAG_MAX, "%u %s %s", part, r.etag, sum);
+        if (n == 0 || k < 0 || k >= DEMS_OBJSTORE_TAG_MAX || strcspn(r.etag, "<>& ") != n) {
+            tag[0] = '\0';
             snprintf(r.err_code, sizeof(r.err_code), "no usable ETag");
             obj_log_failure(s, &r, rc = DEMS_EIO);
-        } else {
-            size_t m = strlen(sum);
-            memcpy(tag, r.etag, n);
-            tag[n] = ' ';
-            memcpy(tag + n + 1, sum, m + 1);
         }
     }
     obj_req_done(&r);
@@ -593,14 +597,20 @@ static int s3_stage_commit(struct dems_objstore *s, const struct dems_objstore_s
     if (xml == NULL)
         goto out;
     size_t o = (size_t)snprintf(xml, cap, "<CompleteMultipartUpload>");
+    unsigned last = 0;
     for (unsigned i = 0; i < nparts; i++) {
+        /* "PART ETAG SHA256"; S3 wants the parts in ascending order. */
+        uint64_t part = 0;
         const char *sp = strchr(tags[i], ' ');
-        if (strcspn(tags[i], "<>&") != strlen(tags[i]) || sp == NULL || strchr(sp + 1, ' '))
+        const char *sp2 = sp != NULL ? strchr(sp + 1, ' ') : NULL;
+        if (strcspn(tags[i], "<>&") != strlen(tags[i]) || sp2 == NULL || strchr(sp2 + 1, ' ') ||
+            dems_parse_u64(tags[i], (size_t)(sp - tags[i]), 10000, &part) < 0 || part <= last)
             goto bad_tag;
+        last = (unsigned)part;
         o += (size_t)snprintf(xml + o, cap - o,
                               "<Part><PartNumber>%u</PartNumber><ETag>%.*s</ETag>"
                               "<ChecksumSHA256>%s</ChecksumSHA256></Part>",
-                              i + 1, (int)(sp - tags[i]), tags[i], sp + 1);
+                              last, (int)(sp2 - sp - 1), sp + 1, sp2 + 1);
     }
     o += (size_t)snprintf(xml + o, cap - o, "</CompleteMultipartUpload>");
     char q[800];
@@ -640,6 +650,42 @@ static int s3_stage_abort(struct dems_objstore *s, const struct dems_objstore_st
     return rc;
 }
 
+/*
+ * CopyObject (server-side, up to 5 GiB: objstore.c copies larger objects
+ * through this process). S3 may answer 200 and report a failure in the
+ * body, as for a completion.
+ */
+static int s3_copy(struct dems_objstore *s, const char *src, const char *dst)
+{
+    char esrc[1024];
+    if (obj_escape(src, true, esrc, sizeof(esrc)) < 0)
+        return DEMS_ETOOBIG;
+    struct obj_req r;
+    struct s3_sign sg;
+    obj_req_init(&r, "copy", dst, "PUT");
+    r.out_grow = true;
+    int rc = s3_target(s, &r, &sg, dst, "");
+    int n = snprintf(sg.copy_source, sizeof(sg.copy_source), "/%s/%s", s->container, esrc);
+    if (rc == 0 && (n < 0 || (size_t)n >= sizeof(sg.copy_source)))
+        rc = DEMS_ETOOBIG;
+    if (rc == 0)
+        rc = obj_http_do(s, &r);
+    if (rc == 0) {
+        const char *b = r.grow != NULL ? (const char *)r.grow : "";
+        const char *v;
+        size_t vl;
+        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
+            const char *c;
+            size_t cl;
+            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
+                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
+            obj_log_failure(s, &r, rc = DEMS_EUNAVAIL);
+        }
+    }
+    obj_req_done(&r);
+    return rc;
+}
+
 const struct obj_ops obj_s3_ops = {
     .prepare = s3_prepare,
     .put = s3_put,
@@ -651,5 +697,7 @@ const struct obj_ops obj_s3_ops = {
     .stage_put = s3_stage_put,
     .stage_commit = s3_stage_commit,
     .stage_abort = s3_stage_abort,
+    .copy = s3_copy,
+    .copy_max = 5ull << 30,
     .part_min = S3_PART_MIN,
 };

@@ -340,3 +340,42 @@ out:
     close(fd);
     return r;
 }
+
+/* A copy through this process: ranged reads staged into dst, then committed. */
+static int copy_through(struct dems_objstore *s, const char *src, const char *dst, uint64_t size)
+{
+    size_t block = s->block_size;
+    while (size / block >= 10000)
+        block *= 2;
+    uint8_t *buf = malloc(block);
+    char(*tags)[DEMS_OBJSTORE_TAG_MAX] = calloc((size_t)(size / block) + 1, sizeof(*tags));
+    struct dems_objstore_stage st;
+    int r = buf == NULL || tags == NULL ? DEMS_ENOMEM : dems_objstore_stage_begin(s, dst, &st);
+    if (r < 0)
+        goto out;
+    unsigned part = 0;
+    for (uint64_t done = 0; done < size && r == 0; part++) {
+        size_t want = size - done < block ? (size_t)(size - done) : block, got = 0;
+        r = s->ops->get(s, src, done, buf, want, &got);
+        if (r == 0 && got != want)
+            r = DEMS_EIO; /* the source is shorter than its size */
+        if (r == 0)
+            r = s->ops->stage_put(s, &st, part + 1, buf, want, tags[part]);
+        done += want;
+    }
+    if (r == 0)
+        r = s->ops->stage_commit(s, &st, part, tags);
+    if (r < 0)
+        (void)s->ops->stage_abort(s, &st);
+out:
+    free(buf);
+    free(tags);
+    return r;
+}
+
+int dems_objstore_copy(struct dems_objstore *s, const char *src, const char *dst, uint64_t size)
+{
+    if (size <= s->ops->copy_max)
+        return s->ops->copy(s, src, dst);
+    return copy_through(s, src, dst, size);
+}

@@ -12,6 +12,7 @@
  *   list PREFIX                 "KEY SIZE MTIME" lines
  *   stage KEY FILE PARTSIZE     staged parts of PARTSIZE bytes, committed
  *   stage-abort KEY FILE        begin, one part, abort
+ *   copy SRC DST                copy an object (server-side)
  *
  * Exit status: 0 done, 3 not found, 4 credentials refused, 1 any other
  * failure (one line on standard error), 2 usage.
@@ -37,7 +38,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: dems-objstore-driver prepare | put KEY FILE | get KEY [OFFSET "
                     "[LENGTH]] | head KEY | delete KEY | list PREFIX | stage KEY FILE PARTSIZE | "
-                    "stage-abort KEY FILE\n");
+                    "stage-abort KEY FILE | copy SRC DST\n");
     return 2;
 }
 
@@ -107,8 +108,15 @@ static int do_stage(struct dems_objstore *s, const char *key, const char *path, 
             break;
         if (r == 0 && n >= maxparts)
             r = DEMS_EIO; /* the file grew */
+        /* Part numbers 2, 4, 6, ...: gaps, and for the first part a
+         * superseded one (number 1, other bytes) that the commit leaves out,
+         * as when another node took an upload over. */
+        if (r == 0 && n == 0 && !abort_it) {
+            char decoy[DEMS_OBJSTORE_TAG_MAX];
+            r = dems_objstore_stage_put(s, &st, 1, "superseded", 10, decoy);
+        }
         if (r == 0)
-            r = dems_objstore_stage_put(s, &st, n + 1, buf, (size_t)got, tags[n]);
+            r = dems_objstore_stage_put(s, &st, 2 * n + 2, buf, (size_t)got, tags[n]);
         n++;
         if (abort_it || (size_t)got < part)
             break;
@@ -179,6 +187,11 @@ int main(int argc, char **argv)
             dems_objstore_list_free(e, n);
     } else if (strcmp(cmd, "stage") == 0 && argc == 5 && number(argv[4], 1ULL << 30, &a) && a > 0) {
         rc = do_stage(s, argv[2], argv[3], a, false);
+    } else if (strcmp(cmd, "copy") == 0 && argc == 4) {
+        r = dems_objstore_head(s, argv[2], &a);
+        if (r == 0)
+            r = dems_objstore_copy(s, argv[2], argv[3], a);
+        rc = r < 0 ? fail("copy", r) : 0;
     } else if (strcmp(cmd, "stage-abort") == 0 && argc == 4) {
         rc = do_stage(s, argv[2], argv[3], 1u << 20, true);
     } else {
