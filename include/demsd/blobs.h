@@ -80,6 +80,16 @@ ssize_t dems_blob_read_full(int fd, uint8_t *p, size_t n);
 int dems_blob_adopt(const char *data_dir, const char *id, const char *src);
 
 /*
+ * Object store only: makes the object src_key (a complete blob file of
+ * size bytes whose plaintext SHA-256 is id, staged in the store) blob id by
+ * a server-side copy checked by size, then deletes src_key; when id is
+ * stored already, only deletes src_key. Returns 0, DEMS_ENOTFOUND (no
+ * src_key: see dems_blob_find), DEMS_EINVAL (no object store) or an
+ * object-store error.
+ */
+int dems_blob_adopt_object(const char *id, const char *src_key, uint64_t size);
+
+/*
  * Encrypts the plaintext file src into the store as id (hex SHA-256),
  * checking while it reads that the plaintext really hashes to id. Already
  * stored: nothing is written (dedupe). Writes via a temporary file, fsync and

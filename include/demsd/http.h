@@ -82,6 +82,12 @@ struct dems_route {
 /* Lets a streaming request whose begin returned DEMS_EAGAIN read its body. */
 void dems_req_continue(struct dems_req *req);
 
+/*
+ * Reads on after a streaming body handler returned DEMS_EAGAIN (it paused
+ * reading while it waits for something, e.g. a part going to the store).
+ */
+void dems_req_resume(struct dems_req *req);
+
 /* Per-route state a streaming handler keeps on its request (borrowed). */
 void dems_req_set_data(struct dems_req *req, void *data, void (*free_fn)(void *data));
 void *dems_req_data(const struct dems_req *req);

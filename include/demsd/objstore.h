@@ -103,6 +103,9 @@ int dems_objstore_list(struct dems_objstore *s, const char *prefix,
                        struct dems_objstore_entry **ret, size_t *ret_n);
 void dems_objstore_list_free(struct dems_objstore_entry *e, size_t n);
 
+/* The configured block (part) size, at least dems_objstore_part_min. */
+size_t dems_objstore_block_size(const struct dems_objstore *s);
+
 /* Smallest size of a staged part but the last (S3: 5 MiB; Azure: 1 byte). */
 size_t dems_objstore_part_min(const struct dems_objstore *s);
 

@@ -44,6 +44,23 @@ struct dems_staged {
     size_t pend_len;
     uint8_t *tail;   /* received, not yet encrypted: DEMS_BLOB_CHUNK bytes while acquired, */
     size_t tail_len; /* exactly tail_len (or NULL) when parked; < DEMS_BLOB_CHUNK */
+    /*
+     * Staged in an object store (dems_staging_set_remote): the local file is
+     * a window on the blob file being written. Its first `parts` parts
+     * (part_chunks cipher chunks each, the first with the head too) are
+     * staged in the store and punched out of the local file; the rest is
+     * here until it makes a part. ver names the state committed to the
+     * database that this one continues (see staging_remote.c).
+     */
+    uint64_t ver;              /* 0: nothing committed yet */
+    uint64_t committed_offset; /* offset of that committed state */
+    uint32_t part_chunks;
+    uint32_t parts;
+    bool snap_set; /* the state where a part ends, to commit at that boundary */
+    uint32_t snap_part;
+    uint64_t snap_offset;
+    crypto_secretstream_xchacha20poly1305_state snap_st;
+    uint8_t snap_sha[DEMS_SHA256_STATE_LEN];
     struct dems_staged *next;
 };
 
@@ -172,6 +189,80 @@ uint64_t dems_staging_expected_size(uint64_t length);
  * free-space floor.
  */
 int dems_store_free_bytes(const char *data_dir, uint64_t *ret_bytes);
+
+/* ---- Remote mode: staging in an object store (staging_remote.c) ---- */
+
+struct dems_objstore;
+struct dems_objstore_stage;
+
+/*
+ * Stages uploads in store from now on (after dems_staging_init): the local
+ * file of an upload is a window of at most about two parts, and its state
+ * is committed to the database by the server after each part and each
+ * PATCH (server/api/upload_stage.c), so any node can continue it.
+ */
+void dems_staging_set_remote(struct dems_objstore *store);
+bool dems_staging_is_remote(void);
+
+/* The file offset where part k (1-based; 0 for k = 0) ends. */
+uint64_t dems_staging_part_end(const struct dems_staged *s, uint32_t k);
+
+/* 1 when part parts + 1 is whole in the file (written out), 0 if not yet, or an error. */
+int dems_staging_part_ready(struct dems_staged *s);
+
+/* Part parts + 1 is staged: counts it and punches it out of the local file. */
+void dems_staging_part_done(struct dems_staged *s);
+
+/* A state was committed as version ver at offset (at_part: the part-end snapshot). */
+void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset, bool at_part);
+
+/*
+ * Blocking (work pool). Stages the file bytes [from, to) of upload id as
+ * part number (beginning the stage first when st->id is empty); tag gets
+ * its tag.
+ */
+int dems_staging_put_part(const char *id, uint64_t from, uint64_t to,
+                          struct dems_objstore_stage *st, unsigned number, char tag[static 128]);
+
+/* Blocking. Stores the file bytes [from, to) of id as its tail object for version ver. */
+int dems_staging_put_tail(const char *id, uint64_t from, uint64_t to, uint64_t ver);
+void dems_staging_drop_tail(const char *id, uint64_t ver);
+
+/*
+ * The sealed state to commit as version ver (owned, free()): s now, or
+ * with at_part its snapshot where its last whole part ends. *ret_offset
+ * is that state's offset. 0, DEMS_EINVAL (no snapshot) or DEMS_ENOMEM.
+ */
+int dems_staging_export(const struct dems_staged *s, bool at_part, uint64_t ver, uint8_t **ret,
+                        size_t *ret_len, uint64_t *ret_offset);
+
+/*
+ * Blocking. Registers (parked) the committed state version ver of upload
+ * id (sealed NULL or ver 0: nothing committed, a fresh start), fetching its
+ * tail object, in place of any stale state. 0, DEMS_ECONFLICT (a request
+ * here holds the upload), DEMS_ECRYPTO (a state that is not this upload's
+ * or a tail that does not fit it), DEMS_EIO or an object-store error.
+ */
+int dems_staging_import(const char *id, uint64_t length, uint64_t ver, const uint8_t *sealed,
+                        size_t len);
+
+/* Like dems_staging_acquire, but DEMS_ENOTFOUND unless the state is version ver. */
+int dems_staging_acquire_ver(const char *id, uint64_t ver, struct dems_staged **ret);
+
+/*
+ * Blocking. Once offset == length: seals, stages the rest as the last part
+ * (number), commits the stage with tags (those of the parts already
+ * staged, then room for the last) so the whole blob file is the object
+ * dems_staging_object_key names, and gives the plaintext's SHA-256.
+ */
+int dems_staging_finish_remote(struct dems_staged *s, struct dems_objstore_stage *st,
+                               unsigned number, char (*tags)[128], uint8_t digest[static 32]);
+
+/* Blocking, best effort: removes an upload's objects (tail ver, stage handle, staged object). */
+void dems_staging_remote_drop(const char *id, uint64_t ver, const char *handle);
+
+/* The key of upload id's staged (and at completion committed) object. */
+void dems_staging_object_key(const char *id, char *out, size_t len);
 
 /* Closes and forgets every registered upload (shutdown). */
 void dems_staging_done(void);

@@ -609,7 +609,7 @@ void api_shares_mine(struct dems_req *req);
 
 /* Marks abandoned uploads expired and deletes their staged bytes. */
 struct dems_db_pool;
-void api_uploads_expire(struct dems_db_pool *db);
+void api_uploads_expire(struct dems_loop *loop);
 
 /* ---- completing uploads (upload_record.c) ---- */
 

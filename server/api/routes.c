@@ -241,7 +241,7 @@ void dems_api_periodic(struct dems_loop *loop)
     /* The first run is at start (loop.c); the sweep keeps its first run one
      * interval later, as before, so a start is not a full read of the store. */
     static bool started; /* loop 0 only */
-    api_uploads_expire(loop->db);
+    api_uploads_expire(loop);
     api_rate_prune(loop->db, loop->srv->cfg);
     api_disposal_run(loop);
     api_disposals_run(loop);

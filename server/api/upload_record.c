@@ -35,9 +35,11 @@
 #include "demsd/db.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
+#include "demsd/objstore.h"
 #include "demsd/store.h"
 
 #include "api_int.h"
+#include "upload_stage.h"
 
 struct rec {
     struct dems_loop *loop;
@@ -51,9 +53,17 @@ struct rec {
     int64_t submission, link; /* a public submission's upload: its ids; else 0 */
     const char *format;       /* what its first bytes are (dems_sniff, static); NULL: unread */
     uint8_t digest[32];
-    int err;          /* of the step on the work pool */
-    int rereads;      /* the row changed under us: read it again, once */
-    bool loaded;      /* the staging state was loaded by this completion */
+    int err;     /* of the step on the work pool */
+    int rereads; /* the row changed under us: read it again, once */
+    bool loaded; /* the staging state was loaded by this completion */
+    /* Staged in an object store: this completion's claim and the committed state. */
+    uint64_t gen, ver;
+    unsigned number; /* for the last part */
+    uint32_t parts;
+    char handle[512];
+    char *tags;      /* the committed parts' tags, one per line (owned) */
+    uint8_t *sealed; /* the committed state (owned) */
+    size_t sealed_len;
     struct rec *next; /* in the registry */
 };
 
@@ -117,6 +127,8 @@ static void finish(struct rec *r, enum upload_outcome_kind kind, int err)
         dems_req_unref(r->waiter);
     }
     dems_loop_unhold(r->loop);
+    free(r->tags);
+    free(r->sealed);
     free(r);
 }
 
@@ -250,7 +262,14 @@ static void adopt_work(void *arg)
 {
     struct rec *r = arg;
     const char *data_dir = r->loop->srv->cfg->data_dir;
-    if (dems_staging_exists(r->id)) {
+    if (dems_staging_is_remote()) {
+        /* The committed stage becomes the blob by a copy in the store. */
+        char key[64];
+        dems_staging_object_key(r->id, key, sizeof(key));
+        r->err = dems_blob_adopt_object(r->out.sha, key, dems_staging_expected_size(r->out.length));
+        if (r->err == DEMS_ENOTFOUND)
+            r->err = dems_blob_find(data_dir, r->out.sha); /* adopted already */
+    } else if (dems_staging_exists(r->id)) {
         char path[4200];
         dems_staging_path(r->id, path, sizeof(path));
         r->err = dems_blob_adopt(data_dir, r->out.sha, path);
@@ -265,7 +284,7 @@ static void adopt_work(void *arg)
 static void adopt_done(void *arg)
 {
     struct rec *r = arg;
-    if (r->err == DEMS_ENOTFOUND && dems_blob_store() != NULL) {
+    if (r->err == DEMS_ENOTFOUND && dems_blob_store() != NULL && !dems_staging_is_remote()) {
         /* Several nodes share the database, each stages its own uploads: one
          * complete here with neither a staging file nor its blob in the
          * store is another node's, still sending it (docs/operations.md,
@@ -319,22 +338,53 @@ static void on_stored(void *arg, const PGresult *res, int err)
     snprintf(r->out.sha, sizeof(r->out.sha), "%s", api_col(res, 0, "sha256"));
     if (strcmp(state, "rejected") == 0) {
         dems_staging_remove(r->id);
+        upload_stage_drop(r->loop, r->id, r->ver, NULL); /* the committed stage too */
         finish(r, UPLOAD_REJECTED, 0);
         return;
     }
-    dems_staging_close(r->id); /* the sealed file is all there is to it now */
+    if (dems_staging_is_remote()) {
+        /* Committed in the store: the local window and the tail object go. */
+        dems_staging_remove(r->id);
+        upload_stage_drop_tail(r->loop, r->id, r->ver);
+    } else {
+        dems_staging_close(r->id); /* the sealed file is all there is to it now */
+    }
     step_adopt(r);
 }
 
 static void finish_work(void *arg)
 {
     struct rec *r = arg;
-    r->err = dems_staging_finish(r->staged, r->digest);
+    if (!dems_staging_is_remote()) {
+        r->err = dems_staging_finish(r->staged, r->digest);
+        return;
+    }
+    /* The committed parts' tags, then room for the last part's. */
+    uint32_t n = r->staged->parts;
+    char(*tags)[DEMS_OBJSTORE_TAG_MAX] = calloc((size_t)n + 1, sizeof(*tags));
+    r->err = tags == NULL ? DEMS_ENOMEM : 0;
+    const char *line = r->tags != NULL ? r->tags : "";
+    for (uint32_t i = 0; r->err == 0 && i < n; i++) {
+        size_t len = strcspn(line, "\n");
+        if (len == 0 || len >= DEMS_OBJSTORE_TAG_MAX)
+            r->err = DEMS_ECRYPTO; /* a committed part without its tag */
+        else
+            memcpy(tags[i], line, len);
+        line += len + (line[len] == '\n' ? 1 : 0);
+    }
+    struct dems_objstore_stage st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.id, sizeof(st.id), "%s", r->handle);
+    if (r->err == 0)
+        r->err = dems_staging_finish_remote(r->staged, &st, r->number, tags, r->digest);
+    free(tags);
 }
 
 static void finish_done(void *arg)
 {
     struct rec *r = arg;
+    if (r->err < 0 && dems_staging_is_remote())
+        r->staged->broken = true; /* sealed here only: the committed state is the truth */
     dems_staging_release(r->staged);
     r->staged = NULL;
     if (r->err < 0) {
@@ -381,8 +431,14 @@ static void load_done(void *arg)
         step_seal(r);
 }
 
+static void remote_claim(struct rec *r);
+
 static void step_seal(struct rec *r)
 {
+    if (dems_staging_is_remote()) {
+        remote_claim(r);
+        return;
+    }
     int e = dems_staging_acquire(r->id, &r->staged);
     if (e == DEMS_ENOTFOUND && !r->loaded) {
         if (dems_work_submit(r->loop, load_work, load_done, r) < 0)
@@ -403,6 +459,98 @@ static void step_seal(struct rec *r)
     }
     if (dems_work_submit(r->loop, finish_work, finish_done, r) < 0)
         finish(r, UPLOAD_FAILED, DEMS_ENOMEM);
+}
+
+/* ---- sealing in an object store: claim, load if needed, finish ---- */
+
+static void remote_acquire(struct rec *r);
+
+static void import_work(void *arg)
+{
+    struct rec *r = arg;
+    r->err = dems_staging_import(r->id, r->out.length, r->ver, r->sealed, r->sealed_len);
+}
+
+static void import_done(void *arg)
+{
+    struct rec *r = arg;
+    r->loaded = true;
+    if (r->err < 0) {
+        finish(r, r->err == DEMS_ECONFLICT ? UPLOAD_NOT_READY : UPLOAD_FAILED, r->err);
+        return;
+    }
+    if (!stopping(r))
+        remote_acquire(r);
+}
+
+static void remote_acquire(struct rec *r)
+{
+    int e = dems_staging_acquire_ver(r->id, r->ver, &r->staged);
+    if (e == DEMS_ENOTFOUND && !r->loaded) {
+        if (dems_work_submit(r->loop, import_work, import_done, r) < 0)
+            finish(r, UPLOAD_FAILED, DEMS_ENOMEM);
+        return;
+    }
+    if (e < 0) {
+        r->staged = NULL;
+        finish(r, e == DEMS_ECONFLICT || e == DEMS_ENOTFOUND ? UPLOAD_NOT_READY : UPLOAD_FAILED, e);
+        return;
+    }
+    if (r->staged->offset != r->staged->length) {
+        finish(r, UPLOAD_NOT_READY, 0); /* releases it */
+        return;
+    }
+    if (dems_work_submit(r->loop, finish_work, finish_done, r) < 0)
+        finish(r, UPLOAD_FAILED, DEMS_ENOMEM);
+}
+
+static void on_remote_claim(void *arg, const PGresult *res, int err)
+{
+    struct rec *r = arg;
+    if (err < 0) {
+        finish(r, UPLOAD_FAILED, err);
+        return;
+    }
+    if (PQntuples(res) != 1) { /* no longer receiving (or out of part numbers) */
+        read_row(r);
+        return;
+    }
+    if ((uint64_t)api_col_int(res, 0, "stage_offset") != r->out.length) {
+        finish(r, UPLOAD_NOT_READY, 0); /* the bytes committed so far are not all */
+        return;
+    }
+    r->gen = (uint64_t)api_col_int(res, 0, "stage_gen");
+    r->ver = (uint64_t)api_col_int(res, 0, "stage_ver");
+    r->number = (unsigned)api_col_int(res, 0, "stage_next");
+    snprintf(r->handle, sizeof(r->handle), "%s", api_col(res, 0, "stage_handle"));
+    r->tags = strdup(api_col(res, 0, "tags"));
+    r->sealed = NULL;
+    r->sealed_len = 0;
+    int e = r->tags == NULL ? DEMS_ENOMEM : 0;
+    if (e == 0 && !api_col_null(res, 0, "stage_state"))
+        e = upload_stage_unhex(api_col(res, 0, "stage_state"), &r->sealed, &r->sealed_len);
+    if (e < 0) {
+        finish(r, UPLOAD_FAILED, e);
+        return;
+    }
+    remote_acquire(r);
+}
+
+/* Claims the upload (fencing any request still writing it) and takes a
+ * number for its last part. */
+static void remote_claim(struct rec *r)
+{
+    const char *params[] = {r->id};
+    int e =
+        dems_db_query(r->loop->db,
+                      "UPDATE uploads SET stage_gen = stage_gen + 1, stage_next = stage_next + 1"
+                      " WHERE id = $1 AND state = 'receiving' AND stage_next < 10000"
+                      " RETURNING stage_gen, stage_ver, stage_offset, stage_next,"
+                      " coalesce(stage_handle, '') AS stage_handle, stage_state,"
+                      " array_to_string(stage_tags[1:stage_parts], E'\\n', '') AS tags",
+                      1, params, on_remote_claim, r);
+    if (e < 0)
+        finish(r, UPLOAD_FAILED, e);
 }
 
 /* ---- the starting point: what the uploads row says ---- */
@@ -595,12 +743,20 @@ void upload_record_housekeeping(struct dems_loop *loop, bool at_start)
     size_t n = dems_staging_list_full(ids, 64);
     for (size_t i = 0; i < n; i++)
         kick(loop, ids[i]);
+    /* Object store: all bytes committed, not sealed (a node died, or the
+     * store failed at the end): any node completes it. */
+    if (dems_staging_is_remote())
+        dems_db_query(loop->db,
+                      "SELECT id FROM uploads WHERE state = 'receiving' AND stage_ver > 0"
+                      " AND stage_offset = length AND updated_at < now() - interval '20 seconds'"
+                      " AND expires_at > now() ORDER BY updated_at LIMIT 100",
+                      0, NULL, on_unrecorded, loop);
     /* Complete, not yet recorded (the ledger or the database failed). */
     dems_db_query(loop->db,
                   "SELECT id FROM uploads WHERE state = 'complete' AND evidence_id IS NULL"
                   " ORDER BY updated_at LIMIT 100",
                   0, NULL, on_unrecorded, loop);
-    if (at_start)
+    if (at_start && !dems_staging_is_remote())
         dems_db_query(loop->db,
                       "SELECT id, length FROM uploads WHERE state = 'receiving'"
                       " AND expires_at > now()",

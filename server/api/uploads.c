@@ -33,6 +33,7 @@
 
 #include "api_int.h"
 #include "upload_meta.h"
+#include "upload_stage.h"
 
 #define TUS_VERSION    "1.0.0"
 #define TUS_EXTENSIONS "creation,creation-with-upload,termination,checksum,expiration"
@@ -141,6 +142,7 @@ struct patch {
     size_t head_len;
     uint8_t head[DEMS_SNIFF_HEAD];
     char expires[64];
+    struct upload_stage us; /* staged in an object store: the claim and parts */
 };
 
 static void patch_free(void *data)
@@ -151,7 +153,7 @@ static void patch_free(void *data)
          * so it is cut off; one without is kept (tus: store what came) if
          * it can be written. */
         if (!p->finished && p->start.is_set &&
-            (p->has_checksum || dems_staging_flush(p->staged) < 0))
+            (dems_staging_is_remote() || p->has_checksum || dems_staging_flush(p->staged) < 0))
             dems_staging_rollback(p->staged, &p->start);
         dems_staging_release(p->staged);
     }
@@ -227,7 +229,30 @@ static void start_reading(struct dems_req *req, struct patch *p)
         return;
     }
     p->sniffing = s->offset == 0 && dems_req_principal(req)->role == DEMS_ROLE_SUBMITTER;
+    p->us.checksummed = p->has_checksum;
     dems_req_continue(req);
+}
+
+static void acquire(struct dems_req *req, struct patch *p, bool loaded);
+
+/* Object store: the claim is taken and the state acquired (or answered). */
+static void on_stage_claimed(struct dems_req *req, int err)
+{
+    if (err == 0)
+        start_reading(req, dems_req_data(req));
+}
+
+/* Takes the upload's state: from this node's registry, or (object store)
+ * by a claim that may load it from the store. */
+static void take(struct dems_req *req, struct patch *p)
+{
+    if (!dems_staging_is_remote()) {
+        acquire(req, p, false);
+        return;
+    }
+    snprintf(p->us.id, sizeof(p->us.id), "%s", p->id);
+    p->us.length = p->length;
+    upload_stage_claim(req, &p->us, &p->staged, on_stage_claimed);
 }
 
 static void on_loaded(void *arg);
@@ -456,7 +481,7 @@ static void on_patch_row(struct dems_req *req, const PGresult *res, int err)
         dems_resp_error(req, 409, "upload_finished", "the upload is already finished");
         return;
     }
-    acquire(req, p, false);
+    take(req, p);
 }
 
 #define HTTP_DATE(col) "to_char(" col " AT TIME ZONE 'UTC', 'Dy, DD Mon YYYY HH24:MI:SS \"GMT\"')"
@@ -568,7 +593,14 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
         write_failed(req, p, r); /* answered: the rest of the body is not read */
         return r;
     }
-    return p->sniffing ? sniff(req, p, data, n) : 0;
+    if (p->sniffing && (r = sniff(req, p, data, n)) < 0)
+        return r;
+    if (!dems_staging_is_remote())
+        return 0;
+    r = upload_stage_after_write(req, &p->us); /* whole parts go to the store */
+    if (r < 0 && r != DEMS_EAGAIN)
+        write_failed(req, p, r);
+    return r;
 }
 
 /* Lets the upload go before answering: the client's next PATCH may come at
@@ -594,6 +626,33 @@ static void reply_progress(struct dems_req *req, struct patch *p, int status)
         dems_resp_header(req, "Location", loc);
     }
     dems_resp_json(req, status, NULL);
+}
+
+/* Object store: the request's bytes are committed (any node may go on). */
+static void on_stage_committed(struct dems_req *req, int err)
+{
+    struct patch *p = dems_req_data(req);
+    struct dems_staged *s = p->staged;
+    if (err < 0) {
+        p->finished = true;
+        offset_header(req, s->committed_offset);
+        if (p->is_create) { /* made, but nothing taken: the client resumes it there */
+            char loc[64];
+            snprintf(loc, sizeof(loc), "/v1/uploads/%s", p->id);
+            dems_resp_header(req, "Location", loc);
+        }
+        let_go(p);
+        upload_stage_answer(req, err);
+        return;
+    }
+    p->finished = true;
+    if (s->offset < s->length) {
+        reply_progress(req, p, p->is_create ? 201 : 204);
+        return;
+    }
+    /* All bytes are in: the completion claims it (sealing in the store). */
+    let_go(p);
+    record(req, p);
 }
 
 void api_uploads_patch_end(struct dems_req *req)
@@ -628,6 +687,10 @@ void api_uploads_patch_end(struct dems_req *req)
                             "the chunk's SHA-256 differs from Upload-Checksum; it was discarded");
             return;
         }
+    }
+    if (dems_staging_is_remote()) {
+        upload_stage_commit(req, &p->us, on_stage_committed);
+        return;
     }
     /* Everything this request brought is written before it is answered, so
      * a full disk is reported (507) and the chunk cut off, never lost later. */
@@ -675,7 +738,10 @@ static void on_created(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     snprintf(p->expires, sizeof(p->expires), "%s", PQgetvalue(res, 0, 0));
-    acquire(req, p, true);
+    if (dems_staging_is_remote())
+        take(req, p);
+    else
+        acquire(req, p, true);
 }
 
 /*
@@ -927,7 +993,11 @@ static void reply_state(struct dems_req *req, const PGresult *res)
     const char *evidence = col(res, "evidence_id");
     uint64_t length = (uint64_t)api_id(len, strlen(len));
     uint64_t offset = 0;
-    if (strcmp(state, "receiving") == 0) {
+    if (strcmp(state, "receiving") == 0 && dems_staging_is_remote()) {
+        /* The committed state's: what any node continues from. */
+        offset = (uint64_t)api_col_int(res, 0, "stage_offset");
+        expires_header(req, api_col(res, 0, "expires_http"));
+    } else if (strcmp(state, "receiving") == 0) {
         int64_t size = dems_staging_size(id);
         offset = size > 0 ? (uint64_t)size : 0;
         expires_header(req, api_col(res, 0, "expires_http"));
@@ -1003,7 +1073,8 @@ static void on_state(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     const char *id = api_col(res, 0, "id");
-    if (strcmp(api_col(res, 0, "state"), "receiving") != 0 || dems_staging_loaded(id)) {
+    if (strcmp(api_col(res, 0, "state"), "receiving") != 0 || dems_staging_loaded(id) ||
+        dems_staging_is_remote()) {
         reply_state(req, res);
         return;
     }
@@ -1041,14 +1112,14 @@ void api_uploads_get(struct dems_req *req)
     memcpy(idz, id.ptr, 32);
     idz[32] = '\0';
     const char *params[] = {idz};
-    int r =
-        dems_db_req(req,
-                    "SELECT id, " OWNER_SQL " AS owner, length, state, reason, sha256,"
-                    " metadata::text AS metadata, " API_TS(
-                        "expires_at") " AS expires_at,"
-                                      " " HTTP_DATE("expires_at") " AS expires_http, evidence_id"
-                                                                  " FROM uploads WHERE id = $1",
-                    1, params, on_state);
+    int r = dems_db_req(
+        req,
+        "SELECT id, " OWNER_SQL " AS owner, length, state, reason, sha256,"
+        " metadata::text AS metadata, " API_TS(
+            "expires_at") " AS expires_at,"
+                          " " HTTP_DATE("expires_at") " AS expires_http, evidence_id,"
+                                                      " stage_offset FROM uploads WHERE id = $1",
+        1, params, on_state);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -1072,6 +1143,8 @@ static void on_terminated(struct dems_req *req, const PGresult *res, int err)
         p->staged = NULL;
     }
     dems_staging_remove(p->id);
+    upload_stage_drop(dems_req_loop(req), p->id, (uint64_t)api_col_int(res, 0, "stage_ver"),
+                      api_col(res, 0, "stage_handle"));
     dems_resp_json(req, 204, NULL);
 }
 
@@ -1104,9 +1177,10 @@ void api_uploads_delete(struct dems_req *req)
     const char *params[] = {p->id, uid,
                             dems_req_principal(req)->role == DEMS_ROLE_ADMIN ? "t" : "f"};
     int r = dems_db_req(req,
-                        "UPDATE uploads SET state = 'terminated', updated_at = now()"
-                        " WHERE id = $1 AND state = 'receiving'"
-                        " AND (" OWNER_SQL " = $2 OR $3::boolean) RETURNING id",
+                        "UPDATE uploads SET state = 'terminated', updated_at = now(),"
+                        " stage_gen = stage_gen + 1 WHERE id = $1 AND state = 'receiving'"
+                        " AND (" OWNER_SQL " = $2 OR $3::boolean)"
+                        " RETURNING id, stage_ver, coalesce(stage_handle, '') AS stage_handle",
                         3, params, on_terminated);
     if (r < 0)
         dems_resp_err(req, r);
@@ -1116,17 +1190,22 @@ void api_uploads_delete(struct dems_req *req)
 
 static void on_expired(void *arg, const PGresult *res, int err)
 {
-    (void)arg;
+    struct dems_loop *loop = arg;
     if (err < 0)
         return;
-    for (int i = 0; i < PQntuples(res); i++)
-        dems_staging_remove(PQgetvalue(res, i, 0));
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = api_col(res, i, "id");
+        dems_staging_remove(id);
+        upload_stage_drop(loop, id, (uint64_t)api_col_int(res, i, "stage_ver"),
+                          api_col(res, i, "stage_handle"));
+    }
 }
 
-void api_uploads_expire(struct dems_db_pool *db)
+void api_uploads_expire(struct dems_loop *loop)
 {
-    dems_db_query(db,
-                  "UPDATE uploads SET state = 'expired', updated_at = now()"
-                  " WHERE state = 'receiving' AND expires_at < now() RETURNING id",
-                  0, NULL, on_expired, NULL);
+    dems_db_query(loop->db,
+                  "UPDATE uploads SET state = 'expired', updated_at = now(),"
+                  " stage_gen = stage_gen + 1 WHERE state = 'receiving' AND expires_at < now()"
+                  " RETURNING id, stage_ver, coalesce(stage_handle, '') AS stage_handle",
+                  0, NULL, on_expired, loop);
 }

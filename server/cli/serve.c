@@ -28,6 +28,7 @@
 #include "demsd/metrics.h"
 #include "demsd/runtime.h"
 #include "demsd/setup.h"
+#include "demsd/blobs.h"
 #include "demsd/store.h"
 
 static void usage(FILE *f)
@@ -352,6 +353,8 @@ int dems_cli_serve(int argc, char **argv)
         fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
         rc = 1;
     }
+    if (rc == 0 && dems_blob_store() != NULL)
+        dems_staging_set_remote(dems_blob_store()); /* uploads continue on any node */
     if (rc == 0 && dems_tls_init(&srv, err, sizeof(err)) < 0) {
         fprintf(stderr, "demsd: %s\n", err);
         rc = 1;

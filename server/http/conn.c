@@ -752,6 +752,14 @@ void dems_req_continue(struct dems_req *req)
     conn_process(req->conn);
 }
 
+void dems_req_resume(struct dems_req *req)
+{
+    if (req->aborted || req->responded || req->conn == NULL)
+        return;
+    dems_http_parser_resume(req->conn->parser);
+    conn_process(req->conn);
+}
+
 static void on_auth_done(struct dems_req *req, int err)
 {
     if (req->aborted || req->responded)

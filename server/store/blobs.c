@@ -323,6 +323,40 @@ int dems_blob_adopt(const char *data_dir, const char *id, const char *src)
     return fsync_dir(dir);
 }
 
+int dems_blob_adopt_object(const char *id, const char *src_key, uint64_t size)
+{
+    if (remote == NULL)
+        return DEMS_EINVAL;
+    char key[96];
+    blob_key(id, key, sizeof(key));
+    uint64_t have = 0, stored = 0;
+    int r = dems_objstore_head(remote, key, &stored);
+    if (r == 0 && stored == size) {
+        /* Stored already (identical content, or a copy whose answer was lost). */
+        return dems_objstore_delete(remote, src_key);
+    }
+    if (r < 0 && r != DEMS_ENOTFOUND)
+        return r;
+    r = dems_objstore_head(remote, src_key, &have);
+    if (r == 0 && have != size) {
+        dems_log(DEMS_LOG_ERROR, NULL,
+                 json_pack("{s:s,s:s,s:I,s:I}", "event", "staged_size_mismatch", "blob", id, "stored",
+                           (json_int_t)have, "expected", (json_int_t)size),
+                 "the staged object %s holds %llu bytes, not %llu", src_key,
+                 (unsigned long long)have, (unsigned long long)size);
+        return DEMS_EIO;
+    }
+    if (r == 0)
+        r = dems_objstore_copy(remote, src_key, key, size);
+    if (r == 0)
+        r = dems_objstore_head(remote, key, &stored);
+    if (r == 0 && stored != size)
+        r = DEMS_EIO;
+    if (r == 0)
+        r = dems_objstore_delete(remote, src_key);
+    return r;
+}
+
 int dems_blob_erase(const char *data_dir, const char *id)
 {
     char dir[PATH_MAX], path[PATH_MAX + 80];

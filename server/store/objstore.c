@@ -379,3 +379,8 @@ int dems_objstore_copy(struct dems_objstore *s, const char *src, const char *dst
         return s->ops->copy(s, src, dst);
     return copy_through(s, src, dst, size);
 }
+
+size_t dems_objstore_block_size(const struct dems_objstore *s)
+{
+    return s->block_size;
+}

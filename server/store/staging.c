@@ -33,7 +33,7 @@
 #include "demsd/blobs.h"
 #include "demsd/store.h"
 
-typedef crypto_secretstream_xchacha20poly1305_state stream_state;
+#include "staging_int.h"
 
 /*
  * Cipher chunks are 64 KiB + 17 bytes, and ext4 takes writes that end
@@ -51,10 +51,12 @@ typedef crypto_secretstream_xchacha20poly1305_state stream_state;
 /* The registry: a hash table of registered uploads, guarded by mu. */
 #define NBUCKETS 1024
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t staging_mu = PTHREAD_MUTEX_INITIALIZER;
+#define mu staging_mu
 static struct dems_staged *table[NBUCKETS];
 static char dir[PATH_MAX];
-static const uint8_t *master; /* borrowed for the process's life */
+const uint8_t *staging_master; /* borrowed for the process's life */
+#define master staging_master
 
 int dems_staging_init(const char *data_dir, const uint8_t master_key[static 32])
 {
@@ -65,7 +67,7 @@ int dems_staging_init(const char *data_dir, const uint8_t master_key[static 32])
     return 0;
 }
 
-static void path_of(const char *id, char *out, size_t len)
+void staging_path_of(const char *id, char *out, size_t len)
 {
     snprintf(out, len, "%s/%s", dir, id);
 }
@@ -84,7 +86,7 @@ static size_t bucket(const char *id)
     return h % NBUCKETS;
 }
 
-static struct dems_staged *find(const char *id)
+struct dems_staged *staging_find(const char *id)
 {
     for (struct dems_staged *s = table[bucket(id)]; s != NULL; s = s->next) {
         if (strcmp(s->id, id) == 0)
@@ -93,14 +95,14 @@ static struct dems_staged *find(const char *id)
     return NULL;
 }
 
-static void insert(struct dems_staged *s)
+void staging_insert(struct dems_staged *s)
 {
     size_t b = bucket(s->id);
     s->next = table[b];
     table[b] = s;
 }
 
-static void unlink_state(struct dems_staged *s)
+void staging_unlink(struct dems_staged *s)
 {
     for (struct dems_staged **pp = &table[bucket(s->id)]; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == s) {
@@ -119,7 +121,7 @@ static void free_tail(struct dems_staged *s)
     }
 }
 
-static void free_staged(struct dems_staged *s)
+void staging_free(struct dems_staged *s)
 {
     free(s->pend);
     free_tail(s);
@@ -131,7 +133,7 @@ static void free_staged(struct dems_staged *s)
 }
 
 /* A new, unregistered state (no file open, no buffers). */
-static struct dems_staged *staged_new(const char *id, uint64_t length)
+struct dems_staged *staging_new(const char *id, uint64_t length)
 {
     struct dems_staged *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -147,7 +149,7 @@ static struct dems_staged *staged_new(const char *id, uint64_t length)
 }
 
 /* Writes a fresh blob head to fd (at its start); returns the push state. */
-static int write_head(int fd, stream_state *st)
+int staging_write_head(int fd, stream_state *st)
 {
     uint8_t head[DEMS_BLOB_HEADER_LEN];
     dems_blob_stream_new(master, head, st);
@@ -159,25 +161,26 @@ static int write_head(int fd, stream_state *st)
 int dems_staging_create(const char *id, uint64_t length)
 {
     char p[PATH_MAX + 40];
-    path_of(id, p, sizeof(p));
-    struct dems_staged *s = staged_new(id, length);
+    staging_path_of(id, p, sizeof(p));
+    struct dems_staged *s = staging_new(id, length);
     if (s == NULL)
         return DEMS_ENOMEM;
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) {
-        free_staged(s);
+        staging_free(s);
         return io_error(errno);
     }
-    int r = write_head(fd, &s->st);
+    int r = staging_write_head(fd, &s->st);
     close(fd);
     if (r < 0) {
         unlink(p);
-        free_staged(s);
+        staging_free(s);
         return r;
     }
     s->file_len = s->disk_len = s->synced_to = DEMS_BLOB_HEADER_LEN;
+    s->part_chunks = staging_part_chunks(length);
     pthread_mutex_lock(&mu);
-    insert(s);
+    staging_insert(s);
     pthread_mutex_unlock(&mu);
     return 0;
 }
@@ -189,7 +192,7 @@ int dems_staging_create(const char *id, uint64_t length)
 static int unpark(struct dems_staged *s)
 {
     char p[PATH_MAX + 40];
-    path_of(s->id, p, sizeof(p));
+    staging_path_of(s->id, p, sizeof(p));
     int fd = open(p, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return DEMS_EIO; /* registered but gone: staging_missing */
@@ -214,7 +217,7 @@ static int unpark(struct dems_staged *s)
  * Closes s's file, frees its write buffer and keeps its tail in a buffer
  * of exactly its size. Buffered cipher bytes must have been written.
  */
-static void park(struct dems_staged *s)
+void staging_park(struct dems_staged *s)
 {
     uint8_t *keep = NULL;
     if (s->tail_len > 0) {
@@ -236,7 +239,7 @@ static void park(struct dems_staged *s)
 int dems_staging_acquire(const char *id, struct dems_staged **ret)
 {
     pthread_mutex_lock(&mu);
-    struct dems_staged *s = find(id);
+    struct dems_staged *s = staging_find(id);
     int r = s == NULL ? DEMS_ENOTFOUND : s->busy || s->doomed ? DEMS_ECONFLICT : 0;
     if (r == 0)
         s->busy = true;
@@ -251,6 +254,28 @@ int dems_staging_acquire(const char *id, struct dems_staged **ret)
     }
     if (r == 0)
         *ret = s;
+    return r;
+}
+
+int dems_staging_acquire_ver(const char *id, uint64_t ver, struct dems_staged **ret)
+{
+    pthread_mutex_lock(&mu);
+    struct dems_staged *s = staging_find(id);
+    bool stale = s != NULL && s->ver != ver;
+    if (stale && !s->busy && !s->doomed)
+        staging_unlink(s);
+    else
+        stale = false;
+    pthread_mutex_unlock(&mu);
+    if (stale) {
+        staging_free(s); /* another node went on with it: reloaded from the store */
+        return DEMS_ENOTFOUND;
+    }
+    int r = dems_staging_acquire(id, ret);
+    if (r == 0 && (*ret)->ver != ver) {
+        dems_staging_release(*ret);
+        return DEMS_ECONFLICT;
+    }
     return r;
 }
 
@@ -315,7 +340,7 @@ static int settle(struct dems_staged *s)
 {
     if (s->file_len == 0) {
         s->file_len = DEMS_BLOB_HEADER_LEN;
-        return write_head(s->fd, &s->st);
+        return staging_write_head(s->fd, &s->st);
     }
     if (ftruncate(s->fd, (off_t)s->file_len) != 0)
         return DEMS_EIO;
@@ -325,11 +350,11 @@ static int settle(struct dems_staged *s)
 int dems_staging_load(const char *id, uint64_t length)
 {
     char p[PATH_MAX + 40];
-    path_of(id, p, sizeof(p));
+    staging_path_of(id, p, sizeof(p));
     int fd = open(p, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
-    struct dems_staged *s = staged_new(id, length);
+    struct dems_staged *s = staging_new(id, length);
     uint8_t *cipher = malloc(DEMS_BLOB_CIPHER_CHUNK);
     int r = s == NULL || cipher == NULL ? DEMS_ENOMEM : 0;
     if (r == 0) {
@@ -344,27 +369,27 @@ int dems_staging_load(const char *id, uint64_t length)
         r = DEMS_ECRYPTO; /* not this upload's file */
     if (r < 0) {
         if (s != NULL)
-            free_staged(s);
+            staging_free(s);
         return r;
     }
     s->tail_len = 0; /* whole chunks only: the tail of a dead process is gone */
     pthread_mutex_lock(&mu);
-    if (find(id) != NULL) {
+    if (staging_find(id) != NULL) {
         /* Loaded meanwhile by another request: keep that one. */
         pthread_mutex_unlock(&mu);
-        free_staged(s);
+        staging_free(s);
         return 0;
     }
     r = settle(s);
     if (r == 0) {
         s->disk_len = s->file_len;
         s->synced_to = s->file_len;
-        park(s);
-        insert(s);
+        staging_park(s);
+        staging_insert(s);
     }
     pthread_mutex_unlock(&mu);
     if (r < 0)
-        free_staged(s);
+        staging_free(s);
     return r;
 }
 
@@ -412,6 +437,8 @@ static int push_tail(struct dems_staged *s, bool final)
     sodium_memzero(s->tail, s->tail_len);
     s->tail_len = 0;
     s->sealed = final;
+    if (staging_store != NULL && !final)
+        staging_after_push(s);
     return s->pend_len >= PEND_FLUSH ? flush_pend(s, false) : 0;
 }
 
@@ -480,6 +507,13 @@ int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark 
 {
     if (!m->is_set)
         return DEMS_EINVAL;
+    if (staging_store != NULL) {
+        /* Staged parts cannot be cut back: the state is dropped at release
+         * and the next request continues from the committed one. */
+        s->broken = true;
+        s->offset = s->committed_offset;
+        return 0;
+    }
     if (ftruncate(s->fd, (off_t)m->file_len) != 0 ||
         lseek(s->fd, (off_t)m->file_len, SEEK_SET) < 0) {
         s->broken = true;
@@ -521,16 +555,22 @@ void dems_staging_release(struct dems_staged *s)
     if (!s->broken && s->pend_len > 0)
         flush_pend(s, true); /* on failure: broken, forgotten below */
     if (!s->broken)
-        park(s);
+        staging_park(s);
     pthread_mutex_lock(&mu);
     s->busy = false;
     bool drop = s->broken || s->doomed;
     if (drop)
-        unlink_state(s);
+        staging_unlink(s);
     pthread_mutex_unlock(&mu);
     if (drop) {
-        /* Broken: the file is the truth, the next request reloads it. */
-        free_staged(s);
+        /* Broken: the file is the truth, the next request reloads it (in
+         * an object store, the committed state is, and the window goes). */
+        if (staging_store != NULL && s->broken && !s->doomed) {
+            char p[PATH_MAX + 40];
+            staging_path_of(s->id, p, sizeof(p));
+            unlink(p);
+        }
+        staging_free(s);
     }
 }
 
@@ -548,42 +588,42 @@ int dems_staging_finish(struct dems_staged *s, uint8_t digest[static 32])
 void dems_staging_close(const char *id)
 {
     pthread_mutex_lock(&mu);
-    struct dems_staged *s = find(id);
+    struct dems_staged *s = staging_find(id);
     if (s != NULL && s->busy) {
         s->doomed = true;
         s = NULL;
     } else if (s != NULL) {
-        unlink_state(s);
+        staging_unlink(s);
     }
     pthread_mutex_unlock(&mu);
     if (s != NULL)
-        free_staged(s);
+        staging_free(s);
 }
 
 void dems_staging_remove(const char *id)
 {
     dems_staging_close(id); /* a holder writing meanwhile writes to the unlinked file */
     char p[PATH_MAX + 40];
-    path_of(id, p, sizeof(p));
+    staging_path_of(id, p, sizeof(p));
     unlink(p);
 }
 
 void dems_staging_path(const char *id, char *out, size_t len)
 {
-    path_of(id, out, len);
+    staging_path_of(id, out, len);
 }
 
 bool dems_staging_exists(const char *id)
 {
     char p[PATH_MAX + 40];
-    path_of(id, p, sizeof(p));
+    staging_path_of(id, p, sizeof(p));
     return access(p, F_OK) == 0;
 }
 
 bool dems_staging_loaded(const char *id)
 {
     pthread_mutex_lock(&mu);
-    bool r = find(id) != NULL;
+    bool r = staging_find(id) != NULL;
     pthread_mutex_unlock(&mu);
     return r;
 }
@@ -591,7 +631,7 @@ bool dems_staging_loaded(const char *id)
 bool dems_staging_busy(const char *id)
 {
     pthread_mutex_lock(&mu);
-    const struct dems_staged *s = find(id);
+    const struct dems_staged *s = staging_find(id);
     bool r = s != NULL && s->busy;
     pthread_mutex_unlock(&mu);
     return r;
@@ -600,7 +640,7 @@ bool dems_staging_busy(const char *id)
 int64_t dems_staging_size(const char *id)
 {
     pthread_mutex_lock(&mu);
-    const struct dems_staged *s = find(id);
+    const struct dems_staged *s = staging_find(id);
     int64_t r = s != NULL ? (int64_t)s->offset : -1;
     pthread_mutex_unlock(&mu);
     return r;
@@ -656,7 +696,7 @@ void dems_staging_done(void)
         while (table[b] != NULL) {
             struct dems_staged *s = table[b];
             table[b] = s->next;
-            free_staged(s);
+            staging_free(s);
         }
     }
     pthread_mutex_unlock(&mu);

@@ -1,0 +1,536 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tus uploads staged in an object store, so that the next PATCH of an
+ * upload may reach any node (server/store/staging_remote.c has the bytes'
+ * side; docs/architecture.md, "Uploads across nodes").
+ *
+ * The uploads row is the upload's state between requests: stage_gen counts
+ * claims, stage_ver names the claim whose state is committed (stage_state,
+ * sealed; stage_offset; stage_parts, whose tags are stage_tags[1..]),
+ * stage_next hands out part numbers and stage_handle names the store's
+ * stage. Every request that writes an upload first claims it (stage_gen + 1)
+ * and every later statement of that request is fenced by its claim (WHERE
+ * stage_gen = its claim): a request that another took the upload from (a
+ * client that gave up on a stalled connection and resent elsewhere) stops
+ * at its next step and commits nothing. Part numbers are handed out by the
+ * database, so a part put by such a request can never replace one that the
+ * committed state names; the commit at completion names only the committed
+ * parts, in order.
+ *
+ * A request commits at each part it stages (unless the chunk carries an
+ * Upload-Checksum: then only once the checksum matched) and at its end, so
+ * an interrupted request loses at most one part's worth.
+ */
+#include "upload_stage.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dems/err.h"
+#include "demsd/core.h"
+#include "demsd/db.h"
+#include "demsd/log.h"
+#include "demsd/objstore.h"
+
+#include "api_int.h"
+
+#define MAX_PART_NUMBER "10000"
+
+static struct dems_staged *st_of(struct upload_stage *us)
+{
+    return *us->staged;
+}
+
+void upload_stage_answer(struct dems_req *req, int err)
+{
+    dems_resp_header(req, "Tus-Resumable", "1.0.0");
+    if (err == DEMS_ECONFLICT)
+        dems_resp_error(req, 409, "upload_taken_over",
+                        "another request is writing this upload (or took it over): HEAD it and "
+                        "resume from Upload-Offset");
+    else if (err == DEMS_EUNAVAIL || err == DEMS_EAUTH || err == DEMS_EIO)
+        dems_resp_error(req, 503, "store_unavailable",
+                        "the object store did not take the upload's bytes: resume from "
+                        "Upload-Offset later");
+    else if (err == DEMS_ECRYPTO)
+        dems_resp_error(req, 500, "staging_corrupt", "the upload's staged state does not open");
+    else
+        dems_resp_err(req, err);
+}
+
+/* A failure mid-request: the state goes (reloaded from the committed one) and the request is
+ * answered. */
+static void fail(struct dems_req *req, struct upload_stage *us, int err)
+{
+    if (*us->staged != NULL)
+        st_of(us)->broken = true;
+    upload_stage_answer(req, err);
+}
+
+/* ---- hex for bytea ---- */
+
+static char *bytea_hex(const uint8_t *p, size_t n)
+{
+    char *s = malloc(2 * n + 3);
+    if (s == NULL)
+        return NULL;
+    s[0] = '\\';
+    s[1] = 'x';
+    sodium_bin2hex(s + 2, 2 * n + 1, p, n);
+    return s;
+}
+
+int upload_stage_unhex(const char *s, uint8_t **ret, size_t *ret_len)
+{
+    size_t n = strlen(s);
+    if (n < 2 || s[0] != '\\' || s[1] != 'x' || (n - 2) % 2 != 0)
+        return DEMS_ECRYPTO;
+    uint8_t *b = malloc((n - 2) / 2 + 1);
+    size_t got = 0;
+    if (b == NULL)
+        return DEMS_ENOMEM;
+    if (sodium_hex2bin(b, (n - 2) / 2 + 1, s + 2, n - 2, NULL, &got, NULL) != 0) {
+        free(b);
+        return DEMS_ECRYPTO;
+    }
+    *ret = b;
+    *ret_len = got;
+    return 0;
+}
+
+/* ---- statements and work-pool jobs, holding a reference to the request ---- */
+
+struct stmt {
+    struct dems_req *req;
+    struct upload_stage *us;
+    void (*cb)(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err);
+};
+
+static void stmt_done(void *arg, const PGresult *res, int err)
+{
+    struct stmt *q = arg;
+    if (!dems_req_is_aborted(q->req))
+        q->cb(q->req, q->us, res, err);
+    dems_req_unref(q->req);
+    free(q);
+}
+
+static int
+db(struct dems_req *req, struct upload_stage *us, const char *sql, int n, const char *const *params,
+   void (*cb)(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err))
+{
+    struct stmt *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return DEMS_ENOMEM;
+    q->req = req;
+    q->us = us;
+    q->cb = cb;
+    dems_req_ref(req);
+    int r = dems_db_query(dems_req_loop(req)->db, sql, n, params, stmt_done, q);
+    if (r < 0) {
+        dems_req_unref(req);
+        free(q);
+    }
+    return r;
+}
+
+struct job {
+    struct dems_req *req;
+    struct upload_stage *us;
+    void (*then)(struct dems_req *req, struct upload_stage *us);
+};
+
+static void job_done(void *arg)
+{
+    struct job *j = arg;
+    if (!dems_req_is_aborted(j->req))
+        j->then(j->req, j->us);
+    dems_req_unref(j->req);
+    free(j);
+}
+
+static void submit(struct dems_req *req, struct upload_stage *us, void (*fn)(void *arg),
+                   void (*then)(struct dems_req *req, struct upload_stage *us))
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        fail(req, us, DEMS_ENOMEM);
+        return;
+    }
+    j->req = req;
+    j->us = us;
+    j->then = then;
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), fn, job_done, j) < 0) {
+        dems_req_unref(req);
+        free(j);
+        fail(req, us, DEMS_ENOMEM);
+    }
+}
+
+/* Fire and forget: an old tail object, or a whole upload's objects. */
+struct drop {
+    char id[33];
+    uint64_t ver;
+    char handle[512];
+    bool tail_only;
+};
+
+static void drop_work(void *arg)
+{
+    struct drop *d = arg;
+    if (d->tail_only)
+        dems_staging_drop_tail(d->id, d->ver);
+    else
+        dems_staging_remote_drop(d->id, d->ver, d->handle);
+}
+
+static void drop_done(void *arg)
+{
+    free(arg);
+}
+
+static void drop_submit(struct dems_loop *loop, const char *id, uint64_t ver, const char *handle,
+                        bool tail_only)
+{
+    struct drop *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return; /* the objects stay: the sweep of incomplete stages is the store's lifecycle rule */
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    d->ver = ver;
+    snprintf(d->handle, sizeof(d->handle), "%s", handle != NULL ? handle : "");
+    d->tail_only = tail_only;
+    if (dems_work_submit(loop, drop_work, drop_done, d) < 0)
+        free(d);
+}
+
+void upload_stage_drop_tail(struct dems_loop *loop, const char *id, uint64_t ver)
+{
+    if (dems_staging_is_remote() && ver > 0)
+        drop_submit(loop, id, ver, NULL, true);
+}
+
+void upload_stage_drop(struct dems_loop *loop, const char *id, uint64_t ver, const char *handle)
+{
+    if (dems_staging_is_remote())
+        drop_submit(loop, id, ver, handle, false);
+}
+
+/* After a commit as our claim: the tail object of the state we started from is no longer named. */
+static void committed(struct dems_req *req, struct upload_stage *us)
+{
+    if (us->loaded_ver != 0 && us->loaded_ver != us->gen) {
+        drop_submit(dems_req_loop(req), us->id, us->loaded_ver, NULL, true);
+        us->loaded_ver = us->gen;
+    }
+}
+
+/* ---- the claim ---- */
+
+static void claim_acquire(struct dems_req *req, struct upload_stage *us, bool loaded);
+
+static void import_work(void *arg)
+{
+    struct job *j = arg;
+    struct upload_stage *us = j->us;
+    us->err = dems_staging_import(us->id, us->length, us->loaded_ver, us->sealed, us->sealed_len);
+    free(us->sealed);
+    us->sealed = NULL;
+}
+
+static void import_then(struct dems_req *req, struct upload_stage *us)
+{
+    if (us->err < 0) {
+        if (us->err != DEMS_ECONFLICT)
+            dems_log(DEMS_LOG_WARN, dems_req_id(req),
+                     json_pack("{s:s,s:s,s:s}", "event", "upload_state_unloadable", "upload",
+                               us->id, "problem", dems_strerror(us->err)),
+                     "upload %s: its committed state could not be loaded (%s)", us->id,
+                     dems_strerror(us->err));
+        upload_stage_answer(req, us->err == DEMS_ECONFLICT ? DEMS_ECONFLICT : us->err);
+        us->cb(req, us->err);
+        return;
+    }
+    claim_acquire(req, us, true);
+}
+
+static void claim_acquire(struct dems_req *req, struct upload_stage *us, bool loaded)
+{
+    int r = dems_staging_acquire_ver(us->id, us->loaded_ver, us->staged);
+    if (r == DEMS_ENOTFOUND && !loaded) {
+        submit(req, us, import_work, import_then);
+        return;
+    }
+    free(us->sealed);
+    us->sealed = NULL;
+    if (r < 0) {
+        *us->staged = NULL;
+        upload_stage_answer(req, r == DEMS_ENOTFOUND ? DEMS_ECONFLICT : r);
+        us->cb(req, r);
+        return;
+    }
+    us->cb(req, 0);
+}
+
+static void on_claim(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
+{
+    if (err < 0) {
+        api_db_error(req, res, err);
+        us->cb(req, err);
+        return;
+    }
+    if (PQntuples(res) != 1) {
+        dems_resp_header(req, "Tus-Resumable", "1.0.0");
+        dems_resp_error(req, 409, "upload_finished", "the upload is no longer receiving");
+        us->cb(req, DEMS_ECONFLICT);
+        return;
+    }
+    us->gen = (uint64_t)api_col_int(res, 0, "stage_gen");
+    us->loaded_ver = (uint64_t)api_col_int(res, 0, "stage_ver");
+    snprintf(us->handle, sizeof(us->handle), "%s", api_col(res, 0, "stage_handle"));
+    free(us->sealed);
+    us->sealed = NULL;
+    us->sealed_len = 0;
+    if (!api_col_null(res, 0, "stage_state")) {
+        int r = upload_stage_unhex(api_col(res, 0, "stage_state"), &us->sealed, &us->sealed_len);
+        if (r < 0) {
+            upload_stage_answer(req, r);
+            us->cb(req, r);
+            return;
+        }
+    }
+    claim_acquire(req, us, false);
+}
+
+void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct dems_staged **staged,
+                        upload_stage_cb cb)
+{
+    us->staged = staged;
+    us->cb = cb;
+    *staged = NULL;
+    if (dems_staging_busy(us->id)) { /* a request here writes it: no claim to take from it */
+        upload_stage_answer(req, DEMS_ECONFLICT);
+        cb(req, DEMS_ECONFLICT);
+        return;
+    }
+    const char *params[] = {us->id};
+    int r = db(req, us,
+               "UPDATE uploads SET stage_gen = stage_gen + 1 WHERE id = $1"
+               " AND state = 'receiving' RETURNING stage_gen, stage_ver,"
+               " coalesce(stage_handle, '') AS stage_handle, stage_state",
+               1, params, on_claim);
+    if (r < 0) {
+        dems_resp_err(req, r);
+        cb(req, r);
+    }
+}
+
+/* ---- parts, as bytes arrive ---- */
+
+static void start_part(struct dems_req *req, struct upload_stage *us);
+
+static void on_recorded(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
+{
+    struct dems_staged *s = st_of(us);
+    if (err < 0 || dems_db_affected(res) != 1) {
+        fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
+        return;
+    }
+    bool at_part = s->snap_set && s->snap_part == us->part && !us->checksummed;
+    uint64_t snap_offset = s->snap_offset;
+    dems_staging_part_done(s);
+    if (at_part) {
+        dems_staging_committed(s, us->gen, snap_offset, true);
+        committed(req, us);
+    }
+    int r = dems_staging_part_ready(s);
+    if (r < 0) {
+        fail(req, us, r);
+    } else if (r > 0) {
+        start_part(req, us);
+    } else if (us->ending) {
+        upload_stage_commit(req, us, us->cb); /* the end of the request waited for this part */
+    } else {
+        dems_req_resume(req);
+    }
+}
+
+static void put_part_work(void *arg)
+{
+    struct job *j = arg;
+    struct upload_stage *us = j->us;
+    struct dems_staged *s = st_of(us);
+    struct dems_objstore_stage st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.id, sizeof(st.id), "%s", us->handle);
+    us->err = dems_staging_put_part(us->id, dems_staging_part_end(s, us->part - 1),
+                                    dems_staging_part_end(s, us->part), &st, us->number, us->tag);
+    if (us->err == 0)
+        snprintf(us->handle, sizeof(us->handle), "%s", st.id);
+}
+
+static void put_part_then(struct dems_req *req, struct upload_stage *us)
+{
+    struct dems_staged *s = st_of(us);
+    if (us->err < 0) {
+        fail(req, us, us->err);
+        return;
+    }
+    char part[16];
+    snprintf(part, sizeof(part), "%u", us->part);
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
+    bool at_part = s->snap_set && s->snap_part == us->part && !us->checksummed;
+    int r;
+    if (at_part) {
+        uint8_t *sealed = NULL;
+        size_t len = 0;
+        uint64_t offset = 0;
+        r = dems_staging_export(s, true, us->gen, &sealed, &len, &offset);
+        char *hex = r == 0 ? bytea_hex(sealed, len) : NULL;
+        free(sealed);
+        char off[24];
+        snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
+        const char *params[] = {us->id, gen, part, us->tag, us->handle, off, hex};
+        r = hex == NULL ? DEMS_ENOMEM
+                        : db(req, us,
+                             "UPDATE uploads SET stage_tags[$3::int] = $4,"
+                             " stage_handle = $5, stage_parts = $3::int,"
+                             " stage_ver = $2::bigint, stage_offset = $6::bigint,"
+                             " stage_state = $7::bytea, updated_at = now()"
+                             " WHERE id = $1 AND stage_gen = $2::bigint",
+                             7, params, on_recorded);
+        free(hex);
+    } else {
+        const char *params[] = {us->id, gen, part, us->tag, us->handle};
+        r = db(req, us,
+               "UPDATE uploads SET stage_tags[$3::int] = $4, stage_handle = $5"
+               " WHERE id = $1 AND stage_gen = $2::bigint",
+               5, params, on_recorded);
+    }
+    if (r < 0)
+        fail(req, us, r);
+}
+
+static void on_number(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
+{
+    if (err < 0 || PQntuples(res) != 1) {
+        fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
+        return;
+    }
+    us->number = (unsigned)api_col_int(res, 0, "stage_next");
+    submit(req, us, put_part_work, put_part_then);
+}
+
+static void start_part(struct dems_req *req, struct upload_stage *us)
+{
+    us->part = st_of(us)->parts + 1;
+    char gen[24];
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
+    const char *params[] = {us->id, gen};
+    int r =
+        db(req, us,
+           "UPDATE uploads SET stage_next = stage_next + 1 WHERE id = $1"
+           " AND stage_gen = $2::bigint AND stage_next < " MAX_PART_NUMBER " RETURNING stage_next",
+           2, params, on_number);
+    if (r < 0)
+        fail(req, us, r);
+}
+
+int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
+{
+    int r = dems_staging_part_ready(st_of(us));
+    if (r <= 0)
+        return r;
+    us->ending = false;
+    start_part(req, us);
+    return DEMS_EAGAIN;
+}
+
+/* ---- the end of a request ---- */
+
+static void on_committed(struct dems_req *req, struct upload_stage *us, const PGresult *res,
+                         int err)
+{
+    upload_stage_cb cb = us->cb;
+    us->cb = NULL;
+    if (err < 0 || dems_db_affected(res) != 1) {
+        /* Taken over: our tail object is named by nothing. */
+        drop_submit(dems_req_loop(req), us->id, us->gen, NULL, true);
+        st_of(us)->broken = true;
+        cb(req, err < 0 ? err : DEMS_ECONFLICT);
+        return;
+    }
+    struct dems_staged *s = st_of(us);
+    dems_staging_committed(s, us->gen, s->offset, false);
+    committed(req, us);
+    cb(req, 0);
+}
+
+static void put_tail_work(void *arg)
+{
+    struct job *j = arg;
+    struct upload_stage *us = j->us;
+    struct dems_staged *s = st_of(us);
+    us->err =
+        dems_staging_put_tail(us->id, dems_staging_part_end(s, s->parts), s->file_len, us->gen);
+}
+
+static void put_tail_then(struct dems_req *req, struct upload_stage *us)
+{
+    struct dems_staged *s = st_of(us);
+    upload_stage_cb cb = us->cb;
+    if (us->err < 0) {
+        s->broken = true;
+        us->cb = NULL;
+        cb(req, us->err);
+        return;
+    }
+    uint8_t *sealed = NULL;
+    size_t len = 0;
+    uint64_t offset = 0;
+    int r = dems_staging_export(s, false, us->gen, &sealed, &len, &offset);
+    char *hex = r == 0 ? bytea_hex(sealed, len) : NULL;
+    free(sealed);
+    char gen[24], off[24], parts[16];
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
+    snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
+    snprintf(parts, sizeof(parts), "%u", s->parts);
+    const char *params[] = {us->id, gen, off, parts, hex};
+    r = hex == NULL ? DEMS_ENOMEM
+                    : db(req, us,
+                         "UPDATE uploads SET stage_ver = $2::bigint,"
+                         " stage_offset = $3::bigint, stage_parts = $4::int,"
+                         " stage_state = $5::bytea, updated_at = now()"
+                         " WHERE id = $1 AND stage_gen = $2::bigint",
+                         5, params, on_committed);
+    free(hex);
+    if (r < 0) {
+        s->broken = true;
+        us->cb = NULL;
+        cb(req, r);
+    }
+}
+
+void upload_stage_commit(struct dems_req *req, struct upload_stage *us, upload_stage_cb cb)
+{
+    struct dems_staged *s = st_of(us);
+    us->cb = cb;
+    int r = dems_staging_flush(s);
+    if (r == 0)
+        r = dems_staging_part_ready(s);
+    if (r > 0) { /* a last whole part first; on_recorded comes back here */
+        us->ending = true;
+        start_part(req, us);
+        return;
+    }
+    if (r < 0) {
+        s->broken = true;
+        us->cb = NULL;
+        cb(req, r);
+        return;
+    }
+    submit(req, us, put_tail_work, put_tail_then);
+}
