@@ -56,7 +56,8 @@ struct dems_staged {
     uint64_t committed_offset; /* offset of that committed state */
     uint32_t part_chunks;
     uint32_t parts;
-    bool snap_set; /* the state where a part ends, to commit at that boundary */
+    int64_t used_at; /* monotonic seconds of its last release */
+    bool snap_set;   /* the state where a part ends, to commit at that boundary */
     uint32_t snap_part;
     uint64_t snap_offset;
     crypto_secretstream_xchacha20poly1305_state snap_st;
@@ -260,6 +261,13 @@ int dems_staging_finish_remote(struct dems_staged *s, struct dems_objstore_stage
 
 /* Blocking, best effort: removes an upload's objects (tail ver, stage handle, staged object). */
 void dems_staging_remote_drop(const char *id, uint64_t ver, const char *handle);
+
+/*
+ * Forgets the states (and deletes the local windows) of uploads no request
+ * has used for idle_seconds: another node may have gone on with them, and
+ * the committed state is the truth. Returns how many went.
+ */
+size_t dems_staging_drop_idle(int64_t idle_seconds);
 
 /* The key of upload id's staged (and at completion committed) object. */
 void dems_staging_object_key(const char *id, char *out, size_t len);

@@ -643,6 +643,9 @@ int upload_record_start(struct dems_loop *loop, const char *id, struct dems_req 
 
 /* ---- housekeeping ---- */
 
+/* How long a node keeps the local window of an upload no request uses. */
+#define WINDOW_IDLE_SECONDS 30
+
 /* Starts a completion nobody waits for (ignoring one already running). */
 static void kick(struct dems_loop *loop, const char *id)
 {
@@ -743,8 +746,11 @@ void upload_record_housekeeping(struct dems_loop *loop, bool at_start)
     size_t n = dems_staging_list_full(ids, 64);
     for (size_t i = 0; i < n; i++)
         kick(loop, ids[i]);
-    /* Object store: all bytes committed, not sealed (a node died, or the
-     * store failed at the end): any node completes it. */
+    /* Object store: local windows of uploads idle here (another node may
+     * have gone on with them) go; all bytes committed but not sealed (a node
+     * died, or the store failed at the end): any node completes it. */
+    if (dems_staging_is_remote())
+        dems_staging_drop_idle(WINDOW_IDLE_SECONDS);
     if (dems_staging_is_remote())
         dems_db_query(loop->db,
                       "SELECT id FROM uploads WHERE state = 'receiving' AND stage_ver > 0"

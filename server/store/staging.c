@@ -17,6 +17,7 @@
  * thousand must not exhaust descriptors). Acquiring it for a request opens
  * the file again.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dems/err.h"
@@ -141,6 +143,9 @@ struct dems_staged *staging_new(const char *id, uint64_t length)
     s->fd = -1;
     snprintf(s->id, sizeof(s->id), "%s", id);
     s->length = length;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s->used_at = (int64_t)now.tv_sec; /* idle from now, not from boot */
     if (dems_sha256_init(&s->sha) < 0) {
         free(s);
         return NULL;
@@ -556,8 +561,11 @@ void dems_staging_release(struct dems_staged *s)
         flush_pend(s, true); /* on failure: broken, forgotten below */
     if (!s->broken)
         staging_park(s);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
     pthread_mutex_lock(&mu);
     s->busy = false;
+    s->used_at = (int64_t)now.tv_sec;
     bool drop = s->broken || s->doomed;
     if (drop)
         staging_unlink(s);
@@ -658,6 +666,51 @@ size_t dems_staging_list_full(char (*ids)[33], size_t max)
     }
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+size_t dems_staging_drop_idle(int64_t idle_seconds)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct dems_staged *gone = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (struct dems_staged **pp = &table[b]; *pp != NULL;) {
+            struct dems_staged *s = *pp;
+            if (s->busy || s->doomed || (int64_t)now.tv_sec - s->used_at < idle_seconds) {
+                pp = &s->next;
+                continue;
+            }
+            *pp = s->next;
+            s->next = gone;
+            gone = s;
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+    while (gone != NULL) {
+        struct dems_staged *s = gone;
+        gone = s->next;
+        char p[PATH_MAX + 40];
+        staging_path_of(s->id, p, sizeof(p));
+        unlink(p);
+        staging_free(s);
+    }
+    return n;
+}
+
+void staging_clear_dir(void)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.')
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
 }
 
 uint64_t dems_staging_expected_size(uint64_t length)

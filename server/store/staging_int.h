@@ -33,6 +33,9 @@ int staging_write_head(int fd, stream_state *st);
 
 void staging_path_of(const char *id, char *out, size_t len);
 
+/* Deletes every file in the staging directory (remote mode, at start). */
+void staging_clear_dir(void);
+
 /* Remote mode (staging_remote.c): the store, or NULL for local staging. */
 extern struct dems_objstore *staging_store;
 

@@ -55,6 +55,8 @@ void dems_staging_set_remote(struct dems_objstore *store)
 {
     staging_store = store;
     crypto_kdf_derive_from_key(state_key, sizeof(state_key), 1, "dmsstage", staging_master);
+    /* Windows of a previous run: what they held is committed or lost. */
+    staging_clear_dir();
 }
 
 bool dems_staging_is_remote(void)
