@@ -57,11 +57,15 @@ struct dems_staged {
     uint32_t part_chunks;
     uint32_t parts;
     int64_t used_at; /* monotonic seconds of its last release */
-    bool snap_set;   /* the state where a part ends, to commit at that boundary */
-    uint32_t snap_part;
-    uint64_t snap_offset;
-    crypto_secretstream_xchacha20poly1305_state snap_st;
-    uint8_t snap_sha[DEMS_SHA256_STATE_LEN];
+    /* The states where the last two parts end (by part % 2), to commit at
+     * those boundaries once the parts are staged. */
+    struct dems_staging_snap {
+        bool set;
+        uint32_t part;
+        uint64_t offset;
+        crypto_secretstream_xchacha20poly1305_state st;
+        uint8_t sha[DEMS_SHA256_STATE_LEN];
+    } snap[2];
     struct dems_staged *next;
 };
 
@@ -208,14 +212,20 @@ bool dems_staging_is_remote(void);
 /* The file offset where part k (1-based; 0 for k = 0) ends. */
 uint64_t dems_staging_part_end(const struct dems_staged *s, uint32_t k);
 
-/* 1 when part parts + 1 is whole in the file (written out), 0 if not yet, or an error. */
-int dems_staging_part_ready(struct dems_staged *s);
+/*
+ * 1 when part parts + ahead + 1 is whole in the file (written out), 0 if
+ * not yet, or an error (ahead: parts on their way to the store).
+ */
+int dems_staging_part_ready(struct dems_staged *s, uint32_t ahead);
+
+/* True when the state where part k ends is kept (to commit at it). */
+bool dems_staging_has_snap(const struct dems_staged *s, uint32_t k);
 
 /* Part parts + 1 is staged: counts it and punches it out of the local file. */
 void dems_staging_part_done(struct dems_staged *s);
 
-/* A state was committed as version ver at offset (at_part: the part-end snapshot). */
-void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset, bool at_part);
+/* A state was committed as version ver at offset (at_part: where that part ends; 0: now). */
+void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset, uint32_t at_part);
 
 /*
  * Blocking (work pool). Stages the file bytes [from, to) of upload id as
@@ -230,11 +240,11 @@ int dems_staging_put_tail(const char *id, uint64_t from, uint64_t to, uint64_t v
 void dems_staging_drop_tail(const char *id, uint64_t ver);
 
 /*
- * The sealed state to commit as version ver (owned, free()): s now, or
- * with at_part its snapshot where its last whole part ends. *ret_offset
- * is that state's offset. 0, DEMS_EINVAL (no snapshot) or DEMS_ENOMEM.
+ * The sealed state to commit as version ver (owned, free()): s now
+ * (at_part 0), or where part at_part ends. *ret_offset is that state's
+ * offset. 0, DEMS_EINVAL (no such snapshot) or DEMS_ENOMEM.
  */
-int dems_staging_export(const struct dems_staged *s, bool at_part, uint64_t ver, uint8_t **ret,
+int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t ver, uint8_t **ret,
                         size_t *ret_len, uint64_t *ret_offset);
 
 /*

@@ -327,46 +327,62 @@ void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct de
     }
 }
 
-/* ---- parts, as bytes arrive ---- */
+/* ---- parts, as bytes arrive ----
+ *
+ * One part at a time is on its way to the store (read back from the local
+ * file on the work pool) while the body goes on arriving into the next;
+ * when that one is whole too, reading pauses until the first is staged.
+ * So a node's intake and its sending overlap, and a slow store slows the
+ * client rather than filling the disk. */
 
 static void start_part(struct dems_req *req, struct upload_stage *us);
+
+/* Continues after a part is staged and recorded (or nothing was in flight). */
+static void next_step(struct dems_req *req, struct upload_stage *us)
+{
+    int r = dems_staging_part_ready(st_of(us), 0);
+    if (r < 0) {
+        fail(req, us, r);
+        return;
+    }
+    if (r > 0)
+        start_part(req, us);
+    if (us->paused) {
+        us->paused = false;
+        dems_req_resume(req);
+    } else if (us->ending && !us->inflight) {
+        upload_stage_commit(req, us, us->cb); /* the end of the request waited for the part */
+    }
+}
 
 static void on_recorded(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
 {
     struct dems_staged *s = st_of(us);
+    us->inflight = false;
+    if (s == NULL)
+        return; /* the request let the upload go meanwhile (answered) */
     if (err < 0 || dems_db_affected(res) != 1) {
         fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
         return;
     }
-    bool at_part = s->snap_set && s->snap_part == us->part && !us->checksummed;
-    uint64_t snap_offset = s->snap_offset;
+    bool at_part = us->committing;
+    uint64_t offset = at_part ? s->snap[us->part % 2].offset : 0;
     dems_staging_part_done(s);
     if (at_part) {
-        dems_staging_committed(s, us->gen, snap_offset, true);
+        dems_staging_committed(s, us->gen, offset, us->part);
         committed(req, us);
     }
-    int r = dems_staging_part_ready(s);
-    if (r < 0) {
-        fail(req, us, r);
-    } else if (r > 0) {
-        start_part(req, us);
-    } else if (us->ending) {
-        upload_stage_commit(req, us, us->cb); /* the end of the request waited for this part */
-    } else {
-        dems_req_resume(req);
-    }
+    next_step(req, us);
 }
 
 static void put_part_work(void *arg)
 {
     struct job *j = arg;
     struct upload_stage *us = j->us;
-    struct dems_staged *s = st_of(us);
     struct dems_objstore_stage st;
     memset(&st, 0, sizeof(st));
     snprintf(st.id, sizeof(st.id), "%s", us->handle);
-    us->err = dems_staging_put_part(us->id, dems_staging_part_end(s, us->part - 1),
-                                    dems_staging_part_end(s, us->part), &st, us->number, us->tag);
+    us->err = dems_staging_put_part(us->id, us->from, us->to, &st, us->number, us->tag);
     if (us->err == 0)
         snprintf(us->handle, sizeof(us->handle), "%s", st.id);
 }
@@ -374,7 +390,12 @@ static void put_part_work(void *arg)
 static void put_part_then(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
+    if (s == NULL) {
+        us->inflight = false;
+        return;
+    }
     if (us->err < 0) {
+        us->inflight = false;
         fail(req, us, us->err);
         return;
     }
@@ -382,13 +403,15 @@ static void put_part_then(struct dems_req *req, struct upload_stage *us)
     snprintf(part, sizeof(part), "%u", us->part);
     char gen[24];
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
-    bool at_part = s->snap_set && s->snap_part == us->part && !us->checksummed;
+    /* The state where this part ends is committed with it, unless the
+     * request's chunk must first pass its Upload-Checksum. */
+    us->committing = !us->checksummed && dems_staging_has_snap(s, us->part);
     int r;
-    if (at_part) {
+    if (us->committing) {
         uint8_t *sealed = NULL;
         size_t len = 0;
         uint64_t offset = 0;
-        r = dems_staging_export(s, true, us->gen, &sealed, &len, &offset);
+        r = dems_staging_export(s, us->part, us->gen, &sealed, &len, &offset);
         char *hex = r == 0 ? bytea_hex(sealed, len) : NULL;
         free(sealed);
         char off[24];
@@ -410,13 +433,20 @@ static void put_part_then(struct dems_req *req, struct upload_stage *us)
                " WHERE id = $1 AND stage_gen = $2::bigint",
                5, params, on_recorded);
     }
-    if (r < 0)
+    if (r < 0) {
+        us->inflight = false;
         fail(req, us, r);
+    }
 }
 
 static void on_number(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
 {
+    if (st_of(us) == NULL) {
+        us->inflight = false;
+        return;
+    }
     if (err < 0 || PQntuples(res) != 1) {
+        us->inflight = false;
         fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
         return;
     }
@@ -426,7 +456,11 @@ static void on_number(struct dems_req *req, struct upload_stage *us, const PGres
 
 static void start_part(struct dems_req *req, struct upload_stage *us)
 {
-    us->part = st_of(us)->parts + 1;
+    struct dems_staged *s = st_of(us);
+    us->inflight = true;
+    us->part = s->parts + 1;
+    us->from = dems_staging_part_end(s, us->part - 1);
+    us->to = dems_staging_part_end(s, us->part);
     char gen[24];
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
     const char *params[] = {us->id, gen};
@@ -435,18 +469,28 @@ static void start_part(struct dems_req *req, struct upload_stage *us)
            "UPDATE uploads SET stage_next = stage_next + 1 WHERE id = $1"
            " AND stage_gen = $2::bigint AND stage_next < " MAX_PART_NUMBER " RETURNING stage_next",
            2, params, on_number);
-    if (r < 0)
+    if (r < 0) {
+        us->inflight = false;
         fail(req, us, r);
+    }
 }
 
 int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
 {
-    int r = dems_staging_part_ready(st_of(us));
+    struct dems_staged *s = st_of(us);
+    if (us->inflight) {
+        /* One part is on its way: pause once the next one is whole too. */
+        int r = dems_staging_part_ready(s, 1);
+        if (r <= 0)
+            return r;
+        us->paused = true;
+        return DEMS_EAGAIN;
+    }
+    int r = dems_staging_part_ready(s, 0);
     if (r <= 0)
         return r;
-    us->ending = false;
     start_part(req, us);
-    return DEMS_EAGAIN;
+    return 0;
 }
 
 /* ---- the end of a request ---- */
@@ -454,6 +498,8 @@ int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
 static void on_committed(struct dems_req *req, struct upload_stage *us, const PGresult *res,
                          int err)
 {
+    if (st_of(us) == NULL)
+        return;
     upload_stage_cb cb = us->cb;
     us->cb = NULL;
     if (err < 0 || dems_db_affected(res) != 1) {
@@ -464,7 +510,7 @@ static void on_committed(struct dems_req *req, struct upload_stage *us, const PG
         return;
     }
     struct dems_staged *s = st_of(us);
-    dems_staging_committed(s, us->gen, s->offset, false);
+    dems_staging_committed(s, us->gen, s->offset, 0);
     committed(req, us);
     cb(req, 0);
 }
@@ -481,6 +527,8 @@ static void put_tail_work(void *arg)
 static void put_tail_then(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
+    if (s == NULL)
+        return;
     upload_stage_cb cb = us->cb;
     if (us->err < 0) {
         s->broken = true;
@@ -491,7 +539,7 @@ static void put_tail_then(struct dems_req *req, struct upload_stage *us)
     uint8_t *sealed = NULL;
     size_t len = 0;
     uint64_t offset = 0;
-    int r = dems_staging_export(s, false, us->gen, &sealed, &len, &offset);
+    int r = dems_staging_export(s, 0, us->gen, &sealed, &len, &offset);
     char *hex = r == 0 ? bytea_hex(sealed, len) : NULL;
     free(sealed);
     char gen[24], off[24], parts[16];
@@ -518,11 +566,13 @@ void upload_stage_commit(struct dems_req *req, struct upload_stage *us, upload_s
 {
     struct dems_staged *s = st_of(us);
     us->cb = cb;
+    us->ending = true;
+    if (us->inflight)
+        return; /* next_step comes back here once the part is staged */
     int r = dems_staging_flush(s);
     if (r == 0)
-        r = dems_staging_part_ready(s);
-    if (r > 0) { /* a last whole part first; on_recorded comes back here */
-        us->ending = true;
+        r = dems_staging_part_ready(s, 0);
+    if (r > 0) { /* a last whole part first */
         start_part(req, us);
         return;
     }

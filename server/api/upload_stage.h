@@ -25,10 +25,14 @@ struct upload_stage {
     char handle[512];            /* the store's stage (S3 UploadId, Azure nonce); "" none yet */
     bool checksummed;            /* Upload-Checksum: nothing is committed before the end */
     bool ending;                 /* the request's end waits for its last part */
+    bool inflight;               /* a part is on its way to the store */
+    bool paused;                 /* reading waits for it */
+    bool committing;             /* its record commits the state where it ends */
     struct dems_staged **staged; /* the request's acquired state (borrowed) */
     upload_stage_cb cb;
     /* The part in flight. */
     uint32_t part;
+    uint64_t from, to; /* its bytes in the file */
     unsigned number;
     char tag[128];
     /* Work-pool results. */

@@ -87,16 +87,24 @@ void staging_after_push(struct dems_staged *s)
     uint64_t unit = (uint64_t)s->part_chunks * CC, body = s->file_len - DEMS_BLOB_HEADER_LEN;
     if (unit == 0 || body % unit != 0)
         return;
-    s->snap_set = true;
-    s->snap_part = (uint32_t)(body / unit);
-    s->snap_offset = s->offset;
-    s->snap_st = s->st;
-    dems_sha256_save(&s->sha, s->snap_sha);
+    uint32_t k = (uint32_t)(body / unit);
+    struct dems_staging_snap *n = &s->snap[k % 2];
+    n->set = true;
+    n->part = k;
+    n->offset = s->offset;
+    n->st = s->st;
+    dems_sha256_save(&s->sha, n->sha);
 }
 
-int dems_staging_part_ready(struct dems_staged *s)
+bool dems_staging_has_snap(const struct dems_staged *s, uint32_t k)
 {
-    if (staging_store == NULL || s->broken || s->file_len < dems_staging_part_end(s, s->parts + 1))
+    return k > 0 && s->snap[k % 2].set && s->snap[k % 2].part == k;
+}
+
+int dems_staging_part_ready(struct dems_staged *s, uint32_t ahead)
+{
+    if (staging_store == NULL || s->broken ||
+        s->file_len < dems_staging_part_end(s, s->parts + ahead + 1))
         return 0;
     int r = dems_staging_flush(s); /* the part is read back from the file */
     return r < 0 ? r : 1;
@@ -113,12 +121,12 @@ void dems_staging_part_done(struct dems_staged *s)
                     (off_t)(to - from));
 }
 
-void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset, bool at_part)
+void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset, uint32_t at_part)
 {
     s->ver = ver;
     s->committed_offset = offset;
-    if (at_part)
-        s->snap_set = false;
+    if (dems_staging_has_snap(s, at_part))
+        s->snap[at_part % 2].set = false;
 }
 
 /* Reads [from, to) of upload id's local file into a new buffer. */
@@ -240,12 +248,13 @@ static void state_ad(const char *id, uint64_t ver, uint8_t ad[static STATE_AD_LE
     put64(ad + 42, ver);
 }
 
-int dems_staging_export(const struct dems_staged *s, bool at_part, uint64_t ver, uint8_t **ret,
+int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t ver, uint8_t **ret,
                         size_t *ret_len, uint64_t *ret_offset)
 {
-    if (at_part && !s->snap_set)
+    if (at_part > 0 && !dems_staging_has_snap(s, at_part))
         return DEMS_EINVAL;
-    size_t tail = at_part ? 0 : s->tail_len;
+    const struct dems_staging_snap *n = at_part > 0 ? &s->snap[at_part % 2] : NULL;
+    size_t tail = n != NULL ? 0 : s->tail_len;
     size_t plen = STATE_FIXED + tail;
     size_t clen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + plen +
                   crypto_aead_xchacha20poly1305_ietf_ABYTES;
@@ -258,18 +267,18 @@ int dems_staging_export(const struct dems_staged *s, bool at_part, uint64_t ver,
     uint8_t *p = plain;
     memcpy(p, STATE_MAGIC, 4);
     p += 4;
-    *p++ = at_part ? 0 : (uint8_t)s->sealed;
+    *p++ = n != NULL ? 0 : (uint8_t)s->sealed;
     put32(p, s->part_chunks);
-    put32(p + 4, at_part ? s->snap_part : s->parts);
+    put32(p + 4, n != NULL ? n->part : s->parts);
     p += 8;
-    uint64_t offset = at_part ? s->snap_offset : s->offset;
+    uint64_t offset = n != NULL ? n->offset : s->offset;
     put64(p, offset);
-    put64(p + 8, at_part ? dems_staging_part_end(s, s->snap_part) : s->file_len);
+    put64(p + 8, n != NULL ? dems_staging_part_end(s, n->part) : s->file_len);
     p += 16;
-    memcpy(p, at_part ? &s->snap_st : &s->st, sizeof(stream_state));
+    memcpy(p, n != NULL ? &n->st : &s->st, sizeof(stream_state));
     p += sizeof(stream_state);
-    if (at_part)
-        memcpy(p, s->snap_sha, DEMS_SHA256_STATE_LEN);
+    if (n != NULL)
+        memcpy(p, n->sha, DEMS_SHA256_STATE_LEN);
     else
         dems_sha256_save(&s->sha, p);
     p += DEMS_SHA256_STATE_LEN;
@@ -280,9 +289,9 @@ int dems_staging_export(const struct dems_staged *s, bool at_part, uint64_t ver,
     uint8_t ad[STATE_AD_LEN];
     state_ad(s->id, ver, ad);
     randombytes_buf(out, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
-    unsigned long long n = 0;
+    unsigned long long clen_out = 0;
     crypto_aead_xchacha20poly1305_ietf_encrypt(out + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-                                               &n, plain, plen, ad, sizeof(ad), NULL, out,
+                                               &clen_out, plain, plen, ad, sizeof(ad), NULL, out,
                                                state_key);
     sodium_memzero(plain, plen);
     free(plain);
