@@ -83,9 +83,11 @@ struct dems_route {
 void dems_req_continue(struct dems_req *req);
 
 /*
- * Reads on after a streaming body handler returned DEMS_EAGAIN (it paused
- * reading while it waits for something, e.g. a part going to the store).
+ * A streaming body handler that returns DEMS_EAGAIN (it waits for
+ * something, e.g. a part going to the store) may also stop the connection's
+ * reading with dems_req_hold; dems_req_resume reads on (and undoes a hold).
  */
+void dems_req_hold(struct dems_req *req);
 void dems_req_resume(struct dems_req *req);
 
 /* Per-route state a streaming handler keeps on its request (borrowed). */

@@ -67,6 +67,8 @@ static void fail(struct dems_req *req, struct upload_stage *us, int err)
     if (*us->staged != NULL)
         st_of(us)->broken = true;
     upload_stage_answer(req, err);
+    us->paused = false;
+    dems_req_resume(req); /* answered: only undoes a hold, so the rest is drained */
 }
 
 /* ---- hex for bytea ---- */
@@ -484,6 +486,7 @@ int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
         if (r <= 0)
             return r;
         us->paused = true;
+        dems_req_hold(req);
         return DEMS_EAGAIN;
     }
     int r = dems_staging_part_ready(s, 0);

@@ -752,9 +752,22 @@ void dems_req_continue(struct dems_req *req)
     conn_process(req->conn);
 }
 
+void dems_req_hold(struct dems_req *req)
+{
+    if (req->aborted || req->conn == NULL)
+        return;
+    /* Not even into the input buffer: while it holds, the socket fills and
+     * TCP slows the client (OpenSSL's bufferevent otherwise keeps waking
+     * the loop for input it is not taking). */
+    bufferevent_disable(req->conn->bev, EV_READ);
+}
+
 void dems_req_resume(struct dems_req *req)
 {
-    if (req->aborted || req->responded || req->conn == NULL)
+    if (req->aborted || req->conn == NULL)
+        return;
+    bufferevent_enable(req->conn->bev, EV_READ);
+    if (req->responded)
         return;
     dems_http_parser_resume(req->conn->parser);
     conn_process(req->conn);

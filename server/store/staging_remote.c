@@ -301,12 +301,20 @@ int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t 
     return 0;
 }
 
-/* Registers s (parked) in place of a stale state of the same upload. */
-static int register_state(struct dems_staged *s)
+/*
+ * Registers s (parked) in place of a stale state of the same upload, its
+ * window (built in tmp) taking the place of the stale one's file. Under the
+ * lock, so a state a request holds meanwhile is never touched.
+ */
+static int register_state(struct dems_staged *s, const char *tmp)
 {
+    char p[PATH_MAX + 40];
+    staging_path_of(s->id, p, sizeof(p));
     pthread_mutex_lock(&staging_mu);
     struct dems_staged *old = staging_find(s->id);
     int r = old != NULL && (old->busy || old->doomed) ? DEMS_ECONFLICT : 0;
+    if (r == 0 && rename(tmp, p) != 0)
+        r = DEMS_EIO;
     if (r == 0 && old != NULL)
         staging_unlink(old);
     if (r == 0)
@@ -416,9 +424,12 @@ int dems_staging_import(const char *id, uint64_t length, uint64_t ver, const uin
     struct dems_staged *s = staging_new(id, length);
     if (s == NULL)
         return DEMS_ENOMEM;
-    char p[PATH_MAX + 40];
+    /* The window is built aside and renamed into place once it is whole. */
+    char p[PATH_MAX + 40], tmp[PATH_MAX + 80];
     staging_path_of(id, p, sizeof(p));
-    int fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    uint32_t nonce = randombytes_random();
+    snprintf(tmp, sizeof(tmp), "%s.load-%08x", p, nonce);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     int r = fd < 0 ? DEMS_EIO : 0;
     if (r == 0)
         r = ver == 0 || sealed == NULL ? import_fresh(s, fd)
@@ -426,9 +437,12 @@ int dems_staging_import(const char *id, uint64_t length, uint64_t ver, const uin
     if (fd >= 0)
         close(fd);
     if (r == 0)
-        r = register_state(s);
-    if (r < 0)
+        r = register_state(s, tmp);
+    if (r < 0) {
+        if (fd >= 0)
+            unlink(tmp);
         staging_free(s);
+    }
     return r;
 }
 

@@ -298,6 +298,28 @@ def test_an_upload_alternates_between_nodes_mid_file(c):
     assert st == 409 and doc["code"] == "offset_mismatch", (st, doc)
 
 
+def test_a_state_moved_to_another_upload_is_refused(c):
+    """The committed state is sealed and bound to its upload and version: one
+    copied onto another upload's row (a database-side forgery or mix-up)
+    does not open, the PATCH answers 500 staging_corrupt and nothing else is
+    disturbed."""
+    data = os.urandom(1 << 20)
+    x = create(c.a, c.tok, 2 << 20, "x.mp4")
+    y = create(c.a, c.tok, 2 << 20, "y.mp4")
+    for loc in (x, y):
+        st, _, _ = patch(c.a, c.tok, loc, 0, data)
+        assert st == 204
+    xid, yid = x.rsplit("/", 1)[1], y.rsplit("/", 1)[1]
+    c.pg.sql("dems", f"UPDATE uploads SET (stage_state, stage_ver) = (SELECT stage_state,"
+                     f" stage_ver FROM uploads WHERE id = '{xid}') WHERE id = '{yid}'")
+    st, doc, _ = patch(c.b, c.tok, y, len(data), data)  # node b loads it from the database
+    assert st == 500 and doc["code"] == "staging_corrupt", (st, doc)
+    assert '"event":"upload_state_unloadable"' in c.b.tail(200000)
+    st, _, r = patch(c.b, c.tok, x, len(data), data)  # the other upload is untouched
+    assert st == 204 and r.getheader("Evidence-Id") == hashlib.sha256(data + data).hexdigest()
+    assert c.b.request("GET", "/healthz")[0] == 200
+
+
 def test_a_node_killed_mid_upload_is_resumed_on_the_other(c):
     """Node a dies (SIGKILL) in the middle of a long PATCH: what it had
     committed (whole parts) is in the store and PostgreSQL, and the client
