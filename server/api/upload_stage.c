@@ -62,6 +62,13 @@ void upload_stage_answer(struct dems_req *req, int err)
 
 /* A failure mid-request: the state goes (reloaded from the committed one) and the request is
  * answered. */
+/* Another request on this node holds the upload (as with local staging). */
+static void answer_busy(struct dems_req *req)
+{
+    dems_resp_header(req, "Tus-Resumable", "1.0.0");
+    dems_resp_error(req, 409, "upload_busy", "another request is writing this upload");
+}
+
 static void fail(struct dems_req *req, struct upload_stage *us, int err)
 {
     if (*us->staged != NULL)
@@ -251,7 +258,10 @@ static void import_then(struct dems_req *req, struct upload_stage *us)
                                us->id, "problem", dems_strerror(us->err)),
                      "upload %s: its committed state could not be loaded (%s)", us->id,
                      dems_strerror(us->err));
-        upload_stage_answer(req, us->err == DEMS_ECONFLICT ? DEMS_ECONFLICT : us->err);
+        if (us->err == DEMS_ECONFLICT)
+            answer_busy(req);
+        else
+            upload_stage_answer(req, us->err);
         us->cb(req, us->err);
         return;
     }
@@ -269,7 +279,10 @@ static void claim_acquire(struct dems_req *req, struct upload_stage *us, bool lo
     us->sealed = NULL;
     if (r < 0) {
         *us->staged = NULL;
-        upload_stage_answer(req, r == DEMS_ENOTFOUND ? DEMS_ECONFLICT : r);
+        if (r == DEMS_ENOTFOUND || r == DEMS_ECONFLICT)
+            answer_busy(req);
+        else
+            upload_stage_answer(req, r);
         us->cb(req, r);
         return;
     }
@@ -313,7 +326,7 @@ void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct de
     us->cb = cb;
     *staged = NULL;
     if (dems_staging_busy(us->id)) { /* a request here writes it: no claim to take from it */
-        upload_stage_answer(req, DEMS_ECONFLICT);
+        answer_busy(req);
         cb(req, DEMS_ECONFLICT);
         return;
     }

@@ -159,6 +159,7 @@ static void patch_free(void *data)
     }
     dems_staging_mark_done(&p->start);
     dems_sha256_done(&p->chunk_sha);
+    free(p->us.sealed);
     free(p);
 }
 

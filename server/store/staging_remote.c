@@ -451,11 +451,13 @@ int dems_staging_finish_remote(struct dems_staged *s, struct dems_objstore_stage
                                uint8_t digest[static 32])
 {
     int r = dems_staging_seal(s);
+    stage_key(s->id, st->key, sizeof(st->key));
+    uint64_t from = dems_staging_part_end(s, s->parts);
+    bool rest = from < s->file_len; /* nothing when the last part ended the file */
+    if (r == 0 && rest)
+        r = dems_staging_put_part(s->id, from, s->file_len, st, number, tags[s->parts]);
     if (r == 0)
-        r = dems_staging_put_part(s->id, dems_staging_part_end(s, s->parts), s->file_len, st,
-                                  number, tags[s->parts]);
-    if (r == 0)
-        r = dems_objstore_stage_commit(staging_store, st, s->parts + 1, tags);
+        r = dems_objstore_stage_commit(staging_store, st, s->parts + (rest ? 1 : 0), tags);
     if (r == 0)
         r = dems_sha256_final(&s->sha, digest);
     return r;

@@ -290,6 +290,9 @@ def test_an_upload_alternates_between_nodes_mid_file(c):
     # The staged object, its tail objects and the local windows are gone.
     assert eventually(lambda: store_keys(c, "staging/") == [], timeout=10), \
         store_keys(c, "staging/")
+    # A file of whole parts: the last part ends it, no empty part is staged.
+    whole = os.urandom(2 * PART)
+    assert upload(c.b, c.tok, whole, "whole-parts.mp4") == hashlib.sha256(whole).hexdigest()
     # A request on a stale state is refused rather than forking the upload.
     loc2 = create(c.a, c.tok, 3 * PART, "stale.mp4")
     st, _, _ = patch(c.a, c.tok, loc2, 0, data[:PART + 100])
