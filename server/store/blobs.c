@@ -340,8 +340,8 @@ int dems_blob_adopt_object(const char *id, const char *src_key, uint64_t size)
     r = dems_objstore_head(remote, src_key, &have);
     if (r == 0 && have != size) {
         dems_log(DEMS_LOG_ERROR, NULL,
-                 json_pack("{s:s,s:s,s:I,s:I}", "event", "staged_size_mismatch", "blob", id, "stored",
-                           (json_int_t)have, "expected", (json_int_t)size),
+                 json_pack("{s:s,s:s,s:I,s:I}", "event", "staged_size_mismatch", "blob", id,
+                           "stored", (json_int_t)have, "expected", (json_int_t)size),
                  "the staged object %s holds %llu bytes, not %llu", src_key,
                  (unsigned long long)have, (unsigned long long)size);
         return DEMS_EIO;
