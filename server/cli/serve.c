@@ -19,6 +19,7 @@
 #include "dems/crypto.h"
 #include "dems/err.h"
 #include "demsd/auth.h"
+#include "demsd/blobs.h"
 #include "demsd/cli.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
@@ -28,7 +29,6 @@
 #include "demsd/metrics.h"
 #include "demsd/runtime.h"
 #include "demsd/setup.h"
-#include "demsd/blobs.h"
 #include "demsd/store.h"
 
 static void usage(FILE *f)
