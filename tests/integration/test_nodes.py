@@ -11,7 +11,8 @@ nodes"):
 - jobs are claimed by both nodes' workers;
 - an upload whose PATCHes alternate between the nodes completes, and one
   whose node is killed mid-PATCH is resumed on the other;
-- a login throttle earned on one node holds on the other."""
+- a login throttle earned on one node holds on the other, and so does a
+  public rate limit."""
 import base64
 import hashlib
 import json
@@ -86,7 +87,7 @@ def node(c, name, via=None):
     settings = {"database_url": c.pg.url("dems_app"),
                 "database_owner_url": c.pg.url("dems_owner"),
                 "master_key_file": c.master, "workers": 1, "login_max_failures": 3,
-                "housekeeping_interval": 1}
+                "housekeeping_interval": 1, "public_rate_per_minute": 1, "public_rate_burst": 2}
     env = {k: v for k, v in c.s3.env(via=via, retries=1, timeout=10).items() if v != ""}
     srv = Server(settings, env=env)
     srv.name = name
@@ -368,6 +369,17 @@ def test_login_throttle_is_shared(c):
         assert c.a.login("nina", "wrong password")[0] == 401
     st, doc, _ = c.b.login("nina", "correct horse")
     assert st == 429 and doc["code"] == "too_many_attempts", (st, doc)
+
+
+def test_rate_limits_are_shared(c):
+    """The public routes' token buckets are rows in the shared database: a
+    client address that spends its burst on one node is refused on the other."""
+    for _ in range(2):
+        st, doc, _ = c.a.request("POST", "/v1/disclosure/open", {"token": "nonsense"})
+        assert st != 429, (st, doc)
+    st, doc, r = c.b.request("POST", "/v1/disclosure/open", {"token": "nonsense"})
+    assert st == 429 and doc["code"] == "too_many_requests", (st, doc)
+    assert r.getheader("Retry-After"), r.getheaders()
 
 
 if __name__ == "__main__":
