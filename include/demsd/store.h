@@ -209,6 +209,9 @@ struct dems_objstore_stage;
 void dems_staging_set_remote(struct dems_objstore *store);
 bool dems_staging_is_remote(void);
 
+/* Plaintext bytes of one staged part for an upload of length bytes (0 when local). */
+uint64_t dems_staging_part_plain(uint64_t length);
+
 /* The file offset where part k (1-based; 0 for k = 0) ends. */
 uint64_t dems_staging_part_end(const struct dems_staged *s, uint32_t k);
 

@@ -304,6 +304,8 @@ static void on_claim(struct dems_req *req, struct upload_stage *us, const PGresu
     }
     us->gen = (uint64_t)api_col_int(res, 0, "stage_gen");
     us->loaded_ver = (uint64_t)api_col_int(res, 0, "stage_ver");
+    us->res_next = (unsigned)api_col_int(res, 0, "reserved_from") + 1;
+    us->res_end = (unsigned)api_col_int(res, 0, "reserved_to");
     snprintf(us->handle, sizeof(us->handle), "%s", api_col(res, 0, "stage_handle"));
     free(us->sealed);
     us->sealed = NULL;
@@ -319,8 +321,17 @@ static void on_claim(struct dems_req *req, struct upload_stage *us, const PGresu
     claim_acquire(req, us, false);
 }
 
-void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct dems_staged **staged,
-                        upload_stage_cb cb)
+/* Part boundaries (multiples of part bytes) in (from, to]: the parts a body fills. */
+static unsigned parts_filled(uint64_t from, uint64_t to, uint64_t part)
+{
+    if (part == 0 || to <= from)
+        return 0;
+    uint64_t n = to / part - from / part;
+    return n > 64 ? 64 : (unsigned)n; /* a sanity cap: more are numbered one by one */
+}
+
+void upload_stage_claim(struct dems_req *req, struct upload_stage *us, uint64_t offset,
+                        uint64_t body, struct dems_staged **staged, upload_stage_cb cb)
 {
     us->staged = staged;
     us->cb = cb;
@@ -330,12 +341,20 @@ void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct de
         cb(req, DEMS_ECONFLICT);
         return;
     }
-    const char *params[] = {us->id};
+    char reserve[16];
+    uint64_t to = offset + (body < us->length - offset ? body : us->length - offset);
+    snprintf(reserve, sizeof(reserve), "%u",
+             offset < us->length ? parts_filled(offset, to, dems_staging_part_plain(us->length))
+                                 : 0);
+    const char *params[] = {us->id, reserve};
     int r = db(req, us,
-               "UPDATE uploads SET stage_gen = stage_gen + 1 WHERE id = $1"
-               " AND state = 'receiving' RETURNING stage_gen, stage_ver,"
-               " coalesce(stage_handle, '') AS stage_handle, stage_state",
-               1, params, on_claim);
+               "UPDATE uploads u SET stage_gen = u.stage_gen + 1,"
+               " stage_next = least(" MAX_PART_NUMBER ", u.stage_next + $2::int)"
+               " FROM (SELECT stage_next FROM uploads WHERE id = $1 FOR UPDATE) o"
+               " WHERE u.id = $1 AND u.state = 'receiving'"
+               " RETURNING u.stage_gen, u.stage_ver, coalesce(u.stage_handle, '') AS stage_handle,"
+               " u.stage_state, o.stage_next AS reserved_from, u.stage_next AS reserved_to",
+               2, params, on_claim);
     if (r < 0) {
         dems_resp_err(req, r);
         cb(req, r);
@@ -476,6 +495,11 @@ static void start_part(struct dems_req *req, struct upload_stage *us)
     us->part = s->parts + 1;
     us->from = dems_staging_part_end(s, us->part - 1);
     us->to = dems_staging_part_end(s, us->part);
+    if (us->res_next <= us->res_end) { /* reserved with the claim */
+        us->number = us->res_next++;
+        submit(req, us, put_part_work, put_part_then);
+        return;
+    }
     char gen[24];
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
     const char *params[] = {us->id, gen};

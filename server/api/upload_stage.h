@@ -32,7 +32,8 @@ struct upload_stage {
     upload_stage_cb cb;
     /* The part in flight. */
     uint32_t part;
-    uint64_t from, to; /* its bytes in the file */
+    uint64_t from, to;          /* its bytes in the file */
+    unsigned res_next, res_end; /* part numbers the claim reserved: [next, end] */
     unsigned number;
     char tag[128];
     /* Work-pool results. */
@@ -44,11 +45,13 @@ struct upload_stage {
 /*
  * Claims upload us->id (length bytes) for req and acquires its state into
  * *staged, loading the committed one from the store when this node does not
- * hold it: then cb(req, 0). Failures are answered here (409 upload_busy,
- * 404, 503 store_unavailable, ...) and reported as cb(req, error).
+ * hold it: then cb(req, 0). offset and body (0: unknown) are the request's
+ * Upload-Offset and body length: the part numbers for the parts it will
+ * fill are reserved with the claim, so no part waits for one. Failures are answered here (409
+ * upload_busy, 404, 503 store_unavailable, ...) and reported as cb(req, error).
  */
-void upload_stage_claim(struct dems_req *req, struct upload_stage *us, struct dems_staged **staged,
-                        upload_stage_cb cb);
+void upload_stage_claim(struct dems_req *req, struct upload_stage *us, uint64_t offset,
+                        uint64_t body, struct dems_staged **staged, upload_stage_cb cb);
 
 /*
  * After bytes were written to the state: 0 to read on, DEMS_EAGAIN when

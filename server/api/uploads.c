@@ -253,7 +253,9 @@ static void take(struct dems_req *req, struct patch *p)
     }
     snprintf(p->us.id, sizeof(p->us.id), "%s", p->id);
     p->us.length = p->length;
-    upload_stage_claim(req, &p->us, &p->staged, on_stage_claimed);
+    const struct dems_http_head *h = dems_req_head(req);
+    upload_stage_claim(req, &p->us, p->client_offset, h->has_length ? h->content_length : 0,
+                       &p->staged, on_stage_claimed);
 }
 
 static void on_loaded(void *arg);

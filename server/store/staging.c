@@ -421,7 +421,10 @@ static int flush_pend(struct dems_staged *s, bool all)
     s->disk_len += n;
     s->pend_len -= n;
     memmove(s->pend, s->pend + n, s->pend_len);
-    if (s->disk_len - s->synced_to >= FLUSH_AFTER) {
+    /* Remote mode: the window is read back from the page cache and punched
+     * out once its part is staged; writing it to disk would only compete
+     * with the store and the database for the disk. */
+    if (staging_store == NULL && s->disk_len - s->synced_to >= FLUSH_AFTER) {
         /* Start writeback now (asynchronous); completion's fsync waits for less. */
         sync_file_range(s->fd, (off_t)s->synced_to, (off_t)(s->disk_len - s->synced_to),
                         SYNC_FILE_RANGE_WRITE);

@@ -77,6 +77,11 @@ uint32_t staging_part_chunks(uint64_t length)
     return (uint32_t)m;
 }
 
+uint64_t dems_staging_part_plain(uint64_t length)
+{
+    return (uint64_t)staging_part_chunks(length) * DEMS_BLOB_CHUNK;
+}
+
 uint64_t dems_staging_part_end(const struct dems_staged *s, uint32_t k)
 {
     return k == 0 ? 0 : DEMS_BLOB_HEADER_LEN + (uint64_t)k * s->part_chunks * CC;

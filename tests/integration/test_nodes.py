@@ -302,6 +302,30 @@ def test_an_upload_alternates_between_nodes_mid_file(c):
     assert st == 409 and doc["code"] == "offset_mismatch", (st, doc)
 
 
+def test_a_terminated_upload_leaves_nothing_in_the_store(c):
+    """Terminating an upload on the node that did not receive it removes its
+    staged parts (the stage is aborted), its tail object and the state, and
+    fences any request still writing it."""
+    data = os.urandom(PART + (1 << 20))
+    loc = create(c.a, c.tok, 3 * PART, "ended.mp4")
+    st, _, _ = patch(c.a, c.tok, loc, 0, data)
+    assert st == 204
+    uid = loc.rsplit("/", 1)[1]
+    assert [k for k in store_keys(c, "staging/") if uid in k], store_keys(c, "staging/")
+    # s3rver keeps each multipart upload in progress as a directory.
+    stages = os.path.join(c.s3.data, c.s3.bucket, "._S3rver_uploads")
+    before = len(os.listdir(stages))
+    assert before >= 1
+    st, _, _ = c.b.request("DELETE", loc, token=c.tok, headers={"Tus-Resumable": "1.0.0"})
+    assert st == 204
+    assert eventually(lambda: not [k for k in store_keys(c, "staging/") if uid in k],
+                      timeout=10), store_keys(c, "staging/")
+    assert eventually(lambda: len(os.listdir(stages)) == before - 1, timeout=10), \
+        os.listdir(stages)
+    st, doc, _ = patch(c.a, c.tok, loc, len(data), data[:100])
+    assert st == 404, (st, doc)
+
+
 def test_a_state_moved_to_another_upload_is_refused(c):
     """The committed state is sealed and bound to its upload and version: one
     copied onto another upload's row (a database-side forgery or mix-up)
