@@ -26,6 +26,8 @@
 
 #include "dems/crypto.h"
 
+#define DEMS_STAGING_SNAPS 4
+
 struct dems_staged {
     char id[33];
     int fd;                 /* open only while acquired (parked: -1) */
@@ -57,15 +59,15 @@ struct dems_staged {
     uint32_t part_chunks;
     uint32_t parts;
     int64_t used_at; /* monotonic seconds of its last release */
-    /* The states where the last two parts end (by part % 2), to commit at
-     * those boundaries once the parts are staged. */
+    /* The states where the last parts end (by part % DEMS_STAGING_SNAPS),
+     * to commit at those boundaries once the parts are staged. */
     struct dems_staging_snap {
         bool set;
         uint32_t part;
         uint64_t offset;
         crypto_secretstream_xchacha20poly1305_state st;
         uint8_t sha[DEMS_SHA256_STATE_LEN];
-    } snap[2];
+    } snap[DEMS_STAGING_SNAPS];
     struct dems_staged *next;
 };
 

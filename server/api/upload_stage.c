@@ -71,6 +71,7 @@ static void answer_busy(struct dems_req *req)
 
 static void fail(struct dems_req *req, struct upload_stage *us, int err)
 {
+    us->failed = true; /* steps still on their way stop where they land */
     if (*us->staged != NULL)
         st_of(us)->broken = true;
     upload_stage_answer(req, err);
@@ -363,94 +364,86 @@ void upload_stage_claim(struct dems_req *req, struct upload_stage *us, uint64_t 
 
 /* ---- parts, as bytes arrive ----
  *
- * One part at a time is on its way to the store (read back from the local
- * file on the work pool) while the body goes on arriving into the next;
- * when that one is whole too, reading pauses until the first is staged.
- * So a node's intake and its sending overlap, and a slow store slows the
- * client rather than filling the disk. */
+ * A part whole in the local file is read back and staged in the store on
+ * the work pool while the body goes on arriving into the next; once staged
+ * it is recorded (its tag, and the state where it ends) while the next one
+ * is already on its way. Parts are staged one at a time and recorded one at
+ * a time, in order; reading pauses when a second part is whole before the
+ * first is staged, so a slow store slows the client rather than filling
+ * the disk (a node holds about two parts of an upload). */
 
 static void start_part(struct dems_req *req, struct upload_stage *us);
+static void start_record(struct dems_req *req, struct upload_stage *us);
 
-/* Continues after a part is staged and recorded (or nothing was in flight). */
-static void next_step(struct dems_req *req, struct upload_stage *us)
+/* Moves the pipeline on after any of its steps (or at the end of the body). */
+static void pump(struct dems_req *req, struct upload_stage *us)
 {
-    int r = dems_staging_part_ready(st_of(us), 0);
-    if (r < 0) {
-        fail(req, us, r);
+    struct dems_staged *s = st_of(us);
+    if (us->failed || s == NULL)
         return;
+    if (!us->recording && us->staged_upto > s->parts)
+        start_record(req, us);
+    if (!us->uploading && us->staged_upto - s->parts < 2) {
+        int r = dems_staging_part_ready(s, us->staged_upto - s->parts);
+        if (r < 0) {
+            fail(req, us, r);
+            return;
+        }
+        if (r > 0)
+            start_part(req, us);
     }
-    if (r > 0)
-        start_part(req, us);
-    if (us->paused) {
-        us->paused = false;
+    if (us->paused && us->uploading) {
+        us->paused = false; /* the part that made it pause is on its way now */
         dems_req_resume(req);
-    } else if (us->ending && !us->inflight) {
-        upload_stage_commit(req, us, us->cb); /* the end of the request waited for the part */
+    } else if (us->ending && !us->uploading && !us->recording && us->staged_upto == s->parts) {
+        upload_stage_commit(req, us, us->cb); /* the end of the request waited for parts */
     }
 }
 
 static void on_recorded(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
 {
     struct dems_staged *s = st_of(us);
-    us->inflight = false;
-    if (s == NULL)
-        return; /* the request let the upload go meanwhile (answered) */
+    us->recording = false;
+    if (s == NULL || us->failed)
+        return; /* the request let the upload go, or failed, meanwhile (answered) */
     if (err < 0 || dems_db_affected(res) != 1) {
         fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
         return;
     }
-    bool at_part = us->committing;
-    uint64_t offset = at_part ? s->snap[us->part % 2].offset : 0;
-    dems_staging_part_done(s);
-    if (at_part) {
-        dems_staging_committed(s, us->gen, offset, us->part);
+    uint32_t k = us->rec_part;
+    uint64_t offset = us->rec_commit ? s->snap[k % DEMS_STAGING_SNAPS].offset : 0;
+    dems_staging_part_done(s); /* parts = k */
+    if (us->rec_commit) {
+        dems_staging_committed(s, us->gen, offset, k);
         committed(req, us);
     }
-    next_step(req, us);
+    pump(req, us);
 }
 
-static void put_part_work(void *arg)
-{
-    struct job *j = arg;
-    struct upload_stage *us = j->us;
-    struct dems_objstore_stage st;
-    memset(&st, 0, sizeof(st));
-    snprintf(st.id, sizeof(st.id), "%s", us->handle);
-    us->err = dems_staging_put_part(us->id, us->from, us->to, &st, us->number, us->tag);
-    if (us->err == 0)
-        snprintf(us->handle, sizeof(us->handle), "%s", st.id);
-}
-
-static void put_part_then(struct dems_req *req, struct upload_stage *us)
+/* Records staged part parts + 1: its tag, and (unless the request's chunk
+ * must first pass its Upload-Checksum) the state where it ends. */
+static void start_record(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
-    if (s == NULL) {
-        us->inflight = false;
-        return;
-    }
-    if (us->err < 0) {
-        us->inflight = false;
-        fail(req, us, us->err);
-        return;
-    }
-    char part[16];
-    snprintf(part, sizeof(part), "%u", us->part);
-    char gen[24];
+    uint32_t k = s->parts + 1;
+    const char *tag = us->tags[k % 2];
+    char part[16], gen[24];
+    snprintf(part, sizeof(part), "%u", k);
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
-    /* The state where this part ends is committed with it, unless the
-     * request's chunk must first pass its Upload-Checksum. */
-    us->committing = !us->checksummed && dems_staging_has_snap(s, us->part);
+    us->recording = true;
+    us->rec_part = k;
+    us->rec_commit = !us->checksummed && dems_staging_has_snap(s, k);
     int r;
-    if (us->committing) {
+    if (us->rec_commit) {
         uint8_t *sealed = NULL;
         size_t len = 0;
         uint64_t offset = 0;
-        r = dems_staging_export(s, us->part, us->gen, &sealed, &len, &offset);
+        r = dems_staging_export(s, k, us->gen, &sealed, &len, &offset);
         char *hex = r == 0 ? bytea_hex(sealed, len) : NULL;
         free(sealed);
         char off[24];
         snprintf(off, sizeof(off), "%llu", (unsigned long long)offset);
-        const char *params[] = {us->id, gen, part, us->tag, us->handle, off, hex};
+        const char *params[] = {us->id, gen, part, tag, us->handle, off, hex};
         r = hex == NULL ? DEMS_ENOMEM
                         : db(req, us,
                              "UPDATE uploads SET stage_tags[$3::int] = $4,"
@@ -461,26 +454,52 @@ static void put_part_then(struct dems_req *req, struct upload_stage *us)
                              7, params, on_recorded);
         free(hex);
     } else {
-        const char *params[] = {us->id, gen, part, us->tag, us->handle};
+        const char *params[] = {us->id, gen, part, tag, us->handle};
         r = db(req, us,
                "UPDATE uploads SET stage_tags[$3::int] = $4, stage_handle = $5"
                " WHERE id = $1 AND stage_gen = $2::bigint",
                5, params, on_recorded);
     }
     if (r < 0) {
-        us->inflight = false;
+        us->recording = false;
         fail(req, us, r);
     }
 }
 
+static void put_part_work(void *arg)
+{
+    struct job *j = arg;
+    struct upload_stage *us = j->us;
+    struct dems_objstore_stage st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.id, sizeof(st.id), "%s", us->handle);
+    us->err =
+        dems_staging_put_part(us->id, us->from, us->to, &st, us->number, us->tags[us->part % 2]);
+    if (us->err == 0)
+        snprintf(us->handle, sizeof(us->handle), "%s", st.id);
+}
+
+static void put_part_then(struct dems_req *req, struct upload_stage *us)
+{
+    us->uploading = false;
+    if (st_of(us) == NULL || us->failed)
+        return;
+    if (us->err < 0) {
+        fail(req, us, us->err);
+        return;
+    }
+    us->staged_upto = us->part;
+    pump(req, us);
+}
+
 static void on_number(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
 {
-    if (st_of(us) == NULL) {
-        us->inflight = false;
+    if (st_of(us) == NULL || us->failed) {
+        us->uploading = false;
         return;
     }
     if (err < 0 || PQntuples(res) != 1) {
-        us->inflight = false;
+        us->uploading = false;
         fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
         return;
     }
@@ -488,11 +507,12 @@ static void on_number(struct dems_req *req, struct upload_stage *us, const PGres
     submit(req, us, put_part_work, put_part_then);
 }
 
+/* Stages part staged_upto + 1 (whole in the file). */
 static void start_part(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
-    us->inflight = true;
-    us->part = s->parts + 1;
+    us->uploading = true;
+    us->part = us->staged_upto + 1;
     us->from = dems_staging_part_end(s, us->part - 1);
     us->to = dems_staging_part_end(s, us->part);
     if (us->res_next <= us->res_end) { /* reserved with the claim */
@@ -509,7 +529,7 @@ static void start_part(struct dems_req *req, struct upload_stage *us)
            " AND stage_gen = $2::bigint AND stage_next < " MAX_PART_NUMBER " RETURNING stage_next",
            2, params, on_number);
     if (r < 0) {
-        us->inflight = false;
+        us->uploading = false;
         fail(req, us, r);
     }
 }
@@ -517,18 +537,19 @@ static void start_part(struct dems_req *req, struct upload_stage *us)
 int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
-    if (us->inflight) {
-        /* One part is on its way: pause once the next one is whole too. */
-        int r = dems_staging_part_ready(s, 1);
-        if (r <= 0)
-            return r;
+    if (us->staged_upto < s->parts)
+        us->staged_upto = s->parts; /* a fresh request: nothing staged beyond the state */
+    uint32_t ahead = us->staged_upto - s->parts + (us->uploading ? 1 : 0);
+    int r = dems_staging_part_ready(s, ahead);
+    if (r <= 0)
+        return r;
+    if (us->uploading || us->staged_upto - s->parts >= 2) {
+        /* A part is on its way (or waits to be recorded) and the next is
+         * whole too: reading waits. */
         us->paused = true;
         dems_req_hold(req);
         return DEMS_EAGAIN;
     }
-    int r = dems_staging_part_ready(s, 0);
-    if (r <= 0)
-        return r;
     start_part(req, us);
     return 0;
 }
@@ -607,8 +628,10 @@ void upload_stage_commit(struct dems_req *req, struct upload_stage *us, upload_s
     struct dems_staged *s = st_of(us);
     us->cb = cb;
     us->ending = true;
-    if (us->inflight)
-        return; /* next_step comes back here once the part is staged */
+    if (us->staged_upto < s->parts)
+        us->staged_upto = s->parts;
+    if (us->uploading || us->recording || us->staged_upto > s->parts)
+        return; /* pump comes back here once the parts are staged and recorded */
     int r = dems_staging_flush(s);
     if (r == 0)
         r = dems_staging_part_ready(s, 0);

@@ -25,9 +25,13 @@ struct upload_stage {
     char handle[512];            /* the store's stage (S3 UploadId, Azure nonce); "" none yet */
     bool checksummed;            /* Upload-Checksum: nothing is committed before the end */
     bool ending;                 /* the request's end waits for its last part */
-    bool inflight;               /* a part is on its way to the store */
-    bool paused;                 /* reading waits for it */
-    bool committing;             /* its record commits the state where it ends */
+    bool uploading;              /* a part is on its way to the store */
+    bool recording;              /* a staged part's record is on its way to the database */
+    bool paused;                 /* reading waits for them */
+    bool failed;                 /* answered with an error: nothing more is done */
+    bool rec_commit;             /* that record commits the state where the part ends */
+    uint32_t rec_part;           /* the part being recorded */
+    uint32_t staged_upto;        /* parts staged in the store (recorded up to state's parts) */
     struct dems_staged **staged; /* the request's acquired state (borrowed) */
     upload_stage_cb cb;
     /* The part in flight. */
@@ -35,7 +39,7 @@ struct upload_stage {
     uint64_t from, to;          /* its bytes in the file */
     unsigned res_next, res_end; /* part numbers the claim reserved: [next, end] */
     unsigned number;
-    char tag[128];
+    char tags[2][128]; /* of the parts staged and not yet recorded (by part % 2) */
     /* Work-pool results. */
     int err;
     uint8_t *sealed;

@@ -93,7 +93,7 @@ void staging_after_push(struct dems_staged *s)
     if (unit == 0 || body % unit != 0)
         return;
     uint32_t k = (uint32_t)(body / unit);
-    struct dems_staging_snap *n = &s->snap[k % 2];
+    struct dems_staging_snap *n = &s->snap[k % DEMS_STAGING_SNAPS];
     n->set = true;
     n->part = k;
     n->offset = s->offset;
@@ -103,7 +103,8 @@ void staging_after_push(struct dems_staged *s)
 
 bool dems_staging_has_snap(const struct dems_staged *s, uint32_t k)
 {
-    return k > 0 && s->snap[k % 2].set && s->snap[k % 2].part == k;
+    return k > 0 && s->snap[k % DEMS_STAGING_SNAPS].set &&
+           s->snap[k % DEMS_STAGING_SNAPS].part == k;
 }
 
 int dems_staging_part_ready(struct dems_staged *s, uint32_t ahead)
@@ -131,7 +132,7 @@ void dems_staging_committed(struct dems_staged *s, uint64_t ver, uint64_t offset
     s->ver = ver;
     s->committed_offset = offset;
     if (dems_staging_has_snap(s, at_part))
-        s->snap[at_part % 2].set = false;
+        s->snap[at_part % DEMS_STAGING_SNAPS].set = false;
 }
 
 /* Reads [from, to) of upload id's local file into a new buffer. */
@@ -258,7 +259,7 @@ int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t 
 {
     if (at_part > 0 && !dems_staging_has_snap(s, at_part))
         return DEMS_EINVAL;
-    const struct dems_staging_snap *n = at_part > 0 ? &s->snap[at_part % 2] : NULL;
+    const struct dems_staging_snap *n = at_part > 0 ? &s->snap[at_part % DEMS_STAGING_SNAPS] : NULL;
     size_t tail = n != NULL ? 0 : s->tail_len;
     size_t plen = STATE_FIXED + tail;
     size_t clen = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + plen +
