@@ -149,35 +149,56 @@ db(struct dems_req *req, struct upload_stage *us, const char *sql, int n, const 
 struct job {
     struct dems_req *req;
     struct upload_stage *us;
+    struct upload_part *slot; /* a part's job: which one */
     void (*then)(struct dems_req *req, struct upload_stage *us);
+    void (*then_part)(struct dems_req *req, struct upload_stage *us, struct upload_part *slot);
 };
 
 static void job_done(void *arg)
 {
     struct job *j = arg;
-    if (!dems_req_is_aborted(j->req))
-        j->then(j->req, j->us);
+    if (!dems_req_is_aborted(j->req)) {
+        if (j->then_part != NULL)
+            j->then_part(j->req, j->us, j->slot);
+        else
+            j->then(j->req, j->us);
+    }
     dems_req_unref(j->req);
     free(j);
 }
 
-static void submit(struct dems_req *req, struct upload_stage *us, void (*fn)(void *arg),
-                   void (*then)(struct dems_req *req, struct upload_stage *us))
+static void submit_job(struct dems_req *req, struct upload_stage *us, struct upload_part *slot,
+                       void (*fn)(void *arg),
+                       void (*then)(struct dems_req *req, struct upload_stage *us),
+                       void (*then_part)(struct dems_req *req, struct upload_stage *us,
+                                         struct upload_part *slot))
 {
     struct job *j = calloc(1, sizeof(*j));
     if (j == NULL) {
+        if (slot != NULL)
+            us->uploading--;
         fail(req, us, DEMS_ENOMEM);
         return;
     }
     j->req = req;
     j->us = us;
+    j->slot = slot;
     j->then = then;
+    j->then_part = then_part;
     dems_req_ref(req);
     if (dems_work_submit(dems_req_loop(req), fn, job_done, j) < 0) {
         dems_req_unref(req);
         free(j);
+        if (slot != NULL)
+            us->uploading--;
         fail(req, us, DEMS_ENOMEM);
     }
+}
+
+static void submit(struct dems_req *req, struct upload_stage *us, void (*fn)(void *arg),
+                   void (*then)(struct dems_req *req, struct upload_stage *us))
+{
+    submit_job(req, us, NULL, fn, then, NULL);
 }
 
 /* Fire and forget: an old tail object, or a whole upload's objects. */
@@ -365,17 +386,35 @@ void upload_stage_claim(struct dems_req *req, struct upload_stage *us, uint64_t 
 /* ---- parts, as bytes arrive ----
  *
  * A part whole in the local file is read back and staged in the store on
- * the work pool while the body goes on arriving into the next; once staged
- * it is recorded (its tag, and the state where it ends) while the next one
- * is already on its way. Parts are staged one at a time and recorded one at
- * a time, in order; reading pauses when a second part is whole before the
- * first is staged, so a slow store slows the client rather than filling
- * the disk (a node holds about two parts of an upload). */
+ * the work pool while the body goes on arriving into the next. Up to two
+ * parts are on their way at once (the stores take parts in any order; the
+ * gaps between one part's answer and the next part's request would
+ * otherwise leave the store idle), and staged parts are recorded (their
+ * tags, and the state where each ends) one at a time, in order, while the
+ * next ones travel. Reading pauses when a part is whole that cannot be
+ * sent yet, so a slow store slows the client rather than filling the disk
+ * (a node holds about three parts of an upload). */
 
 static void start_part(struct dems_req *req, struct upload_stage *us);
 static void start_record(struct dems_req *req, struct upload_stage *us);
 
-/* Moves the pipeline on after any of its steps (or at the end of the body). */
+/* Parts launched and not yet recorded. */
+static uint32_t outstanding(const struct upload_stage *us)
+{
+    return us->launched_upto - (*us->staged)->parts;
+}
+
+/* Whether the next part may be launched now: at most two outstanding, and
+ * only one until the store's stage exists (the first part begins it) or
+ * while parts are numbered one by one. */
+static bool may_launch(const struct upload_stage *us)
+{
+    if (outstanding(us) >= 2)
+        return false;
+    bool numbered = us->res_next <= us->res_end;
+    return us->uploading == 0 || (us->handle[0] != '\0' && numbered);
+}
+
 static void pump(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
@@ -383,19 +422,19 @@ static void pump(struct dems_req *req, struct upload_stage *us)
         return;
     if (!us->recording && us->staged_upto > s->parts)
         start_record(req, us);
-    if (!us->uploading && us->staged_upto - s->parts < 2) {
-        int r = dems_staging_part_ready(s, us->staged_upto - s->parts);
-        if (r < 0) {
-            fail(req, us, r);
-            return;
-        }
-        if (r > 0)
-            start_part(req, us);
+    int r = 0;
+    while (!us->failed && may_launch(us) && (r = dems_staging_part_ready(s, outstanding(us))) > 0)
+        start_part(req, us);
+    if (r < 0) {
+        fail(req, us, r);
+        return;
     }
-    if (us->paused && us->uploading) {
+    if (us->failed)
+        return;
+    if (us->paused && (may_launch(us) || dems_staging_part_ready(s, outstanding(us)) == 0)) {
         us->paused = false; /* the part that made it pause is on its way now */
         dems_req_resume(req);
-    } else if (us->ending && !us->uploading && !us->recording && us->staged_upto == s->parts) {
+    } else if (us->ending && us->uploading == 0 && !us->recording && us->staged_upto == s->parts) {
         upload_stage_commit(req, us, us->cb); /* the end of the request waited for parts */
     }
 }
@@ -426,7 +465,7 @@ static void start_record(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
     uint32_t k = s->parts + 1;
-    const char *tag = us->tags[k % 2];
+    const char *tag = us->slot[k % 2].tag;
     char part[16], gen[24];
     snprintf(part, sizeof(part), "%u", k);
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)us->gen);
@@ -469,55 +508,72 @@ static void start_record(struct dems_req *req, struct upload_stage *us)
 static void put_part_work(void *arg)
 {
     struct job *j = arg;
-    struct upload_stage *us = j->us;
+    struct upload_part *p = j->slot;
     struct dems_objstore_stage st;
     memset(&st, 0, sizeof(st));
-    snprintf(st.id, sizeof(st.id), "%s", us->handle);
-    us->err =
-        dems_staging_put_part(us->id, us->from, us->to, &st, us->number, us->tags[us->part % 2]);
-    if (us->err == 0)
-        snprintf(us->handle, sizeof(us->handle), "%s", st.id);
+    snprintf(st.id, sizeof(st.id), "%s", p->handle);
+    p->err = dems_staging_put_part(j->us->id, p->from, p->to, &st, p->number, p->tag);
+    if (p->err == 0)
+        snprintf(p->handle, sizeof(p->handle), "%s", st.id); /* begun here, if it was empty */
 }
 
-static void put_part_then(struct dems_req *req, struct upload_stage *us)
+static void put_part_then(struct dems_req *req, struct upload_stage *us, struct upload_part *p)
 {
-    us->uploading = false;
+    us->uploading--;
     if (st_of(us) == NULL || us->failed)
         return;
-    if (us->err < 0) {
-        fail(req, us, us->err);
+    if (p->err < 0) {
+        fail(req, us, p->err);
         return;
     }
-    us->staged_upto = us->part;
+    if (us->handle[0] == '\0')
+        snprintf(us->handle, sizeof(us->handle), "%s", p->handle);
+    p->done = true;
+    /* Staged in order: a later part that lands first waits for the one before. */
+    while (us->slot[(us->staged_upto + 1) % 2].done &&
+           us->slot[(us->staged_upto + 1) % 2].part == us->staged_upto + 1) {
+        us->slot[(us->staged_upto + 1) % 2].done = false;
+        us->staged_upto++;
+    }
     pump(req, us);
+}
+
+static void launch(struct dems_req *req, struct upload_stage *us, struct upload_part *p)
+{
+    snprintf(p->handle, sizeof(p->handle), "%s", us->handle);
+    submit_job(req, us, p, put_part_work, NULL, put_part_then);
 }
 
 static void on_number(struct dems_req *req, struct upload_stage *us, const PGresult *res, int err)
 {
+    struct upload_part *p = &us->slot[us->launched_upto % 2];
     if (st_of(us) == NULL || us->failed) {
-        us->uploading = false;
+        us->uploading--;
         return;
     }
     if (err < 0 || PQntuples(res) != 1) {
-        us->uploading = false;
+        us->uploading--;
         fail(req, us, err < 0 ? err : DEMS_ECONFLICT);
         return;
     }
-    us->number = (unsigned)api_col_int(res, 0, "stage_next");
-    submit(req, us, put_part_work, put_part_then);
+    p->number = (unsigned)api_col_int(res, 0, "stage_next");
+    launch(req, us, p);
 }
 
-/* Stages part staged_upto + 1 (whole in the file). */
+/* Stages part launched_upto + 1 (whole in the file). */
 static void start_part(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
-    us->uploading = true;
-    us->part = us->staged_upto + 1;
-    us->from = dems_staging_part_end(s, us->part - 1);
-    us->to = dems_staging_part_end(s, us->part);
+    uint32_t k = ++us->launched_upto;
+    struct upload_part *p = &us->slot[k % 2];
+    memset(p, 0, sizeof(*p));
+    p->part = k;
+    p->from = dems_staging_part_end(s, k - 1);
+    p->to = dems_staging_part_end(s, k);
+    us->uploading++;
     if (us->res_next <= us->res_end) { /* reserved with the claim */
-        us->number = us->res_next++;
-        submit(req, us, put_part_work, put_part_then);
+        p->number = us->res_next++;
+        launch(req, us, p);
         return;
     }
     char gen[24];
@@ -529,23 +585,30 @@ static void start_part(struct dems_req *req, struct upload_stage *us)
            " AND stage_gen = $2::bigint AND stage_next < " MAX_PART_NUMBER " RETURNING stage_next",
            2, params, on_number);
     if (r < 0) {
-        us->uploading = false;
+        us->uploading--;
         fail(req, us, r);
     }
+}
+
+/* A request's first look at the state: nothing launched beyond it yet. */
+static void settle(struct upload_stage *us)
+{
+    struct dems_staged *s = st_of(us);
+    if (us->staged_upto < s->parts)
+        us->staged_upto = s->parts;
+    if (us->launched_upto < us->staged_upto)
+        us->launched_upto = us->staged_upto;
 }
 
 int upload_stage_after_write(struct dems_req *req, struct upload_stage *us)
 {
     struct dems_staged *s = st_of(us);
-    if (us->staged_upto < s->parts)
-        us->staged_upto = s->parts; /* a fresh request: nothing staged beyond the state */
-    uint32_t ahead = us->staged_upto - s->parts + (us->uploading ? 1 : 0);
-    int r = dems_staging_part_ready(s, ahead);
+    settle(us);
+    int r = dems_staging_part_ready(s, outstanding(us));
     if (r <= 0)
         return r;
-    if (us->uploading || us->staged_upto - s->parts >= 2) {
-        /* A part is on its way (or waits to be recorded) and the next is
-         * whole too: reading waits. */
+    if (!may_launch(us)) {
+        /* Whole, but it cannot be sent yet: reading waits. */
         us->paused = true;
         dems_req_hold(req);
         return DEMS_EAGAIN;
@@ -628,9 +691,8 @@ void upload_stage_commit(struct dems_req *req, struct upload_stage *us, upload_s
     struct dems_staged *s = st_of(us);
     us->cb = cb;
     us->ending = true;
-    if (us->staged_upto < s->parts)
-        us->staged_upto = s->parts;
-    if (us->uploading || us->recording || us->staged_upto > s->parts)
+    settle(us);
+    if (us->uploading > 0 || us->recording || us->launched_upto > s->parts)
         return; /* pump comes back here once the parts are staged and recorded */
     int r = dems_staging_flush(s);
     if (r == 0)

@@ -16,6 +16,17 @@
 
 typedef void (*upload_stage_cb)(struct dems_req *req, int err);
 
+/* A part on its way to the store. */
+struct upload_part {
+    uint32_t part;
+    uint64_t from, to; /* its bytes in the file */
+    unsigned number;
+    int err;
+    bool done;        /* staged, waiting for the parts before it */
+    char handle[512]; /* the stage it goes to ("": its job begins it) */
+    char tag[128];
+};
+
 /* Per request (inside the uploads handler's own state). */
 struct upload_stage {
     char id[33];
@@ -25,21 +36,18 @@ struct upload_stage {
     char handle[512];            /* the store's stage (S3 UploadId, Azure nonce); "" none yet */
     bool checksummed;            /* Upload-Checksum: nothing is committed before the end */
     bool ending;                 /* the request's end waits for its last part */
-    bool uploading;              /* a part is on its way to the store */
+    unsigned uploading;          /* parts on their way to the store (at most 2) */
     bool recording;              /* a staged part's record is on its way to the database */
     bool paused;                 /* reading waits for them */
     bool failed;                 /* answered with an error: nothing more is done */
     bool rec_commit;             /* that record commits the state where the part ends */
     uint32_t rec_part;           /* the part being recorded */
-    uint32_t staged_upto;        /* parts staged in the store (recorded up to state's parts) */
+    uint32_t staged_upto;        /* parts staged in the store, in order (recorded: state's parts) */
+    uint32_t launched_upto;      /* parts sent on their way */
     struct dems_staged **staged; /* the request's acquired state (borrowed) */
     upload_stage_cb cb;
-    /* The part in flight. */
-    uint32_t part;
-    uint64_t from, to;          /* its bytes in the file */
     unsigned res_next, res_end; /* part numbers the claim reserved: [next, end] */
-    unsigned number;
-    char tags[2][128]; /* of the parts staged and not yet recorded (by part % 2) */
+    struct upload_part slot[2]; /* the parts launched and not yet recorded, by part % 2 */
     /* Work-pool results. */
     int err;
     uint8_t *sealed;
