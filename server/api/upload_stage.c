@@ -19,7 +19,8 @@
  *
  * A request commits at each part it stages (unless the chunk carries an
  * Upload-Checksum: then only once the checksum matched) and at its end, so
- * an interrupted request loses at most one part's worth.
+ * an interrupted request loses only the parts still on their way (at most
+ * three) and what arrived after them.
  */
 #include "upload_stage.h"
 
