@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dems/be.h"
 #include "dems/crypto.h"
 #include "dems/err.h"
 
@@ -57,19 +58,6 @@ void dems_sha256_done(struct dems_sha256 *h)
     h->ctx = NULL;
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /*
  * The saved form: the eight chaining words, the bit count (high, low), the
  * bytes in the unfinished block and that block, all big-endian words: a
@@ -80,10 +68,10 @@ void dems_sha256_save(const struct dems_sha256 *h, uint8_t out[static DEMS_SHA25
 {
     const SHA256_CTX *c = h->ctx;
     for (int i = 0; i < 8; i++)
-        put32(out + 4 * i, c->h[i]);
-    put32(out + 32, c->Nh);
-    put32(out + 36, c->Nl);
-    put32(out + 40, c->num);
+        dems_put_be32(out + 4 * i, c->h[i]);
+    dems_put_be32(out + 32, c->Nh);
+    dems_put_be32(out + 36, c->Nl);
+    dems_put_be32(out + 40, c->num);
     const uint8_t *block = (const uint8_t *)c->data;
     memset(out + 44, 0, 64);
     memcpy(out + 44, block, c->num < 64 ? c->num : 64);
@@ -92,15 +80,15 @@ void dems_sha256_save(const struct dems_sha256 *h, uint8_t out[static DEMS_SHA25
 int dems_sha256_restore(struct dems_sha256 *h, const uint8_t in[static DEMS_SHA256_STATE_LEN])
 {
     SHA256_CTX *c = h->ctx;
-    uint32_t num = get32(in + 40), nl = get32(in + 36);
+    uint32_t num = dems_get_be32(in + 40), nl = dems_get_be32(in + 36);
     /* The unfinished block holds exactly the bytes past the last whole block. */
     if (num >= 64 || (nl / 8) % 64 != num)
         return DEMS_EINVAL;
     if (SHA256_Init(c) != 1)
         return DEMS_EINTERNAL;
     for (int i = 0; i < 8; i++)
-        c->h[i] = get32(in + 4 * i);
-    c->Nh = get32(in + 32);
+        c->h[i] = dems_get_be32(in + 4 * i);
+    c->Nh = dems_get_be32(in + 32);
     c->Nl = nl;
     c->num = num;
     memcpy(c->data, in + 44, num);

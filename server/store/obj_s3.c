@@ -543,6 +543,22 @@ static int s3_stage_put(struct dems_objstore *s, const struct dems_objstore_stag
 }
 
 /*
+ * S3 may answer 200 to a completion or a copy and report a failure in the
+ * body, after the fact: true when it did (its Code in r->err_code).
+ */
+static bool error_in_body(struct obj_req *r)
+{
+    const char *b = r->grow != NULL ? (const char *)r->grow : "";
+    const char *v, *c;
+    size_t vl, cl;
+    if (obj_xml_find(b, b + r->out_len, "Error", &v, &vl) == NULL)
+        return false;
+    if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
+        (void)obj_xml_text(c, cl, r->err_code, sizeof(r->err_code));
+    return true;
+}
+
+/*
  * One CompleteMultipartUpload. S3 may answer 200 and report a failure in the
  * body, after the fact: *again when that failure is one to retry
  * (InternalError, SlowDown, ServiceUnavailable).
@@ -568,21 +584,11 @@ static int commit_once(struct dems_objstore *s, const struct dems_objstore_stage
         rc = s3_head(s, st->key, &size);
         if (rc == DEMS_ENOTFOUND)
             obj_log_failure(s, &r, rc = DEMS_EIO);
-    } else if (rc == 0) {
-        const char *b = r.grow != NULL ? (const char *)r.grow : "";
-        const char *v;
-        size_t vl;
-        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
-            const char *c;
-            size_t cl;
-            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
-                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
-            *again = strcmp(r.err_code, "InternalError") == 0 ||
-                     strcmp(r.err_code, "SlowDown") == 0 ||
-                     strcmp(r.err_code, "ServiceUnavailable") == 0;
-            rc = *again ? DEMS_EUNAVAIL : DEMS_EIO;
-            obj_log_failure(s, &r, rc);
-        }
+    } else if (rc == 0 && error_in_body(&r)) {
+        *again = strcmp(r.err_code, "InternalError") == 0 || strcmp(r.err_code, "SlowDown") == 0 ||
+                 strcmp(r.err_code, "ServiceUnavailable") == 0;
+        rc = *again ? DEMS_EUNAVAIL : DEMS_EIO;
+        obj_log_failure(s, &r, rc);
     }
     obj_req_done(&r);
     return rc;
@@ -670,18 +676,8 @@ static int s3_copy(struct dems_objstore *s, const char *src, const char *dst)
         rc = DEMS_ETOOBIG;
     if (rc == 0)
         rc = obj_http_do(s, &r);
-    if (rc == 0) {
-        const char *b = r.grow != NULL ? (const char *)r.grow : "";
-        const char *v;
-        size_t vl;
-        if (obj_xml_find(b, b + r.out_len, "Error", &v, &vl) != NULL) {
-            const char *c;
-            size_t cl;
-            if (obj_xml_find(v, v + vl, "Code", &c, &cl) != NULL)
-                (void)obj_xml_text(c, cl, r.err_code, sizeof(r.err_code));
-            obj_log_failure(s, &r, rc = DEMS_EUNAVAIL);
-        }
-    }
+    if (rc == 0 && error_in_body(&r))
+        obj_log_failure(s, &r, rc = DEMS_EUNAVAIL);
     obj_req_done(&r);
     return rc;
 }

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dems/be.h"
 #include "dems/err.h"
 #include "demsd/blobs.h"
 #include "demsd/objstore.h"
@@ -218,40 +219,13 @@ void dems_staging_drop_tail(const char *id, uint64_t ver)
     (void)dems_objstore_delete(staging_store, key);
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* What the sealed state is bound to: its purpose, the upload and its version. */
 static void state_ad(const char *id, uint64_t ver, uint8_t ad[static STATE_AD_LEN])
 {
     memcpy(ad, "dems-stage", 10);
     memset(ad + 10, 0, 32);
     memcpy(ad + 10, id, strnlen(id, 32));
-    put64(ad + 42, ver);
+    dems_put_be64(ad + 42, ver);
 }
 
 int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t ver, uint8_t **ret,
@@ -274,12 +248,12 @@ int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t 
     memcpy(p, STATE_MAGIC, 4);
     p += 4;
     *p++ = n != NULL ? 0 : (uint8_t)s->sealed;
-    put32(p, s->part_chunks);
-    put32(p + 4, n != NULL ? n->part : s->parts);
+    dems_put_be32(p, s->part_chunks);
+    dems_put_be32(p + 4, n != NULL ? n->part : s->parts);
     p += 8;
     uint64_t offset = n != NULL ? n->offset : s->offset;
-    put64(p, offset);
-    put64(p + 8, n != NULL ? dems_staging_part_end(s, n->part) : s->file_len);
+    dems_put_be64(p, offset);
+    dems_put_be64(p + 8, n != NULL ? dems_staging_part_end(s, n->part) : s->file_len);
     p += 16;
     memcpy(p, n != NULL ? &n->st : &s->st, sizeof(stream_state));
     p += sizeof(stream_state);
@@ -288,7 +262,7 @@ int dems_staging_export(const struct dems_staged *s, uint32_t at_part, uint64_t 
     else
         dems_sha256_save(&s->sha, p);
     p += DEMS_SHA256_STATE_LEN;
-    put32(p, (uint32_t)tail);
+    dems_put_be32(p, (uint32_t)tail);
     p += 4;
     if (tail > 0)
         memcpy(p, s->tail, tail);
@@ -362,16 +336,16 @@ static int import_state(struct dems_staged *s, int fd, uint64_t ver, const uint8
         memcmp(plain, STATE_MAGIC, 4) != 0)
         r = DEMS_ECRYPTO;
     const uint8_t *p = plain + 4;
-    uint32_t tail = r == 0 ? get32(plain + STATE_FIXED - 4) : 0;
+    uint32_t tail = r == 0 ? dems_get_be32(plain + STATE_FIXED - 4) : 0;
     if (r == 0 && (tail >= DEMS_BLOB_CHUNK || STATE_FIXED + tail != plen))
         r = DEMS_ECRYPTO;
     if (r == 0) {
         s->sealed = *p++ != 0;
-        s->part_chunks = get32(p);
-        s->parts = get32(p + 4);
+        s->part_chunks = dems_get_be32(p);
+        s->parts = dems_get_be32(p + 4);
         p += 8;
-        s->offset = get64(p);
-        s->file_len = get64(p + 8);
+        s->offset = dems_get_be64(p);
+        s->file_len = dems_get_be64(p + 8);
         p += 16;
         memcpy(&s->st, p, sizeof(stream_state));
         p += sizeof(stream_state);
