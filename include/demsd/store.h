@@ -26,6 +26,8 @@
 
 #include "dems/crypto.h"
 
+struct dems_sstream;
+
 #define DEMS_STAGING_SNAPS 4
 
 struct dems_staged {
@@ -44,8 +46,25 @@ struct dems_staged {
     uint64_t synced_to; /* writeback started up to here */
     uint8_t *pend;      /* cipher bytes not yet written (page-aligned writes); NULL when parked */
     size_t pend_len;
-    uint8_t *tail;   /* received, not yet encrypted: DEMS_BLOB_CHUNK bytes while acquired, */
-    size_t tail_len; /* exactly tail_len (or NULL) when parked; < DEMS_BLOB_CHUNK */
+    uint8_t *tail;          /* received, not yet encrypted (< DEMS_BLOB_CHUNK when parked, */
+    size_t tail_len;        /* more while a request takes bytes ahead of its pipeline) */
+    size_t tail_cap;        /* tail's allocation: at least DEMS_BLOB_CHUNK while acquired, */
+                            /* exactly tail_len when parked */
+    size_t tail_hashed;     /* the tail's first bytes already in sha (all of it, but while */
+                            /* a pipelined request reads: see below) */
+    struct dems_sstream *x; /* OpenSSL's ChaCha20-Poly1305 while acquired (dems/sstream.h) */
+    /*
+     * The pipeline (dems_staging_take): whole chunks handed to another
+     * thread to hash, encrypt and write while the loop reads on. While
+     * in_flight, that thread owns the hash and stream state, the file and
+     * the write buffer (and sealed, broken); the loop owns offset and tail.
+     */
+    uint8_t *batch;
+    size_t batch_len, batch_cap;
+    uint64_t batch_at;   /* plaintext offset of the batch's first byte */
+    size_t batch_hashed; /* its first bytes already in sha */
+    bool in_flight;
+    int batch_err;
     /*
      * Staged in an object store (dems_staging_set_remote): the local file is
      * a window on the blob file being written. Its first `parts` parts
@@ -121,6 +140,38 @@ int dems_staging_load(const char *id, uint64_t length);
  * is reloaded from the file after release).
  */
 int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n);
+
+/*
+ * The pipelined form of dems_staging_write, for a request reading a body on
+ * a loop while whole chunks are hashed, encrypted and written on the work
+ * pool (server/api/uploads.c drives it; docs/architecture.md, "Intake on
+ * two cores"):
+ *
+ *   take      (loop) copies n bytes into the tail and counts them received;
+ *             nothing is hashed or written. 0, DEMS_EIO (past the length,
+ *             or broken) or DEMS_ENOMEM.
+ *   batch_ready (loop) true when nothing is in flight and the tail holds
+ *             DEMS_STAGING_BATCH bytes or more (whole chunks are sent; a
+ *             hand-off costs two thread wake-ups, so not one per chunk).
+ *   batch_begin (loop) moves the tail's whole chunks into the batch and
+ *             marks it in flight.
+ *   batch_run (any thread, once per begin) hashes, encrypts and writes the
+ *             batch. 0, DEMS_ENOSPC or DEMS_EIO (then broken).
+ *   batch_end (loop, after run returned) ends the flight; run's result.
+ *   backlog   (loop) true when the tail holds DEMS_STAGING_BACKLOG bytes or
+ *             more: stop reading until the batch in flight ends.
+ *
+ * Everything else (flush, seal, mark, rollback, release, finish) needs no
+ * batch in flight, and first processes whole chunks left in the tail.
+ */
+#define DEMS_STAGING_BATCH   (4u * 64 * 1024)
+#define DEMS_STAGING_BACKLOG (2 * DEMS_STAGING_BATCH)
+int dems_staging_take(struct dems_staged *s, const uint8_t *data, size_t n);
+bool dems_staging_batch_ready(const struct dems_staged *s);
+void dems_staging_batch_begin(struct dems_staged *s);
+int dems_staging_batch_run(struct dems_staged *s);
+int dems_staging_batch_end(struct dems_staged *s);
+bool dems_staging_backlog(const struct dems_staged *s);
 
 /* Writes every buffered cipher byte to the file: 0, DEMS_ENOSPC or DEMS_EIO. */
 int dems_staging_flush(struct dems_staged *s);

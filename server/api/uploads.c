@@ -143,6 +143,11 @@ struct patch {
     uint8_t head[DEMS_SNIFF_HEAD];
     char expires[64];
     struct upload_stage us; /* staged in an object store: the claim and parts */
+    /* The pipeline (local staging): a batch of whole chunks is on the work
+     * pool while the loop reads on (dems_staging_take). */
+    bool held;        /* reading stopped until the batch in flight ends */
+    bool end_waiting; /* the body ended while a batch was in flight */
+    int pending_err;  /* a failure to report once the batch in flight ends */
 };
 
 static void patch_free(void *data)
@@ -582,6 +587,65 @@ static int sniff(struct dems_req *req, struct patch *p, const uint8_t *data, siz
     return DEMS_EINVAL;
 }
 
+/*
+ * The pipeline (docs/architecture.md, "Intake on two cores"): the loop
+ * decrypts TLS and parses while a pool thread hashes, encrypts and writes
+ * the whole chunks taken before. One batch per upload is in flight; the
+ * loop reads on into the tail until it holds DEMS_STAGING_BACKLOG bytes,
+ * then stops reading until the batch ends. The batch holds a reference to
+ * the request, so nothing that needs the state idle (rollback, release)
+ * runs while it is in flight.
+ */
+static void batch_work(void *arg)
+{
+    struct patch *p = dems_req_data(arg);
+    dems_staging_batch_run(p->staged);
+}
+
+static void batch_done(void *arg);
+
+/* Sends the tail's whole chunks to the pool when nothing is in flight. */
+static int pump(struct dems_req *req, struct patch *p)
+{
+    struct dems_staged *s = p->staged;
+    if (s == NULL || p->finished || p->sniffing || !dems_staging_batch_ready(s))
+        return 0;
+    dems_staging_batch_begin(s);
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), batch_work, batch_done, req) == 0)
+        return 0;
+    dems_req_unref(req);       /* p stays: the request holds it */
+    dems_staging_batch_run(s); /* no memory to queue it: here, then */
+    return dems_staging_batch_end(s);
+}
+
+static void batch_done(void *arg)
+{
+    struct dems_req *req = arg;
+    struct patch *p = dems_req_data(req);
+    int r = dems_staging_batch_end(p->staged);
+    if (r == 0)
+        r = p->pending_err;
+    if (dems_req_is_aborted(req)) {
+        /* Nobody to answer: patch_free keeps or cuts off what came. */
+    } else if (r == 0 && (r = pump(req, p)) == 0) {
+        if (p->held && !(p->staged->in_flight && dems_staging_backlog(p->staged))) {
+            p->held = false;
+            dems_req_resume(req); /* may parse on, end the body, start a batch */
+        }
+        if (p->end_waiting && p->staged != NULL && !p->staged->in_flight) {
+            p->end_waiting = false;
+            api_uploads_patch_end(req);
+        }
+    }
+    if (r < 0 && !dems_req_is_aborted(req) && !p->finished) {
+        write_failed(req, p, r); /* answered: the rest of the body is not read */
+        if (p->held)
+            dems_req_resume(req);
+    }
+    dems_req_unref(req);
+}
+
 int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
 {
     struct patch *p = dems_req_data(req);
@@ -591,15 +655,34 @@ int api_uploads_body(struct dems_req *req, const uint8_t *data, size_t n)
         return DEMS_ETOOBIG;
     if (p->has_checksum)
         dems_sha256_update(&p->chunk_sha, data, n);
-    int r = dems_staging_write(p->staged, data, n);
+    bool pipelined = !dems_staging_is_remote();
+    int r =
+        pipelined ? dems_staging_take(p->staged, data, n) : dems_staging_write(p->staged, data, n);
+    if (r < 0 && p->staged->in_flight) {
+        /* Reported once the batch in flight ends: until then it owns the state. */
+        p->pending_err = r;
+        p->held = true;
+        dems_req_hold(req);
+        return DEMS_EAGAIN;
+    }
     if (r < 0) {
         write_failed(req, p, r); /* answered: the rest of the body is not read */
         return r;
     }
     if (p->sniffing && (r = sniff(req, p, data, n)) < 0)
         return r;
-    if (!dems_staging_is_remote())
+    if (pipelined) {
+        if ((r = pump(req, p)) < 0) {
+            write_failed(req, p, r);
+            return r;
+        }
+        if (p->staged->in_flight && dems_staging_backlog(p->staged)) {
+            p->held = true;
+            dems_req_hold(req);
+            return DEMS_EAGAIN;
+        }
         return 0;
+    }
     r = upload_stage_after_write(req, &p->us); /* whole parts go to the store */
     if (r < 0 && r != DEMS_EAGAIN)
         write_failed(req, p, r);
@@ -666,6 +749,10 @@ void api_uploads_patch_end(struct dems_req *req)
         return;
     }
     struct dems_staged *s = p->staged;
+    if (s->in_flight) {
+        p->end_waiting = true; /* batch_done comes back here */
+        return;
+    }
     if (p->sniffing && p->head_len > 0) {
         /* A submitter's first request ended before the head could be judged:
          * nothing of it is kept, so the type is never decided on less. */

@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -963,6 +964,23 @@ static const struct dems_http_parser_cb parser_cb = {
     .on_end = on_end,
 };
 
+/*
+ * TLS reads ahead (server/core/tls.c): OpenSSL takes up to 64 KiB from the
+ * socket per read, several records at once, where without it each 16 KiB
+ * record costs two reads and a wake-up. So records can wait inside OpenSSL
+ * with the socket empty, and a connection whose reading was stopped (the
+ * input's high-watermark, dems_req_hold) would never be woken for them when
+ * reading starts again. Whenever input has been consumed and reading is on,
+ * records still buffered are read at once (the read event run by hand;
+ * with nothing complete buffered that reads nothing and ends).
+ */
+static void read_buffered(struct dems_conn *c)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+    if (ssl != NULL && (bufferevent_get_enabled(c->bev) & EV_READ) != 0 && SSL_has_pending(ssl))
+        event_active(&c->bev->ev_read, EV_READ, 1);
+}
+
 /* Feeds buffered input to the parser until it pauses or runs dry. */
 static void conn_process(struct dems_conn *c)
 {
@@ -990,6 +1008,8 @@ static void conn_process(struct dems_conn *c)
         c->head_timing = true;
         evtimer_add(c->timer, &tv);
     }
+    if (!c->closed)
+        read_buffered(c);
 }
 
 /* ---- bufferevent callbacks ---- */
@@ -1000,6 +1020,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     if (c->lingering) {
         struct evbuffer *in = bufferevent_get_input(bev);
         evbuffer_drain(in, evbuffer_get_length(in));
+        read_buffered(c);
         return;
     }
     conn_process(c);
@@ -1027,6 +1048,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     (void)bev;
     struct dems_conn *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* The handshake may have read the first request with it. */
+        read_buffered(c);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT)
         DEMS_LOG_LIMITED(DEMS_LOG_INFO, c->req != NULL ? c->req->id : NULL,
                          json_pack("{s:s,s:s}", "peer", c->peer, "event", "timeout"),

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "dems/err.h"
+#include "dems/sstream.h"
 #include "demsd/blobs.h"
 #include "demsd/store.h"
 
@@ -49,6 +50,8 @@
 #define PEND_CAP    (PEND_FLUSH + DEMS_BLOB_CIPHER_CHUNK)
 #define PAGE        4096
 #define FLUSH_AFTER (8u << 20)
+/* An acquired state's tail: room for the backlog and the read that passes it. */
+#define TAIL_CAP (DEMS_STAGING_BACKLOG + 2 * DEMS_BLOB_CHUNK)
 
 /* The registry: a hash table of registered uploads, guarded by mu. */
 #define NBUCKETS 1024
@@ -117,9 +120,26 @@ void staging_unlink(struct dems_staged *s)
 static void free_tail(struct dems_staged *s)
 {
     if (s->tail != NULL) {
-        sodium_memzero(s->tail, s->fd >= 0 ? DEMS_BLOB_CHUNK : s->tail_len);
+        sodium_memzero(s->tail, s->tail_cap);
         free(s->tail);
         s->tail = NULL;
+    }
+    s->tail_cap = 0;
+}
+
+/* Frees what only an acquired state has: the batch and the cipher contexts. */
+static void free_acquired(struct dems_staged *s)
+{
+    if (s->batch != NULL) {
+        sodium_memzero(s->batch, s->batch_cap);
+        free(s->batch);
+        s->batch = NULL;
+    }
+    s->batch_cap = s->batch_len = 0;
+    if (s->x != NULL) {
+        dems_sstream_done(s->x);
+        free(s->x);
+        s->x = NULL;
     }
 }
 
@@ -127,6 +147,7 @@ void staging_free(struct dems_staged *s)
 {
     free(s->pend);
     free_tail(s);
+    free_acquired(s);
     if (s->fd >= 0)
         close(s->fd);
     dems_sha256_done(&s->sha);
@@ -201,17 +222,30 @@ static int unpark(struct dems_staged *s)
     int fd = open(p, O_RDWR | O_CLOEXEC);
     if (fd < 0)
         return DEMS_EIO; /* registered but gone: staging_missing */
-    uint8_t *pend = malloc(PEND_CAP), *tail = malloc(DEMS_BLOB_CHUNK);
-    if (pend == NULL || tail == NULL || lseek(fd, (off_t)s->file_len, SEEK_SET) < 0) {
+    uint8_t *pend = malloc(PEND_CAP), *tail = malloc(TAIL_CAP);
+    struct dems_sstream *x = malloc(sizeof(*x));
+    bool mem = pend != NULL && tail != NULL && x != NULL;
+    if (mem && dems_sstream_init(x) < 0) {
+        free(x);
+        x = NULL;
+        mem = false;
+    }
+    if (!mem || lseek(fd, (off_t)s->file_len, SEEK_SET) < 0) {
         free(pend);
         free(tail);
+        if (x != NULL) {
+            dems_sstream_done(x);
+            free(x);
+        }
         close(fd);
-        return pend == NULL || tail == NULL ? DEMS_ENOMEM : DEMS_EIO;
+        return !mem ? DEMS_ENOMEM : DEMS_EIO;
     }
     if (s->tail_len > 0)
         memcpy(tail, s->tail, s->tail_len);
     free_tail(s);
     s->tail = tail;
+    s->tail_cap = TAIL_CAP;
+    s->x = x;
     s->pend = pend;
     s->pend_len = 0;
     s->fd = fd;
@@ -233,6 +267,8 @@ void staging_park(struct dems_staged *s)
     }
     free_tail(s);
     s->tail = keep;
+    s->tail_cap = s->tail_len;
+    free_acquired(s);
     free(s->pend);
     s->pend = NULL;
     s->pend_len = 0;
@@ -365,6 +401,7 @@ int dems_staging_load(const char *id, uint64_t length)
     if (r == 0) {
         s->fd = fd;
         s->tail = malloc(DEMS_BLOB_CHUNK);
+        s->tail_cap = s->tail != NULL ? DEMS_BLOB_CHUNK : 0;
         r = s->tail == NULL ? DEMS_ENOMEM : reload(s, cipher);
     } else {
         close(fd);
@@ -433,27 +470,51 @@ static int flush_pend(struct dems_staged *s, bool all)
     return 0;
 }
 
-/* Encrypts the tail as the next chunk and queues it for the file. */
-static int push_tail(struct dems_staged *s, bool final)
+/* Encrypts len bytes (a whole chunk, or the last) as the next chunk and queues it for the file. */
+static int push_chunk(struct dems_staged *s, const uint8_t *m, size_t len, bool final)
 {
-    unsigned long long clen = 0;
-    crypto_secretstream_xchacha20poly1305_push(
-        &s->st, s->pend + s->pend_len, &clen, s->tail, s->tail_len, NULL, 0,
-        final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0);
-    s->pend_len += (size_t)clen;
+    uint8_t tag = final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL : 0;
+    uint8_t *out = s->pend + s->pend_len;
+    if (s->x != NULL) {
+        if (dems_sstream_push(s->x, &s->st, out, m, len, tag) < 0)
+            return DEMS_EIO;
+    } else {
+        crypto_secretstream_xchacha20poly1305_push(&s->st, out, NULL, m, len, NULL, 0, tag);
+    }
+    size_t clen = len + crypto_secretstream_xchacha20poly1305_ABYTES;
+    s->pend_len += clen;
     s->file_len += clen;
-    sodium_memzero(s->tail, s->tail_len);
-    s->tail_len = 0;
     s->sealed = final;
     if (staging_store != NULL && !final)
         staging_after_push(s);
     return s->pend_len >= PEND_FLUSH ? flush_pend(s, false) : 0;
 }
 
+/* Encrypts the tail as the next chunk and queues it for the file. */
+static int push_tail(struct dems_staged *s, bool final)
+{
+    int r = push_chunk(s, s->tail, s->tail_len, final);
+    sodium_memzero(s->tail, s->tail_len);
+    s->tail_len = s->tail_hashed = 0;
+    return r;
+}
+
+static int drain_tail(struct dems_staged *s);
+
+/* Hashes the tail bytes not yet hashed (taken by a pipelined request). */
+static void hash_tail(struct dems_staged *s)
+{
+    dems_sha256_update(&s->sha, s->tail + s->tail_hashed, s->tail_len - s->tail_hashed);
+    s->tail_hashed = s->tail_len;
+}
+
 int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
 {
     if (s->broken || s->sealed || n > s->length - s->offset)
         return DEMS_EIO;
+    int r = drain_tail(s);
+    if (r < 0)
+        return r;
     while (n > 0) {
         size_t take = DEMS_BLOB_CHUNK - s->tail_len;
         if (take > n)
@@ -461,12 +522,13 @@ int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
         memcpy(s->tail + s->tail_len, data, take);
         dems_sha256_update(&s->sha, data, take);
         s->tail_len += take;
+        s->tail_hashed = s->tail_len;
         s->offset += take;
         data += take;
         n -= take;
         /* A full chunk goes to disk; the one that ends the upload is FINAL. */
         if (s->tail_len == DEMS_BLOB_CHUNK) {
-            int r = push_tail(s, s->offset == s->length);
+            r = push_tail(s, s->offset == s->length);
             if (r < 0) {
                 s->broken = true; /* hash and offset are ahead of the file */
                 return r;
@@ -476,18 +538,152 @@ int dems_staging_write(struct dems_staged *s, const uint8_t *data, size_t n)
     return 0;
 }
 
+/* ---- the pipeline (see demsd/store.h) ---- */
+
+/*
+ * Hashes (but its first `hashed` bytes), encrypts and queues the whole
+ * chunks m[0..len), m[0] at plaintext offset at.
+ */
+static int process(struct dems_staged *s, const uint8_t *m, size_t len, uint64_t at, size_t hashed)
+{
+    for (size_t i = 0; i < len; i += DEMS_BLOB_CHUNK) {
+        size_t skip = i == 0 ? hashed : 0;
+        dems_sha256_update(&s->sha, m + i + skip, DEMS_BLOB_CHUNK - skip);
+        int r = push_chunk(s, m + i, DEMS_BLOB_CHUNK, at + i + DEMS_BLOB_CHUNK == s->length);
+        if (r < 0) {
+            s->broken = true; /* hash and offset are ahead of the file */
+            return r;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Processes the whole chunks at the start of the tail here and now, and
+ * hashes the rest: the state is then at rest (all it received is hashed).
+ */
+static int drain_tail(struct dems_staged *s)
+{
+    size_t rest = s->tail_len % DEMS_BLOB_CHUNK, whole = s->tail_len - rest;
+    if (whole > 0) {
+        int r = process(s, s->tail, whole, s->offset - s->tail_len, s->tail_hashed);
+        if (r < 0)
+            return r;
+        memmove(s->tail, s->tail + whole, rest);
+        sodium_memzero(s->tail + rest, whole);
+        s->tail_len = rest;
+        s->tail_hashed = 0;
+    }
+    hash_tail(s);
+    return 0;
+}
+
+/* A buffer of cap bytes holding the len bytes of *buf (zeroed and freed). */
+static int regrow(uint8_t **buf, size_t *cap, size_t len, size_t want)
+{
+    uint8_t *b = malloc(want);
+    if (b == NULL)
+        return DEMS_ENOMEM;
+    if (len > 0)
+        memcpy(b, *buf, len);
+    if (*buf != NULL) {
+        sodium_memzero(*buf, *cap);
+        free(*buf);
+    }
+    *buf = b;
+    *cap = want;
+    return 0;
+}
+
+int dems_staging_take(struct dems_staged *s, const uint8_t *data, size_t n)
+{
+    if ((!s->in_flight && (s->broken || s->sealed)) || n > s->length - s->offset)
+        return DEMS_EIO;
+    if (n > s->tail_cap - s->tail_len) {
+        /* More than a backlog in one read: room in whole chunks. */
+        size_t want = s->tail_len + n;
+        want += DEMS_BLOB_CHUNK - want % DEMS_BLOB_CHUNK;
+        int r = regrow(&s->tail, &s->tail_cap, s->tail_len, want);
+        if (r < 0)
+            return r;
+    }
+    memcpy(s->tail + s->tail_len, data, n);
+    s->tail_len += n;
+    s->offset += n;
+    return 0;
+}
+
+bool dems_staging_batch_ready(const struct dems_staged *s)
+{
+    return !s->in_flight && s->tail_len >= DEMS_STAGING_BATCH;
+}
+
+void dems_staging_batch_begin(struct dems_staged *s)
+{
+    size_t rest = s->tail_len % DEMS_BLOB_CHUNK, whole = s->tail_len - rest;
+    /* The tail's buffer becomes the batch; the batch's (grown to the
+     * tail's size if need be) takes the partial chunk and reads on. */
+    if (s->batch_cap < s->tail_cap && regrow(&s->batch, &s->batch_cap, 0, s->tail_cap) < 0) {
+        /* No memory for a second buffer: process here, as the sync path does. */
+        s->batch_err = drain_tail(s);
+        s->in_flight = true;
+        s->batch_len = 0;
+        return;
+    }
+    memcpy(s->batch, s->tail + whole, rest);
+    sodium_memzero(s->tail + whole, rest);
+    s->batch_hashed = s->tail_hashed; /* < one chunk: within the batch's first */
+    s->tail_hashed = 0;
+    uint8_t *b = s->tail;
+    size_t cap = s->tail_cap;
+    s->tail = s->batch;
+    s->tail_cap = s->batch_cap;
+    s->tail_len = rest;
+    s->batch = b;
+    s->batch_cap = cap;
+    s->batch_len = whole;
+    s->batch_at = s->offset - rest - whole;
+    s->batch_err = 0;
+    s->in_flight = true;
+}
+
+int dems_staging_batch_run(struct dems_staged *s)
+{
+    if (s->batch_len == 0)
+        return s->batch_err;
+    int r = s->broken ? DEMS_EIO : process(s, s->batch, s->batch_len, s->batch_at, s->batch_hashed);
+    sodium_memzero(s->batch, s->batch_len);
+    s->batch_len = 0;
+    s->batch_err = r;
+    return r;
+}
+
+int dems_staging_batch_end(struct dems_staged *s)
+{
+    s->in_flight = false;
+    return s->batch_err;
+}
+
+bool dems_staging_backlog(const struct dems_staged *s)
+{
+    return s->tail_len >= DEMS_STAGING_BACKLOG;
+}
+
 int dems_staging_flush(struct dems_staged *s)
 {
     if (s->broken)
         return DEMS_EIO;
-    return flush_pend(s, true);
+    int r = drain_tail(s);
+    return r < 0 ? r : flush_pend(s, true);
 }
 
 int dems_staging_seal(struct dems_staged *s)
 {
     if (s->broken || s->offset != s->length)
         return DEMS_EIO;
-    int r = s->sealed ? 0 : push_tail(s, true);
+    int r = drain_tail(s);
+    if (r == 0 && !s->sealed)
+        r = push_tail(s, true);
     return r < 0 ? r : flush_pend(s, true);
 }
 
@@ -495,7 +691,9 @@ int dems_staging_mark(struct dems_staged *s, struct dems_staging_mark *m)
 {
     /* The mark is a file length: write what is buffered first. */
     *m = (struct dems_staging_mark){0};
-    int r = flush_pend(s, true);
+    int r = drain_tail(s);
+    if (r == 0)
+        r = flush_pend(s, true);
     if (r < 0)
         return r;
     m->offset = s->offset;
@@ -535,7 +733,7 @@ int dems_staging_rollback(struct dems_staged *s, const struct dems_staging_mark 
         s->synced_to = s->file_len;
     s->sealed = m->sealed;
     s->st = m->st;
-    s->tail_len = m->tail_len;
+    s->tail_len = s->tail_hashed = m->tail_len;
     memcpy(s->tail, m->tail, m->tail_len);
     if (dems_sha256_copy(&s->sha, &m->sha) < 0) {
         s->broken = true;
@@ -560,8 +758,8 @@ void dems_staging_mark_done(struct dems_staging_mark *m)
 void dems_staging_release(struct dems_staged *s)
 {
     /* Still busy here, so nothing else touches s. */
-    if (!s->broken && s->pend_len > 0)
-        flush_pend(s, true); /* on failure: broken, forgotten below */
+    if (!s->broken)
+        dems_staging_flush(s); /* on failure: broken, forgotten below */
     if (!s->broken)
         staging_park(s);
     struct timespec now;

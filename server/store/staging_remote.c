@@ -362,7 +362,7 @@ static int import_state(struct dems_staged *s, int fd, uint64_t ver, const uint8
             r = DEMS_ENOMEM;
         else
             memcpy(s->tail, p, tail);
-        s->tail_len = tail;
+        s->tail_len = s->tail_cap = s->tail_hashed = tail;
     }
     sodium_memzero(plain, plen);
     free(plain);
