@@ -233,6 +233,50 @@ def test_chunk_checksum(c):
     assert state(c, url)[1]["sha256"] == hashlib.sha256(data).hexdigest()
 
 
+def test_checksummed_chunks_over_many_batches(c):
+    # Chunks of several MiB go through the pipeline (whole 64 KiB chunks
+    # hashed, encrypted and written on the work pool while the loop reads
+    # on, docs/architecture.md "Intake on two cores"), sent in odd-sized
+    # writes so the body ends mid-chunk and mid-batch. A chunk whose
+    # Upload-Checksum fails after several batches were written is cut back
+    # off the file; the same bytes sent again, then the rest, give the
+    # SHA-256 of the whole.
+    data = os.urandom((5 << 20) + 12345) + os.urandom((3 << 20) + 777)
+    first = (5 << 20) + 12345
+    st, _, r = create(c, len(data))
+    url = r.getheader("Location")
+
+    def send(offset, part, checksum):
+        t = raw_tls(c.srv, timeout=60)
+        t.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {c.tok}\r\n"
+                   f"Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+                   f"Upload-Offset: {offset}\r\nContent-Length: {len(part)}\r\n"
+                   f"Upload-Checksum: sha256 {checksum}\r\n\r\n").encode())
+        at, step = 0, 1
+        while at < len(part):
+            n = min(len(part) - at, 1000 + (step * 7919) % 300000)
+            t.sendall(part[at:at + n])
+            at += n
+            step += 1
+        status, head, body, _ = read_response(t)
+        t.close()
+        return status, head, body
+
+    def b64sha(b):
+        return base64.b64encode(hashlib.sha256(b).digest()).decode()
+
+    st, head, body = send(0, data[:first], b64sha(b"not these bytes"))
+    assert st == 460 and b"checksum_mismatch" in body, (st, head, body)
+    assert state(c, url)[1]["offset"] == 0  # several batches' worth cut back off
+    st, head, _ = send(0, data[:first], b64sha(data[:first]))
+    assert st == 204 and f"upload-offset: {first}" in head.lower(), (st, head)
+    st, head, _ = send(first, data[first:], b64sha(data[first:]))
+    assert st == 204, (st, head)
+    assert hashlib.sha256(data).hexdigest() in head
+    doc = state(c, url)[1]
+    assert doc["sha256"] == hashlib.sha256(data).hexdigest() and doc["offset"] == len(data), doc
+
+
 def test_declared_hash_mismatch_rejects(c):
     data = b"the real bytes"
     wrong = hashlib.sha256(b"other bytes").hexdigest()
