@@ -652,7 +652,8 @@ int dems_staging_batch_run(struct dems_staged *s)
     if (s->batch_len == 0)
         return s->batch_err;
     int r = s->broken ? DEMS_EIO : process(s, s->batch, s->batch_len, s->batch_at, s->batch_hashed);
-    sodium_memzero(s->batch, s->batch_len);
+    /* The plaintext stays until the buffer takes the next tail; it is
+     * zeroed when freed (at release), not after every batch. */
     s->batch_len = 0;
     s->batch_err = r;
     return r;
