@@ -480,6 +480,8 @@ void api_devices_enrol(struct dems_req *req);
 void api_devices_revoke(struct dems_req *req);
 void api_devices_assign(struct dems_req *req);
 void api_evidence_content(struct dems_req *req);
+/* The route's fold hook: the artefact read of a download, with the token lookup. */
+bool api_evidence_content_fold(struct dems_req *req, struct dems_auth_fold *ret);
 void api_evidence_preview(struct dems_req *req);
 void api_evidence_poster(struct dems_req *req);
 void api_evidence_thumbnails(struct dems_req *req);

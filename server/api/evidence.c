@@ -4,7 +4,9 @@
  * GET /v1/evidence/{id}/content (the decrypted original, streamed; single
  * HTTP ranges; ETag = the SHA-256). Every content read is ledgered
  * (DOWNLOADED) before its first byte is sent: no record, no download. The
- * bytes are served by serve_blob.c (ranges, ETag, bounded memory).
+ * bytes are served by serve_blob.c (ranges, ETag, bounded memory). A
+ * download by a staff token reads the artefact in the statement that looks
+ * the token up (api_evidence_content_fold): one statement per download.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,17 +146,18 @@ void api_evidence_get(struct dems_req *req)
 
 /* ---- content ---- */
 
-/* $1 evidence id, $2 user id, $3 sees all. */
+/* The artefact read for a download: evidence id, user id and sees-all as SQL
+ * text (parameters, or the token lookup's columns when folded). */
 /* clang-format off */
-#define CONTENT_SQL                                                                                \
-    "SELECT a.size, coalesce(a.content_type, '') AS content_type,"                                 \
+#define CONTENT_SQL(id, uid, all)                                                                  \
+    "SELECT true AS found, a.size, coalesce(a.content_type, '') AS content_type,"                  \
     " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"  \
     " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
     " a.disposed_seq, a.retention_policy_id,"         \
-    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
-    " " API_DOWNLOADABLE_SQL("a.id", "$2", "$3") " AS downloadable,"                               \
-    " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
-    " FROM artefacts a WHERE a.id = $1"
+    " " API_VISIBLE_SQL("a.id", uid, all) " AS visible,"                                           \
+    " " API_DOWNLOADABLE_SQL("a.id", uid, all) " AS downloadable,"                                 \
+    " " API_LAPSED_SQL("a.id", uid) " AS lapsed"                                                   \
+    " FROM artefacts a WHERE a.id = " id
 /* $1 evidence id, $2 kind, $3 user id, $4 sees all. The artefact's row even
  * without the derivative: a hidden artefact is refused (and recorded)
  * whether or not its preview exists. */
@@ -201,10 +204,36 @@ static bool evidence_disposed(struct dems_req *req, const PGresult *res)
     return false;
 }
 
+/* $1 evidence id, $2 user id, $3 sees all. */
+static struct dems_db_stmt content_stmt = DEMS_DB_STMT(CONTENT_SQL("$1", "$2", "$3"), 3);
+/* $1 the token's hash, $2 evidence id. */
+static struct dems_db_stmt content_folded =
+    DEMS_DB_STMT(DEMS_AUTH_FOLD_SQL(CONTENT_SQL("$2", DEMS_AUTH_FOLD_UID, DEMS_AUTH_FOLD_ALL)), 2);
+
+bool api_evidence_content_fold(struct dems_req *req, struct dems_auth_fold *ret)
+{
+    struct dems_str id = dems_req_param(req, 0);
+    uint8_t tmp[32];
+    if (id.len != 64 || dems_hex_decode(id.ptr, 64, tmp, 32) < 0)
+        return false; /* the handler answers 404 without reading */
+    for (size_t i = 0; i < 64; i++)
+        ret->text[i] =
+            (char)(id.ptr[i] >= 'A' && id.ptr[i] <= 'F' ? id.ptr[i] - 'A' + 'a' : id.ptr[i]);
+    ret->text[64] = '\0';
+    ret->stmt = &content_folded;
+    ret->nparams = 1;
+    ret->params[0] = ret->text;
+    return true;
+}
+
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
+    if (api_col_null(res, 0, "found")) { /* folded: the token's row, no artefact */
+        dems_resp_error(req, 404, "not_found", "no such evidence");
+        return;
+    }
     struct api_download *d = dems_req_data(req);
     if (!api_col_bool(res, 0, "visible")) {
         api_evidence_hidden(req, res, d->id, "not_found", "no such evidence");
@@ -247,10 +276,15 @@ void api_evidence_content(struct dems_req *req)
         return;
     if (!api_evidence_id(req, d->id))
         return;
+    const PGresult *folded = dems_req_folded(req);
+    if (folded != NULL) { /* read with the token (api_evidence_content_fold) */
+        on_artefact(req, folded, 0);
+        return;
+    }
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {d->id, who.user_id, who.sees_all};
-    int r = dems_db_req(req, CONTENT_SQL, 3, params, on_artefact);
+    int r = dems_db_req_stmt(req, &content_stmt, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
 }
