@@ -468,6 +468,8 @@ void api_ledger_rotate_key(struct dems_req *req);
 void api_ledger_checkpoint(struct dems_req *req);
 void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);
+/* The route's fold hook: the subtree read of an inclusion proof, with the token lookup. */
+bool api_ledger_inclusion_fold(struct dems_req *req, struct dems_auth_fold *ret);
 void api_ledger_consistency(struct dems_req *req);
 void api_ledger_export(struct dems_req *req);
 void api_evidence_get(struct dems_req *req);
