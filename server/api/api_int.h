@@ -391,10 +391,13 @@ struct api_download {
     uint64_t pos; /* plaintext offset of the next byte the blob yields */
     bool busy;
     bool finished;
+    bool first_ready;  /* the first piece is read (or failed: err) */
+    bool start_wanted; /* api_download_start was called: answer once it is ready */
+    bool unqueued;     /* the work pool refused the first piece's work */
     int err;
     uint8_t *out;
-    size_t out_len;
-    uint8_t chunk[DEMS_BLOB_CHUNK];
+    size_t out_len, out_cap;
+    uint8_t *chunk; /* DEMS_BLOB_CHUNK bytes */
 };
 
 /* Attaches a zeroed download to req; NULL (after answering 500) when out of memory. */
@@ -403,7 +406,9 @@ struct api_download *api_download_new(struct dems_req *req);
 /*
  * Conditional and range checks: answers 304 (If-None-Match on the blob's
  * SHA-256 ETag) or 416 itself and returns false; otherwise sets d's range
- * and output buffer and returns true. d->blob_id and d->size must be set.
+ * and output buffer, starts reading the range's first piece on the work
+ * pool (nothing is sent before api_download_start), and returns true.
+ * d->blob_id and d->size must be set.
  */
 bool api_download_prepare(struct dems_req *req, struct api_download *d);
 

@@ -146,18 +146,29 @@ void api_evidence_get(struct dems_req *req)
 
 /* ---- content ---- */
 
-/* The artefact read for a download: evidence id, user id and sees-all as SQL
- * text (parameters, or the token lookup's columns when folded). */
+/*
+ * The artefact read for a download: evidence id, user id and sees-all as SQL
+ * text (parameters, or the token lookup's columns when folded). It asks only
+ * whether the caller may download; may download implies may see (a share's
+ * download right only narrows what it shows). A refusal, which is rare, asks
+ * the rest (REFUSED_SQL) to tell 404 from 403 and 410, as before.
+ */
 /* clang-format off */
+#define CONTENT_COLUMNS                                                                            \
+    "a.size, coalesce(a.content_type, '') AS content_type,"                                        \
+    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"           \
+    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"   \
+    " a.disposed_seq, a.retention_policy_id"
 #define CONTENT_SQL(id, uid, all)                                                                  \
-    "SELECT true AS found, a.size, coalesce(a.content_type, '') AS content_type,"                  \
-    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"  \
-    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
-    " a.disposed_seq, a.retention_policy_id,"         \
-    " " API_VISIBLE_SQL("a.id", uid, all) " AS visible,"                                           \
-    " " API_DOWNLOADABLE_SQL("a.id", uid, all) " AS downloadable,"                                 \
-    " " API_LAPSED_SQL("a.id", uid) " AS lapsed"                                                   \
+    "SELECT true AS found, " CONTENT_COLUMNS ","                                                   \
+    " " API_DOWNLOADABLE_SQL("a.id", uid, all) " AS downloadable"                                  \
     " FROM artefacts a WHERE a.id = " id
+/* $1 evidence id, $2 user id, $3 sees all: why a download was refused. */
+#define REFUSED_SQL                                                                                \
+    "SELECT " CONTENT_COLUMNS ","                                                                  \
+    " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
+    " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
+    " FROM artefacts a WHERE a.id = $1"
 /* $1 evidence id, $2 kind, $3 user id, $4 sees all. The artefact's row even
  * without the derivative: a hidden artefact is refused (and recorded)
  * whether or not its preview exists. */
@@ -226,6 +237,33 @@ bool api_evidence_content_fold(struct dems_req *req, struct dems_auth_fold *ret)
     return true;
 }
 
+/* The refusal's reason: not seen (404, or 403 share_ended), disposed of (410), or view only (403).
+ */
+static void on_refused(struct dems_req *req, const PGresult *res, int err)
+{
+    if (!api_found(req, res, err, "not_found", "no such evidence"))
+        return;
+    struct api_download *d = dems_req_data(req);
+    if (!api_col_bool(res, 0, "visible")) {
+        api_evidence_hidden(req, res, d->id, "not_found", "no such evidence");
+        return;
+    }
+    if (evidence_disposed(req, res))
+        return;
+    dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
+                     "this evidence is shared with you to view, not to download");
+}
+
+static void refused(struct dems_req *req, struct api_download *d)
+{
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {d->id, who.user_id, who.sees_all};
+    int r = dems_db_req(req, REFUSED_SQL, 3, params, on_refused);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
 static void on_artefact(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
@@ -235,17 +273,12 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
         return;
     }
     struct api_download *d = dems_req_data(req);
-    if (!api_col_bool(res, 0, "visible")) {
-        api_evidence_hidden(req, res, d->id, "not_found", "no such evidence");
+    if (!api_col_bool(res, 0, "downloadable")) {
+        refused(req, d);
         return;
     }
     if (evidence_disposed(req, res))
         return;
-    if (!api_col_bool(res, 0, "downloadable")) { /* a prosecutor's view-only share */
-        dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
-                         "this evidence is shared with you to view, not to download");
-        return;
-    }
     d->size = (uint64_t)api_col_int(res, 0, "size");
     snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
     /* Raw: start_body makes it safe for the header. A name cut inside a
