@@ -15,7 +15,48 @@
 #include <time.h>
 
 #include "dems/ledger.h"
+#include "demsd/db.h"
 #include "demsd/http.h"
+
+/*
+ * The lookup of a staff token (login session or API token) by the SHA-256
+ * of its text, $1 in hex: the account, its role and the token, for a token
+ * neither revoked nor expired of an account not disabled.
+ */
+#define DEMS_AUTH_TOKEN_SQL                                                                        \
+    "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"                 \
+    " t.kind, u.totp_required AND NOT u.totp_enabled AS totp_setup"                                \
+    " FROM auth_tokens t JOIN users u ON u.id = t.user_id"                                         \
+    " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"                             \
+    " AND t.expires_at > now() AND NOT u.disabled"
+
+/*
+ * A route's first read folded into the token lookup, so that a request
+ * costs one statement where it cost two (the lookup, then the read). read
+ * is a SELECT whose parameters are $2, $3, ...; it names the caller as
+ * DEMS_AUTH_FOLD_UID (the account id) and DEMS_AUTH_FOLD_ALL (true for an
+ * administrator: what api_viewer's sees_all says). The statement gives no
+ * row for a token that is not found, as the lookup alone does; otherwise the
+ * lookup's columns beside read's, one row per row of read, or one with
+ * read's columns NULL when read finds nothing (read should have a column
+ * that is never NULL, to tell). Authorisation is unchanged: the route's
+ * roles and the TOTP rule are checked on the lookup's columns before the
+ * handler runs, and read applies the same access conditions to the same
+ * caller as the handler's own read would.
+ */
+#define DEMS_AUTH_FOLD_SQL(read)                                                                   \
+    "SELECT * FROM (" DEMS_AUTH_TOKEN_SQL ") p LEFT JOIN LATERAL (" read ") f ON true"
+#define DEMS_AUTH_FOLD_UID "p.user_id"
+#define DEMS_AUTH_FOLD_ALL "(p.role = 'admin')"
+#define DEMS_AUTH_FOLD_MAX 3
+
+/* What a route's fold hook (struct dems_route) fills in. */
+struct dems_auth_fold {
+    struct dems_db_stmt *stmt;              /* DEMS_AUTH_FOLD_SQL(read), nparams 1 + nparams */
+    int nparams;                            /* read's own: $2.. */
+    const char *params[DEMS_AUTH_FOLD_MAX]; /* borrowed until dems_auth_begin returns */
+    char text[72];                          /* room for one parameter, if params[i] points here */
+};
 
 /*
  * Starts authenticating req from its "Authorization: Bearer" header; without
@@ -31,9 +72,14 @@
  * DEMS_EAUTH at once (done never runs) when the credentials are missing or
  * malformed; otherwise returns 0 and calls done(req, err) once, with err 0,
  * DEMS_EAUTH (unknown, revoked or expired token) or DEMS_EDB.
+ *
+ * fold (or NULL; borrowed for the call) is the route's read to fold into a
+ * staff token's lookup (DEMS_AUTH_FOLD_SQL). It is used only when the
+ * credential is such a token; then, before done runs with 0, its rows are
+ * left on the request (dems_req_folded).
  */
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
-                    void (*done)(struct dems_req *req, int err));
+                    const struct dems_auth_fold *fold, void (*done)(struct dems_req *req, int err));
 
 /*
  * True for the routes an account that must set up TOTP first may reach

@@ -10,6 +10,7 @@
 #define DEMSD_DB_H
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -45,6 +46,32 @@ int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
  */
 int dems_db_req(struct dems_req *req, const char *sql, int nparams, const char *const *params,
                 void (*cb)(struct dems_req *req, const PGresult *res, int err));
+
+/*
+ * A statement each connection prepares once: PostgreSQL parses and plans it
+ * on its first use there, not on every call. For hot paths; declare it
+ * static with DEMS_DB_STMT (it must outlive every pool). Its id is given on
+ * first use; the first DEMS_DB_MAX_STMTS statements so declared are
+ * prepared, any after them run as unnamed statements (same results).
+ */
+struct dems_db_stmt {
+    const char *sql;
+    int nparams;
+    atomic_uint id; /* 0 until first used */
+};
+#define DEMS_DB_STMT(text, n)                                                                      \
+    {                                                                                              \
+        .sql = (text), .nparams = (n)                                                              \
+    }
+#define DEMS_DB_MAX_STMTS 64
+
+/* dems_db_query with a prepared statement (its parameters: stmt->nparams of params). */
+int dems_db_query_stmt(struct dems_db_pool *pool, struct dems_db_stmt *stmt,
+                       const char *const *params, dems_db_cb cb, void *arg);
+
+/* dems_db_req with a prepared statement. */
+int dems_db_req_stmt(struct dems_req *req, struct dems_db_stmt *stmt, const char *const *params,
+                     void (*cb)(struct dems_req *req, const PGresult *res, int err));
 
 /* Rows an INSERT/UPDATE/DELETE touched (PQcmdTuples as a number). */
 long dems_db_affected(const PGresult *res);

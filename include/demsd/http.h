@@ -22,6 +22,8 @@
 
 struct dems_loop;
 struct dems_req;
+struct dems_auth_fold;
+struct pg_result; /* libpq's PGresult */
 
 /* Roles as a bit set. A route lists those that may call it. */
 enum {
@@ -77,6 +79,14 @@ struct dems_route {
      */
     int (*begin)(struct dems_req *req);
     int (*body)(struct dems_req *req, const uint8_t *data, size_t n);
+    /*
+     * Optional: the handler's first read, folded into the lookup of a staff
+     * token so that the request costs one statement, not two (demsd/auth.h,
+     * struct dems_auth_fold). Runs before authentication, from the path and
+     * query only; returns false when this request's read is not folded
+     * (the handler then reads as usual). It must not answer.
+     */
+    bool (*fold)(struct dems_req *req, struct dems_auth_fold *ret);
 };
 
 /* Lets a streaming request whose begin returned DEMS_EAGAIN read its body. */
@@ -89,6 +99,15 @@ void dems_req_continue(struct dems_req *req);
  */
 void dems_req_hold(struct dems_req *req);
 void dems_req_resume(struct dems_req *req);
+
+/*
+ * The row(s) of the route's folded read (route->fold), read with the
+ * caller's token, or NULL when it was not folded (another kind of
+ * credential, or no fold). Borrowed; valid while req is. Set (taking
+ * ownership) by authentication only.
+ */
+const struct pg_result *dems_req_folded(const struct dems_req *req);
+void dems_req_set_folded(struct dems_req *req, struct pg_result *res);
 
 /* Per-route state a streaming handler keeps on its request (borrowed). */
 void dems_req_set_data(struct dems_req *req, void *data, void (*free_fn)(void *data));

@@ -391,10 +391,13 @@ struct api_download {
     uint64_t pos; /* plaintext offset of the next byte the blob yields */
     bool busy;
     bool finished;
+    bool first_ready;  /* the first piece is read (or failed: err) */
+    bool start_wanted; /* api_download_start was called: answer once it is ready */
+    bool unqueued;     /* the work pool refused the first piece's work */
     int err;
     uint8_t *out;
-    size_t out_len;
-    uint8_t chunk[DEMS_BLOB_CHUNK];
+    size_t out_len, out_cap;
+    uint8_t *chunk; /* DEMS_BLOB_CHUNK bytes */
 };
 
 /* Attaches a zeroed download to req; NULL (after answering 500) when out of memory. */
@@ -403,7 +406,9 @@ struct api_download *api_download_new(struct dems_req *req);
 /*
  * Conditional and range checks: answers 304 (If-None-Match on the blob's
  * SHA-256 ETag) or 416 itself and returns false; otherwise sets d's range
- * and output buffer and returns true. d->blob_id and d->size must be set.
+ * and output buffer, starts reading the range's first piece on the work
+ * pool (nothing is sent before api_download_start), and returns true.
+ * d->blob_id and d->size must be set.
  */
 bool api_download_prepare(struct dems_req *req, struct api_download *d);
 
@@ -468,6 +473,8 @@ void api_ledger_rotate_key(struct dems_req *req);
 void api_ledger_checkpoint(struct dems_req *req);
 void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);
+/* The route's fold hook: the subtree read of an inclusion proof, with the token lookup. */
+bool api_ledger_inclusion_fold(struct dems_req *req, struct dems_auth_fold *ret);
 void api_ledger_consistency(struct dems_req *req);
 void api_ledger_export(struct dems_req *req);
 void api_evidence_get(struct dems_req *req);
@@ -480,6 +487,8 @@ void api_devices_enrol(struct dems_req *req);
 void api_devices_revoke(struct dems_req *req);
 void api_devices_assign(struct dems_req *req);
 void api_evidence_content(struct dems_req *req);
+/* The route's fold hook: the artefact read of a download, with the token lookup. */
+bool api_evidence_content_fold(struct dems_req *req, struct dems_auth_fold *ret);
 void api_evidence_preview(struct dems_req *req);
 void api_evidence_poster(struct dems_req *req);
 void api_evidence_thumbnails(struct dems_req *req);

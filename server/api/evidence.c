@@ -4,7 +4,9 @@
  * GET /v1/evidence/{id}/content (the decrypted original, streamed; single
  * HTTP ranges; ETag = the SHA-256). Every content read is ledgered
  * (DOWNLOADED) before its first byte is sent: no record, no download. The
- * bytes are served by serve_blob.c (ranges, ETag, bounded memory).
+ * bytes are served by serve_blob.c (ranges, ETag, bounded memory). A
+ * download by a staff token reads the artefact in the statement that looks
+ * the token up (api_evidence_content_fold): one statement per download.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,15 +146,27 @@ void api_evidence_get(struct dems_req *req)
 
 /* ---- content ---- */
 
-/* $1 evidence id, $2 user id, $3 sees all. */
+/*
+ * The artefact read for a download: evidence id, user id and sees-all as SQL
+ * text (parameters, or the token lookup's columns when folded). It asks only
+ * whether the caller may download; may download implies may see (a share's
+ * download right only narrows what it shows). A refusal, which is rare, asks
+ * the rest (REFUSED_SQL) to tell 404 from 403 and 410, as before.
+ */
 /* clang-format off */
-#define CONTENT_SQL                                                                                \
-    "SELECT a.size, coalesce(a.content_type, '') AS content_type,"                                 \
-    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"  \
-    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"  \
-    " a.disposed_seq, a.retention_policy_id,"         \
+#define CONTENT_COLUMNS                                                                            \
+    "a.size, coalesce(a.content_type, '') AS content_type,"                                        \
+    " coalesce(a.filename, '') AS filename, " API_TS("a.disposed_at") " AS disposed_at,"           \
+    " " API_TS("a.deleted_at") " AS deleted_at, " API_TS("a.recover_until") " AS recover_until,"   \
+    " a.disposed_seq, a.retention_policy_id"
+#define CONTENT_SQL(id, uid, all)                                                                  \
+    "SELECT true AS found, " CONTENT_COLUMNS ","                                                   \
+    " " API_DOWNLOADABLE_SQL("a.id", uid, all) " AS downloadable"                                  \
+    " FROM artefacts a WHERE a.id = " id
+/* $1 evidence id, $2 user id, $3 sees all: why a download was refused. */
+#define REFUSED_SQL                                                                                \
+    "SELECT " CONTENT_COLUMNS ","                                                                  \
     " " API_VISIBLE_SQL("a.id", "$2", "$3") " AS visible,"                                         \
-    " " API_DOWNLOADABLE_SQL("a.id", "$2", "$3") " AS downloadable,"                               \
     " " API_LAPSED_SQL("a.id", "$2") " AS lapsed"                                                  \
     " FROM artefacts a WHERE a.id = $1"
 /* $1 evidence id, $2 kind, $3 user id, $4 sees all. The artefact's row even
@@ -201,7 +215,31 @@ static bool evidence_disposed(struct dems_req *req, const PGresult *res)
     return false;
 }
 
-static void on_artefact(struct dems_req *req, const PGresult *res, int err)
+/* $1 evidence id, $2 user id, $3 sees all. */
+static struct dems_db_stmt content_stmt = DEMS_DB_STMT(CONTENT_SQL("$1", "$2", "$3"), 3);
+/* $1 the token's hash, $2 evidence id. */
+static struct dems_db_stmt content_folded =
+    DEMS_DB_STMT(DEMS_AUTH_FOLD_SQL(CONTENT_SQL("$2", DEMS_AUTH_FOLD_UID, DEMS_AUTH_FOLD_ALL)), 2);
+
+bool api_evidence_content_fold(struct dems_req *req, struct dems_auth_fold *ret)
+{
+    struct dems_str id = dems_req_param(req, 0);
+    uint8_t tmp[32];
+    if (id.len != 64 || dems_hex_decode(id.ptr, 64, tmp, 32) < 0)
+        return false; /* the handler answers 404 without reading */
+    for (size_t i = 0; i < 64; i++)
+        ret->text[i] =
+            (char)(id.ptr[i] >= 'A' && id.ptr[i] <= 'F' ? id.ptr[i] - 'A' + 'a' : id.ptr[i]);
+    ret->text[64] = '\0';
+    ret->stmt = &content_folded;
+    ret->nparams = 1;
+    ret->params[0] = ret->text;
+    return true;
+}
+
+/* The refusal's reason: not seen (404, or 403 share_ended), disposed of (410), or view only (403).
+ */
+static void on_refused(struct dems_req *req, const PGresult *res, int err)
 {
     if (!api_found(req, res, err, "not_found", "no such evidence"))
         return;
@@ -212,11 +250,35 @@ static void on_artefact(struct dems_req *req, const PGresult *res, int err)
     }
     if (evidence_disposed(req, res))
         return;
-    if (!api_col_bool(res, 0, "downloadable")) { /* a prosecutor's view-only share */
-        dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
-                         "this evidence is shared with you to view, not to download");
+    dems_auth_refuse(req, "share does not allow downloads", 403, "download_not_shared",
+                     "this evidence is shared with you to view, not to download");
+}
+
+static void refused(struct dems_req *req, struct api_download *d)
+{
+    struct api_viewer who;
+    api_viewer(req, &who);
+    const char *params[] = {d->id, who.user_id, who.sees_all};
+    int r = dems_db_req(req, REFUSED_SQL, 3, params, on_refused);
+    if (r < 0)
+        dems_resp_err(req, r);
+}
+
+static void on_artefact(struct dems_req *req, const PGresult *res, int err)
+{
+    if (!api_found(req, res, err, "not_found", "no such evidence"))
+        return;
+    if (api_col_null(res, 0, "found")) { /* folded: the token's row, no artefact */
+        dems_resp_error(req, 404, "not_found", "no such evidence");
         return;
     }
+    struct api_download *d = dems_req_data(req);
+    if (!api_col_bool(res, 0, "downloadable")) {
+        refused(req, d);
+        return;
+    }
+    if (evidence_disposed(req, res))
+        return;
     d->size = (uint64_t)api_col_int(res, 0, "size");
     snprintf(d->content_type, sizeof(d->content_type), "%s", api_col(res, 0, "content_type"));
     /* Raw: start_body makes it safe for the header. A name cut inside a
@@ -247,10 +309,15 @@ void api_evidence_content(struct dems_req *req)
         return;
     if (!api_evidence_id(req, d->id))
         return;
+    const PGresult *folded = dems_req_folded(req);
+    if (folded != NULL) { /* read with the token (api_evidence_content_fold) */
+        on_artefact(req, folded, 0);
+        return;
+    }
     struct api_viewer who;
     api_viewer(req, &who);
     const char *params[] = {d->id, who.user_id, who.sees_all};
-    int r = dems_db_req(req, CONTENT_SQL, 3, params, on_artefact);
+    int r = dems_db_req_stmt(req, &content_stmt, params, on_artefact);
     if (r < 0)
         dems_resp_err(req, r);
 }

@@ -4,7 +4,9 @@
  * (public: anyone may check the log), entries, and inclusion and consistency
  * proofs (staff). Proofs never block the loop: a dry run of the prover over
  * a recording reader lists the complete-subtree hashes it needs (O(log N)),
- * one query fetches them, and the real run reads from that set.
+ * one prepared statement fetches them, and the real run reads from that set.
+ * For an inclusion proof by a staff token that statement is the token's
+ * lookup too (api_ledger_inclusion_fold): one statement per proof.
  */
 #include "demsd/ledger.h"
 
@@ -17,6 +19,7 @@
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
+#include "demsd/auth.h"
 #include "demsd/core.h"
 #include "demsd/db.h"
 
@@ -268,6 +271,9 @@ struct proof_req {
     bool consistency;
     uint64_t a, b; /* index/size, or old/new */
     struct need need;
+    /* The positions needed as array literals of plain numbers (no quoting). */
+    char levels[MAX_NEEDED * 4 + 3];
+    char starts[MAX_NEEDED * 21 + 3];
 };
 
 static int recording(void *ctx, uint64_t start, unsigned level, uint8_t ret[static 32])
@@ -325,6 +331,30 @@ static int run(struct proof_req *p, int (*get)(void *, uint64_t, unsigned, uint8
     return r;
 }
 
+/*
+ * The dry run: lists the subtrees the proof reads into p->need and their
+ * positions as array literals. Returns 0, or DEMS_EINVAL for positions that
+ * are not a proof (index >= size, old = 0, old > new).
+ */
+static int plan(struct proof_req *p)
+{
+    struct dems_merkle_proof proof;
+    uint8_t ra[32], rb[32];
+    if (run(p, recording, &proof, ra, rb) < 0 || p->need.overflow)
+        return DEMS_EINVAL;
+    size_t ol = 0, os = 0;
+    p->levels[ol++] = '{';
+    p->starts[os++] = '{';
+    for (size_t i = 0; i < p->need.n; i++) {
+        ol += (size_t)snprintf(p->levels + ol, 5, "%s%u", i ? "," : "", p->need.level[i]);
+        os += (size_t)snprintf(p->starts + os, 22, "%s%llu", i ? "," : "",
+                               (unsigned long long)p->need.start[i]);
+    }
+    snprintf(p->levels + ol, 2, "}");
+    snprintf(p->starts + os, 2, "}");
+    return 0;
+}
+
 static json_t *hex_array(const struct dems_merkle_proof *proof)
 {
     json_t *arr = json_array();
@@ -336,6 +366,17 @@ static json_t *hex_array(const struct dems_merkle_proof *proof)
     return arr;
 }
 
+/* The stored subtree hashes at the listed positions; levels and starts as SQL text. */
+#define SUBTREES_SQL(levels, starts)                                                               \
+    "SELECT st.level, st.start, encode(st.hash, 'hex') AS hash FROM ledger_subtrees st"            \
+    " WHERE (st.level, st.start) IN (SELECT * FROM unnest(" levels "::smallint[], " starts         \
+    "::bigint[]))"
+
+static struct dems_db_stmt subtrees_stmt = DEMS_DB_STMT(SUBTREES_SQL("$1", "$2"), 2);
+/* The same, with the lookup of the caller's token ($1). */
+static struct dems_db_stmt subtrees_folded =
+    DEMS_DB_STMT(DEMS_AUTH_FOLD_SQL(SUBTREES_SQL("$2", "$3")), 3);
+
 static void on_subtrees(struct dems_req *req, const PGresult *res, int err)
 {
     struct proof_req *p = dems_req_data(req);
@@ -343,14 +384,16 @@ static void on_subtrees(struct dems_req *req, const PGresult *res, int err)
         api_db_error(req, res, err);
         return;
     }
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *lv = PQgetvalue(res, i, 0), *st = PQgetvalue(res, i, 1);
+    int cl = PQfnumber(res, "level"), cs = PQfnumber(res, "start"), ch = PQfnumber(res, "hash");
+    for (int i = 0; cl >= 0 && cs >= 0 && ch >= 0 && i < PQntuples(res); i++) {
         uint64_t level = 0, start = 0;
-        dems_parse_u64(lv, strlen(lv), 62, &level);
-        dems_parse_u64(st, strlen(st), UINT64_MAX, &start);
+        const char *lv = PQgetvalue(res, i, cl), *st = PQgetvalue(res, i, cs);
+        if (PQgetisnull(res, i, cl) || dems_parse_u64(lv, strlen(lv), 62, &level) < 0 ||
+            dems_parse_u64(st, strlen(st), UINT64_MAX, &start) < 0)
+            continue; /* folded: the token's row with no subtree */
         for (size_t k = 0; k < p->need.n; k++) {
             if (p->need.start[k] == start && p->need.level[k] == level &&
-                dems_hex_decode(PQgetvalue(res, i, 2), 64, p->need.hash[k], 32) == 0)
+                dems_hex_decode(PQgetvalue(res, i, ch), 64, p->need.hash[k], 32) == 0)
                 p->need.have[k] = true;
         }
     }
@@ -372,75 +415,84 @@ static void on_subtrees(struct dems_req *req, const PGresult *res, int err)
     dems_resp_json(req, 200, body);
 }
 
-static void start_proof(struct dems_req *req, struct proof_req *p)
+/*
+ * The request's positions (index and size, or old and new) and its plan.
+ * When quiet (the fold hook, before authentication) nothing is answered and
+ * NULL means "not folded"; otherwise a bad parameter is answered 400.
+ */
+static struct proof_req *proof_new(struct dems_req *req, bool consistency, bool quiet)
 {
+    const char *na = consistency ? "old" : "index", *nb = consistency ? "new" : "size";
+    struct proof_req *p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        if (!quiet)
+            dems_resp_err(req, DEMS_ENOMEM);
+        return NULL;
+    }
+    p->consistency = consistency;
+    struct dems_str v;
+    bool ok = true;
+    for (int i = 0; ok && i < 2; i++) {
+        const char *name = i == 0 ? na : nb;
+        ok = dems_req_query(req, name, &v) &&
+             dems_parse_u64(v.ptr, v.len, DEMS_MERKLE_MAX_SIZE, i == 0 ? &p->a : &p->b) == 0;
+        if (!ok && !quiet)
+            query_u64(req, name, DEMS_MERKLE_MAX_SIZE, &p->a); /* answers 400 naming it */
+    }
+    if (ok && plan(p) < 0) {
+        ok = false;
+        if (!quiet)
+            dems_resp_error(req, 400, "invalid_parameter",
+                            consistency ? "need 0 < old <= new" : "need index < size");
+    }
+    if (!ok) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+bool api_ledger_inclusion_fold(struct dems_req *req, struct dems_auth_fold *ret)
+{
+    struct proof_req *p = proof_new(req, false, true);
+    if (p == NULL)
+        return false;
     dems_req_set_data(req, p, free);
-    struct dems_merkle_proof proof;
-    uint8_t ra[32], rb[32];
-    int r = run(p, recording, &proof, ra, rb);
-    if (r < 0 || p->need.overflow) {
-        dems_resp_error(req, 400, "invalid_parameter",
-                        p->consistency ? "need 0 < old <= new" : "need index < size");
+    ret->stmt = &subtrees_folded;
+    ret->nparams = 2;
+    ret->params[0] = p->levels;
+    ret->params[1] = p->starts;
+    return true;
+}
+
+static void proof_start(struct dems_req *req, bool consistency)
+{
+    struct proof_req *p = dems_req_data(req);
+    const PGresult *folded = dems_req_folded(req);
+    if (p != NULL && folded != NULL) { /* read with the token (api_ledger_inclusion_fold) */
+        on_subtrees(req, folded, 0);
         return;
     }
-    /* Array literals of plain numbers need no quoting. */
-    char *lv = malloc(p->need.n * 4 + 3), *st = malloc(p->need.n * 21 + 3);
-    if (lv == NULL || st == NULL) {
-        free(lv);
-        free(st);
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
+    if (p == NULL) {
+        p = proof_new(req, consistency, false);
+        if (p == NULL)
+            return;
+        dems_req_set_data(req, p, free);
     }
-    size_t ol = 0, os = 0;
-    lv[ol++] = '{';
-    st[os++] = '{';
-    for (size_t i = 0; i < p->need.n; i++) {
-        ol += (size_t)snprintf(lv + ol, 5, "%s%u", i ? "," : "", p->need.level[i]);
-        os += (size_t)snprintf(st + os, 22, "%s%llu", i ? "," : "",
-                               (unsigned long long)p->need.start[i]);
-    }
-    snprintf(lv + ol, 2, "}");
-    snprintf(st + os, 2, "}");
-    const char *params[] = {lv, st};
-    r = dems_db_req(req,
-                    "SELECT level, start, encode(hash, 'hex') FROM ledger_subtrees"
-                    " WHERE (level, start) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))",
-                    2, params, on_subtrees);
-    free(lv);
-    free(st);
+    const char *params[] = {p->levels, p->starts};
+    int r = dems_db_req_stmt(req, &subtrees_stmt, params, on_subtrees);
     if (r < 0)
         dems_resp_err(req, r);
 }
 
 void api_ledger_inclusion(struct dems_req *req)
 {
-    struct proof_req *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
-    }
-    if (!query_u64(req, "index", DEMS_MERKLE_MAX_SIZE, &p->a) ||
-        !query_u64(req, "size", DEMS_MERKLE_MAX_SIZE, &p->b)) {
-        free(p);
-        return;
-    }
-    start_proof(req, p);
+    proof_start(req, false);
 }
 
 void api_ledger_consistency(struct dems_req *req)
 {
-    struct proof_req *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        dems_resp_err(req, DEMS_ENOMEM);
-        return;
-    }
-    p->consistency = true;
-    if (!query_u64(req, "old", DEMS_MERKLE_MAX_SIZE, &p->a) ||
-        !query_u64(req, "new", DEMS_MERKLE_MAX_SIZE, &p->b)) {
-        free(p);
-        return;
-    }
-    start_proof(req, p);
+    proof_start(req, true);
 }
 
 /* ---- export: header, every entry up to the latest checkpoint, the note ---- */

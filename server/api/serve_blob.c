@@ -6,8 +6,12 @@
  * pool a few chunks at a time, paced by the connection's drain callback, so
  * memory per download stays bounded whatever the size. The blob is opened
  * (its header read and its key unwrapped: a ranged GET when blobs live in an
- * object store) before the answer starts, so a blob that is missing or
- * cannot be read gets an error answer rather than a cut connection.
+ * object store) and the range's first piece decrypted before the answer
+ * starts, so a blob that is missing or cannot be read gets an error answer
+ * rather than a cut connection. That first piece is read as soon as the
+ * range is known (api_download_prepare), while the caller's ledger entry is
+ * being made durable; it is sent only once api_download_start says so, which
+ * the caller does after the entry is durable: no byte leaves before that.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +27,14 @@
 
 #include "api_int.h"
 
-#define PIECE (4 * DEMS_BLOB_CHUNK) /* plaintext bytes decrypted per work item */
+#define PIECE (4 * DEMS_BLOB_CHUNK) /* plaintext bytes decrypted per work item, at most */
 
 static void download_free(void *data)
 {
     struct api_download *d = data;
     dems_blob_close(d->blob);
     free(d->out);
+    free(d->chunk);
     free(d);
 }
 
@@ -44,7 +49,18 @@ struct api_download *api_download_new(struct dems_req *req)
     return d;
 }
 
-/* Work pool: decrypts up to PIECE bytes of the range into d->out. */
+/* Whether d->out has room for what the next chunk can add to it (the chunk, or the range's rest).
+ */
+static bool room_for_chunk(const struct api_download *d)
+{
+    uint64_t from = d->pos > d->first ? d->pos : d->first;
+    uint64_t rest = d->last + 1 - from;
+    uint64_t need = rest < DEMS_BLOB_CHUNK ? rest : DEMS_BLOB_CHUNK;
+    return d->out_cap - d->out_len >= need;
+}
+
+/* Work pool: opens the blob if it is not open, then decrypts up to a piece of the range into
+ * d->out. */
 static void decrypt_work(void *arg)
 {
     struct dems_req *req = arg;
@@ -56,7 +72,7 @@ static void decrypt_work(void *arg)
         if (d->err < 0)
             return;
     }
-    while (PIECE - d->out_len >= DEMS_BLOB_CHUNK && !d->finished) { /* room for a whole chunk */
+    while (!d->finished && room_for_chunk(d)) {
         long n = dems_blob_read(d->blob, d->chunk);
         if (n < 0) {
             d->err = (int)n;
@@ -120,53 +136,74 @@ static void produce(struct dems_req *req)
 
 static void start_answer(struct dems_req *req, struct api_download *d);
 
-static void open_work(void *arg)
+/* The first piece is read (or could not be): answer, if the caller said so already. */
+static void first_done(void *arg)
 {
     struct dems_req *req = arg;
     struct api_download *d = dems_req_data(req);
-    const struct dems_server *srv = dems_req_loop(req)->srv;
-    d->err = dems_blob_open(srv->cfg->data_dir, srv->master_key, d->blob_id, &d->blob);
+    d->busy = false;
+    d->first_ready = true;
+    if (!dems_req_is_aborted(req) && d->start_wanted)
+        start_answer(req, d);
+    dems_req_unref(req);
 }
 
-static void open_done(void *arg)
+/*
+ * Opens the blob and decrypts the range's first piece on the work pool, now,
+ * so that it is ready when the answer may start. Nothing is sent.
+ */
+static void read_first(struct dems_req *req, struct api_download *d)
 {
-    struct dems_req *req = arg;
-    struct api_download *d = dems_req_data(req);
-    if (!dems_req_is_aborted(req)) {
-        if (d->err < 0) {
-            dems_log(DEMS_LOG_ERROR, dems_req_id(req),
-                     json_pack("{s:s,s:s,s:s}", "evidence", d->id, "event", "blob_unreadable",
-                               "code", dems_err_code(d->err)),
-                     "stored blob %s cannot be opened: %s", d->blob_id, dems_strerror(d->err));
-            if (d->err == DEMS_EUNAVAIL || d->err == DEMS_EAUTH) /* the store, not the blob */
-                dems_resp_error(req, 503, "store_unavailable",
-                                "the evidence store does not answer now; try again later");
-            else
-                dems_resp_error(req, 500, "blob_unreadable",
-                                "the stored evidence is missing or damaged; the integrity "
-                                "sweep reports it to the administrators");
-        } else {
-            start_answer(req, d);
-        }
+    d->busy = true;
+    dems_req_ref(req);
+    if (dems_work_submit(dems_req_loop(req), decrypt_work, first_done, req) < 0) {
+        d->busy = false;
+        d->unqueued = true; /* answered 503 when the answer would start */
+        d->first_ready = true;
+        dems_req_unref(req);
     }
-    dems_req_unref(req);
 }
 
 void api_download_start(struct dems_req *req, struct api_download *d)
 {
-    if (d->size > 0 && d->blob == NULL) {
-        dems_req_ref(req);
-        if (dems_work_submit(dems_req_loop(req), open_work, open_done, req) < 0) {
-            dems_req_unref(req);
-            dems_resp_err(req, DEMS_EUNAVAIL);
-        }
-        return;
+    d->start_wanted = true;
+    if (d->size == 0 || d->first_ready)
+        start_answer(req, d);
+    /* else first_done answers */
+}
+
+/* The first piece could not be read: the blob is missing, damaged, or its store is down. */
+static void answer_unreadable(struct dems_req *req, struct api_download *d)
+{
+    if (d->blob != NULL) { /* opened, then failed to decrypt or verify */
+        dems_log(DEMS_LOG_ERROR, dems_req_id(req),
+                 json_pack("{s:s,s:s}", "evidence", d->id, "event", "blob_damaged"),
+                 "stored blob failed to decrypt or verify: %s", dems_strerror(d->err));
+    } else {
+        dems_log(DEMS_LOG_ERROR, dems_req_id(req),
+                 json_pack("{s:s,s:s,s:s}", "evidence", d->id, "event", "blob_unreadable", "code",
+                           dems_err_code(d->err)),
+                 "stored blob %s cannot be opened: %s", d->blob_id, dems_strerror(d->err));
     }
-    start_answer(req, d);
+    if (d->blob == NULL && (d->err == DEMS_EUNAVAIL || d->err == DEMS_EAUTH)) /* the store */
+        dems_resp_error(req, 503, "store_unavailable",
+                        "the evidence store does not answer now; try again later");
+    else
+        dems_resp_error(req, 500, "blob_unreadable",
+                        "the stored evidence is missing or damaged; the integrity "
+                        "sweep reports it to the administrators");
 }
 
 static void start_answer(struct dems_req *req, struct api_download *d)
 {
+    if (d->size > 0 && d->unqueued) {
+        dems_resp_err(req, DEMS_EUNAVAIL);
+        return;
+    }
+    if (d->size > 0 && d->err < 0) {
+        answer_unreadable(req, d);
+        return;
+    }
     char etag[70], disp[3 * sizeof(d->filename) + 160], range[80];
     snprintf(etag, sizeof(etag), "\"%s\"", d->blob_id);
     dems_resp_header(req, "ETag", etag);
@@ -189,8 +226,18 @@ static void start_answer(struct dems_req *req, struct api_download *d)
         d->finished = true;
     /* Originals as an allow-listed type only; derivatives are our own. */
     const char *type = d->inline_ ? d->content_type : dems_http_served_type(d->content_type);
-    if (dems_resp_start(req, d->partial ? 206 : 200, type, len, produce) == 0 && d->size == 0)
+    /* Busy while the first piece goes out, so that a drain meanwhile does not overwrite it. */
+    d->busy = true;
+    int r = dems_resp_start(req, d->partial ? 206 : 200, type, len, produce);
+    d->busy = false;
+    if (r < 0)
+        return;
+    if (d->size > 0)
+        dems_resp_write(req, d->out, d->out_len);
+    if (d->finished)
         dems_resp_end(req);
+    else if (dems_resp_wants_more(req))
+        produce(req);
 }
 
 /* Parses a single "bytes=" range; false when absent or not one we honour. */
@@ -248,11 +295,17 @@ bool api_download_prepare(struct dems_req *req, struct api_download *d)
         return false;
     }
     d->partial = pr > 0;
-    d->out = malloc(PIECE);
-    if (d->out == NULL) {
+    if (d->size == 0)
+        return true;
+    uint64_t len = d->last - d->first + 1;
+    d->out_cap = len < PIECE ? (size_t)len : PIECE;
+    d->out = malloc(d->out_cap);
+    d->chunk = malloc(DEMS_BLOB_CHUNK);
+    if (d->out == NULL || d->chunk == NULL) {
         dems_resp_err(req, DEMS_ENOMEM);
         return false;
     }
+    read_first(req, d);
     return true;
 }
 

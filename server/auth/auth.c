@@ -7,10 +7,13 @@
  * cookie, but only on GET and HEAD: browsers attach cookies to requests other
  * sites make them send, so no state-changing request is ever authorised by
  * one (cross-site request forgery has nothing to act with), and the bearer
- * header wins when both are present.
+ * header wins when both are present. A route may fold its first read into a
+ * staff token's lookup (struct dems_auth_fold): one statement, not two.
+ * The lookups are prepared statements.
  */
 #include "demsd/auth.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,7 @@ struct auth_ctx {
     struct dems_req *req;
     struct pending p;
     bool from_cookie; /* only login sessions may come as a cookie */
+    bool folded;      /* the route's read came with the lookup: row(s) to keep */
 };
 
 /*
@@ -61,7 +65,8 @@ static struct dems_principal *lookup_found(struct auth_ctx *ctx, const PGresult 
 {
     if (dems_req_is_aborted(ctx->req))
         return NULL;
-    if (err < 0 || PQntuples(res) != 1) {
+    /* Folded, the lookup's one row comes once per row of the route's read. */
+    if (err < 0 || (ctx->folded ? PQntuples(res) < 1 : PQntuples(res) != 1)) {
         ctx->p.done(ctx->req, err < 0 ? DEMS_EDB : DEMS_EAUTH);
         return NULL;
     }
@@ -74,10 +79,14 @@ static void lookup_end(struct auth_ctx *ctx)
     free(ctx);
 }
 
-/* Starts the lookup of a presented token by its SHA-256 ($1, hex) with sql. */
+/*
+ * Starts the lookup of a presented token by its SHA-256 ($1, hex) with stmt,
+ * or with the route's read folded in when fold is not NULL.
+ */
 static int lookup_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
-                        const char *sql, void (*cb)(void *, const PGresult *, int),
-                        struct dems_principal *out, void (*done)(struct dems_req *req, int err))
+                        struct dems_db_stmt *stmt, const struct dems_auth_fold *fold,
+                        void (*cb)(void *, const PGresult *, int), struct dems_principal *out,
+                        void (*done)(struct dems_req *req, int err))
 {
     uint8_t hash[32];
     char hex[65];
@@ -86,10 +95,18 @@ static int lookup_begin(struct dems_req *req, struct dems_str tok, bool from_coo
     struct auth_ctx *ctx = malloc(sizeof(*ctx));
     if (ctx == NULL)
         return DEMS_ENOMEM;
-    *ctx =
-        (struct auth_ctx){.req = req, .p = {.out = out, .done = done}, .from_cookie = from_cookie};
-    const char *params[] = {hex};
-    int r = dems_db_query(dems_req_loop(req)->db, sql, 1, params, cb, ctx);
+    *ctx = (struct auth_ctx){.req = req,
+                             .p = {.out = out, .done = done},
+                             .from_cookie = from_cookie,
+                             .folded = fold != NULL};
+    const char *params[1 + DEMS_AUTH_FOLD_MAX] = {hex};
+    if (fold != NULL) {
+        assert(fold->nparams <= DEMS_AUTH_FOLD_MAX && fold->stmt->nparams == 1 + fold->nparams);
+        stmt = fold->stmt;
+        for (int i = 0; i < fold->nparams && i < DEMS_AUTH_FOLD_MAX; i++)
+            params[1 + i] = fold->params[i];
+    }
+    int r = dems_db_query_stmt(dems_req_loop(req)->db, stmt, params, cb, ctx);
     if (r < 0) {
         free(ctx);
         return r == DEMS_EUNAVAIL ? r : DEMS_EDB;
@@ -111,7 +128,11 @@ static void on_lookup(void *arg, const PGresult *res, int err)
         o->totp_setup = strcmp(col(res, "totp_setup"), "t") == 0;
         snprintf(o->token_kind, sizeof(o->token_kind), "%s", col(res, "kind"));
         bool kind_ok = !ctx->from_cookie || strcmp(o->token_kind, "session") == 0;
-        ctx->p.done(ctx->req, o->role != 0 && kind_ok ? 0 : DEMS_EAUTH);
+        bool ok = o->role != 0 && kind_ok;
+        /* Kept for the handler; if the copy fails, it reads for itself. */
+        if (ok && ctx->folded)
+            dems_req_set_folded(ctx->req, PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES));
+        ctx->p.done(ctx->req, ok ? 0 : DEMS_EAUTH);
     }
     lookup_end(ctx);
 }
@@ -121,17 +142,12 @@ static int device_begin(struct dems_req *req, struct dems_principal *out,
 
 /* Looks up a token's text (from the header or the cookie). */
 static int token_begin(struct dems_req *req, struct dems_str tok, bool from_cookie,
-                       struct dems_principal *out, void (*done)(struct dems_req *req, int err))
+                       const struct dems_auth_fold *fold, struct dems_principal *out,
+                       void (*done)(struct dems_req *req, int err))
 {
+    static struct dems_db_stmt stmt = DEMS_DB_STMT(DEMS_AUTH_TOKEN_SQL, 1);
     dems_auth_csrf(tok.ptr, tok.len, out->csrf);
-    return lookup_begin(
-        req, tok, from_cookie,
-        "SELECT u.id AS user_id, u.username, u.role, u.face_search, t.id AS token_id,"
-        " t.kind, u.totp_required AND NOT u.totp_enabled AS totp_setup"
-        " FROM auth_tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = decode($1, 'hex') AND t.revoked_at IS NULL"
-        " AND t.expires_at > now() AND NOT u.disabled",
-        on_lookup, out, done);
+    return lookup_begin(req, tok, from_cookie, &stmt, fold, on_lookup, out, done);
 }
 
 /*
@@ -158,10 +174,11 @@ static void on_disclosure(void *arg, const PGresult *res, int err)
 static int disclosure_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
                             void (*done)(struct dems_req *req, int err))
 {
-    return lookup_begin(req, tok, true,
-                        "SELECT id, disclosure_id FROM disclosure_sessions"
-                        " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
-                        on_disclosure, out, done);
+    static struct dems_db_stmt stmt =
+        DEMS_DB_STMT("SELECT id, disclosure_id FROM disclosure_sessions"
+                     " WHERE token_hash = decode($1, 'hex') AND expires_at > now()",
+                     1);
+    return lookup_begin(req, tok, true, &stmt, NULL, on_disclosure, out, done);
 }
 
 /*
@@ -187,10 +204,11 @@ static void on_submitter(void *arg, const PGresult *res, int err)
 static int submitter_begin(struct dems_req *req, struct dems_str tok, struct dems_principal *out,
                            void (*done)(struct dems_req *req, int err))
 {
-    return lookup_begin(req, tok, false,
-                        "SELECT id FROM submissions WHERE token_hash = decode($1, 'hex')"
-                        " AND state <> 'disposed'",
-                        on_submitter, out, done);
+    static struct dems_db_stmt stmt =
+        DEMS_DB_STMT("SELECT id FROM submissions WHERE token_hash = decode($1, 'hex')"
+                     " AND state <> 'disposed'",
+                     1);
+    return lookup_begin(req, tok, false, &stmt, NULL, on_submitter, out, done);
 }
 
 /* Safe methods: the cookie alone authorises these only. The method as
@@ -227,7 +245,7 @@ static int cookie_with_csrf(const struct dems_http_head *head, struct dems_str *
 }
 
 int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
-                    void (*done)(struct dems_req *req, int err))
+                    const struct dems_auth_fold *fold, void (*done)(struct dems_req *req, int err))
 {
     const struct dems_http_head *head = dems_req_head(req);
     const struct dems_str *h = dems_http_head_get(head, "authorization");
@@ -243,7 +261,7 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
         }
         if (r == DEMS_ENOTFOUND)
             return device_begin(req, out, done);
-        return r < 0 ? r : token_begin(req, tok, true, out, done);
+        return r < 0 ? r : token_begin(req, tok, true, fold, out, done);
     }
     if (h->len < 8 || !dems_str_eq_ci((struct dems_str){h->ptr, 7}, "bearer ") ||
         h->len - 7 > DEMS_TOKEN_TEXT_MAX)
@@ -254,7 +272,7 @@ int dems_auth_begin(struct dems_req *req, struct dems_principal *out,
     size_t np = strlen(DEMS_SUBMITTER_TOKEN_PREFIX);
     if (tok.len > np && memcmp(tok.ptr, DEMS_SUBMITTER_TOKEN_PREFIX, np) == 0)
         return submitter_begin(req, tok, out, done);
-    return token_begin(req, tok, false, out, done);
+    return token_begin(req, tok, false, fold, out, done);
 }
 
 bool dems_auth_username_ok(const char *name)

@@ -6,10 +6,15 @@
  * then PQconsumeInput/PQgetResult while a query runs), so no loop thread ever
  * waits on the database. A broken connection fails its query with DEMS_EDB
  * (a statement is never retried behind the caller's back: it may have run)
- * and reconnects with exponential backoff from 100 ms to 5 s.
+ * and reconnects with exponential backoff from 100 ms to 5 s. A statement
+ * declared as a struct dems_db_stmt is prepared once per connection (its
+ * first use there sends Parse, then runs it; later uses run the named
+ * statement), so PostgreSQL parses and plans hot statements once, not per
+ * request.
  */
 #include <event2/event.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@ enum pgc_state { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
 struct query {
     struct query *next;
+    struct dems_db_stmt *stmt; /* NULL: an unnamed statement (sql) */
     const char *sql;
     int nparams;
     const char **params;
@@ -46,6 +52,8 @@ struct pgc {
     struct query *q;
     PGresult *result;
     unsigned backoff_ms;
+    uint64_t prepared; /* bit id - 1: statement id is prepared on this connection */
+    bool preparing;    /* the command running is q's Parse, not q itself */
 };
 
 struct dems_db_pool {
@@ -131,6 +139,8 @@ static void pgc_fail(struct pgc *c)
     PQfinish(c->pg);
     c->pg = NULL;
     c->state = C_DOWN;
+    c->prepared = 0; /* a new session has none */
+    c->preparing = false;
     c->backoff_ms = c->backoff_ms == 0 ? 100 : c->backoff_ms * 2;
     if (c->backoff_ms > 5000)
         c->backoff_ms = 5000;
@@ -154,11 +164,41 @@ static void pgc_connect(struct pgc *c)
     watch(c, EV_WRITE);
 }
 
+/* Ids of prepared statements, given out on first use; 0 = none yet. */
+static atomic_uint stmt_ids;
+
+/* The statement's id (1..DEMS_DB_MAX_STMTS), or 0 when it runs unnamed (over the limit). */
+static unsigned stmt_id(struct dems_db_stmt *stmt)
+{
+    /* Named by whichever loop uses it first; the others see that name. */
+    unsigned id = atomic_load_explicit(&stmt->id, memory_order_acquire);
+    if (id == 0) {
+        unsigned want = atomic_fetch_add(&stmt_ids, 1) + 1;
+        unsigned expect = 0;
+        id = atomic_compare_exchange_strong(&stmt->id, &expect, want) ? want : expect;
+    }
+    return id <= DEMS_DB_MAX_STMTS ? id : 0;
+}
+
+/* Sends q, or for a statement not yet prepared on c its Parse first (complete runs it then). */
+static int send_query(struct pgc *c, struct query *q)
+{
+    unsigned id = q->stmt != NULL ? stmt_id(q->stmt) : 0;
+    if (id == 0)
+        return PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+    char name[24];
+    snprintf(name, sizeof(name), "dems_%u", id);
+    if (c->prepared & (UINT64_C(1) << (id - 1)))
+        return PQsendQueryPrepared(c->pg, name, q->nparams, q->params, NULL, NULL, 0);
+    c->preparing = true;
+    return PQsendPrepare(c->pg, name, q->sql, q->nparams, NULL);
+}
+
 static void start_query(struct pgc *c, struct query *q)
 {
     c->q = q;
     c->state = C_BUSY;
-    if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+    if (!send_query(c, q)) {
         pgc_fail(c);
         return;
     }
@@ -190,11 +230,21 @@ static void complete(struct pgc *c)
 {
     struct query *q = c->q;
     PGresult *res = c->result;
-    c->q = NULL;
     c->result = NULL;
+    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (c->preparing) {
+        c->preparing = false;
+        if (st == PGRES_COMMAND_OK) { /* prepared here from now on: run it */
+            c->prepared |= UINT64_C(1) << (stmt_id(q->stmt) - 1);
+            PQclear(res);
+            start_query(c, q);
+            return;
+        }
+        /* A Parse that failed fails the query with its error, as the statement would have. */
+    }
+    c->q = NULL;
     c->state = C_IDLE;
     watch(c, EV_READ);
-    ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
     int err = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? 0 : DEMS_EDB;
     if (err < 0 && res != NULL)
         dems_log(DEMS_LOG_DEBUG, NULL, NULL, "statement failed: %.200s", PQresultErrorMessage(res));
@@ -326,14 +376,16 @@ void dems_db_pool_free(struct dems_db_pool *pool)
     free(pool);
 }
 
-int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
-                  const char *const *params, dems_db_cb cb, void *arg)
+/* Queues a statement: sql is copied unless stmt (which outlives the pool) holds it. */
+static int enqueue(struct dems_db_pool *pool, struct dems_db_stmt *stmt, const char *sql,
+                   int nparams, const char *const *params, dems_db_cb cb, void *arg)
 {
     if (pool->queued >= DEMS_MAX_DB_QUEUE || nparams < 0)
         return DEMS_EUNAVAIL;
     if (!pool_has_live(pool))
         return DEMS_EDB;
-    size_t size = sizeof(struct query) + (size_t)nparams * sizeof(char *) + strlen(sql) + 1;
+    size_t sql_len = stmt != NULL ? 0 : strlen(sql) + 1;
+    size_t size = sizeof(struct query) + (size_t)nparams * sizeof(char *) + sql_len;
     for (int i = 0; i < nparams; i++)
         size += params[i] != NULL ? strlen(params[i]) + 1 : 0;
     struct query *q = malloc(size);
@@ -352,8 +404,12 @@ int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
         q->params[i] = p;
         p += len;
     }
-    memcpy(p, sql, strlen(sql) + 1);
-    q->sql = p;
+    if (stmt == NULL) {
+        memcpy(p, sql, sql_len);
+        sql = p;
+    }
+    q->stmt = stmt;
+    q->sql = sql;
     q->nparams = nparams;
     q->cb = cb;
     q->arg = arg;
@@ -367,6 +423,18 @@ int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
     dems_metrics_db_waiting(1);
     dispatch(pool);
     return 0;
+}
+
+int dems_db_query(struct dems_db_pool *pool, const char *sql, int nparams,
+                  const char *const *params, dems_db_cb cb, void *arg)
+{
+    return enqueue(pool, NULL, sql, nparams, params, cb, arg);
+}
+
+int dems_db_query_stmt(struct dems_db_pool *pool, struct dems_db_stmt *stmt,
+                       const char *const *params, dems_db_cb cb, void *arg)
+{
+    return enqueue(pool, stmt, stmt->sql, stmt->nparams, params, cb, arg);
 }
 
 struct req_query {
@@ -383,21 +451,34 @@ static void on_req_result(void *arg, const PGresult *res, int err)
     free(rq);
 }
 
-int dems_db_req(struct dems_req *req, const char *sql, int nparams, const char *const *params,
-                void (*cb)(struct dems_req *req, const PGresult *res, int err))
+static int req_query(struct dems_req *req, struct dems_db_stmt *stmt, const char *sql, int nparams,
+                     const char *const *params,
+                     void (*cb)(struct dems_req *req, const PGresult *res, int err))
 {
     struct req_query *rq = malloc(sizeof(*rq));
     if (rq == NULL)
         return DEMS_ENOMEM;
     rq->req = req;
     rq->cb = cb;
-    int r = dems_db_query(dems_req_loop(req)->db, sql, nparams, params, on_req_result, rq);
+    int r = enqueue(dems_req_loop(req)->db, stmt, sql, nparams, params, on_req_result, rq);
     if (r < 0) {
         free(rq);
         return r;
     }
     dems_req_ref(req);
     return 0;
+}
+
+int dems_db_req(struct dems_req *req, const char *sql, int nparams, const char *const *params,
+                void (*cb)(struct dems_req *req, const PGresult *res, int err))
+{
+    return req_query(req, NULL, sql, nparams, params, cb);
+}
+
+int dems_db_req_stmt(struct dems_req *req, struct dems_db_stmt *stmt, const char *const *params,
+                     void (*cb)(struct dems_req *req, const PGresult *res, int err))
+{
+    return req_query(req, stmt, stmt->sql, stmt->nparams, params, cb);
 }
 
 bool dems_db_is_unique_violation(const PGresult *res)

@@ -79,6 +79,7 @@ struct dems_req {
     struct dems_buf body;
     json_t *json;
     struct dems_buf extra; /* "Name: value\r\n" lines */
+    PGresult *folded;      /* the route's read folded into authentication, or NULL */
     void *data;            /* a streaming handler's state */
     void (*data_free)(void *data);
     int status;
@@ -136,6 +137,7 @@ void dems_req_unref(struct dems_req *req)
     dems_buf_done(&req->extra);
     dems_http_query_done(&req->query);
     json_decref(req->json);
+    PQclear(req->folded);
     if (req->data_free != NULL)
         req->data_free(req->data);
     free(req);
@@ -725,6 +727,17 @@ void *dems_req_data(const struct dems_req *req)
     return req->data;
 }
 
+const PGresult *dems_req_folded(const struct dems_req *req)
+{
+    return req->folded;
+}
+
+void dems_req_set_folded(struct dems_req *req, PGresult *res)
+{
+    PQclear(req->folded);
+    req->folded = res;
+}
+
 /* Authorised: run the route's begin hook, then read the body. Returns 0 to
  * read on at once, DEMS_EAGAIN when reading waits (answered, or begin
  * will call dems_req_continue). */
@@ -892,7 +905,9 @@ static int on_head(void *arg, const struct dems_http_head *head)
         return DEMS_EAGAIN; /* only fails for requests with a body */
     if (req->route->roles & DEMS_ROLE_PUBLIC)
         return proceed(req);
-    int r = dems_auth_begin(req, &req->principal, on_auth_done);
+    struct dems_auth_fold fold;
+    bool folds = req->route->fold != NULL && req->route->fold(req, &fold);
+    int r = dems_auth_begin(req, &req->principal, folds ? &fold : NULL, on_auth_done);
     if (r < 0) {
         dems_resp_err(req, r);
         return answered_early(req);
