@@ -1219,6 +1219,12 @@ void api_uploads_get(struct dems_req *req)
 static void on_terminated(struct dems_req *req, const PGresult *res, int err)
 {
     struct patch *p = dems_req_data(req);
+    /* Let go before any answer: the client's next request may come at
+     * once and must not find the upload busy (409) because of this one. */
+    if (p->staged != NULL) {
+        dems_staging_release(p->staged);
+        p->staged = NULL;
+    }
     if (err < 0) {
         api_db_error(req, res, err);
         return;
@@ -1227,10 +1233,6 @@ static void on_terminated(struct dems_req *req, const PGresult *res, int err)
     if (PQntuples(res) != 1) {
         dems_resp_error(req, 404, "not_found", "no such upload in progress");
         return;
-    }
-    if (p->staged != NULL) {
-        dems_staging_release(p->staged);
-        p->staged = NULL;
     }
     dems_staging_remove(p->id);
     upload_stage_drop(dems_req_loop(req), p->id, (uint64_t)api_col_int(res, 0, "stage_ver"),

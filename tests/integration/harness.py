@@ -167,12 +167,29 @@ def free_port():
         return s.getsockname()[1]
 
 
+_ROOTS = []
+
+
 def make_data_root():
     # The embedded cluster runs as 'postgres' when we are root: its parents
     # must be searchable, so use a short path under /tmp with mode 0711.
     d = tempfile.mkdtemp(prefix="dems-it-", dir="/tmp")
     os.chmod(d, 0o711)
+    _ROOTS.append(d)
     return d
+
+
+def remove_data_roots():
+    """The data roots of a file whose tests all passed go (a failing one's
+    stay, to be read; DEMS_KEEP_TEST_DATA=1 keeps them all): a whole run
+    makes about 150 of them, each with a PostgreSQL cluster, some of several
+    hundred MiB, and /tmp filling up fails later tests (min_free_space)."""
+    if os.environ.get("DEMS_KEEP_TEST_DATA"):
+        return
+    if any(s.proc is not None and s.proc.poll() is None for s in _SERVERS):
+        return  # something still runs there
+    for d in _ROOTS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class Server:
@@ -402,6 +419,8 @@ def run_tests(module_globals, setup=None, teardown=None):
         for path, what, line in _LEAKS:
             print(f"  {what} in {path} line {line}", flush=True)
     print(f"{passed} passed, {failed} failed", flush=True)
+    if not failed:
+        remove_data_roots()
     sys.exit(1 if failed else 0)
 
 
