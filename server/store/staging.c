@@ -6,9 +6,11 @@
  * chunks under a key of its own (wrapped by the master key in its head), so
  * completing an upload is an fsync and a rename, never a second pass over
  * the data. Plaintext is never written to disk: the partial chunk at the end
- * stays in memory until it fills or the upload completes. Writes go to the
- * page cache from the loop thread (like any socket buffer copy); fsync, which
- * can block for long, only happens in dems_staging_finish on the work pool.
+ * stays in memory until it fills or the upload completes. Whole chunks are
+ * hashed, encrypted and written to the page cache on the work pool while the
+ * loop reads on (dems_staging_take and the batch functions; an object-store
+ * upload writes on its loop, dems_staging_write); fsync, which can block for
+ * long, only happens in dems_staging_finish on the work pool.
  *
  * Between requests an upload is "parked": its file is closed, its write
  * buffer freed and its unfilled last chunk kept in a buffer of exactly its
