@@ -2,11 +2,15 @@
 -- wrk script for tests/bench/ledger-server/run: the same request over and
 -- over (wrk's URL and -H headers), with every response's status checked
 -- here. done() prints one JSON line: requests, the 2xx answers, the others
--- (by status), socket errors, and wrk's latency p50/p99/max in ms.
+-- (by status), socket errors, and wrk's latency p50/p90/p99/p99.9/max in ms.
+-- proof.lua builds on it (dofile).
 
 local threads = {}
+local counter = 0
 
 function setup(thread)
+   counter = counter + 1
+   thread:set("id", counter)
    table.insert(threads, thread)
 end
 
@@ -37,8 +41,10 @@ function done(summary, latency, requests)
    local e = summary.errors
    io.write(string.format(
       '{"requests":%d,"seconds":%.3f,"ok":%d,"non2xx":%d,"by_status":{%s},' ..
-      '"socket_errors":%d,"latency_ms":{"p50":%.3f,"p99":%.3f,"max":%.3f}}\n',
+      '"socket_errors":%d,"latency_ms":{"p50":%.3f,"p90":%.3f,"p99":%.3f,"p999":%.3f,' ..
+      '"max":%.3f}}\n',
       summary.requests, summary.duration / 1e6, ok_all, bad_all, table.concat(by, ","),
       e.connect + e.read + e.write + e.timeout + e.status,
-      latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+      latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+      latency:percentile(99) / 1000, latency:percentile(99.9) / 1000, latency.max / 1000))
 end
