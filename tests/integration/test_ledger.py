@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from harness import Server, raw_tls, read_response, run_tests, ledger_entries
+from harness import Server, eventually, raw_tls, read_response, run_tests, ledger_entries
 
 TUS = {"Tus-Resumable": "1.0.0"}
 DRIVER = os.environ.get("DEMS_LEDGER_DRIVER",
@@ -205,7 +205,8 @@ def test_download_is_one_statement(c):
     tok = staff_user(c, "fold-officer", "officer")
     before = len(entries(c))
     assert c.srv.request("GET", f"/v1/evidence/{c.sha}/content", token=tok)[0] == 404
-    new = [e["body"] for e in entries(c)[before:]]
+    # The refusal is ledgered without the 404 waiting for it.
+    new = eventually(lambda: [e["body"] for e in entries(c)[before:]])
     assert [e["type"] for e in new] == ["ACCESS_DENIED"], new
 
 
