@@ -14,6 +14,7 @@
  * ledger_entries rows; one prepared statement per resource, and a resource
  * exists exactly when all its rows do. Full tiles and bundles never change
  * (immutable caching); partial ones and the checkpoint are cached briefly.
+ * Bundles, being staff-only, are cacheable by the client only (private).
  * The ETag of a tile or bundle is a hash of the leaf or subtree hashes it
  * holds, which commit to its bytes.
  */
@@ -40,6 +41,9 @@
 #define CACHE_FULL    "public, max-age=31536000, immutable"
 #define CACHE_PARTIAL "public, max-age=60"
 #define CACHE_HEAD    "public, max-age=5"
+/* Entry bundles are for staff: no shared cache may keep them. */
+#define CACHE_FULL_PRIVATE    "private, max-age=31536000, immutable"
+#define CACHE_PARTIAL_PRIVATE "private, max-age=60"
 
 /* A parsed tile path: level (hash tiles only), index, width (1..256). */
 struct tile {
@@ -285,7 +289,8 @@ static void on_bundle(struct dems_req *req, const PGresult *res, int err)
     } else if (!bundle_fill(res, t->width, out, &len, leaves)) {
         api_db_error(req, res, DEMS_EDB);
     } else {
-        dems_resp_header(req, "Cache-Control", t->width == TILE_WIDTH ? CACHE_FULL : CACHE_PARTIAL);
+        dems_resp_header(req, "Cache-Control",
+                         t->width == TILE_WIDTH ? CACHE_FULL_PRIVATE : CACHE_PARTIAL_PRIVATE);
         if (set_etag(req, 'e', leaves, 32 * (size_t)t->width))
             dems_resp_json(req, 304, NULL);
         else

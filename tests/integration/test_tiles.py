@@ -163,9 +163,10 @@ def head_size(c):
     return int(out.strip())
 
 
-def monitor(c, state, *args, url=None):
+def monitor(c, state, *args, url=None, env=None):
     cmd = [VERIFY, "monitor", url or c.url, "--state", state, "--cacert", c.cacert, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **(env or {})))
 
 
 # ---- tests ----
@@ -243,7 +244,8 @@ def test_caching_headers_and_etags(c):
 
 def test_entry_bundles_hash_to_the_level_0_tile(c):
     st, body, r = c.srv.request("GET", f"{PREFIX}/tile/entries/000", token=c.tok)
-    assert st == 200 and r.getheader("Cache-Control") == "public, max-age=31536000, immutable"
+    # Staff-only: cached by the client, never by a shared cache.
+    assert st == 200 and r.getheader("Cache-Control") == "private, max-age=31536000, immutable"
     entries, i = [], 0
     while i < len(body):
         n = int.from_bytes(body[i:i + 2], "big")
@@ -254,7 +256,7 @@ def test_entry_bundles_hash_to_the_level_0_tile(c):
     assert [leaf(e) for e in entries] == [tile[k:k + 32] for k in range(0, 8192, 32)]
     assert b'"seq":255,' in entries[255]
     st, body, r = c.srv.request("GET", f"{PREFIX}/tile/entries/001.p/3", token=c.tok)
-    assert st == 200 and r.getheader("Cache-Control") == "public, max-age=60"
+    assert st == 200 and r.getheader("Cache-Control") == "private, max-age=60"
     assert b'"seq":258,' in body
     # Entries are for staff, as GET /v1/ledger/entries; hash tiles are public.
     st, doc, _ = c.srv.request("GET", f"{PREFIX}/tile/entries/000")
@@ -313,8 +315,8 @@ def test_monitor_reports_only_new_watched_entries(c):
     assert lines[-1].startswith("OK: "), r.stdout
     assert len(lines) == 3 and all(" DOWNLOADED " in x and c.eid in x for x in lines[:2]), lines
     assert all(int(x.split()[0]) >= before for x in lines[:2]), lines
-    # Nothing new: nothing reported.
-    r = monitor(c, c.state, "--token", c.tok, "--watch", "DOWNLOADED")
+    # Nothing new: nothing reported (the token from the environment this time).
+    r = monitor(c, c.state, "--watch", "DOWNLOADED", env={"DEMS_VERIFY_TOKEN": c.tok})
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 1, r.stdout + r.stderr
 
 
