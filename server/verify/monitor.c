@@ -532,6 +532,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         const char **slot[] = {&a->state, &a->key, &a->token, &a->cacert};
         *slot[k] = v;
     }
+    /* A token on the command line is visible to other users (ps): the
+     * environment is the better place for it. */
+    if (a->token == NULL)
+        a->token = getenv("DEMS_VERIFY_TOKEN");
     if (a->url == NULL || a->state == NULL)
         return verify_usage("a URL and --state FILE are required");
     if (strncmp(a->url, "https://", 8) != 0 && strncmp(a->url, "http://", 7) != 0)
