@@ -95,7 +95,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 }
 
 /* The tile path element form of n: x001/x234/067. */
-static void index_path(uint64_t n, char out[static 32])
+/* Room for the longest, UINT64_MAX: 6 "xNNN/" elements, "NNN" and the NUL. */
+#define INDEX_PATH_MAX 34
+
+static void index_path(uint64_t n, char out[static INDEX_PATH_MAX])
 {
     unsigned groups[7];
     size_t k = 0;
@@ -105,7 +108,8 @@ static void index_path(uint64_t n, char out[static 32])
     } while (n > 0);
     size_t len = 0;
     while (k-- > 0)
-        len += (size_t)snprintf(out + len, 32 - len, k > 0 ? "x%03u/" : "%03u", groups[k]);
+        len +=
+            (size_t)snprintf(out + len, INDEX_PATH_MAX - len, k > 0 ? "x%03u/" : "%03u", groups[k]);
 }
 
 /*
@@ -166,7 +170,7 @@ static const uint8_t *tile(struct monitor *m, unsigned level, uint64_t index, un
         if (t->hashes != NULL && t->level == level && t->index == index && t->width == width)
             return t->hashes;
     }
-    char path[64], idx[32];
+    char path[64], idx[INDEX_PATH_MAX];
     index_path(index, idx);
     if (width < TILE_WIDTH)
         snprintf(path, sizeof(path), "tile/%u/%s.p/%u", level, idx, width);
@@ -329,7 +333,7 @@ static int check_bundle(struct monitor *m, uint64_t n, uint64_t from,
                         struct dems_merkle_frontier *f, const struct watch *w, size_t nw, FILE *out)
 {
     unsigned width = tile_width(m, 0, n);
-    char path[64], idx[32];
+    char path[64], idx[INDEX_PATH_MAX];
     index_path(n, idx);
     if (width < TILE_WIDTH)
         snprintf(path, sizeof(path), "tile/entries/%s.p/%u", idx, width);
