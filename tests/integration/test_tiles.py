@@ -8,8 +8,12 @@ are computed here purely from tiles, with this file's own RFC 6962 code,
 and must equal the API's; the root from tiles must be the checkpoint's."""
 import base64
 import hashlib
+import http.client
+import http.server
 import os
+import random
 import subprocess
+import threading
 import time
 
 from harness import Server, free_port, run_tests
@@ -282,10 +286,53 @@ def test_hostile_paths_are_refused_cleanly(c):
     for p in beyond:
         st, doc, _ = c.srv.request("GET", f"{PREFIX}/{p}", token=c.tok)
         assert st == 404 and doc["code"] == "tile_not_found", (p, st, doc)
+    # Random junk from the path alphabet: always a problem answer, never a crash.
+    rng = random.Random(18)
+    for _ in range(300):
+        p = "".join(rng.choice("0123456789x./p") for _ in range(rng.randint(1, 40)))
+        st, doc, _ = c.srv.request("GET", f"{PREFIX}/tile/{p}", token=c.tok)
+        assert st in (200, 400, 404), (p, st, doc)
     assert c.srv.request("GET", "/healthz")[0] == 200
 
 
 # ---- dems-verify monitor ----
+
+class Tamper(http.server.BaseHTTPRequestHandler):
+    """A plain-HTTP mirror of the server's tiles that changes what mode says:
+    "bundle" changes one byte of entry 3 in every entry bundle, "checkpoint"
+    the root line of the checkpoint."""
+
+    def do_GET(self):
+        srv = self.server
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, context=srv.ctx, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+        conn.request("GET", self.path, headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        if r.status == 200 and srv.mode == "bundle" and "/tile/entries/" in self.path:
+            at = 0
+            for _ in range(3):
+                at += 2 + int.from_bytes(body[at:at + 2], "big")
+            body = body[:at + 10] + bytes([body[at + 10] ^ 1]) + body[at + 11:]
+        if r.status == 200 and srv.mode == "checkpoint" and self.path.endswith("/checkpoint"):
+            lines = body.split(b"\n")
+            lines[2] = base64.b64encode(bytes(32))
+            body = b"\n".join(lines)
+        self.send_response(r.status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def tampering(c, mode):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Tamper)
+    srv.port, srv.ctx, srv.mode = c.srv.port, c.srv.context(), mode
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}{PREFIX}"
 
 def test_monitor_first_run_makes_state(c):
     st, vkey, _ = c.srv.request("GET", "/v1/ledger/key")
@@ -336,6 +383,20 @@ def test_monitor_names_a_fork(c):
     open(tampered, "w").write(text.replace(root_line, forged).replace(size_line, "size 100"))
     r = monitor(c, tampered, "--token", c.tok)
     assert r.returncode == 1 and r.stdout.startswith("INVALID: "), r.stdout + r.stderr
+
+
+def test_monitor_names_tampered_tiles(c):
+    for mode, says in (("bundle", "does not hash to its leaf"), ("checkpoint", "not signed")):
+        proxy, url = tampering(c, mode)
+        try:
+            fresh = os.path.join(c.srv.root, f"{mode}.state")
+            r = monitor(c, fresh, "--key", c.vkey, "--token", c.tok, url=url)
+            assert r.returncode == 1, (mode, r.stdout + r.stderr)
+            assert r.stdout.startswith("INVALID: ") and says in r.stdout, (mode, r.stdout)
+            assert not os.path.exists(fresh)
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
 
 
 def test_monitor_refuses_a_foreign_key(c):
