@@ -83,11 +83,12 @@ static bool parse_index(const char *s, size_t len, struct tile *t)
     size_t elements = 0, i = 0;
     for (;;) {
         bool last = nlen - i == 3;
-        if (elements == TILE_MAX_ELEMENTS || (last ? false : nlen - i < 5 || s[i] != 'x'))
+        /* "NNN" last, "xNNN/" before it. */
+        if (elements == TILE_MAX_ELEMENTS || (!last && (nlen - i < 5 || s[i] != 'x')))
             return false;
         const char *d = s + i + (last ? 0 : 1);
         uint64_t group;
-        if (d[0] < '0' || d[0] > '9' || dems_parse_u64(d, 3, 999, &group) < 0)
+        if (dems_parse_u64(d, 3, 999, &group) < 0)
             return false;
         if (elements == 0 && !last && group == 0)
             return false; /* x000 first: not the canonical form */
