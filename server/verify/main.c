@@ -601,7 +601,7 @@ static const struct cmd cmds[] = {
      "kept in the state file; give it again after a key rotation); checks it against the\n"
      "checkpoint in FILE (same size: same root; larger: a consistency proof computed from the\n"
      "hash tiles); fetches the new entries from entry bundles (--token, or the environment's\n"
-     "DEMS_VERIFY_TOKEN: a staff API token),\n"
+     "DEMS_VERIFY_TOKEN: a staff API token, sent over https only or to loopback),\n"
      "checks each against its leaf hash in the tiles and as a canonical entry, and their\n"
      "tree against the checkpoint's root. Prints each new entry of a watched type (--watch\n"
      "TYPE, or TYPE:EVIDENCE-ID for that evidence only; repeatable), one line each: seq,\n"

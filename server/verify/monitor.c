@@ -504,6 +504,19 @@ static int parse_watch(const char *s, struct watch *w)
     return 0;
 }
 
+/* True when host (the URL after the scheme) is this machine's loopback. */
+static bool is_loopback(const char *host)
+{
+    static const char *const names[] = {"127.0.0.1", "localhost", "[::1]"};
+    for (size_t i = 0; i < 3; i++) {
+        size_t n = strlen(names[i]);
+        if (strncmp(host, names[i], n) == 0 &&
+            (host[n] == ':' || host[n] == '/' || host[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
 /* Reads the arguments; EXIT_VERIFY_USAGE (printed) when bad, -2 for --help. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
@@ -544,6 +557,10 @@ static int parse_args(int argc, char **argv, struct args *a)
         return verify_usage("a URL and --state FILE are required");
     if (strncmp(a->url, "https://", 8) != 0 && strncmp(a->url, "http://", 7) != 0)
         return verify_usage("URL must be http(s)://HOST[:PORT]/PREFIX (e.g. .../v1/ledger/tlog)");
+    /* Signatures make plain HTTP safe for tiles (a mirror), not for a token. */
+    if (a->token != NULL && a->token[0] != '\0' && strncmp(a->url, "https://", 8) != 0 &&
+        !is_loopback(a->url + 7))
+        return verify_usage("a token is sent over https only (or to this machine)");
     return 0;
 }
 

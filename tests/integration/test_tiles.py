@@ -415,6 +415,9 @@ def test_monitor_exit_codes(c):
     assert r.returncode == 2, r.stdout + r.stderr
     r = monitor(c, c.state, "--watch", "NO_SUCH_TYPE")
     assert r.returncode == 2, r.stdout + r.stderr
+    # A token goes over https only (plain http is for mirrors, and this machine).
+    r = monitor(c, c.state, "--token", c.tok, url=f"http://dems.example{PREFIX}")
+    assert r.returncode == 2 and "https" in r.stderr, r.stdout + r.stderr
     r = subprocess.run([VERIFY, "monitor", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "exit" in r.stdout.lower()
     # Entry bundles need a staff token: without one the server refuses (network code).
