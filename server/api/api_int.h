@@ -471,6 +471,10 @@ void api_ledger_key(struct dems_req *req);
 void api_ledger_keys(struct dems_req *req);
 void api_ledger_rotate_key(struct dems_req *req);
 void api_ledger_checkpoint(struct dems_req *req);
+/* The log in the C2SP tlog-tiles layout (tiles.c). */
+void api_tiles_checkpoint(struct dems_req *req);
+void api_tiles_tile(struct dems_req *req);
+void api_tiles_entries(struct dems_req *req);
 void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);
 /* The route's fold hook: the subtree read of an inclusion proof, with the token lookup. */

@@ -70,6 +70,12 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/proof/consistency", DEMS_ROLE_PUBLIC, 0,
           api_ledger_consistency),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/export", DEMS_ROLE_STAFF, 0, api_ledger_export),
+    /* The log as C2SP tlog-tiles (tiles.c); entry bundles before hash tiles,
+     * whose {tile*} would match them too. Bundles are entries: staff. */
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/tlog/checkpoint", DEMS_ROLE_PUBLIC, 0, api_tiles_checkpoint),
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/tlog/tile/entries/{bundle*}", DEMS_ROLE_STAFF, 0,
+          api_tiles_entries),
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/tlog/tile/{tile*}", DEMS_ROLE_PUBLIC, 0, api_tiles_tile),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence", EVIDENCE_READERS, 0, api_evidence_list),
     ROUTE(DEMS_HTTP_GET, "/v1/evidence/{id}", EVIDENCE_READERS, 0, api_evidence_get),
     {.method = DEMS_HTTP_GET,

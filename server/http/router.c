@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Route matching. Patterns are literal segments and {name} placeholders that
- * match exactly one non-empty segment. HEAD is served by GET routes. A path
+ * match exactly one non-empty segment; a last placeholder {name*} matches the
+ * rest of the path (non-empty, slashes included: the tlog tile paths, whose
+ * handler parses them). HEAD is served by GET routes. A path
  * that some route matches with another method gives 405 and the Allow list;
  * otherwise 404. Roles live on each route (server/api/routes.c); a route that
  * names none is denied to everyone.
@@ -47,8 +49,9 @@ static bool match(const char *pattern, struct dems_str path, struct dems_str *pa
     while (*p != '\0') {
         if (*p == '{') {
             const char *close = strchr(p, '}');
+            bool rest = close != NULL && close > p + 1 && close[-1] == '*' && close[1] == '\0';
             size_t start = i;
-            while (i < path.len && path.ptr[i] != '/')
+            while (i < path.len && (rest || path.ptr[i] != '/'))
                 i++;
             if (i == start || n == DEMS_MAX_PATH_PARAMS || close == NULL)
                 return false;

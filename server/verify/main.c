@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * dems-verify: the offline verifier. It needs no database and no network
- * and links only common/ libraries. Each subcommand checks one thing and
+ * dems-verify: the verifier. It needs no database and links only common/
+ * libraries; every subcommand but one is offline. The exception is monitor
+ * (monitor.c), which follows a running log over the network through its
+ * tlog tiles, with libcurl. Each subcommand checks one thing and
  * prints one line: "OK: ..." and exit 0 when it holds, "INVALID: ..." (what
  * and where) and exit 1 when it does not; usage errors print to stderr and
- * exit 2.
+ * exit 2; monitor exits 3 when the server cannot be reached or refuses.
  *
  *   dems-verify ledger EXPORT [--key VKEY] [--fast] [--threads N]
  *   dems-verify inclusion (--leaf-hash HEX | --entry FILE) --index N --size N
@@ -14,6 +16,8 @@
  *   dems-verify checkpoint NOTE --key VKEY [--origin ORIGIN]
  *   dems-verify file FILE --sha256 HEX
  *   dems-verify bundle FILE.zip [--key VKEY]
+ *   dems-verify monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE]
+ *                       [--watch TYPE[:ARTEFACT]]...
  */
 #include <errno.h>
 #include <openssl/evp.h>
@@ -31,9 +35,11 @@
 #include "dems/str.h"
 #include "dems/version.h"
 
-#define EXIT_VALID   0
-#define EXIT_INVALID 1
-#define EXIT_USAGE   2
+#include "verify_int.h"
+
+#define EXIT_VALID   EXIT_VERIFY_VALID
+#define EXIT_INVALID EXIT_VERIFY_INVALID
+#define EXIT_USAGE   EXIT_VERIFY_USAGE
 
 struct cmd {
     const char *name;
@@ -46,19 +52,35 @@ static const struct cmd *current;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+static void usage_vprint(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+int verify_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    usage_vprint(fmt, ap);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
 static int usage_error(const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "dems-verify: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    usage_vprint(fmt, ap);
     va_end(ap);
+    return EXIT_USAGE;
+}
+
+static void usage_vprint(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "dems-verify: ");
+    vfprintf(stderr, fmt, ap);
     /* One line: what was wrong, and where the help is. */
     if (current != NULL)
         fprintf(stderr, " (try dems-verify %s --help)\n", current->name);
     else
         fprintf(stderr, " (try dems-verify --help)\n");
-    return EXIT_USAGE;
 }
 
 static int invalid(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -569,6 +591,27 @@ static const struct cmd cmds[] = {
      "/v1/ledger/proof/consistency?old=<receipt's size>&new=<its size>) it also shows the\n"
      "entries are still in the log as it is now.",
      cmd_receipt},
+    {"monitor",
+     "monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE] "
+     "[--watch TYPE[:ARTEFACT]]...",
+     "Follows a running dems log through its C2SP tlog tiles (docs/ledger.md, Static tiles),\n"
+     "the one subcommand that uses the network. URL is the tiles' prefix, e.g.\n"
+     "https://dems.example/v1/ledger/tlog. Fetches the checkpoint and checks its signature\n"
+     "(--key, the log's verifier key from GET /v1/ledger/key: needed on the first run, then\n"
+     "kept in the state file; give it again after a key rotation); checks it against the\n"
+     "checkpoint in FILE (same size: same root; larger: a consistency proof computed from the\n"
+     "hash tiles); fetches the new entries from entry bundles (--token, or the environment's\n"
+     "DEMS_VERIFY_TOKEN: a staff API token, sent over https only or to loopback),\n"
+     "checks each against its leaf hash in the tiles and as a canonical entry, and their\n"
+     "tree against the checkpoint's root. Prints each new entry of a watched type (--watch\n"
+     "TYPE, or TYPE:EVIDENCE-ID for that evidence only; repeatable), one line each: seq,\n"
+     "type, time, the entry's canonical JSON; then one OK line. The state file is replaced\n"
+     "(written aside, fsynced, renamed) only when everything checked. --cacert trusts the\n"
+     "server's own certificate (e.g. DATA/tls/cert.pem). Entry bundles carry no entry\n"
+     "signatures: entries are authenticated by the signed checkpoint through the tree.\n"
+     "Exit status: 0 checked, 1 invalid (a fork, a rollback, a bad signature or tile: one\n"
+     "INVALID line), 2 usage or state-file error, 3 the server unreachable or refusing.",
+     verify_monitor},
 };
 
 static void version(void)
@@ -584,12 +627,13 @@ static void version(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dems-verify COMMAND ... (offline; no database, no network)\n"
+    fprintf(f, "usage: dems-verify COMMAND ... (no database; offline but for monitor)\n"
                "       dems-verify --version | --help\n\n");
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(f, "  dems-verify %s\n", cmds[i].usage);
     fprintf(f, "\n'dems-verify COMMAND --help' explains one. Exit status: 0 valid, 1 invalid "
-               "(one line says what\nand where), 2 usage or I/O error.\n");
+               "(one line says what\nand where), 2 usage or I/O error, 3 (monitor) the server "
+               "unreachable or refusing.\n");
 }
 
 int main(int argc, char **argv)

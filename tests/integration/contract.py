@@ -41,11 +41,14 @@ def load_document(path=DOC_PATH):
         return yaml.safe_load(f)
 
 
-def template_regex(template):
+def template_regex(template, rest=None):
     """A path template's regex: each {name} is one non-empty segment, as the
-    router matches (server/http/router.c)."""
+    router matches (server/http/router.c), except the parameter the path
+    item names in x-dems-rest-of-path (the router's {name*}), which takes the
+    rest of the path, slashes included."""
     parts = re.split(r"(\{[^}/]+\})", template)
-    rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+    rx = "".join((".+" if p == "{%s}" % rest else "[^/]+") if p.startswith("{") else re.escape(p)
+                 for p in parts)
     return re.compile("^" + rx + "$")
 
 
@@ -59,7 +62,8 @@ class Contract:
         # Literal templates before templated ones: the most specific wins.
         paths = sorted(doc.get("paths", {}).items(),
                        key=lambda kv: (-len(re.sub(r"\{[^}]*\}", "", kv[0])), kv[0]))
-        self.paths = [(template_regex(t), t, item) for t, item in paths]
+        self.paths = [(template_regex(t, item.get("x-dems-rest-of-path")), t, item)
+                      for t, item in paths]
         self.validators = {}
         self._make = self._validator_factory()
 

@@ -68,6 +68,11 @@ TABLE = {
     ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
     ("GET", "/v1/ledger/proof/consistency"): PUB(200),
     ("GET", "/v1/ledger/export"): STAFF(200),
+    # The log as tlog tiles: hash tiles and checkpoint public, entry bundles
+    # as the entries (staff).
+    ("GET", "/v1/ledger/tlog/checkpoint"): PUB(200),
+    ("GET", "/v1/ledger/tlog/tile/{tile*}"): PUB(200),
+    ("GET", "/v1/ledger/tlog/tile/entries/{bundle*}"): STAFF(200),
     # Evidence: officers, prosecutors and administrators; another officer
     # and a prosecutor with no share see none of the officer's evidence.
     ("GET", "/v1/evidence"): (401, 200, 200, 200, 200, 401, 200, 200, 403, 403, 403),
@@ -389,6 +394,8 @@ def concrete(c, method, pattern):
         "/v1/admin/devices/{id}/assign": f"/v1/admin/devices/{c.device}/assign",
         "/v1/admin/jobs/{id}": f"/v1/admin/jobs/{c.job}",
         "/v1/admin/jobs/{id}/retry": f"/v1/admin/jobs/{c.job}/retry",
+        "/v1/ledger/tlog/tile/{tile*}": "/v1/ledger/tlog/tile/0/000.p/1",
+        "/v1/ledger/tlog/tile/entries/{bundle*}": "/v1/ledger/tlog/tile/entries/000.p/1",
     }
     path = ids.get(pattern, pattern).replace("/v1/evidence/{id}", f"/v1/evidence/{c.evidence}")
     path = path.replace("/v1/cases/{id}", f"/v1/cases/{c.case}").replace("{bid}", str(c.bundle))

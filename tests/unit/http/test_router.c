@@ -30,6 +30,8 @@ const struct dems_route dems_routes[] = {
     R(DEMS_HTTP_DELETE, "/v1/things/{id}", DEMS_ROLE_ADMIN),
     R(DEMS_HTTP_GET, "/v1/things/{id}/parts/{part}", DEMS_ROLE_OFFICER),
     R(DEMS_HTTP_POST, "/v1/locked", 0),
+    R(DEMS_HTTP_GET, "/v1/tiles/entries/{rest*}", DEMS_ROLE_STAFF),
+    R(DEMS_HTTP_GET, "/v1/tiles/{rest*}", DEMS_ROLE_PUBLIC),
 };
 const size_t dems_nroutes = sizeof(dems_routes) / sizeof(dems_routes[0]);
 
@@ -76,6 +78,30 @@ static void test_404_and_405(void **state)
     assert_string_equal(allow, "GET, HEAD, DELETE");
 }
 
+/* A last {name*} takes the rest of the path, slashes included (tlog tile paths). */
+static void test_rest_of_path(void **state)
+{
+    (void)state;
+    struct dems_str p[DEMS_MAX_PATH_PARAMS];
+    size_t n = 99;
+    int st = 0;
+    char allow[128];
+    const struct dems_route *r = m(DEMS_HTTP_GET, "/v1/tiles/0/x001/234.p/5", p, &n, &st, allow);
+    assert_ptr_equal(r, &dems_routes[6]);
+    assert_int_equal(n, 1);
+    assert_true(p[0].len == 14 && memcmp(p[0].ptr, "0/x001/234.p/5", 14) == 0);
+    r = m(DEMS_HTTP_GET, "/v1/tiles/entries/000", p, &n, &st, allow); /* the earlier route */
+    assert_ptr_equal(r, &dems_routes[5]);
+    assert_true(p[0].len == 3 && memcmp(p[0].ptr, "000", 3) == 0);
+    r = m(DEMS_HTTP_GET, "/v1/tiles/entries/", p, &n, &st, allow); /* empty rest: the next */
+    assert_ptr_equal(r, &dems_routes[6]);
+    assert_true(p[0].len == 8 && memcmp(p[0].ptr, "entries/", 8) == 0);
+    assert_null(m(DEMS_HTTP_GET, "/v1/tiles/", p, &n, &st, allow)); /* the rest is never empty */
+    assert_int_equal(st, 404);
+    /* {id} still takes one segment only. */
+    assert_null(m(DEMS_HTTP_GET, "/v1/things/1/2", p, &n, &st, allow));
+}
+
 static void test_roles(void **state)
 {
     (void)state;
@@ -93,6 +119,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_and_params),
         cmocka_unit_test(test_404_and_405),
+        cmocka_unit_test(test_rest_of_path),
         cmocka_unit_test(test_roles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
