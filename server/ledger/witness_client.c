@@ -454,7 +454,7 @@ static void round_once(struct witness_client *c)
         load_done(c);
     PGresult *res =
         q(c, "SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1", 0, NULL);
-    uint64_t size;
+    uint64_t size = 0;
     if (!q_ok(res) || PQntuples(res) != 1 || !col_u64(res, 0, "size", &size) || size == 0) {
         PQclear(res);
         return;
