@@ -159,3 +159,14 @@ int dems_cosig_count(const char *note, size_t len, const struct dems_note_verifi
     *ret_count = count;
     return 0;
 }
+
+int dems_witness_policy_check(const struct dems_witness_policy *p, const char *note, size_t len,
+                              size_t *ret_count)
+{
+    size_t count = 0;
+    int r = dems_cosig_count(note, len, p->keys, p->nkeys, &count);
+    if (r < 0)
+        return r;
+    *ret_count = count;
+    return count >= p->quorum ? 0 : DEMS_ECRYPTO;
+}

@@ -551,6 +551,24 @@ int dems_cosig_check_line(const char *line, size_t len, const char *text, size_t
                           const struct dems_note_verifier *v, uint64_t *ret_timestamp);
 
 /*
+ * A witness policy: a checkpoint must carry valid cosignatures from at least
+ * quorum distinct keys among keys[0..nkeys).
+ */
+struct dems_witness_policy {
+    const struct dems_note_verifier *keys;
+    size_t nkeys;
+    size_t quorum;
+};
+
+/*
+ * Checks note (a signed checkpoint note, its log signature checked by the
+ * caller) against p. Returns 0 (met; the count in *ret_count), DEMS_ECRYPTO
+ * (not met; the count in *ret_count) or DEMS_EINVAL (a malformed note).
+ */
+int dems_witness_policy_check(const struct dems_witness_policy *p, const char *note, size_t len,
+                              size_t *ret_count);
+
+/*
  * Counts the distinct keys among vs[0..n) (duplicates counted once) with a
  * valid cosignature line in note (a signed note, its signatures after the
  * last blank line). A line of a policy key that does not verify counts for
@@ -592,6 +610,7 @@ enum dems_ledger_fault {
     DEMS_LEDGER_FAULT_CHECKPOINT, /* checkpoint missing, malformed or badly signed */
     DEMS_LEDGER_FAULT_SIZE,       /* checkpoint size differs from the entry count */
     DEMS_LEDGER_FAULT_ROOT,       /* recomputed root differs from the checkpoint's */
+    DEMS_LEDGER_FAULT_WITNESS,    /* fewer valid cosignatures than the witness policy's quorum */
 };
 
 /* A short stable name for fault ("hash_mismatch", ...). */
@@ -605,6 +624,8 @@ struct dems_ledger_verify_opts {
     const char *vkey;
     bool skip_entry_sigs; /* check hashes, sequence, root and checkpoint only */
     unsigned threads;     /* threads checking entry signatures (0, 1: the caller's only) */
+    /* A witness policy the checkpoint must meet (dems_witness_policy_check); NULL: none. */
+    const struct dems_witness_policy *witnesses;
 };
 
 struct dems_ledger_report {

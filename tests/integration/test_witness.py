@@ -16,7 +16,6 @@ appends go on."""
 import base64
 import hashlib
 import os
-import shutil
 import subprocess
 import time
 
@@ -175,6 +174,7 @@ def setup():
     c.nodes = {n: Node(n, settings=dict(BASE, ledger_origin=f"dems.test/{n}",
                                         witness_name=f"witness.test/{n}"))
                for n in "ABCD"}
+    c.nodes["A"].settings["workers"] = 1  # bundles are made by a job worker
     # First start: TLS certificates, log keys and witness keys are made.
     for n in c.nodes.values():
         n.start()
@@ -250,10 +250,12 @@ def test_verify_witness_policy(c):
     r = verify("checkpoint", note, "--key", c.log_vkey["A"], *sum((["--witness", w] for w in held),
                                                                   []), "--quorum", "2")
     assert r.returncode == 0 and r.stdout.startswith("OK"), (r.stdout, r.stderr)
-    # More than it carries: refused with one INVALID line.
-    r = verify("checkpoint", note, "--key", c.log_vkey["A"], "--witness", wb, "--witness", wc,
-               "--witness", wd, "--quorum", str(len(held) + 1))
-    assert r.returncode == 1 and r.stdout.count("\n") == 1 and "INVALID" in r.stdout, r.stdout
+    # Quorum 3 where two of the policy's keys cosigned (A's own witness key
+    # never cosigns A): refused with one INVALID line.
+    r = verify("checkpoint", note, "--key", c.log_vkey["A"], "--witness", held[0], "--witness",
+               held[1], "--witness", c.wit_vkey["A"], "--quorum", "3")
+    assert r.returncode == 1 and r.stdout.count("\n") == 1, (r.stdout, r.stderr)
+    assert r.stdout.startswith("INVALID: witness_quorum"), r.stdout
     # A wrong key (B's log key as a witness key is not a cosignature key;
     # A's own witness key never cosigned A).
     r = verify("checkpoint", note, "--key", c.log_vkey["A"], "--witness", c.wit_vkey["A"],
@@ -268,11 +270,88 @@ def test_verify_witness_policy(c):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
 
 
+def policy(c, quorum):
+    return sum((["--witness", c.wit_vkey[w]] for w in "BCD"), []) + ["--quorum", str(quorum)]
+
+
+def test_export_and_bundle_carry_cosignatures(c):
+    a = c.nodes["A"]
+    # The export ends with the published checkpoint, cosignatures included.
+    grow(a)
+    tok = a.tok
+    want = db_size(a)
+    assert eventually(lambda: published_size(a) >= want, timeout=30), a.tail()
+    st, data, _ = a.request("GET", "/v1/ledger/export", token=tok)
+    assert st == 200, st
+    path = os.path.join(a.root, "export.ndjson")
+    with open(path, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    held = sum(cosigned_by(published(a), c.wit_vkey[w]) for w in "BCD")
+    r = verify("ledger", path, "--key", c.log_vkey["A"], *policy(c, 2))
+    assert r.returncode == 0 and r.stdout.startswith("OK"), (r.stdout, r.stderr)
+    r = verify("ledger", path, "--key", c.log_vkey["A"], *policy(c, 3))
+    if held < 3:
+        assert r.returncode == 1 and r.stdout.startswith("INVALID: witness_quorum"), r.stdout
+    # A bundle: a case with one exhibit, made by the job worker.
+    meta = "filename " + base64.b64encode(b"w.txt").decode()
+    body = b"witnessed evidence\n" * 100
+    st, doc, resp = a.request("POST", "/v1/uploads", body=body, token=tok, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(body)), "Upload-Metadata": meta,
+        "Content-Type": "application/offset+octet-stream"})
+    assert st == 201, (st, doc)
+    art = resp.getheader("Evidence-Id")
+    admin = "(SELECT id FROM users WHERE username = 'admin')"
+    rc, case, err = a.psql("INSERT INTO cases (reference, title, offence, created_by) VALUES"
+                           f" ('WB/1', 'witnessed', 'theft', {admin}) RETURNING id")
+    assert rc == 0, err
+    for q in (f"INSERT INTO case_members (case_id, user_id, role, added_by) VALUES ({case},"
+              f" {admin}, 'lead', {admin})",
+              "INSERT INTO exhibits (case_id, artefact, reference, description, added_by)"
+              f" VALUES ({case}, '{art}', 'EX1', 'one', {admin})"):
+        rc, _, err = a.psql(q)
+        assert rc == 0, err
+    st, doc, _ = a.request("POST", f"/v1/cases/{case}/bundles", {}, token=tok)
+    assert st == 202, (st, doc)
+    href = doc["href"]
+    doc = eventually(lambda: (lambda d: d if d[1]["state"] in ("done", "failed") else None)(
+        a.request("GET", href, token=tok)), timeout=90)
+    assert doc and doc[1]["state"] == "done", doc
+    st, data, _ = a.request("GET", doc[1]["content"], token=tok)
+    assert st == 200, st
+    path = os.path.join(a.root, "bundle.zip")
+    with open(path, "wb") as f:
+        f.write(data)
+    import io
+    import zipfile
+    note = zipfile.ZipFile(io.BytesIO(data)).read("checkpoint.txt").decode()
+    assert sum(cosigned_by(note, c.wit_vkey[w]) for w in "BCD") >= 2, note
+    r = verify("bundle", path, "--key", c.log_vkey["A"], *policy(c, 2))
+    assert r.returncode == 0 and "OK" in r.stdout, (r.stdout, r.stderr)
+    r = verify("bundle", path, "--key", c.log_vkey["A"], "--witness", c.wit_vkey["A"],
+               "--quorum", "1")
+    assert r.returncode == 1 and "INVALID: witness_quorum" in r.stdout, r.stdout
+
+
+def head(node):
+    rc, out, err = node.psql("SELECT size FROM ledger_head")
+    assert rc == 0, err
+    return int(out)
+
+
+def settle(a, b):
+    """Waits until a's log stops growing, is checkpointed and b holds it."""
+    def quiet():
+        n = head(a)
+        return n == db_size(a) and (witness_row(b, "dems.test/A") or (0,))[0] == n
+    assert eventually(quiet, timeout=30), a.tail()
+    time.sleep(1.5)
+    assert eventually(quiet, timeout=30), a.tail()
+
+
 def test_replay_of_an_old_checkpoint_is_refused(c):
     a, b = c.nodes["A"], c.nodes["B"]
     grow(a, 1)
-    want = db_size(a)
-    assert eventually(lambda: witness_row(b, "dems.test/A")[0] >= want, timeout=30), a.tail()
+    settle(a, b)
     held, root = witness_row(b, "dems.test/A")
     old = [n for s, n in checkpoints(a).items() if 0 < s < held]
     assert old
@@ -304,11 +383,8 @@ def test_a_fork_is_refused_by_every_witness_and_proven(c):
     a.stop()
     # A copy of A's data directory: the same log key, the same history so far.
     c.fork = Node("A2", settings=dict(a.settings))
-    shutil.copytree(a.data, c.fork.data, symlinks=True)
-    for stale in ("postmaster.pid",):
-        p = os.path.join(c.fork.data, "pg", stale)
-        if os.path.exists(p):
-            os.unlink(p)
+    # Ownership kept (the embedded cluster's files belong to its account).
+    subprocess.run(["cp", "-a", a.data, c.fork.data], check=True)
     c.fork.admin_password = a.admin_password
     c.fork.tok = a.tok
     a.start()
