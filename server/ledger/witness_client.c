@@ -324,12 +324,12 @@ static int find_cosig(const struct wc_witness *w, const struct dems_buf *body, c
     return 0;
 }
 
-static void failed(struct witness_client *c, struct wc_witness *w, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Logs a failed submission (once per outage) and sets when w is asked again. */
+static void failed(struct wc_witness *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
-static void failed(struct witness_client *c, struct wc_witness *w, const char *fmt, ...)
+static void failed(struct wc_witness *w, const char *fmt, ...)
 {
-    (void)c;
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
@@ -374,7 +374,7 @@ static void submit(struct witness_client *c, struct wc_witness *w, uint64_t size
     for (int round = 0; round < SUBMIT_ROUNDS; round++) {
         uint64_t old = w->has_size ? w->known_size : 0;
         if (old > size) {
-            failed(c, w,
+            failed(w,
                    "it holds a checkpoint of %llu entries, more than this log's newest (%llu): "
                    "it has seen a different history of this log",
                    (unsigned long long)old, (unsigned long long)size);
@@ -385,7 +385,7 @@ static void submit(struct witness_client *c, struct wc_witness *w, uint64_t size
         dems_buf_init(&body, DEMS_NOTE_MAX_BYTES + 64 * 64);
         if (build_body(c, old, size, note, &body) < 0) {
             dems_buf_done(&body);
-            failed(c, w, "cannot read the consistency proof from %llu to %llu",
+            failed(w, "cannot read the consistency proof from %llu to %llu",
                    (unsigned long long)old, (unsigned long long)size);
             return;
         }
@@ -400,7 +400,7 @@ static void submit(struct witness_client *c, struct wc_witness *w, uint64_t size
             if (store_cosig(c, w, size, (const char *)a.body.data + off, len, ts) == 0)
                 succeeded(w, size);
             else
-                failed(c, w, "cannot store its cosignature");
+                failed(w, "cannot store its cosignature");
             dems_buf_done(&a.body);
             return;
         }
@@ -411,17 +411,17 @@ static void submit(struct witness_client *c, struct wc_witness *w, uint64_t size
             continue; /* again, from the size it holds */
         }
         if (status < 0)
-            failed(c, w, "%s", curl_err);
+            failed(w, "%s", curl_err);
         else if (status == 200)
-            failed(c, w, "its answer holds no valid cosignature by %s", w->vkey);
+            failed(w, "its answer holds no valid cosignature by %s", w->vkey);
         else
-            failed(c, w, "it answered %ld to the checkpoint of %llu entries (from %llu): %.*s",
-                   status, (unsigned long long)size, (unsigned long long)old,
+            failed(w, "it answered %ld to the checkpoint of %llu entries (from %llu): %.*s", status,
+                   (unsigned long long)size, (unsigned long long)old,
                    (int)(a.body.len > 200 ? 200 : a.body.len), (const char *)a.body.data);
         dems_buf_done(&a.body);
         return;
     }
-    failed(c, w, "it keeps answering 409 Conflict");
+    failed(w, "it keeps answering 409 Conflict");
 }
 
 /* Marks size published once a quorum of witnesses cosigned it. */
@@ -441,7 +441,7 @@ static void publish(struct witness_client *c, uint64_t size)
         dems_log(DEMS_LOG_INFO, NULL,
                  json_pack("{s:s,s:I}", "event", "checkpoint_published", "size", (json_int_t)size),
                  "checkpoint of %llu entries published with %s cosignatures",
-                 (unsigned long long)size, PQgetvalue(res, 0, 0));
+                 (unsigned long long)size, PQgetvalue(res, 0, PQfnumber(res, "cosignatures")));
     PQclear(res);
 }
 
