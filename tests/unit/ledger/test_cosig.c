@@ -106,6 +106,7 @@ static void test_check_and_tamper(void **state)
     struct dems_buf note;
     dems_buf_init(&note, 4096);
     assert_int_equal(dems_note_sign(k, body, strlen(body), &note), 0);
+    assert_int_equal(dems_buf_append(&note, "", 1), 0); /* a C string for strstr */
     const char *sig = strstr((const char *)note.data, "\n\n") + 2;
     assert_int_equal(dems_cosig_check_line(sig, strlen(sig) - 1, body, strlen(body), &v, NULL), 0);
     /* Malformed lines. */
