@@ -227,6 +227,11 @@ def test_checkpoints_get_cosigned_and_published(c):
             size, _ = witness_row(c.nodes[w], f"dems.test/{k}")
             assert size >= int(note.split("\n")[1])
     c.note_a = published(c.nodes["A"])
+    # The tlog-tiles checkpoint is the published one too.
+    st, doc, _ = c.nodes["A"].request("GET", "/v1/ledger/tlog/checkpoint")
+    tiles_note = doc.decode() if isinstance(doc, bytes) else doc
+    assert st == 200 and int(tiles_note.split("\n")[1]) >= int(c.note_a.split("\n")[1]), doc
+    assert sum(cosigned_by(tiles_note, c.wit_vkey[w]) for w in "BCD") >= 2, tiles_note
 
 
 def test_witness_key_endpoint(c):
