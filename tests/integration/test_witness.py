@@ -17,6 +17,7 @@ import base64
 import hashlib
 import os
 import subprocess
+import threading
 import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -457,6 +458,50 @@ def test_witnesses_down_leave_the_quorum_in_charge(c):
     c.nodes["C"].start()
     assert eventually(lambda: published_size(a) >= grown, timeout=40), a.tail()
 
+
+
+def test_concurrent_submissions_advance_once(c):
+    """Two submissions checked against the same stored state: the row moves
+    by compare-and-swap, so at most one is cosigned and stored."""
+    a, b = c.nodes["A"], c.nodes["B"]
+    settle(a, b)
+    held, root = witness_row(b, "dems.test/A")
+    b.stop()
+    for _ in range(2):
+        grow(a)
+        time.sleep(1.3)
+    cps = checkpoints(a)
+    newer = sorted(s for s in cps if s > held)[:2]
+    assert len(newer) == 2, (held, sorted(cps)[-4:])
+    bodies = []
+    for size in newer:
+        st, doc, _ = a.request("GET", f"/v1/ledger/proof/consistency?old={held}&new={size}")
+        assert st == 200, (st, doc)
+        proof = "".join(base64.b64encode(bytes.fromhex(h)).decode() + "\n" for h in doc["proof"])
+        bodies.append(f"old {held}\n{proof}\n{cps[size]}")
+    b.start()  # A's own client is in its pause after B's outage: these come first
+    got = {}
+
+    def submit(i):
+        got[i] = add_checkpoint(b, bodies[i])
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(got[i][0] for i in range(2))
+    assert statuses.count(200) <= 1, got
+    size, _ = witness_row(b, "dems.test/A")
+    assert size >= held
+    for i in range(2):
+        if got[i][0] == 409:
+            assert got[i][1] == "text/x.tlog.size" and int(got[i][2]) > held, got[i]
+    # Nothing the application role may do moves the row back or removes it.
+    for sql in ("UPDATE witness_logs SET size = 0", "DELETE FROM witness_logs"):
+        rc, _, err = b.psql(sql, user="dems_app")
+        assert rc != 0 and ("only moves forward" in err or "permission denied" in err), err
+    assert witness_row(b, "dems.test/A")[0] >= size
 
 if __name__ == "__main__":
     run_tests(globals(), setup, teardown)
