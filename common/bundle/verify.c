@@ -397,6 +397,13 @@ static int on_keys(struct vctx *v, const struct dems_buf *b)
                    v->origin);
     if (v->nkeys > 1 && v->key_from[v->nkeys - 1] >= cp->size)
         return bad(v, "bad_checkpoint", "checkpoint.txt is older than the key chain");
+    size_t held = 0;
+    const struct dems_witness_policy *wp = v->opts != NULL ? v->opts->witnesses : NULL;
+    if (wp != NULL && dems_witness_policy_check(wp, v->note, v->note_len, &held) < 0)
+        return bad(v, "witness_quorum",
+                   "checkpoint.txt carries valid cosignatures from %zu of the policy's "
+                   "witnesses; the quorum is %zu",
+                   held, wp->quorum);
     const json_t *mc = json_object_get(v->manifest, "checkpoint");
     uint8_t root[32];
     if (json_integer_value(json_object_get(mc, "size")) != (json_int_t)cp->size ||

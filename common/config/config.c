@@ -120,6 +120,21 @@ static const struct key keys[] = {
      "longest a share with a prosecutor or a disclosure link may last, in days"},
     {"ledger_origin", K_STR, OFF(ledger_origin), 0, 0, "dems.localhost/ledger",
      "origin line of the ledger's signed checkpoints (a unique name for this log)"},
+    {"witness_name", K_STR, OFF(witness_name), 0, 0, "",
+     "this server's key name as a witness for other logs (e.g. witness.example.org/dems); "
+     "empty = not a witness"},
+    {"witness_logs", K_STR, OFF(witness_logs), 0, 0, "",
+     "verifier keys (as GET /v1/ledger/key gives) of the logs this server witnesses, separated "
+     "by spaces or commas; each key's name is its log's origin"},
+    {"witnesses", K_STR, OFF(witnesses), 0, 0, "",
+     "witnesses of this log: comma-separated \"URL VKEY\" pairs (the witness's submission "
+     "prefix and its cosignature verifier key); empty = checkpoints are published unwitnessed"},
+    {"witness_quorum", K_U64, OFF(witness_quorum), 1, 16, "1",
+     "valid cosignatures from distinct witnesses that publish a checkpoint"},
+    {"witness_ca_file", K_STR, OFF(witness_ca_file), 0, 0, "",
+     "PEM file of certificate authorities for the witnesses' TLS (empty = the system's)"},
+    {"witness_timeout", K_U64, OFF(witness_timeout), 1, 300, "10",
+     "seconds one submission to a witness may take"},
     {"master_key_file", K_STR, OFF(master_key_file), 0, 0, "",
      "file holding the 32-byte master key (empty = data_dir/keys/master.key)"},
     {"blob_verify_interval", K_U64, OFF(blob_verify_interval), 0, 2592000, "86400",

@@ -104,6 +104,7 @@ const char *dems_ledger_fault_name(enum dems_ledger_fault fault)
         [DEMS_LEDGER_FAULT_CHECKPOINT] = "bad_checkpoint",
         [DEMS_LEDGER_FAULT_SIZE] = "size_mismatch",
         [DEMS_LEDGER_FAULT_ROOT] = "root_mismatch",
+        [DEMS_LEDGER_FAULT_WITNESS] = "witness_quorum",
     };
     if ((unsigned)fault >= sizeof(names) / sizeof(names[0]))
         return "unknown";
@@ -135,7 +136,8 @@ struct sig_job {
 struct dems_ledger_verifier {
     bool pinned;
     bool skip_sigs;
-    bool pin_seen; /* the pinned key is one of the chain's */
+    const struct dems_witness_policy *witnesses; /* borrowed from the options; NULL: none */
+    bool pin_seen;                               /* the pinned key is one of the chain's */
     struct dems_note_verifier pin;
     struct dems_note_verifier key; /* the key in force: the chain's last */
     /* The key chain: the header's key, then one per KEY_ROTATED entry. */
@@ -169,6 +171,7 @@ struct dems_ledger_verifier *dems_ledger_verifier_new(const struct dems_ledger_v
     v->threads = 1;
     if (opts != NULL) {
         v->skip_sigs = opts->skip_entry_sigs;
+        v->witnesses = opts->witnesses;
         if (opts->threads > 1)
             v->threads = opts->threads < MAX_THREADS ? opts->threads : MAX_THREADS;
         if (opts->vkey != NULL) {
@@ -684,6 +687,15 @@ static void finish_checks(struct dems_ledger_verifier *v)
         fault(v, DEMS_LEDGER_FAULT_ROOT, NULL,
               "the root of the %llu entries differs from the signed checkpoint's root",
               (unsigned long long)v->next_seq);
+        return;
+    }
+    size_t held = 0;
+    const struct dems_witness_policy *wp = v->witnesses;
+    if (wp != NULL && dems_witness_policy_check(wp, v->note, v->note_len, &held) < 0) {
+        fault(v, DEMS_LEDGER_FAULT_WITNESS, NULL,
+              "the checkpoint carries valid cosignatures from %zu of the policy's witnesses; "
+              "the quorum is %zu",
+              held, wp->quorum);
         return;
     }
     v->rep.checkpoint = c;

@@ -11,6 +11,41 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dems/ledger.h"
+
+/* An Ed25519 signing key (note.c; cosig.c signs with it too). In sodium_malloc. */
+struct dems_ledger_key {
+    char name[DEMS_NOTE_MAX_NAME + 1];
+    uint8_t keyhash[4]; /* the signed-note key hash (algorithm 0x01) */
+    uint8_t pk[32];
+    uint8_t sk[64];
+    uint8_t seed[32];
+};
+
+/* Signed-note key names: non-empty UTF-8, no white space, no '+', no controls. */
+bool ledger_note_name_valid(const char *s, size_t len);
+
+/* Note text: non-empty UTF-8 ending in a newline, no control character but newline. */
+bool ledger_note_text_valid(const char *t, size_t len);
+
+/*
+ * The length of a signed note's text (up to and including the newline
+ * before the last blank line), or 0 when the note is malformed (too long,
+ * no blank line, no final newline, bad text).
+ */
+size_t ledger_note_split(const char *note, size_t len);
+
+/* SHA-256(name || 0x0A || alg || pk)[0:4]: the key hash of a key of type alg. */
+void ledger_keyhash(const char *name, size_t name_len, uint8_t alg, const uint8_t pk[static 32],
+                    uint8_t ret_keyhash[static 4]);
+
+/* "<name>+<8 hex>+<base64(alg || pk)>". */
+void ledger_vkey_format(const char *name, uint8_t alg, const uint8_t keyhash[static 4],
+                        const uint8_t pk[static 32], char out[static DEMS_NOTE_VKEY_MAX]);
+
+/* Parses a verifier key of type alg and checks its key hash. Returns 0 or DEMS_EINVAL. */
+int ledger_vkey_parse(const char *vkey, size_t len, uint8_t alg, struct dems_note_verifier *ret_v);
+
 /* SHA-256 of the concatenation a || b (either may be empty). */
 void ledger_sha256_2(const void *a, size_t alen, const void *b, size_t blen,
                      uint8_t out[static 32]);

@@ -25,14 +25,6 @@
 /* Domain separation for entry signatures; see docs/ledger.md. */
 static const char entry_context[] = "dems-ledger-entry-v1"; /* + its NUL */
 
-struct dems_ledger_key {
-    char name[DEMS_NOTE_MAX_NAME + 1];
-    uint8_t keyhash[4];
-    uint8_t pk[crypto_sign_PUBLICKEYBYTES];
-    uint8_t sk[crypto_sign_SECRETKEYBYTES];
-    uint8_t seed[crypto_sign_SEEDBYTES];
-};
-
 /* Unicode white space a key name may not contain (beyond ASCII). */
 static bool is_unicode_space(uint32_t cp)
 {
@@ -40,8 +32,7 @@ static bool is_unicode_space(uint32_t cp)
            cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000;
 }
 
-/* Signed-note key names: non-empty UTF-8, no white space, no '+', no controls. */
-static bool name_valid(const char *s, size_t len)
+bool ledger_note_name_valid(const char *s, size_t len)
 {
     const uint8_t *p = (const uint8_t *)s;
 
@@ -61,22 +52,28 @@ static bool name_valid(const char *s, size_t len)
     return true;
 }
 
-void dems_note_keyhash(const char *name, size_t name_len, const uint8_t pk[static 32],
-                       uint8_t ret_keyhash[static 4])
+void ledger_keyhash(const char *name, size_t name_len, uint8_t alg, const uint8_t pk[static 32],
+                    uint8_t ret_keyhash[static 4])
 {
     uint8_t tail[2 + 32], h[32];
     tail[0] = '\n';
-    tail[1] = ALG_ED25519;
+    tail[1] = alg;
     memcpy(tail + 2, pk, 32);
     ledger_sha256_2(name, name_len, tail, sizeof(tail), h);
     memcpy(ret_keyhash, h, 4);
+}
+
+void dems_note_keyhash(const char *name, size_t name_len, const uint8_t pk[static 32],
+                       uint8_t ret_keyhash[static 4])
+{
+    ledger_keyhash(name, name_len, ALG_ED25519, pk, ret_keyhash);
 }
 
 int dems_ledger_key_new(const char *name, const uint8_t *seed, struct dems_ledger_key **ret_key)
 {
     size_t len = name != NULL ? strlen(name) : 0;
 
-    if (!name_valid(name != NULL ? name : "", len))
+    if (!ledger_note_name_valid(name != NULL ? name : "", len))
         return DEMS_EINVAL;
     struct dems_ledger_key *k = sodium_malloc(sizeof(*k));
     if (k == NULL)
@@ -109,13 +106,12 @@ void dems_ledger_key_public(const struct dems_ledger_key *k, uint8_t ret_pk[stat
     memcpy(ret_pk, k->pk, 32);
 }
 
-/* "<name>+<8 hex>+<base64(0x01 || pk)>" from parts. */
-static void vkey_format(const char *name, const uint8_t keyhash[static 4],
+void ledger_vkey_format(const char *name, uint8_t alg, const uint8_t keyhash[static 4],
                         const uint8_t pk[static 32], char out[static DEMS_NOTE_VKEY_MAX])
 {
     uint8_t typed[33];
     char hex[9], b64[45];
-    typed[0] = ALG_ED25519;
+    typed[0] = alg;
     memcpy(typed + 1, pk, 32);
     dems_hex_encode(keyhash, 4, hex);
     ledger_b64_encode(typed, sizeof(typed), b64);
@@ -124,13 +120,13 @@ static void vkey_format(const char *name, const uint8_t keyhash[static 4],
 
 void dems_ledger_key_vkey(const struct dems_ledger_key *k, char out[static DEMS_NOTE_VKEY_MAX])
 {
-    vkey_format(k->name, k->keyhash, k->pk, out);
+    ledger_vkey_format(k->name, ALG_ED25519, k->keyhash, k->pk, out);
 }
 
 void dems_note_verifier_format(const struct dems_note_verifier *v,
                                char out[static DEMS_NOTE_VKEY_MAX])
 {
-    vkey_format(v->name, v->keyhash, v->pk, out);
+    ledger_vkey_format(v->name, ALG_ED25519, v->keyhash, v->pk, out);
 }
 
 void dems_note_verifier_of(const struct dems_ledger_key *k, struct dems_note_verifier *ret_v)
@@ -162,7 +158,7 @@ int dems_ledger_entry_verify(const uint8_t pk[static 32], const uint8_t leaf_has
     return crypto_sign_verify_detached(sig, msg, sizeof(msg), pk) == 0 ? 0 : DEMS_ECRYPTO;
 }
 
-int dems_note_verifier_parse(const char *vkey, size_t len, struct dems_note_verifier *ret_v)
+int ledger_vkey_parse(const char *vkey, size_t len, uint8_t alg, struct dems_note_verifier *ret_v)
 {
     struct dems_note_verifier v = {.name = {0}};
     const char *p1 = memchr(vkey, '+', len);
@@ -173,25 +169,30 @@ int dems_note_verifier_parse(const char *vkey, size_t len, struct dems_note_veri
     uint8_t typed[64], want[4];
     size_t tlen = 0;
 
-    if (p2 == NULL || p2 - p1 - 1 != 8 || !name_valid(vkey, nlen))
+    if (p2 == NULL || p2 - p1 - 1 != 8 || !ledger_note_name_valid(vkey, nlen))
         return DEMS_EINVAL;
     if (dems_hex_decode(p1 + 1, 8, v.keyhash, 4) < 0)
         return DEMS_EINVAL;
     if (ledger_b64_decode(p2 + 1, len - (size_t)(p2 + 1 - vkey), typed, sizeof(typed), &tlen) < 0 ||
-        tlen != 33 || typed[0] != ALG_ED25519)
+        tlen != 33 || typed[0] != alg)
         return DEMS_EINVAL;
     memcpy(v.name, vkey, nlen);
     v.name[nlen] = '\0';
     memcpy(v.pk, typed + 1, 32);
-    dems_note_keyhash(v.name, nlen, v.pk, want);
+    ledger_keyhash(v.name, nlen, alg, v.pk, want);
     if (memcmp(want, v.keyhash, 4) != 0)
         return DEMS_EINVAL;
     *ret_v = v;
     return 0;
 }
 
+int dems_note_verifier_parse(const char *vkey, size_t len, struct dems_note_verifier *ret_v)
+{
+    return ledger_vkey_parse(vkey, len, ALG_ED25519, ret_v);
+}
+
 /* Note text: non-empty UTF-8 ending in a newline, no control character but newline. */
-static bool text_valid(const char *t, size_t len)
+bool ledger_note_text_valid(const char *t, size_t len)
 {
     if (len == 0 || t[len - 1] != '\n' || !dems_utf8_valid(t, len))
         return false;
@@ -211,7 +212,7 @@ int dems_note_sign(const struct dems_ledger_key *k, const char *text, size_t len
     size_t mark = out->len;
     int r;
 
-    if (!text_valid(text, len) || len > DEMS_NOTE_MAX_BYTES)
+    if (!ledger_note_text_valid(text, len) || len > DEMS_NOTE_MAX_BYTES)
         return DEMS_EINVAL;
     memcpy(blob, k->keyhash, 4);
     crypto_sign_detached(blob + 4, NULL, (const uint8_t *)text, len, k->sk);
@@ -248,7 +249,7 @@ static int check_sig_line(const char *line, size_t len, const char *text, size_t
     if (sp == NULL)
         return DEMS_EINVAL;
     size_t nlen = (size_t)(sp - line);
-    if (!name_valid(line, nlen) ||
+    if (!ledger_note_name_valid(line, nlen) ||
         ledger_b64_decode(sp + 1, len - nlen - 1, blob, sizeof(blob), &blen) < 0 || blen < 5)
         return DEMS_EINVAL;
     if (nlen != strlen(v->name) || memcmp(line, v->name, nlen) != 0 ||
@@ -260,13 +261,12 @@ static int check_sig_line(const char *line, size_t len, const char *text, size_t
     return 1;
 }
 
-int dems_note_open(const char *note, size_t len, const struct dems_note_verifier *v,
-                   size_t *ret_text_len)
+size_t ledger_note_split(const char *note, size_t len)
 {
     size_t split = len;
 
     if (len > DEMS_NOTE_MAX_BYTES || len < 2 || note[len - 1] != '\n')
-        return DEMS_EINVAL;
+        return 0;
     /* The signatures follow the last blank line. */
     for (size_t i = len - 1; i-- > 0;) {
         if (note[i] == '\n' && note[i + 1] == '\n') {
@@ -274,7 +274,17 @@ int dems_note_open(const char *note, size_t len, const struct dems_note_verifier
             break;
         }
     }
-    if (split == len || !text_valid(note, split))
+    if (split == len || !ledger_note_text_valid(note, split))
+        return 0;
+    return split;
+}
+
+int dems_note_open(const char *note, size_t len, const struct dems_note_verifier *v,
+                   size_t *ret_text_len)
+{
+    size_t split = ledger_note_split(note, len);
+
+    if (split == 0)
         return DEMS_EINVAL;
     bool good = false;
     unsigned count = 0;
@@ -328,7 +338,7 @@ int dems_checkpoint_parse(const char *text, size_t len, struct dems_checkpoint *
     size_t llen[3], pos = 0;
     size_t got = 0;
 
-    if (!text_valid(text, len))
+    if (!ledger_note_text_valid(text, len))
         return DEMS_EINVAL;
     for (unsigned i = 0; i < 3; i++) {
         const char *nl = pos < len ? memchr(text + pos, '\n', len - pos) : NULL;

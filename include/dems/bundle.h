@@ -130,6 +130,8 @@ bool dems_bundle_name_safe(const char *name);
 struct dems_bundle_verify_opts {
     /* A pinned verifier key: must be one of the bundle's key chain; NULL trusts the chain's. */
     const char *vkey;
+    /* A witness policy checkpoint.txt must meet (dems_witness_policy_check); NULL: none. */
+    const struct dems_witness_policy *witnesses;
 };
 
 /* The verdict: code is "" when valid, else a stable name ("file_mismatch", ...). */

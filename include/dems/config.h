@@ -61,6 +61,14 @@ struct dems_config {
     char *case_reference_pattern; /* POSIX extended regex a case reference must match */
     uint64_t share_max_days;      /* longest share or disclosure link */
     char *ledger_origin;
+
+    /* Witnesses (docs/ledger.md, "Witnesses"; docs/configuration.md). */
+    char *witness_name;       /* this server's cosignature key name ("" = not a witness) */
+    char *witness_logs;       /* verifier keys of the logs it witnesses */
+    char *witnesses;          /* "URL VKEY" pairs, comma-separated: witnesses of this log */
+    uint64_t witness_quorum;  /* cosignatures that publish a checkpoint */
+    char *witness_ca_file;    /* trust store for the witnesses' TLS ("" = the system's) */
+    uint64_t witness_timeout; /* seconds per submission */
     char *master_key_file;
     uint64_t blob_verify_interval;
     uint64_t workers;      /* job worker processes serve supervises */

@@ -506,6 +506,78 @@ int dems_checkpoint_open(const char *note, size_t len, const struct dems_note_ve
                          const char *origin, struct dems_checkpoint *ret_c);
 
 /* ---------------------------------------------------------------------- */
+/* Witness cosignatures (C2SP tlog-cosignature, cosignature/v1, Ed25519)    */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A cosignature is a note signature line "— <witness name> base64(key hash
+ * || timestamp || signature)": the key hash is SHA-256(name || 0x0A || 0x04
+ * || pk)[0:4], the timestamp 8 bytes big-endian (POSIX seconds), and the
+ * Ed25519 signature covers "cosignature/v1\ntime <timestamp>\n" followed by
+ * the checkpoint's note text. A witness's verifier key is
+ * "<name>+<hex key hash>+<base64(0x04 || pk)>". Verifiers for cosignatures
+ * are struct dems_note_verifier values holding the 0x04 key hash.
+ */
+
+/* Most keys a witness policy (dems_cosig_count) may list. */
+#define DEMS_COSIG_MAX_POLICY 64
+
+/* The cosignature verifier of k (its name, the 0x04 key hash, its public key). */
+void dems_cosig_verifier_of(const struct dems_ledger_key *k, struct dems_note_verifier *ret_v);
+
+/* The witness verifier key string of v (as made by dems_cosig_verifier_of/parse). */
+void dems_cosig_verifier_format(const struct dems_note_verifier *v,
+                                char out[static DEMS_NOTE_VKEY_MAX]);
+
+/* Parses a witness verifier key (type 0x04) and checks its key hash. Returns 0 or DEMS_EINVAL. */
+int dems_cosig_verifier_parse(const char *vkey, size_t len, struct dems_note_verifier *ret_v);
+
+/*
+ * Cosigns checkpoint note text (text[0..len), the note up to and including
+ * the newline before its blank line) at timestamp (POSIX seconds, at most
+ * 2^63 - 1) and appends one signature line, newline included, to out.
+ * Returns 0, DEMS_EINVAL (bad text or timestamp) or DEMS_ENOMEM/ETOOBIG.
+ */
+int dems_cosig_sign(const struct dems_ledger_key *k, const char *text, size_t len,
+                    uint64_t timestamp, struct dems_buf *out);
+
+/*
+ * Checks one signature line (without its newline) as a cosignature by v
+ * over text. Returns 1 (valid; its timestamp in *ret_timestamp when not
+ * NULL), 0 (another key's line), DEMS_ECRYPTO (v's name and key hash but
+ * the signature does not verify) or DEMS_EINVAL (not a signature line).
+ */
+int dems_cosig_check_line(const char *line, size_t len, const char *text, size_t text_len,
+                          const struct dems_note_verifier *v, uint64_t *ret_timestamp);
+
+/*
+ * A witness policy: a checkpoint must carry valid cosignatures from at least
+ * quorum distinct keys among keys[0..nkeys).
+ */
+struct dems_witness_policy {
+    const struct dems_note_verifier *keys;
+    size_t nkeys;
+    size_t quorum;
+};
+
+/*
+ * Checks note (a signed checkpoint note, its log signature checked by the
+ * caller) against p. Returns 0 (met; the count in *ret_count), DEMS_ECRYPTO
+ * (not met; the count in *ret_count) or DEMS_EINVAL (a malformed note).
+ */
+int dems_witness_policy_check(const struct dems_witness_policy *p, const char *note, size_t len,
+                              size_t *ret_count);
+
+/*
+ * Counts the distinct keys among vs[0..n) (duplicates counted once) with a
+ * valid cosignature line in note (a signed note, its signatures after the
+ * last blank line). A line of a policy key that does not verify counts for
+ * nothing. Returns 0 and the count, or DEMS_EINVAL for a malformed note.
+ */
+int dems_cosig_count(const char *note, size_t len, const struct dems_note_verifier *vs, size_t n,
+                     size_t *ret_count);
+
+/* ---------------------------------------------------------------------- */
 /* Export and whole-log verification                                        */
 /* ---------------------------------------------------------------------- */
 
@@ -538,6 +610,7 @@ enum dems_ledger_fault {
     DEMS_LEDGER_FAULT_CHECKPOINT, /* checkpoint missing, malformed or badly signed */
     DEMS_LEDGER_FAULT_SIZE,       /* checkpoint size differs from the entry count */
     DEMS_LEDGER_FAULT_ROOT,       /* recomputed root differs from the checkpoint's */
+    DEMS_LEDGER_FAULT_WITNESS,    /* fewer valid cosignatures than the witness policy's quorum */
 };
 
 /* A short stable name for fault ("hash_mismatch", ...). */
@@ -551,6 +624,8 @@ struct dems_ledger_verify_opts {
     const char *vkey;
     bool skip_entry_sigs; /* check hashes, sequence, root and checkpoint only */
     unsigned threads;     /* threads checking entry signatures (0, 1: the caller's only) */
+    /* A witness policy the checkpoint must meet (dems_witness_policy_check); NULL: none. */
+    const struct dems_witness_policy *witnesses;
 };
 
 struct dems_ledger_report {

@@ -71,6 +71,7 @@ struct dems_server {
     struct dems_embedded *embedded; /* the embedded cluster, NULL with database_url */
     char *migrations_status;        /* NULL when current */
     struct dems_ledger *ledger;     /* server/ledger/append.c */
+    struct dems_witness *witness;   /* server/ledger/witness.c; NULL in job workers */
     uint8_t *master_key;            /* 32 bytes, sodium_malloc'd (server/store/keys.c) */
     /* The CPU work pool (password hashing). */
     pthread_t *workers;

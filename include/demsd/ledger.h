@@ -158,4 +158,48 @@ const char *dems_ledger_origin(const struct dems_server *srv);
  */
 int dems_master_key_load(const char *path, uint8_t ret_key[static 32], char *err, size_t errlen);
 
+/* ---- witnesses (docs/ledger.md, "Witnesses") ---- */
+
+/* Most logs one demsd witnesses, and most witnesses a log submits to. */
+#define DEMS_WITNESS_MAX_LOGS 32
+#define DEMS_WITNESS_MAX      16
+/* Largest POST /add-checkpoint body: "old N", 63 proof lines, a blank line, a note. */
+#define DEMS_WITNESS_MAX_BODY (32 + 63 * 45 + 1 + DEMS_NOTE_MAX_BYTES)
+
+/*
+ * Sets up both witness roles from the configuration: as a witness for the
+ * logs in witness_logs, loads (on first start makes and stores, sealed with
+ * master_key) the cosignature key named witness_name; as a log, starts the
+ * thread that submits checkpoints to the witnesses configured and publishes
+ * those a quorum cosigned. Sets srv->witness. Blocking: start-up only;
+ * call before dems_ledger_start and stop after dems_ledger_stop. Returns 0 or
+ * a negative DEMS_E* with a one-line reason in err.
+ */
+int dems_witness_start(struct dems_server *srv, const char *conninfo,
+                       const uint8_t master_key[static 32], char *err, size_t errlen);
+void dems_witness_stop(struct dems_server *srv);
+
+/* This witness's cosignature verifier key; false when the witness role is off. */
+bool dems_witness_vkey(const struct dems_server *srv, char out[static DEMS_NOTE_VKEY_MAX]);
+
+/*
+ * Opens a checkpoint note submitted to this witness: its origin must be a
+ * witnessed log's and one of that log's keys must have signed it. Returns 0
+ * with the checkpoint and the note's text length, DEMS_ENOTFOUND (unknown
+ * origin, or the witness role is off), DEMS_ECRYPTO (no valid signature by
+ * the log) or DEMS_EINVAL (malformed). Pure; safe on a loop thread.
+ */
+int dems_witness_open(const struct dems_server *srv, const char *note, size_t len,
+                      struct dems_checkpoint *ret_c, size_t *ret_text_len);
+
+/*
+ * Appends this witness's cosignature line over checkpoint note text to out.
+ * Returns 0, DEMS_EUNAVAIL (the witness role is off) or dems_cosig_sign's errors.
+ */
+int dems_witness_cosign(const struct dems_server *srv, const char *text, size_t len,
+                        uint64_t timestamp, struct dems_buf *out);
+
+/* A checkpoint was signed: the log role's client submits it now (no-op without one). */
+void dems_witness_kick(struct dems_server *srv);
+
 #endif

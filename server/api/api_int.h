@@ -475,6 +475,10 @@ void api_ledger_checkpoint(struct dems_req *req);
 void api_tiles_checkpoint(struct dems_req *req);
 void api_tiles_tile(struct dems_req *req);
 void api_tiles_entries(struct dems_req *req);
+/* server/api/witness.c: the C2SP tlog-witness role. */
+int api_witness_body(struct dems_req *req, const uint8_t *data, size_t n);
+void api_witness_add_checkpoint(struct dems_req *req);
+void api_witness_key(struct dems_req *req);
 void api_ledger_entries(struct dems_req *req);
 void api_ledger_inclusion(struct dems_req *req);
 /* The route's fold hook: the subtree read of an inclusion proof, with the token lookup. */

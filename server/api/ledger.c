@@ -160,18 +160,33 @@ void api_ledger_rotate_key(struct dems_req *req)
 
 static void on_checkpoint(struct dems_req *req, const PGresult *res, int err)
 {
-    if (err < 0 || PQntuples(res) != 1) {
+    if (err < 0 || PQntuples(res) > 1) {
         api_db_error(req, res, err < 0 ? err : DEMS_EDB);
         return;
     }
-    const char *note = PQgetvalue(res, 0, 0);
+    if (PQntuples(res) == 0) {
+        dems_resp_header(req, "Retry-After", "1");
+        dems_resp_error(req, 503, "checkpoint_unpublished",
+                        "no checkpoint has been cosigned by a quorum of this log's witnesses yet");
+        return;
+    }
+    const char *note = api_col(res, 0, "note");
     dems_resp_bytes(req, 200, "text/plain; charset=utf-8", note, strlen(note));
 }
 
+/*
+ * The newest checkpoint; with witnesses configured, the newest one a quorum
+ * of them cosigned, with their cosignature lines (docs/ledger.md, "Witnesses").
+ */
 void api_ledger_checkpoint(struct dems_req *req)
 {
-    int r = dems_db_req(req, "SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1", 0,
-                        NULL, on_checkpoint);
+    bool witnessed = dems_req_loop(req)->srv->cfg->witnesses[0] != '\0';
+    int r =
+        dems_db_req(req,
+                    witnessed ? "SELECT note FROM ledger_checkpoint_notes WHERE published"
+                                " ORDER BY size DESC LIMIT 1"
+                              : "SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+                    0, NULL, on_checkpoint);
     if (r < 0)
         dems_resp_err(req, r);
 }
@@ -579,6 +594,12 @@ static void export_more(struct dems_req *req)
 
 static void on_export_checkpoint(struct dems_req *req, const PGresult *res, int err)
 {
+    if (err == 0 && PQntuples(res) == 0) {
+        dems_resp_header(req, "Retry-After", "1");
+        dems_resp_error(req, 503, "checkpoint_unpublished",
+                        "no checkpoint has been cosigned by a quorum of this log's witnesses yet");
+        return;
+    }
     if (err < 0 || PQntuples(res) != 1) {
         api_db_error(req, res, err < 0 ? err : DEMS_EDB);
         return;
@@ -615,9 +636,15 @@ static void on_export_checkpoint(struct dems_req *req, const PGresult *res, int 
 
 void api_ledger_export(struct dems_req *req)
 {
-    /* The export ends with the newest checkpoint and holds exactly the
-     * entries it covers, so a verifier can recompute its root. */
-    int r = dems_db_req(req, "SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1",
+    /* The export ends with the newest checkpoint (with witnesses, the newest
+     * published one, cosignatures included) and holds exactly the entries it
+     * covers, so a verifier can recompute its root. */
+    bool witnessed = dems_req_loop(req)->srv->cfg->witnesses[0] != '\0';
+    int r = dems_db_req(req,
+                        witnessed ? "SELECT size, note FROM ledger_checkpoint_notes WHERE published"
+                                    " ORDER BY size DESC LIMIT 1"
+                                  : "SELECT size, note FROM ledger_checkpoints ORDER BY size DESC"
+                                    " LIMIT 1",
                         0, NULL, on_export_checkpoint);
     if (r < 0)
         dems_resp_err(req, r);

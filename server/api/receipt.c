@@ -232,8 +232,8 @@ static void on_submission(struct dems_req *req, const PGresult *res, int err)
     " c.size AS checkpoint_size, c.note, k.name AS key_name,"                                      \
     " encode(k.public_key, 'hex') AS key_hex"                                                      \
     " FROM submissions s JOIN submission_links l ON l.id = s.link_id"                              \
-    " LEFT JOIN LATERAL (SELECT size, note, key_id FROM ledger_checkpoints"                        \
-    "  ORDER BY size DESC LIMIT 1) c ON true LEFT JOIN ledger_keys k ON k.id = c.key_id"           \
+    " LEFT JOIN LATERAL (SELECT size, note, key_id FROM ledger_checkpoint_notes"                   \
+    "  WHERE published OR NOT $2::boolean ORDER BY size DESC LIMIT 1) c ON true LEFT JOIN ledger_keys k ON k.id = c.key_id"           \
     " WHERE s.id = $1::bigint"
 /* clang-format on */
 
@@ -247,8 +247,9 @@ void api_portal_receipt(struct dems_req *req)
     dems_req_set_data(req, r, receipt_free);
     char id[24];
     snprintf(id, sizeof(id), "%lld", (long long)dems_req_principal(req)->submission_id);
-    const char *params[] = {id};
-    int e = dems_db_req(req, RECEIPT_SQL, 1, params, on_submission);
+    /* With witnesses, the newest checkpoint a quorum of them cosigned, with their lines. */
+    const char *params[] = {id, dems_req_loop(req)->srv->cfg->witnesses[0] != '\0' ? "t" : "f"};
+    int e = dems_db_req(req, RECEIPT_SQL, 2, params, on_submission);
     if (e < 0)
         dems_resp_err(req, e);
 }

@@ -9,6 +9,7 @@
 
 #include "demsd/auth.h"
 #include "demsd/core.h"
+#include "demsd/ledger.h"
 
 #include "api_int.h"
 
@@ -61,6 +62,14 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/keys", DEMS_ROLE_PUBLIC, 0, api_ledger_keys),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/ledger/rotate-key", DEMS_ROLE_ADMIN, J, api_ledger_rotate_key),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/checkpoint", DEMS_ROLE_PUBLIC, 0, api_ledger_checkpoint),
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/witness/key", DEMS_ROLE_PUBLIC, 0, api_witness_key),
+    /* C2SP tlog-witness: the path and the plain-text bodies are the protocol's (docs/api.md). */
+    {.method = DEMS_HTTP_POST,
+     .pattern = "/add-checkpoint",
+     .roles = DEMS_ROLE_PUBLIC,
+     .max_body = DEMS_WITNESS_MAX_BODY,
+     .body = api_witness_body,
+     .handle = api_witness_add_checkpoint},
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/entries", DEMS_ROLE_STAFF, 0, api_ledger_entries),
     {.method = DEMS_HTTP_GET,
      .pattern = "/v1/ledger/proof/inclusion",

@@ -26,6 +26,7 @@
 #include "dems/err.h"
 #include "dems/ledger.h"
 #include "dems/str.h"
+#include "demsd/core.h"
 #include "demsd/db.h"
 #include "demsd/http.h"
 
@@ -333,6 +334,9 @@ void api_tiles_entries(struct dems_req *req)
 
 static struct dems_db_stmt checkpoint_stmt =
     DEMS_DB_STMT("SELECT note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1", 0);
+/* With witnesses: the newest checkpoint a quorum cosigned, with their lines (ledger.md 12). */
+static struct dems_db_stmt published_stmt = DEMS_DB_STMT(
+    "SELECT note FROM ledger_checkpoint_notes WHERE published ORDER BY size DESC LIMIT 1", 0);
 
 static void on_checkpoint(struct dems_req *req, const PGresult *res, int err)
 {
@@ -350,7 +354,9 @@ static void on_checkpoint(struct dems_req *req, const PGresult *res, int err)
 /* GET /v1/ledger/tlog/checkpoint: as GET /v1/ledger/checkpoint, cacheable for seconds. */
 void api_tiles_checkpoint(struct dems_req *req)
 {
-    int r = dems_db_req_stmt(req, &checkpoint_stmt, NULL, on_checkpoint);
+    bool witnessed = dems_req_loop(req)->srv->cfg->witnesses[0] != '\0';
+    int r =
+        dems_db_req_stmt(req, witnessed ? &published_stmt : &checkpoint_stmt, NULL, on_checkpoint);
     if (r < 0)
         dems_resp_err(req, r);
 }

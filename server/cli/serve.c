@@ -198,7 +198,12 @@ static int start_ledger(struct dems_setup *s, struct dems_server *srv)
     uint8_t *master = sodium_malloc(32);
     int r = master != NULL ? dems_master_key_load(path, master, err, sizeof(err)) : DEMS_ENOMEM;
     if (r == 0)
+        r = dems_witness_start(srv, s->app_conninfo, master, err, sizeof(err));
+    if (r == 0) {
         r = dems_ledger_start(srv, s->app_conninfo, master, err, sizeof(err));
+        if (r < 0)
+            dems_witness_stop(srv);
+    }
     if (r == 0) {
         sodium_mprotect_readonly(master);
         srv->master_key = master; /* freed when serve ends */
@@ -388,6 +393,7 @@ int dems_cli_serve(int argc, char **argv)
     if (srv.listen_fd >= 0)
         close(srv.listen_fd);
     dems_ledger_stop(&srv);
+    dems_witness_stop(&srv);
     if (srv.master_key != NULL)
         sodium_free(srv.master_key);
     dems_staging_done();

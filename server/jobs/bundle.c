@@ -315,7 +315,8 @@ static int load_files(struct bj *b)
 /* The oldest checkpoint covering every relevant entry; waits briefly for one to be signed. */
 static int load_checkpoint(struct bj *b)
 {
-    const char *p[] = {b->arts, b->case_ref};
+    /* With witnesses, the checkpoint a quorum of them cosigned, with their cosignatures. */
+    const char *p[] = {b->arts, b->case_ref, b->ctx->cfg->witnesses[0] != '\0' ? "t" : "f"};
     for (int tries = 0;; tries++) {
         PGresult *res = query(
             b, "the checkpoint",
@@ -323,9 +324,9 @@ static int load_checkpoint(struct bj *b)
                 "$1",
                 "$2") ")"
                       " SELECT k.size, k.note, m.seq FROM m LEFT JOIN LATERAL (SELECT size, note"
-                      " FROM ledger_checkpoints WHERE size > m.seq ORDER BY size LIMIT 1) k ON "
-                      "true",
-            2, p);
+                      " FROM ledger_checkpoint_notes WHERE size > m.seq"
+                      " AND (published OR NOT $3::boolean) ORDER BY size LIMIT 1) k ON true",
+            3, p);
         if (res == NULL)
             return DEMS_EDB;
         const char *note = col(res, 0, "note");

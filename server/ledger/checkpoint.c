@@ -32,6 +32,7 @@
 #include "dems/str.h"
 #include "demsd/blobs.h"
 #include "demsd/core.h"
+#include "demsd/ledger.h"
 #include "demsd/log.h"
 
 #include "ledger_int.h"
@@ -291,6 +292,8 @@ int ledger_checkpoint_write(struct dems_ledger *l)
         r = ledger_exec(l, "COMMIT", 0, NULL);
     else
         ledger_exec(l, "ROLLBACK", 0, NULL);
+    if (r == 0)
+        dems_witness_kick(l->srv);      /* witnesses are asked to cosign it (witness_client.c) */
     l->checkpoint_ms = ledger_now_ms(); /* a failed attempt waits its second too */
     if (r == DEMS_ECONFLICT)
         ledger_break(l, "ledger: %s; no checkpoint will be signed and nothing appended", why);

@@ -13,11 +13,15 @@
  *                         --root HEX [--proof HEX,HEX,...]
  *   dems-verify consistency --old N --new N --old-root HEX --new-root HEX
  *                           [--proof HEX,HEX,...]
- *   dems-verify checkpoint NOTE --key VKEY [--origin ORIGIN]
+ *   dems-verify checkpoint NOTE --key VKEY [--origin ORIGIN] [POLICY]
+ *   dems-verify fork NOTE1 NOTE2 --key VKEY
  *   dems-verify file FILE --sha256 HEX
- *   dems-verify bundle FILE.zip [--key VKEY]
+ *   dems-verify bundle FILE.zip [--key VKEY] [POLICY]
  *   dems-verify monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE]
  *                       [--watch TYPE[:ARTEFACT]]...
+ *
+ * POLICY (checkpoint, bundle, ledger): --witness VKEY (repeatable) --quorum N,
+ * a witness policy the checkpoint's cosignatures must meet.
  */
 #include <errno.h>
 #include <openssl/evp.h>
@@ -201,6 +205,79 @@ static bool get_proof(const char *s, struct dems_merkle_proof *p)
     }
 }
 
+/* A witness policy from --witness VKEY (repeatable) and --quorum N. */
+struct policy {
+    const char *vkeys[DEMS_COSIG_MAX_POLICY];
+    size_t n;
+    struct dems_note_verifier keys[DEMS_COSIG_MAX_POLICY];
+    struct dems_witness_policy p;
+};
+
+/*
+ * Takes every "--witness VKEY" (or "--witness=VKEY") out of argv into pol
+ * (parse_opts takes one value per option). Returns the remaining argc, or
+ * -1 after a usage error.
+ */
+static int take_witnesses(int argc, char **argv, struct policy *pol)
+{
+    int out = 0;
+    pol->n = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v = NULL;
+        if (strcmp(argv[i], "--witness") == 0) {
+            if (i + 1 == argc) {
+                usage_error("--witness needs a value");
+                return -1;
+            }
+            v = argv[++i];
+        } else if (strncmp(argv[i], "--witness=", 10) == 0) {
+            v = argv[i] + 10;
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (pol->n == DEMS_COSIG_MAX_POLICY) {
+            usage_error("--witness: at most %d keys", DEMS_COSIG_MAX_POLICY);
+            return -1;
+        }
+        pol->vkeys[pol->n++] = v;
+    }
+    return out;
+}
+
+static const struct dems_witness_policy bad_policy;
+
+/*
+ * The policy from the --witness keys taken and --quorum (q, may be NULL):
+ * NULL when neither was given, &bad_policy after a usage error.
+ */
+static const struct dems_witness_policy *get_policy(struct policy *pol, const char *q)
+{
+    if (pol->n == 0 && q == NULL)
+        return NULL;
+    if (pol->n == 0) {
+        usage_error("--quorum needs the witnesses' keys (--witness VKEY, repeatable)");
+        return &bad_policy;
+    }
+    for (size_t i = 0; i < pol->n; i++) {
+        if (dems_cosig_verifier_parse(pol->vkeys[i], strlen(pol->vkeys[i]), &pol->keys[i]) < 0) {
+            usage_error("--witness: '%s' is not a witness's cosignature verifier key "
+                        "(name+hash+base64 of type 0x04)",
+                        pol->vkeys[i]);
+            return &bad_policy;
+        }
+    }
+    uint64_t quorum = 1;
+    if (q != NULL && !get_u64("quorum", q, &quorum))
+        return &bad_policy;
+    if (quorum == 0 || quorum > pol->n) {
+        usage_error("--quorum: give 1 to the number of --witness keys (%zu)", pol->n);
+        return &bad_policy;
+    }
+    pol->p = (struct dems_witness_policy){.keys = pol->keys, .nkeys = pol->n, .quorum = quorum};
+    return &pol->p;
+}
+
 /* Reads a whole small file (at most max bytes). Returns owned or NULL (message printed). */
 static char *slurp(const char *path, size_t max, size_t *ret_len)
 {
@@ -230,15 +307,24 @@ static void hex32(const uint8_t h[static 32], char out[static 65])
 
 static int cmd_ledger(int argc, char **argv)
 {
-    struct opt opts[] = {{"key", false, NULL}, {"fast", true, NULL}, {"threads", false, NULL}, {0}};
+    struct policy pol;
+    struct opt opts[] = {{"key", false, NULL},
+                         {"fast", true, NULL},
+                         {"threads", false, NULL},
+                         {"quorum", false, NULL},
+                         {0}};
     const char *pos[1];
-    int n = parse_opts(argc, argv, opts, pos, 1);
+    argc = take_witnesses(argc, argv, &pol);
+    int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     if (n < 0)
         return n == -2 ? -2 : EXIT_USAGE;
     if (n != 1)
         return usage_error("the export file is required");
-    struct dems_ledger_verify_opts vo = {.vkey = opts[0].value,
-                                         .skip_entry_sigs = opts[1].value != NULL};
+    const struct dems_witness_policy *wp = get_policy(&pol, opts[3].value);
+    if (wp == &bad_policy)
+        return EXIT_USAGE;
+    struct dems_ledger_verify_opts vo = {
+        .vkey = opts[0].value, .skip_entry_sigs = opts[1].value != NULL, .witnesses = wp};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t threads = cpus > 0 ? (uint64_t)cpus : 1;
     if (opts[2].value != NULL) {
@@ -277,10 +363,11 @@ static int cmd_ledger(int argc, char **argv)
         return invalid("%s: %s", dems_ledger_fault_name(rep.fault), rep.detail);
     char root[65];
     hex32(rep.checkpoint.root, root);
-    printf("OK: %s; origin %s, tree size %llu, root %s%s%s\n", rep.detail, rep.checkpoint.origin,
+    printf("OK: %s; origin %s, tree size %llu, root %s%s%s%s\n", rep.detail, rep.checkpoint.origin,
            (unsigned long long)rep.checkpoint.size, root,
            vo.vkey == NULL ? " (key taken from the export; pin it with --key)" : "",
-           vo.skip_entry_sigs ? " (fast: entries authenticated through the signed root)" : "");
+           vo.skip_entry_sigs ? " (fast: entries authenticated through the signed root)" : "",
+           wp != NULL ? " (the witness policy's quorum is met)" : "");
     return EXIT_VALID;
 }
 
@@ -364,12 +451,15 @@ static int cmd_consistency(int argc, char **argv)
 
 static int cmd_checkpoint(int argc, char **argv)
 {
-    struct opt opts[] = {{"key", false, NULL}, {"origin", false, NULL}, {0}};
+    struct policy pol;
+    struct opt opts[] = {
+        {"key", false, NULL}, {"origin", false, NULL}, {"quorum", false, NULL}, {0}};
     const char *pos[1];
-    int n = parse_opts(argc, argv, opts, pos, 1);
+    argc = take_witnesses(argc, argv, &pol);
+    int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     struct dems_note_verifier v;
     struct dems_checkpoint c;
-    size_t len = 0;
+    size_t len = 0, held = 0;
 
     if (n < 0)
         return n == -2 ? -2 : EXIT_USAGE;
@@ -378,20 +468,84 @@ static int cmd_checkpoint(int argc, char **argv)
     if (opts[0].value == NULL ||
         dems_note_verifier_parse(opts[0].value, strlen(opts[0].value), &v) < 0)
         return usage_error("--key VKEY (a note verifier key) is required");
+    const struct dems_witness_policy *wp = get_policy(&pol, opts[2].value);
+    if (wp == &bad_policy)
+        return EXIT_USAGE;
     char *note = slurp(pos[0], DEMS_NOTE_MAX_BYTES, &len);
     if (note == NULL)
         return EXIT_USAGE;
     int r = dems_checkpoint_open(note, len, &v, opts[1].value, &c);
+    int w = r == 0 && wp != NULL ? dems_witness_policy_check(wp, note, len, &held) : 0;
     free(note);
     if (r == DEMS_ECRYPTO)
         return invalid("%s: no valid signature by %s", pos[0], v.name);
     if (r != 0)
         return invalid("%s: not a well-formed checkpoint%s", pos[0],
                        opts[1].value != NULL ? " for that origin" : "");
+    if (w < 0)
+        return invalid("witness_quorum: %s: valid cosignatures from %zu of the policy's %zu "
+                       "witnesses; the quorum is %zu",
+                       pos[0], held, wp->nkeys, wp->quorum);
     char root[65];
     hex32(c.root, root);
-    printf("OK: checkpoint signed by %s: origin %s, tree size %llu, root %s\n", v.name, c.origin,
+    printf("OK: checkpoint signed by %s: origin %s, tree size %llu, root %s", v.name, c.origin,
            (unsigned long long)c.size, root);
+    if (wp != NULL)
+        printf("; cosigned by %zu of the policy's %zu witnesses (quorum %zu)", held, wp->nkeys,
+               wp->quorum);
+    printf("\n");
+    return EXIT_VALID;
+}
+
+/*
+ * Two checkpoints of one log, both validly signed by its key, of one size
+ * and with different roots: the log showed two histories. (Of different
+ * sizes, a consistency proof decides: dems-verify consistency.)
+ */
+static int cmd_fork(int argc, char **argv)
+{
+    struct opt opts[] = {{"key", false, NULL}, {0}};
+    const char *pos[2];
+    int n = parse_opts(argc, argv, opts, pos, 2);
+    struct dems_note_verifier v;
+    struct dems_checkpoint c[2];
+
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 2)
+        return usage_error("two checkpoint files are required");
+    if (opts[0].value == NULL ||
+        dems_note_verifier_parse(opts[0].value, strlen(opts[0].value), &v) < 0)
+        return usage_error("--key VKEY (the log's note verifier key) is required");
+    for (int i = 0; i < 2; i++) {
+        size_t len = 0;
+        char *note = slurp(pos[i], DEMS_NOTE_MAX_BYTES, &len);
+        if (note == NULL)
+            return EXIT_USAGE;
+        int r = dems_checkpoint_open(note, len, &v, NULL, &c[i]);
+        free(note);
+        if (r == DEMS_ECRYPTO)
+            return invalid("no_fork: %s: no valid signature by %s, so it proves nothing", pos[i],
+                           v.name);
+        if (r != 0)
+            return invalid("no_fork: %s: not a well-formed checkpoint", pos[i]);
+    }
+    if (strcmp(c[0].origin, c[1].origin) != 0)
+        return invalid("no_fork: the checkpoints name different origins (%s, %s)", c[0].origin,
+                       c[1].origin);
+    if (c[0].size != c[1].size)
+        return invalid("no_fork: the checkpoints have different sizes (%llu, %llu); check them "
+                       "with a consistency proof (dems-verify consistency)",
+                       (unsigned long long)c[0].size, (unsigned long long)c[1].size);
+    if (memcmp(c[0].root, c[1].root, 32) == 0)
+        return invalid("no_fork: the checkpoints agree (size %llu, one root)",
+                       (unsigned long long)c[0].size);
+    char r0[65], r1[65];
+    hex32(c[0].root, r0);
+    hex32(c[1].root, r1);
+    printf("OK: fork proven: %s signed two checkpoints of %s at tree size %llu with different "
+           "roots %s and %s\n",
+           v.name, c[0].origin, (unsigned long long)c[0].size, r0, r1);
     return EXIT_VALID;
 }
 
@@ -443,9 +597,11 @@ static int cmd_file(int argc, char **argv)
 
 static int cmd_bundle(int argc, char **argv)
 {
-    struct opt opts[] = {{"key", false, NULL}, {0}};
+    struct policy pol;
+    struct opt opts[] = {{"key", false, NULL}, {"quorum", false, NULL}, {0}};
     const char *pos[1];
-    int n = parse_opts(argc, argv, opts, pos, 1);
+    argc = take_witnesses(argc, argv, &pol);
+    int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     struct dems_bundle_report rep;
     char root[65];
 
@@ -453,7 +609,10 @@ static int cmd_bundle(int argc, char **argv)
         return n == -2 ? -2 : EXIT_USAGE;
     if (n != 1)
         return usage_error("the bundle (a .zip file) is required");
-    struct dems_bundle_verify_opts vo = {.vkey = opts[0].value};
+    const struct dems_witness_policy *wp = get_policy(&pol, opts[1].value);
+    if (wp == &bad_policy)
+        return EXIT_USAGE;
+    struct dems_bundle_verify_opts vo = {.vkey = opts[0].value, .witnesses = wp};
     printf("Bundle %s\n", pos[0]);
     fflush(stdout);
     int r = dems_bundle_verify_file(pos[0], &vo, stdout, &rep);
@@ -474,6 +633,8 @@ static int cmd_bundle(int argc, char **argv)
            (unsigned long long)rep.checkpoint.size, root, (unsigned long long)rep.keys,
            vo.vkey != NULL ? ", which holds the pinned key"
                            : "; no --key given, so this proves only self-consistency");
+    if (wp != NULL)
+        printf("  cosigned by at least %zu of the policy's %zu witnesses\n", wp->quorum, wp->nkeys);
     printf("OK: bundle %s verifies\n", pos[0]);
     return EXIT_VALID;
 }
@@ -540,7 +701,7 @@ static int cmd_receipt(int argc, char **argv)
 }
 
 static const struct cmd cmds[] = {
-    {"ledger", "ledger EXPORT [--key VKEY] [--fast] [--threads N]",
+    {"ledger", "ledger EXPORT [--key VKEY] [--fast] [--threads N] [--witness VKEY ... --quorum N]",
      "Verifies a ledger export (GET /v1/ledger/export; '-' reads stdin): every entry's\n"
      "canonical bytes, leaf hash and Ed25519 signature, the sequence (no gap, duplicate or\n"
      "reordering), and the recomputed Merkle root against the signed checkpoint at the end.\n"
@@ -551,7 +712,9 @@ static const struct cmd cmds[] = {
      "authenticated, through its leaf hash and the root the signed checkpoint commits to.\n"
      "When the root does not match, a second pass checks the entry signatures to name the\n"
      "first rewritten entry. --threads sets how many threads check entry signatures\n"
-     "(default: one per online CPU).",
+     "(default: one per online CPU). --witness (repeatable) and --quorum set a witness\n"
+     "policy: the export's checkpoint must carry valid cosignatures (C2SP tlog-cosignature)\n"
+     "from at least N distinct --witness keys (GET /v1/ledger/witness/key on each witness).",
      cmd_ledger},
     {"inclusion",
      "inclusion (--leaf-hash HEX | --entry FILE) --index N --size N --root HEX "
@@ -567,20 +730,30 @@ static const struct cmd cmds[] = {
      "tree of size --old with --old-root is a prefix of the tree of size --new with\n"
      "--new-root, i.e. the log only grew. --proof is empty when the sizes are equal.",
      cmd_consistency},
-    {"checkpoint", "checkpoint NOTE --key VKEY [--origin ORIGIN]",
+    {"checkpoint", "checkpoint NOTE --key VKEY [--origin ORIGIN] [--witness VKEY ... --quorum N]",
      "Verifies a signed checkpoint note (GET /v1/ledger/checkpoint) against the log's note\n"
-     "verifier key and prints its origin, tree size and root.",
+     "verifier key and prints its origin, tree size and root. --witness (repeatable) and\n"
+     "--quorum N set a witness policy: the note must also carry valid cosignatures (C2SP\n"
+     "tlog-cosignature) from at least N distinct --witness keys (default N: 1); fewer is\n"
+     "INVALID: witness_quorum.",
      cmd_checkpoint},
+    {"fork", "fork NOTE1 NOTE2 --key VKEY",
+     "Proves a fork: two checkpoint notes, both validly signed by the log's key, of one\n"
+     "origin and tree size, with different roots. Exit 0 and \"OK: fork proven\" when they\n"
+     "are; exit 1 and \"INVALID: no_fork: ...\" when they prove nothing (a bad signature,\n"
+     "another origin, different sizes, or one root).",
+     cmd_fork},
     {"file", "file FILE --sha256 HEX",
      "Checks that FILE's SHA-256 is HEX (an evidence id, or a hash from a manifest).", cmd_file},
-    {"bundle", "bundle FILE.zip [--key VKEY]",
+    {"bundle", "bundle FILE.zip [--key VKEY] [--witness VKEY ... --quorum N]",
      "Verifies a court bundle (docs/bundle.md; GET /v1/cases/{id}/bundles/{bid}/content):\n"
      "every file against the SHA-256 in manifest.json (streamed), every custody entry's\n"
      "canonical bytes, leaf hash and signature, every tlog-proof against the checkpoint,\n"
      "the checkpoint's signature along the key chain in keys.jsonl (--key pins the log's\n"
      "verifier key, which must be in that chain), and that each exhibit's INGESTED entry\n"
      "records its SHA-256 and size. Prints one line per exhibit; the first fault is one\n"
-     "INVALID: <code>: <what and where> line.",
+     "INVALID: <code>: <what and where> line. --witness (repeatable) and --quorum set a\n"
+     "witness policy for checkpoint.txt, as for checkpoint.",
      cmd_bundle},
     {"receipt", "receipt FILE.json [--key VKEY] [--checkpoint LATER --consistency PROOF.json]",
      "Verifies a public submission's receipt (GET /v1/portal/receipt): the checkpoint's\n"
