@@ -61,6 +61,7 @@ const struct dems_route dems_routes[] = {
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/keys", DEMS_ROLE_PUBLIC, 0, api_ledger_keys),
     ROUTE(DEMS_HTTP_POST, "/v1/admin/ledger/rotate-key", DEMS_ROLE_ADMIN, J, api_ledger_rotate_key),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/checkpoint", DEMS_ROLE_PUBLIC, 0, api_ledger_checkpoint),
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/timestamps", DEMS_ROLE_PUBLIC, 0, api_ledger_timestamps),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/entries", DEMS_ROLE_STAFF, 0, api_ledger_entries),
     {.method = DEMS_HTTP_GET,
      .pattern = "/v1/ledger/proof/inclusion",

@@ -64,6 +64,7 @@ TABLE = {
     ("GET", "/v1/ledger/keys"): PUB(200),
     ("POST", "/v1/admin/ledger/rotate-key"): ADMIN_POST(400),
     ("GET", "/v1/ledger/checkpoint"): PUB(200),
+    ("GET", "/v1/ledger/timestamps"): PUB(404),
     ("GET", "/v1/ledger/entries"): STAFF(200),
     ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
     ("GET", "/v1/ledger/proof/consistency"): PUB(200),
