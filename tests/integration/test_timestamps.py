@@ -188,6 +188,11 @@ class Tsa:
             self.mode = mode
 
 
+def verify(*args):
+    return subprocess.run([os.environ["DEMS_VERIFY"], *args], capture_output=True, text=True,
+                          timeout=60)
+
+
 def log_events(srv, event, since=0):
     """demsd's log lines with this event, from byte offset since."""
     out = []
@@ -297,6 +302,25 @@ def test_good_tsa(c):
     assert p["checkpoint_sha256"] == doc["checkpoint_sha256"]
     assert p["tsa"] == c.tsa.url and p["gen_time"] == ts["gen_time"]
     assert p["policy"] == "1.2.3.4.1"
+    # dems-verify checks the token offline (base64 as served, and DER).
+    b64 = os.path.join(c.pki, "token.b64")
+    open(b64, "w").write(ts["token"])
+    st, vkey, _ = c.srv.request("GET", "/v1/ledger/key")
+    vkey = vkey.decode() if isinstance(vkey, bytes) else vkey
+    good_ca, other_ca = os.path.join(c.pki, "good_ca.crt"), os.path.join(c.pki, "other_ca.crt")
+    for tf in (b64, tok):
+        r = verify("timestamp", tf, "--checkpoint", data, "--ca", good_ca, "--key", vkey.strip())
+        assert r.returncode == 0 and f"existed by {ts['gen_time']}" in r.stdout, (r.stdout,
+                                                                                  r.stderr)
+        assert f"tree size {doc['size']}" in r.stdout, r.stdout
+    r = verify("timestamp", b64, "--checkpoint", data, "--ca", other_ca)
+    assert r.returncode == 1 and "certificate verify error" in r.stdout, (r.stdout, r.stderr)
+    other_note = os.path.join(c.pki, "note2.txt")
+    open(other_note, "wb").write(note.replace(b"\n\n", b"\n\n\n", 1))
+    r = verify("timestamp", b64, "--checkpoint", other_note, "--ca", good_ca)
+    assert r.returncode == 1 and "message imprint mismatch" in r.stdout, (r.stdout, r.stderr)
+    r = verify("timestamp", data, "--checkpoint", data, "--ca", good_ca)
+    assert r.returncode == 2 and "TimeStampToken" in r.stderr, (r.stdout, r.stderr)
     st, same = timestamps(c, doc["size"])
     assert st == 200 and same == doc
     assert log_events(c.srv, "timestamp_stored")
