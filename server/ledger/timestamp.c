@@ -351,8 +351,8 @@ static void refused(struct tsa_thread *t, const char *url, const struct checkpoi
              json_pack("{s:s,s:o,s:I,s:o}", "event", "timestamp_refused", "tsa",
                        dems_log_str(url, strlen(url)), "size", (json_int_t)cp->size, "reason",
                        dems_log_str(why, strlen(why))),
-             "timestamp: %s refused for checkpoint %llu: %s; asked again in %llu s", url,
-             (unsigned long long)cp->size, why, (unsigned long long)t->interval);
+             "timestamp: no token from %s for checkpoint %llu, refused: %s; asked again in %llu s",
+             url, (unsigned long long)cp->size, why, (unsigned long long)t->interval);
 }
 
 /* Asks url for a token over cp, checks it and stores it. */
