@@ -118,6 +118,7 @@ class Tsa:
     def __init__(self, d):
         self.d = d
         self.mode = "good"
+        self.hang_seconds = TIMEOUT + 4
         self.requests = []  # (mode, time)
         self.in_flight = 0
         self.lock = threading.Lock()
@@ -182,7 +183,7 @@ class Tsa:
         if mode == "http500":
             return b""
         if mode == "hang":
-            time.sleep(TIMEOUT + 4)
+            time.sleep(self.hang_seconds)
             return None
         raise AssertionError(mode)
 
@@ -268,8 +269,10 @@ def setup():
 
 
 def teardown(c):
-    c.srv.stop()
+    rc = c.srv.stop()
+    c.tsa.set_mode("good")
     c.tsa.httpd.shutdown()
+    assert rc == 0, c.srv.tail()
 
 
 def stamped(c):
@@ -462,7 +465,7 @@ def test_two_tsas(c):
     """Each TSA is asked in turn and each token is stored with its own entry;
     a TSA added later is asked at once for the newest checkpoint."""
     second = c.tsa.url.replace("/tsa", "/second")
-    c.srv.stop()
+    assert c.srv.stop() == 0
     c.srv.settings["tsa_urls"] = f"{c.tsa.url}, {second}"
     c.srv.start()
     c.admin = c.srv.admin_token()
@@ -488,6 +491,24 @@ def test_two_tsas(c):
     before = c.tsa.count()
     time.sleep(3 * INTERVAL)
     assert c.tsa.count() == before
+
+
+def test_stop_while_a_tsa_hangs(c):
+    """A request in flight is cut when demsd stops, not waited for."""
+    assert c.srv.stop() == 0
+    c.srv.settings.update(tsa_urls=c.tsa.url, tsa_timeout=60)
+    c.tsa.hang_seconds = 60
+    c.tsa.set_mode("hang")
+    c.srv.start()
+    c.admin = c.srv.admin_token()
+    c.grown = 0
+    grow(c)
+    assert eventually(lambda: c.tsa.in_flight > 0, timeout=10)
+    t0 = time.time()
+    assert c.srv.stop() == 0
+    assert time.time() - t0 < 15, time.time() - t0
+    c.tsa.set_mode("good")
+    c.srv.start()  # for teardown
 
 
 if __name__ == "__main__":
