@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * RFC 3161 time-stamp tokens over ledger checkpoints (docs/ledger.md §11):
+ * RFC 3161 time-stamp tokens over ledger checkpoints (docs/ledger.md §12):
  * the request demsd sends a Time-Stamping Authority, and the checks of its
  * answer and of a stored token, over OpenSSL's TS API. Pure: no sockets,
  * no database, no logging; demsd (server/ledger/timestamp.c) and
