@@ -229,6 +229,10 @@ static int post(struct tsa_thread *t, const char *url, const uint8_t *req, size_
         snprintf(why, whylen, "the answer is larger than %d bytes", DEMS_TSA_MAX_RESPONSE);
         return DEMS_EIO;
     }
+    if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(why, whylen, "cut short: demsd is stopping");
+        return DEMS_EIO;
+    }
     if (rc == CURLE_OPERATION_TIMEDOUT) {
         snprintf(why, whylen, "no answer within tsa_timeout (%ld s)", t->timeout);
         return DEMS_EIO;
