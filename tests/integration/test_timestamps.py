@@ -235,6 +235,18 @@ def grow(c):
     return took
 
 
+def upload(c, data):
+    """A whole upload in one request (creation with data); its INGESTED entry
+    is durable when the answer comes. Returns the seconds it took."""
+    t0 = time.time()
+    meta = "filename " + base64.b64encode(b"tsa.bin").decode()
+    st, doc, r = c.srv.request("POST", "/v1/uploads", body=data, token=c.admin, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)), "Upload-Metadata": meta,
+        "Content-Type": "application/offset+octet-stream"})
+    assert st == 201 and r.getheader("Evidence-Id") == hashlib.sha256(data).hexdigest(), (st, doc)
+    return time.time() - t0
+
+
 def covered(c):
     """The size of the newest checkpoint, once it covers the last grow()."""
     got = eventually(lambda: (lambda n: n if n >= c.grown else None)(newest_size(c)), timeout=10)
@@ -420,6 +432,8 @@ def test_timeout_never_blocks_appends(c):
     assert eventually(lambda: c.tsa.in_flight > 0, timeout=10)
     # While demsd waits on the hanging TSA, ledgered requests go on as usual.
     took = [grow(c) for _ in range(5)]
+    took += [upload(c, os.urandom(100000) + bytes([i])) for i in range(3)]
+    assert c.tsa.in_flight > 0  # still hanging
     assert max(took) < 1.0, took
     assert eventually(lambda: len(log_events(c.srv, "timestamp_refused", since)) >= 2,
                       timeout=4 * (TIMEOUT + INTERVAL) + 5)
