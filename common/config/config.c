@@ -214,6 +214,15 @@ static const struct key keys[] = {
      "seconds one object-store request may take"},
     {"store_block_size", K_U64, OFF(store_block_size), 1ULL << 20, 1ULL << 30, "8388608",
      "bytes per staged block (Azure) or part (S3); larger objects are sent in blocks"},
+    {"tsa_urls", K_STR, OFF(tsa_urls), 0, 0, "",
+     "RFC 3161 Time-Stamping Authorities (http:// or https:// URLs separated by spaces or "
+     "commas) asked to timestamp each new checkpoint (empty = off)"},
+    {"tsa_ca_file", K_STR, OFF(tsa_ca_file), 0, 0, "",
+     "PEM file of the certificate authorities the TSAs' signing certificates must chain to "
+     "(required with tsa_urls)"},
+    {"tsa_interval", K_U64, OFF(tsa_interval), 1, 86400, "600",
+     "seconds between timestamp rounds; a round asks only when the log grew"},
+    {"tsa_timeout", K_U64, OFF(tsa_timeout), 1, 600, "30", "seconds one request to a TSA may take"},
     {"log_level", K_LEVEL, OFF(log_level), 0, 0, "info", "debug, info, warn or error"},
 };
 
@@ -455,6 +464,14 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "config: store_endpoint: required when store = %s", c->store);
         return DEMS_EINVAL;
     }
+    char urls[DEMS_CONFIG_TSA_MAX][DEMS_CONFIG_TSA_URL_MAX + 1];
+    int n = dems_config_tsa_urls(c, urls, err, errlen);
+    if (n < 0)
+        return n;
+    if (n > 0 && c->tsa_ca_file[0] == '\0') {
+        snprintf(err, errlen, "config: tsa_ca_file: required with tsa_urls");
+        return DEMS_EINVAL;
+    }
     regex_t re;
     int rc = regcomp(&re, c->case_reference_pattern, REG_EXTENDED | REG_NOSUB);
     if (rc != 0) {
@@ -465,6 +482,40 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen)
     }
     regfree(&re);
     return 0;
+}
+
+int dems_config_tsa_urls(const struct dems_config *c,
+                         char urls[static DEMS_CONFIG_TSA_MAX][DEMS_CONFIG_TSA_URL_MAX + 1],
+                         char *err, size_t errlen)
+{
+    int n = 0;
+    const char *p = c->tsa_urls;
+    for (;;) {
+        p += strspn(p, " ,\t");
+        size_t len = strcspn(p, " ,\t");
+        if (len == 0)
+            return n;
+        if (n == DEMS_CONFIG_TSA_MAX) {
+            snprintf(err, errlen, "config: tsa_urls: at most %d URLs", DEMS_CONFIG_TSA_MAX);
+            return DEMS_EINVAL;
+        }
+        bool scheme = (len > 7 && strncmp(p, "http://", 7) == 0) ||
+                      (len > 8 && strncmp(p, "https://", 8) == 0);
+        bool clean = true;
+        for (size_t i = 0; i < len; i++)
+            clean = clean && (unsigned char)p[i] > 0x20 && p[i] != 0x7f;
+        if (!scheme || !clean || len > DEMS_CONFIG_TSA_URL_MAX) {
+            snprintf(err, errlen,
+                     "config: tsa_urls: \"%.*s\" is not an http:// or https:// URL of at most "
+                     "%d bytes",
+                     (int)(len < 64 ? len : 64), p, DEMS_CONFIG_TSA_URL_MAX);
+            return DEMS_EINVAL;
+        }
+        memcpy(urls[n], p, len);
+        urls[n][len] = '\0';
+        n++;
+        p += len;
+    }
 }
 
 int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *ret_port)

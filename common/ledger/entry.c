@@ -69,6 +69,7 @@ static const char *const type_names[DEMS_LEDGER_TYPE_COUNT] = {
     [DEMS_LEDGER_DEVICE_UPDATED] = "DEVICE_UPDATED",
     [DEMS_LEDGER_SETTING_CHANGED] = "SETTING_CHANGED",
     [DEMS_LEDGER_USER_CREATED] = "USER_CREATED",
+    [DEMS_LEDGER_TIMESTAMPED] = "TIMESTAMPED",
 };
 
 static const char *const actor_names[] = {

@@ -113,6 +113,12 @@ struct dems_config {
     uint64_t store_retries;
     uint64_t store_timeout;    /* seconds per request */
     uint64_t store_block_size; /* bytes per staged block or part */
+
+    /* RFC 3161 timestamps of checkpoints (docs/ledger.md, "Timestamps"). */
+    char *tsa_urls;        /* TSA URLs separated by spaces or commas; "" = off */
+    char *tsa_ca_file;     /* PEM certificate authorities the TSAs' signers chain to */
+    uint64_t tsa_interval; /* seconds between rounds */
+    uint64_t tsa_timeout;  /* seconds one TSA request may take */
 };
 
 /* Fills c with defaults. Strings are owned; free with dems_config_done. */
@@ -141,6 +147,19 @@ int dems_config_check(const struct dems_config *c, char *err, size_t errlen);
  * Returns 0 or DEMS_EINVAL.
  */
 int dems_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *ret_port);
+
+/* At most this many TSA URLs, each at most DEMS_CONFIG_TSA_URL_MAX bytes. */
+#define DEMS_CONFIG_TSA_MAX     8
+#define DEMS_CONFIG_TSA_URL_MAX 1024
+
+/*
+ * Splits c->tsa_urls (separated by spaces or commas) into urls; each is
+ * http:// or https://, with no control characters. Returns how many (0:
+ * timestamps are off) or DEMS_EINVAL with one line in err.
+ */
+int dems_config_tsa_urls(const struct dems_config *c,
+                         char urls[static DEMS_CONFIG_TSA_MAX][DEMS_CONFIG_TSA_URL_MAX + 1],
+                         char *err, size_t errlen);
 
 /* For --help: calls fn once per key with its default and description. */
 void dems_config_describe(void (*fn)(const char *key, const char *def, const char *help, void *arg),

@@ -106,6 +106,7 @@ enum dems_ledger_type {
     DEMS_LEDGER_DEVICE_UPDATED,     /* a device renamed */
     DEMS_LEDGER_SETTING_CHANGED,    /* a setting that changes at run time */
     DEMS_LEDGER_USER_CREATED,       /* an admin created an account */
+    DEMS_LEDGER_TIMESTAMPED,        /* an RFC 3161 token over a checkpoint was stored */
     DEMS_LEDGER_TYPE_COUNT,
 };
 

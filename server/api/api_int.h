@@ -485,6 +485,7 @@ void api_ledger_inclusion(struct dems_req *req);
 bool api_ledger_inclusion_fold(struct dems_req *req, struct dems_auth_fold *ret);
 void api_ledger_consistency(struct dems_req *req);
 void api_ledger_export(struct dems_req *req);
+void api_ledger_timestamps(struct dems_req *req); /* timestamps.c */
 void api_evidence_get(struct dems_req *req);
 void api_evidence_list(struct dems_req *req);
 void api_staff_index(struct dems_req *req);

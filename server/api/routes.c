@@ -70,6 +70,7 @@ const struct dems_route dems_routes[] = {
      .max_body = DEMS_WITNESS_MAX_BODY,
      .body = api_witness_body,
      .handle = api_witness_add_checkpoint},
+    ROUTE(DEMS_HTTP_GET, "/v1/ledger/timestamps", DEMS_ROLE_PUBLIC, 0, api_ledger_timestamps),
     ROUTE(DEMS_HTTP_GET, "/v1/ledger/entries", DEMS_ROLE_STAFF, 0, api_ledger_entries),
     {.method = DEMS_HTTP_GET,
      .pattern = "/v1/ledger/proof/inclusion",

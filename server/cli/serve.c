@@ -30,6 +30,7 @@
 #include "demsd/runtime.h"
 #include "demsd/setup.h"
 #include "demsd/store.h"
+#include "demsd/timestamp.h"
 
 static void usage(FILE *f)
 {
@@ -354,6 +355,10 @@ int dems_cli_serve(int argc, char **argv)
         rc = dems_setup_blob_store(&s.cfg, "demsd");
     if (rc == 0)
         rc = start_ledger(&s, &srv);
+    if (rc == 0 && dems_timestamps_start(&srv, s.app_conninfo, err, sizeof(err)) < 0) {
+        fprintf(stderr, "demsd: %s\n", err);
+        rc = 1;
+    }
     if (rc == 0 && dems_staging_init(s.cfg.data_dir, srv.master_key) < 0) {
         fprintf(stderr, "demsd: cannot create %s/staging\n", s.cfg.data_dir);
         rc = 1;
@@ -392,6 +397,7 @@ int dems_cli_serve(int argc, char **argv)
     }
     if (srv.listen_fd >= 0)
         close(srv.listen_fd);
+    dems_timestamps_stop();
     dems_ledger_stop(&srv);
     dems_witness_stop(&srv);
     if (srv.master_key != NULL)

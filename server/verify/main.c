@@ -19,6 +19,7 @@
  *   dems-verify bundle FILE.zip [--key VKEY] [POLICY]
  *   dems-verify monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE]
  *                       [--watch TYPE[:ARTEFACT]]...
+ *   dems-verify timestamp TOKEN --checkpoint NOTE --ca FILE [--key VKEY]
  *
  * POLICY (checkpoint, bundle, ledger): --witness VKEY (repeatable) --quorum N,
  * a witness policy the checkpoint's cosignatures must meet.
@@ -37,6 +38,7 @@
 #include "dems/ledger.h"
 #include "dems/receipt.h"
 #include "dems/str.h"
+#include "dems/tsa.h"
 #include "dems/version.h"
 
 #include "verify_int.h"
@@ -700,6 +702,90 @@ static int cmd_receipt(int argc, char **argv)
     return EXIT_VALID;
 }
 
+/*
+ * A token file: DER (it starts with a SEQUENCE, 0x30), or its base64 as
+ * GET /v1/ledger/timestamps gives it (white space ignored). Returns owned or
+ * NULL (message printed).
+ */
+static uint8_t *read_token(const char *path, size_t *ret_len)
+{
+    size_t len = 0;
+    char *text = slurp(path, 2 * DEMS_TSA_MAX_RESPONSE, &len);
+    if (text == NULL)
+        return NULL;
+    if (len > 0 && (uint8_t)text[0] == 0x30) {
+        *ret_len = len;
+        return (uint8_t *)text;
+    }
+    uint8_t *der = malloc(len / 4 * 3 + 3);
+    size_t n = 0;
+    if (der == NULL || sodium_base642bin(der, len / 4 * 3 + 3, text, len, " \t\r\n", &n, NULL,
+                                         sodium_base64_VARIANT_ORIGINAL) != 0) {
+        free(der);
+        free(text);
+        usage_error("%s is neither a DER TimeStampToken nor its base64", path);
+        return NULL;
+    }
+    free(text);
+    *ret_len = n;
+    return der;
+}
+
+static int cmd_timestamp(int argc, char **argv)
+{
+    struct opt opts[] = {
+        {"checkpoint", false, NULL}, {"ca", false, NULL}, {"key", false, NULL}, {0}};
+    const char *pos[1];
+    int n = parse_opts(argc, argv, opts, pos, 1);
+    if (n < 0)
+        return n == -2 ? -2 : EXIT_USAGE;
+    if (n != 1)
+        return usage_error("the token file is required");
+    if (opts[0].value == NULL || opts[1].value == NULL)
+        return usage_error("--checkpoint NOTE and --ca FILE are required");
+    struct dems_note_verifier v;
+    if (opts[2].value != NULL &&
+        dems_note_verifier_parse(opts[2].value, strlen(opts[2].value), &v) < 0)
+        return usage_error("--key: not a note verifier key (name+hash+base64)");
+    char err[512];
+    struct dems_tsa_trust *trust = dems_tsa_trust_load(opts[1].value, err, sizeof(err));
+    if (trust == NULL)
+        return usage_error("--ca: %s", err);
+    size_t tlen = 0, nlen = 0;
+    uint8_t *token = read_token(pos[0], &tlen);
+    char *note = token != NULL ? slurp(opts[0].value, DEMS_NOTE_MAX_BYTES, &nlen) : NULL;
+    int rc = EXIT_USAGE;
+    struct dems_checkpoint c = {.size = 0};
+    if (note != NULL && opts[2].value != NULL &&
+        dems_checkpoint_open(note, nlen, &v, NULL, &c) < 0) {
+        rc = invalid("%s: not a checkpoint signed by %s", opts[0].value, v.name);
+    } else if (note != NULL) {
+        uint8_t imprint[32];
+        struct dems_tsa_info info;
+        char why[400], hex[65];
+        crypto_hash_sha256(imprint, (const uint8_t *)note, nlen);
+        hex32(imprint, hex);
+        if (dems_tsa_token_check(token, tlen, imprint, trust, &info, why, sizeof(why)) < 0) {
+            rc = invalid("%s: %s (imprint SHA-256 %s of %s)", pos[0], why, hex, opts[0].value);
+        } else {
+            char root[65];
+            hex32(c.root, root);
+            if (opts[2].value != NULL)
+                printf("  checkpoint %s: signed by %s, tree size %llu, root %s\n", opts[0].value,
+                       v.name, (unsigned long long)c.size, root);
+            printf("  token serial %s, policy %s, chains to %s\n", info.serial, info.policy,
+                   opts[1].value);
+            printf("OK: %s existed by %s (SHA-256 %s)%s\n", opts[0].value, info.gen_time, hex,
+                   opts[2].value != NULL ? "" : "; no --key given, so its signature is unchecked");
+            rc = EXIT_VALID;
+        }
+    }
+    free(note);
+    free(token);
+    dems_tsa_trust_free(trust);
+    return rc;
+}
+
 static const struct cmd cmds[] = {
     {"ledger", "ledger EXPORT [--key VKEY] [--fast] [--threads N] [--witness VKEY ... --quorum N]",
      "Verifies a ledger export (GET /v1/ledger/export; '-' reads stdin): every entry's\n"
@@ -785,6 +871,14 @@ static const struct cmd cmds[] = {
      "Exit status: 0 checked, 1 invalid (a fork, a rollback, a bad signature or tile: one\n"
      "INVALID line), 2 usage or state-file error, 3 the server unreachable or refusing.",
      verify_monitor},
+    {"timestamp", "timestamp TOKEN --checkpoint NOTE --ca FILE [--key VKEY]",
+     "Verifies an RFC 3161 timestamp token over a checkpoint (GET /v1/ledger/timestamps:\n"
+     "TOKEN is the token, DER or its base64; NOTE the checkpoint note it covers, byte for\n"
+     "byte): that its message imprint is SHA-256 of NOTE, its signature, and its signer's\n"
+     "certificate chain to the CA certificates in FILE (PEM) with the timestamping key\n"
+     "usage. Prints the time the TSA vouches the checkpoint existed by. --key also checks\n"
+     "the checkpoint's own signature (GET /v1/ledger/key).",
+     cmd_timestamp},
 };
 
 static void version(void)

@@ -69,6 +69,7 @@ TABLE = {
     # answers; an empty body is a bad request for everyone.
     ("GET", "/v1/ledger/witness/key"): PUB(200),
     ("POST", "/add-checkpoint"): PUB(400),
+    ("GET", "/v1/ledger/timestamps"): PUB(404),
     ("GET", "/v1/ledger/entries"): STAFF(200),
     ("GET", "/v1/ledger/proof/inclusion"): STAFF(200),
     ("GET", "/v1/ledger/proof/consistency"): PUB(200),

@@ -137,12 +137,47 @@ static void test_file_and_env(void **state)
     dems_config_done(&c);
 }
 
+static void test_tsa_keys(void **state)
+{
+    (void)state;
+    struct dems_config c;
+    char err[256];
+    char urls[DEMS_CONFIG_TSA_MAX][DEMS_CONFIG_TSA_URL_MAX + 1];
+    dems_config_init(&c);
+    assert_true(c.tsa_interval == 600 && c.tsa_timeout == 30);
+    assert_int_equal(dems_config_tsa_urls(&c, urls, err, sizeof(err)), 0); /* off */
+    assert_int_equal(dems_config_set(&c, "data_dir", "/x", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_set(&c, "tsa_urls", " https://a.example/tsa,http://b:8080 ,, ",
+                                     err, sizeof(err)),
+                     0);
+    assert_int_equal(dems_config_tsa_urls(&c, urls, err, sizeof(err)), 2);
+    assert_string_equal(urls[0], "https://a.example/tsa");
+    assert_string_equal(urls[1], "http://b:8080");
+    /* A TSA needs a trust store. */
+    assert_int_equal(dems_config_check(&c, err, sizeof(err)), DEMS_EINVAL);
+    assert_non_null(strstr(err, "tsa_ca_file"));
+    assert_int_equal(dems_config_set(&c, "tsa_ca_file", "/etc/tsa.pem", err, sizeof(err)), 0);
+    assert_int_equal(dems_config_check(&c, err, sizeof(err)), 0);
+    /* Only http(s) URLs with something after the scheme, at most eight. */
+    static const char *const bad[] = {"ftp://a", "https://", "a.example", "http://a\x7f",
+                                      "http://1 http://2 http://3 http://4 http://5 http://6 "
+                                      "http://7 http://8 http://9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(dems_config_set(&c, "tsa_urls", bad[i], err, sizeof(err)), 0);
+        assert_int_equal(dems_config_check(&c, err, sizeof(err)), DEMS_EINVAL);
+        assert_non_null(strstr(err, "tsa_urls"));
+    }
+    assert_int_equal(dems_config_set(&c, "tsa_interval", "0", err, sizeof(err)), DEMS_EINVAL);
+    assert_int_equal(dems_config_set(&c, "tsa_timeout", "601", err, sizeof(err)), DEMS_EINVAL);
+    dems_config_done(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),     cmocka_unit_test(test_set_and_ranges),
         cmocka_unit_test(test_job_keys),     cmocka_unit_test(test_hostport),
-        cmocka_unit_test(test_file_and_env),
+        cmocka_unit_test(test_file_and_env), cmocka_unit_test(test_tsa_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
