@@ -18,10 +18,10 @@
  *   dems-verify file FILE --sha256 HEX
  *   dems-verify bundle FILE.zip [--key VKEY] [POLICY]
  *   dems-verify monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE]
- *                       [--watch TYPE[:ARTEFACT]]...
+ *                       [--watch TYPE[:ARTEFACT]]... [POLICY]
  *   dems-verify timestamp TOKEN --checkpoint NOTE --ca FILE [--key VKEY]
  *
- * POLICY (checkpoint, bundle, ledger): --witness VKEY (repeatable) --quorum N,
+ * POLICY (checkpoint, bundle, ledger, monitor): --witness VKEY (repeatable) --quorum N,
  * a witness policy the checkpoint's cosignatures must meet.
  */
 #include <errno.h>
@@ -207,79 +207,6 @@ static bool get_proof(const char *s, struct dems_merkle_proof *p)
     }
 }
 
-/* A witness policy from --witness VKEY (repeatable) and --quorum N. */
-struct policy {
-    const char *vkeys[DEMS_COSIG_MAX_POLICY];
-    size_t n;
-    struct dems_note_verifier keys[DEMS_COSIG_MAX_POLICY];
-    struct dems_witness_policy p;
-};
-
-/*
- * Takes every "--witness VKEY" (or "--witness=VKEY") out of argv into pol
- * (parse_opts takes one value per option). Returns the remaining argc, or
- * -1 after a usage error.
- */
-static int take_witnesses(int argc, char **argv, struct policy *pol)
-{
-    int out = 0;
-    pol->n = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        if (strcmp(argv[i], "--witness") == 0) {
-            if (i + 1 == argc) {
-                usage_error("--witness needs a value");
-                return -1;
-            }
-            v = argv[++i];
-        } else if (strncmp(argv[i], "--witness=", 10) == 0) {
-            v = argv[i] + 10;
-        } else {
-            argv[out++] = argv[i];
-            continue;
-        }
-        if (pol->n == DEMS_COSIG_MAX_POLICY) {
-            usage_error("--witness: at most %d keys", DEMS_COSIG_MAX_POLICY);
-            return -1;
-        }
-        pol->vkeys[pol->n++] = v;
-    }
-    return out;
-}
-
-static const struct dems_witness_policy bad_policy;
-
-/*
- * The policy from the --witness keys taken and --quorum (q, may be NULL):
- * NULL when neither was given, &bad_policy after a usage error.
- */
-static const struct dems_witness_policy *get_policy(struct policy *pol, const char *q)
-{
-    if (pol->n == 0 && q == NULL)
-        return NULL;
-    if (pol->n == 0) {
-        usage_error("--quorum needs the witnesses' keys (--witness VKEY, repeatable)");
-        return &bad_policy;
-    }
-    for (size_t i = 0; i < pol->n; i++) {
-        if (dems_cosig_verifier_parse(pol->vkeys[i], strlen(pol->vkeys[i]), &pol->keys[i]) < 0) {
-            usage_error("--witness: '%s' is not a witness's cosignature verifier key "
-                        "(name+hash+base64 of type 0x04)",
-                        pol->vkeys[i]);
-            return &bad_policy;
-        }
-    }
-    uint64_t quorum = 1;
-    if (q != NULL && !get_u64("quorum", q, &quorum))
-        return &bad_policy;
-    if (quorum == 0 || quorum > pol->n) {
-        usage_error("--quorum: give 1 to the number of --witness keys (%zu)", pol->n);
-        return &bad_policy;
-    }
-    pol->p = (struct dems_witness_policy){.keys = pol->keys, .nkeys = pol->n, .quorum = quorum};
-    return &pol->p;
-}
-
 /* Reads a whole small file (at most max bytes). Returns owned or NULL (message printed). */
 static char *slurp(const char *path, size_t max, size_t *ret_len)
 {
@@ -309,21 +236,21 @@ static void hex32(const uint8_t h[static 32], char out[static 65])
 
 static int cmd_ledger(int argc, char **argv)
 {
-    struct policy pol;
+    struct verify_policy pol;
     struct opt opts[] = {{"key", false, NULL},
                          {"fast", true, NULL},
                          {"threads", false, NULL},
                          {"quorum", false, NULL},
                          {0}};
     const char *pos[1];
-    argc = take_witnesses(argc, argv, &pol);
+    argc = verify_policy_take(argc, argv, &pol);
     int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     if (n < 0)
         return n == -2 ? -2 : EXIT_USAGE;
     if (n != 1)
         return usage_error("the export file is required");
-    const struct dems_witness_policy *wp = get_policy(&pol, opts[3].value);
-    if (wp == &bad_policy)
+    const struct dems_witness_policy *wp = verify_policy_get(&pol, opts[3].value);
+    if (wp == &verify_bad_policy)
         return EXIT_USAGE;
     struct dems_ledger_verify_opts vo = {
         .vkey = opts[0].value, .skip_entry_sigs = opts[1].value != NULL, .witnesses = wp};
@@ -453,11 +380,11 @@ static int cmd_consistency(int argc, char **argv)
 
 static int cmd_checkpoint(int argc, char **argv)
 {
-    struct policy pol;
+    struct verify_policy pol;
     struct opt opts[] = {
         {"key", false, NULL}, {"origin", false, NULL}, {"quorum", false, NULL}, {0}};
     const char *pos[1];
-    argc = take_witnesses(argc, argv, &pol);
+    argc = verify_policy_take(argc, argv, &pol);
     int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     struct dems_note_verifier v;
     struct dems_checkpoint c;
@@ -470,8 +397,8 @@ static int cmd_checkpoint(int argc, char **argv)
     if (opts[0].value == NULL ||
         dems_note_verifier_parse(opts[0].value, strlen(opts[0].value), &v) < 0)
         return usage_error("--key VKEY (a note verifier key) is required");
-    const struct dems_witness_policy *wp = get_policy(&pol, opts[2].value);
-    if (wp == &bad_policy)
+    const struct dems_witness_policy *wp = verify_policy_get(&pol, opts[2].value);
+    if (wp == &verify_bad_policy)
         return EXIT_USAGE;
     char *note = slurp(pos[0], DEMS_NOTE_MAX_BYTES, &len);
     if (note == NULL)
@@ -599,10 +526,10 @@ static int cmd_file(int argc, char **argv)
 
 static int cmd_bundle(int argc, char **argv)
 {
-    struct policy pol;
+    struct verify_policy pol;
     struct opt opts[] = {{"key", false, NULL}, {"quorum", false, NULL}, {0}};
     const char *pos[1];
-    argc = take_witnesses(argc, argv, &pol);
+    argc = verify_policy_take(argc, argv, &pol);
     int n = argc < 0 ? -1 : parse_opts(argc, argv, opts, pos, 1);
     struct dems_bundle_report rep;
     char root[65];
@@ -611,8 +538,8 @@ static int cmd_bundle(int argc, char **argv)
         return n == -2 ? -2 : EXIT_USAGE;
     if (n != 1)
         return usage_error("the bundle (a .zip file) is required");
-    const struct dems_witness_policy *wp = get_policy(&pol, opts[1].value);
-    if (wp == &bad_policy)
+    const struct dems_witness_policy *wp = verify_policy_get(&pol, opts[1].value);
+    if (wp == &verify_bad_policy)
         return EXIT_USAGE;
     struct dems_bundle_verify_opts vo = {.vkey = opts[0].value, .witnesses = wp};
     printf("Bundle %s\n", pos[0]);
@@ -852,7 +779,7 @@ static const struct cmd cmds[] = {
      cmd_receipt},
     {"monitor",
      "monitor URL --state FILE [--key VKEY] [--token T] [--cacert FILE] "
-     "[--watch TYPE[:ARTEFACT]]...",
+     "[--watch TYPE[:ARTEFACT]]... [--witness VKEY ... --quorum N]",
      "Follows a running dems log through its C2SP tlog tiles (docs/ledger.md, Static tiles),\n"
      "the one subcommand that uses the network. URL is the tiles' prefix, e.g.\n"
      "https://dems.example/v1/ledger/tlog. Fetches the checkpoint and checks its signature\n"
@@ -868,6 +795,8 @@ static const struct cmd cmds[] = {
      "(written aside, fsynced, renamed) only when everything checked. --cacert trusts the\n"
      "server's own certificate (e.g. DATA/tls/cert.pem). Entry bundles carry no entry\n"
      "signatures: entries are authenticated by the signed checkpoint through the tree.\n"
+     "With a witness policy (--witness VKEY, repeatable; --quorum N, default 1) the\n"
+     "checkpoint must also carry valid cosignatures from N of those witnesses.\n"
      "Exit status: 0 checked, 1 invalid (a fork, a rollback, a bad signature or tile: one\n"
      "INVALID line), 2 usage or state-file error, 3 the server unreachable or refusing.",
      verify_monitor},

@@ -11,7 +11,9 @@
  * frontier and requires the checkpoint's root, reports the entries of the
  * watched types, and only then replaces the state file (temporary file,
  * fsync, rename). Bundles do not carry entry signatures: the entries are
- * authenticated by the signed checkpoint through the tree.
+ * authenticated by the signed checkpoint through the tree. With a witness
+ * policy (--witness VKEY ... --quorum N) the checkpoint must also carry
+ * enough valid cosignatures (docs/ledger.md, "Witnesses").
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -62,6 +64,7 @@ struct monitor {
     size_t base_len;
     const char *cacert;
     const char *token;
+    const struct dems_witness_policy *witnesses; /* NULL: no policy */
     CURL *curl;
     uint64_t size; /* the tree the tiles are read for: the new checkpoint's */
     struct cached_tile cache[CACHE_TILES];
@@ -459,6 +462,15 @@ static int check_checkpoint(struct monitor *m, const struct dems_note_verifier *
             fail(m, EXIT_VERIFY_INVALID, "the checkpoint is malformed%s",
                  has_old ? " or of another origin" : "");
     }
+    size_t held = 0;
+    if (r == 0 && m->witnesses != NULL &&
+        dems_witness_policy_check(m->witnesses, (const char *)note.data, note.len, &held) < 0) {
+        fail(m, EXIT_VERIFY_INVALID,
+             "witness_quorum: the checkpoint carries valid cosignatures from %zu of the "
+             "policy's %zu witnesses; the quorum is %zu",
+             held, m->witnesses->nkeys, m->witnesses->quorum);
+        r = DEMS_ECRYPTO;
+    }
     dems_buf_done(&note);
     if (r < 0)
         return DEMS_EIO;
@@ -484,7 +496,7 @@ static void flush_watched(FILE *tmp)
 }
 
 struct args {
-    const char *url, *state, *key, *token, *cacert;
+    const char *url, *state, *key, *token, *cacert, *quorum;
     struct watch watch[MAX_WATCHES];
     size_t nwatch;
 };
@@ -530,23 +542,23 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->url = o;
             continue;
         }
-        static const char *const names[] = {"state", "key", "token", "cacert", "watch"};
+        static const char *const names[] = {"state", "key", "token", "cacert", "quorum", "watch"};
         size_t k = 0;
-        while (k < 5 && strcmp(o + 2, names[k]) != 0)
+        while (k < 6 && strcmp(o + 2, names[k]) != 0)
             k++;
-        if (k == 5)
+        if (k == 6)
             return verify_usage("unknown option '%s'", o);
         if (i + 1 >= argc)
             return verify_usage("%s needs a value", o);
         const char *v = argv[++i];
-        if (k == 4) {
+        if (k == 5) {
             if (a->nwatch == MAX_WATCHES)
                 return verify_usage("at most %d --watch options", MAX_WATCHES);
             if (parse_watch(v, &a->watch[a->nwatch++]) != 0)
                 return EXIT_VERIFY_USAGE;
             continue;
         }
-        const char **slot[] = {&a->state, &a->key, &a->token, &a->cacert};
+        const char **slot[] = {&a->state, &a->key, &a->token, &a->cacert, &a->quorum};
         *slot[k] = v;
     }
     /* A token on the command line is visible to other users (ps): the
@@ -630,11 +642,21 @@ static int monitor_run(struct monitor *m, const struct args *a, FILE *out)
 int verify_monitor(int argc, char **argv)
 {
     struct args a = {0};
+    struct verify_policy pol;
+    argc = verify_policy_take(argc, argv, &pol);
+    if (argc < 0)
+        return EXIT_VERIFY_USAGE;
     int r = parse_args(argc, argv, &a);
     if (r != 0)
         return r;
-    struct monitor m = {
-        .base = a.url, .base_len = strlen(a.url), .cacert = a.cacert, .token = a.token};
+    const struct dems_witness_policy *wp = verify_policy_get(&pol, a.quorum);
+    if (wp == &verify_bad_policy)
+        return EXIT_VERIFY_USAGE;
+    struct monitor m = {.base = a.url,
+                        .base_len = strlen(a.url),
+                        .cacert = a.cacert,
+                        .token = a.token,
+                        .witnesses = wp};
     while (m.base_len > 0 && a.url[m.base_len - 1] == '/')
         m.base_len--;
     char base[1024];

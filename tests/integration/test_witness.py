@@ -276,6 +276,31 @@ def test_verify_witness_policy(c):
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
 
 
+def test_monitor_holds_the_log_to_the_witness_policy(c):
+    """dems-verify monitor with a witness policy: the tiles' checkpoint (the
+    published one) passes with the quorum its witnesses met, is refused with
+    one INVALID line for a quorum they did not, and the state is kept only
+    from the accepted run."""
+    a = c.nodes["A"]
+    state = os.path.join(a.root, "monitor.state")
+    cacert = os.path.join(a.data, "tls", "cert.pem")
+    base = [VERIFY, "monitor", a.url + "/v1/ledger/tlog", "--state", state, "--cacert", cacert,
+            "--key", c.log_vkey["A"]]
+    env = dict(os.environ, DEMS_VERIFY_TOKEN=a.tok)
+    run = lambda *args: subprocess.run([*base, *args], capture_output=True, text=True,
+                                       timeout=60, env=env)
+    # A's own witness key never cosigns A: one policy key at most holds.
+    r = run("--witness", c.wit_vkey["A"], "--witness", c.wit_vkey["B"], "--quorum", "2")
+    assert r.returncode == 1 and r.stdout.startswith("INVALID: witness_quorum"), (r.stdout,
+                                                                                    r.stderr)
+    assert r.stdout.count("\n") == 1 and not os.path.exists(state), r.stdout
+    r = run(*policy(c, 2))
+    assert r.returncode == 0 and r.stdout.startswith("OK"), (r.stdout, r.stderr)
+    assert os.path.exists(state)
+    r = run("--quorum", "1")
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+
+
 def policy(c, quorum):
     return sum((["--witness", c.wit_vkey[w]] for w in "BCD"), []) + ["--quorum", str(quorum)]
 
