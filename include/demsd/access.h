@@ -21,6 +21,9 @@
  *  - material the public submitted through a link of a case they are a
  *    current member of (triage), until it is disposed of.
  * Removed exhibits and members give nothing.
+ * The same rule with share_cond "vs.can_download" is the SQL function
+ * dems_may_download (migrations/0029_ledger_append_fast.sql, used by
+ * downloads): a change here is made there too.
  */
 #define DEMS_SEES_SQL(id, uid, all, share_cond)                                                    \
     "(" all "::boolean OR EXISTS (SELECT 1 FROM uploads vu WHERE vu.evidence_id = " id             \

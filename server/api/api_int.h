@@ -45,8 +45,13 @@ bool api_get_int(struct dems_req *req, const char *key, int64_t min, int64_t max
 #define API_SEES_SQL(id, uid, all, share_cond) DEMS_SEES_SQL(id, uid, all, share_cond)
 /* Sees at all (metadata, previews). */
 #define API_VISIBLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "true")
-/* May read the original: a prosecutor needs a share with download rights. */
-#define API_DOWNLOADABLE_SQL(id, uid, all) API_SEES_SQL(id, uid, all, "vs.can_download")
+/*
+ * May read the original: a prosecutor needs a share with download rights.
+ * API_SEES_SQL(id, uid, all, "vs.can_download") as a function (migration
+ * 0029), whose plan is not set up with the caller's on every execution.
+ */
+#define API_DOWNLOADABLE_SQL(id, uid, all)                                                         \
+    "dems_may_download(" id ", " uid "::bigint, " all "::boolean)"
 /*
  * True when a share that covered the artefact for prosecutor uid has been
  * revoked or has expired: such a refusal answers 403 share_ended rather

@@ -744,6 +744,109 @@ def test_app_role_appends_only_through_checked_functions(c):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ledger_append_refuses_each_inconsistency(c):
+    """Every refusal of ledger_append (migrations 0011 and 0029), each on its
+    own, with the message that names it: beside the cases above, entry bytes
+    whose artefact, v, actor, payload or time is wrong, bytes that are not
+    JSON, arrays of different lengths, an empty batch, an older key, a
+    misplaced subtree, and a wrong hash of a level-1 subtree (whose left half
+    is stored, its right half in the batch) and of a second entry's leaf. A
+    batch that is right in every part but its signatures (which only
+    dems-verify checks) is not refused: it is rolled back here."""
+    while True:  # head 4k + 1: one more entry completes levels 0 and 1, a second level 0
+        head = int(c.srv.psql("SELECT size FROM ledger_head")[1])
+        if head % 4 == 1:
+            break
+        upload(c, os.urandom(100))
+    wait_checkpoint(c, head)
+    assert int(c.srv.psql("SELECT size FROM ledger_head")[1]) == head
+    kid = int(c.srv.psql("SELECT max(id) FROM ledger_keys")[1])
+    left = bytes.fromhex(c.srv.psql(f"SELECT encode(hash, 'hex') FROM ledger_subtrees "
+                                    f"WHERE level = 0 AND start = {head - 1}")[1])
+    art = "ab" * 32
+
+    def entry(seq, **extra):
+        e = {"actor": {"id": "x", "kind": "user"}, "artefact": art, "payload": {}, "seq": seq,
+             "time": "2026-01-01T00:00:00.000Z", "type": "VIEWED", "v": 1}
+        e.update(extra)
+        return json.dumps(e, separators=(",", ":"), sort_keys=True).encode()
+
+    def leaf(data):
+        return hashlib.sha256(b"\0" + data).digest()
+
+    def node(a, b):
+        return hashlib.sha256(b"\1" + a + b).digest()
+
+    def batch(datas, leaves=None, subtrees=None, key=kid, types=None, arts=None, rollback=False):
+        leaves = leaves or [leaf(d) for d in datas]
+        if subtrees is None:  # the right ones for 1 or 2 entries after the head
+            subtrees = [(0, head, leaves[0]), (1, head - 1, node(left, leaves[0]))]
+            if len(datas) > 1:
+                subtrees.append((0, head + 1, leaves[1]))
+        types = types or ["VIEWED"] * len(datas)
+        arts = arts or [art] * len(datas)
+        arr = lambda xs, t: "ARRAY[" + ",".join(xs) + "]::" + t  # noqa: E731
+        q = lambda xs: ["NULL" if x is None else f"'{x}'" for x in xs]  # noqa: E731
+        sql = ("SELECT ledger_append("
+               f"{arr([str(head + i) for i in range(len(datas))], 'bigint[]')}, "
+               f"{arr(q(types), 'text[]')}, {arr(q(arts), 'text[]')}, {key}, "
+               f"{arr(q([d.hex() for d in datas]), 'text[]')}, "
+               f"{arr(q([x.hex() for x in leaves]), 'text[]')}, "
+               f"{arr(q(['00' * 64] * len(datas)), 'text[]')}, "
+               f"{arr([str(v) for v, _, _ in subtrees], 'smallint[]')}, "
+               f"{arr([str(s) for _, s, _ in subtrees], 'bigint[]')}, "
+               f"{arr(q([h.hex() for _, _, h in subtrees]), 'text[]')})")
+        if not rollback:
+            return c.srv.psql(sql, user="dems_app")
+        r = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                            c.srv.conninfo("dems_app"), "-c", "BEGIN", "-c", sql, "-c",
+                            "ROLLBACK"], capture_output=True, text=True)
+        return r.returncode, r.stdout.strip(), r.stderr.strip()
+
+    e0, e1 = entry(head), entry(head + 1)
+    good = [(0, head, leaf(e0)), (1, head - 1, node(left, leaf(e0))), (0, head + 1, leaf(e1))]
+    cases = {
+        "another artefact": (batch([entry(head, artefact="cd" * 32)]), "does not match"),
+        "no artefact": (batch([e0], arts=[None]), "does not match"),
+        "v 2": (batch([entry(head, v=2)]), "does not match"),
+        "actor not an object": (batch([entry(head, actor="x")]), "does not match"),
+        "payload not an object": (batch([entry(head, payload=[])]), "does not match"),
+        "time not a string": (batch([entry(head, time=1)]), "does not match"),
+        "bytes not JSON": (batch([b"not json"]), "json"),
+        "second entry's leaf": (batch([e0, e1], leaves=[leaf(e0), leaf(b"x")]),
+                                "does not match"),
+        "second entry's type": (batch([e0, e1], types=["VIEWED", "DOWNLOADED"]),
+                                "does not match"),
+        "older key": (batch([e0], key=0), "older than"),
+        "level-1 subtree hash": (batch([e0], subtrees=[(0, head, leaf(e0)),
+                                                        (1, head - 1, node(leaf(e0), left))]),
+                                 "subtree hash"),
+        "subtree of two entries' batch": (batch([e0, e1], subtrees=good[:2] + [(0, head + 1,
+                                                                                  leaf(e0))]),
+                                          "subtree hash"),
+        "misplaced subtree": (batch([e0], subtrees=[(0, head, leaf(e0)),
+                                                     (1, head, node(left, leaf(e0)))]),
+                              "not the subtrees"),
+        "a subtree given twice": (batch([e0, e1], subtrees=good[:2] + [good[0]]),
+                                  "duplicate key"),
+    }
+    sql = (f"SELECT ledger_append(ARRAY[{head}]::bigint[], ARRAY['VIEWED', 'VIEWED'], "
+           f"ARRAY[NULL]::text[], {kid}, ARRAY['{e0.hex()}'], ARRAY['{leaf(e0).hex()}'], "
+           f"ARRAY['{'00' * 64}'], ARRAY[]::smallint[], ARRAY[]::bigint[], ARRAY[]::text[])")
+    cases["arrays of different lengths"] = (c.srv.psql(sql, user="dems_app"), "different lengths")
+    sql = ("SELECT ledger_append(ARRAY[]::bigint[], ARRAY[]::text[], ARRAY[]::text[], "
+           f"{kid}, ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::text[], ARRAY[]::smallint[], "
+           "ARRAY[]::bigint[], ARRAY[]::text[])")
+    cases["empty batch"] = (c.srv.psql(sql, user="dems_app"), "different lengths")
+    for what, ((rc, _, err), says) in cases.items():
+        assert rc != 0 and "ledger_append" in err and says in err, (what, err)
+    # The same batches with nothing wrong are taken (and rolled back here).
+    for datas in ([e0], [e0, e1]):
+        rc, out, err = batch(datas, rollback=True)
+        assert rc == 0 and str(head + len(datas)) in out, (len(datas), out, err)
+    assert int(c.srv.psql("SELECT size FROM ledger_head")[1]) == head
+
+
 def test_wrong_master_key_refuses_start(c):
     assert c.srv.stop() == 0
     key = os.path.join(c.srv.data, "keys", "master.key")
