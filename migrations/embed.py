@@ -32,13 +32,10 @@ def main() -> int:
             print(f"embed.py: bad migration file name {base}", file=sys.stderr)
             return 1
         version = int(m.group(1))
-        # Numbers increase; they may skip one that a branch developed beside
-        # this one holds (server/db/migrate.c finds migrations by number).
-        if version < expect:
-            print(f"embed.py: migration {base}: expected a number from {expect:04d}",
-                  file=sys.stderr)
+        if version != expect:
+            print(f"embed.py: migration {base}: expected number {expect:04d}", file=sys.stderr)
             return 1
-        expect = version + 1
+        expect += 1
         data = open(f, "rb").read()
         # The licence line is not part of the migration: stripping it keeps
         # the SQL (and so the checksum recorded by databases that applied the

@@ -7,8 +7,6 @@
  * schema_migrations. An applied migration whose text has changed, or a
  * database newer than this binary, refuses start.
  */
-#include <stdbool.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +36,8 @@ static int exec_ok(PGconn *db, const char *sql, char *err, size_t errlen)
     return r;
 }
 
-/* The index of migration version v in the embedded list, or -1. */
-static long find_version(uint64_t v)
-{
-    for (unsigned long i = 0; i < dems_nmigrations; i++)
-        if ((uint64_t)dems_migrations[i].version == v)
-            return (long)i;
-    return -1;
-}
-
-/*
- * Checks applied rows against the embedded list; counts the applied ones
- * and, when done is not NULL (dems_nmigrations flags), marks them. Numbers
- * increase but may skip (branches developed side by side each take one), so
- * a migration is found by its number, not its place in the list.
- */
-static int check_applied(PGconn *db, size_t *ret_applied, bool *done, char *err, size_t errlen)
+/* Checks applied rows against the embedded list; counts the applied ones. */
+static int check_applied(PGconn *db, size_t *ret_applied, char *err, size_t errlen)
 {
     PGresult *res = PQexec(db, "SELECT version, sha256 FROM schema_migrations ORDER BY version");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -66,21 +50,18 @@ static int check_applied(PGconn *db, size_t *ret_applied, bool *done, char *err,
     for (int i = 0; i < rows && r == 0; i++) {
         const char *text = PQgetvalue(res, i, 0);
         uint64_t v = 0;
-        long at = dems_parse_u64(text, strlen(text), 1000000, &v) < 0 ? -1 : find_version(v);
-        if (at < 0) {
+        if (dems_parse_u64(text, strlen(text), 1000000, &v) < 0 || v < 1 || v > dems_nmigrations) {
             snprintf(err, errlen,
-                     "migrate: the database has migration %s, which this demsd does not know "
-                     "(it knows %lu); upgrade demsd",
+                     "migrate: the database has migration %s, newer than this demsd knows "
+                     "(%lu); upgrade demsd",
                      text, dems_nmigrations);
             r = DEMS_ECONFLICT;
-        } else if (strcmp(PQgetvalue(res, i, 1), dems_migrations[at].sha256) != 0) {
+        } else if (strcmp(PQgetvalue(res, i, 1), dems_migrations[v - 1].sha256) != 0) {
             snprintf(err, errlen,
                      "migrate: migration %04d_%s was changed after it was applied "
                      "(checksum mismatch)",
-                     dems_migrations[at].version, dems_migrations[at].name);
+                     dems_migrations[v - 1].version, dems_migrations[v - 1].name);
             r = DEMS_ECONFLICT;
-        } else if (done != NULL) {
-            done[at] = true;
         }
     }
     *ret_applied = (size_t)rows;
@@ -149,17 +130,10 @@ int dems_migrate_run(PGconn *db, const char *app_role, char *err, size_t errlen)
         r = exec_ok(db, sql, err, errlen);
     }
     size_t applied = 0;
-    bool *done = calloc(dems_nmigrations, sizeof(*done));
-    if (r == 0 && done == NULL) {
-        snprintf(err, errlen, "migrate: out of memory");
-        r = DEMS_ENOMEM;
-    }
     if (r == 0)
-        r = check_applied(db, &applied, done, err, errlen);
-    for (size_t i = 0; r == 0 && i < dems_nmigrations; i++)
-        if (!done[i])
-            r = apply_one(db, &dems_migrations[i], app_role, err, errlen);
-    free(done);
+        r = check_applied(db, &applied, err, errlen);
+    for (size_t i = applied; r == 0 && i < dems_nmigrations; i++)
+        r = apply_one(db, &dems_migrations[i], app_role, err, errlen);
     char ignored[8];
     exec_ok(db, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", ignored, sizeof(ignored));
     return r;
@@ -175,7 +149,7 @@ char *dems_migrate_status(PGconn *db)
     PQclear(res);
     if (!exists)
         return strdup("no migrations applied");
-    if (check_applied(db, &applied, NULL, err, sizeof(err)) < 0)
+    if (check_applied(db, &applied, err, sizeof(err)) < 0)
         return strdup(err);
     if (applied < dems_nmigrations) {
         snprintf(err, sizeof(err), "%zu of %lu migrations applied", applied, dems_nmigrations);
