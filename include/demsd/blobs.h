@@ -153,18 +153,6 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
 int dems_blob_open_file(const char *path, const uint8_t master[static 32], struct dems_blob **ret);
 
 /*
- * The same as dems_blob_open, without ever waiting for the disk, for an
- * event-loop thread: a local blob file of at most max bytes whose path and
- * bytes are all in the kernel's caches (openat2 RESOLVE_CACHED, preadv2
- * RWF_NOWAIT) is read whole into memory and opened from there. Returns 0,
- * DEMS_ECRYPTO (bad header or key), DEMS_ENOMEM, or DEMS_EAGAIN for
- * anything else (not cached, larger, missing, an object store): then
- * dems_blob_open, on the work pool, decides.
- */
-int dems_blob_open_cached(const char *data_dir, const uint8_t master[static 32], const char *id,
-                          size_t max, struct dems_blob **ret);
-
-/*
  * Decrypts the next chunk into out (DEMS_BLOB_CHUNK bytes). Returns the
  * number of bytes (0 at the end), or DEMS_ECRYPTO when the file was altered
  * or truncated, DEMS_EIO.

@@ -10,7 +10,6 @@
 #ifndef DEMSD_METRICS_H
 #define DEMSD_METRICS_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,9 +29,6 @@ void dems_metrics_bytes(uint64_t in, uint64_t out);
 
 /* One durable ledger commit of entries entries that took seconds. */
 void dems_metrics_ledger_commit(double seconds, size_t entries);
-
-/* A download's first piece read: on its loop (a small blob in the page cache) or the pool. */
-void dems_metrics_first_read(bool on_loop);
 
 /* Database pool: queries waiting for a connection (+1 queued, -1 taken). */
 void dems_metrics_db_waiting(int delta);

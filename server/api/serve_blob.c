@@ -24,13 +24,10 @@
 #include "demsd/core.h"
 #include "demsd/ledger.h"
 #include "demsd/log.h"
-#include "demsd/metrics.h"
 
 #include "api_int.h"
 
 #define PIECE (4 * DEMS_BLOB_CHUNK) /* plaintext bytes decrypted per work item, at most */
-/* A blob file of one chunk, read and decrypted on the loop when cached (read_first). */
-#define SMALL_BLOB (DEMS_BLOB_HEADER_LEN + DEMS_BLOB_CIPHER_CHUNK)
 
 static void download_free(void *data)
 {
@@ -152,24 +149,11 @@ static void first_done(void *arg)
 }
 
 /*
- * Opens the blob and decrypts the range's first piece, now, so that it is
- * ready when the answer may start. Nothing is sent. A blob of one chunk
- * whose file is all in the kernel's caches is read here, on the loop: a
- * round trip through the work pool (two thread wake-ups) costs more than
- * decrypting 64 KiB. Anything else, or anything that would wait for the
- * disk, goes to the work pool, which also answers every failure as before.
+ * Opens the blob and decrypts the range's first piece on the work pool, now,
+ * so that it is ready when the answer may start. Nothing is sent.
  */
 static void read_first(struct dems_req *req, struct api_download *d)
 {
-    const struct dems_server *srv = dems_req_loop(req)->srv;
-    if (dems_blob_open_cached(srv->cfg->data_dir, srv->master_key, d->blob_id, SMALL_BLOB,
-                              &d->blob) == 0) {
-        dems_metrics_first_read(true);
-        decrypt_work(req);
-        d->first_ready = true;
-        return;
-    }
-    dems_metrics_first_read(false);
     d->busy = true;
     dems_req_ref(req);
     if (dems_work_submit(dems_req_loop(req), decrypt_work, first_done, req) < 0) {

@@ -41,7 +41,6 @@ static struct {
     uint64_t bytes_in, bytes_out;
     uint64_t ledger_bucket[NBUCKETS + 1];
     uint64_t ledger_sum_us, ledger_entries;
-    uint64_t first_reads_loop, first_reads_pool;
     int64_t db_waiting;
     uint64_t workers_alive, workers_configured, worker_restarts;
     int64_t started;
@@ -101,11 +100,6 @@ void dems_metrics_bytes(uint64_t in, uint64_t out)
         ADD(&m.bytes_in, in);
     if (out != 0)
         ADD(&m.bytes_out, out);
-}
-
-void dems_metrics_first_read(bool on_loop)
-{
-    ADD(on_loop ? &m.first_reads_loop : &m.first_reads_pool, 1);
 }
 
 void dems_metrics_ledger_commit(double seconds, size_t entries)
@@ -256,11 +250,6 @@ int dems_metrics_render(struct dems_buf *b, const struct dems_route *routes, siz
         r = histogram(b, "dems_ledger_commit_seconds", "", m.ledger_bucket, m.ledger_sum_us);
     if (r == 0)
         r = put(b,
-                "# HELP dems_download_first_reads_total Downloads' first pieces read, on the "
-                "event loop (a small blob in the page cache) or on the work pool.\n"
-                "# TYPE dems_download_first_reads_total counter\n"
-                "dems_download_first_reads_total{where=\"loop\"} %" PRIu64 "\n"
-                "dems_download_first_reads_total{where=\"pool\"} %" PRIu64 "\n"
                 "# HELP dems_ledger_committed_entries_total Entries this process committed.\n"
                 "# TYPE dems_ledger_committed_entries_total counter\n"
                 "dems_ledger_committed_entries_total %" PRIu64 "\n"
@@ -279,8 +268,7 @@ int dems_metrics_render(struct dems_buf *b, const struct dems_route *routes, siz
                 "# HELP dems_process_start_time_seconds When this process started.\n"
                 "# TYPE dems_process_start_time_seconds gauge\n"
                 "dems_process_start_time_seconds %" PRId64 "\n",
-                GET(&m.first_reads_loop), GET(&m.first_reads_pool), GET(&m.ledger_entries),
-                GET(&m.db_waiting), GET(&m.workers_alive), GET(&m.workers_configured),
-                GET(&m.worker_restarts), m.started);
+                GET(&m.ledger_entries), GET(&m.db_waiting), GET(&m.workers_alive),
+                GET(&m.workers_configured), GET(&m.worker_restarts), m.started);
     return r;
 }

@@ -7,14 +7,11 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "dems/crypto.h"
@@ -444,28 +441,19 @@ static ssize_t src_read(struct dems_blob *b, uint8_t *p, size_t n)
     return (ssize_t)got;
 }
 
-/*
- * Opens a blob whose file is fd (>= 0); with fd -1, the whole file already
- * read into mem (mem_len bytes, owned from here on) or, without mem, the
- * object key.
- */
-static int open_blob(int fd, const char *key, uint8_t *mem, size_t mem_len,
-                     const uint8_t master[static 32], struct dems_blob **ret)
+/* Opens a blob whose file is fd (>= 0) or, with fd -1, the object key. */
+static int open_blob(int fd, const char *key, const uint8_t master[static 32],
+                     struct dems_blob **ret)
 {
     struct dems_blob *b = calloc(1, sizeof(*b));
     if (b == NULL) {
         if (fd >= 0)
             close(fd);
-        free(mem);
         return DEMS_ENOMEM;
     }
     b->fd = fd;
     int r = 0;
-    if (mem != NULL) { /* src_read serves the window, then the end */
-        b->win = mem;
-        b->win_len = mem_len;
-        b->remote_eof = true;
-    } else if (fd < 0) {
+    if (fd < 0) {
         snprintf(b->key, sizeof(b->key), "%s", key);
         b->win = malloc(REMOTE_WINDOW);
         if (b->win == NULL)
@@ -499,7 +487,7 @@ int dems_blob_open(const char *data_dir, const uint8_t master[static 32], const 
     char path[PATH_MAX + 80];
     if (remote != NULL) {
         blob_key(id, path, sizeof(path));
-        return open_blob(-1, path, NULL, 0, master, ret);
+        return open_blob(-1, path, master, ret);
     }
     blob_path(data_dir, id, path, sizeof(path), false);
     return dems_blob_open_file(path, master, ret);
@@ -510,37 +498,7 @@ int dems_blob_open_file(const char *path, const uint8_t master[static 32], struc
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? DEMS_ENOTFOUND : DEMS_EIO;
-    return open_blob(fd, NULL, NULL, 0, master, ret);
-}
-
-int dems_blob_open_cached(const char *data_dir, const uint8_t master[static 32], const char *id,
-                          size_t max, struct dems_blob **ret)
-{
-    if (remote != NULL)
-        return DEMS_EAGAIN;
-    char path[PATH_MAX + 80];
-    blob_path(data_dir, id, path, sizeof(path), false);
-    /* The path's lookup from the dentry cache only (EAGAIN when it would
-     * read the disk), and the file's bytes from the page cache only. */
-    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_CACHED};
-    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
-    if (fd < 0)
-        return DEMS_EAGAIN;
-    struct stat st;
-    uint8_t *mem = NULL;
-    ssize_t n = -1;
-    if (fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size <= max &&
-        (mem = malloc((size_t)st.st_size + 1)) != NULL) {
-        /* One byte more than its size: a file that grew is not taken whole. */
-        struct iovec iov = {.iov_base = mem, .iov_len = (size_t)st.st_size + 1};
-        n = preadv2(fd, &iov, 1, 0, RWF_NOWAIT);
-    }
-    close(fd);
-    if (n != (ssize_t)st.st_size) {
-        free(mem);
-        return DEMS_EAGAIN;
-    }
-    return open_blob(-1, "", mem, (size_t)n, master, ret);
+    return open_blob(fd, NULL, master, ret);
 }
 
 long dems_blob_read(struct dems_blob *b, uint8_t out[static DEMS_BLOB_CHUNK])

@@ -152,55 +152,6 @@ def test_download_is_ledgered_and_ranged(c):
     assert c.srv.request("GET", "/v1/evidence/xyz/content", token=c.tok)[0] == 404
 
 
-def first_reads(c):
-    """dems_download_first_reads_total by where: {"loop": n, "pool": n}."""
-    st, body, _ = c.srv.request("GET", "/metrics", token=c.tok)
-    assert st == 200, st
-    text = body.decode() if isinstance(body, bytes) else body
-    return {m.group(1): int(m.group(2)) for m in
-            re.finditer(r'^dems_download_first_reads_total\{where="(\w+)"\} (\d+)$', text, re.M)}
-
-
-def test_small_cached_blob_is_read_on_the_loop(c):
-    """A blob of one chunk whose file is in the page cache is read and
-    decrypted on the request's loop, without the work pool's round trip
-    (server/api/serve_blob.c, read_first); the same bytes, ranges and
-    refusals as the pool gives. A larger blob still goes to the pool."""
-    small = os.urandom(65_536)  # exactly one chunk: the largest read on the loop
-    sha, _ = upload(c, small, "small.bin")
-    url = f"/v1/evidence/{sha}/content"
-    c.srv.request("GET", url, token=c.tok)  # its file is in the page cache from here on
-    before = first_reads(c)
-    st, body, _ = c.srv.request("GET", url, token=c.tok)
-    assert st == 200 and body == small
-    st, body, r = c.srv.request("GET", url, token=c.tok, headers={"Range": "bytes=100-299"})
-    assert st == 206 and body == small[100:300], (st, len(body))
-    after = first_reads(c)
-    assert after["loop"] - before["loop"] == 2 and after["pool"] == before["pool"], (before, after)
-    # A blob of two chunks goes to the pool.
-    big = os.urandom(65_537)
-    sha2, _ = upload(c, big, "two-chunks.bin")
-    st, body, _ = c.srv.request("GET", f"/v1/evidence/{sha2}/content", token=c.tok)
-    assert st == 200 and body == big
-    last = first_reads(c)
-    assert last["pool"] - after["pool"] == 1 and last["loop"] == after["loop"], (after, last)
-    # A damaged small blob is refused on the loop as on the pool, and the
-    # server goes on; the good bytes back, it is served again.
-    path = os.path.join(c.srv.data, "blobs", sha[:2], sha)
-    good = open(path, "rb").read()
-    raw = bytearray(good)
-    raw[len(raw) // 2] ^= 0x01
-    open(path, "wb").write(bytes(raw))
-    try:
-        st, body, _ = c.srv.request("GET", url, token=c.tok)
-        assert st == 500 and body["code"] == "blob_unreadable", (st, body)
-    finally:
-        open(path, "wb").write(good)
-    assert c.srv.request("GET", "/healthz")[0] == 200
-    st, body, _ = c.srv.request("GET", url, token=c.tok)
-    assert st == 200 and body == small
-
-
 def statements_during(c, fn):
     """The SQL statements PostgreSQL ran while fn() did (log_statement = all for the
     time being), as the texts logged, and fn's result."""
