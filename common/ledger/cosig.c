@@ -89,24 +89,11 @@ int dems_cosig_sign(const struct dems_ledger_key *k, const char *text, size_t le
 int dems_cosig_check_line(const char *line, size_t len, const char *text, size_t text_len,
                           const struct dems_note_verifier *v, uint64_t *ret_timestamp)
 {
-    size_t plen = strlen(SIG_PREFIX);
     uint8_t blob[128];
     size_t blen = 0;
-
-    if (len < plen || memcmp(line, SIG_PREFIX, plen) != 0)
-        return DEMS_EINVAL;
-    line += plen;
-    len -= plen;
-    const char *sp = memchr(line, ' ', len);
-    if (sp == NULL)
-        return DEMS_EINVAL;
-    size_t nlen = (size_t)(sp - line);
-    if (!ledger_note_name_valid(line, nlen) ||
-        ledger_b64_decode(sp + 1, len - nlen - 1, blob, sizeof(blob), &blen) < 0 || blen < 5)
-        return DEMS_EINVAL;
-    if (nlen != strlen(v->name) || memcmp(line, v->name, nlen) != 0 ||
-        memcmp(blob, v->keyhash, 4) != 0)
-        return 0;
+    int r = ledger_sig_line_open(line, len, v, blob, &blen);
+    if (r <= 0)
+        return r;
     if (blen != BLOB_LEN)
         return DEMS_ECRYPTO;
     uint64_t ts = 0;
@@ -114,7 +101,7 @@ int dems_cosig_check_line(const char *line, size_t len, const char *text, size_t
         ts = ts << 8 | blob[4 + i];
     struct dems_buf msg;
     dems_buf_init(&msg, DEMS_NOTE_MAX_BYTES + 64);
-    int r = message(text, text_len, ts, &msg);
+    r = message(text, text_len, ts, &msg);
     if (r == 0)
         r = crypto_sign_verify_detached(blob + 12, msg.data, msg.len, v->pk) == 0 ? 1
                                                                                   : DEMS_ECRYPTO;

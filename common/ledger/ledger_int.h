@@ -25,6 +25,16 @@ struct dems_ledger_key {
 /* Signed-note key names: non-empty UTF-8, no white space, no '+', no controls. */
 bool ledger_note_name_valid(const char *s, size_t len);
 
+/*
+ * Opens one signature line of a note ("— <name> <base64>", without its
+ * newline) for verifier v: 1 when it names v's key (its decoded bytes, key
+ * hash first, in blob, their count in *ret_blen), 0 when it is another
+ * key's, DEMS_EINVAL when malformed. Shared by the log's signatures
+ * (note.c) and witnesses' cosignatures (cosig.c).
+ */
+int ledger_sig_line_open(const char *line, size_t len, const struct dems_note_verifier *v,
+                         uint8_t blob[static 128], size_t *ret_blen);
+
 /* Note text: non-empty UTF-8 ending in a newline, no control character but newline. */
 bool ledger_note_text_valid(const char *t, size_t len);
 

@@ -234,12 +234,10 @@ int dems_note_sign(const struct dems_ledger_key *k, const char *text, size_t len
  * valid signature by v, 0 when it is another key's, DEMS_ECRYPTO when it is
  * v's but does not verify, DEMS_EINVAL when malformed.
  */
-static int check_sig_line(const char *line, size_t len, const char *text, size_t text_len,
-                          const struct dems_note_verifier *v)
+int ledger_sig_line_open(const char *line, size_t len, const struct dems_note_verifier *v,
+                         uint8_t blob[static 128], size_t *ret_blen)
 {
     size_t plen = strlen(SIG_PREFIX);
-    uint8_t blob[128];
-    size_t blen = 0;
 
     if (len < plen || memcmp(line, SIG_PREFIX, plen) != 0)
         return DEMS_EINVAL;
@@ -250,11 +248,22 @@ static int check_sig_line(const char *line, size_t len, const char *text, size_t
         return DEMS_EINVAL;
     size_t nlen = (size_t)(sp - line);
     if (!ledger_note_name_valid(line, nlen) ||
-        ledger_b64_decode(sp + 1, len - nlen - 1, blob, sizeof(blob), &blen) < 0 || blen < 5)
+        ledger_b64_decode(sp + 1, len - nlen - 1, blob, 128, ret_blen) < 0 || *ret_blen < 5)
         return DEMS_EINVAL;
     if (nlen != strlen(v->name) || memcmp(line, v->name, nlen) != 0 ||
         memcmp(blob, v->keyhash, 4) != 0)
         return 0;
+    return 1;
+}
+
+static int check_sig_line(const char *line, size_t len, const char *text, size_t text_len,
+                          const struct dems_note_verifier *v)
+{
+    uint8_t blob[128];
+    size_t blen = 0;
+    int r = ledger_sig_line_open(line, len, v, blob, &blen);
+    if (r <= 0)
+        return r;
     if (blen != 4 + crypto_sign_BYTES ||
         crypto_sign_verify_detached(blob + 4, (const uint8_t *)text, text_len, v->pk) != 0)
         return DEMS_ECRYPTO;
