@@ -52,6 +52,8 @@ static void answer_text(struct dems_req *req, int status, const char *text)
 {
     char line[300];
     int n = snprintf(line, sizeof(line), "%s\n", text);
+    if (n < 0 || (size_t)n >= sizeof(line)) /* cut, never read past the buffer */
+        n = (int)sizeof(line) - 1;
     dems_resp_bytes(req, status, "text/plain; charset=utf-8", line, (size_t)n);
 }
 
